@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: a virtual environment in .venv with everything the
+# project, its tests and its demo need. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if [ ! -f .venv/.setup-done ] || [ pyproject.toml -nt .venv/.setup-done ]; then
+  # torch first and pinned, so that no dependency pulls a multi-GB CUDA build.
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q "torch==2.13.0"
+  .venv/bin/pip install -q -e ".[dev,moabb,web,stream,eval]"
+  # spkit ships a real 14-channel Emotiv recording; its own dependencies are not needed to read it.
+  .venv/bin/pip install -q --no-deps "spkit==0.0.9.7"
+  touch .venv/.setup-done
+fi

@@ -1,0 +1,5 @@
+import sys
+
+from dreamdiffusion.cli import main
+
+sys.exit(main())

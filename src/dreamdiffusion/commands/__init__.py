@@ -1,0 +1,14 @@
+"""CLI command groups. Each module defines ``register(app)``; keep them thin wrappers."""
+
+from dreamdiffusion.commands import (  # noqa: F401
+    app_cmd,
+    data,
+    demo,
+    evaluate,
+    finetune,
+    generate,
+    pretrain,
+    stream,
+)
+
+ALL_COMMAND_MODULES = [data, pretrain, finetune, generate, evaluate, demo, app_cmd, stream]

@@ -1,0 +1,7 @@
+"""CLI: data (to be filled in)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

@@ -1,0 +1,293 @@
+"""Stage A model: masked signal modeling (MSM) over temporal EEG tokens.
+
+The paper's tokenizer (Bai et al. 2023, Sec. 3.2; reference ``code/sc_mbm/mae_for_eeg.py``):
+a Conv1d with kernel = stride = ``patch_size`` (4) over *all* channels turns a window of
+``n_chans x n_times`` (128 x 512) into ``n_times / patch_size`` (128) time tokens. A share of the
+tokens (best: 0.75) is masked, the encoder sees only the visible ones (as in MAE), and a lighter
+decoder reconstructs the masked tokens in the time domain. The loss covers masked tokens only.
+
+Pure model file: no data reading, no training loop. Shapes are commented as ``[B, N, D]``
+(batch, tokens, width). Attention runs on ``torch.nn.functional.scaled_dot_product_attention``
+so PyTorch picks the fused kernel (flash / memory-efficient) where the hardware has one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+# The paper's window: 440 ms of EEG stretched to 512 samples, i.e. a model rate of 512 / 0.44 s.
+PAPER_SFREQ = 512 / 0.44
+
+# Size presets. `paper` is the reference code's encoder (about 152M parameters: 24 blocks of
+# width 1024 with MLP ratio 1.0); `small` is the 2-layer encoder of the paper's ablation;
+# `tiny` trains in seconds on a CPU (tests and the demo).
+PRESETS: dict[str, dict] = {
+    "paper": dict(embed_dim=1024, depth=24, num_heads=16, mlp_ratio=1.0,
+                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    "small": dict(embed_dim=1024, depth=2, num_heads=16, mlp_ratio=1.0,
+                  decoder_embed_dim=512, decoder_depth=2, decoder_num_heads=16),
+    "tiny": dict(embed_dim=64, depth=2, num_heads=4, mlp_ratio=2.0,
+                 decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4),
+}
+ENCODER_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+
+
+def sincos_positions(n_positions: int, dim: int, cls_token: bool = True) -> torch.Tensor:
+    """Fixed 1-D sine-cosine positions, ``[n_positions (+1 for cls, all zeros), dim]``."""
+    if dim % 2:
+        raise ValueError(f"embedding width must be even for sine-cosine positions, got {dim}")
+    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
+    angles = np.outer(np.arange(n_positions, dtype=np.float64), omega)  # [N, D/2]
+    table = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)  # [N, D]
+    if cls_token:
+        table = np.concatenate([np.zeros((1, dim)), table], axis=0)
+    return torch.from_numpy(table).float()
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape  # [B, N, D]
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [B, H, N, D/H]
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (the timm ViT block the reference code uses)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, use_checkpointing: bool) -> torch.Tensor:
+    for blk in blocks:
+        if use_checkpointing and torch.is_grad_enabled():
+            x = checkpoint(blk, x, use_reentrant=False)
+        else:
+            x = blk(x)
+    return x
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class EEGEncoder(ModelMixin, ConfigMixin):
+    """EEG window ``[B, n_chans, n_times]`` -> tokens ``[B, n_times / patch_size, embed_dim]``.
+
+    Parameters follow braindecode: ``n_chans``, ``n_times``, ``sfreq`` (the rate the model
+    expects its input at; data are resampled to it so that a window always spans
+    ``n_times / sfreq`` seconds).
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        n_chans: int = 128,
+        n_times: int = 512,
+        sfreq: float = PAPER_SFREQ,
+        patch_size: int = 4,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 1.0,
+    ):
+        super().__init__()
+        if n_times % patch_size:
+            raise ValueError(f"n_times={n_times} is not a multiple of patch_size={patch_size}")
+        self.num_tokens = n_times // patch_size
+        # One token = patch_size samples of every channel.
+        self.patch_embed = nn.Conv1d(n_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.register_buffer("pos_embed", sincos_positions(self.num_tokens, embed_dim)[None], persistent=False)
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.gradient_checkpointing = False
+        self.apply(_init_weights)
+        w = self.patch_embed.weight.data  # as MAE: initialise the patch projection like a Linear
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+
+    def check_input(self, eeg: torch.Tensor) -> None:
+        expected = (self.config.n_chans, self.config.n_times)
+        if eeg.ndim != 3 or tuple(eeg.shape[1:]) != expected:
+            raise ValueError(
+                f"EEG input must be [batch, {expected[0]} channels, {expected[1]} samples], got {tuple(eeg.shape)}"
+            )
+
+    def embed(self, eeg: torch.Tensor) -> torch.Tensor:
+        """``[B, C, T]`` -> positioned tokens ``[B, N, D]`` (no cls token yet)."""
+        self.check_input(eeg)
+        x = self.patch_embed(eeg).transpose(1, 2)  # [B, N, D]
+        return x + self.pos_embed[:, 1:, :].to(x.dtype)
+
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepend the cls token to ``[B, n, D]`` and run the transformer: ``[B, 1 + n, D]``."""
+        cls = (self.cls_token + self.pos_embed[:, :1, :]).to(x.dtype).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        return self.norm(_run_blocks(self.blocks, x, self.gradient_checkpointing))
+
+    def forward(self, eeg: torch.Tensor) -> torch.Tensor:
+        """All tokens, cls dropped: the conditioning sequence of Stage B, ``[B, N, D]``."""
+        return self.encode_tokens(self.embed(eeg))[:, 1:, :]
+
+
+def random_masking(x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None):
+    """Per-sample random masking by shuffling (MAE). ``x``: ``[B, N, D]``.
+
+    Returns the visible tokens ``[B, n_keep, D]``, the binary mask ``[B, N]`` (1 = masked) in
+    the original order, and ``ids_restore`` ``[B, N]`` that un-shuffles.
+    """
+    b, n, d = x.shape
+    n_keep = max(1, int(round(n * (1.0 - mask_ratio))))
+    noise = torch.rand(b, n, device=x.device, generator=generator)
+    ids_shuffle = torch.argsort(noise, dim=1)  # ascending: small noise is kept
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :n_keep]
+    visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
+    mask = torch.ones(b, n, device=x.device, dtype=x.dtype)
+    mask[:, :n_keep] = 0
+    mask = torch.gather(mask, 1, ids_restore)
+    return visible, mask, ids_restore
+
+
+class MaskedSignalModel(ModelMixin, ConfigMixin):
+    """Encoder + lighter decoder trained to reconstruct masked EEG tokens (Stage A)."""
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        n_chans: int = 128,
+        n_times: int = 512,
+        sfreq: float = PAPER_SFREQ,
+        patch_size: int = 4,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 1.0,
+        decoder_embed_dim: int = 512,
+        decoder_depth: int = 8,
+        decoder_num_heads: int = 16,
+        mask_ratio: float = 0.75,
+        norm_target: bool = False,
+    ):
+        super().__init__()
+        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio)
+        n_tokens = self.encoder.num_tokens
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.register_buffer("decoder_pos_embed", sincos_positions(n_tokens, decoder_embed_dim)[None], persistent=False)
+        self.decoder_blocks = nn.ModuleList(
+            [Block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth)]
+        )
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size * n_chans)
+        self.gradient_checkpointing = False
+        for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
+            m.apply(_init_weights)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> "MaskedSignalModel":
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[preset], **overrides})
+
+    def patchify(self, eeg: torch.Tensor) -> torch.Tensor:
+        """``[B, C, T]`` -> ``[B, N, patch_size * C]``, time-major within a token (as the reference)."""
+        b, c, t = eeg.shape
+        p = self.config.patch_size
+        return eeg.transpose(1, 2).reshape(b, t // p, p * c)
+
+    def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`patchify`: ``[B, N, p * C]`` -> ``[B, C, T]``."""
+        b, n, _ = tokens.shape
+        p, c = self.config.patch_size, self.config.n_chans
+        return tokens.reshape(b, n * p, c).transpose(1, 2)
+
+    def forward_encoder(self, eeg, mask_ratio, generator=None):
+        x = self.encoder.embed(eeg)  # [B, N, D]
+        visible, mask, ids_restore = random_masking(x, mask_ratio, generator)
+        latent = self.encoder.encode_tokens(visible)  # [B, 1 + n_keep, D], encoder sees visible tokens only
+        return latent, mask, ids_restore
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        x = self.decoder_embed(latent)  # [B, 1 + n_keep, Dd]
+        b, n = ids_restore.shape
+        fill = self.mask_token.to(x.dtype).expand(b, n + 1 - x.shape[1], -1)
+        tokens = torch.cat([x[:, 1:, :], fill], dim=1)  # [B, N, Dd], still shuffled
+        tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+        x = torch.cat([x[:, :1, :], tokens], dim=1) + self.decoder_pos_embed.to(x.dtype)
+        x = self.decoder_norm(_run_blocks(self.decoder_blocks, x, self.gradient_checkpointing))
+        return self.decoder_pred(x)[:, 1:, :]  # [B, N, p * C]
+
+    def forward_loss(self, eeg: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over masked tokens only."""
+        target = self.patchify(eeg).to(pred.dtype)
+        if self.config.norm_target:  # per-token normalised targets (MAE's norm_pix_loss)
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        per_token = ((pred.float() - target.float()) ** 2).mean(dim=-1)  # [B, N]
+        return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def forward(self, eeg: torch.Tensor, mask_ratio: float | None = None, generator: torch.Generator | None = None):
+        """Returns ``(loss, pred [B, N, p*C], mask [B, N])``."""
+        ratio = self.config.mask_ratio if mask_ratio is None else mask_ratio
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {ratio}")
+        latent, mask, ids_restore = self.forward_encoder(eeg, ratio, generator)
+        pred = self.forward_decoder(latent, ids_restore)
+        return self.forward_loss(eeg, pred, mask), pred, mask
+
+    def encoder_config(self) -> dict:
+        keys = ("n_chans", "n_times", "sfreq", "patch_size") + ENCODER_KEYS
+        return {k: self.config[k] for k in keys}
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def flops_per_token_estimate(embed_dim: int, mlp_ratio: float) -> float:
+    """Forward FLOPs per token per block, ignoring attention scores (for quick sizing)."""
+    return 2 * (4 * embed_dim**2 + 2 * mlp_ratio * embed_dim**2)
+
+
+__all__ = ["EEGEncoder", "MaskedSignalModel", "PRESETS", "PAPER_SFREQ", "random_masking", "sincos_positions",
+           "count_parameters", "math"]

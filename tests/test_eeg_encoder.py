@@ -1,0 +1,55 @@
+import torch
+
+from dreamdiffusion.models.eeg_encoder import PRESETS, EEGEncoder, MaskedSignalModel, count_parameters, random_masking
+
+
+def test_paper_preset_matches_reference_size():
+    model = MaskedSignalModel.from_preset("paper")
+    n_enc = count_parameters(model.encoder)
+    # reference code: 24 x 6.30M + 0.53M patch embedding ~ 151.8M encoder, ~13.4M decoder
+    assert 151.0e6 < n_enc < 152.5e6
+    assert 13.0e6 < count_parameters(model) - n_enc < 13.8e6
+
+
+def test_masking_keeps_ratio_and_restores_order():
+    x = torch.arange(2 * 128, dtype=torch.float32).view(2, 128, 1).expand(2, 128, 3).contiguous()
+    visible, mask, ids_restore = random_masking(x, 0.75, torch.Generator().manual_seed(0))
+    assert visible.shape == (2, 32, 3)
+    assert mask.sum(1).tolist() == [96.0, 96.0]
+    # the visible tokens are exactly those the mask marks 0
+    for b in range(2):
+        kept = set(visible[b, :, 0].long().tolist())
+        assert kept == set(x[b, mask[b] == 0, 0].long().tolist())
+
+
+def test_loss_covers_masked_tokens_only():
+    torch.manual_seed(0)
+    model = MaskedSignalModel.from_preset("tiny").eval()
+    eeg = torch.randn(2, 128, 512)
+    g = torch.Generator().manual_seed(1)
+    loss, pred, mask = model(eeg, mask_ratio=0.5, generator=g)
+    # Replacing the prediction on visible tokens by anything leaves the loss unchanged.
+    pred2 = pred.clone()
+    pred2[mask == 0] = 1e3
+    assert torch.allclose(model.forward_loss(eeg, pred2, mask), loss)
+    pred3 = pred.clone()
+    pred3[mask == 1] += 1.0
+    assert not torch.allclose(model.forward_loss(eeg, pred3, mask), loss)
+
+
+def test_patchify_roundtrip():
+    model = MaskedSignalModel.from_preset("tiny")
+    eeg = torch.randn(3, 128, 512)
+    assert torch.equal(model.unpatchify(model.patchify(eeg)), eeg)
+
+
+def test_encoder_save_load_bit_exact(tmp_path):
+    enc = EEGEncoder(**{k: PRESETS["tiny"][k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")})
+    enc.save_pretrained(tmp_path / "enc")
+    files = {p.name for p in (tmp_path / "enc").iterdir()}
+    assert "config.json" in files and any(f.endswith(".safetensors") for f in files)
+    back = EEGEncoder.from_pretrained(tmp_path / "enc")
+    for (k, a), (_, b) in zip(enc.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), k
+    x = torch.randn(2, 128, 512)
+    assert torch.equal(enc.eval()(x), back.eval()(x))
