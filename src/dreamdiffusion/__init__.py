@@ -19,5 +19,6 @@ from dreamdiffusion.models.eeg_encoder import EEGEncoder, MaskedSignalModel  # n
 
 try:  # Stage B parts; present once the conditioner module exists.
     from dreamdiffusion.models.conditioner import EEGConditioner  # noqa: F401
+    from dreamdiffusion.pipeline import DreamDiffusionPipeline  # noqa: F401
 except ImportError:  # pragma: no cover
     pass

@@ -1,0 +1,248 @@
+"""Stage B conditioning: EEG tokens -> UNet cross-attention context, CLIP head, time conditioning.
+
+The paper (Bai et al. 2023, Sec. 3.3; reference ``code/dc_ldm/ldm_for_eeg.py``) replaces Stable
+Diffusion's CLIP-text context with a mapping of the pretrained EEG encoder's tokens:
+
+- token mapper: two 1x1 ``Conv1d`` over the *token* axis (N=128 -> 64 -> 77, no nonlinearity),
+  then a ``Linear`` from the encoder width to the UNet's ``cross_attention_dim``: ``[B, 77, Dx]``;
+- CLIP head: a 1x1 ``Conv1d`` N -> 1 over the raw encoder tokens, then a ``Linear`` to CLIP's
+  projection size; trained with ``1 - cos(head, CLIP image_embeds)`` against the paired image;
+- optional time conditioning: the context pooled by two 1x1 ``Conv1d`` (77 -> 38 -> 1) and
+  projected to the UNet's time-embedding width, added to the timestep embedding so that the EEG
+  also modulates every ResBlock.
+
+Design choices (documented because the paper leaves them open):
+
+- The encoder is a submodule, so a pipeline has one component ``eeg_conditioner`` that saves as
+  ``config.json`` + ``diffusion_pytorch_model.safetensors``.
+- Time conditioning is added with a forward hook on ``unet.time_embedding`` installed only for
+  the duration of a call (:meth:`EEGConditioner.conditioning`). This works with any stock
+  ``UNet2DConditionModel`` checkpoint: diffusers' ``timestep_cond`` / ``class_labels`` inputs
+  would need a UNet *config* change (``time_cond_proj_dim`` / ``class_embed_type``), i.e. a
+  different UNet than the base model.
+- A learned null-EEG context ``[77, Dx]`` (the reference has none) is what condition dropout
+  trains, so generation can use classifier-free guidance.
+
+Pure model file: no training loop, no data reading beyond ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
+from torch import nn
+
+from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
+
+logger = logging.getLogger(__name__)
+
+ENCODER_CONFIG_KEYS = ("n_chans", "n_times", "sfreq", "patch_size") + ENCODER_KEYS
+
+
+@dataclass
+class ConditionerOutput:
+    cond: torch.Tensor  # [B, num_cond_tokens, cross_attention_dim]: UNet encoder_hidden_states
+    clip_embeds: torch.Tensor  # [B, clip_dim]: compared with CLIP image_embeds
+    tokens: torch.Tensor  # [B, N, D]: the encoder's raw tokens
+
+
+class EEGConditioner(ModelMixin, ConfigMixin):
+    """EEG window ``[B, n_chans, n_times]`` -> cross-attention context, CLIP embedding, time conditioning."""
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        n_chans: int = 128,
+        n_times: int = 512,
+        sfreq: float = 512 / 0.44,
+        patch_size: int = 4,
+        embed_dim: int = 1024,
+        depth: int = 24,
+        num_heads: int = 16,
+        mlp_ratio: float = 1.0,
+        cross_attention_dim: int = 768,
+        clip_dim: int = 768,
+        num_cond_tokens: int = 77,
+        mid_tokens: int = 64,
+        time_embed_dim: int | None = 1280,
+    ):
+        super().__init__()
+        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio)
+        n_tokens = self.encoder.num_tokens
+        # Token mapper: learned mixtures over the token axis (Conv1d channels = tokens).
+        self.token_mapper = nn.Sequential(
+            nn.Conv1d(n_tokens, mid_tokens, kernel_size=1),
+            nn.Conv1d(mid_tokens, num_cond_tokens, kernel_size=1),
+        )
+        self.dim_mapper = nn.Linear(embed_dim, cross_attention_dim)
+        # CLIP head on the raw tokens (before the mapper), as the reference's `mapping`.
+        self.clip_pool = nn.Conv1d(n_tokens, 1, kernel_size=1)
+        self.clip_proj = nn.Linear(embed_dim, clip_dim)
+        if time_embed_dim:
+            half = max(1, num_cond_tokens // 2)
+            self.time_cond = nn.Sequential(
+                nn.Conv1d(num_cond_tokens, half, kernel_size=1),
+                nn.Conv1d(half, 1, kernel_size=1),
+                nn.Flatten(1),  # [B, 1, Dx] -> [B, Dx]
+                nn.Linear(cross_attention_dim, time_embed_dim),
+            )
+        else:
+            self.time_cond = None
+        # Learned "no EEG" context for condition dropout and classifier-free guidance.
+        self.null_cond = nn.Parameter(torch.randn(num_cond_tokens, cross_attention_dim) * 0.02)
+
+    # ----------------------------------------------------------------- construction helpers
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder: EEGEncoder | str | os.PathLike,
+        cross_attention_dim: int,
+        clip_dim: int,
+        time_embed_dim: int | None = None,
+        **kwargs,
+    ) -> "EEGConditioner":
+        """A conditioner around a pretrained encoder (an ``EEGEncoder`` or its folder)."""
+        if not isinstance(encoder, EEGEncoder):
+            encoder = load_encoder(encoder)
+        enc_cfg = {k: encoder.config[k] for k in ENCODER_CONFIG_KEYS}
+        model = cls(**enc_cfg, cross_attention_dim=cross_attention_dim, clip_dim=clip_dim,
+                    time_embed_dim=time_embed_dim, **kwargs)
+        model.encoder.load_state_dict(encoder.state_dict())
+        return model
+
+    @classmethod
+    def from_preset(
+        cls, preset: str, n_chans: int, n_times: int, sfreq: float, cross_attention_dim: int, clip_dim: int,
+        time_embed_dim: int | None = None, patch_size: int = 4, **kwargs,
+    ) -> "EEGConditioner":
+        """Randomly initialised encoder of a preset: the paper's no-pretraining ablation."""
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown encoder preset {preset!r}; choose one of {', '.join(PRESETS)}", preset)
+        enc = {k: PRESETS[preset][k] for k in ENCODER_KEYS}
+        return cls(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size, **enc,
+                   cross_attention_dim=cross_attention_dim, clip_dim=clip_dim, time_embed_dim=time_embed_dim,
+                   **kwargs)
+
+    # ----------------------------------------------------------------------------- forward
+    def check_eeg(self, eeg: torch.Tensor, source: str | os.PathLike | None = None) -> None:
+        """Raise :class:`ConfigError` naming ``source`` when ``eeg`` does not fit the model."""
+        n_chans, n_times = self.config.n_chans, self.config.n_times
+        if eeg.ndim != 3:
+            raise ConfigError(f"EEG must be [batch, channels, samples], got shape {tuple(eeg.shape)}", source)
+        if eeg.shape[1] != n_chans:
+            raise ConfigError(
+                f"the model expects {n_chans} EEG channels, found {eeg.shape[1]} (map the recording's channels "
+                f"onto the model's with --channel-mapping, or train a model for {eeg.shape[1]} channels)",
+                source,
+            )
+        if eeg.shape[2] != n_times:
+            raise ConfigError(
+                f"the model expects windows of {n_times} samples at {self.config.sfreq:g} Hz, found {eeg.shape[2]} "
+                f"(resample/crop the EEG to the model's input; see preprocessing.json)",
+                source,
+            )
+
+    def forward(self, eeg: torch.Tensor) -> ConditionerOutput:
+        self.check_eeg(eeg)
+        tokens = self.encoder(eeg.to(self.dtype))  # [B, N, D]
+        cond = self.dim_mapper(self.token_mapper(tokens))  # [B, 77, D] -> [B, 77, Dx]
+        clip_embeds = self.clip_proj(self.clip_pool(tokens).squeeze(1))  # [B, 1, D] -> [B, P]
+        return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
+
+    def null_condition(self, batch_size: int) -> torch.Tensor:
+        """The learned no-EEG context, ``[B, 77, Dx]``."""
+        return self.null_cond.unsqueeze(0).expand(batch_size, -1, -1)
+
+    def drop_condition(self, cond: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        """Replace the rows of ``cond`` where ``drop`` ([B] bool) is set by the null context.
+
+        ``torch.where`` keeps ``null_cond`` in the graph even when nothing is dropped, so
+        distributed training never sees it as an unused parameter.
+        """
+        null = self.null_condition(cond.shape[0]).to(cond.dtype)
+        return torch.where(drop.view(-1, 1, 1), null, cond)
+
+    def time_embedding(self, cond: torch.Tensor) -> torch.Tensor | None:
+        """Pooled context -> ``[B, time_embed_dim]`` added to the UNet's timestep embedding."""
+        if self.time_cond is None:
+            return None
+        return self.time_cond(cond)
+
+    @contextlib.contextmanager
+    def conditioning(self, unet: nn.Module, cond: torch.Tensor):
+        """While active, ``unet.time_embedding``'s output gets :meth:`time_embedding` ``(cond)`` added.
+
+        ``cond`` must be the same ``[B, 77, Dx]`` batch passed as ``encoder_hidden_states``.
+        Without time conditioning this is a no-op.
+        """
+        extra = self.time_embedding(cond)
+        if extra is None:
+            yield
+            return
+        time_embedding = getattr(unet, "time_embedding", None)
+        if time_embedding is None:
+            raise ConfigError("time conditioning needs a UNet with a `time_embedding` module "
+                              "(turn it off with --no-time-conditioning)")
+
+        def add(_module, _inputs, output):
+            if output.shape[0] != extra.shape[0]:
+                raise RuntimeError(f"time conditioning batch {extra.shape[0]} != UNet batch {output.shape[0]}")
+            return output + extra.to(output.dtype)
+
+        handle = time_embedding.register_forward_hook(add)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def encoder_config(self) -> dict:
+        return {k: self.config[k] for k in ENCODER_CONFIG_KEYS}
+
+
+def load_encoder(path: str | os.PathLike) -> EEGEncoder:
+    """An :class:`EEGEncoder` from a folder holding an ``EEGEncoder`` or a whole ``MaskedSignalModel``.
+
+    Pretraining writes either; a folder with an ``encoder/`` subfolder is accepted too.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("encoder folder not found (pass the output folder of `dreamdiffusion pretrain`, "
+                          "or --encoder none for the no-pretraining ablation)", path)
+    if path.is_dir() and not (path / "config.json").is_file():
+        for sub in ("encoder", "model", "final"):
+            if (path / sub / "config.json").is_file():
+                return load_encoder(path / sub)
+        raise ConfigError("no config.json here: not an EEG encoder folder", path)
+    config_file = path / "config.json" if path.is_dir() else path
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the encoder config: {exc}", config_file) from exc
+    class_name = config.get("_class_name")
+    missing = [k for k in ENCODER_CONFIG_KEYS if k not in config]
+    if class_name not in ("EEGEncoder", "MaskedSignalModel", "EEGConditioner") or missing:
+        raise ConfigError(
+            f"not an EEG encoder config (class {class_name!r}"
+            + (f", missing {', '.join(missing)}" if missing else "") + ")", config_file)
+    folder = config_file.parent
+    cls = {"EEGEncoder": EEGEncoder, "MaskedSignalModel": MaskedSignalModel, "EEGConditioner": EEGConditioner}[class_name]
+    try:
+        model = cls.from_pretrained(folder, low_cpu_mem_usage=False)
+    except (OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise ConfigError(f"cannot load the encoder: {str(exc).splitlines()[0]} "
+                          "(is this folder from an incompatible config or a different version?)", folder) from exc
+    return model.encoder if class_name != "EEGEncoder" else model
+
+
+__all__ = ["EEGConditioner", "ConditionerOutput", "load_encoder", "ENCODER_CONFIG_KEYS"]

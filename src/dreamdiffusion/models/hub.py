@@ -1,0 +1,115 @@
+"""Resolve ``--base`` / ``--clip``: a local folder, a Hugging Face hub id, or ``builtin-tiny``.
+
+All three go through the same ``from_pretrained`` calls: ``builtin-tiny`` is only a name for a
+local folder laid out like a Stable Diffusion repository (``unet/``, ``vae/``, ``scheduler/``)
+or a CLIP vision repository, built by :mod:`dreamdiffusion.models.builtin`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dreamdiffusion.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_NAME = "builtin-tiny"
+# owner/name with the characters the hub allows; anything else that is not a folder is an error.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError)
+
+
+@dataclass
+class BaseModel:
+    unet: "torch.nn.Module"
+    vae: "torch.nn.Module"
+    scheduler_config: dict  # the base's scheduler config (noise schedule)
+    source: str  # what the user passed
+    path: str  # the folder or hub id it resolved to
+
+
+@dataclass
+class ClipModel:
+    model: "torch.nn.Module"  # CLIPVisionModelWithProjection
+    processor: object  # its image processor
+    source: str
+    path: str
+
+
+def resolve(spec: str, kind: str) -> str:
+    """``spec`` -> a local folder or a hub id. ``kind`` is ``"base"`` or ``"clip"``."""
+    if not spec:
+        raise ConfigError(f"no --{kind} model given (a local folder, a hub id, or {BUILTIN_NAME})")
+    if spec == BUILTIN_NAME:
+        try:
+            from dreamdiffusion.models import builtin
+        except ImportError as exc:
+            raise ConfigError(f"{BUILTIN_NAME} is not available in this installation ({exc})", spec) from exc
+        return os.fspath(builtin.base_path() if kind == "base" else builtin.clip_path())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ConfigError(f"--{kind} must be a model folder, not a file", path)
+        return os.fspath(path)
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+        return spec
+    raise ConfigError(
+        f"unknown --{kind} model: no such folder, and not a hub id like owner/name (or use {BUILTIN_NAME})", spec)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_base(spec: str, torch_dtype: torch.dtype | None = None) -> BaseModel:
+    """UNet, VAE and the scheduler config of a Stable Diffusion repository."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    where = resolve(spec, "base")
+    kwargs = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
+    try:
+        unet = UNet2DConditionModel.from_pretrained(where, subfolder="unet", **kwargs)
+        vae = AutoencoderKL.from_pretrained(where, subfolder="vae", **kwargs)
+        scheduler_config = dict(DDPMScheduler.load_config(where, subfolder="scheduler"))
+    except _LOAD_ERRORS as exc:
+        raise ConfigError(
+            f"cannot load a Stable Diffusion model (unet/, vae/, scheduler/) from here: {_first_line(exc)} "
+            "(offline? set HF_HUB_OFFLINE=0 or pass a local folder)", spec) from exc
+    if getattr(unet.config, "cross_attention_dim", None) is None:
+        raise ConfigError("the base UNet has no cross-attention; DreamDiffusion needs a text-to-image UNet", spec)
+    return BaseModel(unet=unet, vae=vae, scheduler_config=scheduler_config, source=spec, path=where)
+
+
+def load_clip(spec: str) -> ClipModel:
+    """A CLIP vision tower with its projection, and its image processor."""
+    from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
+
+    where = resolve(spec, "clip")
+    try:
+        model = CLIPVisionModelWithProjection.from_pretrained(where)
+        processor = AutoImageProcessor.from_pretrained(where)
+    except _LOAD_ERRORS as exc:
+        raise ConfigError(
+            f"cannot load a CLIP vision model + image processor from here: {_first_line(exc)} "
+            "(offline? pass a local folder)", spec) from exc
+    return ClipModel(model=model, processor=processor, source=spec, path=where)
+
+
+def unet_time_embed_dim(unet) -> int:
+    """Width of the UNet's timestep embedding (``block_out_channels[0] * 4`` for SD)."""
+    return int(unet.time_embedding.linear_2.out_features)
+
+
+def clip_projection_dim(clip_model) -> int:
+    return int(clip_model.config.projection_dim)
+
+
+__all__ = ["BUILTIN_NAME", "BaseModel", "ClipModel", "resolve", "load_base", "load_clip",
+           "unet_time_embed_dim", "clip_projection_dim"]

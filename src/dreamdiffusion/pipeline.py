@@ -1,0 +1,201 @@
+"""``DreamDiffusionPipeline``: EEG -> images with a fine-tuned Stable Diffusion (diffusers).
+
+Components: ``unet`` (UNet2DConditionModel, LoRA already fused), ``vae`` (AutoencoderKL),
+``scheduler`` (any diffusers scheduler; default DPM-Solver++), ``eeg_conditioner``
+(:class:`~dreamdiffusion.models.conditioner.EEGConditioner`). The folder written by
+``save_pretrained`` holds only JSON and safetensors, plus ``preprocessing.json``: the input the
+model expects (``n_chans``, ``n_times``, ``sfreq``, band, channel names/mapping) so that raw EEG
+can be prepared the same way as in training.
+
+Classifier-free guidance uses the conditioner's learned null-EEG context (trained by condition
+dropout). ``guidance_scale=1`` reproduces the paper's sampling (no guidance); the paper used PLMS
+(``PNDMScheduler(skip_prk_steps=True)``) with 250 steps.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    ImagePipelineOutput,
+    PNDMScheduler,
+)
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.utils.torch_utils import randn_tensor
+
+from dreamdiffusion.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+PREPROCESSING_FILE = "preprocessing.json"
+
+# Name -> (class, extra config). "pndm" is the paper's PLMS sampler (use 250 steps for parity).
+SCHEDULERS = {
+    "dpm": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
+    "pndm": (PNDMScheduler, {"skip_prk_steps": True}),
+    "ddim": (DDIMScheduler, {}),
+    "euler": (EulerDiscreteScheduler, {}),
+}
+
+
+def make_scheduler(name: str, config: dict):
+    """A scheduler of kind ``name`` (``dpm``, ``pndm``, ``ddim``, ``euler``) on the noise schedule ``config``."""
+    if name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    cls, extra = SCHEDULERS[name]
+    return cls.from_config({**dict(config), **extra})
+
+
+class DreamDiffusionPipeline(DiffusionPipeline):
+    """Generate images from EEG windows ``[B, n_chans, n_times]`` (or one window ``[n_chans, n_times]``)."""
+
+    model_cpu_offload_seq = "eeg_conditioner->unet->vae"
+
+    def __init__(self, unet, vae, scheduler, eeg_conditioner, preprocessing: dict | None = None):
+        super().__init__()
+        self.register_modules(unet=unet, vae=vae, scheduler=scheduler, eeg_conditioner=eeg_conditioner)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        self.preprocessing = dict(preprocessing or {})
+
+    # --------------------------------------------------------------------------- save / load
+    def save_pretrained(self, save_directory, **kwargs):
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+        spec = {**self.default_preprocessing(), **self.preprocessing}
+        Path(save_directory, PREPROCESSING_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        path = Path(os.fspath(pretrained_model_name_or_path))
+        if path.is_dir() and not (path / "model_index.json").is_file() and (path / "pipeline" / "model_index.json").is_file():
+            path = path / "pipeline"  # a finetune output folder: its final pipeline
+        if path.exists() and not (path / "model_index.json").is_file():
+            raise ConfigError("not a DreamDiffusion pipeline folder (no model_index.json); pass the `pipeline/` "
+                              "folder written by `dreamdiffusion finetune`", path)
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            pipe = super().from_pretrained(os.fspath(path) if path.exists() else pretrained_model_name_or_path, **kwargs)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"cannot load the pipeline: {str(exc).strip().splitlines()[0]}", path) from exc
+        spec_file = path / PREPROCESSING_FILE
+        if spec_file.is_file():
+            try:
+                pipe.preprocessing = json.loads(spec_file.read_text())
+            except ValueError as exc:
+                raise ConfigError(f"preprocessing spec is not valid JSON: {exc}", spec_file) from exc
+        return pipe
+
+    def default_preprocessing(self) -> dict:
+        cfg = self.eeg_conditioner.config
+        return {"n_chans": cfg.n_chans, "n_times": cfg.n_times, "sfreq": cfg.sfreq}
+
+    def set_scheduler(self, name: str) -> None:
+        """Swap the sampler (``dpm``, ``pndm``, ``ddim``, ``euler``), keeping the noise schedule."""
+        self.scheduler = make_scheduler(name, self.scheduler.config)
+
+    # ------------------------------------------------------------------------------ inference
+    def _prepare_eeg(self, eeg) -> torch.Tensor:
+        if isinstance(eeg, np.ndarray):
+            eeg = torch.from_numpy(np.ascontiguousarray(eeg))
+        if not torch.is_tensor(eeg):
+            raise ConfigError(f"EEG must be a tensor or numpy array, got {type(eeg).__name__}")
+        if eeg.ndim == 2:
+            eeg = eeg[None]
+        if not torch.isfinite(eeg).all():
+            raise ConfigError("EEG holds NaN or Inf samples")
+        self.eeg_conditioner.check_eeg(eeg)
+        return eeg.to(self.device, self.eeg_conditioner.dtype)
+
+    @torch.no_grad()
+    def encode_eeg(self, eeg) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cond [B, 77, Dx], clip_embeds [B, P])``: the cross-attention context and the CLIP-space embedding."""
+        out = self.eeg_conditioner(self._prepare_eeg(eeg))
+        return out.cond, out.clip_embeds
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        eeg,
+        num_images_per_eeg: int = 5,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+    ):
+        """Sample ``num_images_per_eeg`` images for each EEG window.
+
+        Images come out grouped by EEG: rows ``i * num_images_per_eeg ... (i + 1) * num_images_per_eeg - 1``
+        belong to window ``i``. ``callback_on_step_end(pipe, step, timestep, {"latents": ...})`` may
+        return a dict with a replacement ``latents``.
+        """
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ConfigError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
+        if num_images_per_eeg < 1 or num_inference_steps < 1:
+            raise ConfigError("num_images_per_eeg and num_inference_steps must be at least 1")
+        sample_size = self.unet.config.sample_size
+        sample_size = sample_size[0] if isinstance(sample_size, (list, tuple)) else sample_size
+        height = height or sample_size * self.vae_scale_factor
+        width = width or sample_size * self.vae_scale_factor
+        eeg = self._prepare_eeg(eeg)
+        device, dtype = self.device, self.unet.dtype
+
+        cond = self.eeg_conditioner(eeg).cond.repeat_interleave(num_images_per_eeg, dim=0)  # [B*n, 77, Dx]
+        batch = cond.shape[0]
+        use_cfg = guidance_scale > 1.0
+        if use_cfg:  # unconditional rows first, as diffusers does
+            cond = torch.cat([self.eeg_conditioner.null_condition(batch).to(cond.dtype), cond])
+        cond = cond.to(dtype)
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        shape = (batch, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device, dtype)
+        latents = latents * self.scheduler.init_noise_sigma
+
+        # Only stochastic samplers take a generator (PNDM's step() has no such argument).
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        with self.eeg_conditioner.conditioning(self.unet, cond):
+            for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+                model_in = torch.cat([latents] * 2) if use_cfg else latents
+                model_in = self.scheduler.scale_model_input(model_in, t)
+                eps = self.unet(model_in, t, encoder_hidden_states=cond).sample
+                if use_cfg:
+                    eps_uncond, eps_cond = eps.chunk(2)
+                    eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+                latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+                if callback_on_step_end is not None:
+                    out = callback_on_step_end(self, i, t, {"latents": latents})
+                    if out and "latents" in out:
+                        latents = out["latents"]
+
+        if output_type == "latent":
+            images = latents
+        else:
+            decoded = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+            images = self.image_processor.postprocess(decoded, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+
+__all__ = ["DreamDiffusionPipeline", "SCHEDULERS", "make_scheduler", "PREPROCESSING_FILE"]
