@@ -1,0 +1,202 @@
+"""EEG window -> images: the one generation backend shared by the web app and the live stream.
+
+Both front ends hold an :class:`Engine`: it knows the model's input (channels, samples,
+sampling rate), turns any recording or stream chunk into that input (MNE resampling and
+filtering, channel mapping by repetition or by electrode position) and calls the pipeline.
+Images and manifests are written atomically (temporary name, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import mne
+import numpy as np
+
+from dreamdiffusion.errors import CheckpointError, ConfigError, DataError, DreamDiffusionError
+
+logger = logging.getLogger(__name__)
+
+MAPPINGS = ("montage", "repeat")
+
+
+def default_model_dir() -> Path:
+    """The embedded default trained pipeline, or a ConfigError that says how to get one."""
+    try:
+        from dreamdiffusion.models.builtin import default_pipeline_path
+    except ImportError:
+        default_pipeline_path = None
+    path = default_pipeline_path() if default_pipeline_path is not None else None
+    if path is None or not Path(path).is_dir():
+        raise ConfigError(
+            "no trained pipeline is shipped with this installation: pass --model DIR (a pipeline folder), "
+            "or create one with `dreamdiffusion demo --output runs/demo` and pass --model runs/demo/pipeline"
+        )
+    return Path(path)
+
+
+def spec_from_pipeline(pipe: Any) -> Any:
+    """The pipeline's preprocessing spec (``preprocessing.json``) as an ``InputSpec``."""
+    from dreamdiffusion.data.transforms import InputSpec
+
+    raw = dict(getattr(pipe, "preprocessing", None) or {})
+    if not raw and hasattr(pipe, "default_preprocessing"):
+        raw = pipe.default_preprocessing()
+    fields = set(InputSpec.__dataclass_fields__)
+    unknown = sorted(set(raw) - fields)
+    if unknown:  # newer writers may add keys; the ones we know are enough to prepare the input
+        logger.debug("ignoring preprocessing keys %s", unknown)
+    return InputSpec(**{k: v for k, v in raw.items() if k in fields})
+
+
+class Engine:
+    """A pipeline plus the ``InputSpec`` that says how raw EEG becomes its input.
+
+    ``pipe`` is called as ``pipe(eeg [B, C, T] tensor, num_images_per_eeg=..,
+    num_inference_steps=.., guidance_scale=.., generator=.., output_type="pil",
+    callback_on_step_end=..)`` and returns an object with ``.images`` (a DreamDiffusionPipeline).
+    """
+
+    def __init__(self, pipe: Any, spec: Any, name: str = "model"):
+        self.pipe = pipe
+        self.spec = spec
+        self.name = name
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | os.PathLike | None = None) -> "Engine":
+        """Load a pipeline folder (``None``: the embedded default)."""
+        path = Path(model_dir) if model_dir is not None else default_model_dir()
+        if not path.exists():
+            raise CheckpointError("pipeline folder not found (pass --model with the folder written by "
+                                  "`dreamdiffusion finetune` or `dreamdiffusion demo`)", path)
+        from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+        pipe = DreamDiffusionPipeline.from_pretrained(path)
+        pipe.set_progress_bar_config(disable=True)
+        return cls(pipe, spec_from_pipeline(pipe), name=path.resolve().name)
+
+    @property
+    def window_s(self) -> float:
+        return float(self.spec.window_s)
+
+    @property
+    def n_chans(self) -> int:
+        return int(self.spec.n_chans)
+
+    def target_channels(self) -> list[str]:
+        from dreamdiffusion.data.transforms import default_target_channels
+
+        return list(self.spec.target_channels or default_target_channels(self.spec.n_chans, self.spec.montage))
+
+    def window(self, raw: mne.io.BaseRaw, onset_s: float, mapping: str | None = None,
+               source: str | os.PathLike | None = None) -> np.ndarray:
+        """The model's input ``float32 [n_chans, n_times]`` for the window of ``raw`` at ``onset_s``.
+
+        ``mapping`` overrides the spec's channel mapping (``montage``: spherical-spline
+        interpolation from electrode positions; ``repeat``: tile the recorded channels).
+        Channels whose names are not 10-05 names but which have positions (from the file or
+        ``--montage``) are first renamed to the nearest 10-05 position, so the positional
+        mapping works for any cap.
+        """
+        from dreamdiffusion.app.devices import snap_to_standard_names
+        from dreamdiffusion.data.transforms import window_at
+
+        mapping = mapping or self.spec.channel_mapping
+        if mapping not in MAPPINGS:
+            raise ConfigError(f"unknown channel mapping {mapping!r} (use one of: {', '.join(MAPPINGS)})")
+        spec = dataclasses.replace(self.spec, channel_mapping=mapping)
+        if mapping == "montage":
+            raw = snap_to_standard_names(raw, spec.montage)
+        try:
+            return window_at(raw, float(onset_s), spec)
+        except DreamDiffusionError as exc:
+            if source is None:
+                raise
+            raise type(exc)(exc.message, source) from exc
+
+    def generate(self, window: np.ndarray, *, steps: int = 25, guidance: float = 1.0, seed: int = 0,
+                 num_images: int = 1, on_step: Callable[[int, int], None] | None = None) -> list:
+        """Images (PIL) for one model input window ``[n_chans, n_times]``."""
+        import torch
+
+        expected = (int(self.spec.n_chans), int(self.spec.n_times))
+        if tuple(window.shape) != expected:
+            raise DataError(f"EEG window has shape {tuple(window.shape)} but the model needs {expected}")
+        if int(steps) < 1 or int(num_images) < 1:
+            raise ConfigError("steps and the number of images must be at least 1")
+        eeg = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None]
+        generator = torch.Generator().manual_seed(int(seed))
+
+        def _callback(pipe, step, timestep, kwargs):
+            if on_step is not None:
+                on_step(step + 1, int(steps))
+            return kwargs
+
+        out = self.pipe(eeg, num_images_per_eeg=int(num_images), num_inference_steps=int(steps),
+                        guidance_scale=float(guidance), generator=generator, output_type="pil",
+                        callback_on_step_end=_callback)
+        return list(out.images if hasattr(out, "images") else out)
+
+
+# -- writing outputs -------------------------------------------------------------------------------
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_image(image, path: str | os.PathLike) -> Path:
+    """Save a PIL image as PNG atomically."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one JSON line; the line is written with a single write call so readers never see half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@dataclass
+class GenerationRecord:
+    """One generation: where the EEG came from, the settings, and the images written."""
+
+    source: str
+    onset_s: float
+    mapping: str
+    steps: int
+    guidance: float
+    seed: int
+    images: list[str] = field(default_factory=list)
+    model: str = ""
+    created: float = field(default_factory=time.time)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        out.update(self.extra)
+        return out

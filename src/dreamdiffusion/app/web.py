@@ -1,0 +1,321 @@
+"""The web app (``dreamdiffusion app``): upload EEG or pick a benchmark sample, look at the
+traces, choose a window and a channel mapping, generate images, download them.
+
+The Gradio code is a thin layer over plain functions (:func:`load_recording`,
+:func:`plot_eeg`, :func:`run_generation`) that the tests call without a browser. Every
+project error reaches the page as one sentence (``gr.Error``), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import mne
+import numpy as np
+
+from dreamdiffusion.app.devices import LAYOUTS, apply_montage, detect_layout
+from dreamdiffusion.app.engine import MAPPINGS, Engine, GenerationRecord, atomic_write_bytes, save_image
+from dreamdiffusion.errors import DreamDiffusionError, EEGReadError
+
+logger = logging.getLogger(__name__)
+
+# Formats MNE reads with mne.io.read_raw (FIF, EDF/BDF/GDF, BrainVision, EEGLAB, Neuroscan).
+ACCEPTED_SUFFIXES = (".fif", ".fif.gz", ".edf", ".bdf", ".gdf", ".vhdr", ".set", ".cnt")
+
+
+@dataclass
+class Sample:
+    """A recording the app offers without an upload, with its ground-truth image when known."""
+
+    name: str
+    path: Path
+    ground_truth: Path | None = None
+    label: str | None = None
+    onset_s: float = 0.0
+
+
+@dataclass
+class Loaded:
+    """A recording ready to window: the Raw, where it came from, what is known about it."""
+
+    raw: mne.io.BaseRaw
+    source: str
+    ground_truth: Path | None = None
+    label: str | None = None
+    onset_s: float = 0.0
+    events: list[tuple[str, float]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        raw = self.raw
+        layout = detect_layout(raw.ch_names)
+        text = (f"**{Path(self.source).name}**: {len(raw.ch_names)} channels, {raw.info['sfreq']:g} Hz, "
+                f"{raw.times[-1] + 1 / raw.info['sfreq']:.1f} s")
+        if layout is not None:
+            text += f" ({layout.description})"
+        if self.label:
+            text += f"; label: {self.label}"
+        return text
+
+
+def suffix_of(path: str | os.PathLike) -> str:
+    name = Path(path).name.lower()
+    return ".fif.gz" if name.endswith(".fif.gz") else Path(name).suffix
+
+
+def check_upload(path: str | os.PathLike, max_mb: float) -> Path:
+    """Refuse files of other types or over the size cap before anything parses them."""
+    path = Path(path)
+    if suffix_of(path) not in ACCEPTED_SUFFIXES:
+        raise EEGReadError(f"file type {suffix_of(path) or '(none)'!r} is not accepted "
+                           f"(upload one of: {', '.join(ACCEPTED_SUFFIXES)})", path.name)
+    if not path.is_file():
+        raise EEGReadError("uploaded file is missing", path.name)
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > max_mb:
+        raise EEGReadError(f"file is {size_mb:.1f} MB, over the {max_mb:g} MB upload limit", path.name)
+    return path
+
+
+def read_eeg(path: Path) -> mne.io.BaseRaw:
+    """Read any MNE-readable recording through the project's reader (one error type, clear messages)."""
+    try:
+        from dreamdiffusion.data.io import read_raw
+    except ImportError:  # pragma: no cover - the reader ships with the package
+        read_raw = None
+    if read_raw is not None:
+        return read_raw(path)
+    try:
+        return mne.io.read_raw(path, preload=False, verbose="error")
+    except Exception as exc:
+        raise EEGReadError(f"cannot read EEG ({type(exc).__name__}: {exc})", path) from exc
+
+
+def load_recording(path: str | os.PathLike, *, montage: Any = None, max_mb: float = 50.0,
+                   display_name: str | None = None) -> Loaded:
+    """Check, read and place (electrode positions) one uploaded recording."""
+    path = check_upload(path, max_mb)
+    name = display_name or path.name
+    try:
+        raw = read_eeg(path)
+    except DreamDiffusionError as exc:
+        raise EEGReadError(exc.message, name) from exc
+    if len(mne.pick_types(raw.info, eeg=True, exclude=())) == 0:
+        raise EEGReadError("the file has no EEG channels", name)
+    apply_montage(raw, montage, source=name)
+    events = [(str(d), float(o - raw.first_time)) for d, o in zip(raw.annotations.description,
+                                                                   raw.annotations.onset)]
+    return Loaded(raw=raw, source=name, events=events)
+
+
+def load_sample(sample: Sample, montage: Any = None) -> Loaded:
+    loaded = load_recording(sample.path, montage=montage, max_mb=float("inf"), display_name=sample.name)
+    loaded.ground_truth, loaded.label, loaded.onset_s = sample.ground_truth, sample.label, sample.onset_s
+    return loaded
+
+
+def plot_eeg(raw: mne.io.BaseRaw, onset_s: float = 0.0, window_s: float | None = None,
+             max_channels: int = 24, span_s: float = 8.0):
+    """Stacked EEG traces around the chosen window (shaded), as a matplotlib Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    sfreq = raw.info["sfreq"]
+    total = raw.times[-1] + 1 / sfreq
+    start = max(0.0, min(onset_s - span_s / 4, total - span_s))
+    stop = min(total, start + span_s)
+    picks = mne.pick_types(raw.info, eeg=True, exclude=())[:max_channels]
+    data, times = raw.get_data(picks=picks, start=int(start * sfreq), stop=int(stop * sfreq), return_times=True)
+    times = times + start - times[0] if len(times) else times
+    data = data - data.mean(axis=1, keepdims=True)
+    scale = np.percentile(np.abs(data), 99) or 1.0
+    fig, ax = plt.subplots(figsize=(9, 0.25 * len(picks) + 1.2), dpi=80)
+    for row, trace in enumerate(data):
+        ax.plot(times, trace / (2 * scale) - row, lw=0.6, color="k")
+    if window_s:
+        ax.axvspan(onset_s, onset_s + window_s, color="tab:orange", alpha=0.25, label="model window")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_yticks(-np.arange(len(picks)))
+    ax.set_yticklabels([raw.ch_names[i] for i in picks], fontsize=7)
+    ax.set_xlabel("time (s)")
+    ax.set_xlim(times[0] if len(times) else 0, times[-1] if len(times) else 1)
+    fig.tight_layout()
+    return fig
+
+
+@dataclass
+class GenerationResult:
+    images: list
+    image_paths: list[Path]
+    manifest_path: Path
+
+
+def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: str = "montage",
+                   steps: int = 25, guidance: float = 1.0, seed: int = 0, num_images: int = 1,
+                   out_dir: str | os.PathLike, on_step: Callable[[int, int], None] | None = None
+                   ) -> GenerationResult:
+    """Window the recording, generate, write the PNGs and a JSON manifest into ``out_dir``."""
+    out_dir = Path(out_dir)
+    window = engine.window(loaded.raw, float(onset_s), mapping=mapping, source=loaded.source)
+    images = engine.generate(window, steps=int(steps), guidance=float(guidance), seed=int(seed),
+                             num_images=int(num_images), on_step=on_step)
+    stem = Path(loaded.source).name.split(".")[0] or "eeg"
+    paths = [save_image(img, out_dir / f"{stem}_t{onset_s:.2f}_seed{seed}_{i}.png") for i, img in enumerate(images)]
+    record = GenerationRecord(source=loaded.source, onset_s=float(onset_s), mapping=mapping, steps=int(steps),
+                              guidance=float(guidance), seed=int(seed), images=[p.name for p in paths],
+                              model=engine.name)
+    record.extra = {"n_channels_recorded": len(loaded.raw.ch_names), "model_channels": engine.n_chans,
+                    "model_sfreq": engine.spec.sfreq, "model_n_times": engine.spec.n_times,
+                    "label": loaded.label,
+                    "ground_truth": None if loaded.ground_truth is None else Path(loaded.ground_truth).name}
+    manifest = atomic_write_bytes(out_dir / "manifest.json",
+                                  json.dumps(record.to_dict(), indent=2, sort_keys=True).encode())
+    return GenerationResult(images, paths, manifest)
+
+
+def _page_error(exc: BaseException):
+    """The sentence shown in the page for an exception (a project error keeps its own message)."""
+    import gradio as gr
+
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, DreamDiffusionError):
+        return gr.Error(str(exc), print_exception=False)
+    logger.exception("internal error in the web app")
+    return gr.Error(f"internal error ({type(exc).__name__}); the server log has the details",
+                    print_exception=False)
+
+
+def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: float = 50.0,
+              workdir: str | os.PathLike | None = None):
+    """The Gradio Blocks page. Call ``.queue(...)`` and ``.launch(...)`` on it (see :func:`serve`)."""
+    import gradio as gr
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
+    samples_by_name = {s.name: s for s in samples}
+    window_s = engine.window_s
+
+    def _load(upload, sample_name, montage_text):
+        try:
+            montage = (montage_text or "").strip() or None
+            if upload:
+                loaded = load_recording(upload, montage=montage, max_mb=max_upload_mb)
+            elif sample_name:
+                loaded = load_sample(samples_by_name[sample_name], montage=montage)
+            else:
+                raise EEGReadError("upload an EEG file or pick a sample first")
+        except Exception as exc:
+            raise _page_error(exc) from None
+        total = loaded.raw.times[-1] + 1 / loaded.raw.info["sfreq"]
+        last = max(0.0, total - window_s)
+        epochs = [f"{d} @ {o:.2f} s" for d, o in loaded.events if o <= last]
+        gt = str(loaded.ground_truth) if loaded.ground_truth is not None else None
+        return (loaded, loaded.summary(), plot_eeg(loaded.raw, loaded.onset_s, window_s),
+                gr.Slider(minimum=0.0, maximum=round(last, 3), value=min(loaded.onset_s, last), step=0.01,
+                          interactive=True),
+                gr.Dropdown(choices=epochs, value=None), gr.Image(value=gt, visible=gt is not None))
+
+    def _pick_epoch(choice):
+        if not choice:
+            return gr.Slider()
+        return gr.Slider(value=float(choice.rsplit("@", 1)[1].strip().rstrip("s").strip()))
+
+    def _replot(loaded, onset):
+        if loaded is None:
+            return None
+        return plot_eeg(loaded.raw, float(onset), window_s)
+
+    def _generate(loaded, onset, mapping, steps, guidance, seed, num_images,
+                  progress=gr.Progress()):
+        try:
+            if loaded is None:
+                raise EEGReadError("load an EEG file or a sample first")
+            out_dir = workdir / uuid.uuid4().hex[:12]
+            progress(0.0, desc="preparing the EEG window")
+
+            def on_step(step, total):
+                progress(step / total, desc=f"denoising step {step}/{total}")
+
+            result = run_generation(engine, loaded, onset_s=float(onset), mapping=mapping,
+                                    steps=int(steps),
+                                    guidance=float(guidance), seed=int(seed), num_images=int(num_images),
+                                    out_dir=out_dir, on_step=on_step)
+        except Exception as exc:
+            raise _page_error(exc) from None
+        files = [str(p) for p in result.image_paths] + [str(result.manifest_path)]
+        manifest = json.loads(result.manifest_path.read_text())
+        return [str(p) for p in result.image_paths], files, manifest
+
+    layouts = ", ".join(f"{lay.description}" for lay in LAYOUTS.values())
+    with gr.Blocks(title="DreamDiffusion") as demo:
+        gr.Markdown("# DreamDiffusion\nImages from brain EEG. Upload a recording (any MNE-readable format) "
+                    "or pick a benchmark sample, choose a window, generate.")
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label=f"EEG file ({', '.join(ACCEPTED_SUFFIXES)}; up to {max_upload_mb:g} MB)",
+                                 file_types=list(ACCEPTED_SUFFIXES), type="filepath", elem_id="eeg-upload")
+                sample = gr.Dropdown(label="or a sample of the built-in benchmark", choices=list(samples_by_name),
+                                     value=None, visible=bool(samples_by_name), elem_id="sample")
+                montage = gr.Textbox(label="montage (only for files without electrode positions)",
+                                     placeholder="auto, standard_1020, biosemi128, or a positions file path",
+                                     value="", elem_id="montage")
+                load_btn = gr.Button("Load", elem_id="load")
+                info = gr.Markdown(elem_id="info")
+            with gr.Column(scale=2):
+                plot = gr.Plot(label="EEG traces (shaded: the window the model sees)", elem_id="traces")
+        with gr.Row():
+            epoch = gr.Dropdown(label="epoch (events in the file)", choices=[], elem_id="epoch")
+            onset = gr.Slider(label=f"window onset (s); the model sees {window_s:.2f} s", minimum=0.0,
+                              maximum=1.0, value=0.0, step=0.01, elem_id="onset")
+            mapping = gr.Radio(label="channel mapping", choices=list(MAPPINGS), value="montage",
+                               info=f"montage: interpolate the model's {engine.n_chans} channels from "
+                                    "electrode positions; repeat: tile the recorded channels", elem_id="mapping")
+        with gr.Row():
+            steps = gr.Slider(label="steps", minimum=1, maximum=250, value=25, step=1, elem_id="steps")
+            guidance = gr.Slider(label="guidance", minimum=1.0, maximum=15.0, value=1.0, step=0.5)
+            seed = gr.Number(label="seed", value=0, precision=0)
+            num_images = gr.Slider(label="images", minimum=1, maximum=8, value=1, step=1)
+        gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+        with gr.Row():
+            gallery = gr.Gallery(label="generated", columns=4, elem_id="gallery", format="png")
+            truth = gr.Image(label="ground truth", visible=False, elem_id="truth", type="filepath")
+        files = gr.File(label="download images + manifest", file_count="multiple", elem_id="downloads")
+        manifest = gr.JSON(label="manifest")
+        gr.Markdown(f"Known headset layouts (mapped by position): {layouts}.")
+
+        load_inputs = [upload, sample, montage]
+        load_outputs = [state, info, plot, onset, epoch, truth]
+        load_btn.click(_load, load_inputs, load_outputs, concurrency_limit=None)
+        upload.upload(_load, load_inputs, load_outputs, concurrency_limit=None)
+        sample.change(_load, [gr.State(None), sample, montage], load_outputs, concurrency_limit=None)
+        epoch.change(_pick_epoch, epoch, onset, concurrency_limit=None)
+        onset.release(_replot, [state, onset], plot, concurrency_limit=None)
+        # Only generation is heavy: it takes the queue's default concurrency limit (--concurrency).
+        gen_btn.click(_generate, [state, onset, mapping, steps, guidance, seed, num_images],
+                      [gallery, files, manifest], concurrency_id="generate")
+    return demo
+
+
+def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 50.0,
+          concurrency: int = 1, samples: Sequence[Sample] = (), block: bool = True,
+          workdir: str | os.PathLike | None = None):
+    """Build, queue and launch the app; returns the Blocks (already running when ``block=False``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
+    demo = build_app(engine, samples=samples, max_upload_mb=max_upload_mb, workdir=workdir)
+    # The queue bounds concurrent generations; waiting users see their position in it.
+    demo.queue(default_concurrency_limit=max(1, int(concurrency)), max_size=64)
+    allowed = [str(workdir)] + sorted({str(Path(s.ground_truth).parent) for s in samples if s.ground_truth})
+    demo.launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb",
+                prevent_thread_lock=not block, show_error=True, quiet=not block, allowed_paths=allowed,
+                footer_links=[])
+    return demo
