@@ -1,7 +1,62 @@
-"""CLI: pretrain (to be filled in)."""
+"""CLI: ``dreamdiffusion pretrain``, a thin wrapper over :func:`dreamdiffusion.training.pretrain.pretrain_msm`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from dreamdiffusion.training.pretrain import PretrainConfig
+
+_D = PretrainConfig()  # defaults shown in --help come from the dataclass, the one place they live
+
+
+def pretrain(
+    corpus: Path = typer.Option(..., "--corpus", help="Corpus folder built by `dreamdiffusion data build-corpus`."),
+    output: Path = typer.Option(..., "--output", help="Run folder: final encoder, msm/, checkpoints/, logs, figures."),
+    preset: str = typer.Option(_D.preset, "--preset", help="Model size: paper | small | tiny."),
+    mask_ratio: float = typer.Option(_D.mask_ratio, "--mask-ratio", help="Share of time tokens masked."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training windows (default 500)."),
+    batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Windows per process per step."),
+    learning_rate: float = typer.Option(_D.learning_rate, "--learning-rate", help="Peak learning rate."),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps",
+                                               help="Linear warm-up steps (default: 8% of the run, as the paper)."),
+    mixed_precision: str = typer.Option(_D.mixed_precision, "--mixed-precision", help="no | fp16 | bf16."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
+                                                help="Recompute blocks in backward to save memory."),
+    norm_target: bool = typer.Option(False, "--norm-target", help="Reconstruct per-token normalised targets."),
+    checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every",
+                                         help="Save a resumable checkpoint every N steps (0: none)."),
+    checkpoints_total_limit: Optional[int] = typer.Option(None, "--checkpoints-total-limit",
+                                                          help="Keep only the newest K checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in --output."),
+    seed: int = typer.Option(_D.seed, "--seed", help="Seed of init, data order and masks."),
+    num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
+    val_every: int = typer.Option(_D.val_every, "--val-every", help="Validate every N steps (0: only at the end)."),
+    skip_nan_batches: bool = typer.Option(False, "--skip-nan-batches",
+                                          help="Skip a step with a NaN/Inf loss instead of stopping."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    log_every: int = typer.Option(_D.log_every, "--log-every", help="Write a metrics record every N steps."),
+    record_indices: bool = typer.Option(False, "--record-indices", hidden=True,
+                                        help="Write the window indices each process trained on."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Stage A: pretrain the EEG encoder by masked signal modeling (on Accelerate; `accelerate launch` for many GPUs)."""
+    from dreamdiffusion.training.pretrain import pretrain_msm
+
+    config = PretrainConfig(
+        corpus=str(corpus), output=str(output), preset=preset, mask_ratio=mask_ratio, norm_target=norm_target,
+        max_steps=max_steps, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        warmup_steps=warmup_steps, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
+        checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, resume=resume,
+        seed=seed, num_workers=num_workers, val_every=val_every, skip_nan_batches=skip_nan_batches,
+        compile=compile, log_every=log_every, record_indices=record_indices,
+    )
+    out = pretrain_msm(config)
+    typer.echo(str(out))
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("pretrain")(pretrain)

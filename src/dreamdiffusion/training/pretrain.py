@@ -1,0 +1,436 @@
+"""Stage A: masked signal modeling (MSM) pretraining of the EEG encoder on Hugging Face Accelerate.
+
+One process on a CPU, or ``accelerate launch`` on many GPUs/machines, with the same code.
+Defaults are the paper's (reference ``code/config.py``): AdamW (0.9, 0.95), weight decay 0.05
+without decay on biases and norms, lr 2.5e-4 with linear warm-up then half-cycle cosine per
+step, gradient clipping at 0.8, batch 100, mask ratio 0.75, 500 epochs, seed 2022.
+
+Outputs in ``OUTPUT``: the encoder (``config.json`` + ``diffusion_pytorch_model.safetensors``,
+loadable with ``EEGEncoder.from_pretrained(OUTPUT)``), the whole MSM model in ``OUTPUT/msm``,
+``pretrain_config.json`` (the resolved config), ``metrics.jsonl``, ``pretrain_summary.json``,
+``reconstruction.png``, ``loss.png``, and resumable checkpoints in ``OUTPUT/checkpoints``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dreamdiffusion.errors import ConfigError, DataError, TrainingError
+from dreamdiffusion.training.checkpoint import (
+    CheckpointManager,
+    atomic_save_pretrained,
+    atomic_write_json,
+)
+from dreamdiffusion.training.common import (
+    STREAM_MASK,
+    STREAM_VAL,
+    JsonlLog,
+    StepBatchSampler,
+    Throughput,
+    adamw_param_groups,
+    all_finite,
+    read_jsonl,
+    seed_everything,
+    seeded_generator,
+    warmup_cosine_scheduler,
+)
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "pretrain_config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "pretrain_summary.json"
+MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
+# The paper warms up for 40 of its 500 epochs; without an explicit --warmup-steps we keep that share.
+PAPER_WARMUP_SHARE = 40 / 500
+
+
+@dataclass
+class PretrainConfig:
+    """Every hyper-parameter of Stage A in one place (CLI flags map one to one onto these fields)."""
+
+    corpus: str = ""                       # corpus folder (manifest.json + shards), from `data build-corpus`
+    output: str = ""                       # run folder: final encoder, msm/, checkpoints/, logs, figures
+    preset: str = "paper"                  # model size: paper (152M encoder) | small (2 layers) | tiny (tests)
+    mask_ratio: float = 0.75               # share of time tokens hidden from the encoder (paper's best)
+    norm_target: bool = False              # reconstruct per-token normalised targets (MAE's norm_pix_loss)
+    max_steps: int | None = None           # stop after this many optimizer steps (overrides epochs)
+    epochs: int | None = None              # passes over the training windows; None and no max_steps: 500
+    batch_size: int = 100                  # windows per process per step (paper: 100)
+    learning_rate: float = 2.5e-4          # peak lr after warm-up (paper: 2.5e-4, not scaled by batch)
+    warmup_steps: int | None = None        # linear warm-up steps; None: 8% of the run (paper 40/500 epochs)
+    weight_decay: float = 0.05             # AdamW decay on weight matrices (none on biases/norms)
+    adam_beta1: float = 0.9                # AdamW beta1
+    adam_beta2: float = 0.95               # AdamW beta2 (MAE/paper: 0.95)
+    adam_epsilon: float = 1e-8             # AdamW epsilon
+    max_grad_norm: float = 0.8             # gradient clipping by global norm (paper: 0.8); 0 disables
+    mixed_precision: str = "no"            # no | fp16 | bf16 (Accelerate autocast; fp16 adds a grad scaler)
+    gradient_checkpointing: bool = False   # recompute transformer blocks in backward to save memory
+    checkpoint_every: int = 1000           # save a resumable checkpoint every N steps and at the end (0: never)
+    checkpoints_total_limit: int | None = None  # keep only the newest K checkpoints
+    resume: bool = False                   # continue from the newest complete checkpoint in `output`
+    seed: int = 2022                       # seeds init, data order and masks (paper: 2022)
+    num_workers: int = 0                   # DataLoader worker processes
+    val_every: int = 500                   # validate every N steps (0: only at the end)
+    val_fraction: float = 0.05             # share of corpus windows held out for validation
+    val_max_batches: int | None = 20       # cap validation cost per evaluation (None: whole val split)
+    log_every: int = 10                    # write a metrics.jsonl record every N steps
+    skip_nan_batches: bool = False         # skip a step whose loss is NaN/Inf instead of stopping
+    compile: bool = False                  # torch.compile the model (faster on GPU; slow to start)
+    record_indices: bool = False           # write the window indices each rank trained on (debugging)
+
+    # ---- JSON round trip
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PretrainConfig":
+        data = {k: v for k, v in data.items() if k != "resolved"}  # derived values written beside the fields
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown pretrain config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self, path: str | os.PathLike, resolved: dict | None = None) -> Path:
+        return atomic_write_json(path, {**self.to_dict(), **({"resolved": resolved} if resolved else {})})
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "PretrainConfig":
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the pretrain config: {exc}", path) from None
+        if not isinstance(data, dict):
+            raise ConfigError("a pretrain config must be a JSON object", path)
+        return cls.from_dict(data)
+
+    def validate(self) -> None:
+        from dreamdiffusion.models.eeg_encoder import PRESETS
+
+        def bad(msg):
+            raise ConfigError(msg)
+
+        if not self.corpus:
+            bad("no corpus given (--corpus DIR)")
+        if not self.output:
+            bad("no output folder given (--output DIR)")
+        if self.preset not in PRESETS:
+            bad(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            bad(f"--mask-ratio must be in [0, 1), got {self.mask_ratio}")
+        if self.max_steps is not None and self.epochs is not None:
+            bad("give --max-steps or --epochs, not both")
+        for name in ("max_steps", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                bad(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.learning_rate <= 0:
+            bad(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            bad(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
+            bad(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION_CHOICES)}, got {self.mixed_precision!r}")
+        for name in ("checkpoint_every", "val_every", "num_workers"):
+            if getattr(self, name) < 0:
+                bad(f"--{name.replace('_', '-')} must be >= 0")
+        if self.log_every < 1:
+            bad("log_every must be at least 1")
+        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
+            bad(f"--checkpoints-total-limit must be at least 1, got {self.checkpoints_total_limit}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            bad(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+# --------------------------------------------------------------------------- metrics
+
+def reconstruct_signal(model, eeg: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """Predicted tokens ``[B, N, p*C]`` -> signal ``[B, C, T]`` in the input's units.
+
+    With ``norm_target`` the model predicts per-token normalised values; the token's own mean and
+    spread are put back (as MAE does for its visualisations).
+    """
+    pred = pred.float()
+    if model.config.norm_target:
+        target = model.patchify(eeg).float()
+        mean = target.mean(dim=-1, keepdim=True)
+        std = (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
+        pred = pred * std + mean
+    return model.unpatchify(pred)
+
+
+def masked_pearson_r(original: torch.Tensor, recon: torch.Tensor, sample_mask: torch.Tensor) -> torch.Tensor:
+    """Pearson r per (window, channel) over the masked samples only: ``[B, C]`` (NaN where undefined).
+
+    ``sample_mask`` ``[B, T]`` is 1 where the model had to reconstruct; visible samples are not
+    trained, so scoring them would flatter nobody.
+    """
+    w = sample_mask[:, None, :].float()  # [B, 1, T]
+    n = w.sum(-1).clamp_min(1.0)
+    x, y = original.float(), recon.float()
+    mx, my = (x * w).sum(-1) / n, (y * w).sum(-1) / n
+    dx, dy = (x - mx[..., None]) * w, (y - my[..., None]) * w
+    cov = (dx * dy).sum(-1)
+    denom = ((dx * dx).sum(-1) * (dy * dy).sum(-1)).sqrt()
+    return torch.where(denom > 0, cov / denom.clamp_min(1e-30), torch.full_like(cov, float("nan")))
+
+
+@torch.no_grad()
+def evaluate_msm(model, dataset, batch_size: int, seed: int, device, max_batches: int | None = None,
+                 autocast=None) -> dict:
+    """Validation: masked-token MSE and Pearson r over all channels, with fixed masks across calls."""
+    if len(dataset) == 0:
+        return {}
+    was_training = model.training
+    model.eval()
+    gen = seeded_generator(seed, STREAM_VAL, device=device)  # the same masks every evaluation
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    total_loss, total_n, rs = 0.0, 0, []
+    for i, eeg in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        eeg = eeg.to(device)
+        ctx = autocast() if autocast else torch.autocast("cpu", enabled=False)
+        with ctx:
+            loss, pred, mask = model(eeg, generator=gen)
+        total_loss += float(loss) * len(eeg)
+        total_n += len(eeg)
+        recon = reconstruct_signal(model, eeg, pred)
+        sample_mask = mask.repeat_interleave(model.config.patch_size, dim=1)
+        rs.append(masked_pearson_r(eeg, recon, sample_mask).flatten())
+    model.train(was_training)
+    r = torch.cat(rs)
+    r = r[torch.isfinite(r)]
+    return {"val_loss": total_loss / max(total_n, 1),
+            "val_pearson_r": float(r.mean()) if len(r) else float("nan"),
+            "val_windows": total_n}
+
+
+# --------------------------------------------------------------------------- the run
+
+def _resolve_steps(config: PretrainConfig, n_train: int, world: int) -> dict:
+    global_batch = config.batch_size * world
+    steps_per_epoch = n_train // global_batch
+    if steps_per_epoch < 1:
+        raise DataError(f"the corpus has {n_train} training windows, fewer than one global batch of "
+                        f"{global_batch} (--batch-size {config.batch_size} x {world} processes); "
+                        "lower --batch-size or add data", config.corpus)
+    if config.max_steps is not None:
+        total = config.max_steps
+    else:
+        total = (config.epochs if config.epochs is not None else 500) * steps_per_epoch
+    warmup = config.warmup_steps if config.warmup_steps is not None else int(round(PAPER_WARMUP_SHARE * total))
+    return {"steps_per_epoch": steps_per_epoch, "total_steps": total, "warmup_steps": min(warmup, total),
+            "global_batch_size": global_batch, "num_processes": world}
+
+
+def _make_accelerator(config: PretrainConfig):
+    from accelerate import Accelerator
+
+    try:
+        return Accelerator(mixed_precision=config.mixed_precision)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"--mixed-precision {config.mixed_precision} is not available here: {exc}") from None
+
+
+def _check_output(config: PretrainConfig, manager: CheckpointManager) -> None:
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError("output exists and is not a folder", output)
+    if not config.resume and ((output / CONFIG_FILE).exists() or manager.latest() is not None):
+        raise ConfigError("the output folder already holds a pretraining run; pass --resume to continue it "
+                          "or choose a new --output", output)
+
+
+def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> None:
+    # The model shape is checked by load_state itself; these only change what "the same run" means.
+    for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus"):
+        if key in saved and saved[key] != getattr(config, key):
+            logger.warning("resuming %s with %s=%r (the checkpoint was written with %r): the result will "
+                           "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
+
+
+def pretrain_msm(config: PretrainConfig) -> Path:
+    """Run Stage A pretraining as configured; return the output folder (with the final encoder)."""
+    from dreamdiffusion.data.corpus import CorpusDataset
+    from dreamdiffusion.models.eeg_encoder import MaskedSignalModel
+
+    config.validate()
+    output = Path(config.output)
+    manager = CheckpointManager(output, config.checkpoints_total_limit)
+    _check_output(config, manager)
+    accelerator = _make_accelerator(config)
+    is_main, world, rank, device = (accelerator.is_main_process, accelerator.num_processes,
+                                    accelerator.process_index, accelerator.device)
+
+    train_set = CorpusDataset(config.corpus, "train", val_fraction=config.val_fraction)
+    val_set = CorpusDataset(config.corpus, "val", val_fraction=config.val_fraction)
+    plan = _resolve_steps(config, len(train_set), world)
+    total_steps = plan["total_steps"]
+
+    seed_everything(config.seed)  # the model's initial weights
+    try:
+        model = MaskedSignalModel.from_preset(
+            config.preset, n_chans=train_set.n_chans, n_times=train_set.n_times, sfreq=float(train_set.sfreq),
+            mask_ratio=config.mask_ratio, norm_target=config.norm_target)
+    except ValueError as exc:
+        raise ConfigError(f"the corpus windows ({train_set.n_chans} x {train_set.n_times}) do not fit preset "
+                          f"{config.preset!r}: {exc}", config.corpus) from None
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    resolved = {**plan, "n_train_windows": len(train_set), "n_val_windows": len(val_set),
+                "model": dict(model.config), "n_parameters": sum(p.numel() for p in model.parameters()),
+                "n_encoder_parameters": sum(p.numel() for p in model.encoder.parameters())}
+
+    optimizer = torch.optim.AdamW(adamw_param_groups(model, config.weight_decay), lr=config.learning_rate,
+                                  betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
+    scheduler = warmup_cosine_scheduler(optimizer, plan["warmup_steps"], total_steps, world)
+    if config.compile:
+        model = torch.compile(model)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    metrics = JsonlLog(output / METRICS_FILE, enabled=is_main)
+    start_step = 0
+    if config.resume:
+        checkpoint = manager.latest()
+        if checkpoint is None:
+            logger.warning("--resume: no complete checkpoint in %s, starting a new run", manager.root)
+        else:
+            state = manager.load(accelerator, checkpoint)
+            start_step = state["step"]
+            _compare_resumed_config(state.get("extra", {}).get("config", {}), config, checkpoint)
+            metrics.truncate_after(start_step)
+            logger.info("resumed from %s at step %d of %d", checkpoint, start_step, total_steps)
+    if is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        config.to_json(output / CONFIG_FILE, resolved)
+    accelerator.wait_for_everyone()
+
+    sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, total_steps, start_step,
+                               num_replicas=world, rank=rank)
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
+                                         pin_memory=device.type == "cuda")
+    seen: list[list[int]] = []
+
+    def save_checkpoint(at_step: int) -> None:
+        manager.save(accelerator, at_step, {"config": config.to_dict()},
+                     epoch=at_step // plan["steps_per_epoch"])
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", unit="step", disable=not is_main,
+               dynamic_ncols=True)
+    speed = Throughput()
+    step, skipped, last_saved, started = start_step, 0, start_step if start_step else None, time.time()
+    model.train()
+    for eeg in loader:
+        eeg = eeg.to(device, non_blocking=True)
+        if config.record_indices:
+            seen.append(sampler.indices_for_step(step))
+        # Masks depend on (seed, step, rank) only: a resumed run draws the same ones.
+        gen = seeded_generator(config.seed, STREAM_MASK, step, rank, device=device)
+        loss, _pred, _mask = model(eeg, generator=gen)
+        finite, mean_loss = all_finite(accelerator, loss)
+        if not finite:
+            if not config.skip_nan_batches:
+                bar.close()
+                kept = manager.latest()
+                where = f"the last good checkpoint is kept at {kept}" if kept else "no checkpoint had been written yet"
+                raise TrainingError(
+                    f"the loss became {mean_loss} at step {step} (non-finite); training stopped and {where}. "
+                    "Check the corpus for extreme values, lower --learning-rate or use --mixed-precision no, "
+                    "then --resume; or pass --skip-nan-batches to skip such batches", output)
+            skipped += 1
+            logger.warning("step %d: non-finite loss %s, batch skipped (--skip-nan-batches)", step, mean_loss)
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()  # keep the schedule aligned with the step count
+            metrics.write({"step": step + 1, "skipped_nonfinite": True})
+        else:
+            accelerator.backward(loss)
+            grad_norm = None
+            if config.max_grad_norm > 0 and accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        step += 1
+        rate = speed.update(plan["global_batch_size"])
+        bar.update(1)
+        if finite:
+            bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
+        if finite and (step % config.log_every == 0 or step == total_steps or step == start_step + 1):
+            metrics.write({"step": step, "epoch": step // plan["steps_per_epoch"], "loss": mean_loss,
+                           "lr": scheduler.get_last_lr()[0],
+                           "grad_norm": None if grad_norm is None else float(grad_norm),
+                           "samples_per_s": None if math.isnan(rate) else rate, "time_s": time.time() - started})
+        if config.val_every and step % config.val_every == 0 and step < total_steps:
+            _validate(accelerator, model, val_set, config, metrics, step)
+        if config.checkpoint_every and step % config.checkpoint_every == 0:
+            save_checkpoint(step)
+            last_saved = step
+    bar.close()
+
+    # ---- finish: last checkpoint, final validation, models, config, figures
+    if config.checkpoint_every and last_saved != step and step > start_step:
+        save_checkpoint(step)
+    val = _validate(accelerator, model, val_set, config, metrics, step)
+    if config.record_indices:
+        atomic_write_json(output / "seen_indices" / f"rank-{rank}.json", {"rank": rank, "start_step": start_step,
+                                                                          "steps": seen})
+    if is_main:
+        msm = accelerator.unwrap_model(model)
+        atomic_save_pretrained(msm.encoder, output)
+        atomic_save_pretrained(msm, output / "msm")
+        config.to_json(output / CONFIG_FILE, resolved)
+        records = read_jsonl(output / METRICS_FILE) if (output / METRICS_FILE).exists() else []
+        train_losses = [r["loss"] for r in records if "loss" in r]
+        summary = {"steps": step, "resumed_from_step": start_step or None, "skipped_nonfinite_steps": skipped,
+                   "first_loss": train_losses[0] if train_losses else None,
+                   "final_loss": train_losses[-1] if train_losses else None, **val,
+                   "wall_time_s_this_process": time.time() - started, "device": str(device),
+                   "num_processes": world}
+        atomic_write_json(output / SUMMARY_FILE, summary)
+        _figures(msm, val_set if len(val_set) else train_set, config, output, records, device)
+        logger.info("pretraining done: encoder in %s (val loss %s, Pearson r %s)", output,
+                    val.get("val_loss"), val.get("val_pearson_r"))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return output
+
+
+def _validate(accelerator, model, val_set, config: PretrainConfig, metrics: JsonlLog, step: int) -> dict:
+    result: dict = {}
+    if accelerator.is_main_process and len(val_set):
+        result = evaluate_msm(accelerator.unwrap_model(model), val_set, config.batch_size, config.seed,
+                              accelerator.device, config.val_max_batches, autocast=accelerator.autocast)
+        metrics.write({"step": step, **result})
+    accelerator.wait_for_everyone()
+    return result
+
+
+def _figures(msm, dataset, config: PretrainConfig, output: Path, records: list[dict], device) -> None:
+    from dreamdiffusion.plots import plot_loss_curves, plot_reconstruction
+
+    plot_loss_curves(records, output / "loss.png")
+    eeg = dataset[0][None].to(device)
+    msm.eval()
+    with torch.no_grad():
+        _loss, pred, mask = msm(eeg, generator=seeded_generator(config.seed, STREAM_VAL, device=device))
+    recon = reconstruct_signal(msm, eeg, pred)[0].cpu().numpy()
+    sample_mask = mask.repeat_interleave(msm.config.patch_size, dim=1)[0].cpu().numpy().astype(bool)
+    plot_reconstruction(eeg[0].cpu().numpy(), recon, sample_mask, output / "reconstruction.png",
+                        sfreq=msm.config.sfreq,
+                        title=f"MSM reconstruction, validation window 0 (mask ratio {config.mask_ratio:.2f})")
+
+
+__all__ = ["PretrainConfig", "pretrain_msm", "evaluate_msm", "masked_pearson_r", "reconstruct_signal"]
