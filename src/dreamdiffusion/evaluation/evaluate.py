@@ -1,0 +1,368 @@
+"""``dreamdiffusion evaluate``: generate for a held-out split (or read generated images) and score them.
+
+This is the only code path that reads the **test** split; model selection happens on val during fine-tuning.
+
+Outputs in ``--output`` (all written atomically): ``metrics.json`` (every number plus the protocol and the
+resolved config), ``metrics.md`` (the table), ``samples.png`` (ground truth beside samples), ``samples/`` (the
+generated PNGs) with ``samples/manifest.json`` (so ``--images`` can re-score them without generating again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from dreamdiffusion.errors import ConfigError, DataError
+from dreamdiffusion.evaluation import metrics as M
+from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
+from dreamdiffusion.report import atomic_write_text, comparison_grid, metrics_markdown
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_DIR = "samples"
+SAMPLES_MANIFEST = "manifest.json"
+
+
+@dataclass
+class EvaluateConfig:
+    """Everything ``evaluate`` needs; written beside the metrics so a result can be reproduced from its folder."""
+
+    output: str  # folder for metrics.json, metrics.md, samples.png, samples/
+    model: str | None = None  # DreamDiffusionPipeline folder (or a finetune output folder holding pipeline/)
+    dataset: str = "synthetic"  # paired dataset name (see dreamdiffusion.data.pairs)
+    dataset_options: dict = field(default_factory=dict)  # its path options (root, eeg, splits, images, subject ...)
+    split: str = "test"  # the held-out split scored here
+    images: str | None = None  # read generated images from this folder instead of generating
+    classifier: str | None = None  # judge: hub id or folder; None = builtin-tiny on synthetic, else the ImageNet default
+    clip: str | None = None  # CLIP for retrieval; None = the one the model was fine-tuned with (finetune_config.json)
+    n_way: int = 50  # n-way of the semantic accuracy, capped at the judge's class count
+    trials: int = 50  # random trials per generated image
+    num_images: int = 5  # samples per EEG
+    steps: int = 25  # sampler steps
+    guidance: float = 1.0  # classifier-free guidance scale (1 = none, as in the paper)
+    scheduler: str | None = None  # dpm | pndm | ddim | euler; None = the pipeline's own
+    seed: int = 0  # seeds sampling noise and the n-way trials
+    limit: int | None = None  # score only the first N EEGs of the split
+    batch_size: int = 16  # EEGs per generation batch
+    retrieval_n_way: int | None = None  # None = all test images are candidates (THINGS-EEG2: 200-way)
+    fid: bool = True  # FID/IS when the Inception weights are on disk (never downloaded)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+def load_items(dataset: str, split: str, options: dict, limit: int | None = None) -> list[dict]:
+    """Items of a paired dataset split (dicts with ``eeg``, ``image``, ``label``, ``image_name`` ...)."""
+    from dreamdiffusion.data.pairs import open_paired_dataset
+
+    ds = open_paired_dataset(dataset, split, **options)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if n == 0:
+        raise DataError(f"the {split!r} split of dataset {dataset!r} is empty")
+    return [ds[i] for i in range(n)]
+
+
+def resolve_classifier_name(config: EvaluateConfig) -> str:
+    if config.classifier:
+        return config.classifier
+    return BUILTIN_CLASSIFIER if config.dataset == "synthetic" else DEFAULT_IMAGENET_CLASSIFIER
+
+
+def find_clip_for_model(model: str | os.PathLike | None) -> str | None:
+    """The ``--clip`` a pipeline was fine-tuned with, from ``finetune_config.json`` beside or above it."""
+    if model is None:
+        return None
+    for folder in (Path(model), Path(model).parent):
+        cfg = folder / "finetune_config.json"
+        if cfg.is_file():
+            try:
+                value = json.loads(cfg.read_text()).get("clip")
+            except ValueError:
+                continue
+            if value:
+                return str(value)
+    return None
+
+
+def sample_seed(seed: int, eeg_index: int, sample_index: int) -> int:
+    """Noise seed of one generated image: independent of batch size and of which other EEGs are scored."""
+    from dreamdiffusion.training.common import derived_seed
+
+    return derived_seed(seed, 17, eeg_index, sample_index)
+
+
+def generate_samples(pipe, eegs: Sequence[torch.Tensor], num_images: int, steps: int, guidance: float, seed: int,
+                     batch_size: int = 16, progress: bool = True) -> list[list[Image.Image]]:
+    """``num_images`` PIL images per EEG window, each from its own seeded initial noise."""
+    sample_size = pipe.unet.config.sample_size
+    sample_size = sample_size[0] if isinstance(sample_size, (list, tuple)) else sample_size
+    latent_shape = (pipe.unet.config.in_channels, sample_size, sample_size)
+    out: list[list[Image.Image]] = []
+    for start in tqdm(range(0, len(eegs), batch_size), desc="generate", unit="batch", disable=not progress):
+        chunk = torch.stack([torch.as_tensor(e, dtype=torch.float32) for e in eegs[start:start + batch_size]])
+        latents = torch.stack([
+            torch.randn(latent_shape, generator=torch.Generator().manual_seed(sample_seed(seed, start + i, j)))
+            for i in range(len(chunk)) for j in range(num_images)])
+        pipe.set_progress_bar_config(disable=True)
+        images = pipe(chunk, num_images_per_eeg=num_images, num_inference_steps=steps, guidance_scale=guidance,
+                      latents=latents, output_type="pil").images
+        for i in range(len(chunk)):
+            out.append(list(images[i * num_images:(i + 1) * num_images]))
+    return out
+
+
+def save_samples(samples: Sequence[Sequence[Image.Image]], items: Sequence[dict], folder: Path, meta: dict) -> Path:
+    """Write the generated PNGs and a manifest that ``read_samples`` (``--images``) understands."""
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for i, (imgs, item) in enumerate(zip(samples, items)):
+        files = []
+        for j, img in enumerate(imgs):
+            name = f"{i:05d}_{j}.png"
+            tmp = folder / f".{name}.tmp.png"
+            img.save(tmp)
+            os.replace(tmp, folder / name)
+            files.append(name)
+        entries.append({"index": i, "image_name": item.get("image_name"), "label": _as_int(item.get("label")),
+                        "files": files})
+    manifest = {**meta, "items": entries}
+    atomic_write_text(folder / SAMPLES_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
+def _as_int(value):
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def read_samples(folder: str | os.PathLike, n_items: int) -> list[list[Image.Image]]:
+    """Generated images of an earlier run: ``evaluate``'s ``samples/`` folder or a ``generate`` output folder.
+
+    Both write a ``manifest.json`` with an ``items`` list in dataset order, each naming its image ``files``
+    (relative to the folder). The manifest must cover at least the EEGs scored here.
+    """
+    folder = Path(folder)
+    if (folder / SAMPLES_DIR / SAMPLES_MANIFEST).is_file():
+        folder = folder / SAMPLES_DIR
+    manifest_path = folder / SAMPLES_MANIFEST
+    if not manifest_path.is_file():
+        raise DataError("no manifest.json here: pass the output folder of `dreamdiffusion generate` or of an "
+                        "earlier `dreamdiffusion evaluate`", folder)
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        entries = manifest["items"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"manifest is not valid (expected a JSON object with an 'items' list): {exc}",
+                        manifest_path) from exc
+    if len(entries) < n_items:
+        raise DataError(f"manifest lists images for {len(entries)} EEGs but {n_items} are scored "
+                        "(pass the same --limit and split as the run that generated them)", manifest_path)
+    from dreamdiffusion.data.images import load_image
+
+    out = []
+    for entry in entries[:n_items]:
+        files = entry.get("files") or entry.get("images") or []
+        if not files:
+            raise DataError(f"manifest entry {entry.get('index')} lists no image files", manifest_path)
+        out.append([load_image(folder / f) for f in files])
+    return out
+
+
+def clip_image_embeddings(clip_spec: str, images: Sequence[Image.Image], batch_size: int = 64) -> torch.Tensor:
+    """CLIP ``image_embeds`` of the ground-truth images with CLIP's own preprocessing (frozen, no grad)."""
+    from dreamdiffusion.data.images import clip_pixel_values
+    from dreamdiffusion.models.hub import load_clip
+
+    clip = load_clip(clip_spec)
+    clip.model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            pixel_values = clip_pixel_values(list(images[start:start + batch_size]), clip.processor)
+            out.append(clip.model(pixel_values=pixel_values).image_embeds.float())
+    return torch.cat(out)
+
+
+def eeg_clip_embeddings(pipe, eegs: Sequence[torch.Tensor], batch_size: int = 64) -> torch.Tensor:
+    out = []
+    for start in range(0, len(eegs), batch_size):
+        chunk = torch.stack([torch.as_tensor(e, dtype=torch.float32) for e in eegs[start:start + batch_size]])
+        out.append(pipe.encode_eeg(chunk)[1].float().cpu())
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+def compute_metrics(
+    ground_truth: Sequence[Image.Image],
+    samples: Sequence[Sequence[Image.Image]],
+    classifier: ImageClassifier,
+    n_way: int = 50,
+    trials: int = 50,
+    seed: int = 0,
+    labels: Sequence[int] | None = None,
+    eeg_embeds: torch.Tensor | None = None,
+    image_embeds: torch.Tensor | None = None,
+    retrieval_n_way: int | None = None,
+    fid: bool = True,
+) -> dict:
+    """Every metric of the paper's protocol for N ground truths with S samples each.
+
+    ``labels`` (dataset labels in the judge's label space) adds ``judge_accuracy_real``: the judge's own accuracy
+    on the real images, which bounds what the semantic accuracy can mean.
+    """
+    n = len(ground_truth)
+    if n != len(samples) or n == 0:
+        raise ValueError(f"need one list of samples per ground truth, got {n} and {len(samples)}")
+    s = min(len(x) for x in samples)
+    if s == 0:
+        raise ValueError("every ground truth needs at least one generated sample")
+    samples = [list(x[:s]) for x in samples]
+    size = samples[0][0].size
+    # The paper scores generated and ground-truth images at one size (its 512 px); here: the generated size.
+    gt_resized = [g.convert("RGB").resize(size, Image.BICUBIC) if g.size != size else g.convert("RGB")
+                  for g in ground_truth]
+
+    gt_scores = classifier.logits(gt_resized)
+    gen_scores = classifier.logits([img for row in samples for img in row]).reshape(n, s, -1)
+    way = M.default_n_way(classifier.num_classes, n_way)
+    if way != n_way:
+        logger.info("n-way capped at %d: the judge knows %d classes", way, classifier.num_classes)
+    gen = torch.Generator().manual_seed(int(seed))
+    semantic = M.semantic_accuracy(gen_scores, gt_scores, n_way=way, num_trials=trials, top_k=1, generator=gen)
+    result: dict = {
+        "top1_accuracy": semantic["top1_accuracy"],
+        "top1_accuracy_max": semantic["top1_accuracy_max"],
+        "chance": semantic["chance"],
+        "n_way": semantic["n_way"],
+        "num_trials": semantic["num_trials"],
+        "top1_accuracy_per_slot": semantic["per_slot"],
+        "num_eeg": n,
+        "num_images": s,
+        "classifier": classifier.name,
+    }
+    if labels is not None:
+        result["judge_accuracy_real"] = M.classification_accuracy(gt_scores, labels)
+        # How often the judge's class for the ground truth equals the dataset label (the protocol's "true class").
+        result["generated_label_accuracy"] = M.classification_accuracy(
+            gen_scores.reshape(n * s, -1), torch.as_tensor(labels).repeat_interleave(s))
+    if eeg_embeds is not None and image_embeds is not None and n >= 2:
+        retrieval = M.retrieval_accuracy(eeg_embeds, image_embeds, top_k=(1, 5), n_way=retrieval_n_way,
+                                         num_trials=trials, generator=torch.Generator().manual_seed(int(seed) + 1))
+        result.update(retrieval)
+        result["retrieval_chance_top5"] = min(1.0, 5 / retrieval["retrieval_n_way"])
+    else:
+        result.update({"retrieval_top1": None, "retrieval_top5": None})
+    result.update(M.low_level_metrics(samples, gt_resized))
+    if fid:
+        result.update(M.fid_and_is([img for row in samples for img in row], gt_resized))
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- the command
+
+def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
+    """Generate (or read) images for ``config.split``, score them, and write the outputs. Returns the metrics."""
+    if config.model is None and config.images is None:
+        raise ConfigError("evaluate needs --model (to generate) or --images (a folder of generated images)")
+    if config.num_images < 1 or config.trials < 1 or config.n_way < 2:
+        raise ConfigError("--num-images and --trials must be at least 1 and --n-way at least 2")
+    t0 = time.perf_counter()
+    out_dir = Path(config.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    items = load_items(config.dataset, config.split, config.dataset_options, config.limit)
+    eegs = [torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items]
+    ground_truth = [it["image"] for it in items]
+
+    pipe = None
+    if config.model is not None:
+        from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+        pipe = DreamDiffusionPipeline.from_pretrained(config.model)
+        pipe.set_progress_bar_config(disable=True)
+        if config.scheduler:
+            pipe.set_scheduler(config.scheduler)
+
+    if config.images is not None:
+        samples = read_samples(config.images, len(items))
+    else:
+        samples = generate_samples(pipe, eegs, config.num_images, config.steps, config.guidance, config.seed,
+                                   batch_size=config.batch_size, progress=progress)
+        save_samples(samples, items, out_dir / SAMPLES_DIR,
+                     {"model": os.fspath(config.model), "dataset": config.dataset, "split": config.split,
+                      "seed": config.seed, "steps": config.steps, "guidance": config.guidance,
+                      "scheduler": type(pipe.scheduler).__name__})
+
+    classifier = ImageClassifier.load(resolve_classifier_name(config))
+    labels = _judge_labels(items, classifier, config)
+
+    eeg_embeds = image_embeds = None
+    clip_spec = config.clip or find_clip_for_model(config.model)
+    retrieval_note = None
+    if pipe is None:
+        retrieval_note = "retrieval needs --model (the EEG embeddings come from its CLIP head)"
+    elif clip_spec is None:
+        retrieval_note = "retrieval skipped: no --clip given and none recorded in the model's finetune_config.json"
+    else:
+        eeg_embeds = eeg_clip_embeddings(pipe, eegs)
+        image_embeds = clip_image_embeddings(clip_spec, ground_truth)
+    if retrieval_note:
+        logger.info(retrieval_note)
+
+    result = compute_metrics(ground_truth, samples, classifier, n_way=config.n_way, trials=config.trials,
+                             seed=config.seed, labels=labels, eeg_embeds=eeg_embeds, image_embeds=image_embeds,
+                             retrieval_n_way=config.retrieval_n_way, fid=config.fid)
+    if retrieval_note:
+        result["retrieval_skipped"] = retrieval_note
+    result["clip"] = clip_spec
+    result["dataset"] = config.dataset
+    result["split"] = config.split
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    result["config"] = config.to_dict()
+
+    titles = [f"{it.get('image_name', i)}" for i, it in enumerate(items)]
+    comparison_grid(ground_truth, samples, out_dir / "samples.png", row_titles=titles,
+                    title=f"{config.split}: ground truth | generated")
+    atomic_write_text(out_dir / "metrics.md", f"# Evaluation: {config.dataset} / {config.split}\n\n"
+                      + metrics_markdown(result))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    logger.info("top-1 (%d-way) %.3f (chance %.3f); retrieval top-1 %s; SSIM %.3f; PCC %.3f  -> %s",
+                result["n_way"], result["top1_accuracy"], result["chance"], result.get("retrieval_top1"),
+                result["ssim"], result["pcc"], out_dir / "metrics.json")
+    return result
+
+
+def _judge_labels(items: Sequence[dict], classifier: ImageClassifier, config: EvaluateConfig) -> list[int] | None:
+    """Dataset labels, when they live in the judge's label space (the digit judge on the digit benchmark)."""
+    labels = [it.get("label") for it in items]
+    if any(label is None for label in labels):
+        return None
+    judge_is_builtin = resolve_classifier_name(config) == BUILTIN_CLASSIFIER
+    if not (config.dataset == "synthetic" and judge_is_builtin):
+        return None
+    labels = [int(label) for label in labels]
+    if not all(0 <= label < classifier.num_classes for label in labels):
+        return None
+    return labels
+
+
+__all__ = ["EvaluateConfig", "evaluate", "compute_metrics", "generate_samples", "read_samples", "save_samples",
+           "load_items", "clip_image_embeddings", "eeg_clip_embeddings", "find_clip_for_model"]
