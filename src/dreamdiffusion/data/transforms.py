@@ -1,0 +1,418 @@
+"""From a recording to the model's input: channels, band, rate, windows, normalisation.
+
+The model sees fixed windows of ``n_chans x n_times`` samples (the paper: 128 x 512, a 440 ms
+window stretched to 512 samples, i.e. an effective rate of 512 / 0.44 s = 1163.6 Hz). Every
+recording is resampled to that one rate (``InputSpec.sfreq``) so a window always spans the same
+time, whatever the device recorded at: the reference code skipped this and mixed rates.
+
+All signal processing is MNE's (``Raw.filter``, ``Raw.notch_filter``, ``Raw.resample``,
+``Raw.interpolate_to``); this module only chooses the parameters and shapes the arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from dreamdiffusion.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+PAPER_WINDOW_S = 0.44  # the paper's EEG window: 440 ms, stretched to 512 samples
+CHANNEL_MAPPINGS = ("repeat", "montage")
+NORMALIZATIONS = ("zscore", "none")
+# Channel types we treat as scalp EEG when picking (EDF files often label everything "eeg").
+_EEG_TYPES = ("eeg",)
+
+
+@dataclass
+class InputSpec:
+    """What the model expects, and how a recording is turned into it.
+
+    ``window_stride`` is in samples at ``sfreq``; ``None`` means non-overlapping windows.
+    ``target_channels`` (montage mapping only) names the model's channels in ``montage``;
+    ``None`` takes ``default_target_channels(n_chans)``.
+    """
+
+    n_chans: int = 128
+    n_times: int = 512
+    sfreq: float = 512 / PAPER_WINDOW_S
+    l_freq: float | None = 5.0
+    h_freq: float | None = 95.0
+    notch: float | None = None
+    channel_mapping: str = "repeat"
+    normalize: str = "zscore"
+    window_stride: int | None = None
+    montage: str = "standard_1005"
+    target_channels: list[str] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if int(self.n_chans) < 1 or int(self.n_times) < 1:
+            raise ConfigError(f"n_chans and n_times must be positive, got {self.n_chans} x {self.n_times}")
+        self.n_chans, self.n_times = int(self.n_chans), int(self.n_times)
+        if not (np.isfinite(self.sfreq) and self.sfreq > 0):
+            raise ConfigError(f"sfreq must be a positive number, got {self.sfreq}")
+        self.sfreq = float(self.sfreq)
+        if self.channel_mapping not in CHANNEL_MAPPINGS:
+            raise ConfigError(f"channel_mapping must be one of {CHANNEL_MAPPINGS}, got {self.channel_mapping!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
+            raise ConfigError(f"l_freq ({self.l_freq}) must be below h_freq ({self.h_freq})")
+        for name in ("l_freq", "h_freq", "notch"):
+            v = getattr(self, name)
+            if v is not None and not (np.isfinite(v) and v > 0):
+                raise ConfigError(f"{name} must be a positive frequency or None, got {v}")
+        if self.window_stride is not None:
+            if int(self.window_stride) < 1:
+                raise ConfigError(f"window_stride must be at least 1 sample, got {self.window_stride}")
+            self.window_stride = int(self.window_stride)
+        if self.target_channels is not None:
+            self.target_channels = [str(c) for c in self.target_channels]
+            if len(self.target_channels) != self.n_chans:
+                raise ConfigError(f"target_channels has {len(self.target_channels)} names but n_chans is {self.n_chans}")
+
+    @property
+    def stride(self) -> int:
+        return self.window_stride or self.n_times
+
+    @property
+    def window_s(self) -> float:
+        return self.n_times / self.sfreq
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown InputSpec fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            path = Path(path)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | os.PathLike) -> "InputSpec":
+        s = os.fspath(text_or_path)
+        if not s.lstrip().startswith("{"):
+            try:
+                s = Path(s).read_text()
+            except OSError as exc:
+                raise ConfigError(f"cannot read input spec: {exc}", text_or_path) from None
+        try:
+            return cls.from_dict(json.loads(s))
+        except ValueError as exc:
+            raise ConfigError(f"input spec is not valid JSON: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Small array transforms
+
+
+def stretch_time(x: np.ndarray, n_out: int) -> np.ndarray:
+    """Linear interpolation along the last axis to ``n_out`` samples, end points aligned.
+
+    Same as ``np.interp(np.linspace(0, 1, n_out), np.linspace(0, 1, n_in), row)`` per row (and
+    scipy's ``interp1d``), which is how the reference code stretches 440 samples to 512.
+    """
+    x = np.asarray(x)
+    n_in = x.shape[-1]
+    if n_in < 1 or n_out < 1:
+        raise DataError(f"cannot stretch {n_in} samples to {n_out}")
+    if n_in == 1:
+        return np.repeat(x, n_out, axis=-1).astype(np.result_type(x, np.float32), copy=False)
+    pos = np.linspace(0.0, n_in - 1, n_out)
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, n_in - 2)
+    w = (pos - i0).astype(np.result_type(x, np.float32))
+    # One gather per side instead of a Python loop of np.interp over channels.
+    return x[..., i0] * (1 - w) + x[..., i0 + 1] * w
+
+
+def map_channels_repeat(data: np.ndarray, n_target: int) -> np.ndarray:
+    """The paper's mapping: tile the channels until ``n_target`` (topping up with the first
+    ones), or keep the first ``n_target`` if there are more. ``[C, T] -> [n_target, T]``."""
+    data = np.asarray(data)
+    if data.ndim != 2 or data.shape[0] < 1:
+        raise DataError(f"expected data [channels, samples] with at least one channel, got shape {data.shape}")
+    idx = np.arange(n_target) % data.shape[0]
+    return data[idx]
+
+
+def resolve_montage(name: str) -> str:
+    """MNE 1.13 renamed ``standard_10xx`` to ``colin27_10xx`` (the old names go in 1.14): accept
+    either, use whichever this MNE has."""
+    builtin = set(mne.channels.get_builtin_montages())
+    if name in builtin and not name.startswith("standard_"):
+        return name
+    if name.startswith("standard_") and name.replace("standard_", "colin27_") in builtin:
+        return name.replace("standard_", "colin27_")
+    return name
+
+
+def make_montage(name: str) -> mne.channels.DigMontage:
+    try:
+        return mne.channels.make_standard_montage(resolve_montage(name))
+    except ValueError as exc:
+        raise ConfigError(f"unknown standard montage {name!r}: {exc}") from None
+
+
+def _montage_positions(montage: str) -> dict[str, np.ndarray]:
+    return {k.lower(): v for k, v in _montage_positions_cased(montage).items()}
+
+
+@lru_cache(maxsize=8)
+def _montage_positions_cased(montage: str) -> dict[str, np.ndarray]:
+    return make_montage(montage).get_positions()["ch_pos"]
+
+
+@lru_cache(maxsize=16)
+def _default_targets(n: int, montage: str) -> tuple[str, ...]:
+    pos = _montage_positions_cased(montage)
+    names = list(pos)
+    xyz = np.array([pos[k] for k in names])
+    # Keep the scalp cap: positions no lower than the T7/T8 ring minus a little (drops the
+    # neck/cheek positions some 10-05 layouts carry).
+    centre = xyz.mean(0)
+    rel = xyz - centre
+    ring = np.median([rel[names.index(c)][2] for c in ("T7", "T8") if c in names]) if "T7" in names else rel[:, 2].min()
+    keep = rel[:, 2] >= ring - 0.02
+    names = [n_ for n_, k in zip(names, keep) if k]
+    rel = rel[keep]
+    if n > len(names):
+        raise ConfigError(f"montage {montage!r} has only {len(names)} scalp positions, cannot choose {n}")
+    # Farthest-point sampling from Cz: deterministic and spreads n positions evenly over the cap.
+    start = names.index("Cz") if "Cz" in names else 0
+    chosen = [start]
+    d = np.linalg.norm(rel - rel[start], axis=1)
+    while len(chosen) < n:
+        j = int(np.argmax(d))
+        chosen.append(j)
+        d = np.minimum(d, np.linalg.norm(rel - rel[j], axis=1))
+    # Report them in the montage's own order (front to back), which reads better than pick order.
+    return tuple(names[j] for j in sorted(chosen))
+
+
+def default_target_channels(n: int, montage: str = "standard_1005") -> list[str]:
+    """``n`` channel names of ``montage`` spread evenly over the scalp (farthest-point sampling
+    from Cz), used as the model's channel layout by the montage mapping."""
+    return list(_default_targets(int(n), montage))
+
+
+def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str] | int,
+                         montage: str = "standard_1005", sfreq: float = 1000.0) -> np.ndarray:
+    """Project ``data [C, T]`` recorded at ``ch_names`` onto the ``target`` layout.
+
+    Uses MNE's spherical-spline interpolation (``Raw.interpolate_to``, Perrin et al. 1989) with
+    positions from MNE's standard ``montage``: each target channel becomes a smooth weighted sum
+    of all source channels, exact where a target sits on a source electrode. Chosen over nearest
+    neighbour because it keeps the scalp field continuous when the source layout is sparse (a
+    14-channel headset onto 128). Source channels without a position are dropped (logged);
+    fewer than 3 positioned channels cannot define a field, so the caller should fall back to
+    ``map_channels_repeat``. ``target`` is a list of names in ``montage`` or a count.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != 2 or data.shape[0] != len(ch_names):
+        raise DataError(f"data shape {data.shape} does not match {len(ch_names)} channel names")
+    targets = default_target_channels(target, montage) if isinstance(target, (int, np.integer)) else list(target)
+    pos = _montage_positions(montage)
+    missing_t = [t for t in targets if t.lower() not in pos]
+    if missing_t:
+        raise ConfigError(f"target channels not in montage {montage!r}: {missing_t[:5]}")
+    keep = [i for i, c in enumerate(ch_names) if str(c).lower() in pos]
+    if len(keep) < 3:
+        raise DataError(f"only {len(keep)} of {len(ch_names)} channels have a position in {montage!r} "
+                        f"(names like {list(ch_names)[:4]}); use channel_mapping='repeat'")
+    dropped = [ch_names[i] for i in range(len(ch_names)) if i not in set(keep)]
+    if dropped:
+        logger.info("montage mapping: %d channel(s) without a position in %s are left out: %s",
+                    len(dropped), montage, dropped[:8])
+    src_names = [str(ch_names[i]) for i in keep]
+    # If every target already is a source channel, the spline is the identity: skip it.
+    src_index = {c.lower(): i for i, c in enumerate(src_names)}
+    if all(t.lower() in src_index for t in targets):
+        return data[keep][[src_index[t.lower()] for t in targets]]
+    info = mne.create_info(src_names, sfreq, "eeg")
+    raw = mne.io.RawArray(data[keep], info, verbose="error")
+    raw.set_montage(mne.channels.make_dig_montage(
+        {c: pos[c.lower()] for c in src_names}, coord_frame="head"), verbose="error")
+    dst = mne.channels.make_dig_montage({t: pos[t.lower()] for t in targets}, coord_frame="head")
+    # origin=(0,0,0): MNE's standard montages are centred on the head origin, and a fit to few
+    # sensors (the 'auto' default) is unstable.
+    with mne.use_log_level("error"):
+        out = raw.interpolate_to(dst, origin=(0.0, 0.0, 0.0), method="spline")
+    out_names = out.ch_names
+    return out.get_data()[[out_names.index(t) for t in targets]]
+
+
+def make_windows(data: np.ndarray, n_times: int, stride: int | None = None) -> np.ndarray:
+    """Cut ``data [C, T]`` into windows ``[n, C, n_times]`` every ``stride`` samples (a copy).
+
+    A recording shorter than one window gives ``n = 0``; callers decide whether that is an error.
+    """
+    data = np.asarray(data)
+    if data.ndim != 2:
+        raise DataError(f"expected data [channels, samples], got shape {data.shape}")
+    stride = int(stride or n_times)
+    if stride < 1 or n_times < 1:
+        raise DataError(f"n_times and stride must be positive, got {n_times}, {stride}")
+    c, t = data.shape
+    if t < n_times:
+        return np.zeros((0, c, n_times), dtype=np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(data, n_times, axis=1)[:, ::stride]  # [C, n, T]
+    return np.ascontiguousarray(view.transpose(1, 0, 2), dtype=np.float32)
+
+
+def normalize_windows(windows: np.ndarray, how: str = "zscore", eps: float = 1e-8) -> np.ndarray:
+    """Per-window, per-channel z-score over time (``how="zscore"``) or nothing (``"none"``).
+
+    A flat channel (std below ``eps`` times the window's largest std) stays zero instead of
+    blowing up to noise.
+    """
+    if how == "none":
+        return np.asarray(windows, dtype=np.float32)
+    if how != "zscore":
+        raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {how!r}")
+    w = np.asarray(windows, dtype=np.float64)
+    mean = w.mean(axis=-1, keepdims=True)
+    std = w.std(axis=-1, keepdims=True)
+    floor = np.maximum(std.max(axis=-2, keepdims=True) * eps, np.finfo(np.float64).tiny)
+    out = (w - mean) / np.where(std > floor, std, np.inf)
+    return out.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole recordings
+
+
+def pick_eeg(raw: mne.io.BaseRaw) -> mne.io.BaseRaw:
+    """A copy of ``raw`` with only its EEG channels (bad ones dropped), data loaded."""
+    types = set(raw.get_channel_types())
+    picks = [i for i, t in enumerate(raw.get_channel_types()) if t in _EEG_TYPES and raw.ch_names[i] not in raw.info["bads"]]
+    if not picks:
+        raise DataError(f"no good EEG channels (channel types present: {sorted(types)})", _source(raw))
+    out = raw.copy().pick(picks)
+    if not out.preload:
+        out.load_data(verbose="error")
+    return out
+
+
+def _source(raw: mne.io.BaseRaw) -> str | None:
+    fn = raw.filenames[0] if getattr(raw, "filenames", None) else None
+    return os.fspath(fn) if fn else None
+
+
+def _band(raw: mne.io.BaseRaw, spec: InputSpec) -> tuple[float | None, float | None]:
+    """The band-pass edges usable on this recording: h_freq at or above the recording's Nyquist
+    frequency is dropped (the recording holds nothing up there; resampling anti-aliases the
+    rest), which is logged because it changes the effective band."""
+    nyq = raw.info["sfreq"] / 2.0
+    l_freq, h_freq = spec.l_freq, spec.h_freq
+    if h_freq is not None and h_freq >= nyq * 0.99:
+        logger.info("%s: h_freq %.1f Hz is at/above the Nyquist frequency %.1f Hz of its %.1f Hz rate; "
+                    "low-pass skipped", _source(raw) or "recording", h_freq, nyq, raw.info["sfreq"])
+        h_freq = None
+    if l_freq is not None and l_freq >= nyq * 0.9:
+        raise DataError(f"sampling rate {raw.info['sfreq']:g} Hz is too low for a {l_freq:g} Hz high-pass "
+                        "(lower --l-freq)", _source(raw))
+    return l_freq, h_freq
+
+
+def standardize_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
+    """``raw`` -> ``float32 [spec.n_chans, n_samples]`` at ``spec.sfreq``, not windowed.
+
+    EEG channels picked, band-passed (MNE FIR, zero phase), notch-filtered if asked, resampled
+    to the common rate, then mapped onto ``spec.n_chans`` channels. Values are in microvolts;
+    normalisation happens per window (``normalize_windows``).
+    """
+    raw = pick_eeg(raw)
+    sfreq = raw.info["sfreq"]
+    if raw.n_times < 2:
+        raise DataError("recording has fewer than 2 samples", _source(raw))
+    l_freq, h_freq = _band(raw, spec)
+    if l_freq is not None or h_freq is not None:
+        # A recording shorter than the filter gets a shorter (MNE-chosen) filter and a warning;
+        # keep MNE quiet here and let the caller check the window count.
+        raw.filter(l_freq, h_freq, verbose="error")
+    if spec.notch is not None:
+        nyq = sfreq / 2
+        freqs = np.arange(spec.notch, nyq * 0.99, spec.notch)
+        if len(freqs):
+            raw.notch_filter(freqs, verbose="error")
+    if abs(sfreq - spec.sfreq) > 1e-6 * spec.sfreq:
+        raw.resample(spec.sfreq, verbose="error")
+    data = raw.get_data() * 1e6  # volts -> microvolts
+    if spec.channel_mapping == "montage":
+        try:
+            targets = spec.target_channels or spec.n_chans
+            data = map_channels_montage(data, raw.ch_names, targets, spec.montage, spec.sfreq)
+        except DataError as exc:
+            logger.warning("%s: %s; falling back to channel_mapping='repeat'", _source(raw) or "recording", exc.message)
+            data = map_channels_repeat(data, spec.n_chans)
+    else:
+        data = map_channels_repeat(data, spec.n_chans)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def windows_from_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
+    """All windows of a recording, standardised and normalised: ``[n, n_chans, n_times]``."""
+    data = standardize_raw(raw, spec)
+    return normalize_windows(make_windows(data, spec.n_times, spec.stride), spec.normalize)
+
+
+def window_at(raw_or_data, onset_s: float, spec: InputSpec, sfreq: float | None = None,
+              ch_names: list[str] | None = None, pad_s: float = 2.0) -> np.ndarray:
+    """One model input ``float32 [n_chans, n_times]`` starting ``onset_s`` seconds into the data.
+
+    ``raw_or_data`` is an MNE Raw, or an array ``[C, T]``: with ``sfreq`` (its rate) it is
+    treated as a raw recording and standardised like one; without, as already standardised at
+    ``spec.sfreq`` with ``spec.n_chans`` channels (only cut and normalised). A Raw is cropped to
+    the window plus ``pad_s`` on each side before filtering, so an epoch near the start of a long
+    recording costs little and filter edge effects stay outside the window.
+    """
+    if isinstance(raw_or_data, mne.io.BaseRaw):
+        raw = raw_or_data
+    else:
+        arr = np.asarray(raw_or_data, dtype=np.float64)
+        if arr.ndim != 2:
+            raise DataError(f"expected data [channels, samples], got shape {arr.shape}")
+        if sfreq is None:
+            if arr.shape[0] != spec.n_chans:
+                raise DataError(f"standardised data must have {spec.n_chans} channels, got {arr.shape[0]} "
+                                "(pass sfreq= to standardise raw data)")
+            start = int(round(onset_s * spec.sfreq))
+            if onset_s < 0 or start + spec.n_times > arr.shape[1]:
+                raise DataError(f"window at {onset_s:g} s ({spec.window_s:.3f} s long) runs past the data "
+                                f"({arr.shape[1] / spec.sfreq:.3f} s)")
+            return normalize_windows(arr[None, :, start:start + spec.n_times], spec.normalize)[0]
+        names = list(ch_names) if ch_names is not None else [f"EEG{i:03d}" for i in range(arr.shape[0])]
+        raw = mne.io.RawArray(arr * 1e-6, mne.create_info(names, float(sfreq), "eeg"), verbose="error")
+    duration = raw.n_times / raw.info["sfreq"]
+    if onset_s < 0 or onset_s + spec.window_s > duration + 1e-9:
+        raise DataError(f"window at {onset_s:g} s ({spec.window_s:.3f} s long) runs past the recording "
+                        f"({duration:.3f} s)", _source(raw))
+    tmin = max(0.0, onset_s - pad_s)
+    tmax = min(duration - 1.0 / raw.info["sfreq"], onset_s + spec.window_s + pad_s)
+    piece = raw.copy().crop(tmin, tmax, include_tmax=True)
+    data = standardize_raw(piece, spec)
+    start = int(round((onset_s - tmin) * spec.sfreq))
+    start = min(start, data.shape[1] - spec.n_times)
+    if start < 0:
+        raise DataError("recording too short for one window", _source(raw))
+    return normalize_windows(data[None, :, start:start + spec.n_times], spec.normalize)[0]

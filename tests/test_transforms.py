@@ -1,0 +1,208 @@
+"""Transforms on signals with known answers."""
+
+import mne
+import numpy as np
+import pytest
+
+from dreamdiffusion.data import transforms as T
+from dreamdiffusion.errors import ConfigError, DataError
+
+
+def _raw(data_uv, sfreq, names=None):
+    names = names or [f"EEG{i:03d}" for i in range(len(data_uv))]
+    return mne.io.RawArray(np.asarray(data_uv) * 1e-6, mne.create_info(names, sfreq, "eeg"), verbose="error")
+
+
+def _peak_hz(x, sfreq):
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return np.fft.rfftfreq(len(x), 1 / sfreq)[np.argmax(spec)]
+
+
+def _amp_at(x, sfreq, f):
+    """Amplitude of the component at f Hz (least squares on sin/cos, edges trimmed)."""
+    t = np.arange(len(x)) / sfreq
+    A = np.stack([np.sin(2 * np.pi * f * t), np.cos(2 * np.pi * f * t)], 1)
+    coef, *_ = np.linalg.lstsq(A, x, rcond=None)
+    return float(np.hypot(*coef))
+
+
+def test_input_spec_defaults_and_json_round_trip(tmp_path):
+    spec = T.InputSpec()
+    assert (spec.n_chans, spec.n_times) == (128, 512)
+    assert spec.sfreq == pytest.approx(512 / 0.44)
+    assert spec.window_s == pytest.approx(0.44)
+    assert spec.stride == 512
+    custom = T.InputSpec(n_chans=8, n_times=64, sfreq=250.0, l_freq=1.0, h_freq=40.0, notch=50.0,
+                         channel_mapping="montage", normalize="none", window_stride=32)
+    assert T.InputSpec.from_json(custom.to_json()) == custom
+    custom.to_json(tmp_path / "spec.json")
+    assert T.InputSpec.from_json(tmp_path / "spec.json") == custom
+    with pytest.raises(ConfigError):
+        T.InputSpec(channel_mapping="nearest")
+    with pytest.raises(ConfigError):
+        T.InputSpec(l_freq=50, h_freq=10)
+    with pytest.raises(ConfigError):
+        T.InputSpec.from_dict({"n_chans": 4, "bogus": 1})
+
+
+def test_stretch_time_matches_np_interp():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 440))
+    y = T.stretch_time(x, 512)
+    assert y.shape == (3, 512)
+    ref = np.stack([np.interp(np.linspace(0, 1, 512), np.linspace(0, 1, 440), r) for r in x])
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    # end points aligned; shrinking works too
+    assert y[:, 0] == pytest.approx(x[:, 0]) and y[:, -1] == pytest.approx(x[:, -1])
+    z = T.stretch_time(x, 100)
+    np.testing.assert_allclose(z[1], np.interp(np.linspace(0, 1, 100), np.linspace(0, 1, 440), x[1]))
+    np.testing.assert_array_equal(T.stretch_time(np.array([[2.0]]), 4), [[2.0] * 4])
+
+
+def test_map_channels_repeat_tiles_and_tops_up():
+    data = np.arange(5)[:, None] * np.ones((5, 7))
+    out = T.map_channels_repeat(data, 12)
+    assert out.shape == (12, 7)
+    # tile 0..4, 0..4, then top up with the first ones
+    np.testing.assert_array_equal(out[:, 0], [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1])
+    np.testing.assert_array_equal(T.map_channels_repeat(data, 3)[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(T.map_channels_repeat(data, 5), data)
+
+
+def test_default_target_channels_are_distinct_scalp_positions():
+    names = T.default_target_channels(128)
+    assert len(names) == 128 == len(set(names))
+    assert "Cz" in names
+    assert T.default_target_channels(128) == names  # deterministic
+    small = T.default_target_channels(16)
+    assert len(small) == 16 and "Cz" in small
+
+
+def test_map_channels_montage_exact_at_sources_and_smooth_elsewhere():
+    src = ["Fz", "Cz", "Pz", "C3", "C4", "Oz", "F3", "F4"]
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((len(src), 50))
+    # targets that are source channels: identical rows (case-insensitive)
+    out = T.map_channels_montage(data, src, ["cz", "Fz", "C4"])
+    np.testing.assert_allclose(out, data[[1, 0, 4]])
+    # a constant field over the scalp stays (nearly) constant after spherical-spline interpolation
+    const = np.ones((len(src), 10))
+    targets = T.default_target_channels(32)
+    out = T.map_channels_montage(const, src, targets)
+    assert out.shape == (32, 10)
+    assert np.all(np.isfinite(out))
+    # a target between C3 and Cz is a blend of the two, closer to them than to the far channels
+    lin = np.zeros((len(src), 1))
+    lin[src.index("C3")] = 1.0
+    lin[src.index("Cz")] = 1.0
+    mid = T.map_channels_montage(lin, src, ["C1", "Oz", "F4"])[:, 0]
+    assert mid[0] > 0.5 and abs(mid[1]) < 1e-9 and abs(mid[2]) < 1e-9
+    with pytest.raises(DataError):
+        T.map_channels_montage(data[:2], ["X1", "X2"], 4)
+
+
+def test_make_windows_and_normalize():
+    data = np.arange(2 * 10, dtype=float).reshape(2, 10)
+    w = T.make_windows(data, 4, 3)
+    assert w.shape == (3, 2, 4)  # starts 0, 3, 6
+    np.testing.assert_array_equal(w[1, 0], [3, 4, 5, 6])
+    assert T.make_windows(data, 11).shape == (0, 2, 11)
+    n = T.normalize_windows(w)
+    np.testing.assert_allclose(n.mean(-1), 0, atol=1e-6)
+    np.testing.assert_allclose(n.std(-1), 1, atol=1e-6)
+    flat = np.zeros((1, 2, 8))
+    flat[0, 1] = np.arange(8)
+    nf = T.normalize_windows(flat)
+    assert np.all(nf[0, 0] == 0) and np.isfinite(nf).all()
+    assert T.normalize_windows(w, "none").dtype == np.float32
+
+
+def test_sine_keeps_its_frequency_through_resampling():
+    sfreq = 128.0
+    t = np.arange(int(8 * sfreq)) / sfreq
+    raw = _raw([20 * np.sin(2 * np.pi * 10 * t)], sfreq)
+    spec = T.InputSpec(n_chans=2, n_times=256, sfreq=500.0, l_freq=1.0, h_freq=None)
+    out = T.standardize_raw(raw, spec)
+    assert out.shape == (2, int(8 * 500))
+    assert _peak_hz(out[0, 500:-500], 500.0) == pytest.approx(10.0, abs=0.3)
+    # amplitude in microvolts survives
+    assert _amp_at(out[0, 500:-500], 500.0, 10.0) == pytest.approx(20.0, rel=0.05)
+    # paper default: 128 Hz up to 1163.6 Hz
+    out = T.standardize_raw(raw, T.InputSpec(n_chans=1))
+    assert out.shape[1] == pytest.approx(8 * 512 / 0.44, abs=2)
+    assert _peak_hz(out[0], 512 / 0.44) == pytest.approx(10.0, abs=0.3)
+
+
+def test_band_pass_and_notch_remove_what_they_should():
+    sfreq = 1000.0
+    t = np.arange(int(10 * sfreq)) / sfreq
+    sig = 10 * np.sin(2 * np.pi * 2 * t) + 10 * np.sin(2 * np.pi * 20 * t) + 10 * np.sin(2 * np.pi * 200 * t) \
+        + 10 * np.sin(2 * np.pi * 50 * t)
+    raw = _raw([sig], sfreq)
+    spec = T.InputSpec(n_chans=1, n_times=100, sfreq=sfreq, l_freq=5.0, h_freq=95.0, notch=50.0)
+    out = T.standardize_raw(raw, spec)[0, 2000:-2000]
+    assert _amp_at(out, sfreq, 20) == pytest.approx(10, rel=0.05)  # in band: kept
+    assert _amp_at(out, sfreq, 2) < 0.5  # below 5 Hz: gone
+    assert _amp_at(out, sfreq, 200) < 0.5  # above 95 Hz: gone
+    assert _amp_at(out, sfreq, 50) < 0.5  # notched
+    # without the notch the 50 Hz line stays
+    out = T.standardize_raw(raw, T.InputSpec(n_chans=1, n_times=100, sfreq=sfreq))[0, 2000:-2000]
+    assert _amp_at(out, sfreq, 50) == pytest.approx(10, rel=0.05)
+
+
+def test_h_freq_above_nyquist_is_skipped_and_logged(caplog):
+    raw = _raw(np.random.default_rng(0).standard_normal((2, 1280)), 128.0)
+    with caplog.at_level("INFO", logger="dreamdiffusion.data.transforms"):
+        out = T.standardize_raw(raw, T.InputSpec(n_chans=2, sfreq=128.0, h_freq=95.0))
+    assert out.shape == (2, 1280)
+    assert "Nyquist" in caplog.text
+    with pytest.raises(DataError, match="too low"):
+        T.standardize_raw(_raw(np.ones((1, 100)), 8.0), T.InputSpec(n_chans=1, sfreq=8.0))
+
+
+def test_standardize_picks_eeg_only_and_maps_channels():
+    info = mne.create_info(["Fz", "Cz", "STI 014", "EOG1"], 256.0, ["eeg", "eeg", "stim", "eog"])
+    rng = np.random.default_rng(0)
+    raw = mne.io.RawArray(rng.standard_normal((4, 2560)) * 1e-5, info, verbose="error")
+    out = T.standardize_raw(raw, T.InputSpec(n_chans=5, sfreq=256.0))
+    assert out.shape == (5, 2560)
+    np.testing.assert_array_equal(out[0], out[2])  # Fz, Cz, Fz, Cz, Fz
+    np.testing.assert_array_equal(out[1], out[3])
+    assert not np.allclose(out[0], out[1])
+    info = mne.create_info(["STI 014"], 256.0, ["stim"])
+    with pytest.raises(DataError, match="no good EEG"):
+        T.standardize_raw(mne.io.RawArray(np.zeros((1, 100)), info, verbose="error"), T.InputSpec())
+
+
+def test_windows_from_raw_shapes_and_normalisation():
+    raw = _raw(np.random.default_rng(0).standard_normal((3, 128 * 10)) * 30, 128.0)
+    spec = T.InputSpec(n_chans=4, n_times=128, sfreq=128.0, window_stride=64, l_freq=1.0)
+    w = T.windows_from_raw(raw, spec)
+    assert w.shape == ((1280 - 128) // 64 + 1, 4, 128)
+    np.testing.assert_allclose(w.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(w.std(-1), 1, atol=1e-4)
+
+
+def test_window_at_matches_the_full_recording_away_from_edges():
+    sfreq = 250.0
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((3, int(30 * sfreq))) * 20
+    raw = _raw(data, sfreq)
+    spec = T.InputSpec(n_chans=3, n_times=110, sfreq=250.0, l_freq=5.0, h_freq=40.0)
+    full = T.standardize_raw(raw, spec)
+    onset = 12.0
+    ref = T.normalize_windows(full[None, :, 3000:3110])[0]
+    got = T.window_at(raw, onset, spec)
+    assert got.shape == (3, 110)
+    # cropping with 2 s padding leaves the window essentially untouched by filter edges
+    np.testing.assert_allclose(got, ref, atol=0.05)
+    # an array with its rate is treated like a raw recording
+    got2 = T.window_at(data, onset, spec, sfreq=sfreq)
+    np.testing.assert_allclose(got2, got, atol=1e-4)
+    # an already standardised array is only cut and normalised
+    got3 = T.window_at(full, onset, spec)
+    np.testing.assert_allclose(got3, ref, atol=1e-5)
+    with pytest.raises(DataError, match="runs past"):
+        T.window_at(raw, 29.9, spec)
+    with pytest.raises(DataError):
+        T.window_at(raw, -1.0, spec)
