@@ -1,0 +1,688 @@
+"""Stage B: fine-tune Stable Diffusion on EEG-image pairs with CLIP alignment (Accelerate).
+
+Loss per batch (paper, Sec. 3.3-3.4)::
+
+    loss = MSE(eps_pred, eps) + clip_weight * (1 - cos(CLIP head(EEG tokens), CLIP image_embeds(image)))
+
+- The diffusion term is Stable Diffusion's epsilon-prediction loss on VAE latents of the paired
+  image, with the noise schedule taken from the base's scheduler config (SD 1.x: scaled_linear
+  0.00085-0.012, 1000 steps).
+- CLIP is truly frozen: ``requires_grad_(False)``, ``eval()``, embeddings computed once per batch
+  under ``torch.no_grad`` (the reference let CLIP's ``layer_norm2`` train by a substring match).
+- Condition dropout (default 0.1) swaps the EEG context for the learned null context, which
+  makes classifier-free guidance possible at generation time.
+
+What trains (``--train``): ``paper`` = EEG encoder + mappers + CLIP head + time conditioning +
+every UNet ``attn2`` and the ``norm2`` LayerNorm right before it (inside the transformer blocks
+only, not the ResNet blocks' GroupNorms); ``lora`` = the conditioner + peft LoRA adapters on the
+UNet's attention projections; ``encoder`` = the conditioner only. The VAE is always frozen.
+
+Determinism: every random draw of optimizer step ``s`` (image augmentation, timesteps, noise,
+dropout, VAE posterior sample) comes from a generator seeded by ``(seed, s, rank)`` and the data
+order of epoch ``e`` from ``(seed, e)``. Resuming from a checkpoint therefore continues exactly
+as an uninterrupted run would (bit-exact on the CPU).
+
+Model selection uses the **val** split only (val loss at fixed noise); the test split is never read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamdiffusion.errors import ConfigError, DataError, TrainingError
+
+logger = logging.getLogger(__name__)
+
+TRAIN_MODES = ("paper", "lora", "encoder")
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "finetune_config.json"
+PIPELINE_DIR = "pipeline"
+BEST_FILE = "best_trainable.safetensors"
+
+
+@dataclass
+class FinetuneConfig:
+    """Every Stage B hyper-parameter in one place (paper defaults unless noted)."""
+
+    output: str = "runs/finetune"  # output folder: pipeline/, checkpoints/, metrics.jsonl, loss.png
+    dataset: str = "folder"  # paired dataset name (eegcvpr40, things-eeg2, folder, synthetic)
+    dataset_options: dict = field(default_factory=dict)  # passed to open_paired_dataset (paths, subject, ...)
+    encoder: str | None = None  # pretrained EEG encoder folder; None = random init (no-pretraining ablation)
+    encoder_preset: str = "paper"  # architecture when encoder is None
+    base: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # SD folder, hub id or builtin-tiny
+    clip: str = "openai/clip-vit-large-patch14"  # CLIP vision folder, hub id or builtin-tiny
+    train: str = "paper"  # paper | lora | encoder
+    clip_weight: float = 1.0  # weight of 1 - cos(CLIP head, CLIP image embedding)
+    cond_dropout: float = 0.1  # share of samples trained on the null-EEG context (enables guidance)
+    time_conditioning: bool = True  # add pooled EEG context to the timestep embedding (paper)
+    resolution: int | None = None  # image size; None = the base's native size (SD 1.5: 512)
+    crop_ratio: float = 0.2  # random crop of (1 - ratio) of the side, resized back (paper)
+    crop_prob: float = 0.5  # probability of that crop per training image (paper)
+    batch_size: int = 25  # per process
+    learning_rate: float = 5.3e-5  # constant (paper)
+    lr_scheduler: str = "constant"  # any diffusers get_scheduler name
+    lr_warmup_steps: int = 0
+    weight_decay: float = 0.01  # AdamW default, as the reference
+    max_grad_norm: float = 0.5  # gradient clipping (paper: 0.5)
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    max_steps: int | None = None  # optimizer steps; overrides epochs
+    epochs: int = 500  # paper config
+    lora_rank: int = 4
+    lora_alpha: int = 4
+    seed: int = 2022
+    checkpoint_every: int = 500  # optimizer steps between resumable checkpoints (0 = only at the end)
+    checkpoints_total_limit: int | None = 3
+    resume: bool = False  # continue from the latest complete checkpoint in output/checkpoints
+    validate_every: int = 500  # optimizer steps between validations on the val split (0 = only at the end)
+    val_limit: int | None = 100  # val pairs used for val loss / cosine (None = all)
+    validation_images: int = 4  # val EEGs drawn at each validation (0 = none)
+    validation_inference_steps: int = 25
+    guidance_scale: float = 3.0  # for validation images
+    select: str = "best"  # best (lowest val loss) | last: which weights become the final pipeline
+    skip_nonfinite: bool = False  # skip a batch with a NaN/Inf loss instead of stopping
+    num_workers: int = 0  # data-loading workers
+
+    def validate(self) -> None:
+        if self.train not in TRAIN_MODES:
+            raise ConfigError(f"--train must be one of {', '.join(TRAIN_MODES)}, got {self.train!r}")
+        if self.select not in ("best", "last"):
+            raise ConfigError(f"--select must be best or last, got {self.select!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError(f"--mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ConfigError(f"--cond-dropout must be in [0, 1), got {self.cond_dropout}")
+        for name in ("batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("--max-steps must be at least 1")
+        if self.max_steps is None and self.epochs < 1:
+            raise ConfigError("--epochs must be at least 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FinetuneConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown finetune settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+# ------------------------------------------------------------------------------------- models
+
+class TrainableSystem(nn.Module):
+    """Conditioner + UNet in one module so Accelerate wraps (and DDP syncs) one thing."""
+
+    def __init__(self, conditioner, unet):
+        super().__init__()
+        self.conditioner = conditioner
+        self.unet = unet
+
+    def forward(self, eeg, noisy_latents, timesteps, drop):
+        out = self.conditioner(eeg)
+        cond = self.conditioner.drop_condition(out.cond, drop)  # [B, 77, Dx]
+        with self.conditioner.conditioning(self.unet, cond):
+            eps = self.unet(noisy_latents, timesteps, encoder_hidden_states=cond.to(self.unet.dtype)).sample
+        return eps, out.clip_embeds
+
+
+def paper_unet_parameters(unet) -> list[tuple[str, nn.Parameter]]:
+    """Every cross-attention (``attn2``) and the LayerNorm before it (``norm2``) of the UNet's transformer blocks."""
+    from diffusers.models.attention import BasicTransformerBlock
+
+    chosen = []
+    for block_name, block in unet.named_modules():
+        if isinstance(block, BasicTransformerBlock) and getattr(block, "attn2", None) is not None:
+            for sub in ("attn2", "norm2"):
+                module = getattr(block, sub, None)
+                if module is not None:
+                    chosen += [(f"{block_name}.{sub}.{n}", p) for n, p in module.named_parameters()]
+    return chosen
+
+
+def configure_trainable(conditioner, unet, vae, clip_model, cfg: FinetuneConfig) -> None:
+    """Set ``requires_grad`` for the chosen ``--train`` mode; VAE and CLIP always frozen."""
+    for frozen in (vae, clip_model):
+        frozen.requires_grad_(False)
+        frozen.eval()
+    conditioner.requires_grad_(True)
+    unet.requires_grad_(False)
+    if cfg.train == "paper":
+        params = paper_unet_parameters(unet)
+        if not params:
+            raise ConfigError("the base UNet has no cross-attention transformer blocks to train (--train paper)")
+        for _, p in params:
+            p.requires_grad_(True)
+    elif cfg.train == "lora":
+        from peft import LoraConfig
+
+        unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
+                                    target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+
+
+# --------------------------------------------------------------------------------------- data
+
+def open_datasets(cfg: FinetuneConfig):
+    """(train, val or None) paired datasets; the test split is never opened here."""
+    try:
+        from dreamdiffusion.data.pairs import open_paired_dataset
+    except ImportError as exc:  # pragma: no cover - the pairs module ships with the package
+        raise ConfigError(f"paired datasets are unavailable: {exc}") from exc
+    train = open_paired_dataset(cfg.dataset, "train", **cfg.dataset_options)
+    try:
+        val = open_paired_dataset(cfg.dataset, "val", **cfg.dataset_options)
+    except DataError as exc:
+        logger.warning("no val split (%s): validation and best-checkpoint selection are off", exc)
+        val = None
+    return train, val
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """A distinct 63-bit seed for each (run seed, optimizer step, process)."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
+
+
+class MicroBatches(torch.utils.data.Sampler):
+    """Index lists of this rank's micro-batches from micro-batch ``start`` on.
+
+    Epoch ``e`` shuffles all pairs with a generator seeded by ``(seed, e)``; each global batch
+    of ``batch_size * world`` pairs is cut into ``world`` slices, one per rank (ranks see
+    different pairs); the incomplete tail of an epoch is dropped so all ranks step together.
+    """
+
+    def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int, start: int, total: int):
+        self.n, self.batch_size, self.world, self.rank, self.seed = n, batch_size, world, rank, seed
+        self.per_epoch = n // (batch_size * world)
+        self.start, self.total = start, total
+
+    def __len__(self):
+        return max(0, self.total - self.start)
+
+    def __iter__(self):
+        perm, perm_epoch = None, -1
+        for m in range(self.start, self.total):
+            epoch, within = divmod(m, self.per_epoch)
+            if epoch != perm_epoch:
+                perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(step_seed(self.seed, epoch, 99991)))
+                perm_epoch = epoch
+            g0 = within * self.batch_size * self.world + self.rank * self.batch_size
+            yield perm[g0:g0 + self.batch_size].tolist()
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+def _check_item(item: Any, index: int) -> None:
+    if not isinstance(item, dict) or "eeg" not in item or "image" not in item:
+        raise DataError(f"dataset item {index} is not a dict with 'eeg' and 'image'")
+
+
+class ImagePrep:
+    """Paper preprocessing: resize to ``resolution``; in training, with probability ``crop_prob``,
+    a random crop of ``(1 - crop_ratio)`` of the side resized back. Output ``[3, R, R]`` in [-1, 1].
+
+    All randomness comes from the explicit generator, so a step's augmentation is reproducible.
+    """
+
+    def __init__(self, resolution: int, crop_ratio: float = 0.2, crop_prob: float = 0.5):
+        self.resolution, self.crop_ratio, self.crop_prob = resolution, crop_ratio, crop_prob
+
+    def __call__(self, image, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        from PIL import Image
+
+        r = self.resolution
+        img = image.convert("RGB").resize((r, r), Image.BICUBIC)  # aspect not kept, as the reference
+        if train and self.crop_ratio > 0 and torch.rand((), generator=generator).item() < self.crop_prob:
+            side = r - int(self.crop_ratio * r)
+            x0 = int(torch.randint(0, r - side + 1, (), generator=generator))
+            y0 = int(torch.randint(0, r - side + 1, (), generator=generator))
+            img = img.crop((x0, y0, x0 + side, y0 + side)).resize((r, r), Image.BICUBIC)
+        arr = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)  # [3, R, R]
+        return arr / 127.5 - 1.0
+
+
+# ------------------------------------------------------------------------------------ training
+
+@dataclass
+class _Parts:
+    conditioner: Any
+    unet: Any
+    vae: Any
+    clip: Any
+    clip_processor: Any
+    noise_scheduler: Any
+    scheduler_config: dict
+    resolution: int
+
+
+def build_parts(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: float | None) -> _Parts:
+    from diffusers import DDPMScheduler
+
+    from dreamdiffusion.models import hub
+    from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
+
+    base = hub.load_base(cfg.base)
+    clip = hub.load_clip(cfg.clip)
+    cross = int(base.unet.config.cross_attention_dim)
+    clip_dim = hub.clip_projection_dim(clip.model)
+    time_dim = hub.unet_time_embed_dim(base.unet) if cfg.time_conditioning else None
+    if cfg.encoder and cfg.encoder.lower() != "none":
+        encoder = load_encoder(cfg.encoder)
+        found = (encoder.config.n_chans, encoder.config.n_times)
+        if found != (n_chans, n_times):
+            raise ConfigError(
+                f"the encoder expects EEG of {found[0]} channels x {found[1]} samples but the dataset gives "
+                f"{n_chans} x {n_times} (prepare the pairs with the encoder's input: --channel-mapping / resampling, "
+                f"or pretrain an encoder for this montage)", cfg.encoder)
+        conditioner = EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim)
+    else:
+        conditioner = EEGConditioner.from_preset(cfg.encoder_preset, n_chans=n_chans, n_times=n_times,
+                                                 sfreq=sfreq or 512 / 0.44, cross_attention_dim=cross,
+                                                 clip_dim=clip_dim, time_embed_dim=time_dim)
+    # Training noise: the base's schedule, epsilon prediction (as SD 1.x was trained).
+    sched_cfg = {k: v for k, v in base.scheduler_config.items() if not k.startswith("_")}
+    noise_scheduler = DDPMScheduler.from_config({**sched_cfg, "prediction_type": "epsilon"})
+    vae_factor = 2 ** (len(base.vae.config.block_out_channels) - 1)
+    sample = base.unet.config.sample_size
+    sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+    resolution = cfg.resolution or sample * vae_factor
+    if resolution % vae_factor:
+        raise ConfigError(f"--resolution {resolution} is not a multiple of the VAE's factor {vae_factor}")
+    return _Parts(conditioner, base.unet, base.vae, clip.model, clip.processor, noise_scheduler,
+                  dict(base.scheduler_config), resolution)
+
+
+def _clip_pixels(processor, images) -> torch.Tensor:
+    return processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+
+
+def _cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1).mean()
+
+
+class _Trainer:
+    def __init__(self, cfg: FinetuneConfig, train_ds, val_ds):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.cfg = cfg
+        self.out = Path(cfg.output)
+        self.train_ds, self.val_ds = train_ds, val_ds
+        try:
+            self.acc = Accelerator(mixed_precision=cfg.mixed_precision,
+                                   kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"cannot set up training: {exc}") from exc
+        self.rank, self.world = self.acc.process_index, self.acc.num_processes
+
+    # -- setup
+    def setup(self):
+        cfg, acc = self.cfg, self.acc
+        if len(self.train_ds) == 0:
+            raise DataError("the train split is empty", cfg.dataset)
+        first = self.train_ds[0]
+        _check_item(first, 0)
+        eeg = torch.as_tensor(first["eeg"])
+        if eeg.ndim != 2:
+            raise DataError(f"dataset EEG items must be [channels, samples], got shape {tuple(eeg.shape)}", cfg.dataset)
+        sfreq = getattr(self.train_ds, "sfreq", None)
+        p = build_parts(cfg, int(eeg.shape[0]), int(eeg.shape[1]), sfreq)
+        self.parts = p
+        self.prep = ImagePrep(p.resolution, cfg.crop_ratio, cfg.crop_prob)
+        configure_trainable(p.conditioner, p.unet, p.vae, p.clip, cfg)
+        if cfg.gradient_checkpointing:
+            p.unet.enable_gradient_checkpointing()
+            p.conditioner.enable_gradient_checkpointing()
+        # Frozen parts run in the mixed-precision dtype; trained weights stay fp32 (master copy).
+        self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+        p.vae.to(acc.device, self.weight_dtype)
+        p.clip.to(acc.device, self.weight_dtype)
+        if cfg.train == "encoder":
+            p.unet.to(dtype=self.weight_dtype)
+        elif cfg.train == "lora" and self.weight_dtype != torch.float32:
+            p.unet.to(dtype=self.weight_dtype)
+            for prm in p.unet.parameters():
+                if prm.requires_grad:
+                    prm.data = prm.data.float()
+        self.system = TrainableSystem(p.conditioner, p.unet)
+        params = [q for q in self.system.parameters() if q.requires_grad]
+        self.n_trainable = sum(q.numel() for q in params)
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        from diffusers.optimization import get_scheduler
+
+        lr_sched = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps * self.world,
+                                 num_training_steps=10**9)
+        self.system, self.optimizer, self.lr_sched = acc.prepare(self.system, optimizer, lr_sched)
+
+        self.per_epoch = len(self.train_ds) // (cfg.batch_size * self.world)
+        if self.per_epoch == 0:
+            raise DataError(f"the train split has {len(self.train_ds)} pairs, fewer than one batch of "
+                            f"{cfg.batch_size} x {self.world} process(es) (lower --batch-size)", cfg.dataset)
+        steps_per_epoch = max(1, self.per_epoch // cfg.gradient_accumulation_steps)
+        self.max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+        logger.info("finetune: %d train pairs, %s val pairs, %d steps (%d per epoch), %d trainable parameters (%s)",
+                    len(self.train_ds), len(self.val_ds) if self.val_ds is not None else "no", self.max_steps,
+                    steps_per_epoch, self.n_trainable, cfg.train)
+
+    # -- one batch
+    def batch_tensors(self, items: list, train: bool, gen: torch.Generator):
+        p, dev = self.parts, self.acc.device
+        eeg = torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items]).to(dev)
+        pixels = torch.stack([self.prep(it["image"], train, gen) for it in items]).to(dev, self.weight_dtype)
+        with torch.no_grad():
+            # Frozen targets, computed once per batch, outside any graph.
+            posterior = p.vae.encode(pixels).latent_dist
+            eps = torch.randn(posterior.mean.shape, generator=gen).to(dev, posterior.mean.dtype)
+            latents = (posterior.mean + posterior.std * eps) * p.vae.config.scaling_factor
+            clip_px = _clip_pixels(p.clip_processor, [it["image"] for it in items]).to(dev, self.weight_dtype)
+            image_embeds = p.clip(pixel_values=clip_px).image_embeds.float()
+        b = eeg.shape[0]
+        noise = torch.randn(latents.shape, generator=gen).to(dev, latents.dtype)
+        t = torch.randint(0, p.noise_scheduler.config.num_train_timesteps, (b,), generator=gen).to(dev)
+        drop = (torch.rand(b, generator=gen) < (self.cfg.cond_dropout if train else 0.0)).to(dev)
+        noisy = p.noise_scheduler.add_noise(latents, noise, t)
+        return eeg, noisy, noise, t, drop, image_embeds
+
+    def losses(self, model, batch):
+        eeg, noisy, noise, t, drop, image_embeds = batch
+        with self.acc.autocast():
+            eps_pred, clip_pred = model(eeg, noisy, t, drop)
+        mse = F.mse_loss(eps_pred.float(), noise.float())
+        clip_loss = _cosine_loss(clip_pred, image_embeds)
+        return mse + self.cfg.clip_weight * clip_loss, mse, clip_loss
+
+    # -- validation (main process only)
+    @torch.no_grad()
+    def validate(self, step: int) -> dict | None:
+        if self.val_ds is None or len(self.val_ds) == 0:
+            return None
+        cfg = self.cfg
+        model = self.acc.unwrap_model(self.system)
+        model.eval()
+        n = len(self.val_ds) if cfg.val_limit is None else min(cfg.val_limit, len(self.val_ds))
+        tot = {"val_loss": 0.0, "val_mse": 0.0, "val_clip_cos": 0.0}
+        for i0 in range(0, n, cfg.batch_size):
+            items = [self.val_ds[i] for i in range(i0, min(n, i0 + cfg.batch_size))]
+            gen = torch.Generator().manual_seed(step_seed(cfg.seed, i0, 7))  # same noise at every validation
+            loss, mse, clip_loss = self.losses(model, self.batch_tensors(items, False, gen))
+            for k, v in (("val_loss", loss), ("val_mse", mse), ("val_clip_cos", 1.0 - clip_loss)):
+                tot[k] += float(v) * len(items)
+        model.train()
+        result = {k: v / n for k, v in tot.items()}
+        if cfg.validation_images > 0:
+            self.validation_images(step, model)
+        return result
+
+    def make_pipeline(self, model, scheduler_name: str = "dpm"):
+        from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
+
+        sched = make_scheduler(scheduler_name, self.parts.scheduler_config)
+        pre = dict(getattr(self.train_ds, "preprocessing", None) or {})
+        pre.setdefault("dataset", self.cfg.dataset)
+        return DreamDiffusionPipeline(unet=model.unet, vae=self.parts.vae, scheduler=sched,
+                                      eeg_conditioner=model.conditioner, preprocessing=pre)
+
+    def validation_images(self, step: int, model) -> None:
+        from dreamdiffusion.training.checkpoint import atomic_write_bytes
+
+        cfg = self.cfg
+        k = min(cfg.validation_images, len(self.val_ds))
+        items = [self.val_ds[i] for i in range(k)]
+        pipe = self.make_pipeline(model)
+        pipe.set_progress_bar_config(disable=True)
+        eeg = torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items])
+        images = pipe(eeg, num_images_per_eeg=1, num_inference_steps=cfg.validation_inference_steps,
+                      guidance_scale=cfg.guidance_scale, generator=torch.Generator().manual_seed(cfg.seed),
+                      output_type="pil").images
+        truth = [it["image"].convert("RGB").resize(images[0].size) for it in items]
+        grid = image_grid([truth, images])
+        import io
+
+        buf = io.BytesIO()
+        grid.save(buf, format="PNG")
+        atomic_write_bytes(self.out / "validation" / f"step-{step:07d}.png", buf.getvalue())
+
+    # -- main loop
+    def run(self) -> Path:
+        from safetensors.torch import load_file
+
+        from dreamdiffusion.training.checkpoint import CheckpointManager, atomic_write_json
+
+        cfg, acc = self.cfg, self.acc
+        manager = CheckpointManager(self.out, cfg.checkpoints_total_limit)
+        start, best = 0, None
+        if cfg.resume:
+            latest = manager.latest()
+            if latest is None:
+                logger.warning("--resume: no complete checkpoint in %s; starting from step 0", manager.root)
+            else:
+                state = manager.load(acc, latest)
+                start = int(state["step"])
+                best = state.get("extra", {}).get("best")
+                logger.info("resumed from %s (step %d)", latest, start)
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out / CONFIG_FILE, {**cfg.to_dict(), "resolved": {
+                "resolution": self.parts.resolution, "max_steps": self.max_steps, "num_processes": self.world,
+                "trainable_parameters": self.n_trainable}})
+            self._trim_metrics(start)
+
+        k = cfg.gradient_accumulation_steps
+        sampler = MicroBatches(len(self.train_ds), cfg.batch_size, self.world, self.rank, cfg.seed,
+                               start * k, self.max_steps * k)
+        loader = torch.utils.data.DataLoader(self.train_ds, batch_sampler=sampler, collate_fn=_collate,
+                                             num_workers=cfg.num_workers)
+        batches = iter(loader)
+        self.system.train()
+        last_ckpt = manager.latest()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(range(start, self.max_steps), initial=start, total=self.max_steps, desc="finetune",
+                   disable=not acc.is_local_main_process)
+        for step in bar:
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, self.rank))
+            logs = {"loss": 0.0, "mse": 0.0, "clip_loss": 0.0}
+            skipped = False
+            for j in range(k):
+                items = next(batches)
+                batch = self.batch_tensors(items, True, gen)
+                sync = j == k - 1
+                ctx = acc.no_sync(self.system) if not sync else _nullcontext()
+                with ctx:
+                    loss, mse, clip_loss = self.losses(self.system, batch)
+                    all_loss = acc.gather(loss.detach()[None])
+                    if not torch.isfinite(all_loss).all():
+                        if cfg.skip_nonfinite:
+                            logger.warning("step %d: non-finite loss, batch skipped", step)
+                            skipped = True
+                            break
+                        raise TrainingError(
+                            f"the loss became {float(loss)} at step {step}; stopped. The last good checkpoint is "
+                            f"{last_ckpt or 'none'} (lower --learning-rate, use --mixed-precision bf16 or no, or "
+                            "pass --skip-nonfinite)", self.out)
+                    acc.backward(loss / k)
+                for key, v in (("loss", loss), ("mse", mse), ("clip_loss", clip_loss)):
+                    logs[key] += float(v) / k
+            if not skipped:
+                if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+                    acc.clip_grad_norm_([q for q in self.system.parameters() if q.requires_grad], cfg.max_grad_norm)
+                self.optimizer.step()
+                self.lr_sched.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            record = {"step": done, **{key: float(acc.reduce(torch.tensor(v, device=acc.device), "mean"))
+                                       for key, v in logs.items()},
+                      "lr": self.lr_sched.get_last_lr()[0], "seconds": time.perf_counter() - t0}
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if acc.is_main_process:
+                if (cfg.validate_every and done % cfg.validate_every == 0) or done == self.max_steps:
+                    val = self.validate(done)
+                    if val is not None:
+                        record.update(val)
+                        if best is None or val["val_loss"] < best["val_loss"]:
+                            best = {"step": done, "val_loss": val["val_loss"]}
+                            self._save_best(done)
+                self._append_metrics(record)
+            acc.wait_for_everyone()
+            best = _broadcast(best)
+            if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == self.max_steps:
+                last_ckpt = manager.save(acc, done, {"best": best}, epoch=(done * k) // self.per_epoch)
+
+        # ---- final model
+        model = acc.unwrap_model(self.system)
+        if cfg.select == "best" and best is not None and (self.out / BEST_FILE).is_file():
+            state = load_file(str(self.out / BEST_FILE))
+            missing = set(state) - set(dict(model.named_parameters()))
+            if missing:
+                raise TrainingError(f"best weights do not fit the model ({sorted(missing)[:3]})", self.out / BEST_FILE)
+            with torch.no_grad():
+                params = dict(model.named_parameters())
+                for name, value in state.items():
+                    params[name].copy_(value)
+            logger.info("final model: best on val (step %d, val loss %.5f)", best["step"], best["val_loss"])
+        else:
+            if cfg.select == "best":
+                logger.warning("no validation ran: the final model is the last step")
+        final = self.out / PIPELINE_DIR
+        if acc.is_main_process:
+            from dreamdiffusion.training.checkpoint import atomic_save_pretrained
+
+            if cfg.train == "lora":
+                model.unet.fuse_lora()
+                model.unet.unload_lora()
+            model.unet.to(torch.float32)
+            pipe = self.make_pipeline(model)
+            atomic_save_pretrained(pipe, final)
+            atomic_write_json(self.out / "final.json", {"select": cfg.select, "best": best,
+                                                         "pipeline": PIPELINE_DIR, "steps": self.max_steps})
+            plot_metrics(self.out / METRICS_FILE, self.out / "loss.png")
+            logger.info("wrote %s", final)
+        acc.wait_for_everyone()
+        acc.end_training()
+        return final
+
+    def _save_best(self, step: int) -> None:
+        from safetensors.torch import save_file
+
+        model = self.acc.unwrap_model(self.system)
+        state = {n: q.detach().to("cpu", torch.float32).contiguous() for n, q in model.named_parameters()
+                 if q.requires_grad}
+        tmp = self.out / f".{BEST_FILE}.tmp"
+        save_file(state, str(tmp), metadata={"step": str(step)})
+        os.replace(tmp, self.out / BEST_FILE)
+
+    def _trim_metrics(self, start: int) -> None:
+        """On resume, drop records from steps after the checkpoint (they will be redone)."""
+        from dreamdiffusion.training.checkpoint import atomic_write_text
+
+        path = self.out / METRICS_FILE
+        if not path.exists():
+            return
+        keep = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= start:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):
+                continue
+        atomic_write_text(path, "".join(s + "\n" for s in keep))
+
+    def _append_metrics(self, record: dict) -> None:
+        with open(self.out / METRICS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _broadcast(obj):
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([obj])[0]
+
+
+def image_grid(rows: list[list]) -> "Image.Image":
+    """Paste rows of equally sized PIL images into one image."""
+    from PIL import Image
+
+    w, h = rows[0][0].size
+    cols = max(len(r) for r in rows)
+    grid = Image.new("RGB", (cols * w, len(rows) * h), "white")
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            grid.paste(im.convert("RGB").resize((w, h)), (j * w, i * h))
+    return grid
+
+
+def plot_metrics(metrics_file: Path, figure: Path) -> None:
+    """Train loss per step and val loss per validation, atomically written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(s) for s in Path(metrics_file).read_text().splitlines() if s.strip()] if Path(metrics_file).exists() else []
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="train loss", lw=1)
+    val = [r for r in rows if "val_loss" in r]
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="val loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("eps MSE + clip_weight x (1 - cos)")
+    ax.legend()
+    fig.tight_layout()
+    tmp = figure.with_name(f".{figure.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, figure)
+
+
+def finetune(config: FinetuneConfig, train_dataset=None, val_dataset=None) -> Path:
+    """Run Stage B; return the folder of the final :class:`DreamDiffusionPipeline`.
+
+    ``train_dataset`` / ``val_dataset`` (items: dicts with ``eeg`` [C, T] and ``image`` PIL) replace
+    ``config.dataset`` when given (the demo and tests pass in-memory datasets).
+    """
+    config.validate()
+    if train_dataset is None:
+        train_dataset, opened_val = open_datasets(config)
+        val_dataset = opened_val if val_dataset is None else val_dataset
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)  # only affects freshly initialised layers (mappers, null context)
+    trainer = _Trainer(config, train_dataset, val_dataset)
+    trainer.setup()
+    return trainer.run()
+
+
+__all__ = ["FinetuneConfig", "finetune", "TRAIN_MODES", "paper_unet_parameters", "configure_trainable",
+           "ImagePrep", "MicroBatches", "step_seed", "image_grid", "plot_metrics", "TrainableSystem"]
