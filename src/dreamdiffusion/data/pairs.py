@@ -185,9 +185,13 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 2
 
 
-def _cached_load(path: Path, loader: Callable[[Path], Any]) -> Any:
-    st = path.stat()
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, loader.__name__)
+def _cached_load(path: Path, loader: Callable[[Path], Any], kind: str) -> Any:
+    """``loader(path)``, remembered while the file's size and modification time stay the same."""
+    try:
+        st = path.stat()
+    except OSError:
+        return loader(path)  # the loader names the missing file
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, kind)
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
@@ -323,7 +327,7 @@ class EEGCVPR40(Dataset):
             raise DataError("image folder not found (pass the folder holding <wnid>/<name>.JPEG, e.g. "
                             "imageNet_images/)", self.image_dir)
 
-        data = _cached_load(self.eeg_path, lambda p: safe_torch_load(p, "EEG file"))
+        data = _cached_load(self.eeg_path, lambda p: safe_torch_load(p, "EEG file"), "pth")
         trials, self.wnids, self.image_names = self._check_eeg_file(data)
         self._trials = trials
 
@@ -408,7 +412,7 @@ class EEGCVPR40(Dataset):
 
     def _read_split(self, n_pool: int) -> list[int]:
         p = self.splits_path
-        splits = _cached_load(p, lambda q: safe_torch_load(q, "split file"))
+        splits = _cached_load(p, lambda q: safe_torch_load(q, "split file"), "pth")
         if not isinstance(splits, dict) or "splits" not in splits:
             raise DataError("expected a dict with 'splits' (the block_splits_by_image_*.pth layout)", p)
         table = splits["splits"]
@@ -565,7 +569,7 @@ class ThingsEEG2(Dataset):
         self.spec = _as_spec(spec, n_chans=n_chans, n_times=n_times, channel_mapping=channel_mapping)
 
         self.eeg_path = self._find_eeg_file()
-        data = _cached_load(self.eeg_path, lambda p: load_npy(p, "THINGS-EEG2 EEG file"))
+        data = _cached_load(self.eeg_path, lambda p: load_npy(p, "THINGS-EEG2 EEG file"), "npy")
         self._eeg, self.ch_names, self.times = self._check_eeg_dict(data)
         self._t_slice = self._time_slice(time_window)
 
@@ -787,7 +791,8 @@ class FolderPairs(Dataset):
                 r["split"] = _split_of(r["image"], seed, val_fraction, test_fraction)
         self.rows = [r for r in rows if r["split"] == split]
         if not self.rows:
-            raise DataError(f"no rows for split {split!r}" + (f" and subject {subject}" if subject is not None else ""),
+            raise DataError(f"no rows for split {split!r}" + (f" and subject {subject}" if subject is not None else "")
+                            + " (add a 'split' column, or more images, or change val_fraction/test_fraction)",
                             self.csv_path)
         self._epochs = self._cut_epochs(sfreq, float(tmin))
 
