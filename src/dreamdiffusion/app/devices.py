@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,9 +119,14 @@ def resolve_montage(spec: str | os.PathLike | None) -> mne.channels.DigMontage |
     if spec is None or str(spec).strip().lower() in ("", "auto"):
         return None
     text = os.fspath(spec)
-    if text in mne.channels.get_builtin_montages():
-        return mne.channels.make_standard_montage(text)
     path = Path(text)
+    if path.suffix.lower() not in MONTAGE_SUFFIXES and not path.exists():
+        try:  # also accepts names MNE still knows but no longer lists (standard_1020 in MNE 1.13)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                return mne.channels.make_standard_montage(text)
+        except ValueError:
+            pass
     if path.suffix.lower() in MONTAGE_SUFFIXES or path.exists():
         if not path.is_file():
             raise ConfigError("montage file not found (give a file with electrode positions or a standard "
@@ -196,7 +202,8 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = "standard_1005") 
     measured = raw.get_montage()
     positions = _unit_positions(measured) if measured is not None else {}
     taken = {c.lower() for c in eeg if c.lower() in template}
-    names = list(template)
+    # T3/T4/T5/T6 are old names of T7/T8/P7/P8 at the same positions: offer only the modern ones.
+    names = [n for n in template if n not in ("t3", "t4", "t5", "t6")]
     grid = np.array([template[n] for n in names])
     cased = {n.lower(): n for n in mne.channels.make_standard_montage(_template_name(montage)).ch_names}
     renames = {}

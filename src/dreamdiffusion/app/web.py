@@ -120,6 +120,35 @@ def load_sample(sample: Sample, montage: Any = None) -> Loaded:
     return loaded
 
 
+def benchmark_samples(folder: str | os.PathLike, n: int = 8, seed: int = 0) -> list[Sample]:
+    """``n`` test-split trials of the built-in benchmark (simulated 128-channel EEG of real digit
+    images), written once as FIF recordings with their ground-truth PNGs into ``folder``."""
+    from dreamdiffusion.data.synthetic import MONTAGE, SFREQ, SyntheticPairs, build_benchmark
+
+    folder = Path(folder)
+    # A stratified 40-image benchmark builds in about a second; the full one takes ~30 s and 0.5 GB.
+    root = build_benchmark(folder / "benchmark", seed=seed, n_corpus_windows=0, n_images=40)
+    pairs = SyntheticPairs(root, split="test")
+    montage = mne.channels.make_standard_montage(MONTAGE)
+    samples = []
+    for i in range(min(n, len(pairs))):
+        item = pairs[i]
+        stem = Path(item["image_name"]).stem
+        eeg_path, truth_path = folder / f"{stem}_eeg.fif", folder / f"{stem}_truth.png"
+        if not eeg_path.is_file():
+            eeg = item["eeg"].numpy().astype(np.float64)
+            info = mne.create_info(montage.ch_names[: eeg.shape[0]], SFREQ, "eeg")
+            raw = mne.io.RawArray(eeg * 1e-6, info, verbose="error")  # z-scored units, stored as microvolts
+            raw.set_montage(montage, on_missing="ignore", verbose="error")
+            tmp = folder / f".{stem}_tmp_eeg.fif"
+            raw.save(tmp, overwrite=True, verbose="error")
+            os.replace(tmp, eeg_path)
+            save_image(item["image"], truth_path)
+        samples.append(Sample(name=f"benchmark test {stem} (digit {item['label']})", path=eeg_path,
+                              ground_truth=truth_path, label=str(item["label"])))
+    return samples
+
+
 def plot_eeg(raw: mne.io.BaseRaw, onset_s: float = 0.0, window_s: float | None = None,
              max_channels: int = 24, span_s: float = 8.0):
     """Stacked EEG traces around the chosen window (shaded), as a matplotlib Figure."""
@@ -286,7 +315,8 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
             num_images = gr.Slider(label="images", minimum=1, maximum=8, value=1, step=1)
         gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
         with gr.Row():
-            gallery = gr.Gallery(label="generated", columns=4, elem_id="gallery", format="png")
+            gallery = gr.Gallery(label="generated", columns=4, height=300, object_fit="contain", elem_id="gallery",
+                                 format="png")
             truth = gr.Image(label="ground truth", visible=False, elem_id="truth", type="filepath")
         files = gr.File(label="download images + manifest", file_count="multiple", elem_id="downloads")
         manifest = gr.JSON(label="manifest")

@@ -1,7 +1,48 @@
-"""CLI: app_cmd (to be filled in)."""
+"""CLI: ``dreamdiffusion app``, the Gradio web app (a thin wrapper over dreamdiffusion.app.web)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from dreamdiffusion.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("app")
+    def app_command(
+        model: Optional[Path] = typer.Option(None, "--model", help="Pipeline folder (default: the embedded "
+                                             "trained pipeline, if this installation ships one)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve on (loopback by default; "
+                                 "0.0.0.0 exposes the app to the network)."),
+        port: int = typer.Option(7860, "--port", help="TCP port."),
+        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest EEG file accepted."),
+        concurrency: int = typer.Option(1, "--concurrency", help="Generations run at once; others wait in "
+                                        "the queue."),
+        samples: int = typer.Option(8, "--samples", help="Benchmark samples offered in the page (0: none)."),
+        workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where generated images, manifests "
+                                               "and samples are written (default: a temporary folder)."),
+    ) -> None:
+        """Serve the web app: upload EEG (or pick a benchmark sample), choose a window, generate images."""
+        from dreamdiffusion.app.engine import Engine
+        from dreamdiffusion.app.web import benchmark_samples, serve
+
+        if not (0 < port < 65536):
+            raise ConfigError(f"--port must be between 1 and 65535, got {port}")
+        if max_upload_mb <= 0 or concurrency < 1:
+            raise ConfigError("--max-upload-mb must be positive and --concurrency at least 1")
+        engine = Engine.from_pretrained(model)
+        work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
+        work.mkdir(parents=True, exist_ok=True)
+        offered = benchmark_samples(work / "samples", n=samples) if samples > 0 else []
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning("serving on %s: anyone who can reach this address can use the app", host)
+        logger.info("DreamDiffusion app on http://%s:%d (model %s, outputs in %s)", host, port, engine.name, work)
+        serve(engine, host=host, port=port, max_upload_mb=max_upload_mb, concurrency=concurrency,
+              samples=offered, workdir=work / "outputs", block=True)

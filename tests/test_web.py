@@ -1,0 +1,195 @@
+"""The web app: its functions without a browser, then the real page in Debian's chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_fixtures import tiny_pipeline_dir, write_spkit_fif
+from dreamdiffusion.app import web
+from dreamdiffusion.app.engine import Engine
+from dreamdiffusion.errors import DreamDiffusionError, EEGReadError
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> Engine:
+    return Engine.from_pretrained(tiny_pipeline_dir(tmp_path_factory.mktemp("model")))
+
+
+@pytest.fixture(scope="module")
+def emotiv_fif(tmp_path_factory) -> Path:
+    return write_spkit_fif(tmp_path_factory.mktemp("eeg"))
+
+
+def test_upload_checks_type_and_size(tmp_path, emotiv_fif):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not eeg")
+    with pytest.raises(EEGReadError, match="not accepted"):
+        web.check_upload(bad, max_mb=50)
+    with pytest.raises(EEGReadError, match="upload limit"):
+        web.check_upload(emotiv_fif, max_mb=0.01)
+    assert web.check_upload(emotiv_fif, max_mb=50) == emotiv_fif
+    garbage = tmp_path / "broken.edf"
+    garbage.write_bytes(b"0" * 300)
+    with pytest.raises(EEGReadError) as info:
+        web.load_recording(garbage)
+    assert "broken.edf" in str(info.value)
+
+
+def test_load_recording_reads_real_emotiv_file(emotiv_fif):
+    loaded = web.load_recording(emotiv_fif)
+    assert len(loaded.raw.ch_names) == 14
+    assert loaded.events == [("cat", pytest.approx(2.0)), ("dog", pytest.approx(7.5))]
+    assert "Emotiv EPOC" in loaded.summary() and "14 channels" in loaded.summary()
+    fig = web.plot_eeg(loaded.raw, 2.0, 0.44)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == loaded.raw.ch_names
+    shaded = [p for p in fig.axes[0].patches]
+    assert shaded and shaded[0].get_x() == pytest.approx(2.0)
+
+
+def test_run_generation_writes_images_and_manifest(engine, emotiv_fif, tmp_path):
+    loaded = web.load_recording(emotiv_fif)
+    steps_seen = []
+    res = web.run_generation(engine, loaded, onset_s=2.0, steps=3, seed=7, num_images=2, out_dir=tmp_path / "a",
+                             on_step=lambda s, n: steps_seen.append((s, n)))
+    assert steps_seen == [(1, 3), (2, 3), (3, 3)]
+    assert len(res.image_paths) == 2 and all(p.is_file() for p in res.image_paths)
+    assert Image.open(res.image_paths[0]).size == res.images[0].size
+    manifest = json.loads(res.manifest_path.read_text())
+    assert manifest["images"] == [p.name for p in res.image_paths]
+    assert manifest["source"] == "emotiv_raw.fif" and manifest["seed"] == 7 and manifest["onset_s"] == 2.0
+    assert manifest["n_channels_recorded"] == 14 and manifest["model_channels"] == 128
+    assert not list((tmp_path / "a").glob("*.tmp"))  # atomic writes leave no temporaries
+
+    # Same EEG and seed -> same image; another window of the recording -> another image.
+    again = web.run_generation(engine, loaded, onset_s=2.0, steps=3, seed=7, num_images=1, out_dir=tmp_path / "b")
+    other = web.run_generation(engine, loaded, onset_s=7.5, steps=3, seed=7, num_images=1, out_dir=tmp_path / "c")
+    a, b, c = (np.asarray(r.images[0], dtype=float) for r in (res, again, other))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_window_mapping_and_bad_onset(engine, emotiv_fif):
+    loaded = web.load_recording(emotiv_fif)
+    by_position = engine.window(loaded.raw, 2.0, "montage")
+    tiled = engine.window(loaded.raw, 2.0, "repeat")
+    assert by_position.shape == tiled.shape == (128, 512)
+    assert np.isfinite(by_position).all()
+    # Tiling repeats the 14 channels exactly; positional interpolation makes new ones.
+    assert np.allclose(tiled[0], tiled[14])
+    assert not np.allclose(by_position, tiled)
+    with pytest.raises(DreamDiffusionError, match="runs past") as info:
+        engine.window(loaded.raw, 15.9, "montage", source="emotiv_raw.fif")
+    assert "emotiv_raw.fif" in str(info.value)
+
+
+def test_files_without_positions_take_a_montage(tmp_path):
+    import mne
+
+    from app_fixtures import spkit_raw
+
+    raw = spkit_raw()
+    raw.set_montage(None)
+    raw.rename_channels({c: f"E{i + 1}" for i, c in enumerate(raw.ch_names)})
+    path = tmp_path / "nopos_raw.fif"
+    raw.save(path, verbose="error")
+    # A positions file for the renamed channels (what a lab exports from its digitiser).
+    template = mne.channels.make_standard_montage("standard_1020").get_positions()["ch_pos"]
+    pos_file = tmp_path / "cap.sfp"
+    pos_file.write_text("".join(f"E{i + 1} {' '.join(f'{v * 100:.4f}' for v in template[c])}\n"
+                                for i, c in enumerate(spkit_raw().ch_names)))
+    with pytest.raises(EEGReadError, match="not in the montage"):
+        web.load_recording(path, montage="standard_1020")
+    loaded = web.load_recording(path, montage=str(pos_file))
+    from dreamdiffusion.app.devices import has_positions, snap_to_standard_names
+
+    assert has_positions(loaded.raw.info)
+    snapped = snap_to_standard_names(loaded.raw)
+    assert snapped.ch_names == spkit_raw().ch_names  # each E<i> lands on its 10-20 position
+
+
+def test_page_errors_are_sentences():
+    import gradio as gr
+
+    err = web._page_error(EEGReadError("file is 80.0 MB, over the 50 MB upload limit", "big.edf"))
+    assert isinstance(err, gr.Error) and str(err.message) == "big.edf: file is 80.0 MB, over the 50 MB upload limit"
+    internal = web._page_error(ZeroDivisionError("division by zero"))
+    assert "Traceback" not in str(internal.message) and "ZeroDivisionError" in str(internal.message)
+
+
+def test_benchmark_samples_carry_ground_truth(engine, tmp_path):
+    samples = web.benchmark_samples(tmp_path, n=2)
+    assert len(samples) == 2 and all(s.path.is_file() and s.ground_truth.is_file() for s in samples)
+    loaded = web.load_sample(samples[0])
+    assert len(loaded.raw.ch_names) == 128 and loaded.ground_truth == samples[0].ground_truth
+    res = web.run_generation(engine, loaded, onset_s=0.0, steps=2, out_dir=tmp_path / "out")
+    manifest = json.loads(res.manifest_path.read_text())
+    assert manifest["label"] == samples[0].label and manifest["ground_truth"] == samples[0].ground_truth.name
+
+
+def test_cli_app_bad_model_is_one_line(tmp_path, capsys):
+    from dreamdiffusion.cli import main
+
+    assert main(["app", "--model", str(tmp_path / "missing"), "--samples", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing" in err[0]
+
+
+# ------------------------------------------------------------------------------------ browser
+CHROMIUM = shutil.which("chromium") or (Path("/usr/bin/chromium").is_file() and "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_browser_upload_generate(engine, emotiv_fif, tmp_path):
+    pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    demo = web.serve(engine, host="127.0.0.1", port=port, block=False, workdir=tmp_path / "outputs")
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.set_default_timeout(30_000)
+            page.goto(f"http://127.0.0.1:{port}/")
+            # Generating before loading anything: a sentence in the page, not a traceback.
+            page.locator("#generate").click()
+            toast = page.get_by_text("load an EEG file or a sample first")
+            toast.first.wait_for(state="visible")
+            assert "Traceback" not in page.content()
+
+            page.locator("#eeg-upload input[type=file]").set_input_files(str(emotiv_fif))
+            page.locator("#info").get_by_text("14 channels").wait_for(state="visible")
+            page.locator("#steps input[type=number]").fill("3")
+            page.locator("#steps input[type=number]").press("Enter")
+            page.locator("#generate").click()
+            image = page.locator("#gallery img").first
+            image.wait_for(state="visible")
+            page.wait_for_function(
+                "() => { const i = document.querySelector('#gallery img'); return i && i.complete && i.naturalWidth > 0; }")
+            assert image.evaluate("i => i.naturalWidth") > 0
+            page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+            page.wait_for_function("() => document.querySelector('#downloads').innerText.includes('manifest')")
+            browser.close()
+    finally:
+        demo.close()
+    assert (tmp_path / "app.png").stat().st_size > 10_000
+    manifests = list((tmp_path / "outputs").glob("*/manifest.json"))
+    assert len(manifests) == 1 and json.loads(manifests[0].read_text())["steps"] == 3
