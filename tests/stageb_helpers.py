@@ -73,3 +73,29 @@ class PairList(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.items[i]
+
+
+def make_folder_dataset(root: Path, n_train: int = 6, n_val: int = 2, n_test: int = 2, missing_image: bool = False) -> Path:
+    """A `--dataset folder` tree: two FIF recordings, PNG images and pairs.csv with explicit splits."""
+    import mne
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    sfreq, n_ch = 256.0, 8
+    names = ["Fz", "Cz", "Pz", "Oz", "C3", "C4", "O1", "O2"]
+    for f in range(2):
+        data = rng.normal(0, 10e-6, (n_ch, int(sfreq * 30)))
+        raw = mne.io.RawArray(data, mne.create_info(names, sfreq, "eeg"), verbose="error")
+        raw.save(root / f"rec{f}_raw.fif", overwrite=True, verbose="error")
+    rows = ["eeg_file,onset,image,label,split"]
+    splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+    for i, split in enumerate(splits):
+        label = i % 2
+        colour = (200, 40, 40) if label else (40, 40, 200)
+        img = np.clip(np.array(colour)[None, None] + rng.normal(0, 15, (20, 20, 3)), 0, 255).astype(np.uint8)
+        name = f"img{i}.png"
+        if not (missing_image and i == 0):
+            Image.fromarray(img).save(root / name)
+        rows.append(f"rec{i % 2}_raw.fif,{1.0 + 2.0 * i},{name},{label},{split}")
+    (root / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -101,6 +101,16 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         cfg = self.eeg_conditioner.config
         return {"n_chans": cfg.n_chans, "n_times": cfg.n_times, "sfreq": cfg.sfreq}
 
+    def input_spec(self):
+        """The :class:`~dreamdiffusion.data.transforms.InputSpec` that turns a raw recording into this model's input."""
+        from dataclasses import fields
+
+        from dreamdiffusion.data.transforms import InputSpec
+
+        spec = {**self.default_preprocessing(), **self.preprocessing}
+        known = {f.name for f in fields(InputSpec)}
+        return InputSpec(**{k: v for k, v in spec.items() if k in known})
+
     def set_scheduler(self, name: str) -> None:
         """Swap the sampler (``dpm``, ``pndm``, ``ddim``, ``euler``), keeping the noise schedule."""
         self.scheduler = make_scheduler(name, self.scheduler.config)

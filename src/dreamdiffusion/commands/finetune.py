@@ -1,7 +1,83 @@
-"""CLI: finetune (to be filled in)."""
+"""CLI: ``dreamdiffusion finetune``, a thin wrapper over :func:`dreamdiffusion.training.finetune.finetune`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from dreamdiffusion.training.finetune import FinetuneConfig
+
+_D = FinetuneConfig()  # defaults shown in --help come from the dataclass
+
+
+def finetune_cmd(
+    dataset: str = typer.Option(..., "--dataset", help="Paired dataset: eegcvpr40 | things-eeg2 | folder | synthetic."),
+    output: Path = typer.Option(..., "--output", help="Run folder: pipeline/, checkpoints/, metrics.jsonl, loss.png."),
+    base: str = typer.Option(..., "--base", help="Stable Diffusion: local folder, hub id, or builtin-tiny."),
+    clip: str = typer.Option(..., "--clip", help="CLIP vision model: local folder, hub id, or builtin-tiny."),
+    encoder: Optional[str] = typer.Option(None, "--encoder",
+                                          help="Pretrained EEG encoder folder (from `pretrain`); none = random init."),
+    encoder_preset: str = typer.Option(_D.encoder_preset, "--encoder-preset",
+                                       help="Encoder size when --encoder is none: paper | small | tiny."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (things-eeg2, folder, synthetic, eegcvpr40)."),
+    eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
+    splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter (EEGCVPR40: 4 as in the paper)."),
+    split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number (0)."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: CSV of eeg_file, onset, image, label."),
+    train: str = typer.Option(_D.train, "--train", help="What trains: paper (encoder+attn2+norm2) | lora | encoder."),
+    clip_weight: float = typer.Option(_D.clip_weight, "--clip-weight", help="Weight of the CLIP alignment loss."),
+    cond_dropout: float = typer.Option(_D.cond_dropout, "--cond-dropout",
+                                       help="Share of samples trained with the null EEG (enables --guidance)."),
+    time_conditioning: bool = typer.Option(_D.time_conditioning, "--time-conditioning/--no-time-conditioning",
+                                           help="Add the pooled EEG context to the timestep embedding (paper)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Image size (default: the base's, SD 1.5: 512)."),
+    batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Pairs per process per micro-batch."),
+    learning_rate: float = typer.Option(_D.learning_rate, "--learning-rate", help="AdamW learning rate (constant)."),
+    gradient_accumulation_steps: int = typer.Option(_D.gradient_accumulation_steps, "--gradient-accumulation-steps"),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Trade compute for memory."),
+    mixed_precision: str = typer.Option(_D.mixed_precision, "--mixed-precision", help="no | fp16 | bf16."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
+    epochs: int = typer.Option(_D.epochs, "--epochs", help="Passes over the train split."),
+    lora_rank: int = typer.Option(_D.lora_rank, "--lora-rank", help="LoRA rank (--train lora)."),
+    checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every",
+                                         help="Resumable checkpoint every N steps (0: only at the end)."),
+    checkpoints_total_limit: Optional[int] = typer.Option(_D.checkpoints_total_limit, "--checkpoints-total-limit",
+                                                          help="Keep only the newest K checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in --output."),
+    seed: int = typer.Option(_D.seed, "--seed", help="Seeds init, data order, noise, timesteps, dropout, crops."),
+    validate_every: int = typer.Option(_D.validate_every, "--validate-every",
+                                       help="Validate on the val split every N steps (0: only at the end)."),
+    validation_images: int = typer.Option(_D.validation_images, "--validation-images",
+                                          help="Val EEGs drawn at each validation."),
+    select: str = typer.Option(_D.select, "--select", help="Final weights: best (lowest val loss) | last."),
+    skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip NaN/Inf-loss batches instead of stopping."),
+    num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Stage B: fine-tune Stable Diffusion on EEG-image pairs with CLIP alignment (Accelerate)."""
+    from dreamdiffusion.data.pairs import paired_dataset_options
+    from dreamdiffusion.training.finetune import finetune
+
+    options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
+                                     split_index=split_index, root=root, csv=csv)
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    config = FinetuneConfig(
+        output=str(output), dataset=dataset, dataset_options=options,
+        encoder=None if encoder in (None, "", "none") else encoder, encoder_preset=encoder_preset, base=base,
+        clip=clip, train=train, clip_weight=clip_weight, cond_dropout=cond_dropout,
+        time_conditioning=time_conditioning, resolution=resolution, batch_size=batch_size,
+        learning_rate=learning_rate, gradient_accumulation_steps=gradient_accumulation_steps,
+        gradient_checkpointing=gradient_checkpointing, mixed_precision=mixed_precision, max_steps=max_steps,
+        epochs=epochs, lora_rank=lora_rank, lora_alpha=lora_rank, checkpoint_every=checkpoint_every,
+        checkpoints_total_limit=checkpoints_total_limit, resume=resume, seed=seed, validate_every=validate_every,
+        validation_images=validation_images, select=select, skip_nonfinite=skip_nonfinite, num_workers=num_workers,
+    )
+    typer.echo(str(finetune(config)))
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("finetune")(finetune_cmd)

@@ -1,7 +1,60 @@
-"""CLI: generate (to be filled in)."""
+"""CLI: ``dreamdiffusion generate``, a thin wrapper over :func:`dreamdiffusion.generation.generate_images`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+from dreamdiffusion.errors import ConfigError
+
+
+def generate_cmd(
+    model: Path = typer.Option(..., "--model", help="DreamDiffusionPipeline folder (or a finetune output folder)."),
+    output: Path = typer.Option(..., "--output", help="Folder for images/, grid.png and manifest.json."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Draw from a paired dataset's split."),
+    split: str = typer.Option("test", "--split", help="Dataset split (train | val | test)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N EEGs of the split."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root."),
+    eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
+    splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter."),
+    split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: its CSV."),
+    eeg_file: Optional[Path] = typer.Option(None, "--eeg-file", help="A recording (EDF/BDF/FIF/... or .npy)."),
+    onset: Optional[List[float]] = typer.Option(None, "--onset", help="Window start in seconds (repeatable; default 0)."),
+    sfreq: Optional[float] = typer.Option(None, "--sfreq", help="Sampling rate of a .npy recording."),
+    num_images: int = typer.Option(5, "--num-images", help="Samples per EEG (paper: 5)."),
+    steps: int = typer.Option(25, "--steps", help="Sampler steps (paper: 250 with --scheduler pndm)."),
+    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1: none, as the paper)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampling noise."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm | pndm | ddim | euler (default: dpm)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="EEG windows per pipeline call."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Generate images from EEG with a fine-tuned DreamDiffusionPipeline."""
+    from dreamdiffusion.generation import (GenerateConfig, generate_images, load_pipeline, sources_from_dataset,
+                                           sources_from_file)
+
+    if (dataset is None) == (eeg_file is None):
+        raise ConfigError("give either --dataset (with --split) or --eeg-file")
+    pipe = load_pipeline(model, scheduler)
+    if dataset is not None:
+        from dreamdiffusion.data.pairs import paired_dataset_options
+
+        options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
+                                         split_index=split_index, root=root, csv=csv)
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+        sources = sources_from_dataset(dataset, split, options, limit)
+    else:
+        sources = sources_from_file(eeg_file, pipe.input_spec(), list(onset or [0.0]), sfreq)
+    config = GenerateConfig(model=str(model), output=str(output), num_images=num_images, steps=steps,
+                            guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size)
+    manifest = generate_images(config, sources, pipe=pipe)
+    typer.echo(f"{sum(len(e['images']) for e in manifest['items'])} images -> {output}")
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("generate")(generate_cmd)

@@ -346,7 +346,7 @@ class _Trainer:
         eeg = torch.as_tensor(first["eeg"])
         if eeg.ndim != 2:
             raise DataError(f"dataset EEG items must be [channels, samples], got shape {tuple(eeg.shape)}", cfg.dataset)
-        sfreq = getattr(self.train_ds, "sfreq", None)
+        sfreq = getattr(getattr(self.train_ds, "spec", None), "sfreq", None)
         p = build_parts(cfg, int(eeg.shape[0]), int(eeg.shape[1]), sfreq)
         self.parts = p
         self.prep = ImagePrep(p.resolution, cfg.crop_ratio, cfg.crop_prob)
@@ -438,8 +438,9 @@ class _Trainer:
         from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 
         sched = make_scheduler(scheduler_name, self.parts.scheduler_config)
-        pre = dict(getattr(self.train_ds, "preprocessing", None) or {})
-        pre.setdefault("dataset", self.cfg.dataset)
+        spec = getattr(self.train_ds, "spec", None)  # the pairs' InputSpec: how raw EEG became the input
+        pre = dict(spec.to_dict()) if hasattr(spec, "to_dict") else {}
+        pre["dataset"] = self.cfg.dataset
         return DreamDiffusionPipeline(unet=model.unet, vae=self.parts.vae, scheduler=sched,
                                       eeg_conditioner=model.conditioner, preprocessing=pre)
 
@@ -524,7 +525,7 @@ class _Trainer:
                             "pass --skip-nonfinite)", self.out)
                     acc.backward(loss / k)
                 for key, v in (("loss", loss), ("mse", mse), ("clip_loss", clip_loss)):
-                    logs[key] += float(v) / k
+                    logs[key] += float(v.detach()) / k
             if not skipped:
                 if cfg.max_grad_norm and cfg.max_grad_norm > 0:
                     acc.clip_grad_norm_([q for q in self.system.parameters() if q.requires_grad], cfg.max_grad_norm)
