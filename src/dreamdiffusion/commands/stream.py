@@ -1,7 +1,41 @@
-"""CLI: stream (to be filled in)."""
+"""CLI: ``dreamdiffusion stream``, images from a live LSL EEG stream (wraps dreamdiffusion.app.stream)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("stream")
+    def stream_command(
+        lsl_stream: str = typer.Option(..., "--lsl-stream", help="Name of the LSL EEG stream to read."),
+        output: Path = typer.Option(..., "--output", help="Folder for the images and manifest.jsonl."),
+        model: Optional[Path] = typer.Option(None, "--model", help="Pipeline folder (default: the embedded "
+                                             "trained pipeline, if this installation ships one)."),
+        every: Optional[float] = typer.Option(None, "--every", help="Generate from the latest window every "
+                                              "SECONDS."),
+        on_marker: Optional[str] = typer.Option(None, "--on-marker", help="Name of an LSL marker stream: "
+                                                "generate from the window that starts at each marker."),
+        max_images: Optional[int] = typer.Option(None, "--max-images", help="Stop after N images."),
+        duration: Optional[float] = typer.Option(None, "--duration", help="Stop after S seconds."),
+        steps: int = typer.Option(25, "--steps", help="Denoising steps per image."),
+        guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1: none)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the first image (then +1 per image)."),
+        mapping: Optional[str] = typer.Option(None, "--mapping", help="Channel mapping: montage (by electrode "
+                                              "position) or repeat; default: the model's."),
+        montage: Optional[str] = typer.Option(None, "--montage", help="Electrode positions for streams whose "
+                                              "channels are not 10-05 names (standard montage or file)."),
+        timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the LSL streams."),
+    ) -> None:
+        """Read an LSL EEG stream and write an image on every marker or interval."""
+        from dreamdiffusion.app.engine import Engine
+        from dreamdiffusion.app.stream import run_stream
+
+        engine = Engine.from_pretrained(model)
+        records = run_stream(engine, stream_name=lsl_stream, output=output, every=every, on_marker=on_marker,
+                             max_images=max_images, duration=duration, steps=steps, guidance=guidance, seed=seed,
+                             mapping=mapping, montage=montage, timeout=timeout)
+        typer.echo(f"{len(records)} image(s) written to {output}")

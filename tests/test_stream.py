@@ -1,0 +1,91 @@
+"""Live streaming: a real LSL stream on loopback, played from the real Emotiv recording by mne-lsl."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import mne
+import pytest
+
+from app_fixtures import spkit_raw, tiny_pipeline_dir
+from dreamdiffusion.app.engine import Engine
+from dreamdiffusion.errors import ConfigError, DataError
+
+
+def _lsl_ok() -> str | None:
+    try:
+        from mne_lsl.lsl import library_version
+
+        library_version()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return f"liblsl is not usable here ({type(exc).__name__}: {exc})"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_lsl_ok() is not None, reason=str(_lsl_ok()))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tiny_pipeline_dir(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir):
+    return Engine.from_pretrained(model_dir)
+
+
+@pytest.fixture()
+def player():
+    """The Emotiv recording replayed in real time as an LSL stream (+ its annotations as string markers)."""
+    from mne_lsl.player import PlayerLSL
+
+    raw = spkit_raw()
+    raw.set_annotations(mne.Annotations(onset=[1.0, 2.0, 3.0, 4.0], duration=[0.0] * 4,
+                                        description=["face", "house", "face", "house"]))
+    name = f"dd-test-{uuid.uuid4().hex[:8]}"
+    p = PlayerLSL(raw, chunk_size=8, name=name, annotations=True, annotations_encoding="string")
+    p.start()
+    yield name
+    p.stop()
+
+
+def test_marker_locked_images(engine, player, tmp_path):
+    from dreamdiffusion.app.stream import MANIFEST, run_stream
+
+    seen = []
+    records = run_stream(engine, stream_name=player, on_marker=f"{player}-annotations", output=tmp_path,
+                         max_images=2, duration=30, steps=2, seed=3, on_image=seen.append)
+    assert len(records) == 2 and seen == records
+    assert all(r["trigger"] == "marker" and r["marker"] in ("face", "house") for r in records)
+    assert records[0]["window_start_lsl"] < records[1]["window_start_lsl"]
+    assert [r["seed"] for r in records] == [3, 4]
+    lines = [json.loads(x) for x in (tmp_path / MANIFEST).read_text().splitlines()]
+    assert lines == records
+    for r in records:
+        assert (tmp_path / r["image"]).stat().st_size > 0
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_interval_images_through_cli(model_dir, player, tmp_path):
+    from dreamdiffusion.cli import main
+
+    out = tmp_path / "live"
+    code = main(["stream", "--model", str(model_dir), "--lsl-stream", player, "--every", "0.5", "--output",
+                 str(out), "--max-images", "2", "--duration", "30", "--steps", "2"])
+    assert code == 0
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["trigger"] for r in lines] == ["interval", "interval"]
+    assert all((out / r["image"]).is_file() for r in lines)
+
+
+def test_bad_triggers_and_missing_stream(engine, tmp_path):
+    from dreamdiffusion.app.stream import run_stream
+
+    with pytest.raises(ConfigError, match="exactly one trigger"):
+        run_stream(engine, stream_name="x", output=tmp_path, every=1.0, on_marker="m")
+    with pytest.raises(ConfigError, match="exactly one trigger"):
+        run_stream(engine, stream_name="x", output=tmp_path)
+    with pytest.raises(DataError, match="no LSL stream named"):
+        run_stream(engine, stream_name=f"absent-{uuid.uuid4().hex[:6]}", output=tmp_path, every=1.0, timeout=1.0)
