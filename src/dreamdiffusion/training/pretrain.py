@@ -237,10 +237,21 @@ def _resolve_steps(config: PretrainConfig, n_train: int, world: int) -> dict:
 def _make_accelerator(config: PretrainConfig):
     from accelerate import Accelerator
 
+    # `accelerate launch --multi_gpu --num_processes N` on a machine without any GPU: Accelerate
+    # only picks its CPU backend (gloo) when asked for the CPU, so ask for it here.
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu = distributed and not torch.cuda.is_available() and not _other_accelerator_available()
+    if cpu:
+        logger.info("distributed launch without a GPU: training on %s CPU processes (gloo)", os.environ["WORLD_SIZE"])
     try:
-        return Accelerator(mixed_precision=config.mixed_precision)
+        return Accelerator(mixed_precision=config.mixed_precision, cpu=cpu)
     except (ValueError, RuntimeError) as exc:
         raise ConfigError(f"--mixed-precision {config.mixed_precision} is not available here: {exc}") from None
+
+
+def _other_accelerator_available() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    return bool(xpu is not None and xpu.is_available())
 
 
 def _check_output(config: PretrainConfig, manager: CheckpointManager) -> None:
