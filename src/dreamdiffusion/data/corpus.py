@@ -7,75 +7,141 @@ Layout of a corpus folder::
                                 "shards": [{"file": "shard-00000.npy", "n_windows": n}, ...],
                                 "recordings": [{"source": ..., "subject": ..., "sfreq_original": ...,
                                                 "n_chans_original": ..., "n_windows": ...,
-                                                "shard": ..., "start": ...}, ...]}
+                                                "shard": ..., "start": ...}, ...],
+                                "spec": {InputSpec}, "skipped": [...], "excluded": [...]}
     DIR/shard-00000.npy        float32 [n, n_chans, n_times], read with np.load(mmap_mode="r")
 
 A corpus is written to ``DIR.tmp-*`` and renamed to ``DIR`` when complete, so a folder with a
-manifest is always whole.
+manifest is always whole. Shards are streamed to disk window chunk by window chunk (memory stays
+flat however large the corpus), and read back through memory maps.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dreamdiffusion.errors import DataError
+from dreamdiffusion.errors import DataError, DreamDiffusionError, EEGReadError
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT_NAME = "dreamdiffusion-corpus"
+DEFAULT_SHARD_SIZE = 1024  # windows per shard: 256 MiB at 128 x 512 float32
+
+
+class _ShardFile:
+    """One ``.npy`` shard written incrementally: the header is written for a full shard up
+    front and the samples appended; a last, partial shard gets its header fixed on close."""
+
+    def __init__(self, path: Path, capacity: int, window_shape: tuple[int, int]):
+        self.path, self.capacity, self.window_shape = path, capacity, window_shape
+        self.count = 0
+        self.fh = open(path, "wb")
+        self._header_len = self._write_header(self.fh, capacity)
+
+    def _write_header(self, fh, n: int) -> int:
+        d = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
+             "shape": (n, *self.window_shape)}
+        np.lib.format.write_array_header_1_0(fh, d)
+        return fh.tell()
+
+    def write(self, windows: np.ndarray) -> None:
+        self.fh.write(np.ascontiguousarray(windows, dtype="<f4").tobytes())
+        self.count += len(windows)
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.count == self.capacity:
+            return
+        # Rewrite with the true shape: header, then the samples copied across in blocks.
+        fixed = self.path.with_name(self.path.name + ".fix")
+        with open(self.path, "rb") as src, open(fixed, "wb") as dst:
+            self._write_header(dst, self.count)
+            src.seek(self._header_len)
+            shutil.copyfileobj(src, dst, 16 * 2**20)
+        os.replace(fixed, self.path)
 
 
 class CorpusWriter:
     """Append windows recording by recording; ``close()`` publishes the folder atomically."""
 
     def __init__(self, output: str | os.PathLike, n_chans: int, n_times: int, sfreq: float,
-                 shard_size: int = 4096, overwrite: bool = False, extra: dict | None = None):
+                 shard_size: int = DEFAULT_SHARD_SIZE, overwrite: bool = False, extra: dict | None = None):
         self.output = Path(output)
         if self.output.exists() and not overwrite:
             raise DataError("output folder already exists (pass overwrite=True / --overwrite)", self.output)
+        if self.output.exists() and not (self.output / MANIFEST).is_file() and any(self.output.iterdir()):
+            # Never delete a folder that is not a corpus: --overwrite means "replace my corpus".
+            raise DataError("output folder exists and is not a corpus; refusing to replace it", self.output)
+        if int(shard_size) < 1:
+            raise DataError(f"shard_size must be at least 1, got {shard_size}")
         self.output.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=self.output.name + ".tmp-", dir=self.output.parent))
-        self.n_chans, self.n_times, self.sfreq = n_chans, n_times, float(sfreq)
-        self.shard_size = shard_size
+        self.n_chans, self.n_times, self.sfreq = int(n_chans), int(n_times), float(sfreq)
+        self.shard_size = int(shard_size)
         self.extra = dict(extra or {})
         self.shards: list[dict] = []
         self.recordings: list[dict] = []
-        self._buffer: list[np.ndarray] = []
-        self._buffered = 0
+        self._open: _ShardFile | None = None
+        self.n_windows = 0
 
     def add(self, windows: np.ndarray, **recording_info) -> None:
         """Add ``windows`` ``[n, n_chans, n_times]`` of one recording with its provenance."""
-        windows = np.asarray(windows, dtype=np.float32)
-        if windows.ndim != 3 or windows.shape[1:] != (self.n_chans, self.n_times):
-            raise DataError(f"windows must be [n, {self.n_chans}, {self.n_times}], got {windows.shape}")
-        if not np.isfinite(windows).all():
-            raise DataError("windows hold NaN or Inf values", recording_info.get("source"))
-        start = sum(s["n_windows"] for s in self.shards) + self._buffered
-        self.recordings.append({**recording_info, "n_windows": int(len(windows)), "start": int(start)})
-        for i in range(0, len(windows), self.shard_size):
-            chunk = windows[i:i + self.shard_size]
-            self._buffer.append(chunk)
-            self._buffered += len(chunk)
-            if self._buffered >= self.shard_size:
-                self._flush()
+        self.begin_recording(**recording_info)
+        self.extend(windows)
 
-    def _flush(self) -> None:
-        if not self._buffered:
+    def begin_recording(self, **recording_info) -> None:
+        """Start a recording whose windows follow through ``extend`` (for chunked writes)."""
+        # A full shard is closed as soon as it fills, so the next window goes to shard len(shards).
+        self.recordings.append({**recording_info, "n_windows": 0, "start": int(self.n_windows),
+                                "shard": len(self.shards)})
+
+    def extend(self, windows: np.ndarray) -> None:
+        """Append windows to the current recording."""
+        if not self.recordings:
+            raise DataError("CorpusWriter.extend before begin_recording")
+        windows = np.asarray(windows, dtype=np.float32)
+        source = self.recordings[-1].get("source")
+        if windows.ndim != 3 or windows.shape[1:] != (self.n_chans, self.n_times):
+            raise DataError(f"windows must be [n, {self.n_chans}, {self.n_times}], got {windows.shape}", source)
+        if not np.isfinite(windows).all():
+            raise DataError("windows hold NaN or Inf values", source)
+        i = 0
+        while i < len(windows):
+            if self._open is None:
+                name = f"shard-{len(self.shards):05d}.npy"
+                self._open = _ShardFile(self.tmp / name, self.shard_size, (self.n_chans, self.n_times))
+            take = min(self.shard_size - self._open.count, len(windows) - i)
+            self._open.write(windows[i:i + take])
+            i += take
+            if self._open.count == self.shard_size:
+                self._finish_shard()
+        self.recordings[-1]["n_windows"] += int(len(windows))
+        self.n_windows += int(len(windows))
+
+    def _finish_shard(self) -> None:
+        if self._open is None:
             return
-        data = np.concatenate(self._buffer, axis=0)
-        name = f"shard-{len(self.shards):05d}.npy"
-        np.save(self.tmp / name, data)
-        self.shards.append({"file": name, "n_windows": int(len(data))})
-        self._buffer, self._buffered = [], 0
+        self._open.close()
+        if self._open.count:
+            self.shards.append({"file": self._open.path.name, "n_windows": int(self._open.count)})
+        else:
+            self._open.path.unlink()
+        self._open = None
 
     def close(self) -> Path:
-        self._flush()
+        self._finish_shard()
+        self.recordings = [r for r in self.recordings if r["n_windows"] > 0]
         manifest = {
             "format": FORMAT_NAME, "version": 1, "n_chans": self.n_chans, "n_times": self.n_times,
             "sfreq": self.sfreq, "n_windows": sum(s["n_windows"] for s in self.shards),
@@ -83,11 +149,19 @@ class CorpusWriter:
         }
         (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if self.output.exists():
-            shutil.rmtree(self.output)
-        os.replace(self.tmp, self.output)
+            # Move the old corpus aside first, so a crash between the two steps leaves a whole one.
+            old = Path(tempfile.mkdtemp(prefix=self.output.name + ".old-", dir=self.output.parent))
+            os.replace(self.output, old / "corpus")
+            os.replace(self.tmp, self.output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.output)
         return self.output
 
     def abort(self) -> None:
+        if self._open is not None:
+            self._open.fh.close()
+            self._open = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -99,7 +173,7 @@ def read_manifest(root: str | os.PathLike) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"manifest.json is unreadable: {exc}", path) from None
-    if manifest.get("format") != FORMAT_NAME:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise DataError("manifest.json is not a dreamdiffusion corpus manifest", path)
     return manifest
 
@@ -109,6 +183,8 @@ class CorpusDataset(torch.utils.data.Dataset):
 
     ``split="train"|"val"|"all"``: a deterministic share ``val_fraction`` of windows (chosen by
     index with a fixed stride, so it does not depend on the corpus order) is held out for validation.
+    ``__getitems__`` serves a whole batch with one gather per shard (the DataLoader calls it when
+    batching), which is what makes the loader fast.
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "all", val_fraction: float = 0.05):
@@ -134,16 +210,272 @@ class CorpusDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def __getstate__(self):
+        # Worker processes open their own memory maps.
+        state = dict(self.__dict__)
+        state["_maps"] = [None] * len(self._maps)
+        return state
+
     def _shard(self, k: int) -> np.ndarray:
         if self._maps[k] is None:
             path = self.root / self.manifest["shards"][k]["file"]
             try:
-                self._maps[k] = np.load(path, mmap_mode="r", allow_pickle=False)
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise DataError(f"corpus shard is unreadable: {exc}", path) from None
+            if arr.shape != (self.manifest["shards"][k]["n_windows"], self.n_chans, self.n_times):
+                raise DataError(f"corpus shard has shape {arr.shape}, the manifest says otherwise", path)
+            self._maps[k] = arr
         return self._maps[k]
 
     def __getitem__(self, i: int) -> torch.Tensor:
         g = int(self.indices[i])
         k = int(np.searchsorted(self._offsets, g, side="right") - 1)
         return torch.from_numpy(np.array(self._shard(k)[g - self._offsets[k]], dtype=np.float32))
+
+    def __getitems__(self, idx: list[int]) -> list[torch.Tensor]:
+        g = self.indices[np.asarray(idx, dtype=np.int64)]
+        k = np.searchsorted(self._offsets, g, side="right") - 1
+        out = np.empty((len(g), self.n_chans, self.n_times), dtype=np.float32)
+        for shard in np.unique(k):
+            sel = np.flatnonzero(k == shard)
+            local = g[sel] - self._offsets[shard]
+            order = np.argsort(local)  # ascending reads are kinder to the page cache
+            out[sel[order]] = self._shard(int(shard))[local[order]]
+        batch = torch.from_numpy(out)
+        return list(batch.unbind(0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a corpus from files, folders and MOABB
+
+
+def read_exclusions(exclude: str | os.PathLike | Iterable[str] | None) -> list[str]:
+    """Exclusion entries from a list and/or text files (one per line, ``#`` comments).
+
+    An entry names a subject (``sub-04``, ``4`` for MOABB subject 4, ``BNCI2014-001:4`` for one
+    dataset's subject), a recording path, or a glob over paths (``*/sub-04/*``, ``*test*.edf``).
+    """
+    if exclude is None:
+        return []
+    items = [exclude] if isinstance(exclude, (str, os.PathLike)) else list(exclude)
+    out: list[str] = []
+    for item in items:
+        s = os.fspath(item)
+        p = Path(s)
+        if p.is_file() and p.suffix.lower() in (".txt", ".lst", ".list", ""):
+            try:
+                lines = p.read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DataError(f"cannot read exclusion list: {exc}", p) from None
+            out.extend(ln.split("#", 1)[0].strip() for ln in lines)
+        else:
+            out.append(s)
+    return [e for e in out if e]
+
+
+def subject_of(path: Path) -> str:
+    """A subject label for a file: the BIDS ``sub-XX`` entity of its path where there is one,
+    else the file name without extension (files are then their own subject)."""
+    for part in reversed(path.parts):
+        for token in part.replace(".", "_").split("_"):
+            if token.startswith("sub-") and len(token) > 4:
+                return token
+    name = path.name
+    from dreamdiffusion.data.io import eeg_extension
+
+    ext = eeg_extension(name)
+    return name[: -len(ext)] if ext else path.stem
+
+
+def is_excluded(entries: list[str], source: str, subject: str, dataset: str | None = None) -> str | None:
+    """The entry that excludes this recording, or None."""
+    src = source.replace(os.sep, "/")
+    try:
+        resolved = str(Path(source).resolve()).replace(os.sep, "/")
+    except (OSError, RuntimeError):
+        resolved = src
+    name = src.rsplit("/", 1)[-1]
+    for e in entries:
+        e_norm = e.replace(os.sep, "/")
+        if e in (subject, f"subject:{subject}"):
+            return e
+        if dataset is not None:
+            # MOABB subjects are numbers: "4", "sub-4" and "<code>:4" all name subject 4
+            bare = subject[4:] if subject.startswith("sub-") else subject
+            if e in (bare, f"{dataset}:{subject}", f"{dataset}:{bare}"):
+                return e
+        if fnmatch.fnmatchcase(src, e_norm) or fnmatch.fnmatchcase(name, e_norm) or fnmatch.fnmatchcase(resolved, e_norm):
+            return e
+        try:
+            if Path(e).exists() and Path(e).resolve() == Path(source).resolve():
+                return e
+        except (OSError, RuntimeError):
+            pass
+    return None
+
+
+def _collect_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    from dreamdiffusion.data.io import EEG_EXTENSIONS, find_recordings
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir() and not p.name.lower().endswith(".mff"):
+            found = find_recordings(p)
+            if not found:
+                raise DataError(f"no EEG files in this folder (looked for {', '.join(EEG_EXTENSIONS)})", p)
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise EEGReadError("input not found", p)
+    # keep order, drop duplicates (a file given directly and through its folder)
+    seen, out = set(), []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out  # files of an unknown type are reported one by one, when read
+
+
+def _recordings_from_files(files: list[Path], sfreq: float | None, ch_names, montage,
+                           repair: bool) -> Iterator[tuple]:
+    """``(source, subject, dataset, loader)`` per file; ``loader()`` reads it (may raise)."""
+    from dreamdiffusion.data.io import read_raw
+
+    for f in files:
+        yield str(f), subject_of(f), None, (lambda f=f: read_raw(f, sfreq=sfreq, ch_names=ch_names,
+                                                                 montage=montage, repair=repair))
+
+
+def build_corpus(inputs: Iterable[str | os.PathLike] | str | os.PathLike, output: str | os.PathLike,
+                 spec=None, moabb: str | Iterable | None = None, exclude=None, strict: bool = False,
+                 sfreq: float | None = None, shard_size: int = DEFAULT_SHARD_SIZE, seed: int = 0,
+                 overwrite: bool = False, max_windows_per_recording: int | None = None,
+                 moabb_subjects: list[int] | None = None, ch_names: list[str] | None = None,
+                 montage: str | None = None, repair: bool = False, progress: bool | None = None) -> Path:
+    """Turn EEG files, folders (recursive) and MOABB datasets into a pretraining corpus.
+
+    Each recording is read with MNE (``read_raw``), standardised to ``spec`` (``InputSpec``:
+    EEG channels, band-pass, common rate, channel mapping), cut into windows with
+    ``spec.window_stride`` and normalised per window, then streamed into shards. A recording that
+    cannot be read or is shorter than one window is skipped with a warning naming it (and listed
+    under ``"skipped"`` in the manifest); ``strict=True`` makes that an error. ``exclude``
+    (entries or text files, see ``read_exclusions``) keeps subjects or recordings out, e.g. the
+    test subjects of a paired set. ``max_windows_per_recording`` caps long recordings with a
+    random (``seed``) but ordered choice of windows. ``repair`` interpolates channels holding
+    NaN/Inf (MNE) instead of skipping the recording. Returns the corpus folder.
+    """
+    from tqdm.auto import tqdm
+
+    from dreamdiffusion.data.transforms import InputSpec
+
+    spec = spec if spec is not None else InputSpec()
+    if isinstance(spec, dict):
+        spec = InputSpec.from_dict(spec)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    entries = read_exclusions(exclude)
+    files = _collect_files(inputs)
+    sources: list[Iterator[tuple]] = [_recordings_from_files(files, sfreq, ch_names, montage, repair)]
+    n_expected: int | None = len(files)
+    moabb_codes: list[str] = []
+    if moabb:
+        from dreamdiffusion.data.moabb_source import moabb_recordings, resolve_datasets
+
+        datasets = resolve_datasets(moabb)
+        moabb_codes = [d.code for d in datasets]
+        sources.append(moabb_recordings(datasets, subjects=moabb_subjects, exclude=entries))
+        n_expected = None  # MOABB runs are only known per subject
+    if not files and not moabb:
+        raise DataError("nothing to read: give EEG files, folders or --moabb CODE")
+
+    rng = np.random.default_rng(seed)
+    writer = CorpusWriter(output, spec.n_chans, spec.n_times, spec.sfreq, shard_size=shard_size,
+                          overwrite=overwrite)
+    skipped: list[dict] = []
+    excluded: list[dict] = []
+    try:
+        bar = tqdm(total=n_expected, unit="rec", desc="build-corpus", disable=progress is False if progress is not None else None)
+        for source_iter in sources:
+            for source, subject, dataset, loader in source_iter:
+                bar.update(1)
+                hit = is_excluded(entries, source, subject, dataset)
+                if hit is not None:
+                    logger.info("excluded %s (matches %r)", source, hit)
+                    excluded.append({"source": source, "subject": subject, "entry": hit})
+                    continue
+                try:
+                    n = _add_recording(writer, loader, source, subject, dataset, spec, rng, max_windows_per_recording)
+                except DreamDiffusionError as exc:
+                    if strict:
+                        raise
+                    logger.warning("skipping %s: %s", source, exc.message)
+                    skipped.append({"source": source, "reason": exc.message})
+                    continue
+                except MemoryError:
+                    if strict:
+                        raise DataError("out of memory while processing this recording", source) from None
+                    logger.warning("skipping %s: out of memory", source)
+                    skipped.append({"source": source, "reason": "out of memory"})
+                    continue
+                bar.set_postfix(windows=writer.n_windows)
+                logger.debug("%s: %d windows", source, n)
+        bar.close()
+        if writer.n_windows == 0:
+            what = f"{len(skipped)} skipped, {len(excluded)} excluded"
+            first = f"; first problem: {skipped[0]['source']}: {skipped[0]['reason']}" if skipped else ""
+            raise DataError(f"no windows to write ({what}){first}", output)
+        writer.extra = {
+            "spec": spec.to_dict(), "seed": int(seed), "inputs": [os.fspath(i) for i in inputs],
+            "moabb": moabb_codes, "exclude": entries, "excluded": excluded, "skipped": skipped,
+            "max_windows_per_recording": max_windows_per_recording,
+        }
+        out = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    logger.info("corpus %s: %d windows from %d recordings (%d skipped, %d excluded)", out, writer.n_windows,
+                len(writer.recordings), len(skipped), len(excluded))
+    return out
+
+
+def _add_recording(writer: CorpusWriter, loader, source: str, subject: str, dataset: str | None, spec,
+                   rng: np.random.Generator, cap: int | None) -> int:
+    from dreamdiffusion.data.transforms import count_windows, iter_windows
+
+    raw = loader()
+    sfreq0, n_ch0 = float(raw.info["sfreq"]), len(raw.ch_names)
+    n_res = int(round(raw.n_times * spec.sfreq / sfreq0))
+    if count_windows(n_res, spec) == 0:
+        raise EEGReadError(f"recording is {raw.n_times / sfreq0:.3f} s long, shorter than one window "
+                           f"({spec.window_s:.3f} s)", source)
+    keep = None
+    if cap is not None and count_windows(n_res, spec) > cap:
+        keep = np.sort(rng.choice(count_windows(n_res, spec), cap, replace=False))
+    info = {"source": source, "subject": subject, "sfreq_original": sfreq0, "n_chans_original": n_ch0}
+    if dataset is not None:
+        info["dataset"] = dataset
+    chunks = iter_windows(raw, spec)
+    # The first chunk carries all the work that can fail on bad data (filter, resample, channel
+    # mapping); only once it is there does the recording enter the corpus.
+    first = next(chunks, None)
+    writer.begin_recording(**info)
+    done = 0
+    for chunk in _chain(first, chunks):
+        if keep is not None:
+            sel = keep[(keep >= done) & (keep < done + len(chunk))] - done
+            done += len(chunk)
+            chunk = chunk[sel]
+        if len(chunk):
+            writer.extend(chunk)
+    return writer.recordings[-1]["n_windows"]
+
+
+def _chain(first, rest):
+    if first is not None:
+        yield first
+    yield from rest

@@ -334,3 +334,39 @@ def sample_raw() -> mne.io.RawArray:
     raw.set_montage(make_montage("standard_1020"), verbose="error")
     return raw
 
+
+
+_WRITERS = {".fif": "fif", ".fif.gz": "fif", ".edf": "edf", ".vhdr": "brainvision", ".set": "eeglab"}
+
+
+def write_raw_file(raw: mne.io.BaseRaw, output: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``raw`` with MNE's own writers, by extension (.fif, .edf, .vhdr, .set), atomically:
+    into a temporary folder beside ``output``, then each file renamed into place (a BrainVision
+    recording is three files that name each other, so they are written under their final names)."""
+    import shutil
+    import tempfile
+
+    output = Path(output)
+    ext = eeg_extension(output)
+    if ext not in _WRITERS:
+        raise EEGReadError(f"cannot write {output.suffix or 'this'} files (use one of {', '.join(_WRITERS)})", output)
+    if output.exists() and not overwrite:
+        raise EEGReadError("file exists (pass --overwrite)", output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-" + output.name, dir=output.parent))
+    try:
+        target = tmp / output.name
+        if _WRITERS[ext] == "fif":
+            raw.save(target, overwrite=True, verbose="error")
+        else:
+            mne.export.export_raw(target, raw, fmt=_WRITERS[ext], overwrite=True, verbose="error")
+        for f in sorted(tmp.iterdir(), key=lambda p: p == target):  # the main file last
+            os.replace(f, output.parent / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return output
+
+
+def write_sample(output: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write spkit's real 14-channel recording (see ``sample_raw``) to ``output``."""
+    return write_raw_file(sample_raw(), output, overwrite=overwrite)

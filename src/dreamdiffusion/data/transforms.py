@@ -289,12 +289,15 @@ def normalize_windows(windows: np.ndarray, how: str = "zscore", eps: float = 1e-
         return np.asarray(windows, dtype=np.float32)
     if how != "zscore":
         raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {how!r}")
-    w = np.asarray(windows, dtype=np.float64)
+    # float32 throughout: pairwise summation over <= a few thousand samples is accurate enough,
+    # and it halves the memory traffic of the corpus builder.
+    w = np.asarray(windows, dtype=np.float32)
     mean = w.mean(axis=-1, keepdims=True)
-    std = w.std(axis=-1, keepdims=True)
-    floor = np.maximum(std.max(axis=-2, keepdims=True) * eps, np.finfo(np.float64).tiny)
-    out = (w - mean) / np.where(std > floor, std, np.inf)
-    return out.astype(np.float32)
+    out = w - mean
+    std = np.sqrt(np.mean(np.square(out), axis=-1, keepdims=True))
+    floor = np.maximum(std.max(axis=-2, keepdims=True) * eps, np.finfo(np.float32).tiny)
+    out /= np.where(std > floor, std, np.inf)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,13 +337,11 @@ def _band(raw: mne.io.BaseRaw, spec: InputSpec) -> tuple[float | None, float | N
     return l_freq, h_freq
 
 
-def standardize_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
-    """``raw`` -> ``float32 [spec.n_chans, n_samples]`` at ``spec.sfreq``, not windowed.
-
-    EEG channels picked, band-passed (MNE FIR, zero phase), notch-filtered if asked, resampled
-    to the common rate, then mapped onto ``spec.n_chans`` channels. Values are in microvolts;
-    normalisation happens per window (``normalize_windows``).
-    """
+def prepare_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> tuple[np.ndarray, list[str]]:
+    """The per-channel part of ``standardize_raw``: EEG picked, band-passed (MNE FIR, zero
+    phase), notch-filtered if asked, resampled to ``spec.sfreq``. Returns ``(data [C, N] in
+    microvolts, channel names)`` before channel mapping, so long recordings can be mapped and
+    windowed chunk by chunk (``iter_windows``)."""
     raw = pick_eeg(raw)
     sfreq = raw.info["sfreq"]
     if raw.n_times < 2:
@@ -351,29 +352,91 @@ def standardize_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
         # keep MNE quiet here and let the caller check the window count.
         raw.filter(l_freq, h_freq, verbose="error")
     if spec.notch is not None:
-        nyq = sfreq / 2
-        freqs = np.arange(spec.notch, nyq * 0.99, spec.notch)
+        freqs = np.arange(spec.notch, sfreq / 2 * 0.99, spec.notch)
         if len(freqs):
             raw.notch_filter(freqs, verbose="error")
     if abs(sfreq - spec.sfreq) > 1e-6 * spec.sfreq:
         raw.resample(spec.sfreq, verbose="error")
-    data = raw.get_data() * 1e6  # volts -> microvolts
+    return raw.get_data() * 1e6, list(raw.ch_names)  # volts -> microvolts
+
+
+def channel_map(ch_names: list[str], spec: InputSpec, source: str | None = None) -> np.ndarray:
+    """How the recording's channels become the model's: a matrix ``[spec.n_chans, C]`` so that
+    ``mapped = M @ data``. Repeat mapping is a 0/1 selection matrix; montage mapping is MNE's
+    spherical-spline interpolation applied to the identity (the spline is linear in the data, so
+    its matrix is its response to unit inputs) and falls back to repeat, with a warning, when
+    fewer than 3 channels have standard positions."""
+    c = len(ch_names)
     if spec.channel_mapping == "montage":
+        targets = spec.target_channels or spec.n_chans
         try:
-            targets = spec.target_channels or spec.n_chans
-            data = map_channels_montage(data, raw.ch_names, targets, spec.montage, spec.sfreq)
+            return map_channels_montage(np.eye(c), list(ch_names), targets, spec.montage, spec.sfreq)
         except DataError as exc:
-            logger.warning("%s: %s; falling back to channel_mapping='repeat'", _source(raw) or "recording", exc.message)
-            data = map_channels_repeat(data, spec.n_chans)
-    else:
-        data = map_channels_repeat(data, spec.n_chans)
-    return np.ascontiguousarray(data, dtype=np.float32)
+            logger.warning("%s: %s; falling back to channel_mapping='repeat'", source or "recording", exc.message)
+    return map_channels_repeat(np.eye(c), spec.n_chans)
+
+
+def _selection(m: np.ndarray) -> np.ndarray | None:
+    """The row indices if ``m`` only selects channels (repeat mapping), else None."""
+    if np.all((m == 0) | (m == 1)) and np.all(m.sum(axis=1) == 1):
+        return m.argmax(axis=1)
+    return None
+
+
+def _apply_map(m: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``m [n, C]`` applied to ``x [..., C, T]``; a pure selection (repeat) is done by indexing."""
+    sel = _selection(m)
+    if sel is not None:
+        return x[..., sel, :]
+    return np.matmul(m.astype(x.dtype, copy=False), x)
+
+
+def standardize_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
+    """``raw`` -> ``float32 [spec.n_chans, n_samples]`` at ``spec.sfreq``, not windowed.
+
+    EEG channels picked, band-passed (MNE FIR, zero phase), notch-filtered if asked, resampled
+    to the common rate, then mapped onto ``spec.n_chans`` channels. Values are in microvolts;
+    normalisation happens per window (``normalize_windows``).
+    """
+    data, names = prepare_raw(raw, spec)
+    m = channel_map(names, spec, _source(raw))
+    return np.ascontiguousarray(_apply_map(m, data), dtype=np.float32)
+
+
+def iter_windows(raw: mne.io.BaseRaw, spec: InputSpec, chunk: int = 256):
+    """Windows of a recording in chunks ``[k, n_chans, n_times]`` (float32, normalised).
+
+    Filtering and resampling run once at the recording's own channel count; channel mapping and
+    normalisation run per chunk, so a long single-channel recording never exists as a full
+    128-channel array in memory.
+    """
+    data, names = prepare_raw(raw, spec)
+    m = channel_map(names, spec, _source(raw))
+    n = count_windows(data.shape[1], spec)
+    if n == 0:
+        return
+    view = np.lib.stride_tricks.sliding_window_view(data, spec.n_times, axis=1)[:, ::spec.stride]  # [C, n, T]
+    sel = _selection(m)
+    for i in range(0, n, chunk):
+        piece = view[:, i:i + chunk].transpose(1, 0, 2).astype(np.float32)  # [k, C, T]
+        if sel is not None:
+            # z-scoring each channel commutes with copying channels: normalise the few source
+            # channels, then tile (a 1-channel recording is normalised once, not 128 times).
+            yield normalize_windows(piece, spec.normalize)[:, sel]
+        else:
+            yield normalize_windows(np.matmul(m.astype(np.float32), piece), spec.normalize)
+
+
+def count_windows(n_samples: int, spec: InputSpec) -> int:
+    return 0 if n_samples < spec.n_times else (n_samples - spec.n_times) // spec.stride + 1
 
 
 def windows_from_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
     """All windows of a recording, standardised and normalised: ``[n, n_chans, n_times]``."""
-    data = standardize_raw(raw, spec)
-    return normalize_windows(make_windows(data, spec.n_times, spec.stride), spec.normalize)
+    chunks = list(iter_windows(raw, spec))
+    if not chunks:
+        return np.zeros((0, spec.n_chans, spec.n_times), dtype=np.float32)
+    return np.concatenate(chunks, axis=0)
 
 
 def window_at(raw_or_data, onset_s: float, spec: InputSpec, sfreq: float | None = None,
