@@ -630,11 +630,11 @@ def _broadcast(obj):
     return broadcast_object_list([obj])[0]
 
 
-def image_grid(rows: list[list]) -> "Image.Image":
-    """Paste rows of equally sized PIL images into one image."""
+def image_grid(rows: list[list], size: tuple[int, int] | None = None) -> "Image.Image":
+    """Paste rows of PIL images into one image, each resized to ``size`` (default: the first row's last image)."""
     from PIL import Image
 
-    w, h = rows[0][0].size
+    w, h = size or rows[0][-1].size
     cols = max(len(r) for r in rows)
     grid = Image.new("RGB", (cols * w, len(rows) * h), "white")
     for i, row in enumerate(rows):

@@ -1,0 +1,106 @@
+"""EEGConditioner and the --base/--clip resolver (models/conditioner.py, models/hub.py)."""
+
+import json
+
+import pytest
+import torch
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES, make_base, make_clip, make_encoder
+
+from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.models import hub
+from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
+from dreamdiffusion.models.eeg_encoder import EEGEncoder
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stageb")
+    make_base(d / "base")
+    make_clip(d / "clip")
+    make_encoder(d / "enc")
+    return d
+
+
+def test_shapes_and_pretrained_encoder_weights(parts):
+    base = hub.load_base(str(parts / "base"))
+    cond = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, hub.unet_time_embed_dim(base.unet))
+    enc = load_encoder(parts / "enc")  # MaskedSignalModel folder -> its encoder
+    assert isinstance(enc, EEGEncoder)
+    for (n, a), (_, b) in zip(cond.encoder.state_dict().items(), enc.state_dict().items()):
+        assert torch.equal(a, b), n
+    out = cond(torch.randn(3, N_CHANS, N_TIMES))
+    assert out.cond.shape == (3, 77, CROSS)
+    assert out.clip_embeds.shape == (3, CLIP_DIM)
+    assert out.tokens.shape == (3, N_TIMES // 4, enc.config.embed_dim)
+    assert cond.time_embedding(out.cond).shape == (3, base.unet.config.block_out_channels[0] * 4)
+    # condition dropout swaps exactly the chosen rows for the learned null context
+    dropped = cond.drop_condition(out.cond, torch.tensor([True, False, True]))
+    assert torch.equal(dropped[1], out.cond[1])
+    assert torch.equal(dropped[0], cond.null_cond) and torch.equal(dropped[2], cond.null_cond)
+
+
+def test_time_conditioning_hook_changes_unet_only_inside(parts):
+    base = hub.load_base(str(parts / "base"))
+    unet = base.unet.eval()
+    cond_model = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, hub.unet_time_embed_dim(unet))
+    with torch.no_grad():
+        torch.nn.init.normal_(cond_model.time_cond[-1].weight)  # make the added embedding clearly non-zero
+        cond = cond_model(torch.randn(2, N_CHANS, N_TIMES)).cond
+        x, t = torch.randn(2, 4, 8, 8), torch.tensor([10, 500])
+        plain = unet(x, t, encoder_hidden_states=cond).sample
+        with cond_model.conditioning(unet, cond):
+            hooked = unet(x, t, encoder_hidden_states=cond).sample
+        after = unet(x, t, encoder_hidden_states=cond).sample
+    assert not torch.allclose(plain, hooked)
+    assert torch.equal(plain, after)  # the hook is gone after the block
+
+
+def test_channel_mismatch_is_a_config_error(parts):
+    cond = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM)
+    with pytest.raises(ConfigError) as err:
+        cond.check_eeg(torch.randn(1, N_CHANS - 2, N_TIMES), "rec.edf")
+    msg = str(err.value)
+    assert msg.startswith("rec.edf: ")
+    assert f"expects {N_CHANS} EEG channels, found {N_CHANS - 2}" in msg and "--channel-mapping" in msg
+    with pytest.raises(ConfigError, match="windows of"):
+        cond(torch.randn(1, N_CHANS, N_TIMES + 4))
+
+
+def test_incompatible_encoder_folder(parts, tmp_path):
+    with pytest.raises(ConfigError, match="not an EEG encoder config"):
+        load_encoder(parts / "base" / "unet")  # a UNet folder is not an encoder
+    bad = tmp_path / "enc"
+    bad.mkdir()
+    config = json.loads((parts / "enc" / "config.json").read_text())
+    config["embed_dim"] = 48  # weights no longer fit the config
+    (bad / "config.json").write_text(json.dumps(config))
+    for f in (parts / "enc").glob("*.safetensors"):
+        (bad / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(ConfigError) as err:
+        load_encoder(bad)
+    assert str(bad) in str(err.value)
+    with pytest.raises(ConfigError, match="not found"):
+        load_encoder(tmp_path / "nowhere")
+
+
+def test_hub_resolution(parts, tmp_path):
+    assert hub.resolve(str(parts / "base"), "base") == str(parts / "base")
+    assert hub.resolve("stable-diffusion-v1-5/stable-diffusion-v1-5", "base") == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    with pytest.raises(ConfigError, match="unknown --base"):
+        hub.resolve("./no/such/folder", "base")
+    with pytest.raises(ConfigError, match="cannot load a Stable Diffusion"):
+        hub.load_base(str(tmp_path))  # an empty folder
+    clip = hub.load_clip(str(parts / "clip"))
+    assert hub.clip_projection_dim(clip.model) == CLIP_DIM
+    px = clip.processor(images=[__import__("PIL.Image").Image.new("RGB", (40, 30))], return_tensors="pt")["pixel_values"]
+    assert clip.model(pixel_values=px).image_embeds.shape == (1, CLIP_DIM)
+
+
+def test_builtin_tiny_goes_through_the_same_loaders():
+    from dreamdiffusion.models import builtin
+
+    assert hub.resolve("builtin-tiny", "base") == str(builtin.base_path())
+    base = hub.load_base("builtin-tiny")
+    clip = hub.load_clip("builtin-tiny")
+    assert base.unet.config.cross_attention_dim == builtin.CROSS_ATTENTION_DIM
+    assert hub.clip_projection_dim(clip.model) == builtin.CLIP_PROJECTION_DIM
