@@ -244,15 +244,18 @@ def map_to_model(data: np.ndarray, ch_names: list[str], target: list[str] | tupl
 
 def nearest_channels(wanted: list[str] | tuple[str, ...], available: list[str],
                      montage: str = "standard_1005") -> list[str]:
-    """For each wanted 10-05 name, the available channel at (or nearest to) its position; no repeats.
+    """For each wanted 10-05 name, the ``available`` channel (named in ``montage``) at or nearest
+    to its position; no channel is used twice.
 
-    Lets a headset layout be simulated on a cap that lacks some of its exact positions.
+    Lets a headset layout be simulated on a cap that lacks its exact positions (a 10-20 subset
+    of a BioSemi 128 recording, for example).
     """
-    template = _unit_positions(mne.channels.make_standard_montage(_template_name(montage)))
-    missing = [c for c in list(wanted) + list(available) if c.lower() not in template]
+    template = _unit_positions(mne.channels.make_standard_montage(standard_montage_name()))
+    cap = _unit_positions(mne.channels.make_standard_montage(_template_name(montage)))
+    missing = [c for c in wanted if c.lower() not in template] + [c for c in available if c.lower() not in cap]
     if missing:
-        raise ConfigError(f"channel(s) {', '.join(missing[:8])} have no position in {montage!r}")
-    avail = np.array([template[c.lower()] for c in available])
+        raise ConfigError(f"channel(s) {', '.join(missing[:8])} have no position in the montage")
+    avail = np.array([cap[c.lower()] for c in available])
     chosen: list[str] = []
     for name in wanted:
         dist = np.linalg.norm(avail - template[name.lower()], axis=1)

@@ -47,6 +47,8 @@ def spec_from_pipeline(pipe: Any) -> Any:
     """The pipeline's preprocessing spec (``preprocessing.json``) as an ``InputSpec``."""
     from dreamdiffusion.data.transforms import InputSpec
 
+    if callable(getattr(pipe, "input_spec", None)):
+        return pipe.input_spec()
     raw = dict(getattr(pipe, "preprocessing", None) or {})
     if not raw and hasattr(pipe, "default_preprocessing"):
         raw = pipe.default_preprocessing()
