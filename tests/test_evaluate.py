@@ -83,7 +83,7 @@ def test_samples_round_trip_through_manifest(tmp_path):
     samples = [_digit_like_images(2, seed=i) for i in range(3)]
     items = [{"image_name": f"img{i}", "label": i} for i in range(3)]
     E.save_samples(samples, items, tmp_path / "samples", {"seed": 0})
-    back = E.read_samples(tmp_path, 3)  # the evaluate output folder works as --images
+    back = E.read_samples(tmp_path, 3)  # the evaluate output folder works as --generated
     assert len(back) == 3 and len(back[0]) == 2
     assert np.array_equal(np.asarray(back[2][1]), np.asarray(samples[2][1]))
     with pytest.raises(DataError, match="manifest"):

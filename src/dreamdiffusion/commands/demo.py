@@ -1,7 +1,73 @@
-"""CLI: demo (to be filled in)."""
+"""CLI: ``dreamdiffusion demo`` and ``dreamdiffusion ablate`` (thin wrappers over :mod:`dreamdiffusion.demo`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 
+def _settings(fast: bool, overrides: dict):
+    from dreamdiffusion.demo import DemoSettings
+
+    settings = DemoSettings.fast() if fast else DemoSettings()
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("demo")
+    def demo_cmd(
+        output: Path = typer.Option(..., "--output", help="Run folder: benchmark/, pretrain/, finetune/, evaluate/, "
+                                                          "metrics.json, report.md."),
+        seed: int = typer.Option(0, "--seed", help="Seeds the benchmark (brain, subjects, splits), training and sampling."),
+        fast: bool = typer.Option(False, "--fast", help="A reduced run (seconds to a minute): checks the plumbing, "
+                                                        "not the method."),
+        pretrain_steps: Optional[int] = typer.Option(None, "--pretrain-steps", help="Stage A steps."),
+        finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", help="Stage B steps."),
+        num_images: Optional[int] = typer.Option(None, "--num-images", help="Samples per test EEG."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N test EEGs."),
+    ) -> None:
+        """Run the whole method on the built-in digits benchmark and write metrics.json and report.md."""
+        from dreamdiffusion.demo import DemoConfig, run_demo
+
+        settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
+                                    "num_images": num_images, "steps": steps, "limit": limit})
+        m = run_demo(DemoConfig(output=str(output), seed=seed, settings=settings))
+        typer.echo(f"top-1 ({m['n_way']}-way): {m['top1_accuracy']:.3f} (chance {m['chance']:.3f}); "
+                   f"retrieval top-1/5: {_f(m['retrieval_top1'])}/{_f(m['retrieval_top5'])}; SSIM {m['ssim']:.3f}; "
+                   f"PCC {m['pcc']:.3f}; judge on real test digits {_f(m.get('judge_accuracy_real'))}; "
+                   f"{m['timings_s']['total_s']} s -> {output / 'report.md'}")
+
+    @app.command("ablate")
+    def ablate_cmd(
+        output: Path = typer.Option(..., "--output", help="Folder for ablation.json, ablation.md, ablation.png and runs."),
+        seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1 (mean and spread over them)."),
+        fast: bool = typer.Option(False, "--fast", help="Reduced step counts (plumbing check)."),
+        variant: Optional[List[str]] = typer.Option(None, "--variant", help="Run only these variants (repeatable); "
+                                                                            "names as in ablation.md."),
+        pretrain_steps: Optional[int] = typer.Option(None, "--pretrain-steps", help="Stage A steps."),
+        finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", help="Stage B steps."),
+        num_images: Optional[int] = typer.Option(None, "--num-images", help="Samples per test EEG."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N test EEGs."),
+    ) -> None:
+        """The structure of the paper's Table 1 on the built-in benchmark: MSM x CLIP x encoder size, mask ratio."""
+        from dreamdiffusion.demo import AblationConfig, run_ablation
+
+        if seeds < 1:
+            from dreamdiffusion.errors import ConfigError
+
+            raise ConfigError("--seeds must be at least 1")
+        settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
+                                    "num_images": num_images, "limit": limit})
+        summary = run_ablation(AblationConfig(output=str(output), seeds=seeds, settings=settings,
+                                              variants=list(variant) if variant else None))
+        for row in summary["rows"]:
+            typer.echo(f"{row['variant']:<45} top-1 {row['top1_accuracy_mean']:.3f} ± {row['top1_accuracy_std']:.3f}")
+        typer.echo(f"-> {output / 'ablation.md'}")
+
+
+def _f(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,7 +1,60 @@
-"""CLI: evaluate (to be filled in)."""
+"""CLI: ``dreamdiffusion evaluate`` (a thin wrapper over :func:`dreamdiffusion.evaluation.evaluate.evaluate`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("evaluate")
+    def evaluate_cmd(
+        output: Path = typer.Option(..., "--output", help="Folder for metrics.json, metrics.md, samples.png, samples/."),
+        model: Optional[Path] = typer.Option(None, "--model", help="DreamDiffusionPipeline folder (or finetune output)."),
+        dataset: str = typer.Option("synthetic", "--dataset", help="Paired dataset: synthetic, eegcvpr40, things-eeg2, folder."),
+        split: str = typer.Option("test", "--split", help="Split to score (model selection used val; this reads test)."),
+        root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (synthetic benchmark, THINGS-EEG2, folder; EEGCVPR40 download)."),
+        eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
+        splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
+        images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder (EEGCVPR40 imageNet_images, ...)."),
+        subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter (EEGCVPR40: 4 as in the paper)."),
+        split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number (0)."),
+        csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: the CSV of EEG files and images."),
+        generated: Optional[Path] = typer.Option(
+            None, "--generated", help="Score images already generated (a `generate` or earlier `evaluate` output folder) "
+                                      "instead of generating."),
+        classifier: Optional[str] = typer.Option(
+            None, "--classifier", help="Judge: transformers image-classification hub id or folder; default builtin-tiny "
+                                       "on synthetic, microsoft/beit-large-patch16-512 (ImageNet-1k) otherwise."),
+        clip: Optional[str] = typer.Option(None, "--clip", help="CLIP for retrieval (default: the one used in finetune)."),
+        n_way: int = typer.Option(50, "--n-way", help="n-way of the top-1 accuracy (capped at the judge's classes)."),
+        trials: int = typer.Option(50, "--trials", help="Random trials per generated image."),
+        num_images: int = typer.Option(5, "--num-images", help="Samples per EEG."),
+        steps: int = typer.Option(25, "--steps", help="Sampler steps."),
+        guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance (1 = none, as the paper)."),
+        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm | pndm | ddim | euler (default: the pipeline's)."),
+        seed: int = typer.Option(0, "--seed", help="Seeds the sampling noise and the n-way trials."),
+        limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N EEGs of the split."),
+        batch_size: int = typer.Option(16, "--batch-size", help="EEGs per generation batch."),
+        retrieval_n_way: Optional[int] = typer.Option(
+            None, "--retrieval-n-way", help="Candidates per retrieval trial (default: all test images, e.g. 200)."),
+        no_fid: bool = typer.Option(False, "--no-fid", help="Skip FID/IS even if Inception weights are on disk."),
+    ) -> None:
+        """Score a model on a held-out split: n-way top-1, retrieval top-1/5, SSIM, PCC (+ FID/IS if local)."""
+        from dreamdiffusion.data.pairs import paired_dataset_options
+        from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
+
+        options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
+                                         split_index=split_index, root=root, csv=csv)
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+        config = EvaluateConfig(
+            output=str(output), model=None if model is None else str(model), dataset=dataset, dataset_options=options,
+            split=split, generated=None if generated is None else str(generated), classifier=classifier, clip=clip,
+            n_way=n_way, trials=trials, num_images=num_images, steps=steps, guidance=guidance, scheduler=scheduler,
+            seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid)
+        result = evaluate(config)
+        typer.echo(f"top-1 ({result['n_way']}-way): {result['top1_accuracy']:.3f} (chance {result['chance']:.3f}); "
+                   f"retrieval top-1/5: {result.get('retrieval_top1')}/{result.get('retrieval_top5')}; "
+                   f"SSIM {result['ssim']:.3f}; PCC {result['pcc']:.3f} -> {output / 'metrics.json'}")

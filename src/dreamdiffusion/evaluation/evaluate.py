@@ -4,7 +4,7 @@ This is the only code path that reads the **test** split; model selection happen
 
 Outputs in ``--output`` (all written atomically): ``metrics.json`` (every number plus the protocol and the
 resolved config), ``metrics.md`` (the table), ``samples.png`` (ground truth beside samples), ``samples/`` (the
-generated PNGs) with ``samples/manifest.json`` (so ``--images`` can re-score them without generating again).
+generated PNGs) with ``samples/manifest.json`` (so ``--generated`` can re-score them without generating again).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class EvaluateConfig:
     dataset: str = "synthetic"  # paired dataset name (see dreamdiffusion.data.pairs)
     dataset_options: dict = field(default_factory=dict)  # its path options (root, eeg, splits, images, subject ...)
     split: str = "test"  # the held-out split scored here
-    images: str | None = None  # read generated images from this folder instead of generating
+    generated: str | None = None  # score the images in this folder (generate/evaluate output) instead of generating
     classifier: str | None = None  # judge: hub id or folder; None = builtin-tiny on synthetic, else the ImageNet default
     clip: str | None = None  # CLIP for retrieval; None = the one the model was fine-tuned with (finetune_config.json)
     n_way: int = 50  # n-way of the semantic accuracy, capped at the judge's class count
@@ -125,7 +125,7 @@ def generate_samples(pipe, eegs: Sequence[torch.Tensor], num_images: int, steps:
 
 
 def save_samples(samples: Sequence[Sequence[Image.Image]], items: Sequence[dict], folder: Path, meta: dict) -> Path:
-    """Write the generated PNGs and a manifest that ``read_samples`` (``--images``) understands."""
+    """Write the generated PNGs and a manifest that ``read_samples`` (``--generated``) understands."""
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for i, (imgs, item) in enumerate(zip(samples, items)):
@@ -280,8 +280,8 @@ def compute_metrics(
 
 def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
     """Generate (or read) images for ``config.split``, score them, and write the outputs. Returns the metrics."""
-    if config.model is None and config.images is None:
-        raise ConfigError("evaluate needs --model (to generate) or --images (a folder of generated images)")
+    if config.model is None and config.generated is None:
+        raise ConfigError("evaluate needs --model (to generate) or --generated (a folder of generated images)")
     if config.num_images < 1 or config.trials < 1 or config.n_way < 2:
         raise ConfigError("--num-images and --trials must be at least 1 and --n-way at least 2")
     t0 = time.perf_counter()
@@ -301,8 +301,8 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
         if config.scheduler:
             pipe.set_scheduler(config.scheduler)
 
-    if config.images is not None:
-        samples = read_samples(config.images, len(items))
+    if config.generated is not None:
+        samples = read_samples(config.generated, len(items))
     else:
         samples = generate_samples(pipe, eegs, config.num_images, config.steps, config.guidance, config.seed,
                                    batch_size=config.batch_size, progress=progress)

@@ -1,0 +1,59 @@
+"""The demo end to end (reduced), and the ablation's bookkeeping."""
+
+import json
+
+import pytest
+
+from dreamdiffusion.cli import main
+from dreamdiffusion.demo import (METRIC_KEYS, ablation_markdown, ablation_variants, summarise_ablation)
+
+
+@pytest.mark.slow
+def test_fast_demo_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--seed", "1", "--fast"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in METRIC_KEYS + ("judge_accuracy_real", "timings_s", "machine"):
+        assert key in metrics, key
+    assert metrics["n_way"] == 10 and metrics["chance"] == pytest.approx(0.1)
+    assert 0.0 <= metrics["top1_accuracy"] <= 1.0
+    assert 0.0 <= metrics["retrieval_top1"] <= metrics["retrieval_top5"] <= 1.0
+    assert -1.0 <= metrics["ssim"] <= 1.0 and -1.0 <= metrics["pcc"] <= 1.0
+    assert metrics["num_eeg"] == 8
+    report = (out / "report.md").read_text()
+    for fig in ("figures/eeg_traces.png", "pretrain/reconstruction.png", "pretrain/loss.png", "finetune/loss.png",
+                "evaluate/samples.png"):
+        assert (out / fig).is_file(), fig
+        assert f"]({fig})" in report, fig
+    assert "| `top1_accuracy` |" in report
+    assert (out / "evaluate" / "metrics.md").is_file()
+    assert "top-1 (10-way)" in capsys.readouterr().out
+
+
+def test_ablation_grid_has_the_papers_structure():
+    variants = ablation_variants()
+    grid = [(v.pretrain, v.clip, v.encoder) for v in variants if v.mask_ratio == 0.75]
+    assert len(set(grid)) == 8  # {MSM on, off} x {CLIP on, off} x {paper-shaped, small}
+    ratios = sorted({v.mask_ratio for v in variants if v.pretrain and v.clip and v.encoder == "paper-shaped"})
+    assert ratios == [0.25, 0.5, 0.75]
+    assert len({v.name for v in variants}) == len(variants)
+
+
+def test_ablation_summary_mean_and_spread():
+    variants = ablation_variants()[:2]
+    results = {variants[0].name: [{"top1_accuracy": 0.4, "n_way": 10, "chance": 0.1, "ssim": 0.2},
+                                  {"top1_accuracy": 0.6, "n_way": 10, "chance": 0.1, "ssim": 0.4}],
+               variants[1].name: [{"top1_accuracy": 0.1, "n_way": 10, "chance": 0.1, "ssim": None}]}
+    summary = summarise_ablation(variants, results)
+    row0, row1 = summary["rows"]
+    assert row0["top1_accuracy_mean"] == pytest.approx(0.5)
+    assert row0["top1_accuracy_std"] == pytest.approx(0.1414, abs=1e-3)  # sample sd of (0.4, 0.6)
+    assert row1["top1_accuracy_std"] == 0.0 and row1["ssim_mean"] is None
+    summary.update(seeds=2, machine="test", seconds=1.0, encoders={})
+    md = ablation_markdown(summary)
+    assert "0.500 ± 0.141" in md and variants[0].name in md
+
+
+def test_demo_rejects_bad_seeds(capsys):
+    assert main(["ablate", "--output", "/tmp/unused-ablate", "--seeds", "0"]) == 2
+    assert "seeds" in capsys.readouterr().err
