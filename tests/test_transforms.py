@@ -152,7 +152,7 @@ def test_band_pass_and_notch_remove_what_they_should():
 
 def test_h_freq_above_nyquist_is_skipped_and_logged(caplog):
     raw = _raw(np.random.default_rng(0).standard_normal((2, 1280)), 128.0)
-    with caplog.at_level("INFO", logger="dreamdiffusion.data.transforms"):
+    with caplog.at_level("DEBUG", logger="dreamdiffusion.data.transforms"):
         out = T.standardize_raw(raw, T.InputSpec(n_chans=2, sfreq=128.0, h_freq=95.0))
     assert out.shape == (2, 1280)
     assert "Nyquist" in caplog.text

@@ -321,6 +321,9 @@ def _source(raw: mne.io.BaseRaw) -> str | None:
     return os.fspath(fn) if fn else None
 
 
+_NYQUIST_LOGGED: set = set()  # say it once per rate, not once per file of a large corpus
+
+
 def _band(raw: mne.io.BaseRaw, spec: InputSpec) -> tuple[float | None, float | None]:
     """The band-pass edges usable on this recording: h_freq at or above the recording's Nyquist
     frequency is dropped (the recording holds nothing up there; resampling anti-aliases the
@@ -328,7 +331,9 @@ def _band(raw: mne.io.BaseRaw, spec: InputSpec) -> tuple[float | None, float | N
     nyq = raw.info["sfreq"] / 2.0
     l_freq, h_freq = spec.l_freq, spec.h_freq
     if h_freq is not None and h_freq >= nyq * 0.99:
-        logger.info("%s: h_freq %.1f Hz is at/above the Nyquist frequency %.1f Hz of its %.1f Hz rate; "
+        log = logger.info if (h_freq, nyq) not in _NYQUIST_LOGGED else logger.debug
+        _NYQUIST_LOGGED.add((h_freq, nyq))
+        log("%s: h_freq %.1f Hz is at/above the Nyquist frequency %.1f Hz of its %.1f Hz rate; "
                     "low-pass skipped", _source(raw) or "recording", h_freq, nyq, raw.info["sfreq"])
         h_freq = None
     if l_freq is not None and l_freq >= nyq * 0.9:
