@@ -353,3 +353,21 @@ def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
     ckpt = CheckpointManager(out).latest()
     assert ckpt.name == "checkpoint-6" and (ckpt / "random_states_1.pkl").exists()
     assert json.loads((ckpt / "trainer_state.json").read_text())["num_processes"] == 2
+
+
+def test_reconstruction_figure_shades_masked_runs(tmp_path):
+    from dreamdiffusion.plots import _true_runs, plot_loss_curves, plot_reconstruction
+
+    assert _true_runs(np.array([0, 1, 1, 0, 0, 1, 0, 1], bool)) == [(1, 3), (5, 6), (7, 8)]
+    assert _true_runs(np.zeros(4, bool)) == []
+    x = np.random.default_rng(0).standard_normal((3, 32))
+    mask = np.zeros(32, bool)
+    mask[8:16] = True
+    png = plot_reconstruction(x, x * 0.5, mask, tmp_path / "r.png", sfreq=128.0)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="shapes do not match"):
+        plot_reconstruction(x, x[:2], mask, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+    plot_loss_curves([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}, {"step": 2, "val_loss": 1.1,
+                                                                          "val_pearson_r": 0.3}], tmp_path / "l.png")
+    assert (tmp_path / "l.png").stat().st_size > 1000

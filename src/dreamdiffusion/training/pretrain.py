@@ -279,8 +279,9 @@ def pretrain_msm(config: PretrainConfig) -> Path:
     config.validate()
     output = Path(config.output)
     manager = CheckpointManager(output, config.checkpoints_total_limit)
-    _check_output(config, manager)
     accelerator = _make_accelerator(config)
+    _check_output(config, manager)
+    accelerator.wait_for_everyone()  # every rank has looked before the main one writes anything
     is_main, world, rank, device = (accelerator.is_main_process, accelerator.num_processes,
                                     accelerator.process_index, accelerator.device)
 
