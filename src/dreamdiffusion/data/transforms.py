@@ -55,27 +55,25 @@ class InputSpec:
     target_channels: list[str] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        if int(self.n_chans) < 1 or int(self.n_times) < 1:
-            raise ConfigError(f"n_chans and n_times must be positive, got {self.n_chans} x {self.n_times}")
-        self.n_chans, self.n_times = int(self.n_chans), int(self.n_times)
-        if not (np.isfinite(self.sfreq) and self.sfreq > 0):
-            raise ConfigError(f"sfreq must be a positive number, got {self.sfreq}")
-        self.sfreq = float(self.sfreq)
+        self.n_chans = _as_int(self.n_chans, "n_chans", 1)
+        self.n_times = _as_int(self.n_times, "n_times", 1)
+        self.sfreq = _as_freq(self.sfreq, "sfreq")
+        for name in ("l_freq", "h_freq", "notch"):
+            v = getattr(self, name)
+            setattr(self, name, None if v is None else _as_freq(v, name))
         if self.channel_mapping not in CHANNEL_MAPPINGS:
             raise ConfigError(f"channel_mapping must be one of {CHANNEL_MAPPINGS}, got {self.channel_mapping!r}")
         if self.normalize not in NORMALIZATIONS:
             raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
             raise ConfigError(f"l_freq ({self.l_freq}) must be below h_freq ({self.h_freq})")
-        for name in ("l_freq", "h_freq", "notch"):
-            v = getattr(self, name)
-            if v is not None and not (np.isfinite(v) and v > 0):
-                raise ConfigError(f"{name} must be a positive frequency or None, got {v}")
         if self.window_stride is not None:
-            if int(self.window_stride) < 1:
-                raise ConfigError(f"window_stride must be at least 1 sample, got {self.window_stride}")
-            self.window_stride = int(self.window_stride)
+            self.window_stride = _as_int(self.window_stride, "window_stride", 1)
+        if not isinstance(self.montage, str):
+            raise ConfigError(f"montage must be a standard montage name, got {self.montage!r}")
         if self.target_channels is not None:
+            if isinstance(self.target_channels, str) or not hasattr(self.target_channels, "__iter__"):
+                raise ConfigError("target_channels must be a list of channel names")
             self.target_channels = [str(c) for c in self.target_channels]
             if len(self.target_channels) != self.n_chans:
                 raise ConfigError(f"target_channels has {len(self.target_channels)} names but n_chans is {self.n_chans}")
@@ -120,6 +118,21 @@ class InputSpec:
             return cls.from_dict(json.loads(s))
         except ValueError as exc:
             raise ConfigError(f"input spec is not valid JSON: {exc}") from None
+
+
+def _as_int(v, name: str, minimum: int) -> int:
+    is_number = isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, bool)
+    if not is_number or not np.isfinite(v) or v != int(v):
+        raise ConfigError(f"{name} must be a whole number, got {v!r}")
+    if int(v) < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {v!r}")
+    return int(v)
+
+
+def _as_freq(v, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating)) or not np.isfinite(v) or v <= 0:
+        raise ConfigError(f"{name} must be a positive frequency in Hz, got {v!r}")
+    return float(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,7 +307,14 @@ def normalize_windows(windows: np.ndarray, how: str = "zscore", eps: float = 1e-
     w = np.asarray(windows, dtype=np.float32)
     mean = w.mean(axis=-1, keepdims=True)
     out = w - mean
-    std = np.sqrt(np.mean(np.square(out), axis=-1, keepdims=True))
+    with np.errstate(over="ignore"):
+        std = np.sqrt(np.mean(np.square(out), axis=-1, keepdims=True))
+    if not np.isfinite(std).all():  # amplitudes beyond 1e19 overflow float32 squares: redo in float64
+        w64 = np.asarray(windows, dtype=np.float64)
+        out64 = w64 - w64.mean(axis=-1, keepdims=True)
+        std = np.sqrt(np.mean(np.square(out64), axis=-1, keepdims=True)).astype(np.float32)
+        if not np.isfinite(std).all():
+            raise DataError("window values are too large to normalise (check the recording's units)")
     floor = np.maximum(std.max(axis=-2, keepdims=True) * eps, np.finfo(np.float32).tiny)
     out /= np.where(std > floor, std, np.inf)
     return out
