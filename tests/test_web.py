@@ -135,6 +135,24 @@ def test_benchmark_samples_carry_ground_truth(engine, tmp_path):
     assert manifest["label"] == samples[0].label and manifest["ground_truth"] == samples[0].ground_truth.name
 
 
+def _fake_stream_output(folder: Path, n: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        Image.new("RGB", (8, 8), (30 * i, 0, 0)).save(folder / f"s_{i:05d}.png")
+        lines.append(json.dumps({"index": i, "image": f"s_{i:05d}.png", "trigger": "marker", "marker": f"m{i}"}))
+    lines.append(json.dumps({"index": n, "image": "not_yet.png", "trigger": "interval"}))
+    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n" + '{"index": 99, "ima')
+
+
+def test_latest_stream_images_newest_first(tmp_path):
+    assert web.latest_stream_images(tmp_path / "none") == []
+    _fake_stream_output(tmp_path, 3)
+    got = web.latest_stream_images(tmp_path, n=2)
+    assert [Path(p).name for p, _ in got] == ["s_00002.png", "s_00001.png"]
+    assert got[0][1] == "#2 marker m2"
+
+
 def test_cli_app_bad_model_is_one_line(tmp_path, capsys):
     from dreamdiffusion.cli import main
 
@@ -162,7 +180,9 @@ def test_browser_upload_generate(engine, emotiv_fif, tmp_path):
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
-    demo = web.serve(engine, host="127.0.0.1", port=port, block=False, workdir=tmp_path / "outputs")
+    _fake_stream_output(tmp_path / "live", 2)
+    demo = web.serve(engine, host="127.0.0.1", port=port, block=False, workdir=tmp_path / "outputs",
+                     live_dir=tmp_path / "live")
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
@@ -185,6 +205,7 @@ def test_browser_upload_generate(engine, emotiv_fif, tmp_path):
             page.wait_for_function(
                 "() => { const i = document.querySelector('#gallery img'); return i && i.complete && i.naturalWidth > 0; }")
             assert image.evaluate("i => i.naturalWidth") > 0
+            page.locator("#live img").first.wait_for(state="visible")  # the stream's images, shown live
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             page.wait_for_function("() => document.querySelector('#downloads').innerText.includes('manifest')")
             browser.close()

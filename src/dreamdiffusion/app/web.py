@@ -210,6 +210,27 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
     return GenerationResult(images, paths, manifest)
 
 
+def latest_stream_images(folder: str | os.PathLike, n: int = 8) -> list[tuple[str, str]]:
+    """The newest ``n`` images a ``dreamdiffusion stream --output folder`` run has written, newest
+    first, as ``(path, caption)``; lines of the manifest whose image is not there yet are skipped."""
+    manifest = Path(folder) / "manifest.jsonl"
+    if not manifest.is_file():
+        return []
+    out = []
+    for line in reversed(manifest.read_text(encoding="utf-8").splitlines()):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line being written right now
+        path = Path(folder) / str(rec.get("image", ""))
+        if path.is_file():
+            why = f"marker {rec['marker']}" if rec.get("marker") else rec.get("trigger", "")
+            out.append((str(path), f"#{rec.get('index')} {why}".strip()))
+        if len(out) >= n:
+            break
+    return out
+
+
 def _page_error(exc: BaseException):
     """The sentence shown in the page for an exception (a project error keeps its own message)."""
     import gradio as gr
@@ -224,7 +245,7 @@ def _page_error(exc: BaseException):
 
 
 def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: float = 50.0,
-              workdir: str | os.PathLike | None = None):
+              workdir: str | os.PathLike | None = None, live_dir: str | os.PathLike | None = None):
     """The Gradio Blocks page. Call ``.queue(...)`` and ``.launch(...)`` on it (see :func:`serve`)."""
     import gradio as gr
 
@@ -320,6 +341,11 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
             truth = gr.Image(label="ground truth", visible=False, elem_id="truth", type="filepath")
         files = gr.File(label="download images + manifest", file_count="multiple", elem_id="downloads")
         manifest = gr.JSON(label="manifest")
+        if live_dir is not None:
+            gr.Markdown(f"## Live stream\nThe newest images of `dreamdiffusion stream --output {live_dir}`.")
+            live = gr.Gallery(label="live", columns=8, height=200, object_fit="contain", elem_id="live")
+            gr.Timer(1.0).tick(lambda: latest_stream_images(live_dir), None, live, concurrency_limit=None,
+                               show_progress="hidden")
         gr.Markdown(f"Known headset layouts (mapped by position): {layouts}.")
 
         load_inputs = [upload, sample, montage]
@@ -337,14 +363,17 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
 
 def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 50.0,
           concurrency: int = 1, samples: Sequence[Sample] = (), block: bool = True,
-          workdir: str | os.PathLike | None = None):
+          workdir: str | os.PathLike | None = None, live_dir: str | os.PathLike | None = None):
     """Build, queue and launch the app; returns the Blocks (already running when ``block=False``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
-    demo = build_app(engine, samples=samples, max_upload_mb=max_upload_mb, workdir=workdir)
+    demo = build_app(engine, samples=samples, max_upload_mb=max_upload_mb, workdir=workdir, live_dir=live_dir)
     # The queue bounds concurrent generations; waiting users see their position in it.
     demo.queue(default_concurrency_limit=max(1, int(concurrency)), max_size=64)
     allowed = [str(workdir)] + sorted({str(Path(s.ground_truth).parent) for s in samples if s.ground_truth})
+    if live_dir is not None:
+        Path(live_dir).mkdir(parents=True, exist_ok=True)
+        allowed.append(str(Path(live_dir).resolve()))
     demo.launch(server_name=host, server_port=port, max_file_size=f"{max_upload_mb:g}mb",
                 prevent_thread_lock=not block, show_error=True, quiet=not block, allowed_paths=allowed,
                 footer_links=[])

@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
         samples: int = typer.Option(8, "--samples", help="Benchmark samples offered in the page (0: none)."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where generated images, manifests "
                                                "and samples are written (default: a temporary folder)."),
+        live_dir: Optional[Path] = typer.Option(None, "--live-dir", help="Also show, live, the images a "
+                                                "`dreamdiffusion stream --output DIR` run writes there."),
     ) -> None:
         """Serve the web app: upload EEG (or pick a benchmark sample), choose a window, generate images."""
         from dreamdiffusion.app.engine import Engine
@@ -45,4 +47,4 @@ def register(app: typer.Typer) -> None:
             logger.warning("serving on %s: anyone who can reach this address can use the app", host)
         logger.info("DreamDiffusion app on http://%s:%d (model %s, outputs in %s)", host, port, engine.name, work)
         serve(engine, host=host, port=port, max_upload_mb=max_upload_mb, concurrency=concurrency,
-              samples=offered, workdir=work / "outputs", block=True)
+              samples=offered, workdir=work / "outputs", live_dir=live_dir, block=True)
