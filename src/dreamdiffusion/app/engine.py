@@ -76,6 +76,9 @@ class Engine:
     def from_pretrained(cls, model_dir: str | os.PathLike | None = None) -> "Engine":
         """Load a pipeline folder (``None``: the embedded default)."""
         path = Path(model_dir) if model_dir is not None else default_model_dir()
+        demo_pipeline = path / "finetune" / "pipeline"
+        if not (path / "model_index.json").is_file() and (demo_pipeline / "model_index.json").is_file():
+            path = demo_pipeline  # a `dreamdiffusion demo --output DIR` run folder
         if not path.exists():
             raise CheckpointError("pipeline folder not found (pass --model with the folder written by "
                                   "`dreamdiffusion finetune` or `dreamdiffusion demo`)", path)

@@ -120,14 +120,21 @@ def load_sample(sample: Sample, montage: Any = None) -> Loaded:
     return loaded
 
 
-def benchmark_samples(folder: str | os.PathLike, n: int = 8, seed: int = 0) -> list[Sample]:
+def benchmark_samples(folder: str | os.PathLike, n: int = 8, seed: int = 0,
+                      benchmark: str | os.PathLike | None = None) -> list[Sample]:
     """``n`` test-split trials of the built-in benchmark (simulated 128-channel EEG of real digit
-    images), written once as FIF recordings with their ground-truth PNGs into ``folder``."""
+    images), written once as FIF recordings with their ground-truth PNGs into ``folder``.
+
+    ``benchmark`` is an already built benchmark folder (a demo run's, whose test images the
+    model never saw); without it a small one is built from ``seed``.
+    """
     from dreamdiffusion.data.synthetic import MONTAGE, SFREQ, SyntheticPairs, build_benchmark
 
     folder = Path(folder)
-    # A stratified 40-image benchmark builds in about a second; the full one takes ~30 s and 0.5 GB.
-    root = build_benchmark(folder / "benchmark", seed=seed, n_corpus_windows=0, n_images=40)
+    if benchmark is not None:
+        root = Path(benchmark)
+    else:  # a stratified 40-image benchmark builds in about a second; the full one takes ~30 s and 0.5 GB
+        root = build_benchmark(folder / "benchmark", seed=seed, n_corpus_windows=0, n_images=40)
     pairs = SyntheticPairs(root, split="test")
     montage = mne.channels.make_standard_montage(MONTAGE)
     samples = []

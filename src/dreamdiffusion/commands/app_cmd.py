@@ -42,7 +42,10 @@ def register(app: typer.Typer) -> None:
         engine = Engine.from_pretrained(model)
         work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
         work.mkdir(parents=True, exist_ok=True)
-        offered = benchmark_samples(work / "samples", n=samples) if samples > 0 else []
+        # A demo run folder has its benchmark beside the pipeline: offer that benchmark's test trials.
+        bench = Path(model) / "benchmark" if model is not None else None
+        bench = bench if bench is not None and (bench / "benchmark.json").is_file() else None
+        offered = benchmark_samples(work / "samples", n=samples, benchmark=bench) if samples > 0 else []
         if host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("serving on %s: anyone who can reach this address can use the app", host)
         logger.info("DreamDiffusion app on http://%s:%d (model %s, outputs in %s)", host, port, engine.name, work)
