@@ -29,6 +29,22 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     assert (out / "evaluate" / "metrics.md").is_file()
     assert "top-1 (10-way)" in capsys.readouterr().out
 
+    # The same pipeline through `dreamdiffusion evaluate`, then re-scored from its saved images (--generated):
+    # identical numbers, since scoring is seeded and the images are the same files.
+    ev = tmp_path / "eval"
+    args = ["--root", str(out / "benchmark"), "--limit", "4", "--num-images", "1", "--steps", "2", "--trials", "5",
+            "--seed", "3"]
+    assert main(["evaluate", "--model", str(out / "finetune" / "pipeline"), "--output", str(ev), *args]) == 0
+    first = json.loads((ev / "metrics.json").read_text())
+    assert first["num_eeg"] == 4 and (ev / "samples.png").is_file() and (ev / "samples" / "manifest.json").is_file()
+    assert first["clip"] == "builtin-tiny"  # found in the model's finetune_config.json
+    again = tmp_path / "eval2"
+    assert main(["evaluate", "--generated", str(ev), "--output", str(again), *args]) == 0
+    second = json.loads((again / "metrics.json").read_text())
+    for key in ("top1_accuracy", "ssim", "pcc", "ssim_2way", "judge_accuracy_real"):
+        assert second[key] == first[key], key
+    assert second["retrieval_top1"] is None and "retrieval" in second["retrieval_skipped"]
+
 
 def test_ablation_grid_has_the_papers_structure():
     variants = ablation_variants()
@@ -57,3 +73,12 @@ def test_ablation_summary_mean_and_spread():
 def test_demo_rejects_bad_seeds(capsys):
     assert main(["ablate", "--output", "/tmp/unused-ablate", "--seeds", "0"]) == 2
     assert "seeds" in capsys.readouterr().err
+
+
+def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
+    bench = tmp_path / "not-a-benchmark"
+    bench.mkdir()
+    code = main(["evaluate", "--model", str(tmp_path / "missing"), "--root", str(bench), "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "not-a-benchmark" in err  # the dataset is opened first and names its folder

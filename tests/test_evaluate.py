@@ -149,3 +149,8 @@ def test_report_figures_and_markdown(tmp_path):
     path = rep.write(tmp_path / "report.md")
     text = path.read_text()
     assert "![grid](grid.png)" in text and "nope.png" not in text
+
+
+def test_item_classes_for_class_filter():
+    assert E.item_classes({"label": 3, "image_name": "n02690373_1234"}) == {"3", "n02690373"}
+    assert E.item_classes({"label": 7, "image_name": "digit-0042.png"}) == {"7"}

@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm | pndm | ddim | euler (default: the pipeline's)."),
         seed: int = typer.Option(0, "--seed", help="Seeds the sampling noise and the n-way trials."),
         limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N EEGs of the split."),
+        classes: Optional[str] = typer.Option(
+            None, "--classes", help="Comma-separated labels or WordNet ids to score only (Brain2Image grid: "
+                                    "n02690373,n03590841,n02510455)."),
         batch_size: int = typer.Option(16, "--batch-size", help="EEGs per generation batch."),
         retrieval_n_way: Optional[int] = typer.Option(
             None, "--retrieval-n-way", help="Candidates per retrieval trial (default: all test images, e.g. 200)."),
@@ -53,7 +56,8 @@ def register(app: typer.Typer) -> None:
             output=str(output), model=None if model is None else str(model), dataset=dataset, dataset_options=options,
             split=split, generated=None if generated is None else str(generated), classifier=classifier, clip=clip,
             n_way=n_way, trials=trials, num_images=num_images, steps=steps, guidance=guidance, scheduler=scheduler,
-            seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid)
+            seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid,
+            classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
         result = evaluate(config)
         typer.echo(f"top-1 ({result['n_way']}-way): {result['top1_accuracy']:.3f} (chance {result['chance']:.3f}); "
                    f"retrieval top-1/5: {result.get('retrieval_top1')}/{result.get('retrieval_top5')}; "

@@ -54,6 +54,7 @@ class EvaluateConfig:
     scheduler: str | None = None  # dpm | pndm | ddim | euler; None = the pipeline's own
     seed: int = 0  # seeds sampling noise and the n-way trials
     limit: int | None = None  # score only the first N EEGs of the split
+    classes: list[str] | None = None  # score only these labels / WordNet ids (e.g. the Brain2Image grid)
     batch_size: int = 16  # EEGs per generation batch
     retrieval_n_way: int | None = None  # None = all test images are candidates (THINGS-EEG2: 200-way)
     fid: bool = True  # FID/IS when the Inception weights are on disk (never downloaded)
@@ -64,15 +65,40 @@ class EvaluateConfig:
 
 # ----------------------------------------------------------------------------------------------- inputs
 
-def load_items(dataset: str, split: str, options: dict, limit: int | None = None) -> list[dict]:
-    """Items of a paired dataset split (dicts with ``eeg``, ``image``, ``label``, ``image_name`` ...)."""
+def item_classes(item: dict) -> set[str]:
+    """Names an item answers to in ``--classes``: its label and, for ImageNet-style names, the WordNet id."""
+    names = set()
+    if item.get("label") is not None:
+        names.add(str(item["label"]))
+    name = str(item.get("image_name") or "")
+    if name.startswith("n") and "_" in name:
+        names.add(name.split("_")[0])  # EEGCVPR40: n02690373_1234 -> n02690373
+    return names
+
+
+def load_items(dataset: str, split: str, options: dict, limit: int | None = None,
+               classes: Sequence[str] | None = None) -> list[dict]:
+    """Items of a paired dataset split (dicts with ``eeg``, ``image``, ``label``, ``image_name`` ...).
+
+    ``classes`` keeps only items of those labels / WordNet ids (the Brain2Image comparison grid: airliner
+    n02690373, jack-o'-lantern n03590841, giant panda n02510455); ``limit`` then keeps the first N.
+    """
     from dreamdiffusion.data.pairs import open_paired_dataset
 
     ds = open_paired_dataset(dataset, split, **options)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    if n == 0:
-        raise DataError(f"the {split!r} split of dataset {dataset!r} is empty")
-    return [ds[i] for i in range(n)]
+    wanted = set(classes or ())
+    items = []
+    for i in range(len(ds)):
+        if limit is not None and len(items) >= limit:
+            break
+        item = ds[i]
+        if wanted and not (item_classes(item) & wanted):
+            continue
+        items.append(item)
+    if not items:
+        which = f" for classes {sorted(wanted)}" if wanted else ""
+        raise DataError(f"the {split!r} split of dataset {dataset!r} has no items{which}")
+    return items
 
 
 def resolve_classifier_name(config: EvaluateConfig) -> str:
@@ -288,7 +314,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
     out_dir = Path(config.output)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    items = load_items(config.dataset, config.split, config.dataset_options, config.limit)
+    items = load_items(config.dataset, config.split, config.dataset_options, config.limit, config.classes)
     eegs = [torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items]
     ground_truth = [it["image"] for it in items]
 
@@ -365,4 +391,4 @@ def _judge_labels(items: Sequence[dict], classifier: ImageClassifier, config: Ev
 
 
 __all__ = ["EvaluateConfig", "evaluate", "compute_metrics", "generate_samples", "read_samples", "save_samples",
-           "load_items", "clip_image_embeddings", "eeg_clip_embeddings", "find_clip_for_model"]
+           "load_items", "item_classes", "clip_image_embeddings", "eeg_clip_embeddings", "find_clip_for_model"]
