@@ -13,7 +13,7 @@ import torch
 
 from eeg_files import FORMATS, pyedflib_edf, spkit_raw, write_npy, write_raw, write_spkit
 from dreamdiffusion.cli import main
-from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter, build_corpus, read_exclusions, read_manifest
+from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter, build_corpus, read_exclusions, read_manifest  # noqa: E501
 from dreamdiffusion.data.transforms import InputSpec
 from dreamdiffusion.errors import DataError, EEGReadError
 
@@ -227,6 +227,15 @@ def test_corpus_writer_streams_shards_and_publishes_atomically(tmp_path):
     assert isinstance(ds._shard(0), np.memmap)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=True)
     assert sum(len(x) for x in loader) == 11
+    # the batch tensor passes through collate_windows uncopied, and equals the default collate
+    from dreamdiffusion.data.corpus import collate_windows
+
+    fast = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False, collate_fn=collate_windows)
+    slow = torch.utils.data.DataLoader(ds, batch_size=4, shuffle=False)
+    for x, y in zip(fast, slow):
+        assert torch.equal(x, y)
+    items = ds.__getitems__([2, 3])
+    assert collate_windows(items).data_ptr() == items.tensor.data_ptr()
     # splits are disjoint and cover everything
     tr, va = CorpusDataset(out, "train", val_fraction=0.25), CorpusDataset(out, "val", val_fraction=0.25)
     assert len(tr) + len(va) == 11 and not set(tr.indices) & set(va.indices)

@@ -233,17 +233,37 @@ class CorpusDataset(torch.utils.data.Dataset):
         k = int(np.searchsorted(self._offsets, g, side="right") - 1)
         return torch.from_numpy(np.array(self._shard(k)[g - self._offsets[k]], dtype=np.float32))
 
-    def __getitems__(self, idx: list[int]) -> list[torch.Tensor]:
+    def __getitems__(self, idx: list[int]) -> "WindowBatch":
+        """A batch in one tensor ``[B, n_chans, n_times]`` (as a list of its rows, so the default
+        collate still works; ``collate_windows`` takes the tensor as is, saving a copy). Each
+        window is copied once, straight from the memory map into the batch, in file order; inside
+        a DataLoader worker the batch is allocated in shared memory, so it crosses to the main
+        process without another copy."""
         g = self.indices[np.asarray(idx, dtype=np.int64)]
         k = np.searchsorted(self._offsets, g, side="right") - 1
-        out = np.empty((len(g), self.n_chans, self.n_times), dtype=np.float32)
-        for shard in np.unique(k):
-            sel = np.flatnonzero(k == shard)
-            local = g[sel] - self._offsets[shard]
-            order = np.argsort(local)  # ascending reads are kinder to the page cache
-            out[sel[order]] = self._shard(int(shard))[local[order]]
-        batch = torch.from_numpy(out)
-        return list(batch.unbind(0))
+        out = torch.empty((len(g), self.n_chans, self.n_times), dtype=torch.float32)
+        if torch.utils.data.get_worker_info() is not None:
+            out.share_memory_()
+        arr = out.numpy()
+        for j in np.lexsort((g, k)):
+            shard = self._shard(int(k[j]))
+            arr[j] = shard[int(g[j] - self._offsets[k[j]])]
+        return WindowBatch(out)
+
+
+class WindowBatch(list):
+    """The rows of a batch tensor, with the tensor itself in ``.tensor``."""
+
+    def __init__(self, tensor: torch.Tensor):
+        super().__init__(tensor.unbind(0))
+        self.tensor = tensor
+
+
+def collate_windows(batch) -> torch.Tensor:
+    """``collate_fn`` for ``CorpusDataset``: the batch tensor ``__getitems__`` built, uncopied
+    (falls back to stacking for a plain list of windows)."""
+    tensor = getattr(batch, "tensor", None)
+    return tensor if tensor is not None else torch.stack(list(batch))
 
 
 # ---------------------------------------------------------------------------------------------
