@@ -119,6 +119,9 @@ def test_cvpr40_names_and_brain2image_classes(cvpr):
     assert [len(paths[w]) for w in BRAIN2IMAGE_CLASSES] == [1, 2, 1]
     assert all(p.is_file() and p.parent.name == w for w, ps in paths.items() for p in ps)
     assert ds.indices_of_classes(["n03590841"]) == [1, 3]
+    # The preprocessing a raw recording would need to match: 5-95 Hz, 440 ms -> 512 samples, no z-score.
+    assert (ds.spec.l_freq, ds.spec.h_freq, ds.spec.n_chans, ds.spec.n_times) == (5.0, 95.0, 128, 512)
+    assert ds.spec.sfreq == pytest.approx(512 / 0.44) and ds.spec.normalize == "none"
 
 
 def test_cvpr40_nan_trial_is_refused_at_read(tmp_path):

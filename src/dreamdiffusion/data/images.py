@@ -153,10 +153,12 @@ def make_clip_processor(image_size: int = 224):
     import transformers
 
     # Without torchvision, transformers' CLIPImageProcessor falls back to its PIL twin with a
-    # warning; take the twin directly (same settings, same outputs, saved under the same type).
-    cls = transformers.CLIPImageProcessor
+    # warning (even on attribute access); take the twin directly (same settings, same outputs,
+    # saved under the same processor type).
     if importlib.util.find_spec("torchvision") is None and hasattr(transformers, "CLIPImageProcessorPil"):
         cls = transformers.CLIPImageProcessorPil
+    else:
+        cls = transformers.CLIPImageProcessor
     return cls(size={"shortest_edge": int(image_size)},
                crop_size={"height": int(image_size), "width": int(image_size)})
 

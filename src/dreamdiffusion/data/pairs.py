@@ -369,11 +369,26 @@ class EEGCVPR40(Dataset):
         if keep and min(int(trials[i]["eeg"].shape[1]) for i in keep) <= self.crop[0] + 1:
             raise DataError(f"trials too short for the crop {self.crop}", self.eeg_path)
         self.trial_indices = keep  # positions in the file's ``dataset`` list
+        self._labels = [int(trials[i]["label"]) for i in keep]
+        self.spec = self._equivalent_spec()
         self.n_dropped = dropped
         if check_images:
             self.check_images()
 
     # -- file checks ---------------------------------------------------------------------------
+    def _equivalent_spec(self) -> InputSpec:
+        """How a raw 1 kHz recording would become this dataset's input (saved with a fine-tuned
+        model, so generation from a user's file matches): the file's band (``eeg_5_95_std`` ->
+        5-95 Hz), the cropped span stretched to ``n_times`` (440 ms -> 512 samples = 1163.6 Hz),
+        no further normalisation (the provider z-scored the data: "std")."""
+        band = re.search(r"eeg_(\d+)_(\d+)", self.eeg_path.name)
+        l_freq, h_freq = (float(band.group(1)), float(band.group(2))) if band else (5.0, 95.0)
+        if not l_freq < h_freq:
+            l_freq, h_freq = 5.0, 95.0
+        span_s = (self.crop[1] - self.crop[0]) / 1000.0  # the recordings are at 1 kHz
+        return InputSpec(n_chans=self.n_chans, n_times=self.n_times, sfreq=self.n_times / span_s,
+                         l_freq=l_freq, h_freq=h_freq, normalize="none")
+
     def _check_eeg_file(self, data) -> tuple[list, list[str], list[str]]:
         p = self.eeg_path
         if not isinstance(data, dict):
@@ -451,7 +466,7 @@ class EEGCVPR40(Dataset):
 
     @property
     def labels(self) -> list[int]:
-        return [int(self._trials[i]["label"]) for i in self.trial_indices]
+        return list(self._labels)
 
     def image_name(self, index: int) -> str:
         return self.image_names[int(self._trials[self.trial_indices[index]]["image"])]
@@ -472,7 +487,7 @@ class EEGCVPR40(Dataset):
     def indices_of_classes(self, wnids: Sequence[str]) -> list[int]:
         """Dataset indices whose class is one of ``wnids``."""
         wanted = {self.wnids.index(w) for w in wnids if w in self.wnids}
-        return [i for i, lab in enumerate(self.labels) if lab in wanted]
+        return [i for i, lab in enumerate(self._labels) if lab in wanted]
 
     def image_paths(self, wnids: Sequence[str] | None = None) -> dict[str, list[Path]]:
         """``{wnid: sorted distinct image paths of this split}`` for ``wnids`` (default: all classes).
@@ -482,8 +497,8 @@ class EEGCVPR40(Dataset):
         """
         wnids = list(self.wnids if wnids is None else wnids)
         out: dict[str, set] = {w: set() for w in wnids}
-        for i in range(len(self)):
-            w = self.wnids[self.labels[i]]
+        for i, label in enumerate(self._labels):
+            w = self.wnids[label]
             if w in out:
                 out[w].add(self.image_path(i))
         return {w: sorted(v) for w, v in out.items()}
