@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -120,18 +121,24 @@ class InputSpec:
             raise ConfigError(f"input spec is not valid JSON: {exc}") from None
 
 
+_MAX_INT = {"n_chans": 4096, "n_times": 10**7, "window_stride": 10**7}  # beyond: a typo, not a model
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, bool)
+
+
 def _as_int(v, name: str, minimum: int) -> int:
-    is_number = isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, bool)
-    if not is_number or not np.isfinite(v) or v != int(v):
+    if not _is_number(v) or not math.isfinite(float(v)) or v != int(v):
         raise ConfigError(f"{name} must be a whole number, got {v!r}")
-    if int(v) < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {v!r}")
+    if not minimum <= int(v) <= _MAX_INT.get(name, 10**9):
+        raise ConfigError(f"{name} must be between {minimum} and {_MAX_INT.get(name, 10**9)}, got {v!r}")
     return int(v)
 
 
 def _as_freq(v, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating)) or not np.isfinite(v) or v <= 0:
-        raise ConfigError(f"{name} must be a positive frequency in Hz, got {v!r}")
+    if not _is_number(v) or not math.isfinite(float(v)) or not 0 < float(v) <= 1e6:
+        raise ConfigError(f"{name} must be a frequency in Hz (0 < f <= 1e6), got {v!r}")
     return float(v)
 
 
