@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from dreamdiffusion.commands._stageb import quiet_model_loading
+
 from dreamdiffusion.training.finetune import FinetuneConfig
 
 _D = FinetuneConfig()  # defaults shown in --help come from the dataclass
@@ -56,9 +58,12 @@ def finetune_cmd(
     select: str = typer.Option(_D.select, "--select", help="Final weights: best (lowest val loss) | last."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip NaN/Inf-loss batches instead of stopping."),
     num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
+    record_pairs: bool = typer.Option(False, "--record-pairs", hidden=True,
+                                      help="Write the image names each process trained on (tests)."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Stage B: fine-tune Stable Diffusion on EEG-image pairs with CLIP alignment (Accelerate)."""
+    quiet_model_loading()
     from dreamdiffusion.data.pairs import paired_dataset_options
     from dreamdiffusion.training.finetune import finetune
 
@@ -75,6 +80,7 @@ def finetune_cmd(
         epochs=epochs, lora_rank=lora_rank, lora_alpha=lora_rank, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, resume=resume, seed=seed, validate_every=validate_every,
         validation_images=validation_images, select=select, skip_nonfinite=skip_nonfinite, num_workers=num_workers,
+        record_pairs=record_pairs,
     )
     typer.echo(str(finetune(config)))
 

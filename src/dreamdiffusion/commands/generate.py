@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from dreamdiffusion.commands._stageb import quiet_model_loading
+
 from dreamdiffusion.errors import ConfigError
 
 
@@ -35,6 +37,7 @@ def generate_cmd(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Generate images from EEG with a fine-tuned DreamDiffusionPipeline."""
+    quiet_model_loading()
     from dreamdiffusion.generation import (GenerateConfig, generate_images, load_pipeline, sources_from_dataset,
                                            sources_from_file)
 

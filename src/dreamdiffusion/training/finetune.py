@@ -98,6 +98,7 @@ class FinetuneConfig:
     select: str = "best"  # best (lowest val loss) | last: which weights become the final pipeline
     skip_nonfinite: bool = False  # skip a batch with a NaN/Inf loss instead of stopping
     num_workers: int = 0  # data-loading workers
+    record_pairs: bool = False  # write seen_pairs/rank-<r>.json: the image names each process trained on (tests)
 
     def validate(self) -> None:
         if self.train not in TRAIN_MODES:
@@ -329,8 +330,11 @@ class _Trainer:
         self.cfg = cfg
         self.out = Path(cfg.output)
         self.train_ds, self.val_ds = train_ds, val_ds
+        # `accelerate launch --num_processes N` on a machine without a GPU: Accelerate only picks its
+        # CPU backend (gloo) when asked for the CPU.
+        cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
         try:
-            self.acc = Accelerator(mixed_precision=cfg.mixed_precision,
+            self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu,
                                    kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot set up training: {exc}") from exc
@@ -499,6 +503,7 @@ class _Trainer:
         last_ckpt = manager.latest()
         from tqdm.auto import tqdm
 
+        seen: dict[int, list[str]] = {}
         bar = tqdm(range(start, self.max_steps), initial=start, total=self.max_steps, desc="finetune",
                    disable=not acc.is_local_main_process)
         for step in bar:
@@ -508,6 +513,8 @@ class _Trainer:
             skipped = False
             for j in range(k):
                 items = next(batches)
+                if cfg.record_pairs:
+                    seen.setdefault(step, []).extend(str(it.get("image_name")) for it in items)
                 batch = self.batch_tensors(items, True, gen)
                 sync = j == k - 1
                 ctx = acc.no_sync(self.system) if not sync else _nullcontext()
@@ -520,7 +527,7 @@ class _Trainer:
                             skipped = True
                             break
                         raise TrainingError(
-                            f"the loss became {float(loss)} at step {step}; stopped. The last good checkpoint is "
+                            f"the loss became {float(loss.detach())} at step {step}; stopped. The last good checkpoint is "
                             f"{last_ckpt or 'none'} (lower --learning-rate, use --mixed-precision bf16 or no, or "
                             "pass --skip-nonfinite)", self.out)
                     acc.backward(loss / k)
@@ -551,6 +558,8 @@ class _Trainer:
             if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == self.max_steps:
                 last_ckpt = manager.save(acc, done, {"best": best}, epoch=(done * k) // self.per_epoch)
 
+        if cfg.record_pairs:
+            atomic_write_json(self.out / "seen_pairs" / f"rank-{self.rank}.json", {"steps": seen})
         # ---- final model
         model = acc.unwrap_model(self.system)
         if cfg.select == "best" and best is not None and (self.out / BEST_FILE).is_file():

@@ -1,0 +1,220 @@
+"""Stage B fine-tuning (training/finetune.py) and the finetune/generate CLI, end to end on tiny models."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from stageb_helpers import PairList, make_base, make_clip, make_encoder, make_folder_dataset
+
+from dreamdiffusion.cli import main
+from dreamdiffusion.errors import TrainingError
+from dreamdiffusion.training.finetune import FinetuneConfig, MicroBatches, _Trainer, finetune
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    # Accelerate keeps one process-wide state; each run here must start from a clean one.
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ft")
+    make_base(d / "base")
+    make_clip(d / "clip")
+    make_encoder(d / "enc")  # 8 channels x 64 samples, for the Python-API runs
+    make_encoder(d / "enc128", n_chans=128, n_times=512)  # the folder dataset's default model input
+    make_folder_dataset(d / "data")
+    return d
+
+
+def _cfg(parts, out, **kw):
+    base = dict(output=str(out), encoder=str(parts / "enc"), base=str(parts / "base"), clip=str(parts / "clip"),
+                batch_size=2, max_steps=2, validate_every=0, validation_images=0, checkpoint_every=0, seed=3)
+    return FinetuneConfig(**{**base, **kw})
+
+
+def _weights(folder: Path) -> dict:
+    return load_file(str(next(folder.glob("*.safetensors"))))
+
+
+def test_cli_finetune_then_generate(parts, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["finetune", "--dataset", "folder", "--root", str(parts / "data"), "--encoder", str(parts / "enc128"),
+                 "--base", str(parts / "base"), "--clip", str(parts / "clip"), "--output", str(out),
+                 "--batch-size", "2", "--max-steps", "2", "--checkpoint-every", "1", "--checkpoints-total-limit", "1",
+                 "--validate-every", "2", "--validation-images", "1", "--seed", "1"])
+    assert code == 0, capsys.readouterr().err
+    pipe_dir = out / "pipeline"
+    for f in ("model_index.json", "preprocessing.json", "unet/config.json", "eeg_conditioner/config.json"):
+        assert (pipe_dir / f).is_file(), f
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["checkpoint-2"]  # rotation kept 1
+    rows = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    assert "val_loss" in rows[-1] and (out / "validation" / "step-0000002.png").is_file()
+    assert (out / "loss.png").is_file() and json.loads((out / "finetune_config.json").read_text())["train"] == "paper"
+    assert json.loads((pipe_dir / "preprocessing.json").read_text())["n_chans"] == 128
+
+    # trained modules changed; frozen ones are bit-identical
+    before_unet, after_unet = _weights(parts / "base" / "unet"), _weights(pipe_dir / "unet")
+    changed = {k for k in before_unet if not torch.equal(before_unet[k], after_unet[k])}
+    assert changed and all((".attn2." in k or ".norm2." in k) and ".transformer_blocks." in k for k in changed)
+    assert any(".attn2.to_k." in k for k in changed)
+    before_vae, after_vae = _weights(parts / "base" / "vae"), _weights(pipe_dir / "vae")
+    assert before_vae.keys() == after_vae.keys() and all(torch.equal(before_vae[k], after_vae[k]) for k in before_vae)
+    enc_before = {k: v for k, v in _weights(parts / "enc128").items() if k.startswith("encoder.")}
+    cond_after = _weights(pipe_dir / "eeg_conditioner")
+    assert any(not torch.equal(v, cond_after[k]) for k, v in enc_before.items())  # the encoder trained
+
+    gen = tmp_path / "gen"
+    code = main(["generate", "--model", str(out), "--dataset", "folder", "--root", str(parts / "data"),
+                 "--split", "test", "--limit", "1", "--num-images", "2", "--steps", "2", "--guidance", "2",
+                 "--seed", "4", "--output", str(gen), "--scheduler", "ddim"])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads((gen / "manifest.json").read_text())
+    assert manifest["scheduler"] == "DDIMScheduler" and manifest["items"][0]["eeg"]["split"] == "test"
+    assert len(manifest["items"]) == 1 and all((gen / f).is_file() for f in manifest["items"][0]["images"])
+    assert (gen / manifest["items"][0]["ground_truth"]).is_file() and (gen / "grid.png").is_file()
+
+    code = main(["generate", "--model", str(out), "--eeg-file", str(parts / "data" / "rec0_raw.fif"),
+                 "--onset", "1.5", "--onset", "4", "--num-images", "1", "--steps", "2", "--output", str(tmp_path / "g2")])
+    assert code == 0, capsys.readouterr().err
+    items = json.loads((tmp_path / "g2" / "manifest.json").read_text())["items"]
+    assert [i["eeg"]["onset_s"] for i in items] == [1.5, 4.0] and items[0]["ground_truth"] is None
+
+
+def test_clip_frozen_and_clip_loss_falls(parts, tmp_path):
+    ds = PairList(2)  # one fixed batch
+    cfg = _cfg(parts, tmp_path / "o", train="encoder", max_steps=8, learning_rate=2e-3, cond_dropout=0.0)
+    trainer = _Trainer(cfg, ds, None)
+    trainer.setup()
+    clip_before = {k: v.clone() for k, v in trainer.parts.clip.state_dict().items()}
+    unet_before = {k: v.clone() for k, v in trainer.parts.unet.state_dict().items()}
+    assert not any(p.requires_grad for p in trainer.parts.clip.parameters())
+    trainer.run()
+    assert all(torch.equal(clip_before[k], v) for k, v in trainer.parts.clip.state_dict().items())
+    assert all(torch.equal(unet_before[k], v) for k, v in trainer.parts.unet.state_dict().items())  # --train encoder
+    rows = [json.loads(s) for s in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    clip_losses = [r["clip_loss"] for r in rows]
+    assert clip_losses[-1] < clip_losses[0] - 0.05, clip_losses
+
+
+def test_resume_matches_uninterrupted_run(parts, tmp_path):
+    ds = PairList(6)
+    kw = dict(checkpoint_every=1, select="last", cond_dropout=0.5)
+    full = finetune(_cfg(parts, tmp_path / "full", max_steps=3, **kw), ds)
+    finetune(_cfg(parts, tmp_path / "cut", max_steps=1, **kw), ds)  # stands for a run killed after step 1
+    resumed = finetune(_cfg(parts, tmp_path / "cut", max_steps=3, resume=True, **kw), ds)
+    for sub in ("unet", "eeg_conditioner"):
+        a, b = _weights(full / sub), _weights(resumed / sub)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
+    steps = [json.loads(s)["step"] for s in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
+def test_lora_fused_into_saved_unet(parts, tmp_path):
+    from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+    out = finetune(_cfg(parts, tmp_path / "lora", train="lora", learning_rate=1e-2), PairList(4))
+    unet = _weights(out / "unet")
+    assert not [k for k in unet if "lora" in k]
+    base = _weights(parts / "base" / "unet")
+    assert unet.keys() == base.keys()
+    assert any(not torch.equal(unet[k], base[k]) for k in base if ".to_q." in k)  # LoRA deltas were merged
+    DreamDiffusionPipeline.from_pretrained(out)  # loads as a plain pipeline
+
+
+class _PoisonAfter(PairList):
+    """Fine for the first calls, then EEG full of NaN (a numeric blow-up mid-run)."""
+
+    def __init__(self, n, ok_calls):
+        super().__init__(n)
+        self.calls, self.ok_calls = 0, ok_calls
+
+    def __getitem__(self, i):
+        self.calls += 1
+        item = dict(super().__getitem__(i))
+        if self.calls > self.ok_calls:
+            item["eeg"] = torch.full_like(item["eeg"], float("nan"))
+        return item
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(parts, tmp_path):
+    ds = _PoisonAfter(2, ok_calls=5)  # setup reads 1 item; steps 1 and 2 read 2 each
+    with pytest.raises(TrainingError) as err:
+        finetune(_cfg(parts, tmp_path / "nan", max_steps=4, checkpoint_every=1), ds)
+    assert "step 2" in str(err.value) and "checkpoint-2" in str(err.value)
+    from dreamdiffusion.training.checkpoint import CheckpointManager
+
+    assert CheckpointManager(tmp_path / "nan").latest().name == "checkpoint-2"
+    assert not (tmp_path / "nan" / "pipeline").exists()
+
+
+def test_ranks_see_disjoint_data_and_resume_offsets():
+    a = list(MicroBatches(20, 3, world=2, rank=0, seed=1, start=0, total=6))
+    b = list(MicroBatches(20, 3, world=2, rank=1, seed=1, start=0, total=6))
+    assert all(not set(x) & set(y) for x, y in zip(a, b))  # same step, different pairs
+    assert a[:3] != a[3:]  # a new permutation each epoch (3 micro-batches per epoch here)
+    assert list(MicroBatches(20, 3, world=2, rank=0, seed=1, start=4, total=6)) == a[4:]
+
+
+@pytest.mark.parametrize("case", ["unknown_base", "encoder_channels", "missing_image"])
+def test_bad_input_one_line_error(parts, tmp_path, capsys, case):
+    data, encoder, base = parts / "data", parts / "enc128", str(parts / "base")
+    if case == "unknown_base":
+        base = "no-such-model"
+    elif case == "encoder_channels":
+        encoder = parts / "enc"  # 8-channel encoder, 128-channel pairs
+    else:
+        data = make_folder_dataset(tmp_path / "data", missing_image=True)
+    code = main(["finetune", "--dataset", "folder", "--root", str(data), "--encoder", str(encoder), "--base", base,
+                 "--clip", str(parts / "clip"), "--output", str(tmp_path / "o"), "--batch-size", "2",
+                 "--max-steps", "1", "--validation-images", "0"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    err = [s for s in lines if s.startswith("error: ")]
+    assert code == 2 and len(err) == 1 and not [s for s in lines if "Traceback" in s], lines
+    expected = {"unknown_base": "no-such-model: unknown --base",
+                "encoder_channels": f"{parts / 'enc'}: the encoder expects EEG of 8 channels",
+                "missing_image": "img0.png"}[case]
+    assert expected in err[0], err[0]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_processes(parts, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = Path(sys.executable).parent / "accelerate"
+    if not launcher.exists():
+        pytest.skip("the accelerate launcher is not installed beside this Python")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           "-m", "dreamdiffusion.cli", "finetune",
+           "--dataset", "folder", "--root", str(parts / "data"), "--encoder", str(parts / "enc128"),
+           "--base", str(parts / "base"), "--clip", str(parts / "clip"), "--output", str(out),
+           "--batch-size", "1", "--max-steps", "2", "--checkpoint-every", "2", "--validation-images", "0",
+           "--record-pairs"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((out / "finetune_config.json").read_text())
+    assert config["resolved"]["num_processes"] == 2
+    seen = [json.loads((out / "seen_pairs" / f"rank-{r}.json").read_text())["steps"] for r in (0, 1)]
+    assert seen[0].keys() == seen[1].keys() == {"0", "1"}
+    for step in seen[0]:
+        assert len(seen[0][step]) == len(seen[1][step]) == 1 and seen[0][step] != seen[1][step]  # different pairs
+    rows = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] == r["loss"] for r in rows)
+    assert (out / "pipeline" / "model_index.json").is_file()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
