@@ -445,8 +445,9 @@ def test_fuzz_counts_report():
     """Runs last in this module: prints and checks how many inputs each fuzz test tried."""
     if not COUNTS:
         pytest.skip("run with the fuzz tests")
+    inputs = {k: v for k, v in COUNTS.items() if not k.endswith((" ok", " error"))}
     print("\nfuzzed inputs: " + ", ".join(f"{k}: {v}" for k, v in COUNTS.items())
-          + f" (total {sum(COUNTS.values())})")
+          + f" (total {sum(inputs.values())} inputs)")
     for name, n in COUNTS.items():
         if not name.endswith((" ok", " error")):
             assert n >= 50, f"only {n} {name} tried"
@@ -454,3 +455,33 @@ def test_fuzz_counts_report():
     for name in ("split files", "EEG dicts", "THINGS-EEG2 dicts"):
         if name in COUNTS:
             assert COUNTS.get(name + " ok", 0) > 0 and COUNTS.get(name + " error", 0) > 0, name
+
+
+# ------------------------------------------------------------------------------------ through the CLI
+
+
+def _finetune_argv(root, out):
+    return ["finetune", "--dataset", "eegcvpr40", "--root", str(root), "--output", str(out),
+            "--base", "builtin-tiny", "--clip", "builtin-tiny", "--max-steps", "1"]
+
+
+def test_cli_refuses_code_running_split_file_in_one_line(tmp_path, capsys):
+    from dreamdiffusion.cli import main
+
+    c = write_cvpr40(tmp_path / "c")
+    marker = tmp_path / "marker.txt"
+    torch.save({"splits": [{"train": [0, 1], "val": [6], "test": RunsAFunction(marker)}]}, c.single_path)
+    assert main(_finetune_argv(c.root, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {c.single_path}: refused to load split file")
+    assert "Traceback" not in err[0] and not marker.exists()
+
+
+def test_cli_split_indices_out_of_range_in_one_line(tmp_path, capsys):
+    from dreamdiffusion.cli import main
+
+    c = write_cvpr40(tmp_path / "c")
+    torch.save({"splits": [{"train": [0, 1, 99], "val": [6], "test": [8]}]}, c.single_path)
+    assert main(_finetune_argv(c.root, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {c.single_path}: split indices out of range")

@@ -93,9 +93,12 @@ def safe_torch_load(path: str | os.PathLike, what: str = "data file") -> Any:
         text = str(exc)
         unsafe = _first_line_with(text, "GLOBAL", "Unsupported global", "unsupported global")
         if unsafe:
-            # torch's own message suggests weights_only=False; this project never does that.
+            # torch's own message suggests weights_only=False or allow-listing; this project does
+            # neither, so only the name of the refused object is kept.
+            named = re.search(r"GLOBAL\s+([\w.]+)", unsafe)
+            what_obj = f"it names {named.group(1)}" if named else unsafe[:120]
             raise DataError(f"refused to load {what}: it holds Python objects that could run code when "
-                            f"unpickled ({unsafe}); only tensors, lists, dicts, numbers and strings are "
+                            f"unpickled ({what_obj}); only tensors, lists, dicts, numbers and strings are "
                             "accepted. Get the file from its original source", path) from None
         detail = _first_line_with(text, "Unsupported operand", "error:") or text.splitlines()[0][:200]
         raise DataError(f"cannot read {what}: not a torch file or damaged ({detail})", path) from None
