@@ -130,9 +130,14 @@ def test_benchmark_samples_carry_ground_truth(engine, tmp_path):
     assert len(samples) == 2 and all(s.path.is_file() and s.ground_truth.is_file() for s in samples)
     loaded = web.load_sample(samples[0])
     assert len(loaded.raw.ch_names) == 128 and loaded.ground_truth == samples[0].ground_truth
+    # Benchmark trials already are the model's input: only z-scored, never re-filtered or remapped.
+    x = loaded.raw.get_data()
+    w = engine.window_standardized(loaded.raw, 0.0)
+    assert np.allclose(w, (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True), atol=1e-4)
     res = web.run_generation(engine, loaded, onset_s=0.0, steps=2, out_dir=tmp_path / "out")
     manifest = json.loads(res.manifest_path.read_text())
     assert manifest["label"] == samples[0].label and manifest["ground_truth"] == samples[0].ground_truth.name
+    assert manifest["prepared"].startswith("as stored")
 
 
 def _fake_stream_output(folder: Path, n: int) -> None:
@@ -181,8 +186,9 @@ def test_browser_upload_generate(engine, emotiv_fif, tmp_path):
 
     port = _free_port()
     _fake_stream_output(tmp_path / "live", 2)
+    samples = web.benchmark_samples(tmp_path / "samples", n=1)
     demo = web.serve(engine, host="127.0.0.1", port=port, block=False, workdir=tmp_path / "outputs",
-                     live_dir=tmp_path / "live")
+                     live_dir=tmp_path / "live", samples=samples)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
@@ -208,6 +214,13 @@ def test_browser_upload_generate(engine, emotiv_fif, tmp_path):
             page.locator("#live img").first.wait_for(state="visible")  # the stream's images, shown live
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
             page.wait_for_function("() => document.querySelector('#downloads').innerText.includes('manifest')")
+
+            # A benchmark sample: 128 channels, one window long, with its ground-truth image.
+            page.locator("#sample input").click()
+            page.get_by_role("option").first.click()
+            page.locator("#truth img").wait_for(state="visible")
+            page.locator("#info").get_by_text("128 channels").wait_for(state="visible")
+            page.screenshot(path=str(tmp_path / "sample.png"), full_page=True)
             browser.close()
     finally:
         demo.close()

@@ -38,7 +38,7 @@ def default_model_dir() -> Path:
     if path is None or not Path(path).is_dir():
         raise ConfigError(
             "no trained pipeline is shipped with this installation: pass --model DIR (a pipeline folder), "
-            "or create one with `dreamdiffusion demo --output runs/demo` and pass --model runs/demo/pipeline"
+            "or create one with `dreamdiffusion demo --output runs/demo` and pass --model runs/demo"
         )
     return Path(path)
 
@@ -125,6 +125,20 @@ class Engine:
         except DreamDiffusionError as exc:
             if source is None:
                 raise
+            raise type(exc)(exc.message, source) from exc
+
+    def accepts_standardized(self, raw: mne.io.BaseRaw) -> bool:
+        """True when ``raw`` already has the model's channel count and sampling rate."""
+        return len(raw.ch_names) == self.n_chans and abs(raw.info["sfreq"] - self.spec.sfreq) < 1e-6 * self.spec.sfreq
+
+    def window_standardized(self, raw: mne.io.BaseRaw, onset_s: float,
+                            source: str | os.PathLike | None = None) -> np.ndarray:
+        """Cut and normalise a recording that already is the model's input (no filter, no mapping)."""
+        from dreamdiffusion.data.transforms import window_at
+
+        try:
+            return window_at(raw.get_data() * 1e6, float(onset_s), self.spec)
+        except DreamDiffusionError as exc:
             raise type(exc)(exc.message, source) from exc
 
     def generate(self, window: np.ndarray, *, steps: int = 25, guidance: float = 1.0, seed: int = 0,

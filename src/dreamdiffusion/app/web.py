@@ -39,6 +39,7 @@ class Sample:
     ground_truth: Path | None = None
     label: str | None = None
     onset_s: float = 0.0
+    model_ready: bool = False  # the EEG already is the model's input (channels, rate, units)
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Loaded:
     ground_truth: Path | None = None
     label: str | None = None
     onset_s: float = 0.0
+    model_ready: bool = False  # already the model's input (benchmark EEG): only cut and z-scored
     events: list[tuple[str, float]] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -117,6 +119,7 @@ def load_recording(path: str | os.PathLike, *, montage: Any = None, max_mb: floa
 def load_sample(sample: Sample, montage: Any = None) -> Loaded:
     loaded = load_recording(sample.path, montage=montage, max_mb=float("inf"), display_name=sample.name)
     loaded.ground_truth, loaded.label, loaded.onset_s = sample.ground_truth, sample.label, sample.onset_s
+    loaded.model_ready = sample.model_ready
     return loaded
 
 
@@ -131,6 +134,7 @@ def benchmark_samples(folder: str | os.PathLike, n: int = 8, seed: int = 0,
     from dreamdiffusion.data.synthetic import MONTAGE, SFREQ, SyntheticPairs, build_benchmark
 
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     if benchmark is not None:
         root = Path(benchmark)
     else:  # a stratified 40-image benchmark builds in about a second; the full one takes ~30 s and 0.5 GB
@@ -152,7 +156,7 @@ def benchmark_samples(folder: str | os.PathLike, n: int = 8, seed: int = 0,
             os.replace(tmp, eeg_path)
             save_image(item["image"], truth_path)
         samples.append(Sample(name=f"benchmark test {stem} (digit {item['label']})", path=eeg_path,
-                              ground_truth=truth_path, label=str(item["label"])))
+                              ground_truth=truth_path, label=str(item["label"]), model_ready=True))
     return samples
 
 
@@ -200,7 +204,13 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
                    ) -> GenerationResult:
     """Window the recording, generate, write the PNGs and a JSON manifest into ``out_dir``."""
     out_dir = Path(out_dir)
-    window = engine.window(loaded.raw, float(onset_s), mapping=mapping, source=loaded.source)
+    as_stored = loaded.model_ready and engine.accepts_standardized(loaded.raw)
+    if as_stored:
+        # Benchmark trials are stored as the model saw them in training: filtering or remapping
+        # them again would change the input; only the window is cut and z-scored.
+        window = engine.window_standardized(loaded.raw, float(onset_s), source=loaded.source)
+    else:
+        window = engine.window(loaded.raw, float(onset_s), mapping=mapping, source=loaded.source)
     images = engine.generate(window, steps=int(steps), guidance=float(guidance), seed=int(seed),
                              num_images=int(num_images), on_step=on_step)
     stem = Path(loaded.source).name.split(".")[0] or "eeg"
@@ -210,7 +220,8 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
                               model=engine.name)
     record.extra = {"n_channels_recorded": len(loaded.raw.ch_names), "model_channels": engine.n_chans,
                     "model_sfreq": engine.spec.sfreq, "model_n_times": engine.spec.n_times,
-                    "label": loaded.label,
+                    "label": loaded.label, "prepared": "as stored (model input)" if as_stored else
+                    f"band-pass, resample, {mapping} channel mapping",
                     "ground_truth": None if loaded.ground_truth is None else Path(loaded.ground_truth).name}
     manifest = atomic_write_bytes(out_dir / "manifest.json",
                                   json.dumps(record.to_dict(), indent=2, sort_keys=True).encode())
@@ -276,8 +287,9 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
         epochs = [f"{d} @ {o:.2f} s" for d, o in loaded.events if o <= last]
         gt = str(loaded.ground_truth) if loaded.ground_truth is not None else None
         return (loaded, loaded.summary(), plot_eeg(loaded.raw, loaded.onset_s, window_s),
-                gr.Slider(minimum=0.0, maximum=round(last, 3), value=min(loaded.onset_s, last), step=0.01,
-                          interactive=True),
+                # A recording exactly one window long (a benchmark trial) has a single onset: 0.
+                gr.Slider(minimum=0.0, maximum=max(round(last, 3), 0.01), value=min(loaded.onset_s, last),
+                          step=0.01, interactive=last > 0),
                 gr.Dropdown(choices=epochs, value=None), gr.Image(value=gt, visible=gt is not None))
 
     def _pick_epoch(choice):
