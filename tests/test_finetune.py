@@ -122,16 +122,39 @@ def test_resume_matches_uninterrupted_run(parts, tmp_path):
     assert steps == [1, 2, 3]
 
 
-def test_lora_fused_into_saved_unet(parts, tmp_path):
+def test_lora_bf16_accumulation_checkpointing(parts, tmp_path):
+    """LoRA in bf16 with gradient accumulation and checkpointing: adapters fused into an fp32 UNet whose
+    frozen weights are the base's exactly (reloaded, not the bf16-rounded training copy)."""
     from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
-    out = finetune(_cfg(parts, tmp_path / "lora", train="lora", learning_rate=1e-2), PairList(4))
-    unet = _weights(out / "unet")
-    assert not [k for k in unet if "lora" in k]
-    base = _weights(parts / "base" / "unet")
-    assert unet.keys() == base.keys()
+    out = finetune(_cfg(parts, tmp_path / "lora", train="lora", learning_rate=1e-2, max_steps=1,
+                        mixed_precision="bf16", gradient_accumulation_steps=2, gradient_checkpointing=True),
+                   PairList(4))
+    unet, base = _weights(out / "unet"), _weights(parts / "base" / "unet")
+    assert unet.keys() == base.keys() and not [k for k in unet if "lora" in k]
+    assert all(v.dtype == torch.float32 for v in unet.values())
     assert any(not torch.equal(unet[k], base[k]) for k in base if ".to_q." in k)  # LoRA deltas were merged
+    assert all(torch.equal(unet[k], base[k]) for k in base if ".attn" not in k)  # nothing else moved
+    vae, base_vae = _weights(out / "vae"), _weights(parts / "base" / "vae")
+    assert all(torch.equal(vae[k], base_vae[k]) for k in base_vae)
     DreamDiffusionPipeline.from_pretrained(out)  # loads as a plain pipeline
+
+
+def test_finetune_never_opens_the_test_split(parts, tmp_path, monkeypatch):
+    import dreamdiffusion.data.pairs as pairs
+
+    opened = []
+
+    def fake_open(name, split, **options):
+        opened.append((name, split, options))
+        return PairList(4, seed=len(opened))
+
+    monkeypatch.setattr(pairs, "open_paired_dataset", fake_open)
+    finetune(_cfg(parts, tmp_path / "s", dataset="mine", dataset_options={"root": "x"}, max_steps=1,
+                  train="encoder", validation_images=1, validation_inference_steps=1))
+    assert [o[1] for o in opened] == ["train", "val"] and all(o[2] == {"root": "x"} for o in opened)
+    rows = [json.loads(s) for s in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert "val_loss" in rows[-1] and "val_clip_cos" in rows[-1]
 
 
 class _PoisonAfter(PairList):

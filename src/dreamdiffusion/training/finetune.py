@@ -438,14 +438,41 @@ class _Trainer:
             self.validation_images(step, model)
         return result
 
-    def make_pipeline(self, model, scheduler_name: str = "dpm"):
+    def _final_unet_vae(self, model):
+        """The UNet (LoRA fused) and VAE to save, in fp32.
+
+        Frozen weights that were cast to a half dtype for training are reloaded from the base at full
+        precision rather than saved rounded; trained weights are fp32 master copies already.
+        """
+        from dreamdiffusion.models import hub
+
+        unet, vae = model.unet, self.parts.vae
+        if self.weight_dtype != torch.float32:
+            fresh = hub.load_base(self.cfg.base)
+            vae = fresh.vae
+            if self.cfg.train == "encoder":
+                unet = fresh.unet
+            elif self.cfg.train == "lora":
+                from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+                adapter = get_peft_model_state_dict(unet)
+                fresh.unet.add_adapter(unet.peft_config["default"])
+                set_peft_model_state_dict(fresh.unet, {k: v.float() for k, v in adapter.items()})
+                unet = fresh.unet
+        if self.cfg.train == "lora":
+            unet.fuse_lora()
+            unet.unload_lora()
+        return unet.to(torch.float32), vae.to(torch.float32)
+
+    def make_pipeline(self, model, scheduler_name: str = "dpm", unet=None, vae=None):
         from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 
         sched = make_scheduler(scheduler_name, self.parts.scheduler_config)
         spec = getattr(self.train_ds, "spec", None)  # the pairs' InputSpec: how raw EEG became the input
         pre = dict(spec.to_dict()) if hasattr(spec, "to_dict") else {}
         pre["dataset"] = self.cfg.dataset
-        return DreamDiffusionPipeline(unet=model.unet, vae=self.parts.vae, scheduler=sched,
+        return DreamDiffusionPipeline(unet=model.unet if unet is None else unet,
+                                      vae=self.parts.vae if vae is None else vae, scheduler=sched,
                                       eeg_conditioner=model.conditioner, preprocessing=pre)
 
     def validation_images(self, step: int, model) -> None:
@@ -579,11 +606,8 @@ class _Trainer:
         if acc.is_main_process:
             from dreamdiffusion.training.checkpoint import atomic_save_pretrained
 
-            if cfg.train == "lora":
-                model.unet.fuse_lora()
-                model.unet.unload_lora()
-            model.unet.to(torch.float32)
-            pipe = self.make_pipeline(model)
+            unet, vae = self._final_unet_vae(model)
+            pipe = self.make_pipeline(model, unet=unet, vae=vae)
             atomic_save_pretrained(pipe, final)
             atomic_write_json(self.out / "final.json", {"select": cfg.select, "best": best,
                                                          "pipeline": PIPELINE_DIR, "steps": self.max_steps})
