@@ -107,6 +107,10 @@ def test_restricted_unpickler_reads_arrays_and_containers():
         assert np.array_equal(out["a"], obj["a"]) and out["a"].dtype == np.float32
         assert out["b"] == obj["b"] and out["c"] == 7 and out["e"] == b"bytes" and out["f"] == {1, 2}
         assert out["d"]["nested"].tolist() == ["u", "v"]
+    # numpy 1 wrote numpy.core.multiarray where numpy 2 writes numpy._core.multiarray: both load.
+    old_style = pickle.dumps(obj["a"], protocol=2).replace(b"numpy._core.", b"numpy.core.")
+    assert b"numpy.core.multiarray" in old_style
+    assert np.array_equal(restricted_unpickle(io.BytesIO(old_style)), obj["a"])
     for bad in (os.system, eval, getattr, shutil.rmtree, np.load):
         with pytest.raises(pickle.UnpicklingError, match="refused global"):
             restricted_unpickle(io.BytesIO(pickle.dumps(bad)))

@@ -25,6 +25,8 @@ a :class:`DataError` naming the file, before any of its code can run.
 
 from __future__ import annotations
 
+import builtins
+import codecs
 import csv
 import hashlib
 import importlib
@@ -107,9 +109,10 @@ def safe_torch_load(path: str | os.PathLike, what: str = "data file") -> Any:
         raise DataError(f"cannot read {what}: not a torch file, truncated or damaged ({msg})", path) from None
 
 
-def _numpy_reconstruct():
-    mod = "numpy._core.multiarray" if importlib.util.find_spec("numpy._core") else "numpy.core.multiarray"
-    return importlib.import_module(mod)
+def _numpy_core(submodule: str):
+    """``numpy._core.<submodule>`` (numpy 2) or ``numpy.core.<submodule>`` (numpy 1)."""
+    base = "numpy._core" if importlib.util.find_spec("numpy._core") else "numpy.core"
+    return importlib.import_module(f"{base}.{submodule}")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -121,24 +124,26 @@ class RestrictedUnpickler(pickle.Unpickler):
     builtin types; every other name raises before anything is called.
     """
 
-    _NUMPY = {"_reconstruct", "scalar", "_frombuffer"}
-    _NUMPY_MODULES = {"numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric"}
+    # (module as pickled, name) -> where it lives now. Files written by numpy 1 say numpy.core,
+    # by numpy 2 numpy._core; both resolve to the installed numpy.
+    _NUMPY = {("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")}
     _BUILTINS = {"dict", "list", "tuple", "str", "int", "float", "complex", "bool", "bytes", "bytearray",
                  "set", "frozenset"}
 
     def find_class(self, module: str, name: str):
-        if module in self._NUMPY_MODULES and name in self._NUMPY:
-            owner = _numpy_reconstruct() if name != "_frombuffer" else importlib.import_module(
-                "numpy._core.numeric" if importlib.util.find_spec("numpy._core") else "numpy.core.numeric")
-            return getattr(owner, name)
+        for prefix in ("numpy.core.", "numpy._core."):
+            sub = module[len(prefix):] if module.startswith(prefix) else None
+            if sub is not None and (sub, name) in self._NUMPY:
+                return getattr(_numpy_core(sub), name)
         if module == "numpy" and name in ("ndarray", "dtype"):
             return getattr(np, name)
-        if module == "numpy.dtypes" and name.endswith("DType"):  # numpy 2 pickles dtype classes by name
-            return getattr(importlib.import_module("numpy.dtypes"), name)
+        if module == "numpy.dtypes":  # numpy 2 pickles dtype classes (Float64DType...) by name
+            cls = getattr(importlib.import_module("numpy.dtypes"), name, None)
+            if isinstance(cls, type) and issubclass(cls, np.dtype):
+                return cls
         if module in ("builtins", "__builtin__") and name in self._BUILTINS:
-            return getattr(__import__("builtins"), name)
+            return getattr(builtins, name)
         if module == "_codecs" and name == "encode":  # protocol-2 pickles spell bytes this way
-            import codecs
             return codecs.encode
         raise pickle.UnpicklingError(f"refused global {module}.{name}")
 
