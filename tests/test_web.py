@@ -189,6 +189,10 @@ def test_browser_upload_generate(engine, emotiv_fif, tmp_path):
     samples = web.benchmark_samples(tmp_path / "samples", n=1)
     demo = web.serve(engine, host="127.0.0.1", port=port, block=False, workdir=tmp_path / "outputs",
                      live_dir=tmp_path / "live", samples=samples)
+    # Only generation is queued with a bound (--concurrency, 1 here); loading and plotting are not.
+    generate_fns = [f for f in demo.fns.values() if f.concurrency_id == "generate"]
+    assert len(generate_fns) == 1 and generate_fns[0].concurrency_limit == "default"
+    assert demo._queue.default_concurrency_limit == 1
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
