@@ -297,3 +297,32 @@ def test_moabb_subject_failure_is_skipped(tmp_path):
 def test_missing_input_is_an_error(tmp_path):
     with pytest.raises(EEGReadError, match="not found"):
         build_corpus([tmp_path / "nope.edf"], tmp_path / "c", spec=_small_spec())
+
+
+def test_memory_stays_flat_as_the_corpus_grows(tmp_path):
+    """Writing streams chunks to disk and reading copies one window at a time from memory maps:
+    the peak of Python-tracked (numpy) memory does not grow with the corpus."""
+    import tracemalloc
+
+    chunk = np.random.default_rng(0).standard_normal((16, 32, 256)).astype(np.float32)  # 512 KiB
+
+    def peaks(n_chunks, root):
+        tracemalloc.start()
+        w = CorpusWriter(root, 32, 256, 100.0, shard_size=4096)  # one shard: nothing flushes early
+        for i in range(n_chunks):
+            w.add(chunk, source=str(i))
+        w.close()
+        write_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        ds = CorpusDataset(root)
+        total = 0.0
+        for i in range(len(ds)):
+            total += float(ds[i][0, 0])
+        read_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return write_peak, read_peak
+
+    small = peaks(4, tmp_path / "small")  # 2 MiB corpus
+    big = peaks(64, tmp_path / "big")  # 32 MiB corpus
+    assert big[0] < 2 * small[0] + 2**20 and big[0] < 8 * 2**20, (small, big)
+    assert big[1] < 2 * small[1] + 2**20 and big[1] < 4 * 2**20, (small, big)
