@@ -10,9 +10,9 @@ from dreamdiffusion.data.images import ImageTransform, PairCollator
 from dreamdiffusion.data.pairs import (BRAIN2IMAGE_CLASSES, EEGCVPR40, PAIRED_DATASETS, FolderPairs, ThingsEEG2,
                                        open_paired_dataset, open_paired_dataset_from_cli, paired_dataset_options,
                                        register_paired_dataset)
-from dreamdiffusion.data.transforms import InputSpec, map_channels_repeat, normalize_windows, standardize_raw
+from dreamdiffusion.data.transforms import InputSpec, normalize_windows, standardize_raw
 from dreamdiffusion.errors import ConfigError, DataError, DreamDiffusionError
-from pairs_fixtures import (SPKIT_CHANNELS, THINGS_CHANNELS, WNIDS, spkit_recording, write_cvpr40, write_jpeg,
+from pairs_fixtures import (THINGS_CHANNELS, WNIDS, spkit_recording, write_cvpr40, write_jpeg,
                             write_spkit_fif, write_things)
 
 

@@ -844,15 +844,16 @@ class FolderPairs(Dataset):
         try:
             reader = csv.DictReader(io.StringIO(text, newline=""))
             fields = [f.strip() for f in (reader.fieldnames or [])]
-            raw_rows = list(reader)
+            # (line where the record ends, record): quoted fields may span lines.
+            raw_rows = [(reader.line_num, row) for row in reader]
         except csv.Error as exc:
             raise DataError(f"malformed CSV: {exc}", p) from None
         missing = [c for c in ("eeg_file", "image") if c not in fields]
         if missing:
             raise DataError(f"CSV lacks column(s) {missing} (has {fields}); needed: eeg_file, image; "
                             "optional: onset, label, subject, split", p)
-        rows, names = [], {}
-        for n, raw in enumerate(raw_rows, start=2):  # line 1 is the header
+        rows = []
+        for n, raw in raw_rows:
             r = {(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in raw.items()}
             if None in raw:  # DictReader files surplus values under the key None
                 raise DataError(f"line {n}: more values than columns", p)
