@@ -1,0 +1,119 @@
+"""The built-in benchmark: determinism, splits by image, shapes, and that the EEG carries the
+class but not trivially."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamdiffusion.data import synthetic
+from dreamdiffusion.data.corpus import CorpusDataset, read_manifest
+from dreamdiffusion.errors import DataError
+
+SMALL = dict(n_subjects=3, n_corpus_windows=40, n_images=200)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return synthetic.build_benchmark(tmp_path_factory.mktemp("b") / "bench", seed=0, **SMALL)
+
+
+def test_layout_shapes_and_items(bench):
+    desc = json.loads((bench / "benchmark.json").read_text())
+    assert desc["n_chans"] == 128 and desc["n_times"] == 512 and len(desc["ch_names"]) == 128
+    assert desc["sfreq"] == pytest.approx(512 / 0.44)
+    eeg = np.load(bench / "eeg.npy", mmap_mode="r")
+    assert eeg.dtype == np.float32 and eeg.shape == (200, 128, 512)
+    assert np.isfinite(eeg).all()
+    # background is about unit variance per channel (z-scored units)
+    assert 0.7 < float(np.asarray(eeg).std()) < 1.4
+    images = np.load(bench / "images.npy")
+    assert images.dtype == np.uint8 and images.shape == (200, 32, 32, 3)
+    ds = synthetic.SyntheticPairs(bench, "train")
+    item = ds[0]
+    assert set(item) >= {"eeg", "image", "label", "subject", "image_name"}
+    assert item["eeg"].dtype == torch.float32 and item["eeg"].shape == (128, 512)
+    assert isinstance(item["image"], Image.Image) and item["image"].mode == "RGB" and item["image"].size == (32, 32)
+    assert 0 <= item["label"] < 10 and 0 <= item["subject"] < 3
+    # the item's image is the digit the trial showed, its label the digit's class
+    idx = item["image_index"]
+    assert np.array_equal(np.asarray(item["image"]), images[idx])
+    assert item["label"] == int(np.load(bench / "labels.npy")[idx])
+
+
+def test_splits_by_image_without_overlap(bench):
+    splits = json.loads((bench / "splits.json").read_text())
+    sets = {k: set(v) for k, v in splits.items()}
+    assert not (sets["train"] & sets["test"]) and not (sets["train"] & sets["val"]) and not (sets["val"] & sets["test"])
+    assert sets["train"] | sets["val"] | sets["test"] == set(range(200))
+    seen = {s: {synthetic.SyntheticPairs(bench, s)[i]["image_index"] for i in range(len(synthetic.SyntheticPairs(bench, s)))}
+            for s in ("train", "test")}
+    assert seen["test"] <= sets["test"] and seen["train"] <= sets["train"]
+    assert len(synthetic.SyntheticPairs(bench, "all")) == 200
+
+
+def test_corpus_is_valid_and_uses_train_images_only(bench):
+    manifest = read_manifest(bench / "corpus")
+    assert manifest["n_windows"] == 40 and manifest["n_chans"] == 128 and manifest["n_times"] == 512
+    ds = CorpusDataset(bench / "corpus", split="all")
+    assert len(ds) == 40 and ds[0].shape == (128, 512) and ds[0].dtype == torch.float32
+
+
+def test_deterministic_for_a_seed_and_seed_changes_everything(tmp_path, bench):
+    again = synthetic.build_benchmark(tmp_path / "again", seed=0, **SMALL)
+    other = synthetic.build_benchmark(tmp_path / "other", seed=1, **SMALL)
+    a, b, c = (np.load(p / "eeg.npy") for p in (bench, again, other))
+    assert np.array_equal(a, b)
+    assert (bench / "splits.json").read_text() == (again / "splits.json").read_text()
+    assert (bench / "trials.json").read_text() == (again / "trials.json").read_text()
+    assert np.array_equal(np.load(bench / "corpus" / "shard-00000.npy"), np.load(again / "corpus" / "shard-00000.npy"))
+    assert not np.allclose(a, c)
+    assert (bench / "splits.json").read_text() != (other / "splits.json").read_text()
+    # a different seed is a different brain, not only different noise
+    b0, b1 = synthetic.SimulatedBrain(0, 3), synthetic.SimulatedBrain(1, 3)
+    assert not np.allclose(b0.topographies, b1.topographies)
+    assert not np.allclose(b0.subject_gain, b1.subject_gain)
+
+
+def test_reuse_and_refusal(tmp_path, bench):
+    assert synthetic.build_benchmark(bench, seed=0, **SMALL) == bench  # same parameters: reused
+    with pytest.raises(DataError, match="other parameters"):
+        synthetic.build_benchmark(bench, seed=2, **SMALL)
+    with pytest.raises(DataError, match="benchmark.json"):
+        synthetic.SyntheticPairs(tmp_path, "train")
+    with pytest.raises(DataError, match="split"):
+        synthetic.SyntheticPairs(bench, "holdout")
+
+
+def test_evoked_component_latencies_and_topography():
+    """The evoked response peaks where a visual ERP does and is largest over posterior channels."""
+    brain = synthetic.SimulatedBrain(0, 2)
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((64, 64)) / 8
+    evoked = brain.evoked(feats, np.arange(64) % 10, np.zeros(64, int), rng)  # [N, C, T]
+    gfp = np.sqrt((evoked.mean(0) ** 2).mean(0))  # global field power of the average
+    peak_s = brain.times[np.argmax(gfp)]
+    assert 0.08 <= peak_s <= 0.40
+    assert gfp[brain.times < 0.05].max() < 0.2 * gfp.max()  # nothing before the first component
+    _, xyz = synthetic.montage_positions()
+    power = (evoked ** 2).mean((0, 2))
+    assert power[xyz[:, 1] < 0].mean() > power[xyz[:, 1] > 0.3].mean()
+
+
+def test_eeg_is_class_informative_but_not_trivially(tmp_path):
+    """A ridge classifier on binned train EEG is far above chance and far below perfect on test."""
+    root = synthetic.build_benchmark(tmp_path / "full", seed=0, n_subjects=4, n_corpus_windows=0, n_images=900)
+    acc = synthetic.linear_baseline(root, "test")
+    assert 0.3 < acc < 0.9, acc
+    # the same images with no evoked signal: chance
+    flat = synthetic.build_benchmark(tmp_path / "flat", seed=0, n_subjects=4, n_corpus_windows=0, n_images=900,
+                                     snr=0.0)
+    assert synthetic.linear_baseline(flat, "test") < 0.2
+
+
+def test_registered_as_paired_dataset(bench):
+    pairs = pytest.importorskip("dreamdiffusion.data.pairs")
+    ds = pairs.open_paired_dataset("synthetic", "val", root=bench)
+    assert len(ds) == len(synthetic.SyntheticPairs(bench, "val")) and ds[0]["eeg"].shape == (128, 512)
