@@ -122,6 +122,21 @@ def test_restricted_unpickler_reads_spkits_real_eeg_pickle():
     assert 30 < X.std() < 200  # microvolts
 
 
+def test_numpy_content_in_pth_files_loads_but_numpy_functions_do_not(tmp_path):
+    c = write_cvpr40(tmp_path / "c")
+    data = torch.load(c.eeg_path, weights_only=True)
+    for t in data["dataset"]:
+        t["eeg"] = t["eeg"].numpy()  # saved by a numpy-based script
+        t["label"] = np.int64(t["label"])
+    torch.save(data, c.eeg_path)
+    torch.save({"splits": [{"train": np.array([0, 1, 2]), "val": [np.int64(6)], "test": [8, 9]}]}, c.single_path)
+    ds = EEGCVPR40(c.eeg_path, c.single_path, c.image_dir, split="train")
+    assert len(ds) == 3 and ds[0]["eeg"].shape == (128, 512) and ds.labels == [0, 1, 2]
+    torch.save({"x": np.load}, tmp_path / "f.pth")
+    with pytest.raises(DataError, match="refused.*numpy"):
+        safe_torch_load(tmp_path / "f.pth")
+
+
 def test_plain_npy_and_torch_files_load(tmp_path):
     np.save(tmp_path / "a.npy", np.arange(4.0))
     assert load_npy(tmp_path / "a.npy").tolist() == [0, 1, 2, 3]

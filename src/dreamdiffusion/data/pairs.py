@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import builtins
 import codecs
+import contextlib
 import csv
 import hashlib
 import importlib
@@ -71,13 +72,28 @@ def _first_line_with(text: str, *needles: str) -> str | None:
     return None
 
 
+def _numpy_safe_globals() -> list:
+    """numpy's array and scalar rebuilders, under the names numpy 2 and numpy 1 pickle them.
+
+    Data files saved from numpy-based scripts hold numpy arrays or integers (a split list of
+    ``np.int64``); these rebuild plain data only, so they are allowed, as in :class:`RestrictedUnpickler`.
+    """
+    out: list = [np.ndarray, np.dtype]
+    out += [cls for cls in vars(importlib.import_module("numpy.dtypes")).values()
+            if isinstance(cls, type) and issubclass(cls, np.dtype)]
+    for sub, name in RestrictedUnpickler._NUMPY:
+        fn = getattr(_numpy_core(sub), name)
+        out += [(fn, f"numpy.core.{sub}.{name}"), (fn, f"numpy._core.{sub}.{name}")]
+    return out
+
+
 def safe_torch_load(path: str | os.PathLike, what: str = "data file") -> Any:
     """``torch.load(path, weights_only=True)`` with every failure turned into a :class:`DataError`.
 
     ``weights_only=True`` rebuilds only tensors and plain containers (dict, list, tuple, str, int,
-    float); a file that names any other Python object (a class whose unpickling would run code) is
-    refused before that code runs. Files in torch's zip format are memory-mapped, so a 3 GB
-    ``eeg_5_95_std.pth`` is not copied into memory up front.
+    float), here also numpy arrays and scalars; a file that names any other Python object (a class
+    whose unpickling would run code) is refused before that code runs. Files in torch's zip format
+    are memory-mapped, so a 3 GB ``eeg_5_95_std.pth`` is not copied into memory up front.
     """
     path = Path(path)
     if not path.is_file():
@@ -87,7 +103,8 @@ def safe_torch_load(path: str | os.PathLike, what: str = "data file") -> Any:
     try:
         # mmap only works on torch's zip format (torch >= 1.6 default); older files load whole.
         use_mmap = zipfile.is_zipfile(path)
-        with warnings.catch_warnings():
+        allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+        with warnings.catch_warnings(), (allow(_numpy_safe_globals()) if allow else contextlib.nullcontext()):
             # A damaged header reads as an odd pickle protocol; the error below says it better.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
@@ -242,6 +259,10 @@ def _is_int(v) -> bool:
 
 
 def _as_index_list(v, path: Path, where: str) -> list[int]:
+    if isinstance(v, np.ndarray):
+        if v.ndim != 1 or v.dtype.kind not in "iu":
+            raise DataError(f"{where} must be a list of integer indices, got an array {v.shape} {v.dtype}", path)
+        return [int(i) for i in v.tolist()]
     if isinstance(v, torch.Tensor):
         if v.ndim != 1 or v.is_floating_point() or v.is_complex() or v.dtype == torch.bool:
             raise DataError(f"{where} must be a list of integer indices, got a tensor {tuple(v.shape)} {v.dtype}", path)
