@@ -23,7 +23,7 @@ def _lsl_ok() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_lsl_ok() is not None, reason=str(_lsl_ok()))
+needs_lsl = pytest.mark.skipif(_lsl_ok() is not None, reason=str(_lsl_ok()))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def player():
     from mne_lsl.player import PlayerLSL
 
     raw = spkit_raw()
-    raw.set_annotations(mne.Annotations(onset=[1.0, 2.0, 3.0, 4.0], duration=[0.0] * 4,
+    raw.set_annotations(mne.Annotations(onset=[3.0, 4.0, 5.0, 6.0], duration=[0.0] * 4,
                                         description=["face", "house", "face", "house"]))
     name = f"dd-test-{uuid.uuid4().hex[:8]}"
     p = PlayerLSL(raw, chunk_size=8, name=name, annotations=True, annotations_encoding="string")
@@ -51,6 +51,7 @@ def player():
     p.stop()
 
 
+@needs_lsl
 def test_marker_locked_images(engine, player, tmp_path):
     from dreamdiffusion.app.stream import MANIFEST, run_stream
 
@@ -68,6 +69,7 @@ def test_marker_locked_images(engine, player, tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@needs_lsl
 def test_interval_images_through_cli(model_dir, player, tmp_path):
     from dreamdiffusion.cli import main
 
@@ -80,6 +82,7 @@ def test_interval_images_through_cli(model_dir, player, tmp_path):
     assert all((out / r["image"]).is_file() for r in lines)
 
 
+@needs_lsl
 def test_bad_triggers_and_missing_stream(engine, tmp_path):
     from dreamdiffusion.app.stream import run_stream
 
@@ -89,3 +92,39 @@ def test_bad_triggers_and_missing_stream(engine, tmp_path):
         run_stream(engine, stream_name="x", output=tmp_path)
     with pytest.raises(DataError, match="no LSL stream named"):
         run_stream(engine, stream_name=f"absent-{uuid.uuid4().hex[:6]}", output=tmp_path, every=1.0, timeout=1.0)
+
+
+class _FakeBuffer:
+    """The two StreamLSL calls window_raw uses, over a known signal (the windowing logic alone)."""
+
+    def __init__(self, data, ts, sfreq=128.0):
+        self.data, self.ts = data, ts
+        self.info = {"sfreq": sfreq}
+        self.ch_names = [f"C{i}" for i in range(data.shape[0])]
+
+    def get_data(self):
+        return self.data, self.ts
+
+    def get_montage(self):
+        return None
+
+
+def test_window_raw_marker_locked_and_latest():
+    import numpy as np
+
+    from dreamdiffusion.app.stream import StaleMarker, Trigger, window_raw
+
+    sfreq, n = 128.0, 128 * 5
+    ts = 100.0 + np.arange(n) / sfreq
+    data = np.tile(np.arange(n, dtype=float), (3, 1))  # sample index as the signal
+    buf = _FakeBuffer(data, ts)
+    raw, onset = window_raw(buf, Trigger("marker", t_start=102.0, marker="x"), window_s=0.44)
+    first = int(round(raw.get_data()[0, int(round(onset * sfreq))]))
+    assert first == 256  # the window starts on the marker's sample (t = 102.0 s)
+    assert onset == pytest.approx(1.0)  # with one second of context before it
+    assert window_raw(buf, Trigger("marker", t_start=104.9, marker="late"), window_s=0.44) is None  # not arrived
+    with pytest.raises(StaleMarker):
+        window_raw(buf, Trigger("marker", t_start=90.0, marker="old"), window_s=0.44)
+    raw, onset = window_raw(buf, Trigger("interval"), window_s=0.44)
+    values = raw.get_data()[0]
+    assert values[-1] == n - 1 and raw.times[-1] - onset >= 0.44 - 1 / sfreq  # the newest samples
