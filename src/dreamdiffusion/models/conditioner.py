@@ -177,7 +177,7 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         """Pooled context -> ``[B, time_embed_dim]`` added to the UNet's timestep embedding."""
         if self.time_cond is None:
             return None
-        return self.time_cond(cond)
+        return self.time_cond(cond.to(self.dtype))
 
     @contextlib.contextmanager
     def conditioning(self, unet: nn.Module, cond: torch.Tensor):

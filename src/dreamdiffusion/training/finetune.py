@@ -362,13 +362,14 @@ class _Trainer:
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
         p.vae.to(acc.device, self.weight_dtype)
         p.clip.to(acc.device, self.weight_dtype)
-        if cfg.train == "encoder":
-            p.unet.to(dtype=self.weight_dtype)
-        elif cfg.train == "lora" and self.weight_dtype != torch.float32:
-            p.unet.to(dtype=self.weight_dtype)
+        if self.weight_dtype != torch.float32:
+            # The frozen UNet weights (most of SD's 860M) in the half dtype halve their memory; the
+            # trained ones (attn2/norm2 or LoRA) stay fp32 and autocast mixes the two.
             for prm in p.unet.parameters():
-                if prm.requires_grad:
-                    prm.data = prm.data.float()
+                prm.data = prm.data.to(torch.float32 if prm.requires_grad else self.weight_dtype)
+            for buf_name, buf in p.unet.named_buffers():
+                if buf.is_floating_point():
+                    buf.data = buf.data.to(self.weight_dtype)
         self.system = TrainableSystem(p.conditioner, p.unet)
         params = [q for q in self.system.parameters() if q.requires_grad]
         self.n_trainable = sum(q.numel() for q in params)
@@ -452,6 +453,13 @@ class _Trainer:
             vae = fresh.vae
             if self.cfg.train == "encoder":
                 unet = fresh.unet
+            elif self.cfg.train == "paper":  # trained fp32 master weights into a full-precision copy
+                trained = {n: q.detach().float() for n, q in unet.named_parameters() if q.requires_grad}
+                missing = set(trained) - set(dict(fresh.unet.named_parameters()))
+                if missing:
+                    raise TrainingError(f"trained UNet weights not found in the base: {sorted(missing)[:3]}")
+                fresh.unet.load_state_dict(trained, strict=False)
+                unet = fresh.unet
             elif self.cfg.train == "lora":
                 from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
@@ -484,9 +492,10 @@ class _Trainer:
         pipe = self.make_pipeline(model)
         pipe.set_progress_bar_config(disable=True)
         eeg = torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items])
-        images = pipe(eeg, num_images_per_eeg=1, num_inference_steps=cfg.validation_inference_steps,
-                      guidance_scale=cfg.guidance_scale, generator=torch.Generator().manual_seed(cfg.seed),
-                      output_type="pil").images
+        with self.acc.autocast():  # the UNet may hold half-precision frozen and fp32 trained weights
+            images = pipe(eeg, num_images_per_eeg=1, num_inference_steps=cfg.validation_inference_steps,
+                          guidance_scale=cfg.guidance_scale, generator=torch.Generator().manual_seed(cfg.seed),
+                          output_type="pil").images
         truth = [it["image"].convert("RGB").resize(images[0].size) for it in items]
         grid = image_grid([truth, images])
         import io
