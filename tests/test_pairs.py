@@ -188,6 +188,8 @@ def test_things_eeg_is_averaged_mapped_and_stretched(tmp_path):
     expected = interp1d(np.linspace(0, 1, rep.shape[1]), rep[np.arange(20) % 17])(np.linspace(0, 1, 64))
     np.testing.assert_allclose(ds1[1 * 6 + 3]["eeg"].numpy(), expected, rtol=1e-5, atol=1e-5)
     assert ds1[1 * 6 + 3]["label"] == 1
+    # The effective rate of the stretch: 100 samples of 10 ms -> 512 samples over 1 s.
+    assert ds.spec.sfreq == pytest.approx(512 / (100 * 0.01), rel=1e-3)
     # Default spec z-scores each channel of each trial.
     z = ThingsEEG2(t.root, "test")[0]["eeg"].numpy()
     np.testing.assert_allclose(z.mean(axis=1), 0, atol=1e-4)

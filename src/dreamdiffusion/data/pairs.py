@@ -117,8 +117,8 @@ def safe_torch_load(path: str | os.PathLike, what: str = "data file") -> Any:
             named = re.search(r"GLOBAL\s+([\w.]+)", unsafe)
             what_obj = f"it names {named.group(1)}" if named else unsafe[:120]
             raise DataError(f"refused to load {what}: it holds Python objects that could run code when "
-                            f"unpickled ({what_obj}); only tensors, lists, dicts, numbers and strings are "
-                            "accepted. Get the file from its original source", path) from None
+                            f"unpickled ({what_obj}); only tensors, numpy arrays, lists, dicts, numbers and "
+                            "strings are accepted. Get the file from its original source", path) from None
         detail = _first_line_with(text, "Unsupported operand", "error:") or text.splitlines()[0][:200]
         raise DataError(f"cannot read {what}: not a torch file or damaged ({detail})", path) from None
     except Exception as exc:  # noqa: BLE001 - fuzzing shows struct.error, RuntimeError, ...: all bad input
@@ -626,6 +626,13 @@ class ThingsEEG2(Dataset):
         data = _cached_load(self.eeg_path, lambda p: load_npy(p, "THINGS-EEG2 EEG file"), "npy")
         self._eeg, self.ch_names, self.times = self._check_eeg_dict(data)
         self._t_slice = self._time_slice(time_window)
+        # The epoch is stretched, not resampled: record the rate that stretch amounts to (the
+        # release's 100 samples over 1 s -> 512 samples = 512 Hz), as EEGCVPR40 records 1163.6 Hz.
+        kept = self.times[self._t_slice]
+        step = float(np.median(np.diff(self.times))) if len(self.times) > 1 else 0.0
+        span = kept[-1] - kept[0] + step
+        if step > 0 and span > 0 and math.isfinite(self.spec.n_times / span):
+            self.spec = replace(self.spec, sfreq=self.spec.n_times / span)
 
         image_root = Path(image_root) if image_root is not None else self.root
         self.image_folder, self.concepts, self._images = self._find_images(image_root)
