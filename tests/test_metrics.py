@@ -161,3 +161,10 @@ def test_fid_is_skipped_without_local_weights(monkeypatch, tmp_path):
     out = M.fid_and_is(_images(2), _images(2, seed=1))
     assert out["fid"] is None and out["inception_score"] is None
     assert out["fid_skipped"]
+
+
+def test_ssim_matrix_matches_skimage_pairwise():
+    g, t = _images(3, size=12, seed=7), _images(4, size=12, seed=8)
+    m = M.ssim_matrix(g, t)
+    ref = np.array([[structural_similarity(x, y, data_range=255, channel_axis=-1) for y in t] for x in g])
+    np.testing.assert_allclose(m, ref, rtol=1e-10, atol=1e-12)
