@@ -47,24 +47,30 @@ class DemoSettings:
     encoder_preset: str = "tiny"  # 64 wide, 2 blocks
     pretrain: bool = True  # False: random encoder (the no-pretraining ablation)
     mask_ratio: float = 0.75  # the paper's best
-    pretrain_steps: int = 300
-    pretrain_batch_size: int = 64
+    pretrain_steps: int = 200
+    pretrain_batch_size: int = 32
     pretrain_learning_rate: float = 1e-3  # higher than the paper's 2.5e-4: a tiny model, few steps
     # Stage B (dreamdiffusion.training.finetune)
     clip_weight: float = 1.0  # 0 switches CLIP supervision off
-    finetune_steps: int = 300
+    finetune_steps: int = 200
     finetune_batch_size: int = 32
     finetune_learning_rate: float = 1e-3  # tiny model, few steps (paper: 5.3e-5 for SD 1.5)
-    validate_every: int = 100  # val loss every N steps; the best val step becomes the pipeline
+    validate_every: int = 50  # val loss every N steps; the best val step becomes the pipeline
     val_limit: int = 128  # val pairs per validation
     train: str = "paper"  # trainable set: encoder + mappers + UNet attn2/norm2
     # generation and evaluation (test split)
-    num_images: int = 3  # samples per test EEG
+    num_images: int = 2  # samples per test EEG (paper: 5; fewer keeps the demo within minutes)
     steps: int = 20  # DPM-Solver++ steps
     guidance: float = 1.0  # 1 = no classifier-free guidance, as in the paper
     n_way: int = 10  # the digit judge knows 10 classes, so 10-way is the most there is
     trials: int = 50  # n-way trials per generated image (paper: 50)
     limit: int | None = None  # test EEGs scored (None: the whole test split)
+
+    @classmethod
+    def ablation(cls) -> "DemoSettings":
+        """Per-variant settings of ``ablate``: 10 variants x seeds must fit in well under an hour on 2 cores."""
+        return cls(pretrain_steps=100, finetune_steps=60, validate_every=30, val_limit=64, num_images=1, steps=15,
+                   limit=100)
 
     @classmethod
     def fast(cls) -> "DemoSettings":
@@ -303,7 +309,7 @@ def _ensure_presets() -> None:
 class AblationConfig:
     output: str
     seeds: int = 3  # seeds 0 .. seeds-1
-    settings: DemoSettings = field(default_factory=DemoSettings)
+    settings: DemoSettings = field(default_factory=DemoSettings.ablation)
     variants: list[str] | None = None  # names to run (None: all)
 
     def to_dict(self) -> dict:

@@ -9,10 +9,10 @@ from typing import List, Optional
 import typer
 
 
-def _settings(fast: bool, overrides: dict):
+def _settings(fast: bool, overrides: dict, ablation: bool = False):
     from dreamdiffusion.demo import DemoSettings
 
-    settings = DemoSettings.fast() if fast else DemoSettings()
+    settings = DemoSettings.fast() if fast else (DemoSettings.ablation() if ablation else DemoSettings())
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
 
             raise ConfigError("--seeds must be at least 1")
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
-                                    "num_images": num_images, "limit": limit})
+                                    "num_images": num_images, "limit": limit}, ablation=True)
         summary = run_ablation(AblationConfig(output=str(output), seeds=seeds, settings=settings,
                                               variants=list(variant) if variant else None))
         for row in summary["rows"]:
