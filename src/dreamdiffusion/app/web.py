@@ -163,10 +163,8 @@ def benchmark_samples(folder: str | os.PathLike, n: int = 8, seed: int = 0,
 def plot_eeg(raw: mne.io.BaseRaw, onset_s: float = 0.0, window_s: float | None = None,
              max_channels: int = 24, span_s: float = 8.0):
     """Stacked EEG traces around the chosen window (shaded), as a matplotlib Figure."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure (not pyplot): a long-running server must not accumulate figures in pyplot's registry.
+    from matplotlib.figure import Figure
 
     sfreq = raw.info["sfreq"]
     total = raw.times[-1] + 1 / sfreq
@@ -177,7 +175,8 @@ def plot_eeg(raw: mne.io.BaseRaw, onset_s: float = 0.0, window_s: float | None =
     times = times + start - times[0] if len(times) else times
     data = data - data.mean(axis=1, keepdims=True)
     scale = np.percentile(np.abs(data), 99) or 1.0
-    fig, ax = plt.subplots(figsize=(9, 0.25 * len(picks) + 1.2), dpi=80)
+    fig = Figure(figsize=(9, 0.25 * len(picks) + 1.2), dpi=80)
+    ax = fig.subplots()
     for row, trace in enumerate(data):
         ax.plot(times, trace / (2 * scale) - row, lw=0.6, color="k")
     if window_s:
@@ -280,13 +279,14 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
                 loaded = load_sample(samples_by_name[sample_name], montage=montage)
             else:
                 raise EEGReadError("upload an EEG file or pick a sample first")
+            total = loaded.raw.times[-1] + 1 / loaded.raw.info["sfreq"]
+            last = max(0.0, total - window_s)
+            figure = plot_eeg(loaded.raw, loaded.onset_s, window_s)
         except Exception as exc:
             raise _page_error(exc) from None
-        total = loaded.raw.times[-1] + 1 / loaded.raw.info["sfreq"]
-        last = max(0.0, total - window_s)
         epochs = [f"{d} @ {o:.2f} s" for d, o in loaded.events if o <= last]
         gt = str(loaded.ground_truth) if loaded.ground_truth is not None else None
-        return (loaded, loaded.summary(), plot_eeg(loaded.raw, loaded.onset_s, window_s),
+        return (loaded, loaded.summary(), figure,
                 # A recording exactly one window long (a benchmark trial) has a single onset: 0.
                 gr.Slider(minimum=0.0, maximum=max(round(last, 3), 0.01), value=min(loaded.onset_s, last),
                           step=0.01, interactive=last > 0),
@@ -300,7 +300,10 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
     def _replot(loaded, onset):
         if loaded is None:
             return None
-        return plot_eeg(loaded.raw, float(onset), window_s)
+        try:
+            return plot_eeg(loaded.raw, float(onset), window_s)
+        except Exception as exc:
+            raise _page_error(exc) from None
 
     def _generate(loaded, onset, mapping, steps, guidance, seed, num_images,
                   progress=gr.Progress()):
@@ -357,7 +360,7 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
         with gr.Row():
             gallery = gr.Gallery(label="generated", columns=4, height=300, object_fit="contain", elem_id="gallery",
                                  format="png")
-            truth = gr.Image(label="ground truth", visible=False, elem_id="truth", type="filepath")
+            truth = gr.Image(label="ground truth", visible=False, elem_id="truth", type="filepath", height=300)
         files = gr.File(label="download images + manifest", file_count="multiple", elem_id="downloads")
         manifest = gr.JSON(label="manifest")
         if live_dir is not None:
