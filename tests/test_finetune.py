@@ -241,3 +241,53 @@ def test_accelerate_launch_two_processes(parts, tmp_path):
     assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] == r["loss"] for r in rows)
     assert (out / "pipeline" / "model_index.json").is_file()
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_identical(parts, tmp_path):
+    """Kill a CLI run with SIGKILL after its second checkpoint; --resume ends with the uninterrupted run's weights."""
+    import signal
+    import time
+
+    def args(out):
+        return ["finetune", "--dataset", "folder", "--root", str(parts / "data"), "--encoder", str(parts / "enc128"),
+                "--base", str(parts / "base"), "--clip", str(parts / "clip"), "--output", str(out), "--batch-size", "2",
+                "--max-steps", "5", "--checkpoint-every", "1", "--validate-every", "0", "--validation-images", "0",
+                "--select", "last", "--seed", "11"]
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "dreamdiffusion.cli", *args(killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from dreamdiffusion.training.checkpoint import CheckpointManager
+
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            latest = CheckpointManager(killed).latest()
+            if latest is not None and int(latest.name.split("-")[1]) >= 2:
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (killed / "pipeline").exists()
+    from accelerate.state import AcceleratorState, GradientState
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the killed process: bit-exact needs the same reduction order
+    try:
+        assert main(args(killed) + ["--resume"]) == 0
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        whole = tmp_path / "whole"
+        assert main(args(whole)) == 0
+    finally:
+        torch.set_num_threads(threads)
+    for sub in ("unet", "eeg_conditioner"):
+        a, b = _weights(whole / "pipeline" / sub), _weights(killed / "pipeline" / sub)
+        assert all(torch.equal(a[k], b[k]) for k in a), sub
+    steps = [json.loads(s)["step"] for s in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
