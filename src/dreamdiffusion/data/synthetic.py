@@ -79,7 +79,7 @@ def load_digit_images(resolution: int = 32) -> tuple[np.ndarray, np.ndarray]:
     small = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype(np.uint8)  # [N, 8, 8], 0..16 -> 0..255
     out = np.empty((len(small), resolution, resolution, 3), np.uint8)
     for i, img in enumerate(small):
-        big = Image.fromarray(img, mode="L").resize((resolution, resolution), Image.Resampling.BICUBIC)
+        big = Image.fromarray(img).resize((resolution, resolution), Image.Resampling.BICUBIC)
         out[i] = np.asarray(big.convert("RGB"))
     return out, digits.target.astype(np.int64)
 
@@ -222,10 +222,14 @@ class SimulatedBrain:
         if snr > 0:
             sources.append(snr * self.evoked_sources(features, labels, subjects, rng))
             topographies.append(self.topographies)
-        scalp = _mix(np.concatenate(topographies).astype(np.float32),
-                     np.concatenate(sources, axis=1).astype(np.float32))  # [N, C, T]
-        scalp += np.float32(np.sqrt(SENSOR_NOISE)) * rng.standard_normal(scalp.shape, dtype=np.float32)
-        return scalp
+        # torch for the big [N, 128, 512] part: a broadcast matmul straight into [N, C, T] and a fast
+        # seeded normal generator (numpy's are several times slower here); still a function of `rng`.
+        topo = torch.from_numpy(np.concatenate(topographies).T.astype(np.float32))  # [C, S]
+        src = torch.from_numpy(np.concatenate(sources, axis=1).astype(np.float32))  # [N, S, T]
+        scalp = torch.matmul(topo, src)  # [N, C, T]
+        gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+        scalp.add_(torch.randn(scalp.shape, generator=gen), alpha=float(np.sqrt(SENSOR_NOISE)))
+        return scalp.numpy()
 
 
 # ----------------------------------------------------------------------------- splits
@@ -354,7 +358,8 @@ def read_benchmark(root: str | os.PathLike) -> dict:
     path = Path(root) / "benchmark.json"
     if not path.is_file():
         raise DataError("not a synthetic benchmark folder (no benchmark.json; build one with "
-                        "`dreamdiffusion data build-benchmark` or dreamdiffusion.data.synthetic.build_benchmark)", root)
+                        "dreamdiffusion.data.synthetic.build_benchmark, or use the benchmark/ folder of a "
+                        "`dreamdiffusion demo` run)", root)
     try:
         desc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -406,7 +411,7 @@ class SyntheticPairs(torch.utils.data.Dataset):
     def image(self, image_index: int):
         from PIL import Image
 
-        return Image.fromarray(self.images[image_index], mode="RGB")
+        return Image.fromarray(self.images[image_index])  # uint8 [R, R, 3] -> RGB
 
     def __getitem__(self, i: int) -> dict:
         t = int(self.indices[i])
