@@ -53,7 +53,7 @@ def test_cli_finetune_then_generate(parts, tmp_path, capsys):
     code = main(["finetune", "--dataset", "folder", "--root", str(parts / "data"), "--encoder", str(parts / "enc128"),
                  "--base", str(parts / "base"), "--clip", str(parts / "clip"), "--output", str(out),
                  "--batch-size", "2", "--max-steps", "2", "--checkpoint-every", "1", "--checkpoints-total-limit", "1",
-                 "--validate-every", "2", "--validation-images", "1", "--seed", "1"])
+                 "--validate-every", "2", "--validation-images", "1", "--seed", "1", "--channel-mapping", "repeat"])
     assert code == 0, capsys.readouterr().err
     pipe_dir = out / "pipeline"
     for f in ("model_index.json", "preprocessing.json", "unet/config.json", "eeg_conditioner/config.json"):
@@ -87,7 +87,8 @@ def test_cli_finetune_then_generate(parts, tmp_path, capsys):
     assert (gen / manifest["items"][0]["ground_truth"]).is_file() and (gen / "grid.png").is_file()
 
     code = main(["generate", "--model", str(out), "--eeg-file", str(parts / "data" / "rec0_raw.fif"),
-                 "--onset", "1.5", "--onset", "4", "--num-images", "1", "--steps", "2", "--output", str(tmp_path / "g2")])
+                 "--onset", "1.5", "--onset", "4", "--num-images", "1", "--steps", "2", "--output", str(tmp_path / "g2"),
+                 "--channel-mapping", "montage"])
     assert code == 0, capsys.readouterr().err
     items = json.loads((tmp_path / "g2" / "manifest.json").read_text())["items"]
     assert [i["eeg"]["onset_s"] for i in items] == [1.5, 4.0] and items[0]["ground_truth"] is None

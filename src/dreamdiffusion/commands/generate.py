@@ -25,6 +25,8 @@ def generate_cmd(
     subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter."),
     split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: its CSV."),
+    channel_mapping: Optional[str] = typer.Option(
+        None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
     eeg_file: Optional[Path] = typer.Option(None, "--eeg-file", help="A recording (EDF/BDF/FIF/... or .npy)."),
     onset: Optional[List[float]] = typer.Option(None, "--onset", help="Window start in seconds (repeatable; default 0)."),
     sfreq: Optional[float] = typer.Option(None, "--sfreq", help="Sampling rate of a .npy recording."),
@@ -48,11 +50,17 @@ def generate_cmd(
         from dreamdiffusion.data.pairs import paired_dataset_options
 
         options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
-                                         split_index=split_index, root=root, csv=csv)
+                                         split_index=split_index, root=root, csv=csv,
+                                         channel_mapping=channel_mapping)
         options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
         sources = sources_from_dataset(dataset, split, options, limit)
     else:
-        sources = sources_from_file(eeg_file, pipe.input_spec(), list(onset or [0.0]), sfreq)
+        spec = pipe.input_spec()
+        if channel_mapping:
+            from dataclasses import replace
+
+            spec = replace(spec, channel_mapping=channel_mapping)
+        sources = sources_from_file(eeg_file, spec, list(onset or [0.0]), sfreq)
     config = GenerateConfig(model=str(model), output=str(output), num_images=num_images, steps=steps,
                             guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size)
     manifest = generate_images(config, sources, pipe=pipe)
