@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from stageb_helpers import PairList, make_base, make_clip, make_encoder, make_folder_dataset
 
 from dreamdiffusion.cli import main
-from dreamdiffusion.errors import TrainingError
+from dreamdiffusion.errors import ConfigError, TrainingError
 from dreamdiffusion.training.finetune import FinetuneConfig, MicroBatches, _Trainer, finetune
 
 
@@ -121,6 +121,8 @@ def test_resume_matches_uninterrupted_run(parts, tmp_path):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
     steps = [json.loads(s)["step"] for s in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+    with pytest.raises(ConfigError, match="earlier run; pass --resume"):  # never silently overwrite a run
+        finetune(_cfg(parts, tmp_path / "cut", max_steps=3, **kw), ds)
 
 
 def test_lora_bf16_accumulation_checkpointing(parts, tmp_path):

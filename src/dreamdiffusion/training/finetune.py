@@ -513,6 +513,9 @@ class _Trainer:
         cfg, acc = self.cfg, self.acc
         manager = CheckpointManager(self.out, cfg.checkpoints_total_limit)
         start, best = 0, None
+        if not cfg.resume and (manager.latest() is not None or (self.out / PIPELINE_DIR / "model_index.json").exists()):
+            raise ConfigError("this output folder holds an earlier run; pass --resume to continue it, "
+                              "or choose another --output", self.out)
         if cfg.resume:
             latest = manager.latest()
             if latest is None:
