@@ -7,9 +7,11 @@
 What each number is:
 
 * read windows/s: windows of 128 x 512 float32 per second through a ``torch.utils.data.DataLoader``
-  over ``CorpusDataset`` (shuffled, batch 256; the dataset's ``__getitems__`` gathers a batch per
-  shard from the memory maps), for 0 and 2 worker processes. The corpus was just written, so the
-  page cache is warm: this is the loader's own cost, not the disk's.
+  over ``CorpusDataset`` (shuffled, batch 256; the dataset's ``__getitems__`` copies each window
+  once from the memory maps into the batch), for 0 and 2 worker processes, with
+  ``collate_fn=collate_windows`` (the batch as built) and with the default collate (one more
+  copy). The corpus was just written, so the page cache is warm: this is the loader's own cost,
+  not the disk's.
 * memory: for each corpus size, a fresh process reads the *whole* corpus once through the
   DataLoader and reports its peak resident set (VmHWM) split at the end into anonymous memory
   (RssAnon: what the process itself holds) and mapped file pages (RssFile: page cache seen through
@@ -70,13 +72,15 @@ def write_corpus(root: Path, n_windows: int, chunk: int = 256) -> dict:
     return {"seconds": time.perf_counter() - t0, **_status()}
 
 
-def read_throughput(root: Path, batch_size: int, workers: int, max_windows: int | None = None) -> dict:
-    from dreamdiffusion.data.corpus import CorpusDataset
+def read_throughput(root: Path, batch_size: int, workers: int, max_windows: int | None = None,
+                    fast_collate: bool = True) -> dict:
+    from dreamdiffusion.data.corpus import CorpusDataset, collate_windows
 
     ds = CorpusDataset(root, "all")
     g = torch.Generator().manual_seed(0)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                         generator=g, persistent_workers=False)
+                                         generator=g, persistent_workers=False,
+                                         collate_fn=collate_windows if fast_collate else None)
     n = 0
     t0 = time.perf_counter()
     checksum = 0.0
@@ -91,9 +95,32 @@ def read_throughput(root: Path, batch_size: int, workers: int, max_windows: int 
             **_status()}
 
 
-def msm_steps(steps: int, batch_size: int = 32) -> dict:
+def memcpy_reference(mib: int = 64, repeats: int = 5) -> dict:
+    """This machine's plain copy speed right now (numpy, one thread): the ceiling of any loader
+    that copies each window once. On a shared machine it moves with the load."""
+    a = np.ones(mib * 2**20 // 4, dtype=np.float32)
+    b = np.empty_like(a)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t0)
+    return {"MiB_per_s": mib / best, "windows_per_s_ceiling": mib * 2**20 / (N_CHANS * N_TIMES * 4) / best}
+
+
+def msm_steps(steps: int, batch_size: int = 32, threads: int | None = None) -> dict:
     from dreamdiffusion.models.eeg_encoder import MaskedSignalModel
 
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _msm_steps(MaskedSignalModel, steps, batch_size)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _msm_steps(MaskedSignalModel, steps: int, batch_size: int) -> dict:
     torch.manual_seed(0)
     model = MaskedSignalModel.from_preset("tiny")
     opt = torch.optim.AdamW(model.parameters(), lr=2.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
@@ -105,7 +132,7 @@ def msm_steps(steps: int, batch_size: int = 32) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     for _ in range(3):
         step()
@@ -124,7 +151,7 @@ def _child(args) -> None:
     if args.child == "write":
         out = write_corpus(root, args.child_n)
     else:
-        out = read_throughput(root, args.batch_size, 0)
+        out = read_throughput(root, args.batch_size, 0, fast_collate=True)
     print(json.dumps(out))
 
 
@@ -169,7 +196,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    results = {"machine": _machine(), "sizes": {}}
+    results = {"machine": _machine(), "load_before": os.getloadavg(), "sizes": {}}
     try:
         for n in args.sizes:
             root = work / f"corpus-{n}"
@@ -177,13 +204,20 @@ def main(argv=None) -> int:
             r = _in_child("read", root, n, args.batch_size)
             results["sizes"][n] = {"GiB": n * N_CHANS * N_TIMES * 4 / 2**30, "write": w, "read": r}
         big = work / f"corpus-{args.sizes[-1]}"
-        results["throughput"] = {f"workers={k}": read_throughput(big, args.batch_size, k) for k in (0, 2)}
-        results["msm_tiny"] = msm_steps(args.steps)
+        results["throughput"] = {
+            f"workers={k}, {'collate_windows' if fast else 'default collate'}": read_throughput(
+                big, args.batch_size, k, fast_collate=fast)
+            for k in (0, 2) for fast in (True, False)}
+        results["memcpy"] = memcpy_reference()
+        results["msm_tiny"] = {f"{t} thread{'s' if t > 1 else ''}": msm_steps(args.steps, threads=t) for t in (1, 2)}
+        results["load_after"] = os.getloadavg()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
     print(f"machine: {results['machine']}")
+    print(f"load average (1/5/15 min) before: {'/'.join(f'{x:.1f}' for x in results['load_before'])}, "
+          f"after: {'/'.join(f'{x:.1f}' for x in results['load_after'])}")
     print()
     print("| measure | value |")
     print("|---|---|")
@@ -195,9 +229,12 @@ def main(argv=None) -> int:
         print(f"| read whole corpus of {n} windows ({s['GiB']:.2f} GiB): peak RSS / anon / file-backed | "
               f"{r['VmHWM']:,.0f} / {r['RssAnon']:,.0f} / {r['RssFile']:,.0f} MiB |")
         print(f"| write corpus of {n} windows: peak RSS / time | {w['VmHWM']:,.0f} MiB / {w['seconds']:.1f} s |")
-    m = results["msm_tiny"]
-    print(f"| tiny MSM train steps (batch {m['batch_size']}, AdamW, {m['params']:,} params) | "
-          f"{m['steps_per_s']:.2f} steps/s ({m['windows_per_s']:.0f} windows/s) |")
+    c = results["memcpy"]
+    print(f"| reference: one-thread memcpy right now | {c['MiB_per_s']:,.0f} MiB/s "
+          f"(= {c['windows_per_s_ceiling']:,.0f} windows/s ceiling for a one-copy loader) |")
+    for label, m in results["msm_tiny"].items():
+        print(f"| tiny MSM train steps (batch {m['batch_size']}, AdamW, {m['params']:,} params, {label}) | "
+              f"{m['steps_per_s']:.2f} steps/s ({m['windows_per_s']:.0f} windows/s) |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -203,8 +203,8 @@ class CorpusDataset(torch.utils.data.Dataset):
 
     ``split="train"|"val"|"all"``: a deterministic share ``val_fraction`` of windows (chosen by
     index with a fixed stride, so it does not depend on the corpus order) is held out for validation.
-    ``__getitems__`` serves a whole batch with one gather per shard (the DataLoader calls it when
-    batching), which is what makes the loader fast.
+    ``__getitems__`` serves a whole batch, one ``preadv`` per window into one tensor (the
+    DataLoader calls it when batching); ``collate_fn=collate_windows`` hands that tensor on as is.
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "all", val_fraction: float = 0.05):
@@ -214,6 +214,7 @@ class CorpusDataset(torch.utils.data.Dataset):
         self.sfreq = self.manifest["sfreq"]
         self._offsets = np.cumsum([0] + [s["n_windows"] for s in self.manifest["shards"]])
         self._maps: list[np.ndarray | None] = [None] * len(self.manifest["shards"])
+        self._fds: dict[int, int] = {}
         total = int(self._offsets[-1])
         every = max(2, int(round(1 / val_fraction))) if val_fraction > 0 else 0
         all_idx = np.arange(total)
@@ -234,6 +235,7 @@ class CorpusDataset(torch.utils.data.Dataset):
         # Worker processes open their own memory maps.
         state = dict(self.__dict__)
         state["_maps"] = [None] * len(self._maps)
+        state["_fds"] = {}
         return state
 
     def _shard(self, k: int) -> np.ndarray:
@@ -255,20 +257,52 @@ class CorpusDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, idx: list[int]) -> "WindowBatch":
         """A batch in one tensor ``[B, n_chans, n_times]`` (as a list of its rows, so the default
-        collate still works; ``collate_windows`` takes the tensor as is, saving a copy). Each
-        window is copied once, straight from the memory map into the batch, in file order; inside
-        a DataLoader worker the batch is allocated in shared memory, so it crosses to the main
-        process without another copy."""
+        collate still works; ``collate_windows`` takes the tensor as is, saving a copy).
+
+        Each window is read once, straight from the shard file into the batch with ``preadv``
+        (in file order), so the kernel copies from its page cache and the process maps nothing:
+        memory stays flat however large the corpus, where reading through the memory map would
+        pull every touched page into the process's resident set. Inside a DataLoader worker the
+        batch is allocated in shared memory, so it crosses to the main process uncopied."""
         g = self.indices[np.asarray(idx, dtype=np.int64)]
         k = np.searchsorted(self._offsets, g, side="right") - 1
         out = torch.empty((len(g), self.n_chans, self.n_times), dtype=torch.float32)
         if torch.utils.data.get_worker_info() is not None:
             out.share_memory_()
         arr = out.numpy()
+        nbytes = self.n_chans * self.n_times * 4
         for j in np.lexsort((g, k)):
-            shard = self._shard(int(k[j]))
-            arr[j] = shard[int(g[j] - self._offsets[k[j]])]
+            shard = int(k[j])
+            local = int(g[j] - self._offsets[shard])
+            fd = self._fd(shard) if _HAVE_PREADV else None
+            if fd is None:
+                arr[j] = self._shard(shard)[local]
+                continue
+            got = os.preadv(fd, [memoryview(arr[j]).cast("B")], self._maps[shard].offset + local * nbytes)
+            if got != nbytes:
+                raise DataError(f"corpus shard is truncated (window {local})",
+                                self.root / self.manifest["shards"][shard]["file"])
         return WindowBatch(out)
+
+    def _fd(self, k: int) -> int | None:
+        if k not in self._fds:
+            self._shard(k)  # checks the header and shape, and gives the data offset
+            path = self.root / self.manifest["shards"][k]["file"]
+            try:
+                self._fds[k] = os.open(path, os.O_RDONLY)
+            except OSError as exc:
+                raise DataError(f"corpus shard is unreadable: {exc}", path) from None
+        return self._fds[k]
+
+    def __del__(self):
+        for fd in getattr(self, "_fds", {}).values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+_HAVE_PREADV = hasattr(os, "preadv")
 
 
 class WindowBatch(list):
