@@ -40,8 +40,8 @@ class DemoSettings:
 
     # benchmark (dreamdiffusion.data.synthetic.build_benchmark)
     n_subjects: int = 6  # simulated subjects
-    snr: float = 0.6  # evoked / background amplitude ratio
-    n_corpus_windows: int = 2000  # unlabeled windows for Stage A
+    snr: float | None = None  # evoked / background amplitude ratio (None: the benchmark's default)
+    n_corpus_windows: int | None = None  # unlabeled windows for Stage A (None: the benchmark's default)
     n_images: int | None = None  # None: all 1,797 digits
     # Stage A (dreamdiffusion.training.pretrain)
     encoder_preset: str = "tiny"  # 64 wide, 2 blocks
@@ -106,8 +106,9 @@ def build_stage(out: Path, cfg: DemoConfig) -> Path:
     from dreamdiffusion.data.synthetic import build_benchmark
 
     s = cfg.settings
-    return build_benchmark(out / "benchmark", seed=cfg.seed, n_subjects=s.n_subjects, snr=s.snr,
-                           n_corpus_windows=s.n_corpus_windows, n_images=s.n_images, overwrite=False)
+    extra = {k: v for k, v in (("snr", s.snr), ("n_corpus_windows", s.n_corpus_windows)) if v is not None}
+    return build_benchmark(out / "benchmark", seed=cfg.seed, n_subjects=s.n_subjects, n_images=s.n_images,
+                           overwrite=False, **extra)
 
 
 def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrain") -> Path:
