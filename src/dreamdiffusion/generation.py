@@ -49,10 +49,22 @@ class GenerateConfig:
     model_info: dict = field(default_factory=dict)
 
 
-def load_pipeline(model: str | os.PathLike, scheduler: str | None = None):
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_pipeline(model: str | os.PathLike, scheduler: str | None = None, device: str | None = None,
+                  dtype: str = "float32"):
+    """The pipeline at ``model`` on ``device`` (default: CUDA when there is one) in ``dtype``."""
     from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
-    pipe = DreamDiffusionPipeline.from_pretrained(model)
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    pipe = DreamDiffusionPipeline.from_pretrained(model, torch_dtype=DTYPES[dtype])
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        pipe.to(device)
+    except (RuntimeError, AssertionError) as exc:
+        raise ConfigError(f"cannot use device {device!r}: {exc}") from exc
     if scheduler:
         pipe.set_scheduler(scheduler)
     pipe.set_progress_bar_config(disable=True)

@@ -36,6 +36,8 @@ def generate_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling noise."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm | pndm | ddim | euler (default: dpm)."),
     batch_size: int = typer.Option(8, "--batch-size", help="EEG windows per pipeline call."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda if present)."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 | float16 | bfloat16 (half types: GPU)."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Generate images from EEG with a fine-tuned DreamDiffusionPipeline."""
@@ -45,7 +47,7 @@ def generate_cmd(
 
     if (dataset is None) == (eeg_file is None):
         raise ConfigError("give either --dataset (with --split) or --eeg-file")
-    pipe = load_pipeline(model, scheduler)
+    pipe = load_pipeline(model, scheduler, device=device, dtype=dtype)
     if dataset is not None:
         from dreamdiffusion.data.pairs import paired_dataset_options
 

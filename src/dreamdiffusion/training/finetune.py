@@ -360,8 +360,10 @@ class _Trainer:
             p.conditioner.enable_gradient_checkpointing()
         # Frozen parts run in the mixed-precision dtype; trained weights stay fp32 (master copy).
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
-        p.vae.to(acc.device, self.weight_dtype)
-        p.clip.to(acc.device, self.weight_dtype)
+        for frozen in (p.vae, p.clip):
+            frozen.to(acc.device)
+            if self.weight_dtype != torch.float32:
+                frozen.to(dtype=self.weight_dtype)
         if self.weight_dtype != torch.float32:
             # The frozen UNet weights (most of SD's 860M) in the half dtype halve their memory; the
             # trained ones (attn2/norm2 or LoRA) stay fp32 and autocast mixes the two.
@@ -470,7 +472,7 @@ class _Trainer:
         if self.cfg.train == "lora":
             unet.fuse_lora()
             unet.unload_lora()
-        return unet.to(torch.float32), vae.to(torch.float32)
+        return _as_fp32(unet), _as_fp32(vae)
 
     def make_pipeline(self, model, scheduler_name: str = "dpm", unet=None, vae=None):
         from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
@@ -659,6 +661,13 @@ class _Trainer:
         with open(self.out / METRICS_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
+
+
+def _as_fp32(module):
+    # `.to(float32)` on a model that is already fp32 only prints a diffusers warning.
+    if any(t.is_floating_point() and t.dtype != torch.float32 for t in module.state_dict().values()):
+        module.to(torch.float32)
+    return module
 
 
 class _nullcontext:
