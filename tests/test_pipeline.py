@@ -61,6 +61,15 @@ def test_guidance_schedulers_and_grouping(pipe):
         p2.set_progress_bar_config(disable=True)
         out = p2(eeg[0], num_images_per_eeg=1, num_inference_steps=2, output_type="pt").images
         assert out.shape == (1, 3, 16, 16) and torch.isfinite(out).all()
+    seen = []
+
+    def callback(p, i, t, kw):
+        seen.append(i)
+        return {"latents": kw["latents"] * 0}  # replacing the latents must take effect
+
+    zero = pipe(eeg, num_images_per_eeg=1, num_inference_steps=3, output_type="latent",
+                callback_on_step_end=callback).images
+    assert seen == [0, 1, 2] and not zero.any()
     with pytest.raises(ConfigError, match="unknown scheduler"):
         make_scheduler("plms2", pipe.scheduler.config)
     # images are grouped by EEG: per-image generators make row j of EEG i independent of the batch

@@ -239,30 +239,6 @@ def _check_item(item: Any, index: int) -> None:
         raise DataError(f"dataset item {index} is not a dict with 'eeg' and 'image'")
 
 
-class ImagePrep:
-    """Paper preprocessing: resize to ``resolution``; in training, with probability ``crop_prob``,
-    a random crop of ``(1 - crop_ratio)`` of the side resized back. Output ``[3, R, R]`` in [-1, 1].
-
-    All randomness comes from the explicit generator, so a step's augmentation is reproducible.
-    """
-
-    def __init__(self, resolution: int, crop_ratio: float = 0.2, crop_prob: float = 0.5):
-        self.resolution, self.crop_ratio, self.crop_prob = resolution, crop_ratio, crop_prob
-
-    def __call__(self, image, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-        from PIL import Image
-
-        r = self.resolution
-        img = image.convert("RGB").resize((r, r), Image.BICUBIC)  # aspect not kept, as the reference
-        if train and self.crop_ratio > 0 and torch.rand((), generator=generator).item() < self.crop_prob:
-            side = r - int(self.crop_ratio * r)
-            x0 = int(torch.randint(0, r - side + 1, (), generator=generator))
-            y0 = int(torch.randint(0, r - side + 1, (), generator=generator))
-            img = img.crop((x0, y0, x0 + side, y0 + side)).resize((r, r), Image.BICUBIC)
-        arr = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)  # [3, R, R]
-        return arr / 127.5 - 1.0
-
-
 # ------------------------------------------------------------------------------------ training
 
 @dataclass
@@ -314,10 +290,6 @@ def build_parts(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: float | 
                   dict(base.scheduler_config), resolution)
 
 
-def _clip_pixels(processor, images) -> torch.Tensor:
-    return processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
-
-
 def _cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1).mean()
 
@@ -353,7 +325,12 @@ class _Trainer:
         sfreq = getattr(getattr(self.train_ds, "spec", None), "sfreq", None)
         p = build_parts(cfg, int(eeg.shape[0]), int(eeg.shape[1]), sfreq)
         self.parts = p
-        self.prep = ImagePrep(p.resolution, cfg.crop_ratio, cfg.crop_prob)
+        from dreamdiffusion.data.images import ImageTransform
+
+        # Paper preprocessing: resize; in training a random crop-and-resize. The generator is set per
+        # batch (batch_tensors), so each step's augmentation is reproducible.
+        self.train_transform = ImageTransform(p.resolution, train=True, crop_ratio=cfg.crop_ratio, crop_p=cfg.crop_prob)
+        self.eval_transform = ImageTransform(p.resolution, train=False)
         configure_trainable(p.conditioner, p.unet, p.vae, p.clip, cfg)
         if cfg.gradient_checkpointing:
             p.unet.enable_gradient_checkpointing()
@@ -394,15 +371,19 @@ class _Trainer:
 
     # -- one batch
     def batch_tensors(self, items: list, train: bool, gen: torch.Generator):
+        from dreamdiffusion.data.images import clip_pixel_values
+
         p, dev = self.parts, self.acc.device
         eeg = torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items]).to(dev)
-        pixels = torch.stack([self.prep(it["image"], train, gen) for it in items]).to(dev, self.weight_dtype)
+        transform = self.train_transform if train else self.eval_transform
+        transform.generator = gen
+        pixels = torch.stack([transform(it["image"]) for it in items]).to(dev, self.weight_dtype)
         with torch.no_grad():
             # Frozen targets, computed once per batch, outside any graph.
             posterior = p.vae.encode(pixels).latent_dist
             eps = torch.randn(posterior.mean.shape, generator=gen).to(dev, posterior.mean.dtype)
             latents = (posterior.mean + posterior.std * eps) * p.vae.config.scaling_factor
-            clip_px = _clip_pixels(p.clip_processor, [it["image"] for it in items]).to(dev, self.weight_dtype)
+            clip_px = clip_pixel_values([it["image"] for it in items], p.clip_processor).to(dev, self.weight_dtype)
             image_embeds = p.clip(pixel_values=clip_px).image_embeds.float()
         b = eeg.shape[0]
         noise = torch.randn(latents.shape, generator=gen).to(dev, latents.dtype)
@@ -740,4 +721,4 @@ def finetune(config: FinetuneConfig, train_dataset=None, val_dataset=None) -> Pa
 
 
 __all__ = ["FinetuneConfig", "finetune", "TRAIN_MODES", "paper_unet_parameters", "configure_trainable",
-           "ImagePrep", "MicroBatches", "step_seed", "image_grid", "plot_metrics", "TrainableSystem"]
+           "MicroBatches", "step_seed", "image_grid", "plot_metrics", "TrainableSystem"]
