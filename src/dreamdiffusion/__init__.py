@@ -19,6 +19,13 @@ from dreamdiffusion.models.eeg_encoder import EEGEncoder, MaskedSignalModel  # n
 
 try:  # Stage B parts; present once the conditioner module exists.
     from dreamdiffusion.models.conditioner import EEGConditioner  # noqa: F401
-    from dreamdiffusion.pipeline import DreamDiffusionPipeline  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
+
+
+def __getattr__(name):  # DreamDiffusionPipeline on first use: importing diffusers' pipelines takes seconds
+    if name == "DreamDiffusionPipeline":
+        from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+        return DreamDiffusionPipeline
+    raise AttributeError(f"module 'dreamdiffusion' has no attribute {name!r}")
