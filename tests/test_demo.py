@@ -29,6 +29,15 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     assert (out / "evaluate" / "metrics.md").is_file()
     assert "top-1 (10-way)" in capsys.readouterr().out
 
+    # Same seed, same numbers: a second run in another folder agrees on every metric and every generated image.
+    twin = tmp_path / "demo-again"
+    assert main(["demo", "--output", str(twin), "--seed", "1", "--fast"]) == 0
+    again = json.loads((twin / "metrics.json").read_text())
+    for key in METRIC_KEYS + ("top1_accuracy_max", "ssim_2way", "pcc_2way", "judge_accuracy_real"):
+        assert again[key] == metrics[key], key
+    for png in sorted((out / "evaluate" / "samples").glob("*.png")):
+        assert png.read_bytes() == (twin / "evaluate" / "samples" / png.name).read_bytes(), png.name
+
     # The same pipeline through `dreamdiffusion evaluate`, then re-scored from its saved images (--generated):
     # identical numbers, since scoring is seeded and the images are the same files.
     ev = tmp_path / "eval"
