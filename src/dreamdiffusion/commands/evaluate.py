@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         retrieval_n_way: Optional[int] = typer.Option(
             None, "--retrieval-n-way", help="Candidates per retrieval trial (default: all test images, e.g. 200)."),
         no_fid: bool = typer.Option(False, "--no-fid", help="Skip FID/IS even if Inception weights are on disk."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: CUDA when present)."),
     ) -> None:
         """Score a model on a held-out split: n-way top-1, retrieval top-1/5, SSIM, PCC (+ FID/IS if local)."""
         from dreamdiffusion.data.pairs import paired_dataset_options
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
             output=str(output), model=None if model is None else str(model), dataset=dataset, dataset_options=options,
             split=split, generated=None if generated is None else str(generated), classifier=classifier, clip=clip,
             n_way=n_way, trials=trials, num_images=num_images, steps=steps, guidance=guidance, scheduler=scheduler,
-            seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid,
+            seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid, device=device,
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
         result = evaluate(config)
         typer.echo(f"top-1 ({result['n_way']}-way): {result['top1_accuracy']:.3f} (chance {result['chance']:.3f}); "

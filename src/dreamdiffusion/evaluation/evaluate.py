@@ -57,6 +57,7 @@ class EvaluateConfig:
     batch_size: int = 16  # EEGs per generation batch
     retrieval_n_way: int | None = None  # None = all test images are candidates (THINGS-EEG2: 200-way)
     fid: bool = True  # FID/IS when the Inception weights are on disk (never downloaded)
+    device: str | None = None  # cpu | cuda | cuda:1 ...; None: CUDA when present, else CPU
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -210,18 +211,19 @@ def read_samples(folder: str | os.PathLike, n_items: int) -> list[list[Image.Ima
     return out
 
 
-def clip_image_embeddings(clip_spec: str, images: Sequence[Image.Image], batch_size: int = 64) -> torch.Tensor:
+def clip_image_embeddings(clip_spec: str, images: Sequence[Image.Image], batch_size: int = 64,
+                          device: str | torch.device = "cpu") -> torch.Tensor:
     """CLIP ``image_embeds`` of the ground-truth images with CLIP's own preprocessing (frozen, no grad)."""
     from dreamdiffusion.data.images import clip_pixel_values
     from dreamdiffusion.models.hub import load_clip
 
     clip = load_clip(clip_spec)
-    clip.model.eval()
+    clip.model.eval().to(device)
     out = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            pixel_values = clip_pixel_values(list(images[start:start + batch_size]), clip.processor)
-            out.append(clip.model(pixel_values=pixel_values).image_embeds.float())
+            pixel_values = clip_pixel_values(list(images[start:start + batch_size]), clip.processor).to(device)
+            out.append(clip.model(pixel_values=pixel_values).image_embeds.float().cpu())
     return torch.cat(out)
 
 
@@ -317,11 +319,12 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
     eegs = [torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items]
     ground_truth = [it["image"] for it in items]
 
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = None
     if config.model is not None:
         from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
-        pipe = DreamDiffusionPipeline.from_pretrained(config.model)
+        pipe = DreamDiffusionPipeline.from_pretrained(config.model).to(device)
         pipe.set_progress_bar_config(disable=True)
         if config.scheduler:
             pipe.set_scheduler(config.scheduler)
@@ -336,7 +339,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
                       "seed": config.seed, "steps": config.steps, "guidance": config.guidance,
                       "scheduler": type(pipe.scheduler).__name__})
 
-    classifier = ImageClassifier.load(resolve_classifier_name(config))
+    classifier = ImageClassifier.load(resolve_classifier_name(config), device=device)
     labels = _judge_labels(items, classifier, config)
 
     eeg_embeds = image_embeds = None
@@ -348,7 +351,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
         retrieval_note = "retrieval skipped: no --clip given and none recorded in the model's finetune_config.json"
     else:
         eeg_embeds = eeg_clip_embeddings(pipe, eegs)
-        image_embeds = clip_image_embeddings(clip_spec, ground_truth)
+        image_embeds = clip_image_embeddings(clip_spec, ground_truth, device=device)
     if retrieval_note:
         logger.info(retrieval_note)
 
