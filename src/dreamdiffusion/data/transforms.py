@@ -404,7 +404,8 @@ def channel_map(ch_names: list[str], spec: InputSpec, source: str | None = None)
         try:
             return map_channels_montage(np.eye(c), list(ch_names), targets, spec.montage, spec.sfreq)
         except DataError as exc:
-            logger.warning("%s: %s; falling back to channel_mapping='repeat'", source or "recording", exc.message)
+            reason = exc.message.split("; use ")[0]  # drop the hint meant for direct callers
+            logger.warning("%s: %s; using channel_mapping='repeat' for it", source or "recording", reason)
     return map_channels_repeat(np.eye(c), spec.n_chans)
 
 
