@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -415,7 +416,14 @@ def test_fuzz_pth_bytes(tmp_path_factory, data):
         assert exc.path == str(path)
 
 
-_JPEG = write_jpeg(Path(__import__("tempfile").mkdtemp()) / "ok.JPEG", size=(24, 16)).read_bytes()
+def _jpeg_bytes() -> bytes:
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (16, 24, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+_JPEG = _jpeg_bytes()
 
 
 @FUZZ
