@@ -323,7 +323,8 @@ def _ensure_presets() -> None:
 @dataclass
 class AblationConfig:
     output: str
-    seeds: int = 3  # seeds 0 .. seeds-1
+    seeds: int = 3  # how many seeds: first_seed .. first_seed + seeds - 1
+    first_seed: int = 0  # lets several processes share the seeds of one ablation (each its own range)
     settings: DemoSettings = field(default_factory=DemoSettings.ablation)
     variants: list[str] | None = None  # names to run (None: all)
 
@@ -345,8 +346,9 @@ def run_ablation(config: AblationConfig) -> dict:
     results: dict[str, list[dict]] = {v.name: [] for v in variants}
     components = resolve_components()  # fixed folders: every variant sees the same base, CLIP and judge
     t0 = time.perf_counter()
-    for seed in range(config.seeds):
+    for seed in range(config.first_seed, config.first_seed + config.seeds):
         seed_dir = out / f"seed{seed}"
+        reuse = _same_settings(seed_dir, config.settings, components)
         base_cfg = DemoConfig(output=str(seed_dir), seed=seed, settings=config.settings, report=False,
                               base=components["base"], clip=components["clip"],
                               classifier=components["classifier"])
@@ -359,6 +361,12 @@ def run_ablation(config: AblationConfig) -> dict:
                                            clip_weight=1.0 if v.clip else 0.0)
             cfg = dataclasses.replace(base_cfg, settings=settings)
             tag = _slug(v.name)
+            done = seed_dir / f"evaluate-{tag}" / "metrics.json"
+            if reuse and done.is_file():  # finished earlier with the same settings (metrics.json is written last)
+                res = json.loads(done.read_text())
+                results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
+                logger.info("reusing %s", done)
+                continue
             encoder = None
             if v.pretrain:  # one pretraining per (encoder, mask ratio), shared by the CLIP on/off rows
                 key = (v.encoder, v.mask_ratio)
@@ -370,7 +378,9 @@ def run_ablation(config: AblationConfig) -> dict:
             results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
             shutil.rmtree(Path(pipeline).parent / "checkpoints", ignore_errors=True)
     summary = summarise_ablation(variants, results)
-    summary.update({"seeds": config.seeds, "components": components, "seconds": round(time.perf_counter() - t0, 1), "machine": _machine(),
+    summary.update({"seeds": config.seeds,
+                    "seed_list": list(range(config.first_seed, config.first_seed + config.seeds)),
+                    "components": components, "seconds": round(time.perf_counter() - t0, 1), "machine": _machine(),
                     "config": config.to_dict(), "encoders": {
                         "small": {"preset": "tiny", **_preset("tiny")},
                         "paper-shaped": {"preset": "tiny-paper", **TINY_PAPER_PRESET}}})
@@ -382,6 +392,21 @@ def run_ablation(config: AblationConfig) -> dict:
               ylabel=f"{summary['n_way']}-way top-1 (mean +- sd over seeds)", chance=summary["chance"],
               title="Ablation on the digits benchmark (structure of the paper's Table 1)")
     return summary
+
+
+def _same_settings(seed_dir: Path, settings: DemoSettings, components: dict) -> bool:
+    """Whether ``seed_dir`` holds runs made with these settings and components (then they are reused)."""
+    marker = seed_dir / "ablation_settings.json"
+    current = {"settings": dataclasses.asdict(settings), "components": components}
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == current:
+                return True
+        except ValueError:
+            pass
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps(current, indent=2) + "\n")
+    return False
 
 
 def resolve_components() -> dict:
@@ -434,7 +459,7 @@ def ablation_markdown(summary: dict) -> str:
           pm(r, "ssim"), r["n_seeds"]) for r in summary["rows"]])
     enc = summary.get("encoders", {})
     return ("# Ablation (structure of DreamDiffusion's Table 1) on the digits benchmark\n\n" + table + "\n\n"
-            f"- mean ± sample sd over {summary.get('seeds')} seeds (each seed: its own benchmark brain, subjects, "
+            f"- mean ± sample sd over {summary.get('seeds')} seed(s) (each seed: its own benchmark brain, subjects, "
             f"splits, initialisation and noise); chance = {summary['chance']}\n"
             f"- encoders: small = {enc.get('small')}, paper-shaped = {enc.get('paper-shaped')}\n"
             f"- machine: {summary.get('machine')}; {summary.get('seconds')} s in all\n")

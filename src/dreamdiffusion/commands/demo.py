@@ -44,7 +44,10 @@ def register(app: typer.Typer) -> None:
     @app.command("ablate")
     def ablate_cmd(
         output: Path = typer.Option(..., "--output", help="Folder for ablation.json, ablation.md, ablation.png and runs."),
-        seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1 (mean and spread over them)."),
+        seeds: int = typer.Option(3, "--seeds", help="How many seeds (mean and spread over them)."),
+        first_seed: int = typer.Option(0, "--first-seed", help="First seed (several processes can share one "
+                                                               "--output, each with its own seeds; a later run "
+                                                               "reuses finished runs made with the same settings)."),
         fast: bool = typer.Option(False, "--fast", help="Reduced step counts (plumbing check)."),
         variant: Optional[List[str]] = typer.Option(None, "--variant", help="Run only these variants (repeatable); "
                                                                             "names as in ablation.md."),
@@ -62,7 +65,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--seeds must be at least 1")
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                     "num_images": num_images, "limit": limit}, ablation=True)
-        summary = run_ablation(AblationConfig(output=str(output), seeds=seeds, settings=settings,
+        summary = run_ablation(AblationConfig(output=str(output), seeds=seeds, first_seed=first_seed, settings=settings,
                                               variants=list(variant) if variant else None))
         for row in summary["rows"]:
             typer.echo(f"{row['variant']:<45} top-1 {row['top1_accuracy_mean']:.3f} ± {row['top1_accuracy_std']:.3f}")
