@@ -433,9 +433,9 @@ class EEGCVPR40(Dataset):
         if not trials:
             raise DataError("'dataset' holds no trials", p)
         for name, v in (("labels", labels), ("images", images)):
-            bad = next((x for x in v if not isinstance(x, str)), None)
-            if bad is not None:
-                raise DataError(f"'{name}' must hold strings, found {type(bad).__name__}", p)
+            bad = [x for x in v if not isinstance(x, str)]
+            if bad:  # (a list, not next(..., None): the bad value may itself be None)
+                raise DataError(f"'{name}' must hold strings, found {type(bad[0]).__name__}", p)
         for name in images:
             if not _plain_name(name):
                 raise DataError(f"image name {name[:60]!r} is not a plain file name", p)
