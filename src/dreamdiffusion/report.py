@@ -77,7 +77,9 @@ def comparison_grid(
     plt = _pyplot()
     n_rows = min(len(ground_truth), max_rows)
     n_cols = 1 + max((len(s) for s in samples[:n_rows]), default=0)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols, 1.3 * n_rows + 0.3), squeeze=False)
+    height = 1.3 * n_rows + 0.5
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols, height), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.45 / height, bottom=0.02, hspace=0.1, wspace=0.1)  # keep the title close
     for r in range(n_rows):
         row = [ground_truth[r], *samples[r]]
         for c in range(n_cols):
@@ -93,7 +95,7 @@ def comparison_grid(
         if row_titles is not None:
             axes[r][0].set_ylabel(row_titles[r], fontsize=7)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=9, y=1 - 0.1 / height)
     return save_figure(fig, path)
 
 
