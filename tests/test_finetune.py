@@ -110,6 +110,27 @@ def test_clip_frozen_and_clip_loss_falls(parts, tmp_path):
     assert clip_losses[-1] < clip_losses[0] - 0.05, clip_losses
 
 
+def test_clip_warmup_aligns_encoder_only_and_keeps_best_val_step(parts, tmp_path):
+    ds = PairList(4)
+    cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=6, clip_warmup_learning_rate=3e-3, encoder_learning_rate=1e-4,
+               learning_rate=1e-3)
+    trainer = _Trainer(cfg, ds, PairList(2))
+    from dreamdiffusion.models.conditioner import load_encoder
+
+    enc_before = load_encoder(parts / "enc").state_dict()
+    trainer.setup()
+    summary = json.loads((tmp_path / "o" / "clip_warmup.json").read_text())
+    records = summary["records"]
+    assert [r["step"] for r in records] == list(range(1, 7))
+    best = max(records, key=lambda r: r["val_clip_cos"])
+    assert summary["best"]["step"] == best["step"] and summary["best"]["val_clip_cos"] == best["val_clip_cos"]
+    encoder = trainer.parts.conditioner.encoder.state_dict()
+    assert any(not torch.equal(enc_before[k], encoder[k]) for k in enc_before)  # the warm-up trained the encoder
+    # the diffusion phase trains the encoder with its own learning rate
+    lrs = sorted(g["lr"] for g in trainer.optimizer.param_groups)
+    assert lrs == [1e-4, 1e-3]
+
+
 def test_resume_matches_uninterrupted_run(parts, tmp_path):
     ds = PairList(6)
     kw = dict(checkpoint_every=1, select="last", cond_dropout=0.5)

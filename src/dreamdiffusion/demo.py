@@ -43,6 +43,7 @@ class DemoSettings:
     snr: float | None = None  # evoked / background amplitude ratio (None: the benchmark's default)
     n_corpus_windows: int | None = None  # unlabeled windows for Stage A (None: the benchmark's default)
     n_images: int | None = None  # None: all 1,797 digits
+    trials_per_image: int = 1  # single trials per image, each to a random subject (test images too)
     # Stage A (dreamdiffusion.training.pretrain)
     encoder_preset: str = "tiny"  # 64 wide, 2 blocks
     pretrain: bool = True  # False: random encoder (the no-pretraining ablation)
@@ -55,6 +56,9 @@ class DemoSettings:
     finetune_steps: int = 200
     finetune_batch_size: int = 32
     finetune_learning_rate: float = 1e-3  # tiny model, few steps (paper: 5.3e-5 for SD 1.5)
+    finetune_encoder_learning_rate: float | None = None  # None: finetune_learning_rate
+    clip_warmup_steps: int = 0  # encoder + CLIP head alone on the CLIP loss before the diffusion loss (0: off)
+    clip_warmup_learning_rate: float | None = None  # None: finetune_learning_rate
     validate_every: int = 50  # val loss every N steps; the best val step becomes the pipeline
     val_limit: int = 128  # val pairs per validation
     train: str = "paper"  # trainable set: encoder + mappers + UNet attn2/norm2
@@ -108,6 +112,7 @@ def build_stage(out: Path, cfg: DemoConfig) -> Path:
     s = cfg.settings
     extra = {k: v for k, v in (("snr", s.snr), ("n_corpus_windows", s.n_corpus_windows)) if v is not None}
     return build_benchmark(out / "benchmark", seed=cfg.seed, n_subjects=s.n_subjects, n_images=s.n_images,
+                           trials_per_image=s.trials_per_image,
                            overwrite=False, **extra)
 
 
@@ -135,7 +140,9 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
         output=str(folder), dataset="synthetic", dataset_options={"root": str(bench)},
         encoder=None if encoder is None else str(encoder), encoder_preset=s.encoder_preset, base=cfg.base,
         clip=cfg.clip, train=s.train, clip_weight=s.clip_weight, batch_size=s.finetune_batch_size,
-        learning_rate=s.finetune_learning_rate, max_steps=s.finetune_steps, checkpoint_every=0,
+        learning_rate=s.finetune_learning_rate, encoder_learning_rate=s.finetune_encoder_learning_rate,
+        clip_warmup_steps=s.clip_warmup_steps, clip_warmup_learning_rate=s.clip_warmup_learning_rate,
+        max_steps=s.finetune_steps, checkpoint_every=0,
         checkpoints_total_limit=1, validate_every=s.validate_every, val_limit=s.val_limit, validation_images=0,
         select="best", seed=cfg.seed))
 

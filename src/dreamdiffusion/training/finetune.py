@@ -77,6 +77,13 @@ class FinetuneConfig:
     learning_rate: float = 5.3e-5  # constant (paper)
     lr_scheduler: str = "constant"  # any diffusers get_scheduler name
     lr_warmup_steps: int = 0
+    # Encoder lr (None: learning_rate). Small noisy EEG sets: a lower encoder lr than the UNet's keeps
+    # the joint loss from overwriting the CLIP alignment with memorised train trials.
+    encoder_learning_rate: float | None = None
+    # CLIP-alignment warm-up: steps of encoder + CLIP head alone on 1 - cos(head, CLIP image_embeds),
+    # before the diffusion loss starts (0 = off). The step with the best val cosine is kept.
+    clip_warmup_steps: int = 0
+    clip_warmup_learning_rate: float | None = None  # None: learning_rate
     weight_decay: float = 0.01  # AdamW default, as the reference
     max_grad_norm: float = 0.5  # gradient clipping (paper: 0.5)
     gradient_accumulation_steps: int = 1
@@ -112,6 +119,12 @@ class FinetuneConfig:
         for name in ("batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.clip_warmup_steps < 0:
+            raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
+        for name in ("encoder_learning_rate", "clip_warmup_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")
         if self.max_steps is None and self.epochs < 1:
@@ -350,9 +363,16 @@ class _Trainer:
                 if buf.is_floating_point():
                     buf.data = buf.data.to(self.weight_dtype)
         self.system = TrainableSystem(p.conditioner, p.unet)
+        # Before `prepare`: every process runs the same seeded warm-up, and DDP starts from rank 0's weights.
+        self.warmup_summary = self.clip_warmup() if cfg.clip_warmup_steps and not cfg.resume else None
         params = [q for q in self.system.parameters() if q.requires_grad]
         self.n_trainable = sum(q.numel() for q in params)
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        encoder_ids = {id(q) for q in p.conditioner.encoder.parameters()}
+        groups = [{"params": [q for q in params if id(q) not in encoder_ids]},
+                  {"params": [q for q in params if id(q) in encoder_ids],
+                   "lr": cfg.encoder_learning_rate or cfg.learning_rate}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
+                                      weight_decay=cfg.weight_decay)
         from diffusers.optimization import get_scheduler
 
         lr_sched = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps * self.world,
@@ -368,6 +388,86 @@ class _Trainer:
         logger.info("finetune: %d train pairs, %s val pairs, %d steps (%d per epoch), %d trainable parameters (%s)",
                     len(self.train_ds), len(self.val_ds) if self.val_ds is not None else "no", self.max_steps,
                     steps_per_epoch, self.n_trainable, cfg.train)
+
+    # -- CLIP-alignment warm-up
+    @torch.no_grad()
+    def _clip_targets(self, items: list) -> torch.Tensor:
+        from dreamdiffusion.data.images import clip_pixel_values
+
+        p = self.parts
+        px = clip_pixel_values([it["image"] for it in items], p.clip_processor).to(self.acc.device, self.weight_dtype)
+        return p.clip(pixel_values=px).image_embeds.float()
+
+    def clip_warmup(self) -> dict:
+        """Train the encoder + CLIP head alone on the CLIP loss; keep the step with the best val cosine.
+
+        Why: the diffusion loss gives the encoder a weak, noisy signal, and on a small set of noisy
+        single trials the encoder learns to tell the train trials apart instead of what they show.
+        The CLIP loss alone is cheap (no VAE, no UNet), so many more encoder steps fit the budget, and
+        the val split decides how many of them to keep.
+        """
+        cfg, dev = self.cfg, self.acc.device
+        cond = self.parts.conditioner
+        cond.to(dev)
+        params = [q for n, q in cond.named_parameters() if n.split(".")[0] in ("encoder", "clip_pool", "clip_proj")]
+        opt = torch.optim.AdamW(params, lr=cfg.clip_warmup_learning_rate or cfg.learning_rate,
+                                weight_decay=cfg.weight_decay)
+        steps = cfg.clip_warmup_steps
+        if len(self.train_ds) < cfg.batch_size:
+            raise DataError(f"the train split has {len(self.train_ds)} pairs, fewer than one batch of "
+                            f"{cfg.batch_size} (lower --batch-size)", cfg.dataset)
+        every = max(1, steps // 20)
+        val = None
+        if self.val_ds is not None and len(self.val_ds):
+            n = len(self.val_ds) if cfg.val_limit is None else min(cfg.val_limit, len(self.val_ds))
+            items = [self.val_ds[i] for i in range(n)]
+            val = (torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items]).to(dev),
+                   self._clip_targets(items))
+
+        def val_cos() -> float:
+            cond.eval()
+            with torch.no_grad():
+                pred = torch.cat([cond(val[0][i:i + cfg.batch_size]).clip_embeds
+                                  for i in range(0, len(val[0]), cfg.batch_size)])
+            cond.train()
+            return float(F.cosine_similarity(pred.float(), val[1], dim=-1).mean())
+
+        # Its own data order (seed + 1): the diffusion phase's order stays what it is without a warm-up.
+        sampler = MicroBatches(len(self.train_ds), cfg.batch_size, 1, 0, cfg.seed + 1, 0, steps)
+        best = {"step": 0, "val_clip_cos": val_cos() if val is not None else None}
+        best_state = {n: q.detach().clone() for n, q in cond.named_parameters()}
+        records = []
+        cond.train()
+        for step, idx in enumerate(sampler, start=1):
+            items = [self.train_ds[i] for i in idx]
+            eeg = torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items]).to(dev)
+            loss = _cosine_loss(cond(eeg).clip_embeds, self._clip_targets(items))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            if val is not None and (step % every == 0 or step == steps):
+                record = {"step": step, "clip_loss": float(loss.detach()), "val_clip_cos": val_cos()}
+                records.append(record)
+                if record["val_clip_cos"] > best["val_clip_cos"]:
+                    best = {"step": step, "val_clip_cos": record["val_clip_cos"]}
+                    best_state = {n: q.detach().clone() for n, q in cond.named_parameters()}
+        if val is None:  # nothing to choose with: keep the last step
+            best = {"step": steps, "val_clip_cos": None}
+        else:
+            with torch.no_grad():
+                for n, q in cond.named_parameters():
+                    q.copy_(best_state[n])
+        opt.zero_grad(set_to_none=True)
+        logger.info("CLIP warm-up: %d steps, kept step %d (val CLIP cosine %s)", steps, best["step"],
+                    best["val_clip_cos"])
+        if self.acc.is_main_process:
+            from dreamdiffusion.training.checkpoint import atomic_write_json
+
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out / "clip_warmup.json", {"steps": steps, "best": best, "records": records})
+        return best
 
     # -- one batch
     def batch_tensors(self, items: list, train: bool, gen: torch.Generator):
