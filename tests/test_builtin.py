@@ -40,7 +40,8 @@ def test_weights_ship_and_are_small():
     assert builtin.is_trained(), "trained weights missing: run scripts/make_builtin.py"
     assert builtin.base_path() == builtin.ASSETS / "base"
     total = sum(p.stat().st_size for p in builtin.ASSETS.rglob("*") if p.is_file())
-    assert total < 10 * 2 ** 20, f"builtin assets are {total / 2 ** 20:.1f} MiB"
+    # base + clip + judge (~6 MiB) and the default trained pipeline (~6 MiB, scripts/make_default_pipeline.sh)
+    assert total < 16 * 2 ** 20, f"builtin assets are {total / 2 ** 20:.1f} MiB"
     assert not list(builtin.ASSETS.rglob("*.bin")) and not list(builtin.ASSETS.rglob("*.pt*"))  # safetensors only
     report = json.loads((builtin.ASSETS / "builtin.json").read_text())
     assert report["name"] == builtin.BUILTIN_NAME
