@@ -92,11 +92,9 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown InputSpec fields: {sorted(unknown)}")
-        return cls(**d)
+        from dreamdiffusion.config import dataclass_from_dict
+
+        return dataclass_from_dict(cls, d, "InputSpec fields")
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=1)

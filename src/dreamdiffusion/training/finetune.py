@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dreamdiffusion.config import dataclass_from_dict
 from dreamdiffusion.errors import ConfigError, DataError, TrainingError
 
 logger = logging.getLogger(__name__)
@@ -135,11 +136,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FinetuneConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(f"unknown finetune settings: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "finetune settings")
 
 
 # ------------------------------------------------------------------------------------- models

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from dreamdiffusion.config import dataclass_from_dict
 from dreamdiffusion.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.training.checkpoint import (
     CheckpointManager,
@@ -96,11 +97,7 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "PretrainConfig":
         data = {k: v for k, v in data.items() if k != "resolved"}  # derived values written beside the fields
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown pretrain config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "pretrain config keys")
 
     def to_json(self, path: str | os.PathLike, resolved: dict | None = None) -> Path:
         return atomic_write_json(path, {**self.to_dict(), **({"resolved": resolved} if resolved else {})})
