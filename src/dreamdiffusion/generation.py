@@ -46,6 +46,7 @@ class GenerateConfig:
     seed: int = 0
     scheduler: str | None = None  # dpm | pndm | ddim | euler; None keeps the pipeline's (DPM-Solver++)
     batch_size: int = 8  # EEG windows per pipeline call
+    compile: str = "none"  # none | default | reduce-overhead | max-autotune: the pipeline's fast path
     model_info: dict = field(default_factory=dict)
 
 
@@ -53,12 +54,18 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def load_pipeline(model: str | os.PathLike, scheduler: str | None = None, device: str | None = None,
-                  dtype: str = "float32"):
-    """The pipeline at ``model`` on ``device`` (default: CUDA when there is one) in ``dtype``."""
-    from dreamdiffusion.pipeline import DreamDiffusionPipeline
+                  dtype: str = "float32", compile: str = "none"):
+    """The pipeline at ``model`` on ``device`` (default: CUDA when there is one) in ``dtype``.
+
+    ``compile`` other than ``"none"`` turns on the fast path (channels-last, ``torch.compile``'d UNet in that
+    mode; see :meth:`DreamDiffusionPipeline.enable_fast_path`).
+    """
+    from dreamdiffusion.pipeline import COMPILE_MODES, DreamDiffusionPipeline
 
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if compile not in COMPILE_MODES:
+        raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     pipe = DreamDiffusionPipeline.from_pretrained(model, torch_dtype=DTYPES[dtype])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -68,6 +75,8 @@ def load_pipeline(model: str | os.PathLike, scheduler: str | None = None, device
     if scheduler:
         pipe.set_scheduler(scheduler)
     pipe.set_progress_bar_config(disable=True)
+    if compile != "none":
+        pipe.enable_fast_path(compile)
     return pipe
 
 
@@ -116,9 +125,12 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
     if config.num_images < 1 or config.steps < 1:
         raise ConfigError("--num-images and --steps must be at least 1")
     if pipe is None:
-        pipe = load_pipeline(config.model, config.scheduler)
-    elif config.scheduler:
-        pipe.set_scheduler(config.scheduler)
+        pipe = load_pipeline(config.model, config.scheduler, compile=config.compile)
+    else:
+        if config.scheduler:
+            pipe.set_scheduler(config.scheduler)
+        if config.compile != "none":
+            pipe.enable_fast_path(config.compile)
     out = Path(config.output)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows, entries = [], []
@@ -156,6 +168,7 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
         "model": os.fspath(config.model), **config.model_info,
         "scheduler": type(pipe.scheduler).__name__, "steps": config.steps, "guidance": config.guidance,
         "seed": config.seed, "num_images": config.num_images, "grid": "grid.png",
+        "compile": (getattr(pipe, "fast_path", None) or {}).get("compile", "none"),
         "grid_layout": "one row per EEG; first column the ground truth when known" if any(
             s.image is not None for s in sources) else "one row per EEG",
         "items": entries,

@@ -38,6 +38,10 @@ def generate_cmd(
     batch_size: int = typer.Option(8, "--batch-size", help="EEG windows per pipeline call."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda if present)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | float16 | bfloat16 (half types: GPU)."),
+    compile: str = typer.Option(
+        "none", "--compile",
+        help="Fast path: none | default | reduce-overhead (CUDA graphs; best for small batches) | max-autotune. "
+             "Sets channels-last and torch.compile's the UNet; the first batch of each size compiles (slow)."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Generate images from EEG with a fine-tuned DreamDiffusionPipeline."""
@@ -47,7 +51,7 @@ def generate_cmd(
 
     if (dataset is None) == (eeg_file is None):
         raise ConfigError("give either --dataset (with --split) or --eeg-file")
-    pipe = load_pipeline(model, scheduler, device=device, dtype=dtype)
+    pipe = load_pipeline(model, scheduler, device=device, dtype=dtype, compile=compile)
     if dataset is not None:
         from dreamdiffusion.data.pairs import paired_dataset_options
 
@@ -64,7 +68,8 @@ def generate_cmd(
             spec = replace(spec, channel_mapping=channel_mapping)
         sources = sources_from_file(eeg_file, spec, list(onset or [0.0]), sfreq)
     config = GenerateConfig(model=str(model), output=str(output), num_images=num_images, steps=steps,
-                            guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size)
+                            guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size,
+                            compile=compile)
     manifest = generate_images(config, sources, pipe=pipe)
     typer.echo(f"{sum(len(e['images']) for e in manifest['items'])} images -> {output}")
 
