@@ -17,16 +17,33 @@ Weights are random: this measures speed and memory, not quality. FLOPs are count
     python benchmarks/gpu_bench.py --device cpu --tiny              # small shapes, any machine (tested)
 
 Each variant runs in its own try block: an out-of-memory variant is reported as such, the rest go on.
+
+``torch.compile`` variants run last, each in a child process of this script (``--child KEY``) with a hard
+wall-clock limit (``--compile-timeout-s``, default 240 s, and never past ``--budget-s``): a child that runs over is
+killed with its whole process group (inductor's compile workers too) and its row says ``timed out after N s
+(PHASE)``, PHASE being the step it was in (``setup``, ``compile`` = the first call, ``steady`` = timed calls,
+``flops``). Just before its limit the child prints every thread's Python stack to stderr (``faulthandler``), so a
+stall shows where it is. Rows report the first call (compile included) apart from the steady-state step time.
+On a GPU an inductor smoke test (a small MLP, forward and backward) runs first; if it stalls, it is retried with
+``TORCHINDUCTOR_COMPILE_THREADS=1`` and, if that works, the variants run so too. ``--compile-debug`` sets
+``TORCH_LOGS=recompiles,graph_breaks,perf_hints`` for the children; ``--compile-backend eager|aot_eager`` splits a
+stall between dynamo, AOT autograd and inductor. The one command for a GPU session is ``benchmarks/device_run.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import json
 import os
 import platform
+import re
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -60,6 +77,7 @@ class Row:
     throughput: float | None = None  # items per second (samples, images)
     seconds_per_item: float | None = None
     step_s: float | None = None
+    compile_s: float | None = None  # first call, compile included (torch.compile variants)
     peak_mem_gib: float | None = None
     tflops: float | None = None
     mfu: float | None = None
@@ -128,11 +146,63 @@ def fill(row: Row, step_s: float, items: int, flops: float | None, ceiling: floa
 
 
 DEADLINE = {"t": float("inf")}  # monotonic time after which remaining variants are skipped
-COMPILE = {"on": True}
+COMPILE = {"on": True, "backend": "inductor"}
+# child: the key of the one variant a child process runs (None in the parent); select: key substrings to run;
+# isolate: run compile variants in child processes (deferred to the end); workload: the bench function running.
+RUN = {"child": None, "select": None, "isolate": True, "deferred": [], "workload": None, "sleep_s": 0.0}
+
+
+def variant_key(row: Row) -> str:
+    """A stable name of a variant (workload + variant text), usable on a command line."""
+    return re.sub(r"[^a-z0-9]+", "-", f"{RUN['workload']} {row.variant}".lower()).strip("-")
+
+
+def phase(name: str) -> None:
+    """Tell the parent which step a child is in (its timeout row names it)."""
+    if RUN["child"] is not None:
+        print(f"@@phase {name}", flush=True)
+        if name == "compile" and RUN["sleep_s"]:  # --child-sleep-s: tests the timeout path
+            helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # like a compile worker
+            print(f"@@grandchild {helper.pid}", flush=True)
+            time.sleep(RUN["sleep_s"])
+
+
+def compiled(model, mode: str | None = None):
+    """``torch.compile`` with static shapes on the chosen backend (modes are inductor's)."""
+    if COMPILE["backend"] == "inductor":
+        return torch.compile(model, mode=mode, dynamic=False)
+    return torch.compile(model, backend=COMPILE["backend"], dynamic=False)
+
+
+def first_call(fn, device) -> float:
+    """Seconds of one call (for a compiled callable: compile plus run)."""
+    phase("compile")
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    s = time.perf_counter() - t0
+    phase("steady")
+    return s
+
+
+def build(factory, device):
+    """Build a module straight on ``device`` (fast random init on a GPU); fall back to CPU init + move."""
+    try:
+        with torch.device(device):
+            return factory()
+    except Exception:
+        return factory().to(device)
 
 
 def run_variant(rows: list, make_row, fn, compiles: bool = False):
     """Run one variant; an OOM or other failure becomes a row with the reason, not a crash."""
+    key = variant_key(make_row())
+    if RUN["child"] is not None:  # a child runs its one variant and nothing else
+        if key == RUN["child"]:
+            _run_here(rows, make_row, fn, key)
+        return
+    if RUN["select"] and not any(s in key for s in RUN["select"]):
+        return
     if time.monotonic() > DEADLINE["t"]:
         row = make_row()
         row.note = "skipped: time budget spent"
@@ -145,7 +215,16 @@ def run_variant(rows: list, make_row, fn, compiles: bool = False):
         rows.append(row)
         print(format_row(row), flush=True)
         return
+    if compiles and RUN["isolate"]:
+        RUN["deferred"].append((RUN["workload"], key, make_row))
+        print(f"(deferred to a child process with a time limit: {key})", flush=True)
+        return
+    _run_here(rows, make_row, fn, key)
+
+
+def _run_here(rows, make_row, fn, key):
     torch._dynamo.reset()
+    t0 = time.perf_counter()
     try:
         rows.append(fn())
     except torch.OutOfMemoryError:
@@ -156,10 +235,38 @@ def run_variant(rows: list, make_row, fn, compiles: bool = False):
         row = make_row()
         row.note = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
         rows.append(row)
+    rows[-1].extra["wall_s"] = round(time.perf_counter() - t0, 1)  # setup + compile + timing + FLOP count
+    rows[-1].extra["key"] = key
     print(format_row(rows[-1]), flush=True)
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------------------- smoke test
+def bench_smoke(device, tiny, ceiling, rows):
+    """torch.compile of a small MLP, forward and backward: does the compiler work here at all, and how fast?"""
+
+    def make_row():
+        return Row("torch.compile smoke test", "MLP 1024-4096-1024, batch 256, forward + backward", "steps/s")
+
+    def go():
+        torch.manual_seed(0)
+        mlp = build(lambda: nn.Sequential(nn.Linear(1024, 4096), nn.GELU(), nn.Linear(4096, 1024)), device)
+        x = torch.randn(256, 1024, device=device)
+        cmlp = compiled(mlp)
+
+        def step():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                cmlp(x).float().square().mean().backward()
+
+        compile_s = first_call(step, device)
+        s = timed(step, device, warmup=1, iters=5)
+        row = fill(make_row(), s, 1, None, ceiling, device)
+        row.compile_s = compile_s
+        return row
+
+    run_variant(rows, make_row, go, compiles=True)
 
 
 # ----------------------------------------------------------------------------------------------- Stage A
@@ -174,10 +281,10 @@ def bench_msm(device, tiny, ceiling, rows, batch_sizes):
         def go():
             reset_peak(device)
             torch.manual_seed(0)
-            model = MaskedSignalModel.from_preset(preset, mask_ratio=0.75).to(device).train()
+            model = build(lambda: MaskedSignalModel.from_preset(preset, mask_ratio=0.75), device).train()
             opt = torch.optim.AdamW(model.parameters(), lr=2.5e-4, betas=(0.9, 0.95), weight_decay=0.05,
                                     fused=fused if device.type == "cuda" else False)
-            step_model = torch.compile(model, dynamic=False) if compile_model else model
+            step_model = compiled(model) if compile_model else model
             eeg = torch.randn(batch, 128, n_times, device=device)
 
             def step():
@@ -188,10 +295,14 @@ def bench_msm(device, tiny, ceiling, rows, batch_sizes):
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
+            compile_s = first_call(step, device) if compile_model else None
+            s = timed(step, device, warmup=2, iters=2 if tiny else 20)
+            phase("flops")
             flops = count_flops(lambda: model(eeg)[0].backward())
             opt.zero_grad(set_to_none=True)
-            s = timed(step, device, warmup=3 if compile_model else 2, iters=2 if tiny else 20)
-            return fill(make_row(), s, batch, flops, ceiling, device)
+            row = fill(make_row(), s, batch, flops, ceiling, device)
+            row.compile_s = compile_s
+            return row
 
         run_variant(rows, make_row, go, compiles=compile_model)
 
@@ -273,15 +384,16 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
 
             reset_peak(device)
             torch.manual_seed(0)
-            unet = sd15_unet(tiny).to(device)
+            unet = build(lambda: sd15_unet(tiny), device)
             set_attention(unet, classic)
             paper_trainable(unet)
             if frozen_bf16:  # frozen weights in bf16 halve their memory; trainable ones stay fp32
                 for p in unet.parameters():
                     if not p.requires_grad:
                         p.data = p.data.to(torch.bfloat16)
-            encoder = EEGEncoder(**enc_kwargs).to(device)
-            mapper = TokenMapper(encoder.num_tokens, enc_kwargs["embed_dim"], unet.config.cross_attention_dim).to(device)
+            encoder = build(lambda: EEGEncoder(**enc_kwargs), device)
+            mapper = build(lambda: TokenMapper(encoder.num_tokens, enc_kwargs["embed_dim"],
+                                               unet.config.cross_attention_dim), device)
             if checkpointing:
                 unet.enable_gradient_checkpointing()
                 encoder.gradient_checkpointing = True
@@ -290,7 +402,7 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
             params = [p for m in (unet, encoder, mapper) for p in m.parameters() if p.requires_grad]
             opt = torch.optim.AdamW(params, lr=5.3e-5, fused=device.type == "cuda")
             sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-            unet_call = torch.compile(unet, dynamic=False) if compile_unet else unet
+            unet_call = compiled(unet) if compile_unet else unet
             eeg = torch.randn(batch, 128, 512, device=device)
             latents = torch.randn(batch, 4, latent, latent, device=device)
             t = torch.randint(0, 1000, (batch,), device=device)
@@ -309,10 +421,14 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
+            compile_s = first_call(step, device) if compile_unet else None
+            s = timed(step, device, warmup=2, iters=2 if tiny else 10)
+            phase("flops")
+            unet_call = unet  # count on the eager graph
             flops = count_flops(lambda: loss_fn().backward())
             opt.zero_grad(set_to_none=True)
-            s = timed(step, device, warmup=3 if compile_unet else 2, iters=2 if tiny else 10)
             row = fill(make_row(), s, batch, flops, ceiling, device)
+            row.compile_s = compile_s
             row.extra["trainable_params_M"] = sum(p.numel() for p in params) / 1e6
             return row
 
@@ -335,10 +451,11 @@ def bench_generation(device, tiny, ceiling, rows, gen_batch, baseline_steps, fas
     enc_kwargs = {k: enc_preset[k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")}
     latent = 8 if tiny else 64
     torch.manual_seed(0)
-    unet32 = sd15_unet(tiny).to(device).eval()
-    vae32 = sd_vae(tiny).to(device).eval()
-    encoder32 = EEGEncoder(**enc_kwargs).to(device).eval()
-    mapper32 = TokenMapper(encoder32.num_tokens, enc_kwargs["embed_dim"], unet32.config.cross_attention_dim).to(device)
+    unet32 = build(lambda: sd15_unet(tiny), device).eval()
+    vae32 = build(lambda: sd_vae(tiny), device).eval()
+    encoder32 = build(lambda: EEGEncoder(**enc_kwargs), device).eval()
+    mapper32 = build(lambda: TokenMapper(encoder32.num_tokens, enc_kwargs["embed_dim"],
+                                         unet32.config.cross_attention_dim), device)
     null_cond = torch.zeros(1, 77, unet32.config.cross_attention_dim, device=device)
     sched_kw = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
@@ -392,9 +509,9 @@ def bench_generation(device, tiny, ceiling, rows, gen_batch, baseline_steps, fas
 
     # Fast: bf16 weights, SDPA, channels-last, DPM-Solver++, CFG 7.5-like guidance on the learned null.
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    unet = sd15_unet(tiny).to(device, dtype).eval()
+    unet = build(lambda: sd15_unet(tiny), device).to(dtype).eval()
     unet.load_state_dict({k: v.to(dtype) for k, v in unet32.state_dict().items()})
-    vae = sd_vae(tiny).to(device, dtype).eval()
+    vae = build(lambda: sd_vae(tiny), device).to(dtype).eval()
     vae.load_state_dict({k: v.to(dtype) for k, v in vae32.state_dict().items()})
     encoder = encoder32.to(dtype)
     mapper = mapper32.to(dtype)
@@ -425,20 +542,131 @@ def bench_generation(device, tiny, ceiling, rows, gen_batch, baseline_steps, fas
 
         def fast(batch=batch, eeg=eeg, mode=mode):
             reset_peak(device)
-            cunet = torch.compile(unet, mode=mode, dynamic=False)
-            call = lambda: generate(cunet, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)  # noqa: E731
+            # the plain path's images for this seed (a child process has not run the plain variant)
+            ref = images_plain.get(batch)
+            if ref is None:
+                ref = generate(unet, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)
+            cunet = compiled(unet, mode=None if mode == "default" else mode)
+            cuda_graphs = mode == "reduce-overhead" and device.type == "cuda"
+
+            def unet_step(*a, **k):  # CUDA graphs: mark each step, copy the output out of the graph's pool
+                if cuda_graphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                out = cunet(*a, **k)
+                return type(out)(sample=out.sample.clone()) if cuda_graphs else out
+
+            call = lambda: generate(unet_step, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)  # noqa: E731
+            compile_s = first_call(call, device)
             s = timed(call, device, warmup=2, iters=2 if tiny else 5)
             img = call()
+            phase("flops")
             flops = flops_of(unet, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)
             r = fill(row(f"+ torch.compile ({mode}), DPM-Solver++ {fast_steps} steps, CFG", batch), s, batch, flops,
                      ceiling, device)
-            if batch in images_plain:
-                diff = (img - images_plain[batch]).abs()
-                r.extra["max_abs_diff_vs_plain"] = float(diff.max())
-                r.extra["mean_abs_diff_vs_plain"] = float(diff.mean())
+            r.compile_s = compile_s
+            diff = (img - ref).abs()
+            r.extra["max_abs_diff_vs_plain"] = float(diff.max())
+            r.extra["mean_abs_diff_vs_plain"] = float(diff.mean())
             return r
 
         run_variant(rows, lambda batch=batch: row(f"+ torch.compile ({mode})", batch), fast, compiles=True)
+
+
+# ----------------------------------------------------------------------------------------------- children
+# Order in which deferred compile variants run: the smoke test, then the generation goals, MSM, Stage B (the
+# longest compile: forward and backward of the whole UNet) last.
+CHILD_ORDER = ("smoke", "generation", "msm", "stageb")
+
+
+def run_child(args, workload: str, key: str, make_row, limit: float, extra_env: dict) -> Row:
+    """Run one variant in a child process (own process group) for at most ``limit`` seconds."""
+    fd, tmp_json = tempfile.mkstemp(prefix="gpu_bench_child_", suffix=".json")
+    os.close(fd)
+    os.unlink(tmp_json)
+    cmd = [sys.executable, "-u", os.path.abspath(__file__), "--device", args.device, "--only", workload,
+           "--child", key, "--json", tmp_json, "--compile-backend", args.compile_backend,
+           "--child-deadline", repr(time.time() + limit), "--child-sleep-s", str(args.child_sleep_s),
+           "--matmul-ceiling", str(RUN["ceiling"])] + (["--tiny"] if args.tiny else [])
+    env = {**os.environ, **extra_env, "PYTHONUNBUFFERED": "1"}
+    if args.compile_debug:
+        env["TORCH_LOGS"] = "recompiles,graph_breaks,perf_hints"
+    state = {"phase": "start", "times": {}}
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, start_new_session=True)
+
+    def read():
+        for line in proc.stdout:
+            if line.startswith("@@phase "):
+                state["phase"] = line.split(None, 1)[1].strip()
+                state["times"][state["phase"]] = round(time.monotonic() - t0, 1)
+            elif line.startswith("@@grandchild "):
+                state["grandchild"] = int(line.split()[1])
+            print(f"    [child {proc.pid}] {line}", end="", flush=True)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        rc = proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the child and its compile workers
+        except ProcessLookupError:
+            pass
+        rc = proc.wait()
+    reader.join(timeout=10)
+    wall = round(time.monotonic() - t0, 1)
+    row = None
+    if not timed_out and rc == 0 and os.path.exists(tmp_json):
+        with open(tmp_json) as fh:
+            found = json.load(fh)["rows"]
+        if found:
+            row = Row(**found[0])
+    if os.path.exists(tmp_json):
+        os.unlink(tmp_json)
+    if row is None:
+        row = make_row()
+        if timed_out:
+            row.note = f"timed out after {limit:.0f} s ({state['phase']})"
+        else:
+            row.note = f"failed: child exited with status {rc} in phase {state['phase']} (see its stderr above)"
+    row.extra.update({"child_pid": proc.pid, "child_wall_s": wall, "phase_started_s": state["times"],
+                      **({"grandchild_pid": state["grandchild"]} if "grandchild" in state else {}),
+                      **({"env": extra_env} if extra_env else {})})
+    return row
+
+
+def run_deferred(args, rows) -> None:
+    """The compile variants, one child each, smoke test first; stop starting new ones when the budget is spent."""
+    deferred = sorted(RUN["deferred"], key=lambda d: CHILD_ORDER.index(d[0]))
+    extra_env: dict = {}
+    for workload, key, make_row in deferred:
+        remaining = DEADLINE["t"] - time.monotonic()
+        if workload != "smoke" and RUN.get("inductor_broken"):
+            row = make_row()
+            row.note = "skipped: the inductor smoke test did not finish (see above)"
+        elif remaining < (1 if args.tiny else 45):
+            row = make_row()
+            row.note = "skipped: time budget spent"
+        else:
+            limit = min(args.compile_timeout_s, remaining)
+            if workload == "smoke":
+                limit = min(limit, args.smoke_timeout_s)
+            print(f"(child: {key}, limit {limit:.0f} s)", flush=True)
+            row = run_child(args, workload, key, make_row, limit, extra_env)
+            if workload == "smoke" and row.throughput is None:
+                rows.append(row)
+                print(format_row(row), flush=True)
+                # a stalled or failed compile: try once more with inductor compiling in this process only
+                extra_env = {"TORCHINDUCTOR_COMPILE_THREADS": "1"}
+                remaining = DEADLINE["t"] - time.monotonic()
+                print("(smoke test again with TORCHINDUCTOR_COMPILE_THREADS=1)", flush=True)
+                row = run_child(args, workload, key, make_row, min(limit, max(remaining, 1)), extra_env)
+                if row.throughput is None:
+                    RUN["inductor_broken"] = True
+        rows.append(row)
+        print(format_row(row), flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -447,32 +675,74 @@ def format_row(r: Row) -> str:
         return "-" if x is None else format(x, spec)
 
     return (f"| {r.workload} | {r.variant} | {f(r.throughput, '.2f')} {r.unit} | {f(r.seconds_per_item, '.4f')} s/item "
-            f"| {f(r.peak_mem_gib, '.1f')} GiB | {f(r.tflops, '.1f')} | {f(r.mfu and 100 * r.mfu, '.1f')} % | "
-            f"{r.note} {json.dumps(r.extra) if r.extra else ''} |")
+            f"| {f(r.compile_s, '.1f')} s | {f(r.peak_mem_gib, '.1f')} GiB | {f(r.tflops, '.1f')} | "
+            f"{f(r.mfu and 100 * r.mfu, '.1f')} % | {r.note} {json.dumps(r.extra) if r.extra else ''} |")
+
+
+WORKLOADS = ("msm", "generation", "stageb")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--tiny", action="store_true", help="small shapes: checks the script on any machine")
-    ap.add_argument("--only", default="msm,stageb,generation", help="comma list of workloads")
-    ap.add_argument("--json", default=None, help="write results here")
+    ap.add_argument("--only", default="msm,stageb,generation", help="comma list of workloads (msm, generation, "
+                    "stageb; smoke: the inductor smoke test alone)")
+    ap.add_argument("--select", default=None,
+                    help="comma list of substrings: run only variants whose key (printed in each row) holds one")
+    ap.add_argument("--json", default=None, help="write results here (rewritten after every row)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants (default on CPU)")
-    ap.add_argument("--budget-s", type=float, default=float("inf"), help="skip variants that would start after this")
+    ap.add_argument("--compile", action="store_true", help="run the torch.compile variants on a CPU too")
+    ap.add_argument("--budget-s", type=float, default=float("inf"),
+                    help="no variant starts after this many seconds; compile children are cut off at it")
+    ap.add_argument("--compile-timeout-s", type=float, default=240.0,
+                    help="hard wall-clock limit of each torch.compile variant's child process")
+    ap.add_argument("--smoke-timeout-s", type=float, default=90.0, help="limit of the inductor smoke test")
+    ap.add_argument("--no-smoke", action="store_true", help="skip the inductor smoke test (default off on CPU)")
+    ap.add_argument("--compile-debug", action="store_true",
+                    help="children run with TORCH_LOGS=recompiles,graph_breaks,perf_hints")
+    ap.add_argument("--compile-backend", default="inductor", choices=("inductor", "aot_eager", "eager"),
+                    help="torch.compile backend of the compile variants (eager/aot_eager: to locate a stall)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run compile variants in this process, without a time limit (the old behaviour)")
+    # used by the parent to start a child; --child-sleep-s is for the test of the timeout path
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-deadline", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-sleep-s", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--matmul-ceiling", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     tiny = args.tiny
     only = set(args.only.split(","))
-    COMPILE["on"] = not args.no_compile and device.type == "cuda"
+    unknown = only - set(WORKLOADS) - {"smoke"}
+    if unknown:
+        ap.error(f"--only: unknown workload(s) {', '.join(sorted(unknown))}; choose from msm, generation, stageb, smoke")
+    COMPILE["on"] = not args.no_compile and (device.type == "cuda" or args.compile or args.child is not None)
+    COMPILE["backend"] = args.compile_backend
     TINY["on"] = tiny
+    RUN.update(child=args.child, select=args.select.split(",") if args.select else None,
+               isolate=not args.in_process, sleep_s=args.child_sleep_s)
+    if args.child is not None and args.child_deadline:
+        # print where a stall is (every thread's stack) shortly before the parent kills this process
+        left = args.child_deadline - time.time()
+        faulthandler.dump_traceback_later(max(0.5, left - min(10.0, 0.2 * left)), exit=False)
     DEADLINE["t"] = time.monotonic() + args.budget_s
     rows: list[Row] = []
     meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "tiny": tiny, "date": time.strftime("%Y-%m-%d")}
-    ceiling = matmul_ceiling(device, tiny)
+            "torch": torch.__version__, "tiny": tiny, "date": time.strftime("%Y-%m-%d"),
+            "compile_backend": args.compile_backend, "compile_timeout_s": args.compile_timeout_s,
+            "argv": sys.argv[1:] if argv is None else list(argv)}
+    if args.child is not None and args.matmul_ceiling:
+        ceiling = args.matmul_ceiling  # the parent measured it
+    else:
+        ceiling = matmul_ceiling(device, tiny)
+    RUN["ceiling"] = ceiling
     meta["matmul_ceiling_tflops"] = ceiling
-    print(f"device {meta['device']}, torch {torch.__version__}; matrix-product ceiling {ceiling:.1f} TFLOP/s", flush=True)
-    print("| workload | variant | throughput | time per item | peak memory | TFLOP/s | MFU | note |\n|---|---|---|---|---|---|---|---|")
+    if args.child is None:
+        print(f"device {meta['device']}, torch {torch.__version__}; matrix-product ceiling {ceiling:.1f} TFLOP/s",
+              flush=True)
+        print("| workload | variant | throughput | time per item | first call (compile) | peak memory | TFLOP/s | MFU "
+              "| note |\n|---|---|---|---|---|---|---|---|---|", flush=True)
 
     def save():
         if args.json:
@@ -487,16 +757,32 @@ def main(argv=None):
             save()
 
     rows = SavingList()
+    t_start = time.monotonic()
+    smoke = ("smoke" in only or (device.type == "cuda" and not args.no_smoke and args.compile_backend == "inductor"
+                                 and args.child is None and RUN["isolate"]))
+    if smoke:
+        RUN["workload"] = "smoke"
+        bench_smoke(device, tiny, ceiling, rows)
     if "msm" in only:
+        RUN["workload"] = "msm"
         bench_msm(device, tiny, ceiling, rows, batch_sizes=(4, 8) if tiny else (100, 256))
-        save()
     if "generation" in only:
+        RUN["workload"] = "generation"
         bench_generation(device, tiny, ceiling, rows, gen_batch=2 if tiny else 5,
                          baseline_steps=4 if tiny else 250, fast_steps=3 if tiny else 25)
-        save()
     if "stageb" in only:
+        RUN["workload"] = "stageb"
         bench_stageb(device, tiny, ceiling, rows, batches=(2, 2) if tiny else (8, 25))
-        save()
+    meta["eager_part_s"] = round(time.monotonic() - t_start, 1)
+    if RUN["deferred"]:
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        print(f"eager variants done in {meta['eager_part_s']} s; now the torch.compile variants, one child process "
+              f"each, limit {args.compile_timeout_s:.0f} s", flush=True)
+        run_deferred(args, rows)
+    meta["total_s"] = round(time.monotonic() - t_start, 1)
+    save()
     return rows
 
 

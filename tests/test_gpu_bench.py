@@ -1,8 +1,10 @@
 """The GPU benchmark script must not rot: run it small on the CPU (never timed here)."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,56 @@ def test_gpu_bench_runs_tiny_on_cpu(tmp_path):
     assert not [r for r in rows if r["note"].startswith("failed") or r["note"] == "out of memory"]
     # compile variants are skipped on the CPU, and say so
     assert all("torch.compile" in r["variant"] for r in rows if r["note"].startswith("skipped"))
+    assert all(r["compile_s"] is None and r["extra"]["wall_s"] >= 0 for r in measured)
+    assert result["meta"]["total_s"] > 0
+
+
+def _bench(tmp_path, *args, timeout=300):
+    out = tmp_path / "bench.json"
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_bench.py"), "--device", "cpu", "--tiny",
+                           "--json", str(out), *args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(out.read_text()), proc, time.monotonic() - t0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a killed process not yet reaped by its new parent is dead too
+
+
+@pytest.mark.slow
+def test_compile_variant_runs_in_a_child_process(tmp_path):
+    """A torch.compile variant (eager backend: dynamo's graph capture, no C++ compile) runs in its own process,
+    reports its first call apart from the steady-state time, and comes back into the parent's table."""
+    result, proc, _ = _bench(tmp_path, "--only", "msm", "--compile", "--compile-backend", "eager",
+                             "--select", "compile-batch-4")
+    rows = result["rows"]
+    assert [r["variant"] for r in rows] == ["bf16 + SDPA + fused AdamW + torch.compile, batch 4"], rows
+    row = rows[0]
+    assert row["note"] == "" and row["throughput"] > 0 and row["compile_s"] > 0 and row["tflops"] is not None
+    assert row["extra"]["child_pid"] > 0 and row["extra"]["child_wall_s"] > 0
+    assert "[child " in proc.stdout  # its output came through the parent
+    assert set(row["extra"]["phase_started_s"]) == {"compile", "steady", "flops"}
+
+
+@pytest.mark.slow
+def test_compile_variant_over_its_limit_is_killed_with_its_workers(tmp_path):
+    """A child that stalls in its compile is killed at --compile-timeout-s, with the processes it started; its row
+    says so, its Python stack is printed first, and the run goes on."""
+    limit = 12
+    result, proc, wall = _bench(tmp_path, "--only", "msm", "--compile", "--select", "compile-batch-4",
+                                "--compile-timeout-s", str(limit), "--child-sleep-s", "300")
+    rows = result["rows"]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["note"] == f"timed out after {limit} s (compile)", row
+    assert row["throughput"] is None and limit <= row["extra"]["child_wall_s"] < limit + 10
+    assert wall < 120  # not the 300 s the child would have slept
+    time.sleep(0.5)
+    assert not _alive(row["extra"]["child_pid"])
+    assert not _alive(row["extra"]["grandchild_pid"])  # the whole process group went
+    assert "in phase" in proc.stderr and "in first_call" in proc.stderr  # faulthandler's dump before the kill
