@@ -592,7 +592,9 @@ def run_child(args, workload: str, key: str, make_row, limit: float, extra_env: 
         env["TORCH_LOGS"] = "recompiles,graph_breaks,perf_hints"
     state = {"phase": "start", "times": {}}
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, start_new_session=True)
+    # own process group (killed as one), same session (so whatever runs this script can still end it)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, process_group=0)
+    RUN["current_child"] = (proc, make_row, state)
 
     def read():
         for line in proc.stdout:
@@ -615,6 +617,7 @@ def run_child(args, workload: str, key: str, make_row, limit: float, extra_env: 
         except ProcessLookupError:
             pass
         rc = proc.wait()
+    RUN["current_child"] = None
     reader.join(timeout=10)
     wall = round(time.monotonic() - t0, 1)
     row = None
@@ -639,7 +642,8 @@ def run_child(args, workload: str, key: str, make_row, limit: float, extra_env: 
 
 def run_deferred(args, rows) -> None:
     """The compile variants, one child each, smoke test first; stop starting new ones when the budget is spent."""
-    deferred = sorted(RUN["deferred"], key=lambda d: CHILD_ORDER.index(d[0]))
+    order = args.child_order.split(",")
+    deferred = sorted(RUN["deferred"], key=lambda d: order.index(d[0]) if d[0] in order else len(order))
     extra_env: dict = {}
     for workload, key, make_row in deferred:
         remaining = DEADLINE["t"] - time.monotonic()
@@ -703,6 +707,8 @@ def main(argv=None):
                     help="children run with TORCH_LOGS=recompiles,graph_breaks,perf_hints")
     ap.add_argument("--compile-backend", default="inductor", choices=("inductor", "aot_eager", "eager"),
                     help="torch.compile backend of the compile variants (eager/aot_eager: to locate a stall)")
+    ap.add_argument("--child-order", default=",".join(CHILD_ORDER),
+                    help="order of the workloads' compile children (the budget may not reach the last)")
     ap.add_argument("--in-process", action="store_true",
                     help="run compile variants in this process, without a time limit (the old behaviour)")
     # used by the parent to start a child; --child-sleep-s is for the test of the timeout path
@@ -757,6 +763,26 @@ def main(argv=None):
             save()
 
     rows = SavingList()
+
+    def on_term(signum, _frame):  # e.g. `timeout` in device_run.sh: end the running child, keep what was measured
+        current = RUN.get("current_child")
+        if current is not None:
+            proc, make_row, state = current
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            row = make_row()
+            row.note = f"stopped by signal {signum} (the run's hard limit) in phase {state['phase']}"
+            row.extra.update({"child_pid": proc.pid, "phase_started_s": state["times"]})
+            list.append(rows, row)
+        meta["stopped_by_signal"] = signum
+        save()
+        print(f"stopped by signal {signum}; {len(rows)} rows saved", flush=True)
+        os._exit(128 + signum)
+
+    if args.child is None:
+        signal.signal(signal.SIGTERM, on_term)
     t_start = time.monotonic()
     smoke = ("smoke" in only or (device.type == "cuda" and not args.no_smoke and args.compile_backend == "inductor"
                                  and args.child is None and RUN["isolate"]))

@@ -84,3 +84,18 @@ def test_compile_variant_over_its_limit_is_killed_with_its_workers(tmp_path):
     assert not _alive(row["extra"]["child_pid"])
     assert not _alive(row["extra"]["grandchild_pid"])  # the whole process group went
     assert "in phase" in proc.stderr and "in first_call" in proc.stderr  # faulthandler's dump before the kill
+
+
+def test_device_run_script_parses_and_refuses_without_wheels(tmp_path):
+    """benchmarks/device_run.sh, the one command of a GPU session: valid bash, and without the carried wheels it
+    stops at once with a line saying what to carry (before any benchmark runs)."""
+    script = ROOT / "benchmarks" / "device_run.sh"
+    check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "WHEELS": str(tmp_path / "no_wheels"),
+           "SITE": str(tmp_path / "site"), "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert 'call run with carry=[".whl"]' in proc.stdout
+    assert not (tmp_path / "out" / "gpu_bench.json").exists()
+    assert "install the carried wheels" in (tmp_path / "out" / "log").read_text()
