@@ -21,8 +21,8 @@ Each variant runs in its own try block: an out-of-memory variant is reported as 
 ``torch.compile`` variants run last, each in a child process of this script (``--child KEY``) with a hard
 wall-clock limit (``--compile-timeout-s``, default 240 s, and never past ``--budget-s``): a child that runs over is
 killed with its whole process group (inductor's compile workers too) and its row says ``timed out after N s
-(PHASE)``, PHASE being the step it was in (``setup``, ``compile`` = the first call, ``steady`` = timed calls,
-``flops``). Just before its limit the child prints every thread's Python stack to stderr (``faulthandler``), so a
+(PHASE)``, PHASE being the step it was in (``start`` = importing and building the workload's shared models,
+``setup`` = the variant's own models, ``compile`` = the first call, ``steady`` = timed calls, ``flops``). Just before its limit the child prints every thread's Python stack to stderr (``faulthandler``), so a
 stall shows where it is. Rows report the first call (compile included) apart from the steady-state step time.
 On a GPU an inductor smoke test (a small MLP, forward and backward) runs first; if it stalls, it is retried with
 ``TORCHINDUCTOR_COMPILE_THREADS=1`` and, if that works, the variants run so too. ``--compile-debug`` sets
@@ -199,6 +199,7 @@ def run_variant(rows: list, make_row, fn, compiles: bool = False):
     key = variant_key(make_row())
     if RUN["child"] is not None:  # a child runs its one variant and nothing else
         if key == RUN["child"]:
+            phase("setup")
             _run_here(rows, make_row, fn, key)
         return
     if RUN["select"] and not any(s in key for s in RUN["select"]):

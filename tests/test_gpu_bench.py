@@ -64,7 +64,7 @@ def test_compile_variant_runs_in_a_child_process(tmp_path):
     assert row["note"] == "" and row["throughput"] > 0 and row["compile_s"] > 0 and row["tflops"] is not None
     assert row["extra"]["child_pid"] > 0 and row["extra"]["child_wall_s"] > 0
     assert "[child " in proc.stdout  # its output came through the parent
-    assert set(row["extra"]["phase_started_s"]) == {"compile", "steady", "flops"}
+    assert set(row["extra"]["phase_started_s"]) == {"setup", "compile", "steady", "flops"}
 
 
 @pytest.mark.slow
