@@ -305,7 +305,9 @@ def pretrain_msm(config: PretrainConfig) -> Path:
                                   betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
     scheduler = warmup_cosine_scheduler(optimizer, plan["warmup_steps"], total_steps, world)
     if config.compile:
-        model = torch.compile(model)
+        # Static shapes: every training batch has the same shape; a dynamic-shape graph (what torch.compile
+        # falls back to after a second shape) would be slower and recompile at the first odd batch.
+        model = torch.compile(model, dynamic=False)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     metrics = JsonlLog(output / METRICS_FILE, enabled=is_main)
