@@ -315,3 +315,28 @@ def test_sigkill_then_resume_is_bit_identical(parts, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), sub
     steps = [json.loads(s)["step"] for s in (killed / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
+
+
+def test_select_metric_gen_clip_keeps_the_best_generated_step(parts, tmp_path):
+    """--select-metric gen_clip: each validation generates val images and scores them in CLIP space; the final
+    pipeline holds the weights of the step with the highest 2-way score (not the lowest val loss)."""
+    cfg = _cfg(parts, tmp_path / "o", max_steps=4, validate_every=1, learning_rate=3e-3, select_metric="gen_clip",
+               select_images=3, validation_inference_steps=2, guidance_scale=2.0)
+    final = finetune(cfg, PairList(6), PairList(3, seed=1))
+    rows = [json.loads(s) for s in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["val_gen_clip_2way"] for r in rows]
+    assert len(scores) == 4 and all(0.0 <= v <= 1.0 for v in scores)
+    assert all(-1.0 <= r["val_gen_clip_cos"] <= 1.0 for r in rows)
+    best = json.loads((tmp_path / "o" / "final.json").read_text())["best"]
+    assert best["metric"] == "val_gen_clip_2way"
+    first_max = scores.index(max(scores))
+    assert best["step"] == rows[first_max]["step"] and best["value"] == scores[first_max]
+    chosen = load_file(str(tmp_path / "o" / "best_trainable.safetensors"))
+    saved = _weights(Path(final) / "eeg_conditioner")
+    key = next(k for k in chosen if k.startswith("conditioner.dim_mapper"))
+    assert torch.equal(chosen[key], saved[key.removeprefix("conditioner.")])
+
+
+def test_select_metric_is_checked():
+    with pytest.raises(ConfigError, match="select-metric"):
+        FinetuneConfig(select_metric="psnr").validate()

@@ -57,7 +57,22 @@ def finetune_cmd(
                                        help="Validate on the val split every N steps (0: only at the end)."),
     validation_images: int = typer.Option(_D.validation_images, "--validation-images",
                                           help="Val EEGs drawn at each validation."),
-    select: str = typer.Option(_D.select, "--select", help="Final weights: best (lowest val loss) | last."),
+    select: str = typer.Option(_D.select, "--select", help="Final weights: best (on --select-metric) | last."),
+    select_metric: str = typer.Option(
+        _D.select_metric, "--select-metric",
+        help="What best means: loss | mse | gen_clip (val images generated and compared with the truths in CLIP space)."),
+    select_images: int = typer.Option(_D.select_images, "--select-images", help="Val EEGs generated for gen_clip."),
+    val_limit: Optional[int] = typer.Option(_D.val_limit, "--val-limit", help="Val pairs per validation (loss, cosine)."),
+    guidance_scale: float = typer.Option(_D.guidance_scale, "--guidance-scale",
+                                         help="Guidance of the validation images (and of gen_clip)."),
+    validation_steps: int = typer.Option(_D.validation_inference_steps, "--validation-steps",
+                                         help="Sampler steps of the validation images (and of gen_clip)."),
+    encoder_learning_rate: Optional[float] = typer.Option(
+        None, "--encoder-learning-rate", help="Learning rate of the EEG encoder (default: --learning-rate)."),
+    clip_warmup_steps: int = typer.Option(_D.clip_warmup_steps, "--clip-warmup-steps",
+                                          help="Steps of encoder + CLIP head on the CLIP loss alone first (0: off)."),
+    clip_warmup_learning_rate: Optional[float] = typer.Option(None, "--clip-warmup-learning-rate",
+                                                              help="Learning rate of the warm-up (default: --learning-rate)."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip NaN/Inf-loss batches instead of stopping."),
     num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
     record_pairs: bool = typer.Option(False, "--record-pairs", hidden=True,
@@ -83,6 +98,9 @@ def finetune_cmd(
         epochs=epochs, lora_rank=lora_rank, lora_alpha=lora_rank, checkpoint_every=checkpoint_every,
         checkpoints_total_limit=checkpoints_total_limit, resume=resume, seed=seed, validate_every=validate_every,
         validation_images=validation_images, select=select, skip_nonfinite=skip_nonfinite, num_workers=num_workers,
+        select_metric=select_metric, select_images=select_images, val_limit=val_limit, guidance_scale=guidance_scale,
+        validation_inference_steps=validation_steps, encoder_learning_rate=encoder_learning_rate,
+        clip_warmup_steps=clip_warmup_steps, clip_warmup_learning_rate=clip_warmup_learning_rate,
         record_pairs=record_pairs,
     )
     typer.echo(str(finetune(config)))
