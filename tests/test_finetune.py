@@ -113,7 +113,7 @@ def test_clip_frozen_and_clip_loss_falls(parts, tmp_path):
 def test_clip_warmup_aligns_encoder_only_and_keeps_best_val_step(parts, tmp_path):
     ds = PairList(4)
     cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=6, clip_warmup_learning_rate=3e-3, encoder_learning_rate=1e-4,
-               learning_rate=1e-3)
+               learning_rate=1e-3, unet_learning_rate=5e-4)
     trainer = _Trainer(cfg, ds, PairList(2))
     from dreamdiffusion.models.conditioner import load_encoder
 
@@ -126,9 +126,13 @@ def test_clip_warmup_aligns_encoder_only_and_keeps_best_val_step(parts, tmp_path
     assert summary["best"]["step"] == best["step"] and summary["best"]["val_clip_cos"] == best["val_clip_cos"]
     encoder = trainer.parts.conditioner.encoder.state_dict()
     assert any(not torch.equal(enc_before[k], encoder[k]) for k in enc_before)  # the warm-up trained the encoder
-    # the diffusion phase trains the encoder with its own learning rate
-    lrs = sorted(g["lr"] for g in trainer.optimizer.param_groups)
-    assert lrs == [1e-4, 1e-3]
+    # the diffusion phase trains the encoder, the UNet and the new layers each with its own learning rate
+    lr_of = {id(q): g["lr"] for g in trainer.optimizer.param_groups for q in g["params"]}
+    cond, unet = trainer.parts.conditioner, trainer.parts.unet
+    assert {lr_of[id(q)] for q in cond.encoder.parameters()} == {1e-4}
+    assert {lr_of[id(q)] for q in unet.parameters() if q.requires_grad} == {5e-4}
+    assert {lr_of[id(q)] for q in cond.dim_mapper.parameters()} | {lr_of[id(cond.null_cond)]} == {1e-3}
+    assert len(lr_of) == sum(q.requires_grad for q in trainer.system.parameters())
 
 
 def test_resume_matches_uninterrupted_run(parts, tmp_path):

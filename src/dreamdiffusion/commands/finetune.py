@@ -69,6 +69,8 @@ def finetune_cmd(
                                          help="Sampler steps of the validation images (and of gen_clip)."),
     encoder_learning_rate: Optional[float] = typer.Option(
         None, "--encoder-learning-rate", help="Learning rate of the EEG encoder (default: --learning-rate)."),
+    unet_learning_rate: Optional[float] = typer.Option(
+        None, "--unet-learning-rate", help="Learning rate of the trained UNet weights (default: --learning-rate)."),
     clip_warmup_steps: int = typer.Option(_D.clip_warmup_steps, "--clip-warmup-steps",
                                           help="Steps of encoder + CLIP head on the CLIP loss alone first (0: off)."),
     clip_warmup_learning_rate: Optional[float] = typer.Option(None, "--clip-warmup-learning-rate",
@@ -100,6 +102,7 @@ def finetune_cmd(
         validation_images=validation_images, select=select, skip_nonfinite=skip_nonfinite, num_workers=num_workers,
         select_metric=select_metric, select_images=select_images, val_limit=val_limit, guidance_scale=guidance_scale,
         validation_inference_steps=validation_steps, encoder_learning_rate=encoder_learning_rate,
+        unet_learning_rate=unet_learning_rate,
         clip_warmup_steps=clip_warmup_steps, clip_warmup_learning_rate=clip_warmup_learning_rate,
         record_pairs=record_pairs,
     )

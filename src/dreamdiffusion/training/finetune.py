@@ -83,6 +83,9 @@ class FinetuneConfig:
     # Encoder lr (None: learning_rate). Small noisy EEG sets: a lower encoder lr than the UNet's keeps
     # the joint loss from overwriting the CLIP alignment with memorised train trials.
     encoder_learning_rate: float | None = None
+    # UNet lr (attn2/norm2 or LoRA; None: learning_rate). The mappers, CLIP head, time conditioning and null
+    # context start from random weights and keep learning_rate; the UNet's cross-attention starts trained.
+    unet_learning_rate: float | None = None
     # CLIP-alignment warm-up: steps of encoder + CLIP head alone on 1 - cos(head, CLIP image_embeds),
     # before the diffusion loss starts (0 = off). The step with the best val cosine is kept.
     clip_warmup_steps: int = 0
@@ -136,7 +139,7 @@ class FinetuneConfig:
                 raise ConfigError(f"{name} must be at least 1")
         if self.clip_warmup_steps < 0:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
-        for name in ("encoder_learning_rate", "clip_warmup_learning_rate"):
+        for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
@@ -379,9 +382,12 @@ class _Trainer:
         params = [q for q in self.system.parameters() if q.requires_grad]
         self.n_trainable = sum(q.numel() for q in params)
         encoder_ids = {id(q) for q in p.conditioner.encoder.parameters()}
-        groups = [{"params": [q for q in params if id(q) not in encoder_ids]},
+        unet_ids = {id(q) for q in p.unet.parameters()}
+        groups = [{"params": [q for q in params if id(q) not in encoder_ids | unet_ids]},
                   {"params": [q for q in params if id(q) in encoder_ids],
-                   "lr": cfg.encoder_learning_rate or cfg.learning_rate}]
+                   "lr": cfg.encoder_learning_rate or cfg.learning_rate},
+                  {"params": [q for q in params if id(q) in unet_ids],
+                   "lr": cfg.unet_learning_rate or cfg.learning_rate}]
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
                                       weight_decay=cfg.weight_decay)
         from diffusers.optimization import get_scheduler
