@@ -344,3 +344,21 @@ def test_select_metric_gen_clip_keeps_the_best_generated_step(parts, tmp_path):
 def test_select_metric_is_checked():
     with pytest.raises(ConfigError, match="select-metric"):
         FinetuneConfig(select_metric="psnr").validate()
+
+
+def test_timestep_bias_draws_the_biased_portion_more_often():
+    from dreamdiffusion.training.finetune import sample_timesteps, timestep_weights
+
+    w = timestep_weights(1000, "later", 3.0, 0.25)
+    assert w[:750].eq(1).all() and w[750:].eq(3).all()
+    gen = torch.Generator().manual_seed(0)
+    uniform = sample_timesteps(20000, 1000, gen)
+    later = sample_timesteps(20000, 1000, gen, "later", 3.0, 0.25)
+    earlier = sample_timesteps(20000, 1000, gen, "earlier", 3.0, 0.25)
+    assert uniform.min() >= 0 and uniform.max() <= 999
+    # expected share of the last quarter: uniform 0.25, later 0.75 / (0.75 + 0.75) = 0.5
+    assert abs(float((uniform >= 750).float().mean()) - 0.25) < 0.02
+    assert abs(float((later >= 750).float().mean()) - 0.5) < 0.02
+    assert abs(float((earlier < 250).float().mean()) - 0.5) < 0.02
+    with pytest.raises(ConfigError, match="timestep-bias"):
+        FinetuneConfig(timestep_bias="middle").validate()

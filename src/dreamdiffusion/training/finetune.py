@@ -73,6 +73,13 @@ class FinetuneConfig:
     clip_weight: float = 1.0  # weight of 1 - cos(CLIP head, CLIP image embedding)
     cond_dropout: float = 0.1  # share of samples trained on the null-EEG context (enables guidance)
     time_conditioning: bool = True  # add pooled EEG context to the timestep embedding (paper)
+    # Which training timesteps are drawn (diffusers' SDXL scripts' --timestep_bias_strategy): none (uniform, as
+    # the paper), later (the noisiest `timestep_bias_portion` of the schedule drawn `timestep_bias_multiplier`
+    # times as often: where the image's layout, i.e. what the EEG decides, is formed) or earlier (the least noisy).
+    # Validation always draws uniformly, so val losses stay comparable.
+    timestep_bias: str = "none"
+    timestep_bias_multiplier: float = 2.0
+    timestep_bias_portion: float = 0.25
     resolution: int | None = None  # image size; None = the base's native size (SD 1.5: 512)
     crop_ratio: float = 0.2  # random crop of (1 - ratio) of the side, resized back (paper)
     crop_prob: float = 0.5  # probability of that crop per training image (paper)
@@ -126,6 +133,10 @@ class FinetuneConfig:
             raise ConfigError(f"--train must be one of {', '.join(TRAIN_MODES)}, got {self.train!r}")
         if self.select not in ("best", "last"):
             raise ConfigError(f"--select must be best or last, got {self.select!r}")
+        if self.timestep_bias not in ("none", "later", "earlier"):
+            raise ConfigError(f"--timestep-bias must be none, later or earlier, got {self.timestep_bias!r}")
+        if not 0.0 < self.timestep_bias_portion <= 1.0 or self.timestep_bias_multiplier <= 0:
+            raise ConfigError("--timestep-bias-portion must be in (0, 1] and --timestep-bias-multiplier positive")
         if self.select_metric not in SELECT_METRICS:
             raise ConfigError(f"--select-metric must be one of {', '.join(SELECT_METRICS)}, got {self.select_metric!r}")
         if self.select_metric == "gen_clip" and self.select_images < 2:
@@ -228,6 +239,27 @@ def open_datasets(cfg: FinetuneConfig):
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
     """A distinct 63-bit seed for each (run seed, optimizer step, process)."""
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
+
+
+def timestep_weights(num_train_timesteps: int, bias: str = "none", multiplier: float = 2.0,
+                     portion: float = 0.25) -> torch.Tensor:
+    """Relative probability of each training timestep: 1, and ``multiplier`` on the biased ``portion``."""
+    weights = torch.ones(num_train_timesteps)
+    n = max(1, int(round(portion * num_train_timesteps)))
+    if bias == "later":
+        weights[-n:] = multiplier
+    elif bias == "earlier":
+        weights[:n] = multiplier
+    return weights
+
+
+def sample_timesteps(batch: int, num_train_timesteps: int, gen: torch.Generator, bias: str = "none",
+                     multiplier: float = 2.0, portion: float = 0.25) -> torch.Tensor:
+    """``batch`` training timesteps: uniform (the paper) or biased as :func:`timestep_weights` says."""
+    if bias == "none":
+        return torch.randint(0, num_train_timesteps, (batch,), generator=gen)
+    weights = timestep_weights(num_train_timesteps, bias, multiplier, portion)
+    return torch.multinomial(weights, batch, replacement=True, generator=gen)
 
 
 class MicroBatches(torch.utils.data.Sampler):
@@ -504,7 +536,9 @@ class _Trainer:
             image_embeds = p.clip(pixel_values=clip_px).image_embeds.float()
         b = eeg.shape[0]
         noise = torch.randn(latents.shape, generator=gen).to(dev, latents.dtype)
-        t = torch.randint(0, p.noise_scheduler.config.num_train_timesteps, (b,), generator=gen).to(dev)
+        t = sample_timesteps(b, p.noise_scheduler.config.num_train_timesteps, gen,
+                             self.cfg.timestep_bias if train else "none", self.cfg.timestep_bias_multiplier,
+                             self.cfg.timestep_bias_portion).to(dev)
         drop = (torch.rand(b, generator=gen) < (self.cfg.cond_dropout if train else 0.0)).to(dev)
         noisy = p.noise_scheduler.add_noise(latents, noise, t)
         return eeg, noisy, noise, t, drop, image_embeds
