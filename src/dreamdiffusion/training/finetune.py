@@ -575,40 +575,17 @@ class _Trainer:
             self.validation_images(step, model)
         return result
 
-    @torch.no_grad()
     def generated_clip_scores(self, model) -> dict:
-        """Generate from the first ``select_images`` val EEGs and compare the images with the truths in CLIP space.
-
-        ``val_gen_clip_2way``: over every generated image i and every other val truth j, how often image i is
-        closer (cosine) to its own truth than to truth j (chance 0.5). ``val_gen_clip_cos``: the mean cosine to
-        the own truth. Fixed sampling noise, so validations differ only by the weights.
-        """
-        from dreamdiffusion.data.images import clip_pixel_values
+        """``val_gen_clip_2way`` / ``val_gen_clip_cos`` of the first ``select_images`` val EEGs (see
+        :func:`dreamdiffusion.evaluation.selection.generated_clip_scores`); same sampling noise every time."""
+        from dreamdiffusion.evaluation.selection import generated_clip_scores
 
         cfg, p = self.cfg, self.parts
-        n = min(cfg.select_images, len(self.val_ds))
-        items = [self.val_ds[i] for i in range(n)]
+        items = [self.val_ds[i] for i in range(min(cfg.select_images, len(self.val_ds)))]
         pipe = self.make_pipeline(model)
         pipe.set_progress_bar_config(disable=True)
-        images = []
-        for i0 in range(0, n, cfg.batch_size):
-            chunk = items[i0:i0 + cfg.batch_size]
-            eeg = torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in chunk])
-            with self.acc.autocast():
-                images += pipe(eeg, num_images_per_eeg=1, num_inference_steps=cfg.validation_inference_steps,
-                               guidance_scale=cfg.guidance_scale, output_type="pil",
-                               generator=torch.Generator().manual_seed(step_seed(cfg.seed, i0, 11))).images
-        dev = self.acc.device
-
-        def embed(pils):
-            px = clip_pixel_values(pils, p.clip_processor).to(dev, self.weight_dtype)
-            return F.normalize(p.clip(pixel_values=px).image_embeds.float(), dim=-1)
-
-        from dreamdiffusion.evaluation.metrics import pairwise_identification
-
-        sim = (embed(images) @ embed([it["image"] for it in items]).T).cpu().numpy()  # [generated, truth]
-        return {"val_gen_clip_2way": float(pairwise_identification(sim).mean()),
-                "val_gen_clip_cos": float(sim.diagonal().mean())}
+        return generated_clip_scores(pipe, items, p.clip, p.clip_processor, cfg.validation_inference_steps,
+                                     cfg.guidance_scale, cfg.seed, cfg.batch_size, autocast=self.acc.autocast)
 
     def _final_unet_vae(self, model):
         """The UNet (LoRA fused) and VAE to save, in fp32.

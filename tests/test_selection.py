@@ -1,0 +1,59 @@
+"""Val-split model selection from generated images (evaluation/selection.py), with known answers."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamdiffusion.data.synthetic import load_digit_images
+from dreamdiffusion.evaluation.selection import choose_guidance, generated_clip_scores
+from dreamdiffusion.models import builtin, hub
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return hub.load_clip("builtin-tiny")
+
+
+@pytest.fixture(scope="module")
+def items():
+    images, labels = load_digit_images(32)
+    picks = [int(np.flatnonzero(labels == d)[0]) for d in range(10)]  # one image of each digit
+    return [{"eeg": torch.full((2, 4), float(i)), "image": Image.fromarray(images[k]).convert("RGB")}
+            for i, k in enumerate(picks)]
+
+
+class FakePipe:
+    """Draws, for EEG i, the ground truth of item (i + shift) % n; the shift may depend on the guidance."""
+
+    def __init__(self, items, shift_for):
+        self.items, self.shift_for, self.calls = items, shift_for, []
+
+    def __call__(self, eeg, num_images_per_eeg, num_inference_steps, guidance_scale, generator, output_type):
+        self.calls.append(guidance_scale)
+        n, shift = len(self.items), self.shift_for(guidance_scale)
+        idx = [int(e[0, 0]) for e in eeg]
+        return SimpleNamespace(images=[self.items[(i + shift) % n]["image"] for i in idx])
+
+
+def test_perfect_generator_scores_one_and_a_wrong_one_scores_low(clip, items):
+    assert builtin.is_trained()
+    perfect = generated_clip_scores(FakePipe(items, lambda g: 0), items, clip.model, clip.processor, 2, 1.0, 0,
+                                    batch_size=4)
+    assert perfect["val_gen_clip_2way"] == pytest.approx(1.0)
+    assert perfect["val_gen_clip_cos"] == pytest.approx(1.0, abs=1e-5)
+    wrong = generated_clip_scores(FakePipe(items, lambda g: 1), items, clip.model, clip.processor, 2, 1.0, 0)
+    # each image is another digit's truth: its own truth is never the most similar one
+    assert wrong["val_gen_clip_2way"] < 0.7 and wrong["val_gen_clip_cos"] < 0.95
+
+
+def test_choose_guidance_picks_the_scale_whose_images_match(clip, items):
+    pipe = FakePipe(items, lambda g: 0 if g == 3.0 else 1)
+    best, records = choose_guidance(pipe, items, clip.model, clip.processor, [5.0, 1.0, 3.0], steps=2, seed=0)
+    assert best == 3.0
+    assert [r["guidance"] for r in records] == [1.0, 3.0, 5.0]
+    # ties go to the smallest scale
+    best, _ = choose_guidance(FakePipe(items, lambda g: 0), items, clip.model, clip.processor, [5.0, 2.0], 2, 0)
+    assert best == 2.0
