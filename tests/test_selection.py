@@ -46,7 +46,7 @@ def test_perfect_generator_scores_one_and_a_wrong_one_scores_low(clip, items):
     assert perfect["val_gen_clip_cos"] == pytest.approx(1.0, abs=1e-5)
     wrong = generated_clip_scores(FakePipe(items, lambda g: 1), items, clip.model, clip.processor, 2, 1.0, 0)
     # each image is another digit's truth: its own truth is never the most similar one
-    assert wrong["val_gen_clip_2way"] < 0.7 and wrong["val_gen_clip_cos"] < 0.95
+    assert wrong["val_gen_clip_2way"] < 0.5 and wrong["val_gen_clip_cos"] < 0.5
 
 
 def test_choose_guidance_picks_the_scale_whose_images_match(clip, items):
