@@ -20,6 +20,14 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     assert 0.0 <= metrics["retrieval_top1"] <= metrics["retrieval_top5"] <= 1.0
     assert -1.0 <= metrics["ssim"] <= 1.0 and -1.0 <= metrics["pcc"] <= 1.0
     assert metrics["num_eeg"] == 8
+    # selection on val only: the Stage B step by generated-image CLIP scores, the guidance among the choices
+    best = json.loads((out / "finetune" / "final.json").read_text())["best"]
+    assert best["metric"] == "val_gen_clip_2way"
+    chosen = json.loads((out / "guidance.json").read_text())
+    assert [r["guidance"] for r in chosen["records"]] == [1.0, 3.0]
+    top = max(r["val_gen_clip_2way"] for r in chosen["records"])
+    assert metrics["guidance"] == chosen["guidance"] == min(r["guidance"] for r in chosen["records"]
+                                                             if r["val_gen_clip_2way"] == top)
     report = (out / "report.md").read_text()
     for fig in ("figures/eeg_traces.png", "pretrain/reconstruction.png", "pretrain/loss.png", "finetune/loss.png",
                 "evaluate/samples.png"):
