@@ -67,6 +67,15 @@ def test_identical_samples_score_perfectly(tiny_judge):
     assert m["ssim_2way"] == 1.0 and m["pcc_2way"] == 1.0
     assert m["retrieval_top1"] == 1.0 and m["retrieval_n_way"] == 8
     assert m["num_eeg"] == 8 and m["num_images"] == 2
+    # the same 8 EEGs as 2 trials each of 4 images: scored against the 4 distinct images
+    ids = ["a", "b", "c", "d"] * 2
+    gt2 = gt[:4] * 2
+    emb2 = emb[:4].repeat(2, 1)
+    m = E.compute_metrics(gt2, [[img] for img in gt2], judge, n_way=4, trials=10, seed=0, eeg_embeds=emb2,
+                          image_embeds=emb2.clone(), fid=False, image_ids=ids)
+    assert m["retrieval_n_way"] == 4 and m["retrieval_top1"] == 1.0 and m["num_distinct_images"] == 4
+    assert m["ssim_2way"] == 1.0 and m["ssim"] == pytest.approx(1.0)
+    assert E.distinct_images(["x", "y", "x", "z"], 4) == ([0, 1, 3], [0, 1, 0, 2])
 
 
 def test_noise_samples_score_low_level_near_zero(tiny_judge):

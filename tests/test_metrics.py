@@ -168,3 +168,31 @@ def test_ssim_matrix_matches_skimage_pairwise():
     m = M.ssim_matrix(g, t)
     ref = np.array([[structural_similarity(x, y, data_range=255, channel_axis=-1) for y in t] for x in g])
     np.testing.assert_allclose(m, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_repeated_trials_are_scored_against_distinct_images():
+    """4 EEG trials per image: each query must find its image among the 3 distinct ones; a copy of its own
+    image is not a competitor (with copies among the candidates, ties would make a perfect model score 0)."""
+    images = torch.randn(3, 8)
+    targets = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    queries = images[targets]
+    r = M.retrieval_accuracy(queries, images, top_k=(1,), targets=targets)
+    assert r["retrieval_top1"] == 1.0 and r["retrieval_n_way"] == 3
+    copies = M.retrieval_accuracy(queries, queries, top_k=(1,))  # the old protocol: one candidate per trial
+    assert copies["retrieval_top1"] == 0.0
+    # a query that matches another image's embedding fails
+    wrong = M.retrieval_accuracy(images[[1, 2, 0]], images, top_k=(1,), targets=[0, 1, 2])
+    assert wrong["retrieval_top1"] == 0.0
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.1, 0.7, 0.4], [0.1, 0.2, 0.3]])
+    # row 0 (own 0): beats both others; row 1 (own 2): both; row 2 (own 1): both; row 3 (own 1): beats one of two
+    assert M.pairwise_identification(scores, targets=[0, 2, 1, 1]).tolist() == [1.0, 1.0, 1.0, 0.5]
+    with pytest.raises(ValueError, match="targets"):
+        M.pairwise_identification(scores, targets=[0, 3, 1, 1])
+
+
+def test_low_level_metrics_with_repeated_trials():
+    rng = np.random.default_rng(0)
+    gt = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    targets = [0, 1, 2, 0, 1, 2]
+    perfect = M.low_level_metrics([[gt[t]] for t in targets], gt, targets=targets)
+    assert perfect["ssim"] == pytest.approx(1.0) and perfect["ssim_2way"] == 1.0 and perfect["pcc_2way"] == 1.0

@@ -249,11 +249,14 @@ def compute_metrics(
     image_embeds: torch.Tensor | None = None,
     retrieval_n_way: int | None = None,
     fid: bool = True,
+    image_ids: Sequence | None = None,
 ) -> dict:
-    """Every metric of the paper's protocol for N ground truths with S samples each.
+    """Every metric of the paper's protocol for N EEGs (each with its ground truth) and S samples each.
 
     ``labels`` (dataset labels in the judge's label space) adds ``judge_accuracy_real``: the judge's own accuracy
-    on the real images, which bounds what the semantic accuracy can mean.
+    on the real images, which bounds what the semantic accuracy can mean. ``image_ids`` (one per EEG, e.g. the
+    image file name) tells which EEGs are repeated trials of one image: retrieval, SSIM and PCC then compare each
+    EEG with the *distinct* images (a copy of the own image must not count as a competitor).
     """
     n = len(ground_truth)
     if n != len(samples) or n == 0:
@@ -291,16 +294,34 @@ def compute_metrics(
         result["generated_label_accuracy"] = M.classification_accuracy(
             gen_scores.reshape(n * s, -1), torch.as_tensor(labels).repeat_interleave(s))
     if eeg_embeds is not None and image_embeds is not None and n >= 2:
-        retrieval = M.retrieval_accuracy(eeg_embeds, image_embeds, top_k=(1, 5), n_way=retrieval_n_way,
-                                         num_trials=trials, generator=torch.Generator().manual_seed(int(seed) + 1))
+        distinct, targets = distinct_images(image_ids, n)
+        retrieval = M.retrieval_accuracy(eeg_embeds, image_embeds[distinct], top_k=(1, 5), n_way=retrieval_n_way,
+                                         num_trials=trials, generator=torch.Generator().manual_seed(int(seed) + 1),
+                                         targets=targets)
         result.update(retrieval)
         result["retrieval_chance_top5"] = min(1.0, 5 / retrieval["retrieval_n_way"])
     else:
         result.update({"retrieval_top1": None, "retrieval_top5": None})
-    result.update(M.low_level_metrics(samples, gt_resized))
+    distinct, targets = distinct_images(image_ids, n)
+    result["num_distinct_images"] = len(distinct)
+    result.update(M.low_level_metrics(samples, [gt_resized[i] for i in distinct], targets=targets))
     if fid:
         result.update(M.fid_and_is([img for row in samples for img in row], gt_resized))
     return result
+
+
+def distinct_images(image_ids: Sequence | None, n: int) -> tuple[list[int], list[int]]:
+    """``(first EEG index of each distinct image, each EEG's position in that list)``; None: all distinct."""
+    if image_ids is None:
+        return list(range(n)), list(range(n))
+    if len(image_ids) != n:
+        raise ValueError(f"need one image id per EEG ({n}), got {len(image_ids)}")
+    first: dict = {}
+    targets = [first.setdefault(key, len(first)) for key in image_ids]
+    distinct = [0] * len(first)
+    for i in reversed(range(n)):
+        distinct[targets[i]] = i
+    return distinct, targets
 
 
 # ----------------------------------------------------------------------------------------------- the command
@@ -357,7 +378,8 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
 
     result = compute_metrics(ground_truth, samples, classifier, n_way=config.n_way, trials=config.trials,
                              seed=config.seed, labels=labels, eeg_embeds=eeg_embeds, image_embeds=image_embeds,
-                             retrieval_n_way=config.retrieval_n_way, fid=config.fid)
+                             retrieval_n_way=config.retrieval_n_way, fid=config.fid,
+                             image_ids=_image_ids(items))
     if retrieval_note:
         result["retrieval_skipped"] = retrieval_note
     result["clip"] = clip_spec
@@ -376,6 +398,12 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
                 result["n_way"], result["top1_accuracy"], result["chance"], result.get("retrieval_top1"),
                 result["ssim"], result["pcc"], out_dir / "metrics.json")
     return result
+
+
+def _image_ids(items: Sequence[dict]) -> list | None:
+    """The image each EEG shows (its file name), when every item names one; None: treat all as distinct."""
+    names = [it.get("image_name") for it in items]
+    return None if any(name is None for name in names) else names
 
 
 def _judge_labels(items: Sequence[dict], classifier: ImageClassifier, config: EvaluateConfig) -> list[int] | None:

@@ -166,6 +166,22 @@ def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b.T
 
 
+def own_targets(n: int, m: int, targets: Sequence[int] | None = None) -> torch.Tensor:
+    """Which of ``m`` candidates (ground-truth images) belongs to each of ``n`` queries: ``[n]`` indices.
+
+    None means one candidate per query, in order (``n == m``). Several queries may share a candidate: repeated
+    trials of one image are scored against the *distinct* images, so a copy of the own image never competes.
+    """
+    if targets is None:
+        if n != m:
+            raise ValueError(f"queries and candidates must pair one to one without targets, got {n} and {m}")
+        return torch.arange(n)
+    t = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    if t.shape != (n,) or (n and (int(t.min()) < 0 or int(t.max()) >= m)):
+        raise ValueError(f"targets must be {n} indices into {m} candidates")
+    return t
+
+
 def retrieval_accuracy(
     query: torch.Tensor,
     candidates: torch.Tensor,
@@ -173,36 +189,38 @@ def retrieval_accuracy(
     n_way: int | None = None,
     num_trials: int = 50,
     generator: torch.Generator | None = None,
+    targets: Sequence[int] | None = None,
 ) -> dict:
-    """Zero-shot retrieval: does query i (an EEG embedding) find candidate i (its image's embedding)?
+    """Zero-shot retrieval: does query i (an EEG embedding) find its own candidate (its image's embedding)?
 
-    With ``n_way`` None (or >= N) every candidate competes (THINGS-EEG2's 200-way protocol uses its 200 test
-    images); otherwise each trial draws ``n_way - 1`` other candidates at random. Returns ``retrieval_top{k}`` for
-    each k, ``retrieval_n_way`` and ``retrieval_chance_top1``.
+    ``candidates`` are the distinct images; ``targets[i]`` is query i's (default: candidate i). With ``n_way``
+    None (or >= the number of candidates) every candidate competes (THINGS-EEG2's 200-way protocol uses its 200
+    test images); otherwise each trial draws ``n_way - 1`` other candidates at random. Returns
+    ``retrieval_top{k}`` for each k, ``retrieval_n_way`` and ``retrieval_chance_top1``.
     """
-    sims = cosine_similarity_matrix(query, candidates)  # [N, N]
-    n = sims.shape[0]
-    if sims.shape != (n, n):
-        raise ValueError(f"query and candidates must pair one to one, got {tuple(sims.shape)}")
-    if n < 2:
-        raise ValueError("retrieval needs at least 2 query/candidate pairs")
-    own = sims.diagonal()[:, None]
-    # beats[i, j]: candidate j (j != i) scores at least as high as the true candidate i (ties count against).
+    sims = cosine_similarity_matrix(query, candidates)  # [N, M]
+    n, m = sims.shape
+    t = own_targets(n, m, targets)
+    if m < 2 or n < 1:
+        raise ValueError("retrieval needs at least 2 candidates and 1 query")
+    rows = torch.arange(n)
+    own = sims[rows, t][:, None]
+    # beats[i, j]: candidate j (not i's own) scores at least as high as the own candidate (ties count against).
     beats = sims >= own
-    beats.fill_diagonal_(False)
-    way = n if n_way is None or n_way >= n else int(n_way)
+    beats[rows, t] = False
+    way = m if n_way is None or n_way >= m else int(n_way)
     if way < 2:
         raise ValueError(f"n_way must be at least 2, got {n_way}")
     out: dict = {"retrieval_n_way": way, "retrieval_chance_top1": 1.0 / way}
-    if way == n:
+    if way == m:
         rank = beats.sum(dim=1)  # how many others beat the truth
         for k in top_k:
             out[f"retrieval_top{k}"] = float((rank < k).double().mean())
         return out
     totals = {k: torch.zeros(n, dtype=torch.float64) for k in top_k}
     for _ in range(num_trials):
-        keys = torch.rand(n, n, generator=generator, dtype=torch.float64)
-        keys.fill_diagonal_(float("inf"))
+        keys = torch.rand(n, m, generator=generator, dtype=torch.float64)
+        keys[rows, t] = float("inf")
         distractors = keys.argsort(dim=1)[:, : way - 1]
         rank = beats.gather(1, distractors).sum(dim=1)
         for k in top_k:
@@ -336,42 +354,49 @@ def pcc(generated, ground_truth) -> np.ndarray:
     return np.diagonal(pcc_matrix(generated, ground_truth)).copy()
 
 
-def pairwise_identification(score_matrix: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
-    """2-way identification from a [N, N] score matrix (row i = generated image i, column j = ground truth j).
+def pairwise_identification(score_matrix: np.ndarray, higher_is_better: bool = True,
+                            targets: Sequence[int] | None = None) -> np.ndarray:
+    """2-way identification from a [N, M] score matrix (row i = generated image i, column j = ground truth j).
 
-    For each i: the share of the other ground truths j != i that score strictly worse than the own one (i, i);
-    MinD-Vis' ``pair_wise_score``. Chance is 0.5. Returns [N].
+    For each i: the share of the other ground truths (all but ``targets[i]``, default i) that score strictly
+    worse than the own one; MinD-Vis' ``pair_wise_score``. Chance is 0.5. Returns [N].
     """
     m = np.asarray(score_matrix, dtype=np.float64)
-    n = m.shape[0]
-    if m.shape != (n, n) or n < 2:
-        raise ValueError(f"pairwise identification needs a square matrix of at least 2 x 2, got {m.shape}")
-    own = np.diagonal(m)[:, None]
+    if m.ndim != 2 or m.shape[1] < 2 or m.shape[0] < 1:
+        raise ValueError(f"pairwise identification needs a matrix with at least 2 ground truths, got {m.shape}")
+    n, k = m.shape
+    t = own_targets(n, k, targets).numpy()
+    rows = np.arange(n)
+    own = m[rows, t][:, None]
     better = (m < own) if higher_is_better else (m > own)
-    np.fill_diagonal(better, False)
-    return better.sum(axis=1) / (n - 1)
+    better[rows, t] = False
+    return better.sum(axis=1) / (k - 1)
 
 
-def low_level_metrics(generated_per_eeg: Sequence[Sequence], ground_truth: Sequence) -> dict:
-    """SSIM and PCC, raw and as 2-way identification, averaged over S samples per ground truth.
+def low_level_metrics(generated_per_eeg: Sequence[Sequence], ground_truth: Sequence,
+                      targets: Sequence[int] | None = None) -> dict:
+    """SSIM and PCC, raw and as 2-way identification, averaged over S samples per EEG.
 
-    ``generated_per_eeg[i]`` holds the S generated images of ground truth ``ground_truth[i]``; images are resized
-    by the caller to the ground truth's size.
+    ``generated_per_eeg[i]`` holds the S generated images of EEG i, whose ground truth is
+    ``ground_truth[targets[i]]`` (default: ``ground_truth[i]``; with repeated trials, ``ground_truth`` lists each
+    distinct image once). Images are resized by the caller to the ground truth's size.
     """
     gt = to_uint8_array(ground_truth)
-    n = len(gt)
-    if n == 0 or len(generated_per_eeg) != n:
-        raise ValueError(f"need one list of generated images per ground truth ({n}), got {len(generated_per_eeg)}")
+    n, m = len(generated_per_eeg), len(gt)
+    if n == 0 or m == 0:
+        raise ValueError("need generated images and ground truths")
+    t = own_targets(n, m, targets).numpy()
+    rows = np.arange(n)
     n_samples = min(len(s) for s in generated_per_eeg)
     out = {"ssim": [], "pcc": [], "ssim_2way": [], "pcc_2way": []}
     for slot in range(n_samples):
         gen = to_uint8_array([samples[slot] for samples in generated_per_eeg])
         s_mat, p_mat = ssim_matrix(gen, gt), pcc_matrix(gen, gt)
-        out["ssim"].append(np.diagonal(s_mat).mean())
-        out["pcc"].append(np.diagonal(p_mat).mean())
-        if n >= 2:
-            out["ssim_2way"].append(pairwise_identification(s_mat).mean())
-            out["pcc_2way"].append(pairwise_identification(p_mat).mean())
+        out["ssim"].append(s_mat[rows, t].mean())
+        out["pcc"].append(p_mat[rows, t].mean())
+        if m >= 2:
+            out["ssim_2way"].append(pairwise_identification(s_mat, targets=t).mean())
+            out["pcc_2way"].append(pairwise_identification(p_mat, targets=t).mean())
     return {key: (float(np.mean(vals)) if vals else None) for key, vals in out.items()}
 
 
