@@ -61,5 +61,10 @@ def register(app: typer.Typer) -> None:
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
         result = evaluate(config)
         typer.echo(f"top-1 ({result['n_way']}-way): {result['top1_accuracy']:.3f} (chance {result['chance']:.3f}); "
-                   f"retrieval top-1/5: {result.get('retrieval_top1')}/{result.get('retrieval_top5')}; "
+                   f"retrieval top-1/5 ({result.get('retrieval_n_way')}-way): {_f(result.get('retrieval_top1'))}/"
+                   f"{_f(result.get('retrieval_top5'))}; "
                    f"SSIM {result['ssim']:.3f}; PCC {result['pcc']:.3f} -> {output / 'metrics.json'}")
+
+
+def _f(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
