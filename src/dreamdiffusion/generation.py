@@ -4,7 +4,12 @@ Outputs (all written atomically: temporary name, then ``os.replace``):
 
 - ``images/<nnnn>_<sample>.png``: ``num_images`` samples per EEG window;
 - ``grid.png``: one row per EEG, the ground-truth image first when it is known;
-- ``manifest.json``: the model, the EEG source of each row, seed, scheduler, steps, guidance and files.
+- ``manifest.json``: the model, the EEG source of each row, seed, scheduler, steps, guidance (and where
+  each came from: ``settings_source``) and files.
+
+Steps or guidance left as ``None`` take the model's recommended value (the pipeline folder's
+``generation.json``, see :func:`dreamdiffusion.pipeline.write_generation_defaults`), else
+``DEFAULT_STEPS``/``DEFAULT_GUIDANCE``: :func:`resolve_generation_settings`.
 
 Sample ``j`` of EEG ``i`` is drawn from its own generator seeded by ``(seed, i, j)``, so an image
 does not depend on the batch it was made in or on ``--limit``.
@@ -36,13 +41,46 @@ class EEGSource:
     label: object | None = None
 
 
+DEFAULT_STEPS = 25  # sampler steps when neither the user nor the model says
+DEFAULT_GUIDANCE = 1.0  # no guidance, as the paper, when neither the user nor the model says
+
+# Where a setting came from (the manifest's ``settings_source``).
+SOURCE_GIVEN, SOURCE_MODEL, SOURCE_DEFAULT = "given", "model (generation.json)", "default"
+
+
+def resolve_generation_settings(pipe, steps: int | None = None, guidance: float | None = None) -> dict:
+    """The steps and guidance to use: given values win, then the model's ``generation.json``, then the defaults.
+
+    Returns ``{"steps": int, "guidance": float, "settings_source": {"steps": ..., "guidance": ...}}`` plus
+    ``"model_recommends"`` (the pipeline's ``generation_defaults``) when the model has any.
+    """
+    recommended = dict(getattr(pipe, "generation_defaults", None) or {})
+    if steps is not None:
+        steps_used, steps_from = int(steps), SOURCE_GIVEN
+    elif recommended.get("num_inference_steps") is not None:
+        steps_used, steps_from = int(recommended["num_inference_steps"]), SOURCE_MODEL
+    else:
+        steps_used, steps_from = DEFAULT_STEPS, SOURCE_DEFAULT
+    if guidance is not None:
+        guidance_used, guidance_from = float(guidance), SOURCE_GIVEN
+    elif recommended.get("guidance_scale") is not None:
+        guidance_used, guidance_from = float(recommended["guidance_scale"]), SOURCE_MODEL
+    else:
+        guidance_used, guidance_from = DEFAULT_GUIDANCE, SOURCE_DEFAULT
+    out = {"steps": steps_used, "guidance": guidance_used,
+           "settings_source": {"steps": steps_from, "guidance": guidance_from}}
+    if recommended:
+        out["model_recommends"] = recommended
+    return out
+
+
 @dataclass
 class GenerateConfig:
     model: str  # DreamDiffusionPipeline folder (or a finetune output folder holding pipeline/)
     output: str
     num_images: int = 5  # samples per EEG (paper: 5)
-    steps: int = 25  # sampler steps (paper: 250 PLMS)
-    guidance: float = 1.0  # classifier-free guidance scale (1 = none, as the paper)
+    steps: int | None = DEFAULT_STEPS  # sampler steps (paper: 250 PLMS); None: the model's recommendation
+    guidance: float | None = DEFAULT_GUIDANCE  # CFG scale (1 = none, as the paper); None: the model's
     seed: int = 0
     scheduler: str | None = None  # dpm | pndm | ddim | euler; None keeps the pipeline's (DPM-Solver++)
     batch_size: int = 8  # EEG windows per pipeline call
@@ -122,8 +160,10 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
     from dreamdiffusion.training.checkpoint import atomic_write_bytes, atomic_write_json
     from dreamdiffusion.training.finetune import image_grid, step_seed
 
-    if config.num_images < 1 or config.steps < 1:
+    if config.num_images < 1 or (config.steps is not None and config.steps < 1):
         raise ConfigError("--num-images and --steps must be at least 1")
+    if config.guidance is not None and not config.guidance >= 1.0:
+        raise ConfigError(f"--guidance must be at least 1 (1: no guidance), got {config.guidance}")
     if pipe is None:
         pipe = load_pipeline(config.model, config.scheduler, compile=config.compile)
     else:
@@ -131,6 +171,8 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
             pipe.set_scheduler(config.scheduler)
         if config.compile != "none":
             pipe.enable_fast_path(config.compile)
+    settings = resolve_generation_settings(pipe, config.steps, config.guidance)
+    steps, guidance = settings["steps"], settings["guidance"]
     out = Path(config.output)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows, entries = [], []
@@ -141,8 +183,8 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
             pipe.eeg_conditioner.check_eeg(s.eeg[None], s.source.get("file") or s.source.get("dataset"))
         gens = [torch.Generator().manual_seed(step_seed(config.seed, b0 + i, j))
                 for i in range(len(chunk)) for j in range(config.num_images)]
-        images = pipe(eeg, num_images_per_eeg=config.num_images, num_inference_steps=config.steps,
-                      guidance_scale=config.guidance, generator=gens, output_type="pil").images
+        images = pipe(eeg, num_images_per_eeg=config.num_images, num_inference_steps=steps,
+                      guidance_scale=guidance, generator=gens, output_type="pil").images
         for i, s in enumerate(chunk):
             k = b0 + i
             samples = images[i * config.num_images:(i + 1) * config.num_images]
@@ -166,7 +208,7 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
     atomic_write_bytes(out / "grid.png", _png_bytes(image_grid(rows)))
     manifest = {
         "model": os.fspath(config.model), **config.model_info,
-        "scheduler": type(pipe.scheduler).__name__, "steps": config.steps, "guidance": config.guidance,
+        "scheduler": type(pipe.scheduler).__name__, **settings,
         "seed": config.seed, "num_images": config.num_images, "grid": "grid.png",
         "compile": (getattr(pipe, "fast_path", None) or {}).get("compile", "none"),
         "grid_layout": "one row per EEG; first column the ground truth when known" if any(
@@ -179,4 +221,4 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
 
 
 __all__ = ["GenerateConfig", "EEGSource", "generate_images", "load_pipeline", "sources_from_dataset",
-           "sources_from_file"]
+           "sources_from_file", "resolve_generation_settings", "DEFAULT_STEPS", "DEFAULT_GUIDANCE"]

@@ -14,6 +14,11 @@ dropout). ``guidance_scale=1`` reproduces the paper's sampling (no guidance); th
 Fast path (:meth:`DreamDiffusionPipeline.enable_fast_path`): channels-last UNet and VAE and, optionally,
 ``torch.compile`` of the UNet (``"reduce-overhead"`` = CUDA graphs on a GPU). Use it with a half-precision
 ``torch_dtype`` on a GPU; fused attention (SDPA) is diffusers' default already.
+
+Recommended generation settings: ``generation.json`` in the folder (written by
+:func:`write_generation_defaults`, e.g. the guidance scale chosen on the val split) is read into
+``pipe.generation_defaults`` (``{}`` when absent). The command line and the app use it when no
+``--guidance``/``--steps`` is given; ``__call__`` itself never reads it (explicit arguments, same defaults).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +50,7 @@ from dreamdiffusion.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 PREPROCESSING_FILE = "preprocessing.json"
+GENERATION_FILE = "generation.json"  # the model's recommended generation settings
 
 # Name -> (class, extra config). "pndm" is the paper's PLMS sampler (use 250 steps for parity).
 SCHEDULERS = {
@@ -65,6 +73,68 @@ def make_scheduler(name: str, config: dict):
     return cls.from_config({**dict(config), **extra})
 
 
+# ------------------------------------------------------------------------ recommended generation settings
+def _check_generation_defaults(data, path=None) -> dict:
+    """``data`` (a generation.json object) checked and normalised; ConfigError naming ``path`` otherwise."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{GENERATION_FILE} must hold a JSON object, got {type(data).__name__}", path)
+    if "guidance_scale" not in data:
+        raise ConfigError(f"{GENERATION_FILE} has no guidance_scale", path)
+    g = data["guidance_scale"]
+    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 1:
+        raise ConfigError(f"guidance_scale must be a number >= 1, got {g!r}", path)
+    steps = data.get("num_inference_steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ConfigError(f"num_inference_steps must be an integer >= 1 or null, got {steps!r}", path)
+    chosen_on = data.get("chosen_on")
+    if chosen_on is not None and not isinstance(chosen_on, str):
+        raise ConfigError(f"chosen_on must be a string or null, got {chosen_on!r}", path)
+    return {**data, "guidance_scale": float(g), "num_inference_steps": steps, "chosen_on": chosen_on}
+
+
+def read_generation_defaults(folder) -> dict:
+    """The checked ``generation.json`` of a pipeline folder; ``{}`` when the folder has none."""
+    path = Path(os.fspath(folder), GENERATION_FILE)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError("not UTF-8 text", path) from exc
+    except ValueError as exc:
+        raise ConfigError(f"not valid JSON ({exc})", path) from exc
+    return _check_generation_defaults(data, path)
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_generation_defaults(folder, guidance_scale: float, num_inference_steps: int | None = None,
+                              chosen_on: str | None = None) -> Path:
+    """Write a pipeline folder's recommended settings (``generation.json``, atomically); returns its path.
+
+    ``guidance_scale`` (>= 1) and ``num_inference_steps`` (>= 1, or None: no recommendation) are what
+    ``dreamdiffusion generate``/``stream``/``app`` use when the user does not choose; ``chosen_on`` says how
+    they were chosen (e.g. ``"val: CLIP 2-way identification of 128 generated images"``).
+    """
+    folder = Path(os.fspath(folder))
+    if not folder.is_dir():
+        raise ConfigError("pipeline folder not found", folder)
+    path = folder / GENERATION_FILE
+    data = _check_generation_defaults({"guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
+                                       "chosen_on": chosen_on}, path)
+    _write_json_atomic(path, data)
+    return path
+
+
 class DreamDiffusionPipeline(DiffusionPipeline):
     """Generate images from EEG windows ``[B, n_chans, n_times]`` (or one window ``[n_chans, n_times]``)."""
 
@@ -76,6 +146,8 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.preprocessing = dict(preprocessing or {})
+        # Recommended settings from generation.json ({} when none); see write_generation_defaults.
+        self.generation_defaults: dict = {}
         self.fast_path: dict | None = None  # set by enable_fast_path
 
     # --------------------------------------------------------------------------- save / load
@@ -84,6 +156,10 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         super().save_pretrained(save_directory, **kwargs)
         spec = {**self.default_preprocessing(), **self.preprocessing}
         Path(save_directory, PREPROCESSING_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+        if self.generation_defaults:
+            _write_json_atomic(Path(save_directory, GENERATION_FILE),
+                               _check_generation_defaults(dict(self.generation_defaults),
+                                                          Path(save_directory, GENERATION_FILE)))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
@@ -104,6 +180,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
                 pipe.preprocessing = json.loads(spec_file.read_text())
             except ValueError as exc:
                 raise ConfigError(f"preprocessing spec is not valid JSON: {exc}", spec_file) from exc
+        pipe.generation_defaults = read_generation_defaults(path) if path.is_dir() else {}
         return pipe
 
     def default_preprocessing(self) -> dict:
@@ -259,4 +336,5 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images)
 
 
-__all__ = ["DreamDiffusionPipeline", "COMPILE_MODES", "SCHEDULERS", "make_scheduler", "PREPROCESSING_FILE"]
+__all__ = ["DreamDiffusionPipeline", "COMPILE_MODES", "SCHEDULERS", "make_scheduler", "PREPROCESSING_FILE",
+           "GENERATION_FILE", "read_generation_defaults", "write_generation_defaults"]
