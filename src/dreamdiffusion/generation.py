@@ -162,8 +162,6 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
 
     if config.num_images < 1 or (config.steps is not None and config.steps < 1):
         raise ConfigError("--num-images and --steps must be at least 1")
-    if config.guidance is not None and not config.guidance >= 1.0:
-        raise ConfigError(f"--guidance must be at least 1 (1: no guidance), got {config.guidance}")
     if pipe is None:
         pipe = load_pipeline(config.model, config.scheduler, compile=config.compile)
     else:

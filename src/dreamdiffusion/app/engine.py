@@ -72,6 +72,28 @@ class Engine:
         self.spec = spec
         self.name = name
 
+    @property
+    def generation_defaults(self) -> dict:
+        """The model's recommended settings (its ``generation.json``; ``{}`` when it has none)."""
+        return dict(getattr(self.pipe, "generation_defaults", None) or {})
+
+    def settings(self, steps: int | None = None, guidance: float | None = None) -> dict:
+        """Steps and guidance to use (given values win, then the model's ``generation.json``, then 25 and 1),
+        with ``settings_source``: see :func:`dreamdiffusion.generation.resolve_generation_settings`."""
+        from dreamdiffusion.generation import resolve_generation_settings
+
+        return resolve_generation_settings(self.pipe, steps, guidance)
+
+    @property
+    def default_steps(self) -> int:
+        """Denoising steps when the user does not choose: the model's recommendation, else 25."""
+        return int(self.settings()["steps"])
+
+    @property
+    def default_guidance(self) -> float:
+        """Guidance scale when the user does not choose: the model's recommendation, else 1."""
+        return float(self.settings()["guidance"])
+
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike | None = None) -> "Engine":
         """Load a pipeline folder (``None``: the embedded default)."""
@@ -141,10 +163,16 @@ class Engine:
         except DreamDiffusionError as exc:
             raise type(exc)(exc.message, source) from exc
 
-    def generate(self, window: np.ndarray, *, steps: int = 25, guidance: float = 1.0, seed: int = 0,
+    def generate(self, window: np.ndarray, *, steps: int | None = None, guidance: float | None = None, seed: int = 0,
                  num_images: int = 1, on_step: Callable[[int, int], None] | None = None) -> list:
-        """Images (PIL) for one model input window ``[n_chans, n_times]``."""
+        """Images (PIL) for one model input window ``[n_chans, n_times]``.
+
+        ``steps``/``guidance`` left as None take :attr:`default_steps`/:attr:`default_guidance`.
+        """
         import torch
+
+        used = self.settings(steps, guidance)
+        steps, guidance = used["steps"], used["guidance"]
 
         expected = (int(self.spec.n_chans), int(self.spec.n_times))
         if tuple(window.shape) != expected:

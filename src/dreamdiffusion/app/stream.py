@@ -119,17 +119,22 @@ def window_raw(stream, trigger: Trigger, window_s: float) -> tuple[mne.io.RawArr
 
 def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, every: float | None = None,
                on_marker: str | None = None, max_images: int | None = None, duration: float | None = None,
-               steps: int = 25, guidance: float = 1.0, seed: int = 0, mapping: str | None = None,
+               steps: int | None = None, guidance: float | None = None, seed: int = 0, mapping: str | None = None,
                montage: str | None = None, timeout: float = 10.0,
                on_image: Callable[[dict], None] | None = None) -> list[dict]:
     """Generate images from a live LSL EEG stream until ``max_images`` or ``duration`` is reached
-    (or Ctrl-C). Returns the manifest records written (one per image)."""
+    (or Ctrl-C). Returns the manifest records written (one per image). ``steps``/``guidance`` left as None
+    take the model's recommended values (its ``generation.json``), else 25 steps and guidance 1."""
     if (every is None) == (on_marker is None):
         raise ConfigError("choose exactly one trigger: --every SECONDS or --on-marker STREAM")
     if every is not None and every <= 0:
         raise ConfigError(f"--every must be a positive number of seconds, got {every}")
     if max_images is None and duration is None:
         logger.info("no --max-images or --duration: streaming until interrupted (Ctrl-C)")
+    used = engine.settings(steps, guidance)
+    steps, guidance = used["steps"], used["guidance"]
+    if steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {steps}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     window_s = engine.window_s
@@ -142,6 +147,8 @@ def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, e
     session = uuid.uuid4().hex[:8]
     logger.info("streaming from %r (%d channels at %g Hz); images go to %s", stream_name, len(stream.ch_names),
                 stream.info["sfreq"], output)
+    logger.info("%d steps (%s), guidance %g (%s)", steps, used["settings_source"]["steps"], guidance,
+                used["settings_source"]["guidance"])
     from mne_lsl.lsl import local_clock
 
     records: list[dict] = []
@@ -183,7 +190,8 @@ def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, e
             path = save_image(image, output / f"{session}_{index:05d}.png")
             record = {"index": index, "image": path.name, "stream": stream_name, "trigger": trigger.reason,
                       "marker": trigger.marker, "window_start_lsl": t_window, "window_s": window_s,
-                      "seed": seed + index, "steps": steps, "guidance": guidance, "model": engine.name,
+                      "seed": seed + index, "steps": steps, "guidance": guidance,
+                      "settings_source": used["settings_source"], "model": engine.name,
                       "generate_s": round(time.perf_counter() - t0, 3), "wall_time": time.time()}
             append_jsonl(output / MANIFEST, record)
             records.append(record)

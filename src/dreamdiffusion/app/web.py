@@ -198,11 +198,16 @@ class GenerationResult:
 
 
 def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: str = "montage",
-                   steps: int = 25, guidance: float = 1.0, seed: int = 0, num_images: int = 1,
+                   steps: int | None = None, guidance: float | None = None, seed: int = 0, num_images: int = 1,
                    out_dir: str | os.PathLike, on_step: Callable[[int, int], None] | None = None
                    ) -> GenerationResult:
-    """Window the recording, generate, write the PNGs and a JSON manifest into ``out_dir``."""
+    """Window the recording, generate, write the PNGs and a JSON manifest into ``out_dir``.
+
+    ``steps``/``guidance`` left as None take the model's recommended values (``engine.settings``).
+    """
     out_dir = Path(out_dir)
+    used = engine.settings(steps, guidance)
+    steps, guidance = used["steps"], used["guidance"]
     as_stored = loaded.model_ready and engine.accepts_standardized(loaded.raw)
     if as_stored:
         # Benchmark trials are stored as the model saw them in training: filtering or remapping
@@ -221,7 +226,10 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
                     "model_sfreq": engine.spec.sfreq, "model_n_times": engine.spec.n_times,
                     "label": loaded.label, "prepared": "as stored (model input)" if as_stored else
                     f"band-pass, resample, {mapping} channel mapping",
-                    "ground_truth": None if loaded.ground_truth is None else Path(loaded.ground_truth).name}
+                    "ground_truth": None if loaded.ground_truth is None else Path(loaded.ground_truth).name,
+                    "settings_source": used["settings_source"]}
+    if "model_recommends" in used:
+        record.extra["model_recommends"] = used["model_recommends"]
     manifest = atomic_write_bytes(out_dir / "manifest.json",
                                   json.dumps(record.to_dict(), indent=2, sort_keys=True).encode())
     return GenerationResult(images, paths, manifest)
@@ -269,6 +277,13 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
     samples_by_name = {s.name: s for s in samples}
     window_s = engine.window_s
+    defaults = engine.settings()
+    default_steps, default_guidance = int(defaults["steps"]), float(defaults["guidance"])
+    guidance_step = 0.5 if float((default_guidance - 1.0) / 0.5).is_integer() else 0.1
+    recommends = defaults.get("model_recommends") or {}
+    guidance_info = (f"the model recommends {default_guidance:g}"
+                     + (f" (chosen on {recommends['chosen_on']})" if recommends.get("chosen_on") else "")
+                     if defaults["settings_source"]["guidance"] != "default" else "1: no guidance")
 
     def _load(upload, sample_name, montage_text):
         try:
@@ -352,8 +367,11 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
                                info=f"montage: interpolate the model's {engine.n_chans} channels from "
                                     "electrode positions; repeat: tile the recorded channels", elem_id="mapping")
         with gr.Row():
-            steps = gr.Slider(label="steps", minimum=1, maximum=250, value=25, step=1, elem_id="steps")
-            guidance = gr.Slider(label="guidance", minimum=1.0, maximum=15.0, value=1.0, step=0.5)
+            # Start at the model's recommended settings (its generation.json), else 25 steps and no guidance.
+            steps = gr.Slider(label="steps", minimum=1, maximum=max(250, default_steps), value=default_steps, step=1,
+                              elem_id="steps")
+            guidance = gr.Slider(label="guidance", minimum=1.0, maximum=max(15.0, default_guidance),
+                                 value=default_guidance, step=guidance_step, elem_id="guidance", info=guidance_info)
             seed = gr.Number(label="seed", value=0, precision=0)
             num_images = gr.Slider(label="images", minimum=1, maximum=8, value=1, step=1)
         gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")

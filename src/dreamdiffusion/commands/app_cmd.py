@@ -49,5 +49,8 @@ def register(app: typer.Typer) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("serving on %s: anyone who can reach this address can use the app", host)
         logger.info("DreamDiffusion app on http://%s:%d (model %s, outputs in %s)", host, port, engine.name, work)
+        start = engine.settings()
+        logger.info("the page starts at %d steps (%s) and guidance %g (%s)", start["steps"],
+                    start["settings_source"]["steps"], start["guidance"], start["settings_source"]["guidance"])
         serve(engine, host=host, port=port, max_upload_mb=max_upload_mb, concurrency=concurrency,
               samples=offered, workdir=work / "outputs", live_dir=live_dir, block=True)

@@ -31,8 +31,12 @@ def generate_cmd(
     onset: Optional[List[float]] = typer.Option(None, "--onset", help="Window start in seconds (repeatable; default 0)."),
     sfreq: Optional[float] = typer.Option(None, "--sfreq", help="Sampling rate of a .npy recording."),
     num_images: int = typer.Option(5, "--num-images", help="Samples per EEG (paper: 5)."),
-    steps: int = typer.Option(25, "--steps", help="Sampler steps (paper: 250 with --scheduler pndm)."),
-    guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1: none, as the paper)."),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", help="Sampler steps (paper: 250 with --scheduler pndm). Default: the model's "
+                              "generation.json, else 25."),
+    guidance: Optional[float] = typer.Option(
+        None, "--guidance", help="Classifier-free guidance scale (1: none, as the paper). Default: the model's "
+                                 "recommended scale (generation.json), else 1."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling noise."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm | pndm | ddim | euler (default: dpm)."),
     batch_size: int = typer.Option(8, "--batch-size", help="EEG windows per pipeline call."),
@@ -51,6 +55,8 @@ def generate_cmd(
 
     if (dataset is None) == (eeg_file is None):
         raise ConfigError("give either --dataset (with --split) or --eeg-file")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be at least 1, got {steps}")
     pipe = load_pipeline(model, scheduler, device=device, dtype=dtype, compile=compile)
     if dataset is not None:
         from dreamdiffusion.data.pairs import paired_dataset_options
@@ -71,7 +77,9 @@ def generate_cmd(
                             guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size,
                             compile=compile)
     manifest = generate_images(config, sources, pipe=pipe)
-    typer.echo(f"{sum(len(e['images']) for e in manifest['items'])} images -> {output}")
+    src = manifest["settings_source"]
+    typer.echo(f"{sum(len(e['images']) for e in manifest['items'])} images -> {output} "
+               f"(guidance {manifest['guidance']:g}: {src['guidance']}; steps {manifest['steps']}: {src['steps']})")
 
 
 def register(app: typer.Typer) -> None:

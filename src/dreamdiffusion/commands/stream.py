@@ -21,8 +21,10 @@ def register(app: typer.Typer) -> None:
                                                 "generate from the window that starts at each marker."),
         max_images: Optional[int] = typer.Option(None, "--max-images", help="Stop after N images."),
         duration: Optional[float] = typer.Option(None, "--duration", help="Stop after S seconds."),
-        steps: int = typer.Option(25, "--steps", help="Denoising steps per image."),
-        guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale (1: none)."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps per image (default: the "
+                                            "model's generation.json, else 25)."),
+        guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1: "
+                                                 "none; default: the model's recommended scale, else 1)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the first image (then +1 per image)."),
         mapping: Optional[str] = typer.Option(None, "--mapping", help="Channel mapping: montage (by electrode "
                                               "position) or repeat; default: the model's."),
