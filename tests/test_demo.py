@@ -24,6 +24,8 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     best = json.loads((out / "finetune" / "final.json").read_text())["best"]
     assert best["metric"] == "val_gen_clip_2way"
     chosen = json.loads((out / "guidance.json").read_text())
+    recommended = json.loads((out / "finetune" / "pipeline" / "generation.json").read_text())
+    assert recommended["guidance_scale"] == chosen["guidance"] and recommended["num_inference_steps"] == 3
     assert [r["guidance"] for r in chosen["records"]] == [1.0, 3.0]
     top = max(r["val_gen_clip_2way"] for r in chosen["records"])
     assert metrics["guidance"] == chosen["guidance"] == min(r["guidance"] for r in chosen["records"]

@@ -203,6 +203,10 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         result = {"guidance": best, "chosen_on": f"val: CLIP 2-way identification of {len(items)} generated images",
                   "records": records}
     atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    if s.guidance is None:  # the pipeline carries its val-chosen settings to generate, app and stream
+        from dreamdiffusion.pipeline import write_generation_defaults
+
+        write_generation_defaults(pipeline, result["guidance"], s.steps, result["chosen_on"])
     logger.info("test guidance %.2f (%s)", result["guidance"], result["chosen_on"])
     return result
 
