@@ -55,18 +55,16 @@ def resolve_generation_settings(pipe, steps: int | None = None, guidance: float 
     ``"model_recommends"`` (the pipeline's ``generation_defaults``) when the model has any.
     """
     recommended = dict(getattr(pipe, "generation_defaults", None) or {})
-    if steps is not None:
-        steps_used, steps_from = int(steps), SOURCE_GIVEN
-    elif recommended.get("num_inference_steps") is not None:
-        steps_used, steps_from = int(recommended["num_inference_steps"]), SOURCE_MODEL
-    else:
-        steps_used, steps_from = DEFAULT_STEPS, SOURCE_DEFAULT
-    if guidance is not None:
-        guidance_used, guidance_from = float(guidance), SOURCE_GIVEN
-    elif recommended.get("guidance_scale") is not None:
-        guidance_used, guidance_from = float(recommended["guidance_scale"]), SOURCE_MODEL
-    else:
-        guidance_used, guidance_from = DEFAULT_GUIDANCE, SOURCE_DEFAULT
+
+    def pick(given, key, default, cast):
+        if given is not None:
+            return cast(given), SOURCE_GIVEN
+        if recommended.get(key) is not None:
+            return cast(recommended[key]), SOURCE_MODEL
+        return default, SOURCE_DEFAULT
+
+    steps_used, steps_from = pick(steps, "num_inference_steps", DEFAULT_STEPS, int)
+    guidance_used, guidance_from = pick(guidance, "guidance_scale", DEFAULT_GUIDANCE, float)
     out = {"steps": steps_used, "guidance": guidance_used,
            "settings_source": {"steps": steps_from, "guidance": guidance_from}}
     if recommended:
