@@ -57,3 +57,17 @@ def test_choose_guidance_picks_the_scale_whose_images_match(clip, items):
     # ties go to the smallest scale
     best, _ = choose_guidance(FakePipe(items, lambda g: 0), items, clip.model, clip.processor, [5.0, 2.0], 2, 0)
     assert best == 2.0
+
+
+def test_repeated_trials_count_once(clip, items):
+    """Trials of one image (same image_name) are one ground truth: a perfect generator still scores 1."""
+    trials = [dict(it, image_name=f"img{i}") for i, it in enumerate(items[:5]) for _ in range(3)]
+    for k, it in enumerate(trials):
+        it["eeg"] = torch.full((2, 4), float(k // 3))
+    perfect = generated_clip_scores(FakePipe(items[:5], lambda g: 0), trials, clip.model, clip.processor, 2, 1.0, 0)
+    assert perfect["val_gen_clip_2way"] == pytest.approx(1.0)
+    from dreamdiffusion.evaluation.selection import distinct_image_items
+
+    picked = distinct_image_items(trials, 4)
+    assert [it["image_name"] for it in picked] == ["img0", "img1", "img2", "img3"]
+    assert len(distinct_image_items(trials, 99)) == 5

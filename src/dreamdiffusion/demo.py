@@ -190,17 +190,18 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         result = {"guidance": float(s.guidance), "chosen_on": "fixed in the settings", "records": []}
     else:
         from dreamdiffusion.data.synthetic import SyntheticPairs
-        from dreamdiffusion.evaluation.selection import choose_guidance
+        from dreamdiffusion.evaluation.selection import choose_guidance, distinct_image_items
         from dreamdiffusion.models import hub
         from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
         pipe = DreamDiffusionPipeline.from_pretrained(pipeline)
         pipe.set_progress_bar_config(disable=True)
         val = SyntheticPairs(bench, "val")
-        items = [val[i] for i in range(min(s.guidance_val_images, len(val)))]
+        items = distinct_image_items(val, s.guidance_val_images)
         clip = hub.load_clip(cfg.clip)
         best, records = choose_guidance(pipe, items, clip.model, clip.processor, s.guidance_choices, s.steps, cfg.seed)
-        result = {"guidance": best, "chosen_on": f"val: CLIP 2-way identification of {len(items)} generated images",
+        result = {"guidance": best, "chosen_on": f"val: CLIP 2-way identification of images generated for "
+                                                 f"{len(items)} distinct val images",
                   "records": records}
     atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
     if s.guidance is None:  # the pipeline carries its val-chosen settings to generate, app and stream

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,13 +33,33 @@ def clip_image_embeddings(images: Sequence, clip_model, clip_processor, batch_si
     return torch.cat(out)
 
 
+def distinct_image_items(dataset, n: int) -> list[dict]:
+    """The first trial of each of the first ``n`` distinct images of ``dataset`` (by ``image_name``).
+
+    Datasets with several trials per image list them together; the first ``n`` items would then show only
+    ``n / trials`` images, and a copy of the own image among the "other" ground truths ties with it.
+    """
+    items, seen = [], set()
+    for i in range(len(dataset)):
+        item = dataset[i]
+        key = item.get("image_name", i)
+        if key in seen:
+            continue
+        seen.add(key)
+        items.append(item)
+        if len(items) == n:
+            break
+    return items
+
+
 @torch.no_grad()
 def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processor, steps: int, guidance: float,
-                          seed: int, batch_size: int = 32, autocast=None, truth_embeds: torch.Tensor | None = None) -> dict:
+                          seed: int, batch_size: int = 32, autocast=None) -> dict:
     """Generate one image per item's ``eeg`` and score it against every item's ``image`` in CLIP space.
 
-    Returns ``val_gen_clip_2way`` (for each generated image, the share of the other ground truths that are less
-    similar to it than its own; chance 0.5) and ``val_gen_clip_cos`` (mean cosine to the own ground truth).
+    Returns ``val_gen_clip_2way`` (for each generated image, the share of the other distinct ground-truth images,
+    by ``image_name``, that are less similar to it than its own; chance 0.5) and ``val_gen_clip_cos`` (mean
+    cosine to the own ground truth).
     Sampling noise is fixed by ``seed`` (chunk by chunk), so two calls differ only by the model or ``guidance``.
     """
     from dreamdiffusion.evaluation.metrics import pairwise_identification
@@ -54,11 +75,16 @@ def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processo
         with ctx:
             images += pipe(eeg, num_images_per_eeg=1, num_inference_steps=steps, guidance_scale=guidance,
                            generator=gen, output_type="pil").images
-    if truth_embeds is None:
-        truth_embeds = clip_image_embeddings([it["image"] for it in items], clip_model, clip_processor)
+    from dreamdiffusion.evaluation.evaluate import distinct_images
+
+    names = [it.get("image_name") for it in items]
+    distinct, targets = distinct_images(None if None in names else names, len(items))
+    if len(distinct) < 2:
+        raise ValueError("generated_clip_scores needs at least 2 distinct images")
+    truth_embeds = clip_image_embeddings([items[i]["image"] for i in distinct], clip_model, clip_processor)
     sim = (clip_image_embeddings(images, clip_model, clip_processor) @ truth_embeds.T).cpu().numpy()
-    return {"val_gen_clip_2way": float(pairwise_identification(sim).mean()),
-            "val_gen_clip_cos": float(sim.diagonal().mean())}
+    return {"val_gen_clip_2way": float(pairwise_identification(sim, targets=targets).mean()),
+            "val_gen_clip_cos": float(sim[np.arange(len(items)), targets].mean())}
 
 
 def choose_guidance(pipe, items: Sequence[dict], clip_model, clip_processor, choices: Sequence[float], steps: int,
@@ -69,11 +95,9 @@ def choose_guidance(pipe, items: Sequence[dict], clip_model, clip_processor, cho
     """
     if not choices:
         raise ValueError("choose_guidance needs at least one guidance scale")
-    truth = clip_image_embeddings([it["image"] for it in items], clip_model, clip_processor)
-    records = []
+    records, truth = [], None
     for g in sorted(set(float(c) for c in choices)):
-        scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, g, seed, batch_size,
-                                       truth_embeds=truth)
+        scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, g, seed, batch_size)
         records.append({"guidance": g, **scores})
         logger.info("guidance %.2f on val: CLIP 2-way %.3f", g, scores["val_gen_clip_2way"])
     best = max(records, key=lambda r: (r["val_gen_clip_2way"], -r["guidance"]))
@@ -88,4 +112,4 @@ class _Null:
         return False
 
 
-__all__ = ["clip_image_embeddings", "generated_clip_scores", "choose_guidance"]
+__all__ = ["distinct_image_items", "clip_image_embeddings", "generated_clip_scores", "choose_guidance"]

@@ -578,10 +578,12 @@ class _Trainer:
     def generated_clip_scores(self, model) -> dict:
         """``val_gen_clip_2way`` / ``val_gen_clip_cos`` of the first ``select_images`` val EEGs (see
         :func:`dreamdiffusion.evaluation.selection.generated_clip_scores`); same sampling noise every time."""
-        from dreamdiffusion.evaluation.selection import generated_clip_scores
+        from dreamdiffusion.evaluation.selection import distinct_image_items, generated_clip_scores
 
         cfg, p = self.cfg, self.parts
-        items = [self.val_ds[i] for i in range(min(cfg.select_images, len(self.val_ds)))]
+        if not hasattr(self, "_select_items"):  # one trial of each of the first select_images val images
+            self._select_items = distinct_image_items(self.val_ds, cfg.select_images)
+        items = self._select_items
         pipe = self.make_pipeline(model)
         pipe.set_progress_bar_config(disable=True)
         return generated_clip_scores(pipe, items, p.clip, p.clip_processor, cfg.validation_inference_steps,
