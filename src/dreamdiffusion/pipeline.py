@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -46,6 +45,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
 from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.training.checkpoint import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -106,17 +106,6 @@ def read_generation_defaults(folder) -> dict:
     return _check_generation_defaults(data, path)
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_generation_defaults(folder, guidance_scale: float, num_inference_steps: int | None = None,
                               chosen_on: str | None = None) -> Path:
     """Write a pipeline folder's recommended settings (``generation.json``, atomically); returns its path.
@@ -131,7 +120,7 @@ def write_generation_defaults(folder, guidance_scale: float, num_inference_steps
     path = folder / GENERATION_FILE
     data = _check_generation_defaults({"guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
                                        "chosen_on": chosen_on}, path)
-    _write_json_atomic(path, data)
+    atomic_write_json(path, data)
     return path
 
 
@@ -157,7 +146,7 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         spec = {**self.default_preprocessing(), **self.preprocessing}
         Path(save_directory, PREPROCESSING_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         if self.generation_defaults:
-            _write_json_atomic(Path(save_directory, GENERATION_FILE),
+            atomic_write_json(Path(save_directory, GENERATION_FILE),
                                _check_generation_defaults(dict(self.generation_defaults),
                                                           Path(save_directory, GENERATION_FILE)))
 

@@ -12,27 +12,12 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from dreamdiffusion.training.checkpoint import atomic_write_text  # noqa: F401  (re-exported: callers import it from here)
+
 logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------- atomic writes
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file under a temporary name in the same folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure atomically and close it."""

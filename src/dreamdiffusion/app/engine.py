@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import mne
 import numpy as np
 
 from dreamdiffusion.errors import CheckpointError, ConfigError, DataError, DreamDiffusionError
+from dreamdiffusion.training.checkpoint import atomic_write_bytes  # noqa: F401  (app code imports it from here)
 
 logger = logging.getLogger(__name__)
 
@@ -194,21 +194,6 @@ class Engine:
 
 
 # -- writing outputs -------------------------------------------------------------------------------
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_image(image, path: str | os.PathLike) -> Path:
     """Save a PIL image as PNG atomically."""
     import io
