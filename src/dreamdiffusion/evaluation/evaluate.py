@@ -379,7 +379,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
     result = compute_metrics(ground_truth, samples, classifier, n_way=config.n_way, trials=config.trials,
                              seed=config.seed, labels=labels, eeg_embeds=eeg_embeds, image_embeds=image_embeds,
                              retrieval_n_way=config.retrieval_n_way, fid=config.fid,
-                             image_ids=_image_ids(items))
+                             image_ids=item_image_ids(items))
     if retrieval_note:
         result["retrieval_skipped"] = retrieval_note
     result["clip"] = clip_spec
@@ -400,7 +400,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
     return result
 
 
-def _image_ids(items: Sequence[dict]) -> list | None:
+def item_image_ids(items: Sequence[dict]) -> list | None:
     """The image each EEG shows (its file name), when every item names one; None: treat all as distinct."""
     names = [it.get("image_name") for it in items]
     return None if any(name is None for name in names) else names
@@ -421,4 +421,4 @@ def _judge_labels(items: Sequence[dict], classifier: ImageClassifier, config: Ev
 
 
 __all__ = ["EvaluateConfig", "evaluate", "compute_metrics", "generate_samples", "read_samples", "save_samples",
-           "load_items", "item_classes", "clip_image_embeddings", "eeg_clip_embeddings", "find_clip_for_model"]
+           "load_items", "item_classes", "item_image_ids", "distinct_images", "clip_image_embeddings", "eeg_clip_embeddings", "find_clip_for_model"]

@@ -52,15 +52,28 @@ def distinct_image_items(dataset, n: int) -> list[dict]:
     return items
 
 
+def clip_truths(items: Sequence[dict], clip_model, clip_processor) -> tuple[torch.Tensor, list[int]]:
+    """CLIP embeddings of the distinct ground-truth images of ``items`` (by ``image_name``) and each item's index
+    among them: what :func:`generated_clip_scores` compares with (compute once, score many times)."""
+    from dreamdiffusion.evaluation.evaluate import distinct_images, item_image_ids
+
+    distinct, targets = distinct_images(item_image_ids(items), len(items))
+    if len(distinct) < 2:
+        raise ValueError("generated_clip_scores needs at least 2 distinct images")
+    return clip_image_embeddings([items[i]["image"] for i in distinct], clip_model, clip_processor), targets
+
+
 @torch.no_grad()
 def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processor, steps: int, guidance: float,
-                          seed: int, batch_size: int = 32, autocast=None) -> dict:
+                          seed: int, batch_size: int = 32, autocast=None,
+                          truths: tuple[torch.Tensor, list[int]] | None = None) -> dict:
     """Generate one image per item's ``eeg`` and score it against every item's ``image`` in CLIP space.
 
     Returns ``val_gen_clip_2way`` (for each generated image, the share of the other distinct ground-truth images,
     by ``image_name``, that are less similar to it than its own; chance 0.5) and ``val_gen_clip_cos`` (mean
     cosine to the own ground truth).
     Sampling noise is fixed by ``seed`` (chunk by chunk), so two calls differ only by the model or ``guidance``.
+    ``truths``: :func:`clip_truths` of ``items``, when the caller scores the same items more than once.
     """
     from dreamdiffusion.evaluation.metrics import pairwise_identification
 
@@ -75,13 +88,7 @@ def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processo
         with ctx:
             images += pipe(eeg, num_images_per_eeg=1, num_inference_steps=steps, guidance_scale=guidance,
                            generator=gen, output_type="pil").images
-    from dreamdiffusion.evaluation.evaluate import distinct_images
-
-    names = [it.get("image_name") for it in items]
-    distinct, targets = distinct_images(None if None in names else names, len(items))
-    if len(distinct) < 2:
-        raise ValueError("generated_clip_scores needs at least 2 distinct images")
-    truth_embeds = clip_image_embeddings([items[i]["image"] for i in distinct], clip_model, clip_processor)
+    truth_embeds, targets = truths if truths is not None else clip_truths(items, clip_model, clip_processor)
     sim = (clip_image_embeddings(images, clip_model, clip_processor) @ truth_embeds.T).cpu().numpy()
     return {"val_gen_clip_2way": float(pairwise_identification(sim, targets=targets).mean()),
             "val_gen_clip_cos": float(sim[np.arange(len(items)), targets].mean())}
@@ -95,9 +102,10 @@ def choose_guidance(pipe, items: Sequence[dict], clip_model, clip_processor, cho
     """
     if not choices:
         raise ValueError("choose_guidance needs at least one guidance scale")
-    records, truth = [], None
+    records, truths = [], clip_truths(items, clip_model, clip_processor)
     for g in sorted(set(float(c) for c in choices)):
-        scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, g, seed, batch_size)
+        scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, g, seed, batch_size,
+                                       truths=truths)
         records.append({"guidance": g, **scores})
         logger.info("guidance %.2f on val: CLIP 2-way %.3f", g, scores["val_gen_clip_2way"])
     best = max(records, key=lambda r: (r["val_gen_clip_2way"], -r["guidance"]))
@@ -112,4 +120,4 @@ class _Null:
         return False
 
 
-__all__ = ["distinct_image_items", "clip_image_embeddings", "generated_clip_scores", "choose_guidance"]
+__all__ = ["distinct_image_items", "clip_truths", "clip_image_embeddings", "generated_clip_scores", "choose_guidance"]

@@ -370,6 +370,7 @@ class _Trainer:
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot set up training: {exc}") from exc
         self.rank, self.world = self.acc.process_index, self.acc.num_processes
+        self._select = None  # (val items, their CLIP truths) of --select-metric gen_clip, made once
 
     # -- setup
     def setup(self):
@@ -578,16 +579,18 @@ class _Trainer:
     def generated_clip_scores(self, model) -> dict:
         """``val_gen_clip_2way`` / ``val_gen_clip_cos`` of the first ``select_images`` val EEGs (see
         :func:`dreamdiffusion.evaluation.selection.generated_clip_scores`); same sampling noise every time."""
-        from dreamdiffusion.evaluation.selection import distinct_image_items, generated_clip_scores
+        from dreamdiffusion.evaluation.selection import clip_truths, distinct_image_items, generated_clip_scores
 
         cfg, p = self.cfg, self.parts
-        if not hasattr(self, "_select_items"):  # one trial of each of the first select_images val images
-            self._select_items = distinct_image_items(self.val_ds, cfg.select_images)
-        items = self._select_items
+        if self._select is None:  # one trial of each of the first select_images val images, and their CLIP truths
+            items = distinct_image_items(self.val_ds, cfg.select_images)
+            self._select = (items, clip_truths(items, p.clip, p.clip_processor))
+        items, truths = self._select
         pipe = self.make_pipeline(model)
         pipe.set_progress_bar_config(disable=True)
         return generated_clip_scores(pipe, items, p.clip, p.clip_processor, cfg.validation_inference_steps,
-                                     cfg.guidance_scale, cfg.seed, cfg.batch_size, autocast=self.acc.autocast)
+                                     cfg.guidance_scale, cfg.seed, cfg.batch_size, autocast=self.acc.autocast,
+                                     truths=truths)
 
     def _final_unet_vae(self, model):
         """The UNet (LoRA fused) and VAE to save, in fp32.
