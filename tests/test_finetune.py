@@ -2,12 +2,12 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from net_helpers import free_port
 import torch
 from safetensors.torch import load_file
 from stageb_helpers import PairList, make_base, make_clip, make_encoder, make_folder_dataset
@@ -246,9 +246,7 @@ def test_accelerate_launch_two_processes(parts, tmp_path):
     launcher = Path(sys.executable).parent / "accelerate"
     if not launcher.exists():
         pytest.skip("the accelerate launcher is not installed beside this Python")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
            "-m", "dreamdiffusion.cli", "finetune",

@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from net_helpers import free_port
 import torch
 from safetensors.torch import load_file
 
@@ -321,12 +321,6 @@ def test_sigkill_then_resume_is_bit_identical(corpus, tmp_path):
     assert not [p for p in (crash / "checkpoints").iterdir() if ".tmp-" in p.name]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
     out = tmp_path / "ddp"
@@ -334,7 +328,7 @@ def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
     if not launcher.exists():
         pytest.skip("the accelerate launcher is not installed beside this Python")
     cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "-m", "dreamdiffusion.cli", "pretrain", "--corpus", str(corpus), "--output", str(out), "--preset", "tiny",
            "--max-steps", "6", "--batch-size", "8", "--checkpoint-every", "3", "--val-every", "0",
            "--log-every", "1", "--record-indices"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from net_helpers import free_port
 from PIL import Image
 
 from app_fixtures import tiny_pipeline_dir, write_spkit_fif
@@ -172,19 +172,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_browser_upload_generate(engine, emotiv_fif, tmp_path):
     pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     _fake_stream_output(tmp_path / "live", 2)
     samples = web.benchmark_samples(tmp_path / "samples", n=1)
     demo = web.serve(engine, host="127.0.0.1", port=port, block=False, workdir=tmp_path / "outputs",
