@@ -139,12 +139,15 @@ def train_unet(latents: torch.Tensor, labels: torch.Tensor, hp: dict, gen: torch
 
 
 # ----------------------------------------------------------------------------- 3. CLIP
-def clip_normalize(pixels01: torch.Tensor) -> torch.Tensor:
-    """What CLIPImageProcessor does at 32 px after resizing: rescale then CLIP's mean/std."""
-    proc = builtin.clip_processor()
+def processor_normalize(pixels01: torch.Tensor, proc) -> torch.Tensor:
+    """What an image processor does at 32 px after resizing and rescaling: its mean/std normalisation."""
     mean = torch.tensor(proc.image_mean)[None, :, None, None]
     std = torch.tensor(proc.image_std)[None, :, None, None]
     return (pixels01 - mean) / std
+
+
+def clip_normalize(pixels01: torch.Tensor) -> torch.Tensor:
+    return processor_normalize(pixels01, builtin.clip_processor())
 
 
 def train_clip(pixels: torch.Tensor, labels: torch.Tensor, hp: dict, gen: torch.Generator):
@@ -177,10 +180,7 @@ def train_clip(pixels: torch.Tensor, labels: torch.Tensor, hp: dict, gen: torch.
 
 # ----------------------------------------------------------------------------- 4. classifier
 def classifier_normalize(pixels01: torch.Tensor) -> torch.Tensor:
-    proc = builtin.classifier_processor()
-    mean = torch.tensor(proc.image_mean)[None, :, None, None]
-    std = torch.tensor(proc.image_std)[None, :, None, None]
-    return (pixels01 - mean) / std
+    return processor_normalize(pixels01, builtin.classifier_processor())
 
 
 def train_classifier(pixels: torch.Tensor, labels: torch.Tensor, hp: dict, gen: torch.Generator):
