@@ -10,7 +10,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from dreamdiffusion.errors import CheckpointError
+from dreamdiffusion.core.errors import CheckpointError
 from dreamdiffusion.models.eeg_encoder import EEGEncoder
 from dreamdiffusion.training.checkpoint import (
     STATE_FILE,

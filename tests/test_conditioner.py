@@ -6,7 +6,7 @@ import pytest
 import torch
 from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES, make_base, make_clip, make_encoder
 
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
 from dreamdiffusion.models.eeg_encoder import EEGEncoder

@@ -15,7 +15,7 @@ from eeg_files import FORMATS, pyedflib_edf, spkit_raw, write_npy, write_raw, wr
 from dreamdiffusion.cli import main
 from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter, build_corpus, read_exclusions, read_manifest  # noqa: E501
 from dreamdiffusion.data.transforms import InputSpec
-from dreamdiffusion.errors import DataError, EEGReadError
+from dreamdiffusion.core.errors import DataError, EEGReadError
 
 SMALL = ["--n-chans", "16", "--n-times", "128", "--resample", "256"]
 

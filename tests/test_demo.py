@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dreamdiffusion.cli import main
-from dreamdiffusion.demo import (METRIC_KEYS, ablation_markdown, ablation_variants, summarise_ablation)
+from dreamdiffusion.experiments.demo import (METRIC_KEYS, ablation_markdown, ablation_variants, summarise_ablation)
 
 
 @pytest.mark.slow

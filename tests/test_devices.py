@@ -8,7 +8,7 @@ import pytest
 
 from app_fixtures import EMOTIV, spkit_raw
 from dreamdiffusion.app import devices
-from dreamdiffusion.errors import ConfigError, EEGReadError
+from dreamdiffusion.core.errors import ConfigError, EEGReadError
 
 
 def test_layouts_are_real_10_05_positions():

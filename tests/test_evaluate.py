@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamdiffusion.errors import ConfigError, DataError
+from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.evaluation import evaluate as E
 from dreamdiffusion.evaluation.classifier import ImageClassifier
-from dreamdiffusion import report as R
+from dreamdiffusion.experiments import report as R
 
 
 def _digit_like_images(n, size=16, seed=0):

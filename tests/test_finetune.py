@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from stageb_helpers import PairList, make_base, make_clip, make_encoder, make_folder_dataset
 
 from dreamdiffusion.cli import main
-from dreamdiffusion.errors import ConfigError, TrainingError
+from dreamdiffusion.core.errors import ConfigError, TrainingError
 from dreamdiffusion.training.finetune import FinetuneConfig, MicroBatches, _Trainer, finetune
 
 

@@ -28,7 +28,7 @@ from hypothesis.extra import numpy as hnp
 from eeg_files import spkit_raw, write_raw
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.transforms import InputSpec, windows_from_raw
-from dreamdiffusion.errors import ConfigError, DataError, EEGReadError
+from dreamdiffusion.core.errors import ConfigError, DataError, EEGReadError
 
 N = int(os.environ.get("DD_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=N, deadline=None, derandomize=os.environ.get("DD_FUZZ_RANDOM") != "1",

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from app_fixtures import tiny_pipeline_dir
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.pipeline import (GENERATION_FILE, DreamDiffusionPipeline, read_generation_defaults,
                                      write_generation_defaults)
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dreamdiffusion.data.images import (ImageTransform, PairCollator, clip_pixel_values, collate_pairs, load_image,
                                         make_clip_processor, pil_to_tensor, tensor_to_pil)
-from dreamdiffusion.errors import DataError
+from dreamdiffusion.core.errors import DataError
 from pairs_fixtures import write_jpeg
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from eeg_files import FORMATS, pyedflib_edf, spkit_raw, write_npy, write_raw, write_spkit
 from dreamdiffusion.data.io import find_recordings, inspect_recording, read_raw, sample_raw
-from dreamdiffusion.errors import EEGReadError
+from dreamdiffusion.core.errors import EEGReadError
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

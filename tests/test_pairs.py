@@ -11,7 +11,7 @@ from dreamdiffusion.data.pairs import (BRAIN2IMAGE_CLASSES, EEGCVPR40, PAIRED_DA
                                        open_paired_dataset, open_paired_dataset_from_cli, paired_dataset_options,
                                        register_paired_dataset)
 from dreamdiffusion.data.transforms import InputSpec, normalize_windows, standardize_raw
-from dreamdiffusion.errors import ConfigError, DataError, DreamDiffusionError
+from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
 from pairs_fixtures import (THINGS_CHANNELS, WNIDS, spkit_recording, write_cvpr40, write_jpeg,
                             write_spkit_fif, write_things)
 

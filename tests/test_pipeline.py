@@ -7,7 +7,7 @@ import pytest
 import torch
 from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES, make_base, make_clip, make_encoder
 
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler

@@ -24,10 +24,10 @@ from safetensors.torch import load_file
 
 from dreamdiffusion.cli import main as cli_main
 from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter
-from dreamdiffusion.errors import ConfigError, TrainingError
+from dreamdiffusion.core.errors import ConfigError, TrainingError
 from dreamdiffusion.models.eeg_encoder import EEGEncoder, MaskedSignalModel
 from dreamdiffusion.training.checkpoint import CheckpointManager
-from dreamdiffusion.training.common import (
+from dreamdiffusion.training.loop import (
     StepBatchSampler,
     adamw_param_groups,
     cosine_lr_at,
@@ -350,7 +350,7 @@ def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
 
 
 def test_reconstruction_figure_shades_masked_runs(tmp_path):
-    from dreamdiffusion.plots import _true_runs, plot_loss_curves, plot_reconstruction
+    from dreamdiffusion.experiments.plots import _true_runs, plot_loss_curves, plot_reconstruction
 
     assert _true_runs(np.array([0, 1, 1, 0, 0, 1, 0, 1], bool)) == [(1, 3), (5, 6), (7, 8)]
     assert _true_runs(np.zeros(4, bool)) == []

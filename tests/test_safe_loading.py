@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from dreamdiffusion.data import pairs
 from dreamdiffusion.data.images import load_image
 from dreamdiffusion.data.pairs import EEGCVPR40, FolderPairs, ThingsEEG2, load_npy, restricted_unpickle, safe_torch_load
-from dreamdiffusion.errors import DataError, DreamDiffusionError
+from dreamdiffusion.core.errors import DataError, DreamDiffusionError
 from pairs_fixtures import THINGS_CHANNELS, WNIDS, spkit_recording, write_cvpr40, write_jpeg, write_things
 
 # ------------------------------------------------------------------------------------ code in pickles

@@ -10,7 +10,7 @@ import pytest
 
 from app_fixtures import spkit_raw, tiny_pipeline_dir
 from dreamdiffusion.app.engine import Engine
-from dreamdiffusion.errors import ConfigError, DataError
+from dreamdiffusion.core.errors import ConfigError, DataError
 
 
 def _lsl_ok() -> str | None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from dreamdiffusion.data import transforms as T
-from dreamdiffusion.errors import ConfigError, DataError
+from dreamdiffusion.core.errors import ConfigError, DataError
 
 
 def _raw(data_uv, sfreq, names=None):

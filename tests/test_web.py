@@ -15,7 +15,7 @@ from PIL import Image
 from app_fixtures import tiny_pipeline_dir, write_spkit_fif
 from dreamdiffusion.app import web
 from dreamdiffusion.app.engine import Engine
-from dreamdiffusion.errors import DreamDiffusionError, EEGReadError
+from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import sys
 import click
 import typer
 
-from dreamdiffusion.errors import DreamDiffusionError
+from dreamdiffusion.core.errors import DreamDiffusionError
 
 app = typer.Typer(
     name="dreamdiffusion",

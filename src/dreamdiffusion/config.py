@@ -1,18 +1,8 @@
-"""Helpers shared by the dataclass configs (InputSpec, PretrainConfig, FinetuneConfig)."""
+"""Deprecated alias: ``dreamdiffusion.config`` moved to ``dreamdiffusion.core.config`` (removed after one release)."""
 
-from __future__ import annotations
+import importlib
+import sys
+import warnings
 
-import dataclasses
-from typing import TypeVar
-
-from dreamdiffusion.errors import ConfigError
-
-T = TypeVar("T")
-
-
-def dataclass_from_dict(cls: type[T], data: dict, what: str) -> T:
-    """Build ``cls`` from a JSON dict, refusing keys it does not know (``what`` names them in the error)."""
-    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise ConfigError(f"unknown {what}: {', '.join(unknown)}")
-    return cls(**data)
+warnings.warn("dreamdiffusion.config moved to dreamdiffusion.core.config", DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = importlib.import_module("dreamdiffusion.core.config")

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamdiffusion.errors import ConfigError, DataError
+from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.core.seeding import sample_seed
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +156,8 @@ def _png_bytes(image) -> bytes:
 
 def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None) -> dict:
     """Draw ``config.num_images`` images per source into ``config.output``; return the manifest."""
-    from dreamdiffusion.training.checkpoint import atomic_write_bytes, atomic_write_json
-    from dreamdiffusion.training.finetune import image_grid, step_seed
+    from dreamdiffusion.core.files import atomic_write_bytes, atomic_write_json
+    from dreamdiffusion.training.finetune import image_grid
 
     if config.num_images < 1 or (config.steps is not None and config.steps < 1):
         raise ConfigError("--num-images and --steps must be at least 1")
@@ -177,7 +178,7 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
         eeg = torch.stack([s.eeg for s in chunk])
         for s in chunk:
             pipe.eeg_conditioner.check_eeg(s.eeg[None], s.source.get("file") or s.source.get("dataset"))
-        gens = [torch.Generator().manual_seed(step_seed(config.seed, b0 + i, j))
+        gens = [torch.Generator().manual_seed(sample_seed(config.seed, b0 + i, j))
                 for i in range(len(chunk)) for j in range(config.num_images)]
         images = pipe(eeg, num_images_per_eeg=config.num_images, num_inference_steps=steps,
                       guidance_scale=guidance, generator=gens, output_type="pil").images
@@ -195,7 +196,7 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
                 atomic_write_bytes(out / truth, _png_bytes(s.image.convert("RGB").resize(samples[0].size)))
             rows.append(([s.image] if s.image is not None else []) + list(samples))
             entries.append({"index": k, "eeg": s.source, "label": s.label, "ground_truth": truth, "images": files,
-                            "seeds": [step_seed(config.seed, k, j) for j in range(config.num_images)]})
+                            "seeds": [sample_seed(config.seed, k, j) for j in range(config.num_images)]})
     size = rows[0][-1].size
     if any(s.image is not None for s in sources):  # keep the columns aligned: blank where no truth
         from PIL import Image

@@ -44,8 +44,8 @@ from diffusers import (
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 
-from dreamdiffusion.errors import ConfigError
-from dreamdiffusion.training.checkpoint import atomic_write_json
+from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.core.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import mne
 import numpy as np
 
-from dreamdiffusion.errors import ConfigError, EEGReadError
+from dreamdiffusion.core.errors import ConfigError, EEGReadError
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any, Callable
 import mne
 import numpy as np
 
-from dreamdiffusion.errors import CheckpointError, ConfigError, DataError, DreamDiffusionError
-from dreamdiffusion.training.checkpoint import atomic_write_bytes  # noqa: F401  (app code imports it from here)
+from dreamdiffusion.core.errors import CheckpointError, ConfigError, DataError, DreamDiffusionError
+from dreamdiffusion.core.files import atomic_write_bytes  # noqa: F401  (app code imports it from here)
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import mne
 import numpy as np
 
 from dreamdiffusion.app.engine import Engine, append_jsonl, save_image
-from dreamdiffusion.errors import ConfigError, DataError
+from dreamdiffusion.core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 

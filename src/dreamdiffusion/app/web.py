@@ -22,7 +22,7 @@ import numpy as np
 
 from dreamdiffusion.app.devices import LAYOUTS, apply_montage, detect_layout
 from dreamdiffusion.app.engine import MAPPINGS, Engine, GenerationRecord, atomic_write_bytes, save_image
-from dreamdiffusion.errors import DreamDiffusionError, EEGReadError
+from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 
 data_app = typer.Typer(help="EEG files: inspect them, build a pretraining corpus, write a sample recording.",
                        no_args_is_help=True)

@@ -9,7 +9,7 @@ import typer
 
 from dreamdiffusion.commands._stageb import quiet_model_loading
 
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 
 
 def generate_cmd(

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamdiffusion.errors import DataError, DreamDiffusionError, EEGReadError
+from dreamdiffusion.core.errors import DataError, DreamDiffusionError, EEGReadError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from dreamdiffusion.errors import DataError
+from dreamdiffusion.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 
-from dreamdiffusion.errors import DataError
+from dreamdiffusion.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 

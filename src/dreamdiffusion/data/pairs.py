@@ -55,7 +55,7 @@ from torch.utils.data import Dataset
 from dreamdiffusion.data.images import load_image
 from dreamdiffusion.data.transforms import (InputSpec, map_channels_montage, map_channels_repeat,
                                             normalize_windows, standardize_raw, stretch_time, window_at)
-from dreamdiffusion.errors import ConfigError, DataError, DreamDiffusionError
+from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
 
 log = logging.getLogger(__name__)
 

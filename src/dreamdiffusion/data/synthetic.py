@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from dreamdiffusion.data.corpus import CorpusWriter
-from dreamdiffusion.errors import DataError
+from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.models.eeg_encoder import PAPER_SFREQ
 
 logger = logging.getLogger(__name__)

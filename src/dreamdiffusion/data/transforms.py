@@ -23,7 +23,7 @@ from pathlib import Path
 import mne
 import numpy as np
 
-from dreamdiffusion.errors import ConfigError, DataError
+from dreamdiffusion.core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
-        from dreamdiffusion.config import dataclass_from_dict
+        from dreamdiffusion.core.config import dataclass_from_dict
 
         return dataclass_from_dict(cls, d, "InputSpec fields")
 

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

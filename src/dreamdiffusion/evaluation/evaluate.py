@@ -22,10 +22,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from dreamdiffusion.errors import ConfigError, DataError
+from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
-from dreamdiffusion.report import atomic_write_text, comparison_grid, metrics_markdown
+from dreamdiffusion.experiments.report import atomic_write_text, comparison_grid, metrics_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -121,13 +122,6 @@ def find_clip_for_model(model: str | os.PathLike | None) -> str | None:
             if value:
                 return str(value)
     return None
-
-
-def sample_seed(seed: int, eeg_index: int, sample_index: int) -> int:
-    """Noise seed of one generated image: independent of batch size and of which other EEGs are scored."""
-    from dreamdiffusion.training.common import derived_seed
-
-    return derived_seed(seed, 17, eeg_index, sample_index)
 
 
 def generate_samples(pipe, eegs: Sequence[torch.Tensor], num_images: int, steps: int, guidance: float, seed: int,

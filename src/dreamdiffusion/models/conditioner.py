@@ -40,7 +40,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
 from torch import nn
 
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from dreamdiffusion.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

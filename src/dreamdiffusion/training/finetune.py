@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dreamdiffusion.config import dataclass_from_dict
-from dreamdiffusion.errors import ConfigError, DataError, TrainingError
+from dreamdiffusion.core.config import dataclass_from_dict
+from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
+from dreamdiffusion.core.seeding import step_seed
 
 logger = logging.getLogger(__name__)
 
@@ -234,11 +235,6 @@ def open_datasets(cfg: FinetuneConfig):
         logger.warning("no val split (%s): validation and best-checkpoint selection are off", exc)
         val = None
     return train, val
-
-
-def step_seed(seed: int, step: int, rank: int = 0) -> int:
-    """A distinct 63-bit seed for each (run seed, optimizer step, process)."""
-    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
 
 
 def timestep_weights(num_train_timesteps: int, bias: str = "none", multiplier: float = 2.0,

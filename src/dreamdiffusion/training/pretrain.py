@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
-from dreamdiffusion.config import dataclass_from_dict
-from dreamdiffusion.errors import ConfigError, DataError, TrainingError
+from dreamdiffusion.core.config import dataclass_from_dict
+from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.training.checkpoint import (
     CheckpointManager,
     atomic_save_pretrained,
     atomic_write_json,
 )
-from dreamdiffusion.training.common import (
+from dreamdiffusion.training.loop import (
     STREAM_MASK,
     STREAM_VAL,
     JsonlLog,
@@ -430,7 +430,7 @@ def _validate(accelerator, model, val_set, config: PretrainConfig, metrics: Json
 
 
 def _figures(msm, dataset, config: PretrainConfig, output: Path, records: list[dict], device) -> None:
-    from dreamdiffusion.plots import plot_loss_curves, plot_reconstruction
+    from dreamdiffusion.experiments.plots import plot_loss_curves, plot_reconstruction
 
     plot_loss_curves(records, output / "loss.png")
     eeg = dataset[0][None].to(device)

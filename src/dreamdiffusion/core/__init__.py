@@ -1,0 +1,2 @@
+"""The ground floor every other layer builds on: errors, config loading, the one atomic writer,
+the one seed rule and the project's constants. Nothing here imports another dreamdiffusion package."""
