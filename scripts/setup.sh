@@ -11,7 +11,7 @@ if [ ! -f .venv/.setup-done ] || [ pyproject.toml -nt .venv/.setup-done ]; then
   # torch first and pinned, so that no dependency pulls a multi-GB CUDA build.
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q "torch==2.13.0"
-  .venv/bin/pip install -q -e ".[dev,moabb,web,stream,eval]"
+  .venv/bin/pip install -q -e ".[dev,docs,moabb,web,stream,eval]"
   # spkit ships a real 14-channel Emotiv recording; its own dependencies are not needed to read it.
   .venv/bin/pip install -q --no-deps "spkit==0.0.9.7"
   touch .venv/.setup-done
