@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dreamdiffusion.data.corpus import CorpusWriter
+from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import DataError
-from dreamdiffusion.models.eeg_encoder import PAPER_SFREQ
+from dreamdiffusion.data.corpus import CorpusWriter
 
 logger = logging.getLogger(__name__)
 
@@ -442,19 +442,6 @@ def linear_baseline(root: str | os.PathLike, split: str = "test") -> float:
     clf = RidgeClassifierCV(alphas=np.logspace(-1, 4, 11)).fit(xtr, ytr)
     return float((clf.predict(xte) == yte).mean())
 
-
-def _factory(split: str = "train", root: str | os.PathLike | None = None, subject: int | None = None):
-    if root is None:
-        raise DataError("the synthetic dataset needs --root DIR (a folder made by build_benchmark)", None)
-    return SyntheticPairs(root, split=split, subject=subject)
-
-
-try:  # register with the paired-dataset registry when it exists
-    from dreamdiffusion.data.pairs import register_paired_dataset
-
-    register_paired_dataset("synthetic", _factory)
-except ImportError:  # pragma: no cover - pairs.py not present
-    pass
 
 __all__ = ["build_benchmark", "SyntheticPairs", "SimulatedBrain", "load_digit_images", "split_images",
            "read_benchmark", "linear_baseline", "eeg_features", "montage_positions"]
