@@ -61,10 +61,7 @@ ALLOWED_EDGES: set[tuple[str, str]] = {
     # plot_loss_curves / plot_reconstruction: the figures of a pretraining run
     ("dreamdiffusion.training.pretrain", "dreamdiffusion.experiments.plots"),
 }
-ALLOWED_CYCLES: set[tuple[str, ...]] = {
-    # is_excluded <-> moabb_recordings: exclusions.py (layout-data)
-    ("dreamdiffusion.data.corpus", "dreamdiffusion.data.moabb_source"),
-}
+ALLOWED_CYCLES: set[tuple[str, ...]] = set()
 
 _ALIAS_STDLIB = {"importlib", "sys", "warnings"}
 

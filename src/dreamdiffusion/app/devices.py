@@ -10,15 +10,25 @@ ones (spherical splines, through ``dreamdiffusion.data.transforms.map_channels_m
 from __future__ import annotations
 
 import logging
-import os
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
-import mne
 import numpy as np
 
-from dreamdiffusion.core.errors import ConfigError, EEGReadError
+from dreamdiffusion.core.errors import ConfigError
+
+# Montage helpers live in data.montage; re-exported here, where the app and its users import them.
+from dreamdiffusion.data.montage import (  # noqa: F401
+    MONTAGE_SUFFIXES,
+    apply_montage,
+    has_positions,
+    make_montage,
+    resolve_montage,
+    snap_to_standard_names,
+    standard_montage_name,
+    unit_positions,
+)
+from dreamdiffusion.data.montage import unit_positions as _unit_positions  # noqa: F401 (old private name)
+from dreamdiffusion.data.transforms import map_channels_montage
 
 logger = logging.getLogger(__name__)
 
@@ -101,135 +111,6 @@ def detect_layout(ch_names: list[str] | tuple[str, ...]) -> Layout | None:
     return None
 
 
-def standard_montage_name() -> str:
-    """MNE's densest standard 10-05 template (renamed 'colin27_1005' in recent MNE)."""
-    builtin = mne.channels.get_builtin_montages()
-    return "colin27_1005" if "colin27_1005" in builtin else "standard_1005"
-
-
-MONTAGE_SUFFIXES = (".loc", ".locs", ".eloc", ".sfp", ".csd", ".elc", ".txt", ".elp", ".hpts", ".bvef", ".csv", ".tsv")
-
-
-def resolve_montage(spec: str | os.PathLike | None) -> mne.channels.DigMontage | None:
-    """A montage from a name MNE knows ('standard_1020', 'biosemi128', ...) or a positions file.
-
-    ``None`` or ``"auto"`` gives ``None`` (keep the file's own positions, or use the
-    standard 10-05 template where the file has none).
-    """
-    if spec is None or str(spec).strip().lower() in ("", "auto"):
-        return None
-    text = os.fspath(spec)
-    path = Path(text)
-    if path.suffix.lower() not in MONTAGE_SUFFIXES and not path.exists():
-        try:  # also accepts names MNE still knows but no longer lists (standard_1020 in MNE 1.13)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return mne.channels.make_standard_montage(text)
-        except ValueError:
-            pass
-    if path.suffix.lower() in MONTAGE_SUFFIXES or path.exists():
-        if not path.is_file():
-            raise ConfigError("montage file not found (give a file with electrode positions or a standard "
-                              "montage name such as standard_1020)", path)
-        try:
-            return mne.channels.read_custom_montage(path)
-        except Exception as exc:  # MNE raises several types for a bad file
-            raise ConfigError(f"cannot read electrode positions: {exc}", path) from exc
-    raise ConfigError(
-        f"unknown montage {text!r}: give a positions file ({', '.join(MONTAGE_SUFFIXES)}) or one of MNE's "
-        f"standard montages (e.g. standard_1020, biosemi128)"
-    )
-
-
-def has_positions(info: mne.Info) -> bool:
-    """True when every EEG channel has a finite, non-zero position."""
-    picks = mne.pick_types(info, eeg=True, exclude=())
-    if len(picks) == 0:
-        return False
-    locs = np.array([info["chs"][i]["loc"][:3] for i in picks])
-    return bool(np.all(np.isfinite(locs)) and np.all(np.linalg.norm(locs, axis=1) > 0))
-
-
-def apply_montage(raw: mne.io.BaseRaw, montage: str | os.PathLike | mne.channels.DigMontage | None,
-                  source: str | os.PathLike | None = None) -> mne.io.BaseRaw:
-    """Set electrode positions from ``montage`` (a standard name or a positions file), in place.
-
-    ``None`` keeps what the file has (the reader already gives 10-05-named channels standard
-    positions). EEG channels the montage does not know make an EEGReadError naming them.
-    """
-    mont = montage if isinstance(montage, mne.channels.DigMontage) else resolve_montage(montage)
-    if mont is None:
-        return raw
-    eeg = [raw.ch_names[i] for i in mne.pick_types(raw.info, eeg=True, exclude=())]
-    known = {n.lower() for n in mont.ch_names}
-    unknown = [c for c in eeg if c.lower() not in known]
-    if unknown:
-        shown = ", ".join(unknown[:8]) + (" ..." if len(unknown) > 8 else "")
-        raise EEGReadError(
-            f"{len(unknown)} EEG channel(s) are not in the montage ({shown}): give a montage that names "
-            f"every channel, or rename the channels to 10-05 names",
-            source,
-        )
-    raw.set_montage(mont, match_case=False, on_missing="raise", verbose="error")
-    return raw
-
-
-def _unit_positions(montage: mne.channels.DigMontage) -> dict[str, np.ndarray]:
-    """Lower-cased channel name -> direction from the head origin (unit vector); scale-free, so
-    template heads and measured heads of different sizes compare."""
-    out = {}
-    for name, pos in montage.get_positions()["ch_pos"].items():
-        pos = np.asarray(pos, dtype=float)
-        norm = np.linalg.norm(pos)
-        if np.all(np.isfinite(pos)) and norm > 0:
-            out[name.lower()] = pos / norm
-    return out
-
-
-def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = "standard_1005") -> mne.io.BaseRaw:
-    """Rename EEG channels that are not 10-05 names but have positions to the nearest free
-    10-05 name of ``montage`` (a copy; ``raw`` itself when nothing needs renaming).
-
-    The positional mapping onto the model's channels (``transforms.map_channels_montage``)
-    places channels by name in a standard montage; this lets a cap with its own names
-    (``E1``, ``A12``, ``EEG 001``) plus measured or ``--montage`` positions use it too.
-    """
-    template = _unit_positions(mne.channels.make_standard_montage(_template_name(montage)))
-    eeg = [raw.ch_names[i] for i in mne.pick_types(raw.info, eeg=True, exclude=())]
-    foreign = [c for c in eeg if c.lower() not in template]
-    if not foreign:
-        return raw
-    measured = raw.get_montage()
-    positions = _unit_positions(measured) if measured is not None else {}
-    taken = {c.lower() for c in eeg if c.lower() in template}
-    # T3/T4/T5/T6 are old names of T7/T8/P7/P8 at the same positions: offer only the modern ones.
-    names = [n for n in template if n not in ("t3", "t4", "t5", "t6")]
-    grid = np.array([template[n] for n in names])
-    cased = {n.lower(): n for n in mne.channels.make_standard_montage(_template_name(montage)).ch_names}
-    renames = {}
-    for ch in foreign:
-        if ch.lower() not in positions:
-            continue  # no position: transforms leaves it out (and says so in the log)
-        order = np.argsort(np.linalg.norm(grid - positions[ch.lower()], axis=1))
-        for j in order:
-            if names[j] not in taken:
-                taken.add(names[j])
-                renames[ch] = cased[names[j]]
-                break
-    if not renames:
-        return raw
-    logger.info("placing %d channel(s) at the nearest 10-05 positions: %s", len(renames),
-                ", ".join(f"{a}->{b}" for a, b in list(renames.items())[:8]))
-    out = raw.copy()
-    out.rename_channels(renames, verbose="error")
-    return out
-
-
-def _template_name(montage: str) -> str:
-    # MNE 1.13 deprecates 'standard_1005' in favour of 'colin27_1005' (same positions).
-    return standard_montage_name() if montage == "standard_1005" else montage
-
-
 def map_to_model(data: np.ndarray, ch_names: list[str], target: list[str] | tuple[str, ...],
                  montage: str = "standard_1005") -> np.ndarray:
     """Map ``data`` [C, T] recorded on ``ch_names`` onto the ``target`` channels by position.
@@ -237,8 +118,6 @@ def map_to_model(data: np.ndarray, ch_names: list[str], target: list[str] | tupl
     Delegates to ``transforms.map_channels_montage`` (the one place channel mapping lives),
     so the web app, the live stream and the benchmark all map channels the same way.
     """
-    from dreamdiffusion.data.transforms import map_channels_montage
-
     return np.asarray(map_channels_montage(np.asarray(data), list(ch_names), list(target), montage))
 
 
@@ -250,8 +129,8 @@ def nearest_channels(wanted: list[str] | tuple[str, ...], available: list[str],
     Lets a headset layout be simulated on a cap that lacks its exact positions (a 10-20 subset
     of a BioSemi 128 recording, for example).
     """
-    template = _unit_positions(mne.channels.make_standard_montage(standard_montage_name()))
-    cap = _unit_positions(mne.channels.make_standard_montage(_template_name(montage)))
+    template = unit_positions(make_montage(standard_montage_name()))
+    cap = unit_positions(make_montage(montage))
     missing = [c for c in wanted if c.lower() not in template] + [c for c in available if c.lower() not in cap]
     if missing:
         raise ConfigError(f"channel(s) {', '.join(missing[:8])} have no position in the montage")

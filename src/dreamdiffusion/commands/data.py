@@ -9,12 +9,13 @@ from typing import List, Optional
 
 import typer
 
+from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError
 
 data_app = typer.Typer(help="EEG files: inspect them, build a pretraining corpus, write a sample recording.",
                        no_args_is_help=True)
 
-_DEFAULT_RATE = 512 / 0.44  # the paper's window: 440 ms as 512 samples
+_DEFAULT_RATE = PAPER_SFREQ  # the paper's window: 440 ms as 512 samples
 
 
 def _freq(value: Optional[str], name: str) -> Optional[float]:

@@ -18,7 +18,6 @@ flat however large the corpus), and read back through memory maps.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import logging
 import os
@@ -29,8 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from dreamdiffusion.core.errors import DataError, DreamDiffusionError, EEGReadError
+from dreamdiffusion.data.exclusions import is_excluded, read_exclusions, subject_of  # noqa: F401 (re-exported)
+from dreamdiffusion.data.io import EEG_EXTENSIONS, find_recordings, read_raw
+from dreamdiffusion.data.moabb_source import moabb_recordings, resolve_datasets
+from dreamdiffusion.data.transforms import InputSpec, count_windows, iter_windows
 
 logger = logging.getLogger(__name__)
 
@@ -324,74 +328,7 @@ def collate_windows(batch) -> torch.Tensor:
 # Building a corpus from files, folders and MOABB
 
 
-def read_exclusions(exclude: str | os.PathLike | Iterable[str] | None) -> list[str]:
-    """Exclusion entries from a list and/or text files (one per line, ``#`` comments).
-
-    An entry names a subject (``sub-04``, ``4`` for MOABB subject 4, ``BNCI2014-001:4`` for one
-    dataset's subject), a recording path, or a glob over paths (``*/sub-04/*``, ``*test*.edf``).
-    """
-    if exclude is None:
-        return []
-    items = [exclude] if isinstance(exclude, (str, os.PathLike)) else list(exclude)
-    out: list[str] = []
-    for item in items:
-        s = os.fspath(item)
-        p = Path(s)
-        if p.is_file() and p.suffix.lower() in (".txt", ".lst", ".list", ""):
-            try:
-                lines = p.read_text().splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise DataError(f"cannot read exclusion list: {exc}", p) from None
-            out.extend(ln.split("#", 1)[0].strip() for ln in lines)
-        else:
-            out.append(s)
-    return [e for e in out if e]
-
-
-def subject_of(path: Path) -> str:
-    """A subject label for a file: the BIDS ``sub-XX`` entity of its path where there is one,
-    else the file name without extension (files are then their own subject)."""
-    for part in reversed(path.parts):
-        for token in part.replace(".", "_").split("_"):
-            if token.startswith("sub-") and len(token) > 4:
-                return token
-    name = path.name
-    from dreamdiffusion.data.io import eeg_extension
-
-    ext = eeg_extension(name)
-    return name[: -len(ext)] if ext else path.stem
-
-
-def is_excluded(entries: list[str], source: str, subject: str, dataset: str | None = None) -> str | None:
-    """The entry that excludes this recording, or None."""
-    src = source.replace(os.sep, "/")
-    try:
-        resolved = str(Path(source).resolve()).replace(os.sep, "/")
-    except (OSError, RuntimeError):
-        resolved = src
-    name = src.rsplit("/", 1)[-1]
-    for e in entries:
-        e_norm = e.replace(os.sep, "/")
-        if e in (subject, f"subject:{subject}"):
-            return e
-        if dataset is not None:
-            # MOABB subjects are numbers: "4", "sub-4" and "<code>:4" all name subject 4
-            bare = subject[4:] if subject.startswith("sub-") else subject
-            if e in (bare, f"{dataset}:{subject}", f"{dataset}:{bare}"):
-                return e
-        if fnmatch.fnmatchcase(src, e_norm) or fnmatch.fnmatchcase(name, e_norm) or fnmatch.fnmatchcase(resolved, e_norm):
-            return e
-        try:
-            if Path(e).exists() and Path(e).resolve() == Path(source).resolve():
-                return e
-        except (OSError, RuntimeError):
-            pass
-    return None
-
-
 def _collect_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    from dreamdiffusion.data.io import EEG_EXTENSIONS, find_recordings
-
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -417,8 +354,6 @@ def _collect_files(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 def _recordings_from_files(files: list[Path], sfreq: float | None, ch_names, montage,
                            repair: bool) -> Iterator[tuple]:
     """``(source, subject, dataset, loader)`` per file; ``loader()`` reads it (may raise)."""
-    from dreamdiffusion.data.io import read_raw
-
     for f in files:
         yield str(f), subject_of(f), None, (lambda f=f: read_raw(f, sfreq=sfreq, ch_names=ch_names,
                                                                  montage=montage, repair=repair))
@@ -442,10 +377,6 @@ def build_corpus(inputs: Iterable[str | os.PathLike] | str | os.PathLike, output
     random (``seed``) but ordered choice of windows. ``repair`` interpolates channels holding
     NaN/Inf (MNE) instead of skipping the recording. Returns the corpus folder.
     """
-    from tqdm.auto import tqdm
-
-    from dreamdiffusion.data.transforms import InputSpec
-
     spec = spec if spec is not None else InputSpec()
     if isinstance(spec, dict):
         spec = InputSpec.from_dict(spec)
@@ -458,8 +389,6 @@ def build_corpus(inputs: Iterable[str | os.PathLike] | str | os.PathLike, output
     n_expected: int | None = len(files)
     moabb_codes: list[str] = []
     if moabb:
-        from dreamdiffusion.data.moabb_source import moabb_recordings, resolve_datasets
-
         datasets = resolve_datasets(moabb)
         moabb_codes = [d.code for d in datasets]
         sources.append(moabb_recordings(datasets, subjects=moabb_subjects, exclude=entries))
@@ -519,7 +448,6 @@ def build_corpus(inputs: Iterable[str | os.PathLike] | str | os.PathLike, output
 
 def _add_recording(writer: CorpusWriter, loader, source: str, subject: str, dataset: str | None, spec,
                    rng: np.random.Generator, cap: int | None) -> int:
-    from dreamdiffusion.data.transforms import count_windows, iter_windows
 
     raw = loader()
     sfreq0, n_ch0 = float(raw.info["sfreq"]), len(raw.ch_names)

@@ -12,6 +12,8 @@ import importlib.util
 import logging
 import os
 import pickle
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,8 @@ import mne
 import numpy as np
 
 from dreamdiffusion.core.errors import EEGReadError
+from dreamdiffusion.data.montage import has_any_position, make_montage
+from dreamdiffusion.data.safe_load import restricted_unpickle
 
 logger = logging.getLogger(__name__)
 
@@ -183,16 +187,9 @@ def read_raw(path: str | os.PathLike, sfreq: float | None = None, ch_names: list
     return raw
 
 
-def _has_positions(raw: mne.io.BaseRaw) -> bool:
-    locs = np.array([ch["loc"][:3] for ch in raw.info["chs"]])
-    return bool(np.isfinite(locs).all(axis=1).any() and np.abs(locs).sum() > 0)
-
-
 def _set_positions(raw: mne.io.BaseRaw, montage: str | None, path: Path) -> None:
-    if montage is None and _has_positions(raw):
+    if montage is None and has_any_position(raw.info):
         return
-    from dreamdiffusion.data.transforms import make_montage
-
     name = montage or "standard_1005"
     try:
         m = make_montage(name)
@@ -274,13 +271,12 @@ def inspect_recording(path: str | os.PathLike, sfreq: float | None = None) -> di
         "bad_channels": bad,
         "n_nan": n_nan,
         "n_inf": n_inf,
-        "has_positions": _has_positions(raw),
+        "has_positions": has_any_position(raw.info),
     }
 
 
 class _quiet_nanwarnings:
     def __enter__(self):
-        import warnings
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -295,22 +291,6 @@ class _quiet_nanwarnings:
 SPKIT_CHANNELS = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4"]
 
 
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays, strings and containers, nothing else: the spkit file is a pickle,
-    and a pickle may name any callable; this one may only name numpy's array rebuilders."""
-
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            if name == "_reconstruct":  # numpy 2 moved numpy.core to numpy._core
-                mod = "numpy._core.multiarray" if importlib.util.find_spec("numpy._core") else "numpy.core.multiarray"
-                return getattr(importlib.import_module(mod), name)
-            return getattr(np, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
-
-
 def spkit_sample_path() -> Path:
     spec = importlib.util.find_spec("spkit")  # finds the package without running its __init__
     if spec is None or spec.origin is None:
@@ -322,14 +302,14 @@ def sample_raw() -> mne.io.RawArray:
     """spkit's real 14-channel Emotiv EPOC recording (16 s at 128 Hz, PhyAAt data) as MNE Raw."""
     path = spkit_sample_path()
     try:
+        # a pickle may name any callable: this reader rebuilds numpy arrays and containers only
         with open(path, "rb") as fh:
-            X, ch = _ArraysOnlyUnpickler(fh).load()
+            X, ch = restricted_unpickle(fh)
     except (OSError, pickle.UnpicklingError, ValueError) as exc:
         raise EEGReadError(f"cannot read spkit's sample recording: {exc}", path) from None
     X = np.asarray(X, dtype=np.float64)  # (2048, 14) microvolts
     info = mne.create_info([str(c) for c in ch], 128.0, "eeg")
     raw = mne.io.RawArray(X.T * 1e-6, info, verbose="error")
-    from dreamdiffusion.data.transforms import make_montage
 
     raw.set_montage(make_montage("standard_1020"), verbose="error")
     return raw
@@ -343,9 +323,6 @@ def write_raw_file(raw: mne.io.BaseRaw, output: str | os.PathLike, overwrite: bo
     """Write ``raw`` with MNE's own writers, by extension (.fif, .edf, .vhdr, .set), atomically:
     into a temporary folder beside ``output``, then each file renamed into place (a BrainVision
     recording is three files that name each other, so they are written under their final names)."""
-    import shutil
-    import tempfile
-
     output = Path(output)
     ext = eeg_extension(output)
     if ext not in _WRITERS:

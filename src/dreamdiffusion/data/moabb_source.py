@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from dreamdiffusion.core.errors import DataError
+from dreamdiffusion.data.exclusions import is_excluded
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,6 @@ def moabb_recordings(datasets: list, subjects: list[int] | None = None,
         subject_list = list(subjects) if subjects is not None else list(ds.subject_list)
         for subj in subject_list:
             label = f"sub-{subj}"
-            from dreamdiffusion.data.corpus import is_excluded
-
             if is_excluded(exclude, f"moabb:{code}/{label}", label, code) is not None:
                 # the builder matches the same entry and records the exclusion; no download
                 yield f"moabb:{code}/{label}", label, code, _excluded

@@ -42,8 +42,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import mne
 import numpy as np
 import torch
+from PIL import Image
 
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import DataError
@@ -72,7 +74,6 @@ CHUNK = 256  # trials simulated at once (bounds memory)
 # ----------------------------------------------------------------------------- images
 def load_digit_images(resolution: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as ``uint8 [1797, R, R, 3]`` RGB (white ink on black) and ``int64`` labels."""
-    from PIL import Image
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -99,8 +100,6 @@ def image_features(images: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- the brain
 def montage_positions() -> tuple[list[str], np.ndarray]:
     """Channel names and unit-sphere positions ``[128, 3]`` of MNE's BioSemi-128 montage."""
-    import mne
-
     montage = mne.channels.make_standard_montage(MONTAGE)
     pos = montage.get_positions()["ch_pos"]
     names = list(montage.ch_names)[:N_CHANS]
@@ -409,8 +408,6 @@ class SyntheticPairs(torch.utils.data.Dataset):
         return len(self.indices)
 
     def image(self, image_index: int):
-        from PIL import Image
-
         return Image.fromarray(self.images[image_index])  # uint8 [R, R, 3] -> RGB
 
     def __getitem__(self, i: int) -> dict:

@@ -17,17 +17,25 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import mne
 import numpy as np
 
-from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.core.config import dataclass_from_dict
+from dreamdiffusion.core.constants import PAPER_N_CHANS, PAPER_N_TIMES, PAPER_SFREQ, PAPER_WINDOW_S  # noqa: F401
+from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
+from dreamdiffusion.core.files import atomic_write_text
+from dreamdiffusion.data.montage import (  # noqa: F401 (re-exported)
+    DEFAULT_MONTAGE,
+    default_target_channels,
+    make_montage,
+    montage_positions,
+    snap_to_standard_names,
+)
 
 logger = logging.getLogger(__name__)
 
-PAPER_WINDOW_S = 0.44  # the paper's EEG window: 440 ms, stretched to 512 samples
 CHANNEL_MAPPINGS = ("repeat", "montage")
 NORMALIZATIONS = ("zscore", "none")
 # Channel types we treat as scalp EEG when picking (EDF files often label everything "eeg").
@@ -43,16 +51,16 @@ class InputSpec:
     ``None`` takes ``default_target_channels(n_chans)``.
     """
 
-    n_chans: int = 128
-    n_times: int = 512
-    sfreq: float = 512 / PAPER_WINDOW_S
+    n_chans: int = PAPER_N_CHANS
+    n_times: int = PAPER_N_TIMES
+    sfreq: float = PAPER_SFREQ
     l_freq: float | None = 5.0
     h_freq: float | None = 95.0
     notch: float | None = None
     channel_mapping: str = "repeat"
     normalize: str = "zscore"
     window_stride: int | None = None
-    montage: str = "standard_1005"
+    montage: str = DEFAULT_MONTAGE
     target_channels: list[str] | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -92,17 +100,12 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputSpec":
-        from dreamdiffusion.core.config import dataclass_from_dict
-
         return dataclass_from_dict(cls, d, "InputSpec fields")
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            path = Path(path)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
         return text
 
     @classmethod
@@ -173,68 +176,8 @@ def map_channels_repeat(data: np.ndarray, n_target: int) -> np.ndarray:
     return data[idx]
 
 
-def resolve_montage(name: str) -> str:
-    """MNE 1.13 renamed ``standard_10xx`` to ``colin27_10xx`` (the old names go in 1.14): accept
-    either, use whichever this MNE has."""
-    builtin = set(mne.channels.get_builtin_montages())
-    if name in builtin and not name.startswith("standard_"):
-        return name
-    if name.startswith("standard_") and name.replace("standard_", "colin27_") in builtin:
-        return name.replace("standard_", "colin27_")
-    return name
-
-
-def make_montage(name: str) -> mne.channels.DigMontage:
-    try:
-        return mne.channels.make_standard_montage(resolve_montage(name))
-    except ValueError as exc:
-        raise ConfigError(f"unknown standard montage {name!r}: {exc}") from None
-
-
-def _montage_positions(montage: str) -> dict[str, np.ndarray]:
-    return {k.lower(): v for k, v in _montage_positions_cased(montage).items()}
-
-
-@lru_cache(maxsize=8)
-def _montage_positions_cased(montage: str) -> dict[str, np.ndarray]:
-    return make_montage(montage).get_positions()["ch_pos"]
-
-
-@lru_cache(maxsize=16)
-def _default_targets(n: int, montage: str) -> tuple[str, ...]:
-    pos = _montage_positions_cased(montage)
-    names = list(pos)
-    xyz = np.array([pos[k] for k in names])
-    # Keep the scalp cap: positions no lower than the T7/T8 ring minus a little (drops the
-    # neck/cheek positions some 10-05 layouts carry).
-    centre = xyz.mean(0)
-    rel = xyz - centre
-    ring = np.median([rel[names.index(c)][2] for c in ("T7", "T8") if c in names]) if "T7" in names else rel[:, 2].min()
-    keep = rel[:, 2] >= ring - 0.02
-    names = [n_ for n_, k in zip(names, keep) if k]
-    rel = rel[keep]
-    if n > len(names):
-        raise ConfigError(f"montage {montage!r} has only {len(names)} scalp positions, cannot choose {n}")
-    # Farthest-point sampling from Cz: deterministic and spreads n positions evenly over the cap.
-    start = names.index("Cz") if "Cz" in names else 0
-    chosen = [start]
-    d = np.linalg.norm(rel - rel[start], axis=1)
-    while len(chosen) < n:
-        j = int(np.argmax(d))
-        chosen.append(j)
-        d = np.minimum(d, np.linalg.norm(rel - rel[j], axis=1))
-    # Report them in the montage's own order (front to back), which reads better than pick order.
-    return tuple(names[j] for j in sorted(chosen))
-
-
-def default_target_channels(n: int, montage: str = "standard_1005") -> list[str]:
-    """``n`` channel names of ``montage`` spread evenly over the scalp (farthest-point sampling
-    from Cz), used as the model's channel layout by the montage mapping."""
-    return list(_default_targets(int(n), montage))
-
-
 def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str] | int,
-                         montage: str = "standard_1005", sfreq: float = 1000.0) -> np.ndarray:
+                         montage: str = DEFAULT_MONTAGE, sfreq: float = 1000.0) -> np.ndarray:
     """Project ``data [C, T]`` recorded at ``ch_names`` onto the ``target`` layout.
 
     Uses MNE's spherical-spline interpolation (``Raw.interpolate_to``, Perrin et al. 1989) with
@@ -249,7 +192,7 @@ def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str
     if data.ndim != 2 or data.shape[0] != len(ch_names):
         raise DataError(f"data shape {data.shape} does not match {len(ch_names)} channel names")
     targets = default_target_channels(target, montage) if isinstance(target, (int, np.integer)) else list(target)
-    pos = _montage_positions(montage)
+    pos = montage_positions(montage)
     missing_t = [t for t in targets if t.lower() not in pos]
     if missing_t:
         raise ConfigError(f"target channels not in montage {montage!r}: {missing_t[:5]}")
@@ -510,3 +453,32 @@ def window_at(raw_or_data, onset_s: float, spec: InputSpec, sfreq: float | None 
     if start < 0:
         raise DataError("recording too short for one window", _source(raw))
     return normalize_windows(data[None, :, start:start + spec.n_times], spec.normalize)[0]
+
+
+def recording_window(raw: mne.io.BaseRaw, onset_s: float, spec: InputSpec, mapping: str | None = None,
+                     source: str | os.PathLike | None = None) -> np.ndarray:
+    """The model's input ``float32 [n_chans, n_times]`` for the window of a recording at ``onset_s``.
+
+    The one path from a recording to a model window: ``generate --eeg-file``, the web app and the
+    live stream all call it, so the same file, onset and mapping give the same window everywhere.
+    ``mapping`` overrides ``spec.channel_mapping`` (``montage``: spherical-spline interpolation from
+    electrode positions; ``repeat``: tile the recorded channels). Under ``montage``, channels whose
+    names are not 10-05 names but which have positions (from the file or ``--montage``) are first
+    renamed to the nearest 10-05 position (:func:`~dreamdiffusion.data.montage.snap_to_standard_names`),
+    so the positional mapping works for any cap. Errors name ``source`` when it is given.
+    """
+    mapping = mapping or spec.channel_mapping
+    if mapping not in CHANNEL_MAPPINGS:
+        raise ConfigError(f"unknown channel mapping {mapping!r} (use one of: {', '.join(CHANNEL_MAPPINGS)})")
+    try:
+        onset = float(onset_s)
+        if not math.isfinite(onset):
+            raise DataError(f"onset must be a finite number of seconds, got {onset_s!r}")
+        spec = dataclasses.replace(spec, channel_mapping=mapping)
+        if mapping == "montage":
+            raw = snap_to_standard_names(raw, spec.montage)
+        return window_at(raw, onset, spec)
+    except DreamDiffusionError as exc:
+        if source is None:
+            raise
+        raise type(exc)(exc.message, source) from exc

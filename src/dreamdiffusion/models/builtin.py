@@ -30,9 +30,10 @@ from pathlib import Path
 
 import torch
 
+from dreamdiffusion.core.constants import BUILTIN_NAME
+
 logger = logging.getLogger(__name__)
 
-BUILTIN_NAME = "builtin-tiny"
 RESOLUTION = 32  # pixels of the images the base draws (digits upsampled from 8x8)
 LATENT_CHANNELS = 4  # VAE latents are [4, 8, 8] at 32 px
 CROSS_ATTENTION_DIM = 64  # width of the conditioning tokens (SD 1.5: 768)

@@ -40,6 +40,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
 from torch import nn
 
+from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
 
@@ -65,7 +66,7 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         self,
         n_chans: int = 128,
         n_times: int = 512,
-        sfreq: float = 512 / 0.44,
+        sfreq: float = PAPER_SFREQ,
         patch_size: int = 4,
         embed_dim: int = 1024,
         depth: int = 24,

@@ -23,8 +23,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-# The paper's window: 440 ms of EEG stretched to 512 samples, i.e. a model rate of 512 / 0.44 s.
-PAPER_SFREQ = 512 / 0.44
+from dreamdiffusion.core.constants import PAPER_SFREQ
 
 # Size presets. `paper` is the reference code's encoder (about 152M parameters: 24 blocks of
 # width 1024 with MLP ratio 1.0); `small` is the 2-layer encoder of the paper's ablation;

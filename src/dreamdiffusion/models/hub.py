@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
+from dreamdiffusion.core.constants import BUILTIN_NAME
 from dreamdiffusion.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-BUILTIN_NAME = "builtin-tiny"
 # owner/name with the characters the hub allows; anything else that is not a folder is an error.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError)

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dreamdiffusion.core.config import dataclass_from_dict
+from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.core.seeding import step_seed
 
@@ -330,7 +331,7 @@ def build_parts(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: float | 
         conditioner = EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim)
     else:
         conditioner = EEGConditioner.from_preset(cfg.encoder_preset, n_chans=n_chans, n_times=n_times,
-                                                 sfreq=sfreq or 512 / 0.44, cross_attention_dim=cross,
+                                                 sfreq=sfreq or PAPER_SFREQ, cross_attention_dim=cross,
                                                  clip_dim=clip_dim, time_embed_dim=time_dim)
     # Training noise: the base's schedule, epsilon prediction (as SD 1.x was trained).
     sched_cfg = {k: v for k, v in base.scheduler_config.items() if not k.startswith("_")}
