@@ -14,7 +14,9 @@ from stageb_helpers import PairList, make_base, make_clip, make_encoder, make_fo
 
 from dreamdiffusion.cli import main
 from dreamdiffusion.core.errors import ConfigError, TrainingError
-from dreamdiffusion.training.finetune import FinetuneConfig, MicroBatches, _Trainer, finetune
+from dreamdiffusion.training.finetune import FinetuneConfig, Trainer, finetune
+from dreamdiffusion.training.finetune_trainer import RECORD_PAIRS_ENV
+from dreamdiffusion.training.loop import StepBatchSampler
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +99,7 @@ def test_cli_finetune_then_generate(parts, tmp_path, capsys):
 def test_clip_frozen_and_clip_loss_falls(parts, tmp_path):
     ds = PairList(2)  # one fixed batch
     cfg = _cfg(parts, tmp_path / "o", train="encoder", max_steps=8, learning_rate=2e-3, cond_dropout=0.0)
-    trainer = _Trainer(cfg, ds, None)
+    trainer = Trainer(cfg, ds, None)
     trainer.setup()
     clip_before = {k: v.clone() for k, v in trainer.parts.clip.state_dict().items()}
     unet_before = {k: v.clone() for k, v in trainer.parts.unet.state_dict().items()}
@@ -114,7 +116,7 @@ def test_clip_warmup_aligns_encoder_only_and_keeps_best_val_step(parts, tmp_path
     ds = PairList(4)
     cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=6, clip_warmup_learning_rate=3e-3, encoder_learning_rate=1e-4,
                learning_rate=1e-3, unet_learning_rate=5e-4)
-    trainer = _Trainer(cfg, ds, PairList(2))
+    trainer = Trainer(cfg, ds, PairList(2))
     from dreamdiffusion.models.conditioner import load_encoder
 
     enc_before = load_encoder(parts / "enc").state_dict()
@@ -169,7 +171,7 @@ def test_lora_bf16_accumulation_checkpointing(parts, tmp_path):
 
 
 def test_finetune_never_opens_the_test_split(parts, tmp_path, monkeypatch):
-    import dreamdiffusion.data.pairs as pairs
+    import dreamdiffusion.training.stageb as stageb
 
     opened = []
 
@@ -177,7 +179,7 @@ def test_finetune_never_opens_the_test_split(parts, tmp_path, monkeypatch):
         opened.append((name, split, options))
         return PairList(4, seed=len(opened))
 
-    monkeypatch.setattr(pairs, "open_paired_dataset", fake_open)
+    monkeypatch.setattr(stageb, "open_paired_dataset", fake_open)
     finetune(_cfg(parts, tmp_path / "s", dataset="mine", dataset_options={"root": "x"}, max_steps=1,
                   train="encoder", validation_images=1, validation_inference_steps=1))
     assert [o[1] for o in opened] == ["train", "val"] and all(o[2] == {"root": "x"} for o in opened)
@@ -212,11 +214,12 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(parts, tmp_path):
 
 
 def test_ranks_see_disjoint_data_and_resume_offsets():
-    a = list(MicroBatches(20, 3, world=2, rank=0, seed=1, start=0, total=6))
-    b = list(MicroBatches(20, 3, world=2, rank=1, seed=1, start=0, total=6))
+    # Stage B's sampler is the shared one: one micro-batch per sampler step
+    a = list(StepBatchSampler(20, 3, seed=1, total_steps=6, num_replicas=2, rank=0))
+    b = list(StepBatchSampler(20, 3, seed=1, total_steps=6, num_replicas=2, rank=1))
     assert all(not set(x) & set(y) for x, y in zip(a, b))  # same step, different pairs
     assert a[:3] != a[3:]  # a new permutation each epoch (3 micro-batches per epoch here)
-    assert list(MicroBatches(20, 3, world=2, rank=0, seed=1, start=4, total=6)) == a[4:]
+    assert list(StepBatchSampler(20, 3, seed=1, total_steps=6, start_step=4, num_replicas=2, rank=0)) == a[4:]
 
 
 @pytest.mark.parametrize("case", ["unknown_base", "encoder_channels", "missing_image"])
@@ -252,9 +255,9 @@ def test_accelerate_launch_two_processes(parts, tmp_path):
            "-m", "dreamdiffusion.cli", "finetune",
            "--dataset", "folder", "--root", str(parts / "data"), "--encoder", str(parts / "enc128"),
            "--base", str(parts / "base"), "--clip", str(parts / "clip"), "--output", str(out),
-           "--batch-size", "1", "--max-steps", "2", "--checkpoint-every", "2", "--validation-images", "0",
-           "--record-pairs"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+           "--batch-size", "1", "--max-steps", "2", "--checkpoint-every", "2", "--validation-images", "0"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           RECORD_PAIRS_ENV: "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((out / "finetune_config.json").read_text())

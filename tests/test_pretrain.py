@@ -350,7 +350,7 @@ def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
 
 
 def test_reconstruction_figure_shades_masked_runs(tmp_path):
-    from dreamdiffusion.experiments.plots import _true_runs, plot_loss_curves, plot_reconstruction
+    from dreamdiffusion.training.plots import _true_runs, plot_loss_curves, plot_reconstruction
 
     assert _true_runs(np.array([0, 1, 1, 0, 0, 1, 0, 1], bool)) == [(1, 3), (5, 6), (7, 8)]
     assert _true_runs(np.zeros(4, bool)) == []

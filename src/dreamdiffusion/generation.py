@@ -17,17 +17,23 @@ does not depend on the batch it was made in or on ``--limit``.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
 from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.core.files import atomic_write_json, atomic_write_png
 from dreamdiffusion.core.seeding import sample_seed
+from dreamdiffusion.data.images import image_grid
+from dreamdiffusion.data.pairs import open_paired_dataset
+from dreamdiffusion.pipeline import COMPILE_MODES, DreamDiffusionPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +103,6 @@ def load_pipeline(model: str | os.PathLike, scheduler: str | None = None, device
     ``compile`` other than ``"none"`` turns on the fast path (channels-last, ``torch.compile``'d UNet in that
     mode; see :meth:`DreamDiffusionPipeline.enable_fast_path`).
     """
-    from dreamdiffusion.pipeline import COMPILE_MODES, DreamDiffusionPipeline
-
     if dtype not in DTYPES:
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if compile not in COMPILE_MODES:
@@ -118,8 +122,6 @@ def load_pipeline(model: str | os.PathLike, scheduler: str | None = None, device
 
 
 def sources_from_dataset(dataset: str, split: str, options: dict, limit: int | None = None) -> list[EEGSource]:
-    from dreamdiffusion.data.pairs import open_paired_dataset
-
     ds = open_paired_dataset(dataset, split, **options)
     n = len(ds) if limit is None else min(int(limit), len(ds))
     out = []
@@ -148,17 +150,31 @@ def sources_from_file(path: str | os.PathLike, spec, onsets: list[float], sfreq:
     return out
 
 
-def _png_bytes(image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: int, steps: int, guidance: float,
+                seed: int, batch_size: int | None = None, first_index: int = 0,
+                progress: bool = False) -> list[list[Image.Image]]:
+    """``num_images`` PIL images for each EEG window ``[C, T]``: the one sampler of the project.
+
+    Image ``j`` of EEG ``first_index + i`` starts from its own generator seeded by
+    :func:`dreamdiffusion.core.seeding.sample_seed` ``(seed, first_index + i, j)``, so it does not depend on
+    the batch it is drawn in: ``generate``, ``evaluate``, val selection, Stage B's validation images, the app
+    and ``stream`` give the same image for the same pipeline, EEG, index and seed.
+    """
+    eegs = [torch.as_tensor(e, dtype=torch.float32) for e in eegs]
+    step = batch_size or max(1, len(eegs))
+    out: list[list[Image.Image]] = []
+    for b0 in tqdm(range(0, len(eegs), step), desc="generate", unit="batch", disable=not progress):
+        chunk = torch.stack(eegs[b0:b0 + step])
+        gens = [torch.Generator().manual_seed(sample_seed(seed, first_index + b0 + i, j))
+                for i in range(len(chunk)) for j in range(num_images)]
+        images = pipe(chunk, num_images_per_eeg=num_images, num_inference_steps=steps, guidance_scale=guidance,
+                      generator=gens, output_type="pil").images
+        out += [list(images[i * num_images:(i + 1) * num_images]) for i in range(len(chunk))]
+    return out
 
 
 def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None) -> dict:
     """Draw ``config.num_images`` images per source into ``config.output``; return the manifest."""
-    from dreamdiffusion.core.files import atomic_write_bytes, atomic_write_json
-    from dreamdiffusion.training.finetune import image_grid
-
     if config.num_images < 1 or (config.steps is not None and config.steps < 1):
         raise ConfigError("--num-images and --steps must be at least 1")
     if pipe is None:
@@ -175,34 +191,28 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
     rows, entries = [], []
     for b0 in range(0, len(sources), config.batch_size):
         chunk = sources[b0:b0 + config.batch_size]
-        eeg = torch.stack([s.eeg for s in chunk])
         for s in chunk:
             pipe.eeg_conditioner.check_eeg(s.eeg[None], s.source.get("file") or s.source.get("dataset"))
-        gens = [torch.Generator().manual_seed(sample_seed(config.seed, b0 + i, j))
-                for i in range(len(chunk)) for j in range(config.num_images)]
-        images = pipe(eeg, num_images_per_eeg=config.num_images, num_inference_steps=steps,
-                      guidance_scale=guidance, generator=gens, output_type="pil").images
-        for i, s in enumerate(chunk):
+        drawn = draw_images(pipe, [s.eeg for s in chunk], config.num_images, steps, guidance, config.seed,
+                            first_index=b0)
+        for i, (s, samples) in enumerate(zip(chunk, drawn)):
             k = b0 + i
-            samples = images[i * config.num_images:(i + 1) * config.num_images]
             files = []
             for j, im in enumerate(samples):
                 name = f"images/{k:04d}_{j}.png"
-                atomic_write_bytes(out / name, _png_bytes(im))
+                atomic_write_png(out / name, im)
                 files.append(name)
             truth = None
             if s.image is not None:
                 truth = f"images/{k:04d}_truth.png"
-                atomic_write_bytes(out / truth, _png_bytes(s.image.convert("RGB").resize(samples[0].size)))
+                atomic_write_png(out / truth, s.image.convert("RGB").resize(samples[0].size))
             rows.append(([s.image] if s.image is not None else []) + list(samples))
             entries.append({"index": k, "eeg": s.source, "label": s.label, "ground_truth": truth, "images": files,
                             "seeds": [sample_seed(config.seed, k, j) for j in range(config.num_images)]})
     size = rows[0][-1].size
     if any(s.image is not None for s in sources):  # keep the columns aligned: blank where no truth
-        from PIL import Image
-
         rows = [r if s.image is not None else [Image.new("RGB", size, "white")] + r for r, s in zip(rows, sources)]
-    atomic_write_bytes(out / "grid.png", _png_bytes(image_grid(rows)))
+    atomic_write_png(out / "grid.png", image_grid(rows))
     manifest = {
         "model": os.fspath(config.model), **config.model_info,
         "scheduler": type(pipe.scheduler).__name__, **settings,
@@ -217,5 +227,5 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
     return manifest
 
 
-__all__ = ["GenerateConfig", "EEGSource", "generate_images", "load_pipeline", "sources_from_dataset",
+__all__ = ["GenerateConfig", "EEGSource", "draw_images", "generate_images", "load_pipeline", "sources_from_dataset",
            "sources_from_file", "resolve_generation_settings", "DEFAULT_STEPS", "DEFAULT_GUIDANCE"]

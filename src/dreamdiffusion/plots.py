@@ -1,8 +1,8 @@
-"""Deprecated alias: ``dreamdiffusion.plots`` moved to ``dreamdiffusion.experiments.plots`` (removed after one release)."""
+"""Deprecated alias: ``dreamdiffusion.plots`` moved to ``dreamdiffusion.training.plots`` (removed after one release)."""
 
 import importlib
 import sys
 import warnings
 
-warnings.warn("dreamdiffusion.plots moved to dreamdiffusion.experiments.plots", DeprecationWarning, stacklevel=2)
-sys.modules[__name__] = importlib.import_module("dreamdiffusion.experiments.plots")
+warnings.warn("dreamdiffusion.plots moved to dreamdiffusion.training.plots", DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = importlib.import_module("dreamdiffusion.training.plots")

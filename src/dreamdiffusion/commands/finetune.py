@@ -83,8 +83,6 @@ def finetune_cmd(
                                                               help="Learning rate of the warm-up (default: --learning-rate)."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip NaN/Inf-loss batches instead of stopping."),
     num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
-    record_pairs: bool = typer.Option(False, "--record-pairs", hidden=True,
-                                      help="Write the image names each process trained on (tests)."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Stage B: fine-tune Stable Diffusion on EEG-image pairs with CLIP alignment (Accelerate)."""
@@ -111,7 +109,6 @@ def finetune_cmd(
         validation_inference_steps=validation_steps, encoder_learning_rate=encoder_learning_rate,
         unet_learning_rate=unet_learning_rate,
         clip_warmup_steps=clip_warmup_steps, clip_warmup_learning_rate=clip_warmup_learning_rate,
-        record_pairs=record_pairs,
     )
     typer.echo(str(finetune(config)))
 

@@ -112,3 +112,14 @@ def atomic_write_png(path: str | os.PathLike, image) -> Path:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Render a matplotlib figure to PNG in memory, write it atomically, and close it if pyplot holds it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    if getattr(fig.canvas, "manager", None) is not None:  # made by pyplot: release it from pyplot's registry
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -220,6 +220,17 @@ def collate_pairs(items: Sequence[dict], image_transform: Callable | None = None
     return batch
 
 
+def image_grid(rows: Sequence[Sequence[Image.Image]], size: tuple[int, int] | None = None) -> Image.Image:
+    """Paste rows of PIL images into one image, each resized to ``size`` (default: the first row's last image)."""
+    w, h = size or rows[0][-1].size
+    cols = max(len(r) for r in rows)
+    grid = Image.new("RGB", (cols * w, len(rows) * h), "white")
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            grid.paste(im.convert("RGB").resize((w, h)), (j * w, i * h))
+    return grid
+
+
 class PairCollator:
     """Picklable ``collate_fn`` (DataLoader workers need one): ``PairCollator(transform, processor)``."""
 

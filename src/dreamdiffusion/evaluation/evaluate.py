@@ -20,13 +20,16 @@ from typing import Sequence
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from dreamdiffusion.core.errors import ConfigError, DataError
-from dreamdiffusion.core.seeding import sample_seed
+from dreamdiffusion.core.files import atomic_write_json, atomic_write_png, atomic_write_text
+from dreamdiffusion.data.images import load_image
+from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
-from dreamdiffusion.experiments.report import atomic_write_text, comparison_grid, metrics_markdown
+from dreamdiffusion.evaluation.figures import comparison_grid, metrics_markdown
+from dreamdiffusion.generation import draw_images, load_pipeline
+from dreamdiffusion.models.hub import clip_image_embeds, load_clip
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +87,6 @@ def load_items(dataset: str, split: str, options: dict, limit: int | None = None
     ``classes`` keeps only items of those labels / WordNet ids (the Brain2Image comparison grid: airliner
     n02690373, jack-o'-lantern n03590841, giant panda n02510455); ``limit`` then keeps the first N.
     """
-    from dreamdiffusion.data.pairs import open_paired_dataset
-
     ds = open_paired_dataset(dataset, split, **options)
     wanted = set(classes or ())
     items = []
@@ -126,22 +127,8 @@ def find_clip_for_model(model: str | os.PathLike | None) -> str | None:
 
 def generate_samples(pipe, eegs: Sequence[torch.Tensor], num_images: int, steps: int, guidance: float, seed: int,
                      batch_size: int = 16, progress: bool = True) -> list[list[Image.Image]]:
-    """``num_images`` PIL images per EEG window, each from its own seeded initial noise."""
-    sample_size = pipe.unet.config.sample_size
-    sample_size = sample_size[0] if isinstance(sample_size, (list, tuple)) else sample_size
-    latent_shape = (pipe.unet.config.in_channels, sample_size, sample_size)
-    out: list[list[Image.Image]] = []
-    for start in tqdm(range(0, len(eegs), batch_size), desc="generate", unit="batch", disable=not progress):
-        chunk = torch.stack([torch.as_tensor(e, dtype=torch.float32) for e in eegs[start:start + batch_size]])
-        latents = torch.stack([
-            torch.randn(latent_shape, generator=torch.Generator().manual_seed(sample_seed(seed, start + i, j)))
-            for i in range(len(chunk)) for j in range(num_images)])
-        pipe.set_progress_bar_config(disable=True)
-        images = pipe(chunk, num_images_per_eeg=num_images, num_inference_steps=steps, guidance_scale=guidance,
-                      latents=latents, output_type="pil").images
-        for i in range(len(chunk)):
-            out.append(list(images[i * num_images:(i + 1) * num_images]))
-    return out
+    """``num_images`` PIL images per EEG window: :func:`dreamdiffusion.generation.draw_images` (the one sampler)."""
+    return draw_images(pipe, eegs, num_images, steps, guidance, seed, batch_size=batch_size, progress=progress)
 
 
 def save_samples(samples: Sequence[Sequence[Image.Image]], items: Sequence[dict], folder: Path, meta: dict) -> Path:
@@ -152,14 +139,13 @@ def save_samples(samples: Sequence[Sequence[Image.Image]], items: Sequence[dict]
         files = []
         for j, img in enumerate(imgs):
             name = f"{i:05d}_{j}.png"
-            tmp = folder / f".{name}.tmp.png"
-            img.save(tmp)
-            os.replace(tmp, folder / name)
+            atomic_write_png(folder / name, img)
             files.append(name)
+        # the item format of `generate`'s manifest: its image files under "images"
         entries.append({"index": i, "image_name": item.get("image_name"), "label": _as_int(item.get("label")),
-                        "files": files})
+                        "images": files})
     manifest = {**meta, "items": entries}
-    atomic_write_text(folder / SAMPLES_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_json(folder / SAMPLES_MANIFEST, manifest)
     return folder
 
 
@@ -175,8 +161,9 @@ def _as_int(value):
 def read_samples(folder: str | os.PathLike, n_items: int) -> list[list[Image.Image]]:
     """Generated images of an earlier run: ``evaluate``'s ``samples/`` folder or a ``generate`` output folder.
 
-    Both write a ``manifest.json`` with an ``items`` list in dataset order, each naming its image ``files``
-    (relative to the folder). The manifest must cover at least the EEGs scored here.
+    Both write a ``manifest.json`` with an ``items`` list in dataset order, each naming its ``images`` (relative
+    to the folder; folders of older versions name them ``files``). The manifest must cover at least the EEGs
+    scored here.
     """
     folder = Path(folder)
     if (folder / SAMPLES_DIR / SAMPLES_MANIFEST).is_file():
@@ -194,31 +181,21 @@ def read_samples(folder: str | os.PathLike, n_items: int) -> list[list[Image.Ima
     if len(entries) < n_items:
         raise DataError(f"manifest lists images for {len(entries)} EEGs but {n_items} are scored "
                         "(pass the same --limit and split as the run that generated them)", manifest_path)
-    from dreamdiffusion.data.images import load_image
-
     out = []
     for entry in entries[:n_items]:
-        files = entry.get("files") or entry.get("images") or []
+        files = entry.get("images") or entry.get("files") or []
         if not files:
             raise DataError(f"manifest entry {entry.get('index')} lists no image files", manifest_path)
         out.append([load_image(folder / f) for f in files])
     return out
 
 
-def clip_image_embeddings(clip_spec: str, images: Sequence[Image.Image], batch_size: int = 64,
-                          device: str | torch.device = "cpu") -> torch.Tensor:
-    """CLIP ``image_embeds`` of the ground-truth images with CLIP's own preprocessing (frozen, no grad)."""
-    from dreamdiffusion.data.images import clip_pixel_values
-    from dreamdiffusion.models.hub import load_clip
-
+def truth_clip_embeddings(clip_spec: str, images: Sequence[Image.Image], device: str | torch.device = "cpu",
+                          batch_size: int = 64) -> torch.Tensor:
+    """CLIP ``image_embeds`` of the ground-truth images (:func:`dreamdiffusion.models.hub.clip_image_embeds`), on the CPU."""
     clip = load_clip(clip_spec)
     clip.model.eval().to(device)
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            pixel_values = clip_pixel_values(list(images[start:start + batch_size]), clip.processor).to(device)
-            out.append(clip.model(pixel_values=pixel_values).image_embeds.float().cpu())
-    return torch.cat(out)
+    return clip_image_embeds(images, clip.model, clip.processor, batch_size=batch_size).cpu()
 
 
 def eeg_clip_embeddings(pipe, eegs: Sequence[torch.Tensor], batch_size: int = 64) -> torch.Tensor:
@@ -335,14 +312,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
     ground_truth = [it["image"] for it in items]
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe = None
-    if config.model is not None:
-        from dreamdiffusion.pipeline import DreamDiffusionPipeline
-
-        pipe = DreamDiffusionPipeline.from_pretrained(config.model).to(device)
-        pipe.set_progress_bar_config(disable=True)
-        if config.scheduler:
-            pipe.set_scheduler(config.scheduler)
+    pipe = None if config.model is None else load_pipeline(config.model, config.scheduler, device=device)
 
     if config.generated is not None:
         samples = read_samples(config.generated, len(items))
@@ -366,7 +336,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
         retrieval_note = "retrieval skipped: no --clip given and none recorded in the model's finetune_config.json"
     else:
         eeg_embeds = eeg_clip_embeddings(pipe, eegs)
-        image_embeds = clip_image_embeddings(clip_spec, ground_truth, device=device)
+        image_embeds = truth_clip_embeddings(clip_spec, ground_truth, device=device)
     if retrieval_note:
         logger.info(retrieval_note)
 
@@ -387,7 +357,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
                     title=f"{config.split}: ground truth | generated")
     atomic_write_text(out_dir / "metrics.md", f"# Evaluation: {config.dataset} / {config.split}\n\n"
                       + metrics_markdown(result))
-    atomic_write_text(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out_dir / "metrics.json", result)
     logger.info("top-1 (%d-way) %.3f (chance %.3f); retrieval top-1 %s; SSIM %.3f; PCC %.3f  -> %s",
                 result["n_way"], result["top1_accuracy"], result["chance"], result.get("retrieval_top1"),
                 result["ssim"], result["pcc"], out_dir / "metrics.json")
@@ -415,4 +385,4 @@ def _judge_labels(items: Sequence[dict], classifier: ImageClassifier, config: Ev
 
 
 __all__ = ["EvaluateConfig", "evaluate", "compute_metrics", "generate_samples", "read_samples", "save_samples",
-           "load_items", "item_classes", "item_image_ids", "distinct_images", "clip_image_embeddings", "eeg_clip_embeddings", "find_clip_for_model"]
+           "load_items", "item_classes", "item_image_ids", "distinct_images", "truth_clip_embeddings", "eeg_clip_embeddings", "find_clip_for_model"]

@@ -13,24 +13,17 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+import contextlib
+
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from dreamdiffusion.evaluation.evaluate import distinct_images, item_image_ids
+from dreamdiffusion.evaluation.metrics import pairwise_identification
+from dreamdiffusion.generation import draw_images
+from dreamdiffusion.models.hub import clip_image_embeds
 
 logger = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def clip_image_embeddings(images: Sequence, clip_model, clip_processor, batch_size: int = 64) -> torch.Tensor:
-    """Unit-length CLIP ``image_embeds`` ``[N, P]`` of PIL images (CLIP's own preprocessing)."""
-    from dreamdiffusion.data.images import clip_pixel_values
-
-    device, dtype = clip_model.device, clip_model.dtype
-    out = []
-    for i in range(0, len(images), batch_size):
-        px = clip_pixel_values(list(images[i:i + batch_size]), clip_processor).to(device, dtype)
-        out.append(F.normalize(clip_model(pixel_values=px).image_embeds.float(), dim=-1))
-    return torch.cat(out)
 
 
 def distinct_image_items(dataset, n: int) -> list[dict]:
@@ -55,12 +48,11 @@ def distinct_image_items(dataset, n: int) -> list[dict]:
 def clip_truths(items: Sequence[dict], clip_model, clip_processor) -> tuple[torch.Tensor, list[int]]:
     """CLIP embeddings of the distinct ground-truth images of ``items`` (by ``image_name``) and each item's index
     among them: what :func:`generated_clip_scores` compares with (compute once, score many times)."""
-    from dreamdiffusion.evaluation.evaluate import distinct_images, item_image_ids
-
     distinct, targets = distinct_images(item_image_ids(items), len(items))
     if len(distinct) < 2:
         raise ValueError("generated_clip_scores needs at least 2 distinct images")
-    return clip_image_embeddings([items[i]["image"] for i in distinct], clip_model, clip_processor), targets
+    return clip_image_embeds([items[i]["image"] for i in distinct], clip_model, clip_processor, normalize=True,
+                             batch_size=64), targets
 
 
 @torch.no_grad()
@@ -72,24 +64,18 @@ def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processo
     Returns ``val_gen_clip_2way`` (for each generated image, the share of the other distinct ground-truth images,
     by ``image_name``, that are less similar to it than its own; chance 0.5) and ``val_gen_clip_cos`` (mean
     cosine to the own ground truth).
-    Sampling noise is fixed by ``seed`` (chunk by chunk), so two calls differ only by the model or ``guidance``.
+    Sampling noise is fixed by ``seed`` (:func:`dreamdiffusion.generation.draw_images`), so two calls differ only
+    by the model or ``guidance``.
     ``truths``: :func:`clip_truths` of ``items``, when the caller scores the same items more than once.
     """
-    from dreamdiffusion.evaluation.metrics import pairwise_identification
-
     if len(items) < 2:
         raise ValueError("generated_clip_scores needs at least 2 items")
-    images = []
-    for i0 in range(0, len(items), batch_size):
-        chunk = items[i0:i0 + batch_size]
-        eeg = torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in chunk])
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + i0)
-        ctx = autocast() if autocast is not None else _Null()
-        with ctx:
-            images += pipe(eeg, num_images_per_eeg=1, num_inference_steps=steps, guidance_scale=guidance,
-                           generator=gen, output_type="pil").images
+    with autocast() if autocast is not None else contextlib.nullcontext():
+        drawn = draw_images(pipe, [it["eeg"] for it in items], 1, steps, guidance, seed, batch_size=batch_size)
+    images = [row[0] for row in drawn]
     truth_embeds, targets = truths if truths is not None else clip_truths(items, clip_model, clip_processor)
-    sim = (clip_image_embeddings(images, clip_model, clip_processor) @ truth_embeds.T).cpu().numpy()
+    sim = (clip_image_embeds(images, clip_model, clip_processor, normalize=True, batch_size=64)
+           @ truth_embeds.T).cpu().numpy()
     return {"val_gen_clip_2way": float(pairwise_identification(sim, targets=targets).mean()),
             "val_gen_clip_cos": float(sim[np.arange(len(items)), targets].mean())}
 
@@ -112,12 +98,4 @@ def choose_guidance(pipe, items: Sequence[dict], clip_model, clip_processor, cho
     return best["guidance"], records
 
 
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-__all__ = ["distinct_image_items", "clip_truths", "clip_image_embeddings", "generated_clip_scores", "choose_guidance"]
+__all__ = ["distinct_image_items", "clip_truths", "generated_clip_scores", "choose_guidance"]

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from dreamdiffusion.core.constants import BUILTIN_NAME
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.data.images import clip_pixel_values
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,27 @@ def load_clip(spec: str) -> ClipModel:
     return ClipModel(model=model, processor=processor, source=spec, path=where)
 
 
+@torch.no_grad()
+def clip_image_embeds(images, clip_model, clip_processor, normalize: bool = False,
+                      batch_size: int | None = None) -> torch.Tensor:
+    """CLIP ``image_embeds`` ``[N, P]`` (float32, on the model's device) of PIL images; frozen, no grad.
+
+    The one place the project embeds images with CLIP: Stage B's targets and warm-up, val selection and
+    evaluate's retrieval all call it. Each image goes through CLIP's own processor (never augmented), in
+    the model's dtype. ``normalize`` returns unit-length rows (cosine similarity is then a matrix product);
+    ``batch_size`` None embeds all images in one forward pass.
+    """
+    images = list(images)
+    step = batch_size or max(1, len(images))
+    device, dtype = clip_model.device, clip_model.dtype
+    out = []
+    for i in range(0, len(images), step):
+        px = clip_pixel_values(images[i:i + step], clip_processor).to(device, dtype)
+        embeds = clip_model(pixel_values=px).image_embeds.float()
+        out.append(F.normalize(embeds, dim=-1) if normalize else embeds)
+    return torch.cat(out)
+
+
 def unet_time_embed_dim(unet) -> int:
     """Width of the UNet's timestep embedding (``block_out_channels[0] * 4`` for SD)."""
     return int(unet.time_embedding.linear_2.out_features)
@@ -112,4 +135,5 @@ def clip_projection_dim(clip_model) -> int:
 
 
 __all__ = ["BUILTIN_NAME", "BaseModel", "ClipModel", "resolve", "load_base", "load_clip",
-           "unet_time_embed_dim", "clip_projection_dim"]
+           "unet_time_embed_dim", "clip_projection_dim",
+           "clip_image_embeds"]

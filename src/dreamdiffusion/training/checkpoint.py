@@ -19,10 +19,8 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
 
 from dreamdiffusion.core.errors import CheckpointError
 from dreamdiffusion.core.files import (  # noqa: F401  (re-exported: older imports)

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from dreamdiffusion.core.files import atomic_write_text

@@ -430,7 +430,7 @@ def _validate(accelerator, model, val_set, config: PretrainConfig, metrics: Json
 
 
 def _figures(msm, dataset, config: PretrainConfig, output: Path, records: list[dict], device) -> None:
-    from dreamdiffusion.experiments.plots import plot_loss_curves, plot_reconstruction
+    from dreamdiffusion.training.plots import plot_loss_curves, plot_reconstruction
 
     plot_loss_curves(records, output / "loss.png")
     eeg = dataset[0][None].to(device)

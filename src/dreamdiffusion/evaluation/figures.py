@@ -1,0 +1,118 @@
+"""What ``evaluate`` writes besides the numbers: the ground truth vs generated figure and the metrics table."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from dreamdiffusion.core.files import save_figure
+
+
+def headless_pyplot():
+    """pyplot on the Agg backend (files only; never needs a display) unless the user chose one."""
+    import matplotlib
+
+    if "MPLBACKEND" not in os.environ:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ----------------------------------------------------------------------------------------------- figures
+
+def comparison_grid(
+    ground_truth: Sequence,
+    samples: Sequence[Sequence],
+    path: str | os.PathLike,
+    row_titles: Sequence[str] | None = None,
+    max_rows: int = 12,
+    title: str | None = None,
+) -> Path:
+    """Ground truth (first column) beside the generated samples of the same EEG (next columns)."""
+    plt = headless_pyplot()
+    n_rows = min(len(ground_truth), max_rows)
+    n_cols = 1 + max((len(s) for s in samples[:n_rows]), default=0)
+    height = 1.3 * n_rows + 0.5
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.3 * n_cols, height), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.45 / height, bottom=0.02, hspace=0.1, wspace=0.1)  # keep the title close
+    for r in range(n_rows):
+        row = [ground_truth[r], *samples[r]]
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(row):
+                ax.imshow(np.asarray(row[c].convert("RGB") if hasattr(row[c], "convert") else row[c]))
+            else:
+                ax.axis("off")
+            if r == 0:
+                ax.set_title("ground truth" if c == 0 else f"sample {c}", fontsize=7)
+        if row_titles is not None:
+            axes[r][0].set_ylabel(row_titles[r], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9, y=1 - 0.1 / height)
+    return save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------- tables
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+# (metrics.json key, what it is, chance level or None)
+METRIC_ROWS = [
+    ("top1_accuracy", "n-way top-1 semantic accuracy (mean over samples; the paper's number)", "chance"),
+    ("top1_accuracy_max", "n-way top-1, best sample slot (MinD-Vis 'max' variant)", "chance"),
+    ("retrieval_top1", "EEG -> image retrieval top-1 (CLIP head vs CLIP image embeddings)", "retrieval_chance_top1"),
+    ("retrieval_top5", "EEG -> image retrieval top-5", "retrieval_chance_top5"),
+    ("ssim", "SSIM, raw (generated vs own ground truth)", None),
+    ("ssim_2way", "SSIM, 2-way identification", 0.5),
+    ("pcc", "pixel correlation (PCC), raw", None),
+    ("pcc_2way", "PCC, 2-way identification", 0.5),
+    ("fid", "FID (torchmetrics; only with local Inception weights)", None),
+    ("inception_score", "Inception score", None),
+    ("judge_accuracy_real", "the judge's own top-1 accuracy on the real test images", None),
+]
+
+
+def metrics_markdown(metrics: Mapping) -> str:
+    """The metrics table of ``metrics.json``, with chance levels and the protocol in one line."""
+    rows = []
+    for key, what, chance in METRIC_ROWS:
+        if key not in metrics:
+            continue
+        chance_value = metrics.get(chance) if isinstance(chance, str) else chance
+        rows.append((f"`{key}`", what, metrics[key], chance_value))
+    text = markdown_table(["metric", "what", "value", "chance"], rows)
+    notes = [f"n-way = {metrics.get('n_way')}, trials = {metrics.get('num_trials')}, "
+             f"samples per EEG = {metrics.get('num_images')}, test EEGs = {metrics.get('num_eeg')}, "
+             f"judge = `{metrics.get('classifier')}`"]
+    if metrics.get("retrieval_n_way"):
+        notes.append(f"retrieval: {metrics['retrieval_n_way']}-way (all test images are candidates)")
+    if metrics.get("fid_skipped"):
+        notes.append(f"FID/IS skipped: {metrics['fid_skipped']}")
+    return text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+__all__ = ["headless_pyplot", "comparison_grid", "markdown_table", "metrics_markdown", "fmt", "METRIC_ROWS"]

@@ -1,0 +1,101 @@
+"""Stage B's optional CLIP-alignment warm-up: the encoder + CLIP head alone on ``1 - cos(head, CLIP image)``.
+
+Why: the diffusion loss gives the encoder a weak, noisy signal, and on a small set of noisy single
+trials the encoder learns to tell the train trials apart instead of what they show. The CLIP loss
+alone is cheap (no VAE, no UNet), so many more encoder steps fit the budget, and the val split
+decides how many of them to keep.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dreamdiffusion.core.errors import DataError
+from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.models.hub import clip_image_embeds
+from dreamdiffusion.training.finetune_config import FinetuneConfig
+from dreamdiffusion.training.loop import StepBatchSampler
+from dreamdiffusion.training.stageb import StageBParts, cosine_loss, stack_eeg
+
+logger = logging.getLogger(__name__)
+
+WARMUP_FILE = "clip_warmup.json"
+
+
+def _val_cosine(cond, val: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> float:
+    """Mean cosine between the CLIP head's prediction for each val EEG and its image's CLIP embedding."""
+    eeg, targets = val
+    cond.eval()
+    with torch.no_grad():
+        pred = torch.cat([cond(eeg[i:i + batch_size]).clip_embeds for i in range(0, len(eeg), batch_size)])
+    cond.train()
+    return float(F.cosine_similarity(pred.float(), targets, dim=-1).mean())
+
+
+def _val_set(cfg: FinetuneConfig, parts: StageBParts, val_ds, device):
+    """(val EEG, their CLIP targets) of the first ``val_limit`` val pairs, or None without a val split."""
+    if val_ds is None or not len(val_ds):
+        return None
+    n = len(val_ds) if cfg.val_limit is None else min(cfg.val_limit, len(val_ds))
+    items = [val_ds[i] for i in range(n)]
+    return stack_eeg(items).to(device), clip_image_embeds([it["image"] for it in items], parts.clip,
+                                                          parts.clip_processor)
+
+
+def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, device, out: Path | None) -> dict:
+    """Train the encoder + CLIP head of ``parts.conditioner`` in place; keep the step with the best val cosine.
+
+    Writes ``out/clip_warmup.json`` (``out`` None: nothing written, e.g. on non-main processes) and returns
+    ``{"step": kept step, "val_clip_cos": its val cosine}``.
+    """
+    cond = parts.conditioner
+    cond.to(device)
+    params = [q for n, q in cond.named_parameters() if n.split(".")[0] in ("encoder", "clip_pool", "clip_proj")]
+    opt = torch.optim.AdamW(params, lr=cfg.clip_warmup_learning_rate or cfg.learning_rate,
+                            weight_decay=cfg.weight_decay)
+    steps = cfg.clip_warmup_steps
+    if len(train_ds) < cfg.batch_size:
+        raise DataError(f"the train split has {len(train_ds)} pairs, fewer than one batch of "
+                        f"{cfg.batch_size} (lower --batch-size)", cfg.dataset)
+    every = max(1, steps // 20)
+    val = _val_set(cfg, parts, val_ds, device)
+    # Its own data order (seed + 1): the diffusion phase's order stays what it is without a warm-up.
+    sampler = StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed + 1, steps)
+    best = {"step": 0, "val_clip_cos": _val_cosine(cond, val, cfg.batch_size) if val is not None else None}
+    best_state = {n: q.detach().clone() for n, q in cond.named_parameters()}
+    records = []
+    cond.train()
+    for step, idx in enumerate(sampler, start=1):
+        items = [train_ds[i] for i in idx]
+        target = clip_image_embeds([it["image"] for it in items], parts.clip, parts.clip_processor)
+        loss = cosine_loss(cond(stack_eeg(items).to(device)).clip_embeds, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm and cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        if val is not None and (step % every == 0 or step == steps):
+            record = {"step": step, "clip_loss": float(loss.detach()),
+                      "val_clip_cos": _val_cosine(cond, val, cfg.batch_size)}
+            records.append(record)
+            if record["val_clip_cos"] > best["val_clip_cos"]:
+                best = {"step": step, "val_clip_cos": record["val_clip_cos"]}
+                best_state = {n: q.detach().clone() for n, q in cond.named_parameters()}
+    if val is None:  # nothing to choose with: keep the last step
+        best = {"step": steps, "val_clip_cos": None}
+    else:
+        with torch.no_grad():
+            for n, q in cond.named_parameters():
+                q.copy_(best_state[n])
+    opt.zero_grad(set_to_none=True)
+    logger.info("CLIP warm-up: %d steps, kept step %d (val CLIP cosine %s)", steps, best["step"], best["val_clip_cos"])
+    if out is not None:
+        atomic_write_json(Path(out) / WARMUP_FILE, {"steps": steps, "best": best, "records": records})
+    return best
+
+
+__all__ = ["clip_warmup", "WARMUP_FILE"]

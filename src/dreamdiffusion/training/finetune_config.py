@@ -1,0 +1,131 @@
+"""Stage B settings: :class:`FinetuneConfig`, every hyper-parameter of ``dreamdiffusion finetune`` in one place.
+
+The loss, what trains and how runs resume are described in :mod:`dreamdiffusion.training.finetune`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from dreamdiffusion.core.config import dataclass_from_dict
+from dreamdiffusion.core.errors import ConfigError
+
+TRAIN_MODES = ("paper", "lora", "encoder")
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "finetune_config.json"
+PIPELINE_DIR = "pipeline"
+BEST_FILE = "best_trainable.safetensors"
+# --select-metric -> (the validation record's key, whether higher is better)
+SELECT_METRICS = {"loss": ("val_loss", False), "mse": ("val_mse", False), "gen_clip": ("val_gen_clip_2way", True)}
+
+
+@dataclass
+class FinetuneConfig:
+    """Every Stage B hyper-parameter in one place (paper defaults unless noted)."""
+
+    output: str = "runs/finetune"  # output folder: pipeline/, checkpoints/, metrics.jsonl, loss.png
+    dataset: str = "folder"  # paired dataset name (eegcvpr40, things-eeg2, folder, synthetic)
+    dataset_options: dict = field(default_factory=dict)  # passed to open_paired_dataset (paths, subject, ...)
+    encoder: str | None = None  # pretrained EEG encoder folder; None = random init (no-pretraining ablation)
+    encoder_preset: str = "paper"  # architecture when encoder is None
+    base: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # SD folder, hub id or builtin-tiny
+    clip: str = "openai/clip-vit-large-patch14"  # CLIP vision folder, hub id or builtin-tiny
+    train: str = "paper"  # paper | lora | encoder
+    clip_weight: float = 1.0  # weight of 1 - cos(CLIP head, CLIP image embedding)
+    cond_dropout: float = 0.1  # share of samples trained on the null-EEG context (enables guidance)
+    time_conditioning: bool = True  # add pooled EEG context to the timestep embedding (paper)
+    # Which training timesteps are drawn (diffusers' SDXL scripts' --timestep_bias_strategy): none (uniform, as
+    # the paper), later (the noisiest `timestep_bias_portion` of the schedule drawn `timestep_bias_multiplier`
+    # times as often: where the image's layout, i.e. what the EEG decides, is formed) or earlier (the least noisy).
+    # Validation always draws uniformly, so val losses stay comparable.
+    timestep_bias: str = "none"
+    timestep_bias_multiplier: float = 2.0
+    timestep_bias_portion: float = 0.25
+    resolution: int | None = None  # image size; None = the base's native size (SD 1.5: 512)
+    crop_ratio: float = 0.2  # random crop of (1 - ratio) of the side, resized back (paper)
+    crop_prob: float = 0.5  # probability of that crop per training image (paper)
+    batch_size: int = 25  # per process
+    learning_rate: float = 5.3e-5  # constant (paper)
+    lr_scheduler: str = "constant"  # any diffusers get_scheduler name
+    lr_warmup_steps: int = 0
+    # Encoder lr (None: learning_rate). Small noisy EEG sets: a lower encoder lr than the UNet's keeps
+    # the joint loss from overwriting the CLIP alignment with memorised train trials.
+    encoder_learning_rate: float | None = None
+    # UNet lr (attn2/norm2 or LoRA; None: learning_rate). The mappers, CLIP head, time conditioning and null
+    # context start from random weights and keep learning_rate; the UNet's cross-attention starts trained.
+    unet_learning_rate: float | None = None
+    # CLIP-alignment warm-up: steps of encoder + CLIP head alone on 1 - cos(head, CLIP image_embeds),
+    # before the diffusion loss starts (0 = off). The step with the best val cosine is kept.
+    clip_warmup_steps: int = 0
+    clip_warmup_learning_rate: float | None = None  # None: learning_rate
+    weight_decay: float = 0.01  # AdamW default, as the reference
+    max_grad_norm: float = 0.5  # gradient clipping (paper: 0.5)
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    max_steps: int | None = None  # optimizer steps; overrides epochs
+    epochs: int = 500  # paper config
+    lora_rank: int = 4
+    lora_alpha: int = 4
+    seed: int = 2022
+    checkpoint_every: int = 500  # optimizer steps between resumable checkpoints (0 = only at the end)
+    checkpoints_total_limit: int | None = 3
+    resume: bool = False  # continue from the latest complete checkpoint in output/checkpoints
+    validate_every: int = 500  # optimizer steps between validations on the val split (0 = only at the end)
+    val_limit: int | None = 100  # val pairs used for val loss / cosine (None = all)
+    validation_images: int = 4  # val EEGs drawn at each validation (0 = none)
+    validation_inference_steps: int = 25
+    guidance_scale: float = 3.0  # for validation images
+    select: str = "best"  # best (on --select-metric) | last: which weights become the final pipeline
+    # What "best" means: loss (val eps-MSE + clip_weight x CLIP loss, lower is better), mse (the diffusion
+    # term alone) or gen_clip (val EEGs -> generated images -> CLIP image embeddings; the share of 2-way
+    # identifications against the val ground truths that are right, higher is better). gen_clip judges the
+    # images the model makes, which the losses do not: on the digits benchmark the val loss bottomed out at
+    # step 100 of 400 while the generated images kept getting better. It costs a sampling run per validation
+    # (select_images EEGs x validation_inference_steps, guidance_scale).
+    select_metric: str = "loss"
+    select_images: int = 64  # val EEGs generated for gen_clip (the first ones of the val split)
+    skip_nonfinite: bool = False  # skip a batch with a NaN/Inf loss instead of stopping
+    num_workers: int = 0  # data-loading workers
+
+    def validate(self) -> None:
+        if self.train not in TRAIN_MODES:
+            raise ConfigError(f"--train must be one of {', '.join(TRAIN_MODES)}, got {self.train!r}")
+        if self.select not in ("best", "last"):
+            raise ConfigError(f"--select must be best or last, got {self.select!r}")
+        if self.timestep_bias not in ("none", "later", "earlier"):
+            raise ConfigError(f"--timestep-bias must be none, later or earlier, got {self.timestep_bias!r}")
+        if not 0.0 < self.timestep_bias_portion <= 1.0 or self.timestep_bias_multiplier <= 0:
+            raise ConfigError("--timestep-bias-portion must be in (0, 1] and --timestep-bias-multiplier positive")
+        if self.select_metric not in SELECT_METRICS:
+            raise ConfigError(f"--select-metric must be one of {', '.join(SELECT_METRICS)}, got {self.select_metric!r}")
+        if self.select_metric == "gen_clip" and self.select_images < 2:
+            raise ConfigError(f"--select-images must be at least 2 for gen_clip, got {self.select_images}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError(f"--mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ConfigError(f"--cond-dropout must be in [0, 1), got {self.cond_dropout}")
+        for name in ("batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.clip_warmup_steps < 0:
+            raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
+        for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError("--max-steps must be at least 1")
+        if self.max_steps is None and self.epochs < 1:
+            raise ConfigError("--epochs must be at least 1")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FinetuneConfig":
+        return dataclass_from_dict(cls, data, "finetune settings")
+
+
+__all__ = ["FinetuneConfig", "TRAIN_MODES", "SELECT_METRICS", "METRICS_FILE", "CONFIG_FILE", "PIPELINE_DIR", "BEST_FILE"]

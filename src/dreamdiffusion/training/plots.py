@@ -1,0 +1,90 @@
+"""Matplotlib figures that training runs write (Stage A reconstruction, loss curves); written atomically.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, so no GUI backend is touched and
+the functions are safe in worker processes and headless CI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dreamdiffusion.core.files import save_figure
+
+
+def _true_runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True in a 1-D boolean array."""
+    padded = np.concatenate([[False], flags.astype(bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def plot_reconstruction(original: np.ndarray, reconstruction: np.ndarray, masked_samples: np.ndarray,
+                        path: str | os.PathLike, sfreq: float | None = None,
+                        channel_names: Sequence[str] | None = None, max_channels: int = 4,
+                        title: str | None = None) -> Path:
+    """Original vs reconstructed EEG ``[C, T]``, one panel per channel, masked spans shaded.
+
+    ``masked_samples`` is a boolean ``[T]``: True where the model saw no input and had to
+    reconstruct (the only place the loss looks).
+    """
+    original = np.asarray(original, dtype=np.float64)
+    reconstruction = np.asarray(reconstruction, dtype=np.float64)
+    masked_samples = np.asarray(masked_samples, dtype=bool)
+    if original.shape != reconstruction.shape or original.ndim != 2 or masked_samples.shape != original.shape[1:]:
+        raise ValueError(f"shapes do not match: original {original.shape}, reconstruction {reconstruction.shape}, "
+                         f"mask {masked_samples.shape}")
+    n_chans, n_times = original.shape
+    # Show the channels with the most variance: flat ones say nothing about the reconstruction.
+    shown = np.sort(np.argsort(original.std(axis=1))[::-1][:max_channels])
+    t = np.arange(n_times) / sfreq if sfreq else np.arange(n_times)
+    fig = Figure(figsize=(10, 1.8 * len(shown) + 0.6))
+    axes = fig.subplots(len(shown), 1, sharex=True, squeeze=False)[:, 0]
+    runs = _true_runs(masked_samples)
+    step = (t[1] - t[0]) if n_times > 1 else 1.0
+    for ax, ch in zip(axes, shown):
+        for start, stop in runs:
+            ax.axvspan(t[start], t[stop - 1] + step, color="0.85", lw=0)
+        ax.plot(t, original[ch], color="tab:blue", lw=1.0, label="original")
+        ax.plot(t, reconstruction[ch], color="tab:orange", lw=1.0, label="reconstruction")
+        ax.set_ylabel(channel_names[ch] if channel_names else f"ch {ch}")
+    axes[0].legend(loc="upper right", fontsize="small", ncols=2)
+    axes[-1].set_xlabel("time (s)" if sfreq else "sample")
+    fig.suptitle(title or f"MSM reconstruction (shaded: masked, {masked_samples.mean():.0%} of samples)")
+    return save_figure(fig, path)
+
+
+def plot_loss_curves(records: Sequence[dict], path: str | os.PathLike, title: str = "Stage A: masked signal modeling",
+                     ylabel: str = "reconstruction MSE (masked tokens)", logy: bool = True) -> Path:
+    """Training loss (and validation loss / Pearson r when logged) against the step, from metrics records.
+
+    ``logy``: a log scale when every train loss is positive.
+    """
+    train = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
+    corr = [(r["step"], r["val_pearson_r"]) for r in records if "val_pearson_r" in r]
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    if train:
+        ax.plot(*zip(*train), color="tab:blue", lw=1.0, label="train loss")
+    if val:
+        ax.plot(*zip(*val), "o-", color="tab:red", ms=3, lw=1.0, label="val loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    if logy and train and min(v for _, v in train) > 0:
+        ax.set_yscale("log")
+    handles, labels = ax.get_legend_handles_labels()
+    if corr:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*corr), "s--", color="tab:green", ms=3, lw=1.0, label="val Pearson r")
+        ax2.set_ylabel("Pearson r")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if handles:
+        ax.legend(handles, labels, loc="upper right", fontsize="small")
+    ax.set_title(title)
+    return save_figure(fig, path)

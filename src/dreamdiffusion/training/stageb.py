@@ -1,0 +1,263 @@
+"""Stage B building blocks: the trained module, what trains, the models it starts from, timesteps and losses.
+
+:class:`dreamdiffusion.training.finetune_trainer.Trainer` runs the loop; everything here is a plain function
+of its arguments, so it can be read (and tested) without Accelerate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamdiffusion.core.constants import PAPER_SFREQ
+from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
+from dreamdiffusion.data.pairs import open_paired_dataset
+from dreamdiffusion.models import hub
+from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
+from dreamdiffusion.training.finetune_config import SELECT_METRICS, FinetuneConfig
+
+logger = logging.getLogger(__name__)
+
+
+class TrainableSystem(nn.Module):
+    """Conditioner + UNet in one module so Accelerate wraps (and DDP syncs) one thing."""
+
+    def __init__(self, conditioner, unet):
+        super().__init__()
+        self.conditioner = conditioner
+        self.unet = unet
+
+    def forward(self, eeg, noisy_latents, timesteps, drop):
+        out = self.conditioner(eeg)
+        cond = self.conditioner.drop_condition(out.cond, drop)  # [B, 77, Dx]
+        with self.conditioner.conditioning(self.unet, cond):
+            eps = self.unet(noisy_latents, timesteps, encoder_hidden_states=cond.to(self.unet.dtype)).sample
+        return eps, out.clip_embeds
+
+
+def paper_unet_parameters(unet) -> list[tuple[str, nn.Parameter]]:
+    """Every cross-attention (``attn2``) and the LayerNorm before it (``norm2``) of the UNet's transformer blocks."""
+    from diffusers.models.attention import BasicTransformerBlock
+
+    chosen = []
+    for block_name, block in unet.named_modules():
+        if isinstance(block, BasicTransformerBlock) and getattr(block, "attn2", None) is not None:
+            for sub in ("attn2", "norm2"):
+                module = getattr(block, sub, None)
+                if module is not None:
+                    chosen += [(f"{block_name}.{sub}.{n}", p) for n, p in module.named_parameters()]
+    return chosen
+
+
+def configure_trainable(conditioner, unet, vae, clip_model, cfg: FinetuneConfig) -> None:
+    """Set ``requires_grad`` for the chosen ``--train`` mode; VAE and CLIP always frozen."""
+    for frozen in (vae, clip_model):
+        frozen.requires_grad_(False)
+        frozen.eval()
+    conditioner.requires_grad_(True)
+    unet.requires_grad_(False)
+    if cfg.train == "paper":
+        params = paper_unet_parameters(unet)
+        if not params:
+            raise ConfigError("the base UNet has no cross-attention transformer blocks to train (--train paper)")
+        for _, p in params:
+            p.requires_grad_(True)
+    elif cfg.train == "lora":
+        from peft import LoraConfig
+
+        unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
+                                    target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+
+
+def param_groups(params: list, conditioner, unet, cfg: FinetuneConfig) -> list[dict]:
+    """AdamW groups: new layers at ``learning_rate``, the encoder and the UNet at their own rates when given."""
+    encoder_ids = {id(q) for q in conditioner.encoder.parameters()}
+    unet_ids = {id(q) for q in unet.parameters()}
+    groups = [{"params": [q for q in params if id(q) not in encoder_ids | unet_ids]},
+              {"params": [q for q in params if id(q) in encoder_ids],
+               "lr": cfg.encoder_learning_rate or cfg.learning_rate},
+              {"params": [q for q in params if id(q) in unet_ids],
+               "lr": cfg.unet_learning_rate or cfg.learning_rate}]
+    return [g for g in groups if g["params"]]
+
+
+# --------------------------------------------------------------------------------------- data
+
+def open_datasets(cfg: FinetuneConfig):
+    """(train, val or None) paired datasets; the test split is never opened here."""
+    train = open_paired_dataset(cfg.dataset, "train", **cfg.dataset_options)
+    try:
+        val = open_paired_dataset(cfg.dataset, "val", **cfg.dataset_options)
+    except DataError as exc:
+        logger.warning("no val split (%s): validation and best-checkpoint selection are off", exc)
+        val = None
+    return train, val
+
+
+def check_item(item: Any, index: int) -> None:
+    if not isinstance(item, dict) or "eeg" not in item or "image" not in item:
+        raise DataError(f"dataset item {index} is not a dict with 'eeg' and 'image'")
+
+
+def collate(items: list) -> list:
+    return items
+
+
+def stack_eeg(items: list) -> torch.Tensor:
+    """``[B, C, T]`` float32 EEG of dataset items."""
+    return torch.stack([torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items])
+
+
+def timestep_weights(num_train_timesteps: int, bias: str = "none", multiplier: float = 2.0,
+                     portion: float = 0.25) -> torch.Tensor:
+    """Relative probability of each training timestep: 1, and ``multiplier`` on the biased ``portion``."""
+    weights = torch.ones(num_train_timesteps)
+    n = max(1, int(round(portion * num_train_timesteps)))
+    if bias == "later":
+        weights[-n:] = multiplier
+    elif bias == "earlier":
+        weights[:n] = multiplier
+    return weights
+
+
+def sample_timesteps(batch: int, num_train_timesteps: int, gen: torch.Generator, bias: str = "none",
+                     multiplier: float = 2.0, portion: float = 0.25) -> torch.Tensor:
+    """``batch`` training timesteps: uniform (the paper) or biased as :func:`timestep_weights` says."""
+    if bias == "none":
+        return torch.randint(0, num_train_timesteps, (batch,), generator=gen)
+    weights = timestep_weights(num_train_timesteps, bias, multiplier, portion)
+    return torch.multinomial(weights, batch, replacement=True, generator=gen)
+
+
+def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - cos`` averaged over the batch (the paper's CLIP-alignment loss)."""
+    return 1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1).mean()
+
+
+# ------------------------------------------------------------------------------------ models
+
+@dataclass
+class StageBParts:
+    """What Stage B starts from: the new conditioner and the pretrained UNet, VAE, CLIP and noise schedule."""
+
+    conditioner: Any
+    unet: Any
+    vae: Any
+    clip: Any
+    clip_processor: Any
+    noise_scheduler: Any
+    scheduler_config: dict
+    resolution: int
+
+
+def build_conditioner(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: float | None, cross: int,
+                      clip_dim: int, time_dim: int | None) -> EEGConditioner:
+    """The pretrained encoder at ``cfg.encoder`` (or a fresh ``encoder_preset``) with new mappers and CLIP head."""
+    if cfg.encoder and cfg.encoder.lower() != "none":
+        encoder = load_encoder(cfg.encoder)
+        found = (encoder.config.n_chans, encoder.config.n_times)
+        if found != (n_chans, n_times):
+            raise ConfigError(
+                f"the encoder expects EEG of {found[0]} channels x {found[1]} samples but the dataset gives "
+                f"{n_chans} x {n_times} (prepare the pairs with the encoder's input: --channel-mapping / resampling, "
+                f"or pretrain an encoder for this montage)", cfg.encoder)
+        return EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim)
+    return EEGConditioner.from_preset(cfg.encoder_preset, n_chans=n_chans, n_times=n_times,
+                                      sfreq=sfreq or PAPER_SFREQ, cross_attention_dim=cross,
+                                      clip_dim=clip_dim, time_embed_dim=time_dim)
+
+
+def build_parts(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: float | None) -> StageBParts:
+    from diffusers import DDPMScheduler
+
+    base = hub.load_base(cfg.base)
+    clip = hub.load_clip(cfg.clip)
+    time_dim = hub.unet_time_embed_dim(base.unet) if cfg.time_conditioning else None
+    conditioner = build_conditioner(cfg, n_chans, n_times, sfreq, int(base.unet.config.cross_attention_dim),
+                                    hub.clip_projection_dim(clip.model), time_dim)
+    # Training noise: the base's schedule, epsilon prediction (as SD 1.x was trained).
+    sched_cfg = {k: v for k, v in base.scheduler_config.items() if not k.startswith("_")}
+    noise_scheduler = DDPMScheduler.from_config({**sched_cfg, "prediction_type": "epsilon"})
+    vae_factor = 2 ** (len(base.vae.config.block_out_channels) - 1)
+    sample = base.unet.config.sample_size
+    sample = sample[0] if isinstance(sample, (list, tuple)) else sample
+    resolution = cfg.resolution or sample * vae_factor
+    if resolution % vae_factor:
+        raise ConfigError(f"--resolution {resolution} is not a multiple of the VAE's factor {vae_factor}")
+    return StageBParts(conditioner, base.unet, base.vae, clip.model, clip.processor, noise_scheduler,
+                       dict(base.scheduler_config), resolution)
+
+
+def cast_frozen(parts: StageBParts, device, weight_dtype: torch.dtype) -> None:
+    """Frozen parts to ``device`` in the mixed-precision dtype; trained weights stay fp32 (master copy)."""
+    for frozen in (parts.vae, parts.clip):
+        frozen.to(device)
+        if weight_dtype != torch.float32:
+            frozen.to(dtype=weight_dtype)
+    if weight_dtype != torch.float32:
+        # The frozen UNet weights (most of SD's 860M) in the half dtype halve their memory; the
+        # trained ones (attn2/norm2 or LoRA) stay fp32 and autocast mixes the two.
+        for prm in parts.unet.parameters():
+            prm.data = prm.data.to(torch.float32 if prm.requires_grad else weight_dtype)
+        for _name, buf in parts.unet.named_buffers():
+            if buf.is_floating_point():
+                buf.data = buf.data.to(weight_dtype)
+
+
+def final_unet_vae(cfg: FinetuneConfig, unet, vae, weight_dtype: torch.dtype):
+    """The UNet (LoRA fused) and VAE to save, in fp32.
+
+    Frozen weights that were cast to a half dtype for training are reloaded from the base at full
+    precision rather than saved rounded; trained weights are fp32 master copies already.
+    """
+    if weight_dtype != torch.float32:
+        fresh = hub.load_base(cfg.base)
+        vae = fresh.vae
+        if cfg.train == "encoder":
+            unet = fresh.unet
+        elif cfg.train == "paper":  # trained fp32 master weights into a full-precision copy
+            trained = {n: q.detach().float() for n, q in unet.named_parameters() if q.requires_grad}
+            missing = set(trained) - set(dict(fresh.unet.named_parameters()))
+            if missing:
+                raise TrainingError(f"trained UNet weights not found in the base: {sorted(missing)[:3]}")
+            fresh.unet.load_state_dict(trained, strict=False)
+            unet = fresh.unet
+        elif cfg.train == "lora":
+            from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+            adapter = get_peft_model_state_dict(unet)
+            fresh.unet.add_adapter(unet.peft_config["default"])
+            set_peft_model_state_dict(fresh.unet, {k: v.float() for k, v in adapter.items()})
+            unet = fresh.unet
+    if cfg.train == "lora":
+        unet.fuse_lora()
+        unet.unload_lora()
+    return as_fp32(unet), as_fp32(vae)
+
+
+def as_fp32(module):
+    # `.to(float32)` on a model that is already fp32 only prints a diffusers warning.
+    if any(t.is_floating_point() and t.dtype != torch.float32 for t in module.state_dict().values()):
+        module.to(torch.float32)
+    return module
+
+
+def improves(val: dict, best: dict | None, select_metric: str) -> bool:
+    """Whether validation record ``val`` beats ``best`` on ``select_metric``."""
+    key, higher = SELECT_METRICS[select_metric]
+    if best is None:
+        return True
+    old = best.get("value", best.get("val_loss")) if best.get("metric", "val_loss") == key else None
+    if old is None:  # a resumed run whose best was chosen on another metric: the new metric starts over
+        return True
+    return val[key] > old if higher else val[key] < old
+
+
+__all__ = ["TrainableSystem", "paper_unet_parameters", "configure_trainable", "param_groups", "open_datasets",
+           "timestep_weights", "sample_timesteps", "cosine_loss", "StageBParts", "build_parts", "build_conditioner",
+           "final_unet_vae", "improves"]
