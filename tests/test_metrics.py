@@ -196,3 +196,47 @@ def test_low_level_metrics_with_repeated_trials():
     targets = [0, 1, 2, 0, 1, 2]
     perfect = M.low_level_metrics([[gt[t]] for t in targets], gt, targets=targets)
     assert perfect["ssim"] == pytest.approx(1.0) and perfect["ssim_2way"] == 1.0 and perfect["pcc_2way"] == 1.0
+
+
+def test_within_class_identification_known_answers():
+    """A perfect copy scores 1; a class lookup (one output per class) 0.5; only same-class truths compete."""
+    rng = np.random.default_rng(0)
+    truths = rng.standard_normal((6, 8))
+    classes = ["a", "a", "a", "b", "b", "c"]
+    copy = M.cosine_similarity_matrix(torch.as_tensor(truths), torch.as_tensor(truths)).numpy()
+    out = M.within_class_identification(copy, classes)
+    np.testing.assert_allclose(out[:5], 1.0)
+    assert np.isnan(out[5])  # class c has no other truth
+    # a lookup: every EEG of class k gets the same output (a class prototype), whatever member of k was seen.
+    # Each truth of k is then some EEG's own truth once, so the ranks average to exactly 0.5 within each class.
+    for trial in range(3):
+        prototypes = {k: rng.standard_normal(8) for k in sorted(set(classes))}
+        lookup = np.stack([prototypes[k] for k in classes])
+        sims = M.cosine_similarity_matrix(torch.as_tensor(lookup), torch.as_tensor(truths)).numpy()
+        out = M.within_class_identification(sims, classes)
+        assert out[:3].mean() == pytest.approx(0.5) and out[3:5].mean() == pytest.approx(0.5)
+    # with exact ties (an output equally far from every member, e.g. pixels of a blank image) each row is 0.5
+    np.testing.assert_allclose(M.within_class_identification(np.zeros((6, 6)), classes)[:5], 0.5)
+    # only the own class counts: row 0 loses to every truth of class b but beats its own class
+    m = np.array([[0.5, 0.1, 0.2, 0.9, 0.9, 0.9]])
+    assert M.within_class_identification(m, classes, targets=[0]).tolist() == [1.0]
+    assert M.pairwise_identification(m, targets=[0]).tolist() == [0.4]
+    # lower is better (distances), and repeated trials against distinct truths
+    d = np.array([[0.1, 0.3, 0.3], [0.2, 0.1, 0.05]])
+    np.testing.assert_allclose(M.within_class_identification(d, [0, 0, 0], higher_is_better=False, targets=[0, 1]),
+                               [1.0, 0.5])
+    assert M.nan_mean([np.nan, 1.0, 0.5]) == 0.75 and M.nan_mean([np.nan]) is None
+
+
+def test_within_class_lookup_of_random_class_members_is_near_half():
+    """Images drawn at random from the right class (a lookup with fresh noise) score ~0.5 in pixels too."""
+    rng = np.random.default_rng(1)
+    classes = np.repeat(np.arange(4), 10)
+    prototypes = rng.integers(0, 200, (4, 16, 16, 3))
+    truths = [np.clip(prototypes[k] + rng.integers(0, 50, (16, 16, 3)), 0, 255).astype(np.uint8) for k in classes]
+    drawn = [[np.clip(prototypes[k] + rng.integers(0, 50, (16, 16, 3)), 0, 255).astype(np.uint8)] for k in classes]
+    out = M.low_level_metrics(drawn, truths, classes=list(classes))
+    assert abs(out["pcc_within_class_2way"] - 0.5) < 0.1 and abs(out["ssim_within_class_2way"] - 0.5) < 0.1
+    assert out["pcc_2way"] > 0.6  # across classes the same images look identified: the class alone does that
+    perfect = M.low_level_metrics([[t] for t in truths], truths, classes=list(classes))
+    assert perfect["pcc_within_class_2way"] == 1.0 and perfect["ssim_within_class_2way"] == 1.0
