@@ -32,7 +32,9 @@ from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_png
 from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.images import image_grid
+from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.pairs import open_paired_dataset
+from dreamdiffusion.data.transforms import recording_window
 from dreamdiffusion.pipeline import COMPILE_MODES, DreamDiffusionPipeline
 
 logger = logging.getLogger(__name__)
@@ -137,14 +139,12 @@ def sources_from_dataset(dataset: str, split: str, options: dict, limit: int | N
 
 
 def sources_from_file(path: str | os.PathLike, spec, onsets: list[float], sfreq: float | None = None) -> list[EEGSource]:
-    """Windows of a recording at ``onsets`` (seconds), prepared by ``spec`` (the model's InputSpec)."""
-    from dreamdiffusion.data.io import read_raw
-    from dreamdiffusion.data.transforms import window_at
-
+    """Windows of a recording at ``onsets`` (seconds), prepared by ``spec`` (the model's InputSpec) through
+    :func:`~dreamdiffusion.data.transforms.recording_window`, the path the web app and the stream take too."""
     raw = read_raw(path, sfreq=sfreq)
     out = []
     for onset in onsets or [0.0]:
-        win = window_at(raw, float(onset), spec)
+        win = recording_window(raw, onset, spec, source=path)
         out.append(EEGSource(eeg=torch.from_numpy(np.asarray(win, dtype=np.float32)),
                              source={"file": os.fspath(path), "onset_s": float(onset)}))
     return out

@@ -23,6 +23,7 @@ Recommended generation settings: ``generation.json`` in the folder (written by
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -46,6 +47,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.data.transforms import InputSpec
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +126,24 @@ def write_generation_defaults(folder, guidance_scale: float, num_inference_steps
     return path
 
 
+def resolve_pipeline_folder(path: str | os.PathLike) -> Path:
+    """The pipeline folder ``path`` names: the folder itself, a ``finetune`` output folder (its
+    ``pipeline/``) or a ``demo`` run folder (its ``finetune/pipeline/``).
+
+    The one place a model folder is guessed from what the user passed to ``--model``; a missing
+    folder or one without ``model_index.json`` is a :class:`ConfigError` naming it.
+    """
+    path = Path(os.fspath(path))
+    for candidate in (path, path / "pipeline", path / "finetune" / "pipeline"):
+        if (candidate / "model_index.json").is_file():
+            return candidate
+    if not path.exists():
+        raise ConfigError("pipeline folder not found (pass --model with the folder written by `dreamdiffusion "
+                          "finetune` or `dreamdiffusion demo`)", path)
+    raise ConfigError("not a DreamDiffusion pipeline folder (no model_index.json); pass the `pipeline/` folder "
+                      "written by `dreamdiffusion finetune`", path)
+
+
 class DreamDiffusionPipeline(DiffusionPipeline):
     """Generate images from EEG windows ``[B, n_chans, n_times]`` (or one window ``[n_chans, n_times]``)."""
 
@@ -152,15 +172,10 @@ class DreamDiffusionPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        path = Path(os.fspath(pretrained_model_name_or_path))
-        if path.is_dir() and not (path / "model_index.json").is_file() and (path / "pipeline" / "model_index.json").is_file():
-            path = path / "pipeline"  # a finetune output folder: its final pipeline
-        if path.exists() and not (path / "model_index.json").is_file():
-            raise ConfigError("not a DreamDiffusion pipeline folder (no model_index.json); pass the `pipeline/` "
-                              "folder written by `dreamdiffusion finetune`", path)
+        path = resolve_pipeline_folder(pretrained_model_name_or_path)
         kwargs.setdefault("use_safetensors", True)
         try:
-            pipe = super().from_pretrained(os.fspath(path) if path.exists() else pretrained_model_name_or_path, **kwargs)
+            pipe = super().from_pretrained(os.fspath(path), **kwargs)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"cannot load the pipeline: {str(exc).strip().splitlines()[0]}", path) from exc
         spec_file = path / PREPROCESSING_FILE
@@ -169,21 +184,21 @@ class DreamDiffusionPipeline(DiffusionPipeline):
                 pipe.preprocessing = json.loads(spec_file.read_text())
             except ValueError as exc:
                 raise ConfigError(f"preprocessing spec is not valid JSON: {exc}", spec_file) from exc
-        pipe.generation_defaults = read_generation_defaults(path) if path.is_dir() else {}
+        pipe.generation_defaults = read_generation_defaults(path)
         return pipe
 
     def default_preprocessing(self) -> dict:
         cfg = self.eeg_conditioner.config
         return {"n_chans": cfg.n_chans, "n_times": cfg.n_times, "sfreq": cfg.sfreq}
 
-    def input_spec(self):
-        """The :class:`~dreamdiffusion.data.transforms.InputSpec` that turns a raw recording into this model's input."""
-        from dataclasses import fields
+    def input_spec(self) -> InputSpec:
+        """The :class:`~dreamdiffusion.data.transforms.InputSpec` that turns a raw recording into this model's input.
 
-        from dreamdiffusion.data.transforms import InputSpec
-
+        ``preprocessing.json`` over the conditioner's own shape and rate; keys this version does not know
+        (a newer writer's) are left out, the known ones are enough to prepare the input.
+        """
         spec = {**self.default_preprocessing(), **self.preprocessing}
-        known = {f.name for f in fields(InputSpec)}
+        known = {f.name for f in dataclasses.fields(InputSpec)}
         return InputSpec(**{k: v for k, v in spec.items() if k in known})
 
     def set_scheduler(self, name: str) -> None:
@@ -325,5 +340,5 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images)
 
 
-__all__ = ["DreamDiffusionPipeline", "COMPILE_MODES", "SCHEDULERS", "make_scheduler", "PREPROCESSING_FILE",
+__all__ = ["DreamDiffusionPipeline", "resolve_pipeline_folder", "COMPILE_MODES", "SCHEDULERS", "make_scheduler", "PREPROCESSING_FILE",
            "GENERATION_FILE", "read_generation_defaults", "write_generation_defaults"]

@@ -8,7 +8,6 @@ Images and manifests are written atomically (temporary name, then ``os.replace``
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -20,12 +19,14 @@ from typing import Any, Callable
 import mne
 import numpy as np
 
-from dreamdiffusion.core.errors import CheckpointError, ConfigError, DataError, DreamDiffusionError
+from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
 from dreamdiffusion.core.files import atomic_write_bytes  # noqa: F401  (app code imports it from here)
+from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
+from dreamdiffusion.pipeline import DreamDiffusionPipeline, resolve_pipeline_folder
 
 logger = logging.getLogger(__name__)
 
-MAPPINGS = ("montage", "repeat")
+MAPPINGS = tuple(sorted(CHANNEL_MAPPINGS))  # ("montage", "repeat"): the app's choices, the default first
 
 
 def default_model_dir() -> Path:
@@ -41,22 +42,6 @@ def default_model_dir() -> Path:
             "or create one with `dreamdiffusion demo --output runs/demo` and pass --model runs/demo"
         )
     return Path(path)
-
-
-def spec_from_pipeline(pipe: Any) -> Any:
-    """The pipeline's preprocessing spec (``preprocessing.json``) as an ``InputSpec``."""
-    from dreamdiffusion.data.transforms import InputSpec
-
-    if callable(getattr(pipe, "input_spec", None)):
-        return pipe.input_spec()
-    raw = dict(getattr(pipe, "preprocessing", None) or {})
-    if not raw and hasattr(pipe, "default_preprocessing"):
-        raw = pipe.default_preprocessing()
-    fields = set(InputSpec.__dataclass_fields__)
-    unknown = sorted(set(raw) - fields)
-    if unknown:  # newer writers may add keys; the ones we know are enough to prepare the input
-        logger.debug("ignoring preprocessing keys %s", unknown)
-    return InputSpec(**{k: v for k, v in raw.items() if k in fields})
 
 
 class Engine:
@@ -97,18 +82,10 @@ class Engine:
     @classmethod
     def from_pretrained(cls, model_dir: str | os.PathLike | None = None) -> "Engine":
         """Load a pipeline folder (``None``: the embedded default)."""
-        path = Path(model_dir) if model_dir is not None else default_model_dir()
-        demo_pipeline = path / "finetune" / "pipeline"
-        if not (path / "model_index.json").is_file() and (demo_pipeline / "model_index.json").is_file():
-            path = demo_pipeline  # a `dreamdiffusion demo --output DIR` run folder
-        if not path.exists():
-            raise CheckpointError("pipeline folder not found (pass --model with the folder written by "
-                                  "`dreamdiffusion finetune` or `dreamdiffusion demo`)", path)
-        from dreamdiffusion.pipeline import DreamDiffusionPipeline
-
+        path = resolve_pipeline_folder(model_dir if model_dir is not None else default_model_dir())
         pipe = DreamDiffusionPipeline.from_pretrained(path)
         pipe.set_progress_bar_config(disable=True)
-        return cls(pipe, spec_from_pipeline(pipe), name=path.resolve().name)
+        return cls(pipe, pipe.input_spec(), name=path.resolve().name)
 
     @property
     def window_s(self) -> float:
@@ -119,35 +96,18 @@ class Engine:
         return int(self.spec.n_chans)
 
     def target_channels(self) -> list[str]:
-        from dreamdiffusion.data.transforms import default_target_channels
-
         return list(self.spec.target_channels or default_target_channels(self.spec.n_chans, self.spec.montage))
 
     def window(self, raw: mne.io.BaseRaw, onset_s: float, mapping: str | None = None,
                source: str | os.PathLike | None = None) -> np.ndarray:
-        """The model's input ``float32 [n_chans, n_times]`` for the window of ``raw`` at ``onset_s``.
+        """The model's input ``float32 [n_chans, n_times]`` for the window of ``raw`` at ``onset_s``:
+        :func:`dreamdiffusion.data.transforms.recording_window`, the path ``generate --eeg-file`` takes too.
 
         ``mapping`` overrides the spec's channel mapping (``montage``: spherical-spline
-        interpolation from electrode positions; ``repeat``: tile the recorded channels).
-        Channels whose names are not 10-05 names but which have positions (from the file or
-        ``--montage``) are first renamed to the nearest 10-05 position, so the positional
-        mapping works for any cap.
+        interpolation from electrode positions, after channels with foreign names but known
+        positions are snapped to 10-05 names; ``repeat``: tile the recorded channels).
         """
-        from dreamdiffusion.app.devices import snap_to_standard_names
-        from dreamdiffusion.data.transforms import window_at
-
-        mapping = mapping or self.spec.channel_mapping
-        if mapping not in MAPPINGS:
-            raise ConfigError(f"unknown channel mapping {mapping!r} (use one of: {', '.join(MAPPINGS)})")
-        spec = dataclasses.replace(self.spec, channel_mapping=mapping)
-        if mapping == "montage":
-            raw = snap_to_standard_names(raw, spec.montage)
-        try:
-            return window_at(raw, float(onset_s), spec)
-        except DreamDiffusionError as exc:
-            if source is None:
-                raise
-            raise type(exc)(exc.message, source) from exc
+        return recording_window(raw, onset_s, self.spec, mapping, source)
 
     def accepts_standardized(self, raw: mne.io.BaseRaw) -> bool:
         """True when ``raw`` already has the model's channel count and sampling rate."""
@@ -156,8 +116,6 @@ class Engine:
     def window_standardized(self, raw: mne.io.BaseRaw, onset_s: float,
                             source: str | os.PathLike | None = None) -> np.ndarray:
         """Cut and normalise a recording that already is the model's input (no filter, no mapping)."""
-        from dreamdiffusion.data.transforms import window_at
-
         try:
             return window_at(raw.get_data() * 1e6, float(onset_s), self.spec)
         except DreamDiffusionError as exc:

@@ -160,6 +160,7 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
         return raw
     measured = raw.get_montage()
     positions = unit_positions(measured) if measured is not None else {}
+    template = _template_in_frame_of(standard, template, positions)
     taken = {c.lower() for c in eeg if c.lower() in template}
     old = {n.lower() for n in OLD_CHANNEL_NAMES}
     names = [n for n in template if n not in old]
@@ -182,6 +183,29 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
     out = raw.copy()
     out.rename_channels(renames, verbose="error")
     return out
+
+
+def _template_in_frame_of(standard: mne.channels.DigMontage, template: dict[str, np.ndarray],
+                          positions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``template`` (unit directions of ``standard`` in its native MRI frame) or the same in the head
+    frame, whichever the measured ``positions`` fit better.
+
+    Directions depend on the origin. Positions set from a montage with fiducials are moved by MNE
+    into the head frame (origin between the ears, centimetres from the template's); positions from
+    a file without fiducials are taken as they are. Which one a recording holds is not recorded
+    (MNE adds estimated fiducials either way), so the closer fit decides.
+    """
+    if not positions:
+        return template
+    in_head = standard.copy()
+    in_head.apply_trans(mne.channels.compute_native_head_t(standard))  # in place
+    head = unit_positions(in_head)
+
+    def misfit(tpl: dict[str, np.ndarray]) -> float:
+        grid = np.array(list(tpl.values()))
+        return float(sum(np.linalg.norm(grid - p, axis=1).min() for p in positions.values()))
+
+    return head if misfit(head) < misfit(template) else template
 
 
 def montage_positions(montage: str) -> dict[str, np.ndarray]:
