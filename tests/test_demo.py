@@ -5,7 +5,8 @@ import json
 import pytest
 
 from dreamdiffusion.cli import main
-from dreamdiffusion.experiments.demo import (METRIC_KEYS, ablation_markdown, ablation_variants, summarise_ablation)
+from dreamdiffusion.experiments.ablation import ablation_markdown, ablation_variants, summarise_ablation
+from dreamdiffusion.experiments.demo import METRIC_KEYS
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
-"""Deprecated alias: ``dreamdiffusion.demo`` moved to ``dreamdiffusion.experiments.demo`` (removed after one release)."""
+"""Deprecated alias: ``dreamdiffusion.demo`` moved to ``dreamdiffusion.experiments.demo`` (the demo) and
+``dreamdiffusion.experiments.ablation`` (the ablation); removed after one release."""
 
-import importlib
-import sys
 import warnings
 
-warnings.warn("dreamdiffusion.demo moved to dreamdiffusion.experiments.demo", DeprecationWarning, stacklevel=2)
-sys.modules[__name__] = importlib.import_module("dreamdiffusion.experiments.demo")
+from dreamdiffusion.experiments.ablation import *  # noqa: F401,F403
+from dreamdiffusion.experiments.demo import *  # noqa: F401,F403
+
+warnings.warn("dreamdiffusion.demo moved to dreamdiffusion.experiments.demo and dreamdiffusion.experiments.ablation",
+              DeprecationWarning, stacklevel=2)

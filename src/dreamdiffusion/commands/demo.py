@@ -1,4 +1,4 @@
-"""CLI: ``dreamdiffusion demo`` and ``dreamdiffusion ablate`` (thin wrappers over :mod:`dreamdiffusion.experiments.demo`)."""
+"""CLI: ``dreamdiffusion demo`` and ``dreamdiffusion ablate`` (thin wrappers over :mod:`dreamdiffusion.experiments.demo`, :mod:`dreamdiffusion.experiments.ablation`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import List, Optional
 
 import typer
 
+from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.experiments.ablation import AblationConfig, run_ablation
+from dreamdiffusion.experiments.demo import DemoConfig, DemoSettings, run_demo
+
 
 def _settings(fast: bool, overrides: dict, ablation: bool = False):
-    from dreamdiffusion.experiments.demo import DemoSettings
-
     settings = DemoSettings.fast() if fast else (DemoSettings.ablation() if ablation else DemoSettings())
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -31,8 +33,6 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N test EEGs."),
     ) -> None:
         """Run the whole method on the built-in digits benchmark and write metrics.json and report.md."""
-        from dreamdiffusion.experiments.demo import DemoConfig, run_demo
-
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                     "num_images": num_images, "steps": steps, "limit": limit})
         m = run_demo(DemoConfig(output=str(output), seed=seed, settings=settings))
@@ -57,11 +57,7 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N test EEGs."),
     ) -> None:
         """The structure of the paper's Table 1 on the built-in benchmark: MSM x CLIP x encoder size, mask ratio."""
-        from dreamdiffusion.experiments.demo import AblationConfig, run_ablation
-
         if seeds < 1:
-            from dreamdiffusion.core.errors import ConfigError
-
             raise ConfigError("--seeds must be at least 1")
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                     "num_images": num_images, "limit": limit}, ablation=True)

@@ -1,11 +1,11 @@
-"""The whole method on the embedded default, end to end: ``dreamdiffusion demo`` and ``dreamdiffusion ablate``.
+"""The whole method on the embedded default, end to end: ``dreamdiffusion demo``.
 
 ``run_demo``: build the digits benchmark -> Stage A, masked signal modeling on its unlabeled corpus (tiny encoder)
 -> Stage B, fine-tune the ``builtin-tiny`` base with EEG conditioning and CLIP alignment (best step chosen on val)
 -> generate for the test split -> evaluate with the independent digit judge -> ``metrics.json`` + ``report.md``.
 
-``run_ablation``: the structure of the paper's Table 1 on the same benchmark: {MSM pretraining on, off} x {CLIP
-supervision on, off} x {encoder "paper-shaped", small} plus mask ratio {0.25, 0.5, 0.75}, over several seeds.
+The ablation (``dreamdiffusion ablate``, the structure of the paper's Table 1) runs these stages per variant:
+:mod:`dreamdiffusion.experiments.ablation`; ``report.md`` is written by :mod:`dreamdiffusion.experiments.report`.
 
 Every step count and size lives in :class:`DemoSettings`; ``fast`` is the reduced run the tests use. The numbers
 were set for a 2-core CPU budget on the val split and the training curves, never on test scores.
@@ -14,7 +14,6 @@ were set for a 2-core CPU budget on the val split and the training curves, never
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -23,11 +22,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dreamdiffusion.core.errors import ConfigError
-from dreamdiffusion.experiments.report import Report, atomic_write_text, bar_chart, eeg_traces, markdown_table, metrics_markdown
+from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.data.synthetic import SyntheticPairs, build_benchmark, linear_baseline
+from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
+from dreamdiffusion.evaluation.selection import choose_guidance, distinct_image_items
+from dreamdiffusion.experiments.report import write_demo_report
+from dreamdiffusion.models import builtin, hub
+from dreamdiffusion.pipeline import DreamDiffusionPipeline, write_generation_defaults
+from dreamdiffusion.training.finetune import FinetuneConfig, finetune
+from dreamdiffusion.training.pretrain import PretrainConfig, pretrain_msm
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +141,6 @@ def _stage(name: str):
 
 
 def build_stage(out: Path, cfg: DemoConfig) -> Path:
-    from dreamdiffusion.data.synthetic import build_benchmark
-
     s = cfg.settings
     extra = {k: v for k, v in (("snr", s.snr), ("n_corpus_windows", s.n_corpus_windows)) if v is not None}
     return build_benchmark(out / "benchmark", seed=cfg.seed, n_subjects=s.n_subjects, n_images=s.n_images,
@@ -145,8 +149,6 @@ def build_stage(out: Path, cfg: DemoConfig) -> Path:
 
 
 def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrain") -> Path:
-    from dreamdiffusion.training.pretrain import PretrainConfig, pretrain_msm
-
     s = cfg.settings
     folder = out / name
     if folder.exists():
@@ -158,8 +160,6 @@ def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrai
 
 
 def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig, name: str = "finetune") -> Path:
-    from dreamdiffusion.training.finetune import FinetuneConfig, finetune
-
     s = cfg.settings
     folder = out / name
     if folder.exists():
@@ -189,11 +189,6 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
     if s.guidance is not None:
         result = {"guidance": float(s.guidance), "chosen_on": "fixed in the settings", "records": []}
     else:
-        from dreamdiffusion.data.synthetic import SyntheticPairs
-        from dreamdiffusion.evaluation.selection import choose_guidance, distinct_image_items
-        from dreamdiffusion.models import hub
-        from dreamdiffusion.pipeline import DreamDiffusionPipeline
-
         pipe = DreamDiffusionPipeline.from_pretrained(pipeline)
         pipe.set_progress_bar_config(disable=True)
         val = SyntheticPairs(bench, "val")
@@ -203,10 +198,8 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         result = {"guidance": best, "chosen_on": f"val: CLIP 2-way identification of images generated for "
                                                  f"{len(items)} distinct val images",
                   "records": records}
-    atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_json(out / f"{name}.json", result)
     if s.guidance is None:  # the pipeline carries its val-chosen settings to generate, app and stream
-        from dreamdiffusion.pipeline import write_generation_defaults
-
         write_generation_defaults(pipeline, result["guidance"], s.steps, result["chosen_on"])
     logger.info("test guidance %.2f (%s)", result["guidance"], result["chosen_on"])
     return result
@@ -214,8 +207,6 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
 
 def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name: str = "evaluate",
                    progress: bool = True, guidance: float | None = None) -> dict:
-    from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
-
     s = cfg.settings
     guidance = guidance if guidance is not None else (s.guidance if s.guidance is not None else 1.0)
     return evaluate(EvaluateConfig(
@@ -272,11 +263,11 @@ def run_demo(config: DemoConfig) -> dict:
         "linear_eeg_baseline_test": _linear_baseline(bench),
         "builtin_trained": _builtin_trained(config),
         "seed": config.seed, "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "machine": _machine(), "config": config.to_dict(),
+        "machine": machine_description(), "config": config.to_dict(),
         "paths": {"benchmark": str(bench), "encoder": None if encoder is None else str(encoder),
                   "pipeline": str(pipeline), "evaluate": str(out / "evaluate")},
     })
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_json(out / "metrics.json", metrics)
     if config.report:
         write_demo_report(out, bench, encoder, pipeline, metrics)
     logger.info("demo done in %.0f s: top-1 %.3f (%d-way, chance %.3f), retrieval top-1 %s, SSIM %.3f, PCC %.3f -> %s",
@@ -288,8 +279,6 @@ def run_demo(config: DemoConfig) -> dict:
 def _linear_baseline(bench: Path) -> float | None:
     """A ridge classifier on the raw test EEG: how much class information the benchmark's EEG carries."""
     try:
-        from dreamdiffusion.data.synthetic import linear_baseline
-
         return round(float(linear_baseline(bench, "test")), 4)
     except Exception as exc:  # informative only; never fail the demo for it
         logger.info("linear EEG baseline unavailable: %s", exc)
@@ -300,247 +289,12 @@ def _builtin_trained(config: DemoConfig) -> bool | None:
     """Whether the embedded components are the trained ones (False: random stand-ins in a bare checkout)."""
     if "builtin-tiny" not in (config.base, config.clip, config.classifier):
         return None
-    from dreamdiffusion.models import builtin
-
     return bool(builtin.is_trained())
 
 
-def _machine() -> str:
+def machine_description() -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores visible, torch {torch.__version__} ({platform.system()})"
 
 
-def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Path, metrics: dict) -> Path:
-    """``report.md``: EEG traces, MSM reconstruction, training curves, ground truth vs generated, the table."""
-    from dreamdiffusion.data.synthetic import SyntheticPairs
-
-    figures = out / "figures"
-    figures.mkdir(exist_ok=True)
-    rep = Report("DreamDiffusion demo on the built-in digits benchmark")
-    s = metrics["config"]["settings"]
-    rep.add("What ran", "\n".join([
-        f"- seed {metrics['seed']}; machine: {metrics['machine']}",
-        f"- benchmark: scikit-learn digits with simulated 128-channel visual evoked EEG ({bench})",
-        f"- Stage A: MSM, `{s['encoder_preset']}` encoder, mask ratio {s['mask_ratio']}, {s['pretrain_steps']} steps"
-        if s["pretrain"] else "- Stage A: skipped (random encoder)",
-        f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "
-        f"{s['finetune_steps']} steps, pipeline = best val step",
-        f"- generation: {s['num_images']} samples per test EEG, {s['steps']} DPM-Solver++ steps, guidance "
-        f"{metrics.get('guidance', s['guidance'])} ({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
-        "- stage times (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in metrics["timings_s"].items()),
-    ]))
-    if metrics.get("builtin_trained") is False:
-        rep.add("Warning", "The `builtin-tiny` components of this checkout are random stand-ins (the trained weights "
-                           "are not shipped here; run `scripts/make_builtin.py`): the judge cannot recognise digits, "
-                           "so the numbers below say nothing about the method.")
-    table = metrics_markdown(metrics)
-    extra = []
-    if metrics.get("judge_accuracy_real") is not None:
-        extra.append(f"- the judge's own accuracy on the real test digits: {metrics['judge_accuracy_real']:.3f}")
-    if metrics.get("linear_eeg_baseline_test") is not None:
-        extra.append(f"- a linear (ridge) classifier on the raw test EEG: {metrics['linear_eeg_baseline_test']:.3f} "
-                     "(how much class information the simulated EEG carries)")
-    rep.add("Metrics (test split)", table + "\n".join(extra))
-
-    test = SyntheticPairs(bench, "test")
-    traces = eeg_traces(test[0]["eeg"].numpy(), float(test.sfreq), figures / "eeg_traces.png",
-                        ch_names=test.ch_names, title=f"test EEG 0 ({test[0]['image_name']}, digit {test[0]['label']})")
-    rep.add("EEG", "Eight of the 128 channels of one simulated trial (z-scored).", [("EEG traces", traces)], root=out)
-    if encoder is not None:
-        rep.add("Stage A: masked signal modeling",
-                "Reconstruction of masked spans (shaded) on a held-out corpus window, and the loss curve.",
-                [("MSM reconstruction", encoder / "reconstruction.png"), ("MSM loss", encoder / "loss.png")], root=out)
-    ft = Path(pipeline).parent
-    rep.add("Stage B: fine-tuning", "Training loss and validation loss (the best val step became the pipeline).",
-            [("fine-tuning curves", ft / "loss.png")], root=out)
-    rep.add("Ground truth vs generated (test split)", "First column: the image shown; then samples from its EEG.",
-            [("ground truth vs generated", out / "evaluate" / "samples.png")], root=out)
-    return rep.write(out / "report.md")
-
-
-# --------------------------------------------------------------------------------------------------- ablation
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    pretrain: bool
-    clip: bool
-    encoder: str  # "paper-shaped" | "small"
-    mask_ratio: float = 0.75
-
-
-# The encoder sizes of the ablation at CPU scale. The paper contrasts a ViT-L-depth encoder (24 blocks,
-# 1024 wide, mlp ratio 1; "297 M") with a small one ("18.3 M"). Here "small" is the `tiny` preset (2 blocks,
-# 64 wide, mlp ratio 2) and "paper-shaped" keeps the paper's proportions (mlp ratio 1, 16 x more blocks than
-# heads... at 1/16 of the width): the `tiny-paper` preset below, registered at run time if missing.
-ENCODER_PRESETS = {"small": "tiny", "paper-shaped": "tiny-paper"}
-TINY_PAPER_PRESET = dict(embed_dim=64, depth=8, num_heads=4, mlp_ratio=1.0,
-                         decoder_embed_dim=32, decoder_depth=2, decoder_num_heads=4)
-
-
-def ablation_variants() -> list[Variant]:
-    """Table 1's rows: the 2 x 2 x 2 grid, then mask ratios 0.25 and 0.5 of the full model (0.75 is in the grid)."""
-    rows = []
-    for encoder in ("paper-shaped", "small"):
-        for pretrain in (True, False):
-            for clip in (True, False):
-                name = f"{'MSM' if pretrain else 'no MSM'} / {'CLIP' if clip else 'no CLIP'} / {encoder}"
-                rows.append(Variant(name, pretrain, clip, encoder))
-    for ratio in (0.25, 0.5):
-        rows.append(Variant(f"MSM / CLIP / paper-shaped / mask {ratio}", True, True, "paper-shaped", ratio))
-    return rows
-
-
-def _ensure_presets() -> None:
-    from dreamdiffusion.models import eeg_encoder
-
-    eeg_encoder.PRESETS.setdefault("tiny-paper", dict(TINY_PAPER_PRESET))
-
-
-@dataclass
-class AblationConfig:
-    output: str
-    seeds: int = 3  # how many seeds: first_seed .. first_seed + seeds - 1
-    first_seed: int = 0  # lets several processes share the seeds of one ablation (each its own range)
-    settings: DemoSettings = field(default_factory=DemoSettings.ablation)
-    variants: list[str] | None = None  # names to run (None: all)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def run_ablation(config: AblationConfig) -> dict:
-    """Run every variant for every seed; write ``ablation.json``, ``ablation.md`` and ``ablation.png``."""
-    _ensure_presets()
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    variants = ablation_variants()
-    if config.variants:
-        unknown = set(config.variants) - {v.name for v in variants}
-        if unknown:
-            raise ConfigError(f"unknown ablation variant(s) {sorted(unknown)}")
-        variants = [v for v in variants if v.name in config.variants]
-    results: dict[str, list[dict]] = {v.name: [] for v in variants}
-    components = resolve_components()  # fixed folders: every variant sees the same base, CLIP and judge
-    t0 = time.perf_counter()
-    for seed in range(config.first_seed, config.first_seed + config.seeds):
-        seed_dir = out / f"seed{seed}"
-        reuse = _same_settings(seed_dir, config.settings, components)
-        base_cfg = DemoConfig(output=str(seed_dir), seed=seed, settings=config.settings, report=False,
-                              base=components["base"], clip=components["clip"],
-                              classifier=components["classifier"])
-        bench = build_stage(seed_dir, base_cfg)
-        encoders: dict[tuple[str, float], Path] = {}
-        for i, v in enumerate(variants):
-            logger.info("== ablation seed %d, variant %d/%d: %s", seed, i + 1, len(variants), v.name)
-            settings = dataclasses.replace(config.settings, encoder_preset=ENCODER_PRESETS[v.encoder],
-                                           pretrain=v.pretrain, mask_ratio=v.mask_ratio,
-                                           clip_weight=1.0 if v.clip else 0.0)
-            cfg = dataclasses.replace(base_cfg, settings=settings)
-            tag = _slug(v.name)
-            done = seed_dir / f"evaluate-{tag}" / "metrics.json"
-            if reuse and done.is_file():  # finished earlier with the same settings (metrics.json is written last)
-                res = json.loads(done.read_text())
-                results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
-                logger.info("reusing %s", done)
-                continue
-            encoder = None
-            if v.pretrain:  # one pretraining per (encoder, mask ratio), shared by the CLIP on/off rows
-                key = (v.encoder, v.mask_ratio)
-                if key not in encoders:
-                    encoders[key] = pretrain_stage(seed_dir, bench, cfg, name=f"pretrain-{_slug(v.encoder)}-{v.mask_ratio}")
-                encoder = encoders[key]
-            pipeline = finetune_stage(seed_dir, bench, encoder, cfg, name=f"finetune-{tag}")
-            res = evaluate_stage(seed_dir, bench, pipeline, cfg, name=f"evaluate-{tag}", progress=False)
-            results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
-            shutil.rmtree(Path(pipeline).parent / "checkpoints", ignore_errors=True)
-    summary = summarise_ablation(variants, results)
-    summary.update({"seeds": config.seeds,
-                    "seed_list": list(range(config.first_seed, config.first_seed + config.seeds)),
-                    "components": components, "seconds": round(time.perf_counter() - t0, 1), "machine": _machine(),
-                    "config": config.to_dict(), "encoders": {
-                        "small": {"preset": "tiny", **_preset("tiny")},
-                        "paper-shaped": {"preset": "tiny-paper", **TINY_PAPER_PRESET}}})
-    atomic_write_text(out / "ablation.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / "ablation.md", ablation_markdown(summary))
-    rows = summary["rows"]
-    bar_chart([r["variant"] for r in rows], [r["top1_accuracy_mean"] for r in rows],
-              [r["top1_accuracy_std"] for r in rows], out / "ablation.png",
-              ylabel=f"{summary['n_way']}-way top-1 (mean +- sd over seeds)", chance=summary["chance"],
-              title="Ablation on the digits benchmark (structure of the paper's Table 1)")
-    return summary
-
-
-def _same_settings(seed_dir: Path, settings: DemoSettings, components: dict) -> bool:
-    """Whether ``seed_dir`` holds runs made with these settings and components (then they are reused)."""
-    marker = seed_dir / "ablation_settings.json"
-    # through JSON, as the marker holds it (tuples become lists)
-    current = json.loads(json.dumps({"settings": dataclasses.asdict(settings), "components": components}))
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == current:
-                return True
-        except ValueError:
-            pass
-    seed_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(marker, json.dumps(current, indent=2) + "\n")
-    return False
-
-
-def resolve_components() -> dict:
-    """The builtin-tiny folders (base, CLIP, judge) and whether they hold trained weights."""
-    from dreamdiffusion.models import builtin
-
-    return {"base": str(builtin.base_path()), "clip": str(builtin.clip_path()),
-            "classifier": str(builtin.classifier_path()), "trained": bool(builtin.is_trained())}
-
-
-def _preset(name: str) -> dict:
-    from dreamdiffusion.models.eeg_encoder import PRESETS
-
-    return dict(PRESETS[name])
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c == "." else "-" for c in text.lower()).strip("-").replace("--", "-")
-
-
-def summarise_ablation(variants: list[Variant], results: dict[str, list[dict]]) -> dict:
-    """Mean and sample standard deviation over seeds of each metric, per variant."""
-    rows = []
-    n_way = chance = None
-    for v in variants:
-        runs = results[v.name]
-        row = {"variant": v.name, "msm_pretraining": v.pretrain, "clip_supervision": v.clip, "encoder": v.encoder,
-               "mask_ratio": v.mask_ratio if v.pretrain else None, "n_seeds": len(runs)}
-        for key in ("top1_accuracy", "retrieval_top1", "retrieval_top5", "ssim", "pcc"):
-            vals = np.array([r[key] for r in runs if r.get(key) is not None], dtype=float)
-            row[f"{key}_mean"] = float(vals.mean()) if len(vals) else None
-            row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-            row[f"{key}_runs"] = vals.tolist()
-        n_way = runs[0]["n_way"] if runs else n_way
-        chance = runs[0]["chance"] if runs else chance
-        rows.append(row)
-    return {"rows": rows, "n_way": n_way, "chance": chance}
-
-
-def ablation_markdown(summary: dict) -> str:
-    def pm(row, key):
-        m, s = row[f"{key}_mean"], row[f"{key}_std"]
-        return "n/a" if m is None else f"{m:.3f} ± {s:.3f}"
-
-    table = markdown_table(
-        ["variant", "MSM", "CLIP", "encoder", "mask", f"top-1 ({summary['n_way']}-way)", "retrieval top-1", "SSIM",
-         "seeds"],
-        [(r["variant"], r["msm_pretraining"], r["clip_supervision"], r["encoder"],
-          "-" if r["mask_ratio"] is None else r["mask_ratio"], pm(r, "top1_accuracy"), pm(r, "retrieval_top1"),
-          pm(r, "ssim"), r["n_seeds"]) for r in summary["rows"]])
-    enc = summary.get("encoders", {})
-    return ("# Ablation (structure of DreamDiffusion's Table 1) on the digits benchmark\n\n" + table + "\n\n"
-            f"- mean ± sample sd over {summary.get('seeds')} seed(s) (each seed: its own benchmark brain, subjects, "
-            f"splits, initialisation and noise); chance = {summary['chance']}\n"
-            f"- encoders: small = {enc.get('small')}, paper-shaped = {enc.get('paper-shaped')}\n"
-            f"- machine: {summary.get('machine')}; {summary.get('seconds')} s in all\n")
-
-
-__all__ = ["DemoSettings", "DemoConfig", "run_demo", "write_demo_report", "AblationConfig", "run_ablation",
-           "ablation_variants", "summarise_ablation", "ablation_markdown", "METRIC_KEYS"]
+__all__ = ["DemoSettings", "DemoConfig", "run_demo", "write_demo_report", "METRIC_KEYS", "build_stage",
+           "pretrain_stage", "finetune_stage", "guidance_stage", "evaluate_stage", "machine_description"]

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dreamdiffusion.core.files import atomic_write_text, save_figure
+from dreamdiffusion.data.synthetic import SyntheticPairs
 from dreamdiffusion.evaluation.figures import (  # noqa: F401  (re-exported: the report's tables and grid)
     METRIC_ROWS, headless_pyplot, comparison_grid, fmt, markdown_table, metrics_markdown)
 
@@ -122,5 +123,51 @@ class Report:
         return atomic_write_text(path, self.markdown())
 
 
+def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Path, metrics: dict) -> Path:
+    """``report.md``: EEG traces, MSM reconstruction, training curves, ground truth vs generated, the table."""
+    figures = out / "figures"
+    figures.mkdir(exist_ok=True)
+    rep = Report("DreamDiffusion demo on the built-in digits benchmark")
+    s = metrics["config"]["settings"]
+    rep.add("What ran", "\n".join([
+        f"- seed {metrics['seed']}; machine: {metrics['machine']}",
+        f"- benchmark: scikit-learn digits with simulated 128-channel visual evoked EEG ({bench})",
+        f"- Stage A: MSM, `{s['encoder_preset']}` encoder, mask ratio {s['mask_ratio']}, {s['pretrain_steps']} steps"
+        if s["pretrain"] else "- Stage A: skipped (random encoder)",
+        f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "
+        f"{s['finetune_steps']} steps, pipeline = best val step",
+        f"- generation: {s['num_images']} samples per test EEG, {s['steps']} DPM-Solver++ steps, guidance "
+        f"{metrics.get('guidance', s['guidance'])} ({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
+        "- stage times (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in metrics["timings_s"].items()),
+    ]))
+    if metrics.get("builtin_trained") is False:
+        rep.add("Warning", "The `builtin-tiny` components of this checkout are random stand-ins (the trained weights "
+                           "are not shipped here; run `scripts/make_builtin.py`): the judge cannot recognise digits, "
+                           "so the numbers below say nothing about the method.")
+    table = metrics_markdown(metrics)
+    extra = []
+    if metrics.get("judge_accuracy_real") is not None:
+        extra.append(f"- the judge's own accuracy on the real test digits: {metrics['judge_accuracy_real']:.3f}")
+    if metrics.get("linear_eeg_baseline_test") is not None:
+        extra.append(f"- a linear (ridge) classifier on the raw test EEG: {metrics['linear_eeg_baseline_test']:.3f} "
+                     "(how much class information the simulated EEG carries)")
+    rep.add("Metrics (test split)", table + "\n".join(extra))
+
+    test = SyntheticPairs(bench, "test")
+    traces = eeg_traces(test[0]["eeg"].numpy(), float(test.sfreq), figures / "eeg_traces.png",
+                        ch_names=test.ch_names, title=f"test EEG 0 ({test[0]['image_name']}, digit {test[0]['label']})")
+    rep.add("EEG", "Eight of the 128 channels of one simulated trial (z-scored).", [("EEG traces", traces)], root=out)
+    if encoder is not None:
+        rep.add("Stage A: masked signal modeling",
+                "Reconstruction of masked spans (shaded) on a held-out corpus window, and the loss curve.",
+                [("MSM reconstruction", encoder / "reconstruction.png"), ("MSM loss", encoder / "loss.png")], root=out)
+    ft = Path(pipeline).parent
+    rep.add("Stage B: fine-tuning", "Training loss and validation loss (the best val step became the pipeline).",
+            [("fine-tuning curves", ft / "loss.png")], root=out)
+    rep.add("Ground truth vs generated (test split)", "First column: the image shown; then samples from its EEG.",
+            [("ground truth vs generated", out / "evaluate" / "samples.png")], root=out)
+    return rep.write(out / "report.md")
+
+
 __all__ = ["atomic_write_text", "save_figure", "comparison_grid", "eeg_traces", "curves", "bar_chart",
-           "markdown_table", "metrics_markdown", "Report", "fmt"]
+           "markdown_table", "metrics_markdown", "Report", "fmt", "write_demo_report"]

@@ -1,0 +1,208 @@
+"""``dreamdiffusion ablate``: the structure of the paper's Table 1 on the digits benchmark.
+
+{MSM pretraining on, off} x {CLIP supervision on, off} x {encoder "paper-shaped", small} plus mask ratio
+{0.25, 0.5, 0.75}, over several seeds; each variant runs the demo's stages
+(:mod:`dreamdiffusion.experiments.demo`) with its settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.core.files import atomic_write_json, atomic_write_text
+from dreamdiffusion.experiments.demo import (METRIC_KEYS, DemoConfig, DemoSettings, build_stage, evaluate_stage,
+                                             finetune_stage, machine_description, pretrain_stage)
+from dreamdiffusion.experiments.report import bar_chart, markdown_table
+from dreamdiffusion.models import builtin, eeg_encoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    pretrain: bool
+    clip: bool
+    encoder: str  # "paper-shaped" | "small"
+    mask_ratio: float = 0.75
+
+
+# The encoder sizes of the ablation at CPU scale. The paper contrasts a ViT-L-depth encoder (24 blocks,
+# 1024 wide, mlp ratio 1; "297 M") with a small one ("18.3 M"). Here "small" is the `tiny` preset (2 blocks,
+# 64 wide, mlp ratio 2) and "paper-shaped" keeps the paper's proportions (mlp ratio 1, 16 x more blocks than
+# heads... at 1/16 of the width): the `tiny-paper` preset below, registered at run time if missing.
+ENCODER_PRESETS = {"small": "tiny", "paper-shaped": "tiny-paper"}
+TINY_PAPER_PRESET = dict(embed_dim=64, depth=8, num_heads=4, mlp_ratio=1.0,
+                         decoder_embed_dim=32, decoder_depth=2, decoder_num_heads=4)
+
+
+def ablation_variants() -> list[Variant]:
+    """Table 1's rows: the 2 x 2 x 2 grid, then mask ratios 0.25 and 0.5 of the full model (0.75 is in the grid)."""
+    rows = []
+    for encoder in ("paper-shaped", "small"):
+        for pretrain in (True, False):
+            for clip in (True, False):
+                name = f"{'MSM' if pretrain else 'no MSM'} / {'CLIP' if clip else 'no CLIP'} / {encoder}"
+                rows.append(Variant(name, pretrain, clip, encoder))
+    for ratio in (0.25, 0.5):
+        rows.append(Variant(f"MSM / CLIP / paper-shaped / mask {ratio}", True, True, "paper-shaped", ratio))
+    return rows
+
+
+def _ensure_presets() -> None:
+    eeg_encoder.PRESETS.setdefault("tiny-paper", dict(TINY_PAPER_PRESET))
+
+
+@dataclass
+class AblationConfig:
+    output: str
+    seeds: int = 3  # how many seeds: first_seed .. first_seed + seeds - 1
+    first_seed: int = 0  # lets several processes share the seeds of one ablation (each its own range)
+    settings: DemoSettings = field(default_factory=DemoSettings.ablation)
+    variants: list[str] | None = None  # names to run (None: all)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def run_ablation(config: AblationConfig) -> dict:
+    """Run every variant for every seed; write ``ablation.json``, ``ablation.md`` and ``ablation.png``."""
+    _ensure_presets()
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = ablation_variants()
+    if config.variants:
+        unknown = set(config.variants) - {v.name for v in variants}
+        if unknown:
+            raise ConfigError(f"unknown ablation variant(s) {sorted(unknown)}")
+        variants = [v for v in variants if v.name in config.variants]
+    results: dict[str, list[dict]] = {v.name: [] for v in variants}
+    components = resolve_components()  # fixed folders: every variant sees the same base, CLIP and judge
+    t0 = time.perf_counter()
+    for seed in range(config.first_seed, config.first_seed + config.seeds):
+        seed_dir = out / f"seed{seed}"
+        reuse = _same_settings(seed_dir, config.settings, components)
+        base_cfg = DemoConfig(output=str(seed_dir), seed=seed, settings=config.settings, report=False,
+                              base=components["base"], clip=components["clip"],
+                              classifier=components["classifier"])
+        bench = build_stage(seed_dir, base_cfg)
+        encoders: dict[tuple[str, float], Path] = {}
+        for i, v in enumerate(variants):
+            logger.info("== ablation seed %d, variant %d/%d: %s", seed, i + 1, len(variants), v.name)
+            settings = dataclasses.replace(config.settings, encoder_preset=ENCODER_PRESETS[v.encoder],
+                                           pretrain=v.pretrain, mask_ratio=v.mask_ratio,
+                                           clip_weight=1.0 if v.clip else 0.0)
+            cfg = dataclasses.replace(base_cfg, settings=settings)
+            tag = _slug(v.name)
+            done = seed_dir / f"evaluate-{tag}" / "metrics.json"
+            if reuse and done.is_file():  # finished earlier with the same settings (metrics.json is written last)
+                res = json.loads(done.read_text())
+                results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
+                logger.info("reusing %s", done)
+                continue
+            encoder = None
+            if v.pretrain:  # one pretraining per (encoder, mask ratio), shared by the CLIP on/off rows
+                key = (v.encoder, v.mask_ratio)
+                if key not in encoders:
+                    encoders[key] = pretrain_stage(seed_dir, bench, cfg, name=f"pretrain-{_slug(v.encoder)}-{v.mask_ratio}")
+                encoder = encoders[key]
+            pipeline = finetune_stage(seed_dir, bench, encoder, cfg, name=f"finetune-{tag}")
+            res = evaluate_stage(seed_dir, bench, pipeline, cfg, name=f"evaluate-{tag}", progress=False)
+            results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
+            shutil.rmtree(Path(pipeline).parent / "checkpoints", ignore_errors=True)
+    summary = summarise_ablation(variants, results)
+    summary.update({"seeds": config.seeds,
+                    "seed_list": list(range(config.first_seed, config.first_seed + config.seeds)),
+                    "components": components, "seconds": round(time.perf_counter() - t0, 1), "machine": machine_description(),
+                    "config": config.to_dict(), "encoders": {
+                        "small": {"preset": "tiny", **_preset("tiny")},
+                        "paper-shaped": {"preset": "tiny-paper", **TINY_PAPER_PRESET}}})
+    atomic_write_json(out / "ablation.json", summary)
+    atomic_write_text(out / "ablation.md", ablation_markdown(summary))
+    rows = summary["rows"]
+    bar_chart([r["variant"] for r in rows], [r["top1_accuracy_mean"] for r in rows],
+              [r["top1_accuracy_std"] for r in rows], out / "ablation.png",
+              ylabel=f"{summary['n_way']}-way top-1 (mean +- sd over seeds)", chance=summary["chance"],
+              title="Ablation on the digits benchmark (structure of the paper's Table 1)")
+    return summary
+
+
+def _same_settings(seed_dir: Path, settings: DemoSettings, components: dict) -> bool:
+    """Whether ``seed_dir`` holds runs made with these settings and components (then they are reused)."""
+    marker = seed_dir / "ablation_settings.json"
+    # through JSON, as the marker holds it (tuples become lists)
+    current = json.loads(json.dumps({"settings": dataclasses.asdict(settings), "components": components}))
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == current:
+                return True
+        except ValueError:
+            pass
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps(current, indent=2) + "\n")
+    return False
+
+
+def resolve_components() -> dict:
+    """The builtin-tiny folders (base, CLIP, judge) and whether they hold trained weights."""
+    return {"base": str(builtin.base_path()), "clip": str(builtin.clip_path()),
+            "classifier": str(builtin.classifier_path()), "trained": bool(builtin.is_trained())}
+
+
+def _preset(name: str) -> dict:
+    return dict(eeg_encoder.PRESETS[name])
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "." else "-" for c in text.lower()).strip("-").replace("--", "-")
+
+
+def summarise_ablation(variants: list[Variant], results: dict[str, list[dict]]) -> dict:
+    """Mean and sample standard deviation over seeds of each metric, per variant."""
+    rows = []
+    n_way = chance = None
+    for v in variants:
+        runs = results[v.name]
+        row = {"variant": v.name, "msm_pretraining": v.pretrain, "clip_supervision": v.clip, "encoder": v.encoder,
+               "mask_ratio": v.mask_ratio if v.pretrain else None, "n_seeds": len(runs)}
+        for key in ("top1_accuracy", "retrieval_top1", "retrieval_top5", "ssim", "pcc"):
+            vals = np.array([r[key] for r in runs if r.get(key) is not None], dtype=float)
+            row[f"{key}_mean"] = float(vals.mean()) if len(vals) else None
+            row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            row[f"{key}_runs"] = vals.tolist()
+        n_way = runs[0]["n_way"] if runs else n_way
+        chance = runs[0]["chance"] if runs else chance
+        rows.append(row)
+    return {"rows": rows, "n_way": n_way, "chance": chance}
+
+
+def ablation_markdown(summary: dict) -> str:
+    def pm(row, key):
+        m, s = row[f"{key}_mean"], row[f"{key}_std"]
+        return "n/a" if m is None else f"{m:.3f} ± {s:.3f}"
+
+    table = markdown_table(
+        ["variant", "MSM", "CLIP", "encoder", "mask", f"top-1 ({summary['n_way']}-way)", "retrieval top-1", "SSIM",
+         "seeds"],
+        [(r["variant"], r["msm_pretraining"], r["clip_supervision"], r["encoder"],
+          "-" if r["mask_ratio"] is None else r["mask_ratio"], pm(r, "top1_accuracy"), pm(r, "retrieval_top1"),
+          pm(r, "ssim"), r["n_seeds"]) for r in summary["rows"]])
+    enc = summary.get("encoders", {})
+    return ("# Ablation (structure of DreamDiffusion's Table 1) on the digits benchmark\n\n" + table + "\n\n"
+            f"- mean ± sample sd over {summary.get('seeds')} seed(s) (each seed: its own benchmark brain, subjects, "
+            f"splits, initialisation and noise); chance = {summary['chance']}\n"
+            f"- encoders: small = {enc.get('small')}, paper-shaped = {enc.get('paper-shaped')}\n"
+            f"- machine: {summary.get('machine')}; {summary.get('seconds')} s in all\n")
+
+
+__all__ = ["AblationConfig", "run_ablation", "ablation_variants", "summarise_ablation", "ablation_markdown", "Variant",
+           "ENCODER_PRESETS", "TINY_PAPER_PRESET", "resolve_components"]
