@@ -5,11 +5,12 @@ from __future__ import annotations
 import mne
 import numpy as np
 import pytest
+import torch
 from app_fixtures import spkit_raw, tiny_pipeline_dir, write_spkit_fif
 
 from dreamdiffusion.app import web
 from dreamdiffusion.app.engine import Engine
-from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.core.errors import ConfigError, DataError, EEGShapeError
 from dreamdiffusion.generation import load_pipeline, sources_from_file
 from dreamdiffusion.pipeline import resolve_pipeline_folder
 
@@ -89,3 +90,20 @@ def test_input_spec_ignores_unknown_preprocessing_keys(model_dir):
     spec = pipe.input_spec()
     assert spec.channel_mapping == "montage" and spec.n_chans == 128 and spec.l_freq == 1.0
     assert isinstance(mne.channels.make_standard_montage("biosemi32"), mne.channels.DigMontage)
+
+
+def test_one_shape_check_one_error(model_dir):
+    pipe = load_pipeline(model_dir, device="cpu")
+    engine = Engine(pipe, pipe.input_spec())
+    bad = np.zeros((14, 512), dtype=np.float32)
+    errors = []
+    for call in (lambda: engine.generate(bad, steps=1),
+                 lambda: pipe(bad, num_inference_steps=1),
+                 lambda: pipe.eeg_conditioner(torch.from_numpy(bad)[None]),
+                 lambda: pipe.eeg_conditioner.encoder(torch.from_numpy(bad)[None])):
+        with pytest.raises(EEGShapeError) as info:
+            call()
+        errors.append(info.value)
+    assert len({e.message for e in errors}) == 1  # the same sentence wherever it is caught
+    assert "expects 128 EEG channels, found 14" in errors[0].message and "--channel-mapping" in errors[0].message
+    assert all(isinstance(e, ConfigError) and isinstance(e, ValueError) for e in errors)

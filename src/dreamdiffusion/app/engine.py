@@ -19,7 +19,7 @@ from typing import Any, Callable
 import mne
 import numpy as np
 
-from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
+from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
 from dreamdiffusion.core.files import atomic_write_bytes  # noqa: F401  (app code imports it from here)
 from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, resolve_pipeline_folder
@@ -132,9 +132,7 @@ class Engine:
         used = self.settings(steps, guidance)
         steps, guidance = used["steps"], used["guidance"]
 
-        expected = (int(self.spec.n_chans), int(self.spec.n_times))
-        if tuple(window.shape) != expected:
-            raise DataError(f"EEG window has shape {tuple(window.shape)} but the model needs {expected}")
+        check_eeg_shape((1, *window.shape), int(self.spec.n_chans), int(self.spec.n_times), self.spec.sfreq)
         if int(steps) < 1 or int(num_images) < 1:
             raise ConfigError("steps and the number of images must be at least 1")
         eeg = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None]

@@ -36,3 +36,28 @@ class CheckpointError(DreamDiffusionError):
 
 class TrainingError(DreamDiffusionError):
     """Training cannot go on (a NaN/Inf loss, for example); the last good checkpoint is kept."""
+
+
+class EEGShapeError(ConfigError, ValueError):
+    """EEG whose shape does not fit the model (also a ``ValueError``, as a shape error in PyTorch is)."""
+
+
+def check_eeg_shape(shape, n_chans: int, n_times: int, sfreq: float | None = None,
+                    source: str | os.PathLike | None = None) -> None:
+    """Raise :class:`EEGShapeError` naming ``source`` unless ``shape`` is ``[batch, n_chans, n_times]``.
+
+    The one check of the model's input shape: the encoder, the conditioner, the pipeline and the app
+    call it, so a wrong window gives the same error, with the same advice, wherever it is caught.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3:
+        raise EEGShapeError(f"EEG must be [batch, channels, samples], got shape {shape}", source)
+    if shape[1] != n_chans:
+        raise EEGShapeError(
+            f"the model expects {n_chans} EEG channels, found {shape[1]} (map the recording's channels onto the "
+            f"model's with --channel-mapping, or train a model for {shape[1]} channels)", source)
+    if shape[2] != n_times:
+        rate = f" at {sfreq:g} Hz" if sfreq else ""
+        raise EEGShapeError(
+            f"the model expects windows of {n_times} samples{rate}, found {shape[2]} (resample/crop the EEG to the "
+            "model's input; see preprocessing.json)", source)

@@ -41,7 +41,7 @@ from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers
 from torch import nn
 
 from dreamdiffusion.core.constants import PAPER_SFREQ
-from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.core.errors import ConfigError, check_eeg_shape
 from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
 
 logger = logging.getLogger(__name__)
@@ -138,21 +138,7 @@ class EEGConditioner(ModelMixin, ConfigMixin):
     # ----------------------------------------------------------------------------- forward
     def check_eeg(self, eeg: torch.Tensor, source: str | os.PathLike | None = None) -> None:
         """Raise :class:`ConfigError` naming ``source`` when ``eeg`` does not fit the model."""
-        n_chans, n_times = self.config.n_chans, self.config.n_times
-        if eeg.ndim != 3:
-            raise ConfigError(f"EEG must be [batch, channels, samples], got shape {tuple(eeg.shape)}", source)
-        if eeg.shape[1] != n_chans:
-            raise ConfigError(
-                f"the model expects {n_chans} EEG channels, found {eeg.shape[1]} (map the recording's channels "
-                f"onto the model's with --channel-mapping, or train a model for {eeg.shape[1]} channels)",
-                source,
-            )
-        if eeg.shape[2] != n_times:
-            raise ConfigError(
-                f"the model expects windows of {n_times} samples at {self.config.sfreq:g} Hz, found {eeg.shape[2]} "
-                f"(resample/crop the EEG to the model's input; see preprocessing.json)",
-                source,
-            )
+        check_eeg_shape(eeg.shape, self.config.n_chans, self.config.n_times, self.config.sfreq, source)
 
     def forward(self, eeg: torch.Tensor) -> ConditionerOutput:
         self.check_eeg(eeg)

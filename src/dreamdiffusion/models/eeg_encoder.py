@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dreamdiffusion.core.constants import PAPER_SFREQ
+from dreamdiffusion.core.errors import check_eeg_shape
 
 # Size presets. `paper` is the reference code's encoder (about 152M parameters: 24 blocks of
 # width 1024 with MLP ratio 1.0); `small` is the 2-layer encoder of the paper's ablation;
@@ -141,11 +142,7 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         nn.init.normal_(self.cls_token, std=0.02)
 
     def check_input(self, eeg: torch.Tensor) -> None:
-        expected = (self.config.n_chans, self.config.n_times)
-        if eeg.ndim != 3 or tuple(eeg.shape[1:]) != expected:
-            raise ValueError(
-                f"EEG input must be [batch, {expected[0]} channels, {expected[1]} samples], got {tuple(eeg.shape)}"
-            )
+        check_eeg_shape(eeg.shape, self.config.n_chans, self.config.n_times, self.config.sfreq)
 
     def embed(self, eeg: torch.Tensor) -> torch.Tensor:
         """``[B, C, T]`` -> positioned tokens ``[B, N, D]`` (no cls token yet)."""
