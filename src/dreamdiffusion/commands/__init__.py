@@ -1,6 +1,7 @@
 """CLI command groups. Each module defines ``register(app)``; keep them thin wrappers."""
 
 from dreamdiffusion.commands import (  # noqa: F401
+    align,
     app_cmd,
     data,
     demo,
@@ -11,4 +12,4 @@ from dreamdiffusion.commands import (  # noqa: F401
     stream,
 )
 
-ALL_COMMAND_MODULES = [data, pretrain, finetune, generate, evaluate, demo, app_cmd, stream]
+ALL_COMMAND_MODULES = [data, pretrain, align, finetune, generate, evaluate, demo, app_cmd, stream]

@@ -43,6 +43,7 @@ from torch import nn
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, check_eeg_shape
 from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
+from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, load_aligned_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,8 @@ def load_encoder(path: str | os.PathLike) -> EEGEncoder:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the encoder config: {exc}", config_file) from exc
     class_name = config.get("_class_name")
+    if class_name == ALIGNED_CONFIG_NAME:  # the output of `dreamdiffusion align`: its MSM transformer
+        return _msm_of_aligned(config_file.parent, config)
     missing = [k for k in ENCODER_CONFIG_KEYS if k not in config]
     if class_name not in ("EEGEncoder", "MaskedSignalModel", "EEGConditioner") or missing:
         raise ConfigError(
@@ -230,6 +233,16 @@ def load_encoder(path: str | os.PathLike) -> EEGEncoder:
         raise ConfigError(f"cannot load the encoder: {str(exc).splitlines()[0]} "
                           "(is this folder from an incompatible config or a different version?)", folder) from exc
     return model.encoder if class_name != "EEGEncoder" else model
+
+
+def _msm_of_aligned(folder: Path, config: dict) -> EEGEncoder:
+    """The transformer inside an aligned encoder, for the paper's conditioner (which reads every channel and sample)."""
+    if config.get("arch") != "msm" or config.get("channel_index") or int(config.get("time_pool", 1)) != 1:
+        raise ConfigError(
+            f"this aligned encoder ({config.get('arch')!r}, channels {config.get('channel_names') or 'all'}, time pool "
+            f"{config.get('time_pool', 1)}) cannot become the paper's token encoder: that needs --encoder-arch msm on "
+            "every channel with --time-pool 1 (use it through the image-embedding route instead)", folder)
+    return load_aligned_encoder(folder).backbone.encoder
 
 
 __all__ = ["EEGConditioner", "ConditionerOutput", "load_encoder", "ENCODER_CONFIG_KEYS"]

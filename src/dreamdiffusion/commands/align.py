@@ -1,0 +1,74 @@
+"""CLI: ``dreamdiffusion align``, a thin wrapper over :func:`dreamdiffusion.training.align.align`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dreamdiffusion.training.align import AlignConfig
+
+_D = AlignConfig()  # defaults shown in --help come from the dataclass
+
+
+def align_cmd(
+    dataset: str = typer.Option(..., "--dataset", help="Paired dataset: synthetic | things-eeg2 | eegcvpr40 | folder."),
+    output: Path = typer.Option(..., "--output", help="Folder of the aligned encoder (+ align_summary.json)."),
+    clip: str = typer.Option(..., "--clip", help="Frozen CLIP vision model: local folder, hub id, or builtin-tiny."),
+    encoder: Optional[str] = typer.Option(None, "--encoder",
+                                          help="Pretrained MSM encoder folder (from `pretrain`); none = random init."),
+    encoder_arch: str = typer.Option(_D.encoder_arch, "--encoder-arch",
+                                     help="msm (the paper's) | shallow | eegnet | conformer | linear (UBP)."),
+    encoder_preset: str = typer.Option(_D.encoder_preset, "--encoder-preset", help="msm size: paper | small | tiny."),
+    channels: Optional[str] = typer.Option(None, "--channels",
+                                           help="Channels the encoder sees: names (O1,Oz,O2) or a set (ubp17)."),
+    time_pool: int = typer.Option(_D.time_pool, "--time-pool", help="Average-pool the window over N samples."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (things-eeg2, folder, synthetic, eegcvpr40)."),
+    eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
+    splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder."),
+    subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter."),
+    split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number (0)."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: CSV of eeg_file, onset, image, label."),
+    channel_mapping: Optional[str] = typer.Option(
+        None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
+    batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Pairs per step (the in-batch negatives)."),
+    learning_rate: float = typer.Option(_D.learning_rate, "--learning-rate", help="AdamW peak learning rate."),
+    weight_decay: float = typer.Option(_D.weight_decay, "--weight-decay", help="AdamW weight decay."),
+    warmup_steps: int = typer.Option(_D.warmup_steps, "--warmup-steps", help="Linear warm-up, then cosine decay."),
+    max_steps: int = typer.Option(_D.max_steps, "--max-steps", help="Optimizer steps."),
+    target_blur: float = typer.Option(_D.target_blur, "--target-blur",
+                                      help="Blur the image before CLIP: Gaussian sigma as a share of its width (0: off)."),
+    target_blur_adaptive: bool = typer.Option(False, "--target-blur-adaptive",
+                                              help="UBP's uncertainty-aware blur: per trial 0.5x, 1x or 1.5x the sigma."),
+    target_views: int = typer.Option(_D.target_views, "--target-views",
+                                     help="Average the CLIP embeddings of N degraded views (NeuroBridge; 0: off)."),
+    validate_every: int = typer.Option(_D.validate_every, "--validate-every", help="Val retrieval every N steps."),
+    select: str = typer.Option(_D.select, "--select", help="Final weights: best (val top-1, then top-5) | last."),
+    report_test: bool = typer.Option(False, "--report-test",
+                                     help="Score the test split once after the choice (never used to choose)."),
+    seed: int = typer.Option(_D.seed, "--seed", help="Seeds init, data order and the target views."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+) -> None:
+    """Contrastive EEG-CLIP alignment: train an EEG encoder + projector against frozen CLIP image embeddings."""
+    from dreamdiffusion.commands._stageb import quiet_model_loading
+    from dreamdiffusion.data.pairs import paired_dataset_options
+    from dreamdiffusion.training.align import align
+
+    quiet_model_loading()
+    options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
+                                     split_index=split_index, root=root, csv=csv, channel_mapping=channel_mapping)
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    config = AlignConfig(
+        output=str(output), dataset=dataset, dataset_options=options, clip=clip,
+        encoder=None if encoder in (None, "", "none") else encoder, encoder_arch=encoder_arch,
+        encoder_preset=encoder_preset, channels=channels, time_pool=time_pool, batch_size=batch_size,
+        learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps, max_steps=max_steps,
+        target_blur=target_blur, target_blur_adaptive=target_blur_adaptive, target_views=target_views,
+        validate_every=validate_every, select=select, report_test=report_test, seed=seed)
+    typer.echo(str(align(config)))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("align")(align_cmd)

@@ -1,0 +1,51 @@
+"""Symmetric InfoNCE (CLIP's loss) between EEG embeddings and image embeddings, with repeated trials.
+
+``logits = exp(logit_scale) * normalize(eeg) @ normalize(image).T``; each EEG must pick out its own image
+among the batch's images (in-batch negatives) and each image its EEG, the two cross-entropies averaged.
+
+Datasets show one image several times (the built-in benchmark: 4 trials per image; THINGS-EEG2: 4 per
+training image). Two trials of one image in a batch are *positives of each other*: with plain InfoNCE the
+other trial's image (an identical target) would be a negative, pushing the EEG away from its own image.
+Here the positive set of EEG i is every batch element with the same image id, and the loss is the
+multi-positive form ``-log(sum_pos exp(l_ij) / sum_all exp(l_ij))``; with one trial per image it is exactly
+CLIP's loss. Its minimum is 0; with unrelated embeddings it is about ``log(batch)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def positive_mask(image_ids: torch.Tensor | None, n: int, device=None) -> torch.Tensor:
+    """``[n, n]`` bool: True where two batch elements show the same image (the diagonal always)."""
+    if image_ids is None:
+        return torch.eye(n, dtype=torch.bool, device=device)
+    ids = torch.as_tensor(image_ids, device=device)
+    if ids.shape != (n,):
+        raise ValueError(f"need one image id per batch element ({n}), got shape {tuple(ids.shape)}")
+    return ids[:, None] == ids[None, :]
+
+
+def _multi_positive_ce(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Per row: ``logsumexp(all) - logsumexp(positives)``."""
+    pos = logits.masked_fill(~positives, float("-inf"))
+    return torch.logsumexp(logits, dim=1) - torch.logsumexp(pos, dim=1)
+
+
+def info_nce(eeg: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tensor | float,
+             image_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric multi-positive InfoNCE of ``eeg [B, D]`` against ``image [B, D]`` (row i belongs to row i).
+
+    ``logit_scale`` is the inverse temperature (``exp`` of the learnable log-scale, already applied).
+    ``image_ids`` ``[B]``: rows with equal ids are repeated trials of one image, never each other's negatives.
+    """
+    if eeg.shape != image.shape or eeg.ndim != 2:
+        raise ValueError(f"eeg and image embeddings must both be [batch, dim], got {tuple(eeg.shape)} and "
+                         f"{tuple(image.shape)}")
+    logits = logit_scale * F.normalize(eeg.float(), dim=-1) @ F.normalize(image.float(), dim=-1).T  # [B, B]
+    positives = positive_mask(image_ids, logits.shape[0], logits.device)
+    return 0.5 * (_multi_positive_ce(logits, positives).mean() + _multi_positive_ce(logits.T, positives.T).mean())
+
+
+__all__ = ["info_nce", "positive_mask"]

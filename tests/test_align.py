@@ -1,0 +1,137 @@
+"""Contrastive EEG-CLIP alignment: the loss, the encoders, the channel sets and `dreamdiffusion align` end to end."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dreamdiffusion.cli import main
+from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.data import synthetic
+from dreamdiffusion.data.channel_sets import CHANNEL_SETS, resolve_channels
+from dreamdiffusion.models.conditioner import load_encoder
+from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder, load_aligned_encoder
+from dreamdiffusion.training.align import AlignConfig, adaptive_levels, align
+from dreamdiffusion.training.contrastive import info_nce
+
+
+# ------------------------------------------------------------------------------------------------- the loss
+
+def _unit(n, d=64, seed=0):
+    return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def test_info_nce_identical_pairs_reach_the_minimum_and_unrelated_ones_log_batch():
+    img = _unit(32)
+    assert float(info_nce(img.clone(), img, 100.0)) < 1e-3  # each EEG matches its own image only
+    unrelated = float(info_nce(_unit(32, seed=1), img, 1.0))  # at temperature 1, random pairs ~ chance
+    assert abs(unrelated - math.log(32)) < 0.1
+    shuffled = float(info_nce(img[torch.randperm(32, generator=torch.Generator().manual_seed(2))], img, 100.0))
+    assert shuffled > math.log(32)  # confidently wrong is worse than chance
+
+
+def test_repeated_trials_are_positives_never_negatives():
+    ids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    img = _unit(4)[ids]  # two trials per image: identical targets
+    eeg = img.clone()
+    # Without ids, the other trial's (identical) image is a negative: the loss cannot go below log(2).
+    assert abs(float(info_nce(eeg, img, 100.0)) - math.log(2)) < 1e-3
+    assert float(info_nce(eeg, img, 100.0, image_ids=ids)) < 1e-3
+    # The gradient never pushes an EEG away from its image's other trial.
+    e = eeg.clone().requires_grad_(True)
+    info_nce(e, img, 10.0, image_ids=ids).backward()
+    assert torch.all((e.grad * img).sum(-1) <= 1e-6)  # descent direction (-grad) points toward the own image
+    with pytest.raises(ValueError):
+        info_nce(eeg, img, 1.0, image_ids=ids[:3])
+
+
+def test_adaptive_blur_levels_follow_the_match():
+    sims, levels = np.zeros(40), np.ones(40, dtype=np.int64)
+    diag = np.r_[np.zeros(38), 5.0, -5.0]
+    adaptive_levels(diag, sims, np.arange(40), levels)
+    assert levels[38] == 0 and levels[39] == 2 and set(levels[:38]) == {1}  # well matched: less blur
+
+
+# ---------------------------------------------------------------------------------------------- the encoders
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_arch_forward_save_load_identical(arch, tmp_path):
+    torch.manual_seed(0)
+    options = {"preset": "tiny"} if arch == "msm" else None
+    model = AlignedEncoder(arch=arch, in_chans=20, in_times=128, in_sfreq=256.0, clip_dim=16,
+                           channel_index=[0, 3, 5, 7, 11, 19], time_pool=2, arch_options=options).eval()
+    eeg = torch.randn(3, 20, 128)
+    out = model(eeg)
+    assert out.shape == (3, 16) and torch.isfinite(out).all()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    again = load_aligned_encoder(tmp_path)
+    assert torch.equal(again(eeg), out)
+    with pytest.raises(ConfigError):
+        model(torch.randn(3, 19, 128))  # the window the model was built for, or a clear error
+
+
+def test_aligned_msm_feeds_the_papers_conditioner_and_others_do_not(tmp_path):
+    msm = AlignedEncoder(arch="msm", in_chans=8, in_times=64, clip_dim=16, arch_options={"preset": "tiny"})
+    msm.save_pretrained(tmp_path / "msm")
+    encoder = load_encoder(tmp_path / "msm")
+    assert torch.equal(encoder.patch_embed.weight, msm.backbone.encoder.patch_embed.weight)
+    AlignedEncoder(arch="linear", in_chans=8, in_times=64, clip_dim=16).save_pretrained(tmp_path / "lin")
+    with pytest.raises(ConfigError, match="msm"):
+        load_encoder(tmp_path / "lin")
+    with pytest.raises(ConfigError):
+        load_aligned_encoder(tmp_path)  # not a model folder
+
+
+def test_channel_sets_by_name_and_by_position():
+    names = ["Fp1", "O1", "oz", "O2", "Cz"]
+    assert resolve_channels("occipital", names) == ([1, 2, 3], ["O1", "oz", "O2"])
+    assert resolve_channels("Cz, O2", names)[0] == [4, 3]
+    with pytest.raises(ConfigError, match="PO7"):
+        resolve_channels("PO7", names)
+    biosemi, _ = synthetic.montage_positions()
+    index, picked = resolve_channels("ubp17", biosemi, "biosemi128")
+    assert len(set(index)) == 17 and len(picked) == len(CHANNEL_SETS["ubp17"])
+    # posterior channels: all on the back half of the head
+    _, xyz = synthetic.montage_positions()
+    assert (xyz[index, 1] < 0).all()
+
+
+# -------------------------------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return synthetic.build_benchmark(tmp_path_factory.mktemp("ab") / "bench", seed=0, n_subjects=2,
+                                     n_corpus_windows=0, n_images=80, trials_per_image=2)
+
+
+def test_align_end_to_end(bench, tmp_path):
+    out = align(AlignConfig(output=str(tmp_path / "enc"), dataset="synthetic", dataset_options={"root": str(bench)},
+                            clip="builtin-tiny", encoder_arch="linear", channels="ubp17", time_pool=8, batch_size=16,
+                            max_steps=6, warmup_steps=1, validate_every=3, target_blur=0.05,
+                            target_blur_adaptive=True, target_views=2, report_test=True, seed=3))
+    summary = json.loads((out / "align_summary.json").read_text())
+    val = synthetic.SyntheticPairs(bench, "val")
+    assert summary["val"]["n_way"] == len(set(val.trial_image[val.indices]))  # distinct val images compete
+    assert summary["val"]["n_eeg"] == len(val) and summary["selected_step"] in (3, 6)
+    assert 0 <= summary["val"]["top1"] <= summary["val"]["top5"] <= 1 and summary["test"]["n_way"] > 2
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 7)) and "val_top1" in records[2]
+    model = load_aligned_encoder(out)
+    assert model.config.channel_names and len(model.config.channel_index) == 17
+    emb = model.embed(torch.as_tensor(val[0]["eeg"])[None])
+    assert abs(float(emb.norm()) - model.config.target_scale) < 1e-4  # CLIP's own length, for an IP-Adapter
+    with pytest.raises(ConfigError, match="earlier align run"):
+        align(AlignConfig(output=str(out), dataset="synthetic", dataset_options={"root": str(bench)},
+                          clip="builtin-tiny", encoder_arch="linear", max_steps=1))
+
+
+def test_align_cli_bad_arch_is_one_line(bench, tmp_path, capsys):
+    code = main(["align", "--dataset", "synthetic", "--root", str(bench), "--clip", "builtin-tiny",
+                 "--output", str(tmp_path / "x"), "--encoder-arch", "resnet"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "encoder-arch" in err[0]
