@@ -18,6 +18,13 @@ What is trained (architectures from dreamdiffusion.models.builtin):
    tell images of one digit apart. The prototypes are saved as ``clip/class_text_embeds.safetensors``.
 4. ``classifier``: ResNetForImageClassification trained on the train split only; its accuracy on
    the test split is written to ``classifier/accuracy.json``.
+5. ``ip_adapter``: an IP-Adapter for the base on the CLIP's ``image_embeds`` (diffusers' ``ImageProjection``
+   to 4 tokens + ``IPAdapterAttnProcessor2_0`` key/value projections in every cross-attention, the
+   ``h94/IP-Adapter`` checkpoint format), trained with the base frozen, the null sequence as the "text", and
+   10 % of the image embeddings zeroed (diffusers' negative image embedding, so guidance works). Its check
+   (``ip_adapter/quality.json``): the judge reads the images drawn from the TRUE CLIP embeddings of the test
+   digits, beside chance. ``--parts ip_adapter`` trains only this part on the shipped base and CLIP
+   (a few minutes).
 
 All components see only the train+val images of the benchmark split for seed 0 (the classifier
 only its train images), so with the default benchmark seed nothing was trained on a test image.
@@ -51,6 +58,7 @@ HPARAMS = dict(
     unet_steps=1500, unet_batch=32, unet_lr=1.5e-3, cond_dropout=0.1,
     clip_steps=400, clip_batch=128, clip_lr=2e-3, clip_instance_weight=0.5,
     classifier_steps=400, classifier_batch=128, classifier_lr=3e-3,
+    ip_steps=800, ip_batch=32, ip_lr=2e-3, ip_drop=0.1,
     sample_steps=20, guidance_scale=3.0,
 )
 
@@ -207,23 +215,98 @@ def classify(model, pixels: torch.Tensor) -> torch.Tensor:
                       for i in range(0, len(pixels), 256)])
 
 
+# ----------------------------------------------------------------------------- 5. IP-Adapter
+@torch.no_grad()
+def clip_embed(clip, pixels: torch.Tensor) -> torch.Tensor:
+    """CLIP ``image_embeds`` of images in [-1, 1], ``[N, CLIP_PROJECTION_DIM]``."""
+    return torch.cat([clip(pixel_values=clip_normalize((pixels[i:i + 256] + 1) / 2)).image_embeds
+                      for i in range(0, len(pixels), 256)])
+
+
+def train_ip_adapter(unet, latents: torch.Tensor, image_embeds: torch.Tensor, null: torch.Tensor, hp: dict,
+                     gen: torch.Generator):
+    """Load a fresh adapter into the (frozen) base ``unet`` with diffusers' loader and train only the adapter."""
+    from diffusers import DDPMScheduler
+
+    from dreamdiffusion.models.ip_adapter import ip_adapter_parameters, new_ip_adapter_state_dict
+
+    unet.requires_grad_(False)
+    unet._load_ip_adapter_weights([new_ip_adapter_state_dict(unet, image_embeds.shape[1], gen)],
+                                  low_cpu_mem_usage=False)
+    params = ip_adapter_parameters(unet)
+    for p in params:
+        p.requires_grad_(True)
+    scheduler = DDPMScheduler(**builtin.scheduler_config())
+    opt = torch.optim.AdamW(params, lr=hp["ip_lr"], weight_decay=0.0)
+    losses = []
+    for step, idx in enumerate(tqdm(list(batches(len(latents), hp["ip_batch"], hp["ip_steps"], gen)), desc="ip")):
+        cosine_lr(opt, step, hp["ip_steps"], hp["ip_lr"])
+        z0 = latents[idx]
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
+        zt = scheduler.add_noise(z0, noise, t)
+        keep = (torch.rand(len(idx), generator=gen) >= hp["ip_drop"]).float()[:, None]
+        embeds = image_embeds[idx] * keep  # dropped rows = zeros, diffusers' negative image embedding
+        text = null[None].expand(len(idx), -1, -1)  # the "empty prompt": the adapter carries the image
+        eps = unet(zt, t, encoder_hidden_states=text, added_cond_kwargs={"image_embeds": [embeds[:, None]]}).sample
+        loss = F.mse_loss(eps, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    unet.eval()
+    stats = {"ip_final_loss": float(np.mean(losses[-100:]))}
+    logger.info("ip_adapter: %s", stats)
+    return unet, stats
+
+
 # ----------------------------------------------------------------------------- check
 @torch.no_grad()
-def sample_digits(unet, vae, embeddings, null, n_per_class: int, steps: int, guidance: float, seed: int):
-    """Class-conditional DDIM samples in [-1, 1], ``[10 * n_per_class, 3, 32, 32]``, labels."""
+def sample_ddim(unet, vae, cond: torch.Tensor, uncond: torch.Tensor, steps: int, guidance: float, seed: int,
+                image_embeds: torch.Tensor | None = None):
+    """DDIM samples in [-1, 1] for a batch of contexts ``cond`` (``uncond`` for the guidance's other half).
+
+    With ``image_embeds`` the UNet holds an IP-Adapter: the conditional half gets them, the other half zeros.
+    """
     from diffusers import DDIMScheduler
 
     sched = DDIMScheduler(**builtin.scheduler_config())
     sched.set_timesteps(steps)
-    labels = torch.arange(builtin.NUM_CLASSES).repeat_interleave(n_per_class)
-    cond = embeddings[labels]
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn((len(labels), builtin.LATENT_CHANNELS, 8, 8), generator=gen)
-    both = torch.cat([null[None].expand(len(labels), -1, -1), cond])
+    z = torch.randn((len(cond), builtin.LATENT_CHANNELS, 8, 8), generator=gen)
+    both = torch.cat([uncond, cond])
+    extra = {} if image_embeds is None else {
+        "added_cond_kwargs": {"image_embeds": [torch.cat([torch.zeros_like(image_embeds), image_embeds])[:, None]]}}
     for t in sched.timesteps:
-        eps_u, eps_c = unet(torch.cat([z, z]), t, encoder_hidden_states=both).sample.chunk(2)
+        eps_u, eps_c = unet(torch.cat([z, z]), t, encoder_hidden_states=both, **extra).sample.chunk(2)
         z = sched.step(eps_u + guidance * (eps_c - eps_u), t, z).prev_sample
-    return vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1), labels
+    return vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
+
+
+def sample_digits(unet, vae, embeddings, null, n_per_class: int, steps: int, guidance: float, seed: int):
+    """Class-conditional DDIM samples in [-1, 1], ``[10 * n_per_class, 3, 32, 32]``, labels."""
+    labels = torch.arange(builtin.NUM_CLASSES).repeat_interleave(n_per_class)
+    uncond = null[None].expand(len(labels), -1, -1)
+    return sample_ddim(unet, vae, embeddings[labels], uncond, steps, guidance, seed), labels
+
+
+def check_ip_adapter(unet, vae, clip, classifier, null, pixels: torch.Tensor, labels: torch.Tensor, hp: dict,
+                     seed: int) -> tuple[dict, torch.Tensor]:
+    """Images drawn from the true CLIP embeddings of ``pixels`` (the test digits): judged, and identified in CLIP."""
+    truth = clip_embed(clip, pixels)
+    text = null[None].expand(len(pixels), -1, -1)
+    out = {"n_images": len(pixels), "chance": 1 / builtin.NUM_CLASSES, "scheduler": "DDIM",
+           "steps": hp["sample_steps"], "ip_adapter_scale": 1.0, "by_guidance": {}}
+    for guidance in (1.0, hp["guidance_scale"]):
+        images = sample_ddim(unet, vae, text, text, hp["sample_steps"], guidance, seed, image_embeds=truth)
+        sim = F.normalize(clip_embed(clip, images), dim=-1) @ F.normalize(truth, dim=-1).T  # [generated, truths]
+        out["by_guidance"][str(guidance)] = {
+            "judged_accuracy": float((classify(classifier, images) == labels).float().mean()),
+            # the own source image ranked first among all test images: within-class detail, chance 1/N
+            "clip_retrieval_top1": float((sim.argmax(-1) == torch.arange(len(images))).float().mean()),
+            "retrieval_chance": 1 / len(images)}
+    logger.info("ip_adapter check: %s", out["by_guidance"])
+    return out, images
 
 
 def save_grid(images: torch.Tensor, n_cols: int, path: Path) -> None:
@@ -238,26 +321,96 @@ def save_grid(images: torch.Tensor, n_cols: int, path: Path) -> None:
     Image.fromarray(grid).save(path)
 
 
+def ip_adapter_part(unet, vae, clip, classifier, null, pixels, labels, seen, test, hp: dict, seed: int,
+                    gen: torch.Generator) -> dict:
+    """Train the IP-Adapter on a copy of the base UNet and check it; returns its weights, report and samples."""
+    import copy
+
+    from dreamdiffusion.models.ip_adapter import ip_adapter_state_dict
+
+    t0 = time.time()
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(pixels[seen][i:i + 256]).latent_dist.mean for i in range(0, len(seen), 256)])
+    latents = latents * vae.config.scaling_factor
+    embeds = clip_embed(clip, pixels[seen])
+    ip_unet, stats = train_ip_adapter(copy.deepcopy(unet), latents, embeds, null, hp, gen)
+    quality, samples = check_ip_adapter(ip_unet, vae, clip, classifier, null, pixels[test], labels[test], hp, seed)
+    quality.update(stats, trained_on="train+val images of the seed-0 benchmark split; checked on its test images",
+                   # what the EEG route rescales its predicted embeddings to (pipeline: image_embed_norm)
+                   train_image_embed_norm=float(embeds.norm(dim=-1).mean()),
+                   hyperparameters={k: hp[k] for k in hp if k.startswith("ip_")},
+                   n_parameters=sum(p.numel() for p in ip_adapter_state_dict(ip_unet)["image_proj"].values())
+                   + sum(p.numel() for p in ip_adapter_state_dict(ip_unet)["ip_adapter"].values()),
+                   seconds=round(time.time() - t0, 1))
+    return {"state_dict": ip_adapter_state_dict(ip_unet), "quality": quality, "samples": samples[:80]}
+
+
+def write_ip_adapter(folder: Path, part: dict) -> None:
+    from dreamdiffusion.models.ip_adapter import save_ip_adapter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_ip_adapter(part["state_dict"], folder, metadata={"base": builtin.BUILTIN_NAME, "format": "h94/IP-Adapter"})
+    (folder / "quality.json").write_text(json.dumps(part["quality"], indent=1))
+    save_grid(part["samples"], 10, folder / "samples.png")
+
+
+def only_ip_adapter(out: Path, hp: dict, seed: int, data: dict) -> int:
+    """``--parts ip_adapter``: train the adapter for the shipped base and CLIP; swap in ``out/ip_adapter``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPVisionModelWithProjection, ResNetForImageClassification
+
+    unet = UNet2DConditionModel.from_pretrained(out / "base", subfolder="unet").eval()
+    vae = AutoencoderKL.from_pretrained(out / "base", subfolder="vae").eval()
+    clip = CLIPVisionModelWithProjection.from_pretrained(out / "clip").eval()
+    classifier = ResNetForImageClassification.from_pretrained(out / "classifier").eval()
+    _, null = builtin.class_embeddings(out / "base")
+    gen = torch.Generator().manual_seed(seed)
+    part = ip_adapter_part(unet, vae, clip, classifier, null, data["pixels"], data["labels"], data["seen"],
+                           data["test"], hp, seed, gen)
+    tmp = Path(tempfile.mkdtemp(prefix="ip_adapter.tmp-", dir=out))
+    tmp.chmod(0o755)
+    write_ip_adapter(tmp, part)
+    shutil.rmtree(out / "ip_adapter", ignore_errors=True)
+    os.replace(tmp, out / "ip_adapter")
+    report = json.loads((out / "builtin.json").read_text())
+    report["hyperparameters"].update(part["quality"]["hyperparameters"])
+    report["ip_adapter"] = {k: v for k, v in part["quality"].items() if k != "hyperparameters"}
+    (out / "builtin.json").write_text(json.dumps(report, indent=1))
+    logger.info("wrote %s: %s", out / "ip_adapter", part["quality"]["by_guidance"])
+    return 0
+
+
+def load_data() -> dict:
+    images, labels_np = load_digit_images(builtin.RESOLUTION)
+    splits = split_images(labels_np, seed=0)  # the default benchmark's split
+    return {"pixels": torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1,  # [N, 3, 32, 32], [-1, 1]
+            "labels": torch.from_numpy(labels_np), "seen": torch.tensor(sorted(splits["train"] + splits["val"])),
+            "train": torch.tensor(splits["train"]), "test": torch.tensor(splits["test"])}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=builtin.ASSETS)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every step count (0.05 for a smoke run)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
+    parser.add_argument("--parts", choices=("all", "ip_adapter"), default="all",
+                        help="ip_adapter: train only the IP-Adapter, for the base and CLIP already in --output")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     hp = {k: (max(1, int(v * args.scale)) if k.endswith("_steps") and k != "sample_steps" else v)
           for k, v in HPARAMS.items()}
-    t0 = time.time()
+    data = load_data()
+    if args.parts == "ip_adapter":
+        return only_ip_adapter(Path(args.output), hp, args.seed, data)
+    return train_everything(args, hp, data)
 
-    images, labels_np = load_digit_images(builtin.RESOLUTION)
-    splits = split_images(labels_np, seed=0)  # the default benchmark's split
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1  # [N, 3, 32, 32] in [-1, 1]
-    labels = torch.from_numpy(labels_np)
-    seen = torch.tensor(sorted(splits["train"] + splits["val"]))
-    train, test = torch.tensor(splits["train"]), torch.tensor(splits["test"])
+
+def train_everything(args, hp: dict, data: dict) -> int:
+    t0 = time.time()
+    pixels, labels, seen, train, test = (data[k] for k in ("pixels", "labels", "seen", "train", "test"))
     gen = torch.Generator().manual_seed(args.seed)
 
     vae, latents, vae_stats = train_vae(pixels[seen], hp, gen)
@@ -273,12 +426,14 @@ def main(argv=None) -> int:
     samples, sample_labels = sample_digits(unet, vae, embeddings, null, 8, hp["sample_steps"], hp["guidance_scale"],
                                            args.seed)
     base_acc = float((classify(classifier, samples) == sample_labels).float().mean())
+    ip_part = ip_adapter_part(unet, vae, clip, classifier, null, pixels, labels, seen, test, hp, args.seed, gen)
     report = {
         "name": builtin.BUILTIN_NAME, "seed": args.seed, "scale": args.scale, "hyperparameters": hp,
         "trained_on": "scikit-learn digits, train+val images of the seed-0 benchmark split (classifier: train only)",
         **vae_stats, **unet_stats,
         "classifier_test_accuracy": cls_acc, "clip_zero_shot_test_accuracy": clip_zero_shot,
         "base_samples_judged_accuracy": base_acc,
+        "ip_adapter": {k: v for k, v in ip_part["quality"].items() if k != "hyperparameters"},
         "base_sampling": {"scheduler": "DDIM", "steps": hp["sample_steps"], "guidance_scale": hp["guidance_scale"],
                           "n_per_class": 8},
         "n_parameters": {"unet": sum(p.numel() for p in unet.parameters()),
@@ -308,6 +463,7 @@ def main(argv=None) -> int:
             {"test_accuracy": cls_acc, "n_test": len(test), "split": "seed-0 benchmark split, test images",
              "trained_on": "train images of the same split"}, indent=1))
         save_grid(samples, 8, tmp / "base" / "samples.png")
+        write_ip_adapter(tmp / "ip_adapter", ip_part)
         report["seconds"] = round(time.time() - t0, 1)
         (tmp / "builtin.json").write_text(json.dumps(report, indent=1))
         old = out.with_name(out.name + ".old")

@@ -15,6 +15,18 @@ Fast path (:meth:`DreamDiffusionPipeline.enable_fast_path`): channels-last UNet 
 ``torch.compile`` of the UNet (``"reduce-overhead"`` = CUDA graphs on a GPU). Use it with a half-precision
 ``torch_dtype`` on a GPU; fused attention (SDPA) is diffusers' default already.
 
+Two conditionings (``pipe.config.conditioning``, in ``model_index.json``):
+
+- ``"tokens"`` (the paper's): the conditioner's EEG tokens are the UNet's cross-attention context;
+- ``"ip-adapter"`` (the field's since 2024): the conditioner's predicted CLIP image embedding (``clip_embeds``,
+  rescaled to ``image_embed_norm`` when set) goes to the UNet through IP-Adapter with diffusers' own machinery
+  (``load_ip_adapter`` -> ``ImageProjection`` + ``IPAdapterAttnProcessor2_0``, ``set_ip_adapter_scale``,
+  ``added_cond_kwargs={"image_embeds": ...}``); the text context is the base's empty prompt (the conditioner's
+  ``null_cond``), and the guidance's negative image embedding is zeros, as diffusers' ``encode_image``. The
+  adapter is saved beside the components as ``ip_adapter/ip-adapter.safetensors`` (the ``h94/IP-Adapter``
+  format); ``ip_adapter_image_embeds`` draws from given CLIP embeddings instead of EEG.
+  Build one with :meth:`DreamDiffusionPipeline.from_ip_adapter`.
+
 Recommended generation settings: ``generation.json`` in the folder (written by
 :func:`write_generation_defaults`, e.g. the guidance scale chosen on the val split) is read into
 ``pipe.generation_defaults`` (``{}`` when absent). The command line and the app use it when no
@@ -24,6 +36,7 @@ Recommended generation settings: ``generation.json`` in the folder (written by
 from __future__ import annotations
 
 import dataclasses
+import contextlib
 import inspect
 import json
 import logging
@@ -43,13 +56,31 @@ from diffusers import (
     PNDMScheduler,
 )
 from diffusers.image_processor import VaeImageProcessor
+from transformers.utils import logging as hf_logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.transforms import InputSpec
+from dreamdiffusion.models import hub
+from dreamdiffusion.models.ip_adapter import (
+    IP_ADAPTER_SUBFOLDER,
+    IP_ADAPTER_WEIGHT_NAME,
+    ip_adapter_state_dict,
+    resolve_ip_adapter,
+    save_ip_adapter,
+)
 
 logger = logging.getLogger(__name__)
+
+# diffusers' IP-Adapter loader imports transformers' CLIP image processor, which warns that torchvision (never
+# installed beside this torch) is missing on every import; nothing here uses that processor.
+_verbosity = hf_logging.get_verbosity()
+hf_logging.set_verbosity_error()
+try:
+    from diffusers.loaders import IPAdapterMixin
+finally:
+    hf_logging.set_verbosity(_verbosity)
 
 PREPROCESSING_FILE = "preprocessing.json"
 GENERATION_FILE = "generation.json"  # the model's recommended generation settings
@@ -62,6 +93,8 @@ SCHEDULERS = {
     "euler": (EulerDiscreteScheduler, {}),
 }
 
+
+CONDITIONINGS = ("tokens", "ip-adapter")  # EEG tokens in cross-attention | predicted CLIP embedding via IP-Adapter
 
 # ``--compile`` choices: no compile, or a torch.compile mode for the UNet.
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
@@ -144,14 +177,20 @@ def resolve_pipeline_folder(path: str | os.PathLike) -> Path:
                       "written by `dreamdiffusion finetune`", path)
 
 
-class DreamDiffusionPipeline(DiffusionPipeline):
+class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
     """Generate images from EEG windows ``[B, n_chans, n_times]`` (or one window ``[n_chans, n_times]``)."""
 
     model_cpu_offload_seq = "eeg_conditioner->unet->vae"
 
-    def __init__(self, unet, vae, scheduler, eeg_conditioner, preprocessing: dict | None = None):
+    def __init__(self, unet, vae, scheduler, eeg_conditioner, preprocessing: dict | None = None,
+                 conditioning: str = "tokens", ip_adapter_scale: float = 1.0, image_embed_norm: float | None = None):
         super().__init__()
+        if conditioning not in CONDITIONINGS:
+            raise ConfigError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {conditioning!r}")
         self.register_modules(unet=unet, vae=vae, scheduler=scheduler, eeg_conditioner=eeg_conditioner)
+        # ip-adapter only: the adapter's scale, and the norm predicted embeddings are rescaled to (None: as predicted)
+        self.register_to_config(conditioning=conditioning, ip_adapter_scale=float(ip_adapter_scale),
+                                image_embed_norm=None if image_embed_norm is None else float(image_embed_norm))
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
         self.preprocessing = dict(preprocessing or {})
@@ -162,7 +201,19 @@ class DreamDiffusionPipeline(DiffusionPipeline):
     # --------------------------------------------------------------------------- save / load
     def save_pretrained(self, save_directory, **kwargs):
         kwargs.setdefault("safe_serialization", True)
-        super().save_pretrained(save_directory, **kwargs)
+        if self.config.conditioning == "ip-adapter":
+            # The UNet is saved as the stock base UNet and the adapter beside it (diffusers' UNet config cannot
+            # describe a loaded adapter), then the adapter goes back in.
+            state = ip_adapter_state_dict(self.unet)
+            self.unload_ip_adapter()
+            try:
+                super().save_pretrained(save_directory, **kwargs)
+                Path(save_directory, IP_ADAPTER_SUBFOLDER).mkdir(exist_ok=True)
+                save_ip_adapter(state, Path(save_directory, IP_ADAPTER_SUBFOLDER))
+            finally:
+                self._attach_ip_adapter(state)
+        else:
+            super().save_pretrained(save_directory, **kwargs)
         spec = {**self.default_preprocessing(), **self.preprocessing}
         Path(save_directory, PREPROCESSING_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         if self.generation_defaults:
@@ -185,6 +236,48 @@ class DreamDiffusionPipeline(DiffusionPipeline):
             except ValueError as exc:
                 raise ConfigError(f"preprocessing spec is not valid JSON: {exc}", spec_file) from exc
         pipe.generation_defaults = read_generation_defaults(path)
+        if pipe.config.conditioning == "ip-adapter":
+            try:
+                pipe._attach_ip_adapter(os.fspath(path), subfolder=IP_ADAPTER_SUBFOLDER, weight_name=IP_ADAPTER_WEIGHT_NAME)
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                raise ConfigError(f"cannot load its IP-Adapter ({IP_ADAPTER_SUBFOLDER}/{IP_ADAPTER_WEIGHT_NAME}): "
+                                  f"{str(exc).strip().splitlines()[0]}", path) from exc
+        return pipe
+
+    def _attach_ip_adapter(self, weights, **kwargs) -> None:
+        """diffusers' ``load_ip_adapter`` (a folder + subfolder/weight_name, or a state dict), then the scale."""
+        kwargs.setdefault("subfolder", "")
+        kwargs.setdefault("weight_name", "")
+        self.load_ip_adapter(weights, image_encoder_folder=None, **kwargs)
+        self.set_ip_adapter_scale(self.config.ip_adapter_scale)
+
+    @classmethod
+    def from_ip_adapter(cls, eeg_conditioner, base: str = "builtin-tiny", ip_adapter: str = "builtin-tiny",
+                        ip_adapter_scale: float = 1.0, image_embed_norm: float | None = None,
+                        scheduler: str = "dpm", preprocessing: dict | None = None) -> "DreamDiffusionPipeline":
+        """An ``ip-adapter`` pipeline: the base's UNet and VAE, the adapter of ``ip_adapter``, and an EEG model.
+
+        ``eeg_conditioner`` predicts the CLIP image embedding of the adapter's image encoder (its ``clip_embeds``);
+        its ``null_cond`` is set to the base's empty prompt, the text context of every image.
+        ``base``/``ip_adapter``: ``builtin-tiny``, hub ids (``runwayml/stable-diffusion-v1-5`` with
+        ``h94/IP-Adapter``) or local folders laid out like them.
+        """
+        parts = hub.load_base(base)
+        prompt = hub.empty_prompt_context(parts.path)
+        if tuple(eeg_conditioner.null_cond.shape) != tuple(prompt.shape):
+            raise ConfigError(f"the EEG model's context is {tuple(eeg_conditioner.null_cond.shape)}, the base's "
+                              f"prompt {tuple(prompt.shape)}", base)
+        with torch.no_grad():
+            eeg_conditioner.null_cond.copy_(prompt.to(eeg_conditioner.null_cond.dtype))
+        pipe = cls(parts.unet, parts.vae, make_scheduler(scheduler, parts.scheduler_config), eeg_conditioner,
+                   preprocessing, conditioning="ip-adapter", ip_adapter_scale=ip_adapter_scale,
+                   image_embed_norm=image_embed_norm)
+        src = resolve_ip_adapter(ip_adapter)
+        try:
+            pipe._attach_ip_adapter(src.repo, subfolder=src.subfolder, weight_name=src.weight_name)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ConfigError(f"cannot load the IP-Adapter: {str(exc).strip().splitlines()[0]} "
+                              "(offline? pass a local folder)", ip_adapter) from exc
         return pipe
 
     def default_preprocessing(self) -> dict:
@@ -260,6 +353,48 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         return out.cond, out.clip_embeds
 
     @torch.no_grad()
+    def predict_image_embeds(self, eeg) -> torch.Tensor:
+        """The EEG's predicted CLIP image embedding ``[B, P]`` as the IP-Adapter gets it (rescaled to
+        ``config.image_embed_norm`` when set: contrastive and cosine losses fix only the direction)."""
+        embeds = self.eeg_conditioner(self._prepare_eeg(eeg)).clip_embeds
+        norm = self.config.image_embed_norm
+        return embeds if norm is None else torch.nn.functional.normalize(embeds, dim=-1) * norm
+
+    def _given_image_embeds(self, embeds) -> torch.Tensor:
+        """``ip_adapter_image_embeds`` as ``[B, P]``: a ``[B, P]`` tensor or diffusers' list of one ``[B, 1, P]``."""
+        if isinstance(embeds, (list, tuple)):
+            if len(embeds) != 1:
+                raise ConfigError(f"one IP-Adapter is loaded: pass one image-embedding tensor, got {len(embeds)}")
+            embeds = embeds[0]
+        if embeds.ndim == 3 and embeds.shape[1] == 1:
+            embeds = embeds[:, 0]
+        dim = self.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.in_features
+        if embeds.ndim != 2 or embeds.shape[1] != dim:
+            raise ConfigError(f"image embeddings must be [batch, {dim}], got {tuple(embeds.shape)}")
+        return embeds.to(self.device)
+
+    def _context(self, eeg, ip_adapter_image_embeds, n: int, use_cfg: bool) -> tuple[torch.Tensor, dict, object]:
+        """The UNet's ``encoder_hidden_states``, its extra keyword arguments and the time-conditioning context."""
+        dtype = self.unet.dtype
+        if self.config.conditioning == "tokens":
+            if ip_adapter_image_embeds is not None:
+                raise ConfigError("ip_adapter_image_embeds needs an ip-adapter pipeline; this one is conditioned "
+                                  "on EEG tokens")
+            cond = self.eeg_conditioner(self._prepare_eeg(eeg)).cond.repeat_interleave(n, dim=0)  # [B*n, 77, Dx]
+            if use_cfg:  # unconditional rows first, as diffusers does
+                cond = torch.cat([self.eeg_conditioner.null_condition(cond.shape[0]).to(cond.dtype), cond])
+            return cond.to(dtype), {}, self.eeg_conditioner.conditioning(self.unet, cond.to(dtype))
+        if ip_adapter_image_embeds is not None:
+            embeds = self._given_image_embeds(ip_adapter_image_embeds)
+        else:
+            embeds = self.predict_image_embeds(eeg)
+        embeds = embeds.repeat_interleave(n, dim=0)[:, None]  # [B*n, 1, P]: one image per prompt
+        if use_cfg:
+            embeds = torch.cat([torch.zeros_like(embeds), embeds])
+        cond = self.eeg_conditioner.null_condition(embeds.shape[0]).to(self.device, dtype)  # the empty prompt
+        return cond, {"added_cond_kwargs": {"image_embeds": [embeds.to(dtype)]}}, contextlib.nullcontext()
+
+    @torch.no_grad()
     def __call__(
         self,
         eeg,
@@ -273,12 +408,14 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
+        ip_adapter_image_embeds: torch.Tensor | list[torch.Tensor] | None = None,
     ):
         """Sample ``num_images_per_eeg`` images for each EEG window.
 
         Images come out grouped by EEG: rows ``i * num_images_per_eeg ... (i + 1) * num_images_per_eeg - 1``
         belong to window ``i``. ``callback_on_step_end(pipe, step, timestep, {"latents": ...})`` may
-        return a dict with a replacement ``latents``.
+        return a dict with a replacement ``latents``. ``ip_adapter_image_embeds`` (ip-adapter pipelines):
+        CLIP image embeddings ``[B, P]`` to draw from instead of ``eeg`` (pass ``eeg=None``).
         """
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ConfigError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
@@ -288,15 +425,10 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         sample_size = sample_size[0] if isinstance(sample_size, (list, tuple)) else sample_size
         height = height or sample_size * self.vae_scale_factor
         width = width or sample_size * self.vae_scale_factor
-        eeg = self._prepare_eeg(eeg)
         device, dtype = self.device, self.unet.dtype
-
-        cond = self.eeg_conditioner(eeg).cond.repeat_interleave(num_images_per_eeg, dim=0)  # [B*n, 77, Dx]
-        batch = cond.shape[0]
         use_cfg = guidance_scale > 1.0
-        if use_cfg:  # unconditional rows first, as diffusers does
-            cond = torch.cat([self.eeg_conditioner.null_condition(batch).to(cond.dtype), cond])
-        cond = cond.to(dtype)
+        cond, unet_kwargs, conditioning = self._context(eeg, ip_adapter_image_embeds, num_images_per_eeg, use_cfg)
+        batch = cond.shape[0] // 2 if use_cfg else cond.shape[0]
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (batch, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
@@ -311,13 +443,13 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         fast = self.fast_path or {}
         cuda_graphs = fast.get("compile") == "reduce-overhead" and fast.get("backend") == "inductor" \
             and device.type == "cuda"
-        with self.eeg_conditioner.conditioning(self.unet, cond):
+        with conditioning:
             for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
                 model_in = torch.cat([latents] * 2) if use_cfg else latents
                 model_in = self.scheduler.scale_model_input(model_in, t)
                 if cuda_graphs:  # a new step of the CUDA graph tree: the last step's outputs may be reused
                     torch.compiler.cudagraph_mark_step_begin()
-                eps = self.unet(model_in, t, encoder_hidden_states=cond).sample
+                eps = self.unet(model_in, t, encoder_hidden_states=cond, **unet_kwargs).sample
                 if cuda_graphs:  # schedulers keep model outputs (PNDM's history): copy out of the graph's memory
                     eps = eps.clone()
                 if use_cfg:
@@ -340,5 +472,5 @@ class DreamDiffusionPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images)
 
 
-__all__ = ["DreamDiffusionPipeline", "resolve_pipeline_folder", "COMPILE_MODES", "SCHEDULERS", "make_scheduler", "PREPROCESSING_FILE",
+__all__ = ["DreamDiffusionPipeline", "resolve_pipeline_folder", "CONDITIONINGS", "COMPILE_MODES", "SCHEDULERS", "make_scheduler", "PREPROCESSING_FILE",
            "GENERATION_FILE", "read_generation_defaults", "write_generation_defaults"]

@@ -13,6 +13,8 @@ Folders (shipped as package data under ``dreamdiffusion/assets/builtin/``, made 
   32 px).
 - ``classifier/``: an independent ResNetForImageClassification digit judge + its image processor
   config and ``accuracy.json`` (its accuracy on the real test digits).
+- ``ip_adapter/``: an IP-Adapter for ``base`` on ``clip``'s image embeddings (``ip-adapter.safetensors`` in
+  the ``h94/IP-Adapter`` format, see :mod:`dreamdiffusion.models.ip_adapter`) + ``quality.json``.
 
 When the shipped weights are absent (a source checkout before ``make_builtin.py`` was run), each
 function returns a folder with the same architecture and *random* weights, built from config once
@@ -204,6 +206,26 @@ def classifier_path() -> Path:
     return _root() / "classifier"
 
 
+def ip_adapter_root() -> Path:
+    """The root holding ``ip_adapter/ip-adapter.safetensors`` for the base (shipped, else random stand-in weights)."""
+    # imported here: models.ip_adapter imports this module
+    from dreamdiffusion.models.ip_adapter import IP_ADAPTER_SUBFOLDER, IP_ADAPTER_WEIGHT_NAME
+
+    if (ASSETS / IP_ADAPTER_SUBFOLDER / IP_ADAPTER_WEIGHT_NAME).is_file() and is_trained():
+        return ASSETS
+    root = _random_root()
+    if not (root / IP_ADAPTER_SUBFOLDER / IP_ADAPTER_WEIGHT_NAME).is_file():  # caches made before the adapter
+        from diffusers import UNet2DConditionModel
+
+        from dreamdiffusion.models.ip_adapter import new_ip_adapter_state_dict, save_ip_adapter  # (see above)
+
+        unet = UNet2DConditionModel.from_pretrained(root / "base", subfolder="unet")
+        state = new_ip_adapter_state_dict(unet, CLIP_PROJECTION_DIM, torch.Generator().manual_seed(0))
+        (root / IP_ADAPTER_SUBFOLDER).mkdir(exist_ok=True)
+        save_ip_adapter(state, root / IP_ADAPTER_SUBFOLDER)
+    return root
+
+
 def default_pipeline_path() -> Path | None:
     """A shipped, trained DreamDiffusionPipeline folder, or None (then run `dreamdiffusion demo`)."""
     folder = ASSETS / "pipeline"
@@ -220,5 +242,5 @@ def class_embeddings(folder: str | os.PathLike | None = None) -> tuple[torch.Ten
 
 
 __all__ = ["BUILTIN_NAME", "RESOLUTION", "CROSS_ATTENTION_DIM", "SEQUENCE_LENGTH", "CLIP_PROJECTION_DIM",
-           "CLASS_NAMES", "base_path", "clip_path", "classifier_path", "default_pipeline_path", "class_embeddings",
+           "CLASS_NAMES", "base_path", "clip_path", "classifier_path", "ip_adapter_root", "default_pipeline_path", "class_embeddings",
            "is_trained", "unet_config", "vae_config", "scheduler_config", "clip_config", "classifier_config"]

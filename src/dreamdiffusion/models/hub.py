@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from dreamdiffusion.core.constants import BUILTIN_NAME
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.images import clip_pixel_values
+from dreamdiffusion.models.builtin import CLASS_EMBEDDINGS_FILE, class_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,27 @@ def clip_image_embeds(images, clip_model, clip_processor, normalize: bool = Fals
     return torch.cat(out)
 
 
+def empty_prompt_context(where: str) -> torch.Tensor:
+    """The base's context for "no prompt", ``[77, cross_attention_dim]``: what the IP-Adapter route conditions on.
+
+    ``builtin-tiny`` (and any base with ``class_embeddings.safetensors``): its learned null sequence. A Stable
+    Diffusion repository: its text encoder's output for the empty prompt, as diffusers encodes ``""``.
+    """
+    if Path(where, CLASS_EMBEDDINGS_FILE).is_file():
+        return class_embeddings(where)[1]
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer")
+        text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder")
+    except _LOAD_ERRORS as exc:
+        raise ConfigError(f"cannot load the base's text encoder for the empty prompt: {_first_line(exc)}",
+                          where) from exc
+    ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return text_encoder(ids).last_hidden_state[0]
+
+
 def unet_time_embed_dim(unet) -> int:
     """Width of the UNet's timestep embedding (``block_out_channels[0] * 4`` for SD)."""
     return int(unet.time_embedding.linear_2.out_features)
@@ -135,5 +157,4 @@ def clip_projection_dim(clip_model) -> int:
 
 
 __all__ = ["BUILTIN_NAME", "BaseModel", "ClipModel", "resolve", "load_base", "load_clip",
-           "unet_time_embed_dim", "clip_projection_dim",
-           "clip_image_embeds"]
+           "unet_time_embed_dim", "clip_projection_dim", "clip_image_embeds", "empty_prompt_context"]
