@@ -363,3 +363,48 @@ def test_dataloader_over_a_paired_dataset(cvpr):
     assert batches[0]["pixel_values"].shape == (3, 3, 16, 16)
     assert batches[0]["index"].tolist() == [0, 1, 2]
     assert torch.cat([b["label"] for b in batches]).tolist() == ds.labels
+
+
+def test_folder_csv_paths_stay_inside_the_root(folder, tmp_path, capsys):
+    import shutil
+
+    from app_fixtures import tiny_pipeline_dir
+    from dreamdiffusion.cli import main
+
+    root = tmp_path / "f"
+    shutil.copytree(folder, root)
+    outside = write_jpeg(tmp_path / "elsewhere" / "secret.jpg", (1, 2, 3))
+    csv = root / "pairs.csv"
+    good = "eeg/rec_eeg.fif,1.0,images/img0.jpg,train\n"
+    cases = {f"eeg/rec_eeg.fif,2.0,../elsewhere/{outside.name},train\n": "line 3: image '../elsewhere/secret.jpg'",
+             f"eeg/rec_eeg.fif,2.0,{outside},train\n": f"line 3: image '{outside}'",
+             f"{folder / 'eeg' / 'rec_eeg.fif'},2.0,images/img1.jpg,train\n": "line 3: eeg_file",
+             "eeg/../../f/eeg/rec_eeg.fif,2.0,images/img1.jpg,train\n": None}  # leaves and comes back: inside
+    (root / "images" / "link.jpg").symlink_to(outside)
+    cases["eeg/rec_eeg.fif,2.0,images/link.jpg,train\n"] = "line 3: image 'images/link.jpg'"
+    for row, msg in cases.items():
+        csv.write_text("eeg_file,onset,image,split\n" + good + row)
+        if msg is None:
+            assert len(FolderPairs(root, split="train")) == 2
+            continue
+        with pytest.raises(DataError, match="is outside") as e:
+            FolderPairs(root, split="train")
+        assert e.value.path == str(csv) and msg in e.value.message and "--allow-outside-root" in e.value.message
+        assert len(FolderPairs(root, split="train", allow_outside_root=True)) == 2
+
+    # The command line: refused in one line naming the CSV and the row, exit 2; the flag lets it through.
+    csv.write_text("eeg_file,onset,image,split\n" + good + f"eeg/rec_eeg.fif,2.0,../elsewhere/{outside.name},train\n")
+    model = tiny_pipeline_dir(tmp_path / "model", channel_mapping="repeat")
+    argv = ["generate", "--model", str(model), "--dataset", "folder", "--root", str(root), "--split", "train",
+            "--num-images", "1", "--steps", "1", "--output", str(tmp_path / "out")]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"error: {csv}: line 3: image '../elsewhere/secret.jpg'")
+    assert not (tmp_path / "out" / "images").exists()
+    assert main(argv + ["--allow-outside-root"]) == 0
+    assert (tmp_path / "out" / "images" / "0001_truth.png").is_file()
+    with pytest.raises(ConfigError, match="does not use --allow-outside-root"):
+        paired_dataset_options("things-eeg2", root=root, allow_outside_root=True)
+    assert paired_dataset_options("folder", root=root, allow_outside_root=True)["allow_outside_root"] is True
+    assert "allow_outside_root" not in paired_dataset_options("folder", root=root)

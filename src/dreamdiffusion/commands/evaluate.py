@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter (EEGCVPR40: 4 as in the paper)."),
         split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number (0)."),
         csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: the CSV of EEG files and images."),
+        allow_outside_root: bool = typer.Option(
+            False, "--allow-outside-root",
+            help="folder dataset: also read files whose CSV paths leave --root/--images (../, absolute)."),
         generated: Optional[Path] = typer.Option(
             None, "--generated", help="Score images already generated (a `generate` or earlier `evaluate` output folder) "
                                       "instead of generating."),
@@ -51,7 +54,8 @@ def register(app: typer.Typer) -> None:
         from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
 
         options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
-                                         split_index=split_index, root=root, csv=csv)
+                                         split_index=split_index, root=root, csv=csv,
+                                         allow_outside_root=allow_outside_root)
         options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
         config = EvaluateConfig(
             output=str(output), model=None if model is None else str(model), dataset=dataset, dataset_options=options,

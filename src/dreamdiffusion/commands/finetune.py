@@ -30,6 +30,9 @@ def finetune_cmd(
     subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter (EEGCVPR40: 4 as in the paper)."),
     split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number (0)."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: CSV of eeg_file, onset, image, label."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="folder dataset: also read files whose CSV paths leave --root/--images (../, absolute)."),
     channel_mapping: Optional[str] = typer.Option(
         None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
     train: str = typer.Option(_D.train, "--train", help="What trains: paper (encoder+attn2+norm2) | lora | encoder."),
@@ -92,7 +95,7 @@ def finetune_cmd(
 
     options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
                                      split_index=split_index, root=root, csv=csv,
-                                         channel_mapping=channel_mapping)
+                                     allow_outside_root=allow_outside_root, channel_mapping=channel_mapping)
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     config = FinetuneConfig(
         output=str(output), dataset=dataset, dataset_options=options,

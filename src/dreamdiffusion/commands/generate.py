@@ -25,6 +25,9 @@ def generate_cmd(
     subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter."),
     split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: its CSV."),
+    allow_outside_root: bool = typer.Option(
+        False, "--allow-outside-root",
+        help="folder dataset: also read files whose CSV paths leave --root/--images (../, absolute)."),
     channel_mapping: Optional[str] = typer.Option(
         None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
     eeg_file: Optional[Path] = typer.Option(None, "--eeg-file", help="A recording (EDF/BDF/FIF/... or .npy)."),
@@ -63,7 +66,7 @@ def generate_cmd(
 
         options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
                                          split_index=split_index, root=root, csv=csv,
-                                         channel_mapping=channel_mapping)
+                                         allow_outside_root=allow_outside_root, channel_mapping=channel_mapping)
         options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
         sources = sources_from_dataset(dataset, split, options, limit)
     else:

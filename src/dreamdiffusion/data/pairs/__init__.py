@@ -110,11 +110,11 @@ def open_paired_dataset(name: str, split: str = "train", **options) -> Dataset:
 # CLI option -> parameter name, per dataset. None: the option means nothing for that dataset.
 _CLI_NAMES: dict[str, dict[str, str | None]] = {
     "eegcvpr40": {"eeg": "eeg_path", "splits": "splits_path", "images": "image_dir", "subject": "subject",
-                  "split_index": "split_index", "root": None, "csv": None},
+                  "split_index": "split_index", "root": None, "csv": None, "allow_outside_root": None},
     "things-eeg2": {"eeg": None, "splits": None, "images": "image_root", "subject": "subject",
-                    "split_index": None, "root": "root", "csv": None},
+                    "split_index": None, "root": "root", "csv": None, "allow_outside_root": None},
     "folder": {"eeg": None, "splits": None, "images": "image_root", "subject": "subject", "split_index": None,
-               "root": "root", "csv": "csv_path"},
+               "root": "root", "csv": "csv_path", "allow_outside_root": "allow_outside_root"},
 }
 # Conventional names inside an EEGCVPR40 --root (the layout of the authors' download).
 EEGCVPR40_DEFAULT_FILES = {"eeg_path": "eeg_5_95_std.pth", "splits_path": "block_splits_by_image_single.pth",
@@ -125,8 +125,9 @@ def paired_dataset_options(dataset: str, *, eeg: str | os.PathLike | None = None
                            splits: str | os.PathLike | None = None, images: str | os.PathLike | None = None,
                            subject: int | str | None = None, split_index: int | None = None,
                            root: str | os.PathLike | None = None, csv: str | os.PathLike | None = None,
-                           **extra) -> dict[str, Any]:
-    """Turn the shared CLI options (``--eeg --splits --images --subject --split-index --root --csv``)
+                           allow_outside_root: bool = False, **extra) -> dict[str, Any]:
+    """Turn the shared CLI options (``--eeg --splits --images --subject --split-index --root --csv
+    --allow-outside-root``)
     into keyword options for ``open_paired_dataset(dataset, split, **options)``.
 
     Options the dataset does not use are a :class:`ConfigError`; so is a missing required one. For
@@ -135,7 +136,7 @@ def paired_dataset_options(dataset: str, *, eeg: str | os.PathLike | None = None
     ``extra`` (non-None values) is passed through as is.
     """
     given = {"eeg": eeg, "splits": splits, "images": images, "subject": subject, "split_index": split_index,
-             "root": root, "csv": csv}
+             "root": root, "csv": csv, "allow_outside_root": True if allow_outside_root else None}
     given = {k: v for k, v in given.items() if v is not None}
     flag = {k: "--" + k.replace("_", "-") for k in given}
     names = _CLI_NAMES.get(dataset)

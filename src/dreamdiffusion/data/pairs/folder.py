@@ -43,6 +43,10 @@ class FolderPairs(Dataset):
                   image path (``val_fraction``/``test_fraction``, ``seed``), so all trials of one
                   image share a split and the assignment does not depend on row order
 
+    Paths in the CSV must stay inside their folder (``root`` for EEG files, ``image_root`` for
+    images): ``../`` and absolute paths, and links pointing out, are refused with the CSV's line
+    unless ``allow_outside_root=True`` (``--allow-outside-root``).
+
     Each epoch is cut with MNE: the file is read once, band-passed, resampled and mapped onto the
     model's channels (``spec``, as for pretraining), then the window of ``spec.n_times`` samples
     starting at ``onset + tmin`` is taken and normalised. The default ``tmin=0.02`` skips the first
@@ -54,7 +58,8 @@ class FolderPairs(Dataset):
                  spec: InputSpec | dict | None = None, image_root: str | os.PathLike | None = None,
                  tmin: float = 0.02, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
                  subject: str | int | None = None, sfreq: float | None = None,
-                 n_chans: int | None = None, n_times: int | None = None, channel_mapping: str | None = None):
+                 n_chans: int | None = None, n_times: int | None = None, channel_mapping: str | None = None,
+                 allow_outside_root: bool = False):
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
         if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -65,6 +70,7 @@ class FolderPairs(Dataset):
         self.csv_path = Path(csv_path) if csv_path is not None else self.root / "pairs.csv"
         self.image_root = Path(image_root) if image_root is not None else self.root
         self.split = split
+        self.allow_outside_root = bool(allow_outside_root)
         self.spec = as_spec(spec, n_chans=n_chans, n_times=n_times, channel_mapping=channel_mapping)
         rows = self._read_csv()
         if subject is not None:
@@ -111,6 +117,8 @@ class FolderPairs(Dataset):
             eeg_file, image = r.get("eeg_file") or "", r.get("image") or ""
             if not eeg_file or not image:
                 raise DataError(f"{where}: eeg_file and image must not be empty", p)
+            self._check_inside(self.root, eeg_file, f"{where}: eeg_file", "the EEG folder")
+            self._check_inside(self.image_root, image, f"{where}: image", "the image folder")
             onset = r.get("onset")
             try:
                 onset = 0.0 if onset in (None, "") else float(onset)
@@ -129,6 +137,21 @@ class FolderPairs(Dataset):
             raise DataError("CSV has a header but no rows", p)
         self.class_names = self._number_labels(rows)
         return rows
+
+    def _check_inside(self, base: Path, name: str, where: str, what: str) -> None:
+        """Refuse a CSV path that leaves ``base`` (``../``, an absolute path, a link pointing out):
+        a dataset folder from elsewhere must not make the reader open, and generate copy to its
+        output, files anywhere on this machine. ``allow_outside_root`` lets users who keep their
+        files elsewhere through."""
+        if self.allow_outside_root:
+            return
+        try:
+            inside = (base / name).resolve().is_relative_to(base.resolve())
+        except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte: not a usable path either
+            inside = False
+        if not inside:
+            raise DataError(f"{where} {name!r} is outside {what} {base} (paths in the CSV are relative to it; "
+                            "pass --allow-outside-root to read files elsewhere)", self.csv_path)
 
     def _number_labels(self, rows: list[dict]) -> list[str] | None:
         """Integer labels stay; names become indices into their sorted list (``class_names``)."""
