@@ -48,6 +48,13 @@ def register(app: typer.Typer) -> None:
             None, "--retrieval-n-way", help="Candidates per retrieval trial (default: all test images, e.g. 200)."),
         no_fid: bool = typer.Option(False, "--no-fid", help="Skip FID/IS even if Inception weights are on disk."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: CUDA when present)."),
+        baselines: bool = typer.Option(
+            True, "--baselines/--no-baselines",
+            help="Fit the ridge baselines on the train split and score them beside the method."),
+        base: Optional[str] = typer.Option(
+            None, "--base", help="Base of the class-lookup baseline (default: the one the model was fine-tuned from)."),
+        baseline_train_limit: Optional[int] = typer.Option(
+            None, "--baseline-train-limit", help="Fit the baselines on the first N train pairs only."),
     ) -> None:
         """Score a model on a held-out split: n-way top-1, retrieval top-1/5, SSIM, PCC (+ FID/IS if local)."""
         from dreamdiffusion.data.pairs import paired_dataset_options
@@ -62,12 +69,20 @@ def register(app: typer.Typer) -> None:
             split=split, generated=None if generated is None else str(generated), classifier=classifier, clip=clip,
             n_way=n_way, trials=trials, num_images=num_images, steps=steps, guidance=guidance, scheduler=scheduler,
             seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid, device=device,
+            baselines=baselines, base=base, baseline_train_limit=baseline_train_limit,
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
         result = evaluate(config)
         typer.echo(f"top-1 ({result['n_way']}-way): {result['top1_accuracy']:.3f} (chance {result['chance']:.3f}); "
                    f"retrieval top-1/5 ({result.get('retrieval_n_way')}-way): {_f(result.get('retrieval_top1'))}/"
                    f"{_f(result.get('retrieval_top5'))}; "
-                   f"SSIM {result['ssim']:.3f}; PCC {result['pcc']:.3f} -> {output / 'metrics.json'}")
+                   f"SSIM {result['ssim']:.3f}; PCC {result['pcc']:.3f}; "
+                   f"CLIP within-class 2-way {_f(result.get('clip_within_class_2way'))} -> {output / 'metrics.json'}")
+        for name in ("baseline_ridge_class", "baseline_ridge_clip"):
+            b = result.get(name)
+            if b:
+                typer.echo(f"{name}: top-1 {_f(b.get('top1_accuracy'))}; retrieval top-1/5 "
+                           f"{_f(b.get('retrieval_top1'))}/{_f(b.get('retrieval_top5'))}; "
+                           f"CLIP within-class 2-way {_f(b.get('clip_within_class_2way'))}")
 
 
 def _f(value) -> str:

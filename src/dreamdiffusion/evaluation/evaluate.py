@@ -25,6 +25,7 @@ from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_png, atomic_write_text
 from dreamdiffusion.data.images import load_image
 from dreamdiffusion.data.pairs import open_paired_dataset
+from dreamdiffusion.evaluation import baselines as B
 from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
 from dreamdiffusion.evaluation.figures import comparison_grid, metrics_markdown
@@ -62,6 +63,11 @@ class EvaluateConfig:
     retrieval_n_way: int | None = None  # None = all test images are candidates (THINGS-EEG2: 200-way)
     fid: bool = True  # FID/IS when the Inception weights are on disk (never downloaded)
     device: str | None = None  # cpu | cuda | cuda:1 ...; None: CUDA when present, else CPU
+    # baselines beside the method (evaluation/baselines.py): ridge -> class lookup, ridge -> CLIP embedding
+    baselines: bool = True
+    base: str | None = None  # the class lookup's base; None = the one the model was fine-tuned from
+    baseline_guidance: float | None = None  # the class lookup's guidance; None = the method's
+    baseline_train_limit: int | None = None  # fit the ridges on the first N train pairs only (None: all)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,20 +115,25 @@ def resolve_classifier_name(config: EvaluateConfig) -> str:
     return BUILTIN_CLASSIFIER if config.dataset == "synthetic" else DEFAULT_IMAGENET_CLASSIFIER
 
 
-def find_clip_for_model(model: str | os.PathLike | None) -> str | None:
-    """The ``--clip`` a pipeline was fine-tuned with, from ``finetune_config.json`` beside or above it."""
+def finetune_setting(model: str | os.PathLike | None, key: str) -> str | None:
+    """A setting (``clip``, ``base``) a pipeline was fine-tuned with, from ``finetune_config.json`` beside or above it."""
     if model is None:
         return None
     for folder in (Path(model), Path(model).parent):
         cfg = folder / "finetune_config.json"
         if cfg.is_file():
             try:
-                value = json.loads(cfg.read_text()).get("clip")
+                value = json.loads(cfg.read_text()).get(key)
             except ValueError:
                 continue
             if value:
                 return str(value)
     return None
+
+
+def find_clip_for_model(model: str | os.PathLike | None) -> str | None:
+    """The ``--clip`` a pipeline was fine-tuned with, from ``finetune_config.json`` beside or above it."""
+    return finetune_setting(model, "clip")
 
 
 def generate_samples(pipe, eegs: Sequence[torch.Tensor], num_images: int, steps: int, guidance: float, seed: int,
@@ -221,6 +232,8 @@ def compute_metrics(
     retrieval_n_way: int | None = None,
     fid: bool = True,
     image_ids: Sequence | None = None,
+    gen_image_embeds: torch.Tensor | None = None,
+    classes: Sequence | None = None,
 ) -> dict:
     """Every metric of the paper's protocol for N EEGs (each with its ground truth) and S samples each.
 
@@ -228,6 +241,10 @@ def compute_metrics(
     on the real images, which bounds what the semantic accuracy can mean. ``image_ids`` (one per EEG, e.g. the
     image file name) tells which EEGs are repeated trials of one image: retrieval, SSIM and PCC then compare each
     EEG with the *distinct* images (a copy of the own image must not count as a competitor).
+    ``image_embeds [N, P]``: CLIP embeddings of each EEG's ground truth; with ``gen_image_embeds [N, S, P]`` (of
+    the generated images) they add ``clip_2way`` and ``clip_within_class_2way``. ``classes`` (one per EEG, e.g.
+    the dataset labels; default: the judge's class of the ground truth) defines "the same class" of the
+    within-class 2-way (:func:`~dreamdiffusion.evaluation.metrics.within_class_identification`), also in pixels.
     """
     n = len(ground_truth)
     if n != len(samples) or n == 0:
@@ -274,8 +291,13 @@ def compute_metrics(
     else:
         result.update({"retrieval_top1": None, "retrieval_top5": None})
     distinct, targets = distinct_images(image_ids, n)
+    classes = [str(c) for c in (classes if classes is not None else gt_scores.argmax(dim=1).tolist())]
+    truth_classes = [classes[i] for i in distinct]
     result["num_distinct_images"] = len(distinct)
-    result.update(M.low_level_metrics(samples, [gt_resized[i] for i in distinct], targets=targets))
+    if gen_image_embeds is not None and image_embeds is not None:
+        result.update(M.clip_identification(gen_image_embeds, image_embeds[distinct], targets, truth_classes))
+    result.update(M.low_level_metrics(samples, [gt_resized[i] for i in distinct], targets=targets,
+                                      classes=truth_classes))
     if fid:
         result.update(M.fid_and_is([img for row in samples for img in row], gt_resized))
     return result
@@ -325,32 +347,19 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
                       "scheduler": type(pipe.scheduler).__name__})
 
     classifier = ImageClassifier.load(resolve_classifier_name(config), device=device)
-    labels = _judge_labels(items, classifier, config)
-
-    eeg_embeds = image_embeds = None
     clip_spec = config.clip or find_clip_for_model(config.model)
-    retrieval_note = None
-    if pipe is None:
-        retrieval_note = "retrieval needs --model (the EEG embeddings come from its CLIP head)"
-    elif clip_spec is None:
-        retrieval_note = "retrieval skipped: no --clip given and none recorded in the model's finetune_config.json"
-    else:
-        eeg_embeds = eeg_clip_embeddings(pipe, eegs)
-        image_embeds = truth_clip_embeddings(clip_spec, ground_truth, device=device)
-    if retrieval_note:
-        logger.info(retrieval_note)
-
-    result = compute_metrics(ground_truth, samples, classifier, n_way=config.n_way, trials=config.trials,
-                             seed=config.seed, labels=labels, eeg_embeds=eeg_embeds, image_embeds=image_embeds,
-                             retrieval_n_way=config.retrieval_n_way, fid=config.fid,
-                             image_ids=item_image_ids(items))
-    if retrieval_note:
-        result["retrieval_skipped"] = retrieval_note
-    result["clip"] = clip_spec
-    result["dataset"] = config.dataset
-    result["split"] = config.split
-    result["seconds"] = round(time.perf_counter() - t0, 2)
-    result["config"] = config.to_dict()
+    clip = _ClipSide(clip_spec, pipe, eegs, items, samples, device)
+    scoring = dict(classifier=classifier, n_way=config.n_way, trials=config.trials, seed=config.seed,
+                   labels=_judge_labels(items, classifier, config), image_embeds=clip.image_embeds,
+                   retrieval_n_way=config.retrieval_n_way, image_ids=item_image_ids(items), classes=_item_labels(items))
+    result = compute_metrics(ground_truth, samples, eeg_embeds=clip.eeg_embeds, gen_image_embeds=clip.gen_embeds,
+                             fid=config.fid, **scoring)
+    if clip.note:
+        result["retrieval_skipped"] = clip.note
+    if config.baselines:
+        result.update(_baselines(config, items, eegs, ground_truth, pipe, clip, scoring))
+    result.update({"clip": clip_spec, "dataset": config.dataset, "split": config.split,
+                   "seconds": round(time.perf_counter() - t0, 2), "config": config.to_dict()})
 
     titles = [f"{it.get('image_name', i)}" for i, it in enumerate(items)]
     comparison_grid(ground_truth, samples, out_dir / "samples.png", row_titles=titles,
@@ -362,6 +371,70 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
                 result["n_way"], result["top1_accuracy"], result["chance"], result.get("retrieval_top1"),
                 result["ssim"], result["pcc"], out_dir / "metrics.json")
     return result
+
+
+class _ClipSide:
+    """The CLIP embeddings evaluate needs, each computed once: the distinct ground truths (expanded to one row per
+    EEG), the generated images, and the model's CLIP head on the EEG. ``embed`` is None without a CLIP model."""
+
+    def __init__(self, clip_spec, pipe, eegs, items, samples, device):
+        self.embed = self.image_embeds = self.gen_embeds = self.eeg_embeds = None
+        self.note = None
+        if clip_spec is None:
+            self.note = "retrieval skipped: no --clip given and none recorded in the model's finetune_config.json"
+            logger.info(self.note)
+            return
+        clip = load_clip(clip_spec)
+        clip.model.eval().to(device)
+        self.embed = lambda images: clip_image_embeds(images, clip.model, clip.processor, batch_size=64).cpu()
+        distinct, targets = distinct_images(item_image_ids(items), len(items))
+        self.image_embeds = self.embed([items[i]["image"] for i in distinct])[targets]
+        s = min(len(x) for x in samples)
+        self.gen_embeds = self.embed([img for row in samples for img in row[:s]]).reshape(len(samples), s, -1)
+        if pipe is None:
+            self.note = "retrieval needs --model (the EEG embeddings come from its CLIP head)"
+            logger.info(self.note)
+        else:
+            self.eeg_embeds = eeg_clip_embeddings(pipe, eegs)
+
+
+BASELINE_KEYS = ("top1_accuracy", "top1_accuracy_max", "generated_label_accuracy", "ssim", "pcc", "ssim_2way",
+                 "pcc_2way", "clip_2way", "clip_within_class_2way", "ssim_within_class_2way", "pcc_within_class_2way")
+
+
+def _baselines(config: EvaluateConfig, items, eegs, ground_truth, pipe, clip: _ClipSide, scoring: dict) -> dict:
+    """``baseline_ridge_class`` and ``baseline_ridge_clip`` (:mod:`dreamdiffusion.evaluation.baselines`), scored
+    exactly as the method: the same judge, trials, seeds, CLIP and distinct images."""
+    try:
+        train = B.load_train_pairs(config.dataset, config.dataset_options, "train", limit=config.baseline_train_limit)
+    except (DataError, ValueError, OSError) as exc:
+        reason = f"no train split to fit them on ({str(exc).splitlines()[0]})"
+        return {"baseline_ridge_class": None, "baseline_ridge_class_skipped": reason,
+                "baseline_ridge_clip": None, "baseline_ridge_clip_skipped": reason}
+    distinct, targets = distinct_images(item_image_ids(items), len(items))
+    labels = _item_labels(items)
+    guidance = config.guidance if config.baseline_guidance is None else config.baseline_guidance
+    test = B.TestSide(eegs=eegs, labels=labels, targets=targets,
+                      distinct_classes=None if labels is None else [labels[i] for i in distinct],
+                      truth_embeds=None if clip.image_embeds is None else clip.image_embeds[distinct],
+                      num_images=config.num_images, steps=config.steps, guidance=guidance, seed=config.seed,
+                      n_way_retrieval=config.retrieval_n_way, trials=config.trials,
+                      scheduler_config=None if pipe is None else dict(pipe.scheduler.config))
+
+    def score(images):
+        gen = None if clip.embed is None else clip.embed([im for row in images for im in row]).reshape(
+            len(images), len(images[0]), -1)
+        m = compute_metrics(ground_truth, images, gen_image_embeds=gen, fid=False, **scoring)
+        return {k: m.get(k) for k in BASELINE_KEYS} | {"guidance": guidance, "steps": config.steps}
+
+    base = config.base or finetune_setting(config.model, "base")
+    return B.run_baselines(train, test, base, clip.embed, score)
+
+
+def _item_labels(items: Sequence[dict]) -> list[str] | None:
+    """Each item's dataset label (as text), when every item has one: "the same class" of the within-class 2-way."""
+    labels = [it.get("label") for it in items]
+    return None if any(label is None for label in labels) else [str(label) for label in labels]
 
 
 def item_image_ids(items: Sequence[dict]) -> list | None:
@@ -385,4 +458,5 @@ def _judge_labels(items: Sequence[dict], classifier: ImageClassifier, config: Ev
 
 
 __all__ = ["EvaluateConfig", "evaluate", "compute_metrics", "generate_samples", "read_samples", "save_samples",
-           "load_items", "item_classes", "item_image_ids", "distinct_images", "truth_clip_embeddings", "eeg_clip_embeddings", "find_clip_for_model"]
+           "load_items", "item_classes", "item_image_ids", "distinct_images", "truth_clip_embeddings", "eeg_clip_embeddings", "find_clip_for_model",
+           "finetune_setting", "BASELINE_KEYS"]

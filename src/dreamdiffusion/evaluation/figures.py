@@ -90,6 +90,10 @@ METRIC_ROWS = [
     ("ssim_2way", "SSIM, 2-way identification", 0.5),
     ("pcc", "pixel correlation (PCC), raw", None),
     ("pcc_2way", "PCC, 2-way identification", 0.5),
+    ("clip_2way", "CLIP 2-way identification (generated image vs own / other truth, cosine)", 0.5),
+    ("clip_within_class_2way", "CLIP 2-way within the own class (a class lookup scores 0.5)", 0.5),
+    ("ssim_within_class_2way", "SSIM 2-way within the own class", 0.5),
+    ("pcc_within_class_2way", "PCC 2-way within the own class", 0.5),
     ("fid", "FID (torchmetrics; only with local Inception weights)", None),
     ("inception_score", "Inception score", None),
     ("judge_accuracy_real", "the judge's own top-1 accuracy on the real test images", None),
@@ -112,7 +116,49 @@ def metrics_markdown(metrics: Mapping) -> str:
         notes.append(f"retrieval: {metrics['retrieval_n_way']}-way (all test images are candidates)")
     if metrics.get("fid_skipped"):
         notes.append(f"FID/IS skipped: {metrics['fid_skipped']}")
-    return text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    text = text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    if "baseline_ridge_class" in metrics or "baseline_ridge_clip" in metrics:
+        text += "\n" + baselines_markdown(metrics)
+    return text
 
 
-__all__ = ["headless_pyplot", "comparison_grid", "markdown_table", "metrics_markdown", "fmt", "METRIC_ROWS"]
+# (key, what, chance): the rows of the method-beside-baselines table
+BASELINE_ROWS = [
+    ("top1_accuracy", "n-way top-1 (judge)", "chance"),
+    ("retrieval_top1", "retrieval top-1", "retrieval_chance_top1"),
+    ("retrieval_top5", "retrieval top-5", "retrieval_chance_top5"),
+    ("clip_2way", "CLIP 2-way", 0.5),
+    ("clip_within_class_2way", "CLIP 2-way within class", 0.5),
+    ("pcc_within_class_2way", "PCC 2-way within class", 0.5),
+    ("ssim_within_class_2way", "SSIM 2-way within class", 0.5),
+    ("ssim_2way", "SSIM 2-way", 0.5),
+    ("pcc_2way", "PCC 2-way", 0.5),
+]
+
+
+def baselines_markdown(metrics: Mapping) -> str:
+    """The method beside chance and the project's baselines (``evaluation/baselines.py``), one row per metric."""
+    klass = metrics.get("baseline_ridge_class") or {}
+    ridge = metrics.get("baseline_ridge_clip") or {}
+    rows = []
+    for key, what, chance in BASELINE_ROWS:
+        if metrics.get(key) is None and klass.get(key) is None and ridge.get(key) is None:
+            continue
+        chance_value = metrics.get(chance) if isinstance(chance, str) else chance
+        rows.append((what, metrics.get(key), klass.get(key), ridge.get(key), chance_value))
+    text = ("**Beside the baselines** (fitted on the train split, scored as the method):\n\n"
+            + markdown_table(["metric", "method", "ridge -> class lookup", "ridge -> CLIP embedding", "chance"],
+                             rows))
+    notes = []
+    if klass:
+        notes.append(f"ridge -> class lookup: a ridge classifier on binned train EEG (its test accuracy "
+                     f"{fmt(klass.get('eeg_accuracy'))}) picks the class; the base draws it from its own class "
+                     f"conditioning (guidance {klass.get('guidance')}, {klass.get('steps')} steps, the method's noise)")
+    for key in ("baseline_ridge_class_skipped", "baseline_ridge_clip_skipped"):
+        if metrics.get(key):
+            notes.append(f"{key[:-8]} skipped: {metrics[key]}")
+    return text + "\n\n" + "".join(f"- {n}\n" for n in notes)
+
+
+__all__ = ["headless_pyplot", "comparison_grid", "markdown_table", "metrics_markdown", "fmt", "METRIC_ROWS",
+           "baselines_markdown", "BASELINE_ROWS"]

@@ -438,6 +438,26 @@ def within_class_identification(score_matrix: np.ndarray, classes: Sequence, hig
         return np.where(count > 0, wins / np.maximum(count, 1), np.nan)
 
 
+def clip_identification(embeds: torch.Tensor, truths: torch.Tensor, targets: Sequence[int] | None = None,
+                        classes: Sequence | None = None) -> dict:
+    """2-way identification in CLIP space: ``embeds [N, S, P]`` (S generated images per EEG, or ``[N, P]``) against
+    the distinct truths ``[M, P]`` by cosine; mean over the S slots. ``classes`` (one per truth) adds the
+    within-class 2-way. Returns ``clip_2way`` and, with classes, ``clip_within_class_2way``."""
+    e = torch.as_tensor(embeds)
+    e = e[:, None] if e.ndim == 2 else e
+    out: dict = {"clip_2way": [], "clip_within_class_2way": []}
+    for slot in range(e.shape[1]):
+        sim = cosine_similarity_matrix(e[:, slot], truths).numpy()
+        if sim.shape[1] >= 2:
+            out["clip_2way"].append(pairwise_identification(sim, targets=targets).mean())
+        if classes is not None:
+            out["clip_within_class_2way"].append(within_class_identification(sim, classes, targets=targets))
+    result = {"clip_2way": float(np.mean(out["clip_2way"])) if out["clip_2way"] else None}
+    if classes is not None:
+        result["clip_within_class_2way"] = nan_mean(out["clip_within_class_2way"])
+    return result
+
+
 def nan_mean(values) -> float | None:
     """Mean of the finite values; None when there are none (no class had two ground truths)."""
     v = np.asarray(values, dtype=np.float64)
@@ -529,5 +549,5 @@ def fid_and_is(generated, ground_truth) -> dict:
 __all__ = [
     "default_n_way", "n_way_top_k_accuracy", "semantic_accuracy", "classification_accuracy",
     "cosine_similarity_matrix", "retrieval_accuracy", "to_uint8_array", "ssim", "ssim_matrix", "pcc", "pcc_matrix",
-    "pairwise_identification", "within_class_identification", "nan_mean", "low_level_metrics", "inception_weights_available", "fid_and_is",
+    "pairwise_identification", "within_class_identification", "clip_identification", "nan_mean", "low_level_metrics", "inception_weights_available", "fid_and_is",
 ]

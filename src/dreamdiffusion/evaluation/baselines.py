@@ -1,0 +1,263 @@
+"""Baselines beside every evaluation: what trivial decoders of the same EEG reach on the same test split.
+
+A score of the method means little alone: on the built-in benchmark a linear decoder plus a lookup beats a
+badly trained generator. ``evaluate`` (and so the demo) therefore computes, from the **train** split of the same
+dataset, and writes beside the method's numbers:
+
+- ``chance``: ``1 / n_way`` of the semantic accuracy, ``1 / n`` and ``5 / n`` of the retrieval, 0.5 of every
+  2-way identification (these sit beside each metric already).
+- ``baseline_ridge_class``: a ridge classifier on the binned train EEG predicts each test EEG's class; the base
+  model draws that class from **its own class conditioning** (the "text encoder output" it was trained on:
+  ``class_embeddings.safetensors`` of ``builtin-tiny``), with the method's sampler, steps, guidance and noise
+  seeds; the same judge scores the images. Only where the base is class-conditional. It is a class lookup by
+  construction, so its within-class 2-way sits at 0.5: what the method gets above that is decoded beyond the class.
+- ``baseline_ridge_clip``: ridge regression from the binned train EEG to the CLIP image embedding of the image
+  seen; each test EEG's predicted embedding -> retrieval top-1/top-5 against the distinct test images and
+  within-class 2-way in CLIP space: the same protocol as the method's CLIP head.
+
+Ridge penalties are chosen on the train split alone (efficient leave-one-out: scikit-learn's ``RidgeCV``); the
+test split is only scored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dreamdiffusion.core.seeding import sample_seed
+from dreamdiffusion.data.pairs import open_paired_dataset
+from dreamdiffusion.data.synthetic import eeg_features
+from dreamdiffusion.evaluation import metrics as M
+from dreamdiffusion.models import builtin, hub
+from dreamdiffusion.pipeline import make_scheduler
+
+logger = logging.getLogger(__name__)
+
+RIDGE_ALPHAS = np.logspace(-1, 5, 13)  # penalties tried by leave-one-out on train
+N_BINS = 16  # time bins per channel of the EEG features (the usual linear ERP decoder)
+
+
+# ----------------------------------------------------------------------------------------------- train data
+
+@dataclass
+class TrainPairs:
+    """The train split as a linear decoder sees it: binned EEG features, labels, and which image each trial saw."""
+
+    features: np.ndarray  # [N, C * N_BINS] float32
+    labels: list | None  # dataset label of each trial (None: the dataset has none)
+    image_ids: list  # image of each trial (its file name, else its index)
+    images: dict = field(default_factory=dict)  # image id -> PIL image, each distinct image once
+
+
+def eeg_feature_matrix(eegs: Sequence, n_bins: int = N_BINS) -> np.ndarray:
+    """EEG windows ``[C, T]`` -> time-binned means ``[N, C * n_bins]`` (float32)."""
+    rows = [eeg_features(np.asarray(e, dtype=np.float32)[None], n_bins=n_bins)[0] for e in eegs]
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+
+
+def load_train_pairs(dataset: str, options: dict, split: str = "train", limit: int | None = None) -> TrainPairs:
+    """Features, labels and distinct images of ``split`` (binned item by item: the raw EEG is never all in memory)."""
+    ds = open_paired_dataset(dataset, split, **options)
+    n = len(ds) if limit is None else min(int(limit), len(ds))
+    feats, labels, ids, images = [], [], [], {}
+    for i in range(n):
+        item = ds[i]
+        feats.append(eeg_features(np.asarray(item["eeg"], dtype=np.float32)[None], n_bins=N_BINS)[0])
+        labels.append(item.get("label"))
+        key = item.get("image_name", i)
+        ids.append(key)
+        if key not in images and item.get("image") is not None:
+            images[key] = item["image"]
+    if not feats:
+        raise ValueError(f"the {split!r} split of {dataset!r} is empty")
+    return TrainPairs(features=np.stack(feats).astype(np.float32),
+                      labels=None if any(lab is None for lab in labels) else labels, image_ids=ids, images=images)
+
+
+# ----------------------------------------------------------------------------------------------- ridge fits
+
+def fit_ridge_classifier(x: np.ndarray, y: Sequence):
+    """A ridge classifier with its penalty chosen by leave-one-out on ``(x, y)`` alone."""
+    from sklearn.linear_model import RidgeClassifierCV
+
+    return RidgeClassifierCV(alphas=RIDGE_ALPHAS).fit(x, np.asarray(y))
+
+
+def fit_ridge_regression(x: np.ndarray, y: np.ndarray):
+    """Multi-output ridge regression with one penalty chosen by leave-one-out on ``(x, y)`` alone."""
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=RIDGE_ALPHAS).fit(x, y)
+
+
+def ridge_clip_scores(pred: torch.Tensor, truth: torch.Tensor, targets: Sequence[int], classes: Sequence | None,
+                      n_way: int | None = None, trials: int = 50, seed: int = 0) -> dict:
+    """Predicted CLIP embeddings ``[N, P]`` scored as the method's CLIP head is: retrieval top-1/top-5 against the
+    distinct truths ``[M, P]`` (``targets[i]``: EEG i's), 2-way and, given the truths' ``classes``, within-class 2-way
+    in CLIP space (cosine)."""
+    out = M.retrieval_accuracy(pred, truth, top_k=(1, 5), n_way=n_way, num_trials=trials,
+                               generator=torch.Generator().manual_seed(int(seed) + 1), targets=targets)
+    out["retrieval_chance_top5"] = min(1.0, 5 / out["retrieval_n_way"])
+    out.update(M.clip_identification(pred, truth, targets=targets, classes=classes))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- class lookup
+
+def class_conditioning(base: str) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """``(class embeddings [K, L, D], null [L, D], class names)`` of a class-conditional base, else None.
+
+    A base is class-conditional here when its folder holds ``class_embeddings.safetensors`` (as ``builtin-tiny``);
+    a text-to-image base (Stable Diffusion) has a text encoder instead and gets no class-lookup baseline.
+    """
+    try:
+        folder = Path(hub.resolve(base, "base"))
+    except Exception:  # an unknown spec: evaluate reports the baseline as skipped, never fails for it
+        return None
+    path = folder / builtin.CLASS_EMBEDDINGS_FILE
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        names = json.loads((f.metadata() or {}).get("class_names", "null"))
+    embeds, null = builtin.class_embeddings(folder)
+    return embeds, null, [str(n) for n in (names or range(len(embeds)))]
+
+
+@torch.no_grad()
+def class_lookup_images(base: str, classes: Sequence[int], num_images: int, steps: int, guidance: float, seed: int,
+                        scheduler_config: dict | None = None, batch_size: int = 64,
+                        device: str | torch.device = "cpu") -> list[list[Image.Image]]:
+    """``num_images`` images of class ``classes[i]`` for each i, drawn by the base from its own class embeddings.
+
+    Diffusers' Stable Diffusion pipeline with the class embedding as ``prompt_embeds`` and the null sequence as
+    ``negative_prompt_embeds`` (the base's own sampler); sample j of EEG i starts from the same noise as the
+    method's (:func:`~dreamdiffusion.core.seeding.sample_seed`), so the two differ only by the conditioning.
+    ``scheduler_config``: the method's sampler (default: DPM-Solver++ on the base's noise schedule).
+    """
+    from diffusers import StableDiffusionPipeline
+
+    cond = class_conditioning(base)
+    if cond is None:
+        raise ValueError(f"base {base!r} has no class embeddings")
+    embeds, null, _ = cond
+    parts = hub.load_base(base)
+    scheduler = make_scheduler("dpm", parts.scheduler_config) if scheduler_config is None else \
+        _scheduler_class(scheduler_config).from_config(scheduler_config)
+    sd = StableDiffusionPipeline(vae=parts.vae, text_encoder=None, tokenizer=None, unet=parts.unet,
+                                 scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                 requires_safety_checker=False).to(device)
+    sd.set_progress_bar_config(disable=True)
+    size = parts.unet.config.sample_size
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    shape = (parts.unet.config.in_channels, size, size)
+    jobs = [(i, j) for i in range(len(classes)) for j in range(num_images)]
+    images: list[Image.Image] = []
+    for b in range(0, len(jobs), batch_size):
+        chunk = jobs[b:b + batch_size]
+        latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(sample_seed(seed, i, j)))
+                               for i, j in chunk])
+        idx = torch.as_tensor([int(classes[i]) for i, _ in chunk])
+        images += sd(prompt_embeds=embeds[idx].to(device), negative_prompt_embeds=null[None].expand(len(chunk), -1, -1)
+                     .to(device), num_inference_steps=steps, guidance_scale=guidance, latents=latents.to(device),
+                     output_type="pil").images
+    return [images[i * num_images:(i + 1) * num_images] for i in range(len(classes))]
+
+
+def _scheduler_class(config: dict):
+    import diffusers
+
+    return getattr(diffusers, str(config.get("_class_name", "DPMSolverMultistepScheduler")))
+
+
+def base_class_indices(labels: Sequence, class_names: Sequence[str]) -> list[int] | None:
+    """Dataset labels -> indices into the base's classes, by name (``3`` -> ``"3"``); None if one is unknown."""
+    index = {str(name): k for k, name in enumerate(class_names)}
+    out = [index.get(str(lab)) for lab in labels]
+    return None if any(k is None for k in out) else out
+
+
+# ----------------------------------------------------------------------------------------------- all of them
+
+@dataclass
+class TestSide:
+    """What ``evaluate`` knows of the scored split, as the baselines need it."""
+
+    eegs: Sequence  # [C, T] windows, one per scored EEG
+    labels: list | None  # dataset label per EEG
+    targets: list[int]  # each EEG's index among the distinct images
+    distinct_classes: list | None  # class of each distinct image (within-class 2-way)
+    truth_embeds: torch.Tensor | None  # CLIP embeddings of the distinct images
+    num_images: int
+    steps: int
+    guidance: float
+    seed: int
+    n_way_retrieval: int | None = None
+    trials: int = 50
+    scheduler_config: dict | None = None
+
+
+def run_baselines(train: TrainPairs, test: TestSide, base: str | None,
+                  embed_images: Callable[[Sequence[Image.Image]], torch.Tensor] | None,
+                  score_images: Callable[[list[list[Image.Image]]], dict]) -> dict:
+    """``{"baseline_ridge_class": {...} | None, "baseline_ridge_clip": {...} | None}`` plus ``*_skipped`` reasons.
+
+    ``embed_images``: the CLIP image embedding (None: no CLIP, no ridge-CLIP baseline); ``score_images``: the
+    method's own scoring of generated images (judge, pixels, CLIP), applied to the class-lookup images.
+    """
+    x_test = eeg_feature_matrix(test.eegs)
+    out: dict = {}
+    reason = _ridge_class_unavailable(train, test, base)
+    if reason:
+        out.update({"baseline_ridge_class": None, "baseline_ridge_class_skipped": reason})
+    else:
+        clf = fit_ridge_classifier(train.features, [str(v) for v in train.labels])
+        predicted = clf.predict(x_test)
+        names = class_conditioning(base)[2]
+        images = class_lookup_images(base, base_class_indices(predicted, names), test.num_images, test.steps,
+                                     test.guidance, test.seed, scheduler_config=test.scheduler_config)
+        scored = score_images(images)
+        scored["eeg_accuracy"] = float(np.mean([p == str(lab) for p, lab in zip(predicted, test.labels)]))
+        scored["ridge_alpha"] = float(clf.alpha_)
+        out["baseline_ridge_class"] = scored
+    if embed_images is None or test.truth_embeds is None or not train.images:
+        out.update({"baseline_ridge_clip": None,
+                    "baseline_ridge_clip_skipped": "no CLIP model (pass --clip) or no train images"})
+        return out
+    keys = list(train.images)
+    embeds = embed_images([train.images[k] for k in keys]).float()
+    row = {k: r for r, k in enumerate(keys)}
+    y = embeds[[row[k] for k in train.image_ids]].numpy()
+    reg = fit_ridge_regression(train.features, y)
+    pred = torch.from_numpy(reg.predict(x_test)).float()
+    scores = ridge_clip_scores(pred, test.truth_embeds, test.targets, test.distinct_classes,
+                               n_way=test.n_way_retrieval, trials=test.trials, seed=test.seed)
+    out["baseline_ridge_clip"] = {**scores, "ridge_alpha": float(reg.alpha_)}
+    return out
+
+
+def _ridge_class_unavailable(train: TrainPairs, test: TestSide, base: str | None) -> str | None:
+    if base is None:
+        return "no base model known (pass --base, or a model whose finetune_config.json names one)"
+    cond = class_conditioning(base)
+    if cond is None:
+        return f"the base {os.fspath(base)!r} is not class-conditional (no class embeddings)"
+    if train.labels is None or test.labels is None:
+        return "the dataset has no class labels"
+    if base_class_indices(sorted({str(v) for v in train.labels}), cond[2]) is None:
+        return "the dataset's labels are not the base's classes"
+    return None
+
+
+__all__ = ["TrainPairs", "TestSide", "eeg_feature_matrix", "load_train_pairs", "fit_ridge_classifier",
+           "fit_ridge_regression", "ridge_clip_scores", "class_conditioning", "class_lookup_images",
+           "base_class_indices", "run_baselines", "RIDGE_ALPHAS", "N_BINS"]

@@ -1,0 +1,86 @@
+"""The baselines beside every evaluation: ridge -> class lookup through the base, ridge -> CLIP embedding."""
+
+import numpy as np
+import pytest
+import torch
+
+from dreamdiffusion.data import synthetic
+from dreamdiffusion.evaluation import baselines as B
+from dreamdiffusion.evaluation.classifier import ImageClassifier
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """200 digits, 2 trials each, at an SNR where a linear decoder reads the digit well."""
+    return synthetic.build_benchmark(tmp_path_factory.mktemp("bl") / "bench", seed=0, n_subjects=2,
+                                     n_corpus_windows=0, n_images=200, trials_per_image=2, snr=0.3)
+
+
+def test_ridge_clip_scores_known_answers():
+    rng = np.random.default_rng(0)
+    truth = torch.as_tensor(rng.standard_normal((6, 16)))
+    targets = [0, 1, 2, 3, 4, 5, 0, 1]
+    classes = ["a", "a", "a", "b", "b", "b"]
+    perfect = B.ridge_clip_scores(truth[targets], truth, targets, classes, trials=5)
+    assert perfect["retrieval_top1"] == 1.0 and perfect["clip_within_class_2way"] == 1.0
+    assert perfect["clip_2way"] == 1.0 and perfect["retrieval_n_way"] == 6
+    # a class lookup: one embedding per class, whatever member was seen -> exactly 0.5 within the class
+    proto = torch.as_tensor(rng.standard_normal((2, 16)))
+    lookup = proto[[0, 0, 0, 1, 1, 1]]
+    out = B.ridge_clip_scores(lookup, truth, list(range(6)), classes, trials=5)
+    assert out["clip_within_class_2way"] == pytest.approx(0.5)
+
+
+def test_class_lookup_draws_the_class_and_is_seeded():
+    classes = list(range(10))
+    images = B.class_lookup_images("builtin-tiny", classes, num_images=1, steps=6, guidance=3.0, seed=0)
+    assert len(images) == 10 and all(len(row) == 1 and row[0].size == (32, 32) for row in images)
+    judge = ImageClassifier.load("builtin-tiny")
+    judged = judge.logits([row[0] for row in images]).argmax(dim=1)
+    assert (judged == torch.tensor(classes)).float().mean() >= 0.8  # the base draws the digit it is asked for
+    again = B.class_lookup_images("builtin-tiny", [3], num_images=1, steps=6, guidance=3.0, seed=0)
+    assert not np.array_equal(np.asarray(again[0][0]), np.asarray(images[0][0]))  # class 3 vs 0, same noise
+    first_again = B.class_lookup_images("builtin-tiny", [0, 1], num_images=1, steps=6, guidance=3.0, seed=0)
+    assert np.array_equal(np.asarray(first_again[1][0]), np.asarray(images[1][0]))  # batch-independent noise
+    assert B.class_conditioning("builtin-tiny")[2] == [str(d) for d in range(10)]
+
+
+def test_run_baselines_decode_the_benchmark(bench, tmp_path):
+    train = B.load_train_pairs("synthetic", {"root": str(bench)})
+    assert train.features.shape == (len(train.image_ids), 128 * B.N_BINS) and len(train.images) < len(train.image_ids)
+    test_ds = synthetic.SyntheticPairs(bench, "test")
+    items = [test_ds[i] for i in range(len(test_ds))][:20]
+    names = sorted({it["image_name"] for it in items})
+    targets = [names.index(it["image_name"]) for it in items]
+    labels = [str(it["label"]) for it in items]
+    distinct_classes = [next(lab for lab, t in zip(labels, targets) if t == k) for k in range(len(names))]
+    # a stand-in CLIP: the image's pixels, flattened (linear in what the simulated brain reads)
+    embed = lambda images: torch.as_tensor(np.stack([np.asarray(im, np.float32)[::4, ::4, 0].ravel()  # noqa: E731
+                                                     for im in images]))
+    truth = embed([next(it["image"] for it in items if it["image_name"] == n) for n in names])
+    judge = ImageClassifier.load("builtin-tiny")
+    scored = []
+
+    def score(images):
+        scored.append(images)
+        return {"top1_accuracy": float((judge.logits([r[0] for r in images]).argmax(1)
+                                        == torch.tensor([int(v) for v in labels])).float().mean())}
+
+    side = B.TestSide(eegs=[it["eeg"] for it in items], labels=labels, targets=targets,
+                      distinct_classes=distinct_classes, truth_embeds=truth, num_images=1, steps=4, guidance=3.0,
+                      seed=0, trials=5)
+    out = B.run_baselines(train, side, "builtin-tiny", embed, score)
+    klass, ridge = out["baseline_ridge_class"], out["baseline_ridge_clip"]
+    assert klass["eeg_accuracy"] >= 0.7 and klass["top1_accuracy"] >= 0.6  # chance 0.1
+    assert len(scored) == 1 and len(scored[0]) == 20
+    assert ridge["retrieval_top5"] > ridge["retrieval_chance_top5"] and ridge["retrieval_n_way"] == len(names)
+    assert 0.0 <= ridge["clip_within_class_2way"] <= 1.0 and ridge["ridge_alpha"] in B.RIDGE_ALPHAS
+    # where the lookup cannot exist, it says why instead of failing
+    plain = tmp_path / "text-to-image-base"
+    plain.mkdir()
+    skipped = B.run_baselines(train, side, str(plain), None, score)
+    assert skipped["baseline_ridge_class"] is None and "not class-conditional" in skipped["baseline_ridge_class_skipped"]
+    assert skipped["baseline_ridge_clip"] is None and skipped["baseline_ridge_clip_skipped"]
+    no_labels = B.TestSide(**{**side.__dict__, "labels": None})
+    assert "no class labels" in B.run_baselines(train, no_labels, "builtin-tiny", None, score)[
+        "baseline_ridge_class_skipped"]
