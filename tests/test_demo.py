@@ -38,6 +38,12 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
         assert f"]({fig})" in report, fig
     assert "| `top1_accuracy` |" in report
     assert (out / "evaluate" / "metrics.md").is_file()
+    # the baselines, fitted on the benchmark's train split and scored as the method (evaluation/baselines.py)
+    scored = json.loads((out / "evaluate" / "metrics.json").read_text())
+    assert scored["baseline_ridge_class"]["steps"] == 3 and 0.0 <= scored["baseline_ridge_class"]["eeg_accuracy"] <= 1
+    assert scored["baseline_ridge_clip"]["retrieval_n_way"] == scored["retrieval_n_way"]
+    assert 0.0 <= scored["clip_within_class_2way"] <= 1.0
+    assert "ridge -> class lookup" in (out / "evaluate" / "metrics.md").read_text()
     assert "top-1 (10-way)" in capsys.readouterr().out
 
     # Same seed, same numbers: a second run in another folder agrees on every metric and every generated image.
