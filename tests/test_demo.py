@@ -44,6 +44,8 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     assert scored["baseline_ridge_clip"]["retrieval_n_way"] == scored["retrieval_n_way"]
     assert 0.0 <= scored["clip_within_class_2way"] <= 1.0
     assert "ridge -> class lookup" in (out / "evaluate" / "metrics.md").read_text()
+    assert metrics["baseline_ridge_clip"] == scored["baseline_ridge_clip"] and "ridge -> CLIP embedding" in report
+    assert metrics["linear_eeg_baseline_test"] == scored["baseline_ridge_class"]["eeg_accuracy"]
     assert "top-1 (10-way)" in capsys.readouterr().out
 
     # Same seed, same numbers: a second run in another folder agrees on every metric and every generated image.
