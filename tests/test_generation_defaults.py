@@ -62,7 +62,7 @@ def test_round_trip_through_the_folder_and_save_pretrained(model_dir, tmp_path):
     # Steps may be left open: null in the file.
     write_generation_defaults(folder, 2)
     assert read_generation_defaults(folder) == {"guidance_scale": 2.0, "num_inference_steps": None, "chosen_on": None}
-    with pytest.raises(ConfigError, match="guidance_scale must be a number >= 1"):
+    with pytest.raises(ConfigError, match="guidance_scale must be a number between 1 and 100"):
         write_generation_defaults(folder, 0.5)
     assert read_generation_defaults(folder)["guidance_scale"] == 2.0  # the bad call left the file as it was
 
@@ -71,11 +71,11 @@ def test_round_trip_through_the_folder_and_save_pretrained(model_dir, tmp_path):
     ("{not json", "not valid JSON"),
     ("[5.0]", "must hold a JSON object"),
     ('{"num_inference_steps": 10}', "has no guidance_scale"),
-    ('{"guidance_scale": 0.5}', "guidance_scale must be a number >= 1, got 0.5"),
-    ('{"guidance_scale": "5"}', "guidance_scale must be a number >= 1, got '5'"),
-    ('{"guidance_scale": true}', "guidance_scale must be a number >= 1, got True"),
-    ('{"guidance_scale": 5, "num_inference_steps": 0}', "num_inference_steps must be an integer >= 1 or null"),
-    ('{"guidance_scale": 5, "num_inference_steps": 2.5}', "num_inference_steps must be an integer >= 1 or null"),
+    ('{"guidance_scale": 0.5}', "guidance_scale must be a number between 1 and 100, got 0.5"),
+    ('{"guidance_scale": "5"}', "guidance_scale must be a number between 1 and 100, got '5'"),
+    ('{"guidance_scale": true}', "guidance_scale must be a number between 1 and 100, got True"),
+    ('{"guidance_scale": 5, "num_inference_steps": 0}', "num_inference_steps must be an integer between 1 and 10000"),
+    ('{"guidance_scale": 5, "num_inference_steps": 2.5}', "num_inference_steps must be an integer between 1 and 10000"),
 ])
 def test_a_bad_file_is_one_line_naming_it(tmp_path, text, problem):
     (tmp_path / GENERATION_FILE).write_text(text)
@@ -95,7 +95,7 @@ def test_generate_cli_bad_file_exits_2_with_one_line(model_dir, tmp_path, eeg_np
                  "--output", str(tmp_path / "out"), "--num-images", "1", "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err == f"error: {folder / GENERATION_FILE}: guidance_scale must be a number >= 1, got 0"
+    assert err == f"error: {folder / GENERATION_FILE}: guidance_scale must be a number between 1 and 100, got 0"
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 

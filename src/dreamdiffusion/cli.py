@@ -14,6 +14,7 @@ import click
 import typer
 
 from dreamdiffusion.core.errors import DreamDiffusionError
+from dreamdiffusion.core.quiet import one_line, quiet_libraries
 
 app = typer.Typer(
     name="dreamdiffusion",
@@ -41,14 +42,33 @@ def _register_commands() -> None:
 _register_commands()
 
 
+# Typer 0.2x runs on its own copy of click (typer._click); catch both so a bad flag is one line either way.
+_CLICKS = [click.exceptions]
+try:
+    from typer._click import exceptions as _typer_click
+except ImportError:  # older typer: click itself
+    pass
+else:
+    _CLICKS.append(_typer_click)
+
+
+def _all(name: str, *extra) -> tuple:
+    return tuple({getattr(m, name) for m in _CLICKS if hasattr(m, name)} | set(extra))
+
+
+_EXIT = _all("Exit", typer.Exit)
+_ABORT = _all("Abort", typer.Abort)
+_HELP = _all("NoArgsIsHelpError")
+_CLICK_ERROR = _all("ClickException")
+
+
 def _configure_logging(debug: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("mne", "httpx", "urllib3", "matplotlib", "PIL", "accelerate", "diffusers", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    quiet_libraries(debug)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,18 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(debug)
     try:
         app(args=argv, prog_name="dreamdiffusion", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         return _exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except _ABORT:
         sys.stderr.write("aborted\n")
         return _exit(130)
-    except click.ClickException as exc:
+    except _HELP as exc:
         exc.show()
+        return _exit(exc.exit_code)
+    except _CLICK_ERROR as exc:  # a bad flag or value: one line naming it, like every other error
+        # (typer validates through pydantic, which prefixes the parser's message with "Value error, ")
+        sys.stderr.write(f"error: {one_line(exc.format_message().replace('Value error, ', ''), 500)}\n")
         return _exit(exc.exit_code)
     except DreamDiffusionError as exc:
         if debug:
             raise
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {one_line(exc, 1000)}\n")
         return _exit(2)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -77,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
         if debug:
             raise
-        sys.stderr.write(f"error: internal error: {type(exc).__name__}: {exc} (run again with --debug for the traceback)\n")
+        sys.stderr.write(f"error: internal error: {type(exc).__name__}: {one_line(exc)} "
+                         "(run again with --debug for the traceback)\n")
         return _exit(1)
     return _exit(0)
 

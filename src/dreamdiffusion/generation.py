@@ -28,8 +28,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import ConfigError, DataError
-from dreamdiffusion.core.files import atomic_write_json, atomic_write_png
+from dreamdiffusion.core.files import atomic_write_json, atomic_write_png, check_output_folder, staged_folder
 from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.images import image_grid
 from dreamdiffusion.data.io import read_raw
@@ -92,6 +93,7 @@ class GenerateConfig:
     scheduler: str | None = None  # dpm | pndm | ddim | euler; None keeps the pipeline's (DPM-Solver++)
     batch_size: int = 8  # EEG windows per pipeline call
     compile: str = "none"  # none | default | reduce-overhead | max-autotune: the pipeline's fast path
+    overwrite: bool = False  # replace a non-empty output folder
     model_info: dict = field(default_factory=dict)
 
 
@@ -109,7 +111,7 @@ def load_pipeline(model: str | os.PathLike, scheduler: str | None = None, device
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if compile not in COMPILE_MODES:
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
-    pipe = DreamDiffusionPipeline.from_pretrained(model, torch_dtype=DTYPES[dtype])
+    pipe = DreamDiffusionPipeline.from_pretrained(model, dtype=DTYPES[dtype])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         pipe.to(device)
@@ -174,9 +176,21 @@ def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: i
 
 
 def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None) -> dict:
-    """Draw ``config.num_images`` images per source into ``config.output``; return the manifest."""
-    if config.num_images < 1 or (config.steps is not None and config.steps < 1):
-        raise ConfigError("--num-images and --steps must be at least 1")
+    """Draw ``config.num_images`` images per source into ``config.output``; return the manifest.
+
+    The output folder follows the one policy of :func:`dreamdiffusion.core.files.staged_folder`: written to a
+    temporary sibling and renamed into place when complete, a non-empty ``output`` refused unless
+    ``config.overwrite``; a killed run leaves the previous output as it was.
+    """
+    check_number(config.num_images, "--num-images", 1, None, integer=True)
+    if config.steps is not None:
+        check_number(config.steps, "--steps", 1, MAX_STEPS, integer=True)
+    if config.guidance is not None:
+        check_number(config.guidance, "--guidance", 1.0, MAX_GUIDANCE)
+    check_number(config.batch_size, "--batch-size", 1, None, integer=True)
+    check_output_folder(config.output, config.overwrite)
+    if not sources:
+        raise DataError("no EEG windows to generate from")
     if pipe is None:
         pipe = load_pipeline(config.model, config.scheduler, compile=config.compile)
     else:
@@ -185,8 +199,16 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
         if config.compile != "none":
             pipe.enable_fast_path(config.compile)
     settings = resolve_generation_settings(pipe, config.steps, config.guidance)
+    with staged_folder(config.output, config.overwrite) as out:
+        manifest = _write_images(config, sources, pipe, settings, out)
+    logger.info("wrote %d images for %d EEG windows to %s", len(sources) * config.num_images, len(sources),
+                config.output)
+    return manifest
+
+
+def _write_images(config: GenerateConfig, sources: list[EEGSource], pipe, settings: dict, out: Path) -> dict:
+    """The images, grid and manifest of :func:`generate_images`, written into the folder ``out``."""
     steps, guidance = settings["steps"], settings["guidance"]
-    out = Path(config.output)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows, entries = [], []
     for b0 in range(0, len(sources), config.batch_size):
@@ -223,7 +245,6 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
         "items": entries,
     }
     atomic_write_json(out / "manifest.json", manifest)
-    logger.info("wrote %d images for %d EEG windows to %s", len(sources) * config.num_images, len(sources), out)
     return manifest
 
 

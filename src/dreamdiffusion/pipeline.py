@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import contextlib
 import inspect
-import json
 import logging
 import math
 import os
@@ -59,10 +58,12 @@ from diffusers.image_processor import VaeImageProcessor
 from transformers.utils import logging as hf_logging
 from diffusers.utils.torch_utils import randn_tensor
 
+from dreamdiffusion.core.config import check_config_values, check_model_folder, check_model_index, read_json_config
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.transforms import InputSpec
 from dreamdiffusion.models import hub
+from dreamdiffusion.models.builtin import default_pipeline_path
 from dreamdiffusion.models.ip_adapter import (
     IP_ADAPTER_SUBFOLDER,
     IP_ADAPTER_WEIGHT_NAME,
@@ -111,8 +112,7 @@ def make_scheduler(name: str, config: dict):
 # ------------------------------------------------------------------------ recommended generation settings
 def _check_generation_defaults(data, path=None) -> dict:
     """``data`` (a generation.json object) checked and normalised; ConfigError naming ``path`` otherwise."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{GENERATION_FILE} must hold a JSON object, got {type(data).__name__}", path)
+    check_config_values(data, path, GENERATION_FILE)  # types and bounds (guidance, steps), like every config
     if "guidance_scale" not in data:
         raise ConfigError(f"{GENERATION_FILE} has no guidance_scale", path)
     g = data["guidance_scale"]
@@ -132,13 +132,7 @@ def read_generation_defaults(folder) -> dict:
     path = Path(os.fspath(folder), GENERATION_FILE)
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError("not UTF-8 text", path) from exc
-    except ValueError as exc:
-        raise ConfigError(f"not valid JSON ({exc})", path) from exc
-    return _check_generation_defaults(data, path)
+    return _check_generation_defaults(read_json_config(path), path)
 
 
 def write_generation_defaults(folder, guidance_scale: float, num_inference_steps: int | None = None,
@@ -159,22 +153,38 @@ def write_generation_defaults(folder, guidance_scale: float, num_inference_steps
     return path
 
 
-def resolve_pipeline_folder(path: str | os.PathLike) -> Path:
-    """The pipeline folder ``path`` names: the folder itself, a ``finetune`` output folder (its
-    ``pipeline/``) or a ``demo`` run folder (its ``finetune/pipeline/``).
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
 
-    The one place a model folder is guessed from what the user passed to ``--model``; a missing
-    folder or one without ``model_index.json`` is a :class:`ConfigError` naming it.
-    """
-    path = Path(os.fspath(path))
-    for candidate in (path, path / "pipeline", path / "finetune" / "pipeline"):
-        if (candidate / "model_index.json").is_file():
-            return candidate
+
+def default_pipeline_folder() -> Path:
+    """The trained pipeline shipped with this installation, or a ConfigError that says how to get one."""
+    path = default_pipeline_path()
+    if path is None or not Path(path).is_dir():
+        raise ConfigError(
+            "no trained pipeline is shipped with this installation: pass --model DIR (a pipeline folder), "
+            "or create one with `dreamdiffusion demo --output runs/demo` and pass --model runs/demo")
+    return Path(path)
+
+
+def resolve_pipeline_folder(model=None) -> Path:
+    """The pipeline folder ``model`` names: the folder itself, or the ``pipeline/`` of a finetune output
+    folder (``finetune/pipeline`` of a demo run folder); ``None``: the shipped default pipeline.
+    A ConfigError naming ``model`` otherwise."""
+    if model is None:
+        return default_pipeline_folder()
+    path = Path(os.fspath(model)).expanduser()
     if not path.exists():
-        raise ConfigError("pipeline folder not found (pass --model with the folder written by `dreamdiffusion "
-                          "finetune` or `dreamdiffusion demo`)", path)
-    raise ConfigError("not a DreamDiffusion pipeline folder (no model_index.json); pass the `pipeline/` folder "
-                      "written by `dreamdiffusion finetune`", path)
+        raise ConfigError("pipeline folder not found (pass --model with the folder written by "
+                          "`dreamdiffusion finetune` or `dreamdiffusion demo`)", path)
+    if not path.is_dir():
+        raise ConfigError("--model must be a pipeline folder, not a file", path)
+    for sub in ("", "pipeline", "finetune/pipeline"):
+        if (path / sub / "model_index.json").is_file():
+            return path / sub if sub else path
+    raise ConfigError("not a DreamDiffusion pipeline folder (no model_index.json); pass the `pipeline/` "
+                      "folder written by `dreamdiffusion finetune`", path)
 
 
 class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
@@ -215,7 +225,7 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         else:
             super().save_pretrained(save_directory, **kwargs)
         spec = {**self.default_preprocessing(), **self.preprocessing}
-        Path(save_directory, PREPROCESSING_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+        atomic_write_json(Path(save_directory, PREPROCESSING_FILE), spec)
         if self.generation_defaults:
             atomic_write_json(Path(save_directory, GENERATION_FILE),
                                _check_generation_defaults(dict(self.generation_defaults),
@@ -223,18 +233,26 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a pipeline folder (or a finetune output folder holding ``pipeline/``).
+
+        Every config in the folder is checked first (:func:`~dreamdiffusion.core.config.check_model_folder`:
+        bounds, known component classes, no custom code, no pickled weights); weights load from safetensors
+        only and no code shipped with a model is ever run (``trust_remote_code=False``).
+        """
         path = resolve_pipeline_folder(pretrained_model_name_or_path)
+        check_model_folder(path)
+        check_model_index(read_json_config(path / "model_index.json"), path / "model_index.json")
         kwargs.setdefault("use_safetensors", True)
+        kwargs["trust_remote_code"] = False
+        if "torch_dtype" in kwargs:  # diffusers renamed it; the old name warns on every load
+            kwargs["dtype"] = kwargs.pop("torch_dtype")
         try:
             pipe = super().from_pretrained(os.fspath(path), **kwargs)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"cannot load the pipeline: {str(exc).strip().splitlines()[0]}", path) from exc
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
+            raise ConfigError(f"cannot load the pipeline: {_first_line(exc)}", path) from exc
         spec_file = path / PREPROCESSING_FILE
         if spec_file.is_file():
-            try:
-                pipe.preprocessing = json.loads(spec_file.read_text())
-            except ValueError as exc:
-                raise ConfigError(f"preprocessing spec is not valid JSON: {exc}", spec_file) from exc
+            pipe.preprocessing = read_json_config(spec_file)
         pipe.generation_defaults = read_generation_defaults(path)
         if pipe.config.conditioning == "ip-adapter":
             try:

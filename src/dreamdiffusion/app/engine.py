@@ -22,7 +22,7 @@ import numpy as np
 from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
 from dreamdiffusion.core.files import atomic_write_bytes  # noqa: F401  (app code imports it from here)
 from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
-from dreamdiffusion.pipeline import DreamDiffusionPipeline, resolve_pipeline_folder
+from dreamdiffusion.pipeline import DreamDiffusionPipeline, default_pipeline_folder, resolve_pipeline_folder
 
 logger = logging.getLogger(__name__)
 
@@ -31,17 +31,7 @@ MAPPINGS = tuple(sorted(CHANNEL_MAPPINGS))  # ("montage", "repeat"): the app's c
 
 def default_model_dir() -> Path:
     """The embedded default trained pipeline, or a ConfigError that says how to get one."""
-    try:
-        from dreamdiffusion.models.builtin import default_pipeline_path
-    except ImportError:
-        default_pipeline_path = None
-    path = default_pipeline_path() if default_pipeline_path is not None else None
-    if path is None or not Path(path).is_dir():
-        raise ConfigError(
-            "no trained pipeline is shipped with this installation: pass --model DIR (a pipeline folder), "
-            "or create one with `dreamdiffusion demo --output runs/demo` and pass --model runs/demo"
-        )
-    return Path(path)
+    return default_pipeline_folder()
 
 
 class Engine:

@@ -2,11 +2,4 @@
 
 from __future__ import annotations
 
-
-def quiet_model_loading() -> None:
-    """No per-file loading bars from diffusers/transformers on the terminal (errors stay one line)."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
+from dreamdiffusion.core.quiet import quiet_model_loading  # noqa: F401  (the one place: core/quiet.py)

@@ -7,23 +7,28 @@ from typing import List, Optional
 
 import typer
 
-from dreamdiffusion.commands._stageb import quiet_model_loading
-
+from dreamdiffusion.commands._options import (BATCH, GUIDANCE, NUM_IMAGES, ONSET, POSITIVE, SEED, SFREQ, STEPS,
+                                              integer)
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.core.files import check_output_folder
 
 
 def generate_cmd(
-    model: Path = typer.Option(..., "--model", help="DreamDiffusionPipeline folder (or a finetune output folder)."),
-    output: Path = typer.Option(..., "--output", help="Folder for images/, grid.png and manifest.json."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="DreamDiffusionPipeline folder (or a finetune output folder). Default: the pipeline "
+                              "shipped with this installation."),
+    output: Path = typer.Option(..., "--output", help="Folder for images/, grid.png and manifest.json (written to a "
+                                                      "temporary sibling, renamed into place when complete)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output folder."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Draw from a paired dataset's split."),
     split: str = typer.Option("test", "--split", help="Dataset split (train | val | test)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N EEGs of the split."),
+    limit: Optional[int] = typer.Option(None, "--limit", parser=POSITIVE, help="Only the first N EEGs of the split."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root."),
     eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
     splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
     images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder."),
     subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter."),
-    split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number."),
+    split_index: Optional[int] = typer.Option(None, "--split-index", parser=integer(0, 10_000), help="EEGCVPR40 split number."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: its CSV."),
     allow_outside_root: bool = typer.Option(
         False, "--allow-outside-root",
@@ -31,18 +36,18 @@ def generate_cmd(
     channel_mapping: Optional[str] = typer.Option(
         None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
     eeg_file: Optional[Path] = typer.Option(None, "--eeg-file", help="A recording (EDF/BDF/FIF/... or .npy)."),
-    onset: Optional[List[float]] = typer.Option(None, "--onset", help="Window start in seconds (repeatable; default 0)."),
-    sfreq: Optional[float] = typer.Option(None, "--sfreq", help="Sampling rate of a .npy recording."),
-    num_images: int = typer.Option(5, "--num-images", help="Samples per EEG (paper: 5)."),
+    onset: Optional[List[float]] = typer.Option(None, "--onset", parser=ONSET, help="Window start in seconds (repeatable; default 0)."),
+    sfreq: Optional[float] = typer.Option(None, "--sfreq", parser=SFREQ, help="Sampling rate of a .npy recording."),
+    num_images: int = typer.Option(5, "--num-images", parser=NUM_IMAGES, help="Samples per EEG (paper: 5)."),
     steps: Optional[int] = typer.Option(
-        None, "--steps", help="Sampler steps (paper: 250 with --scheduler pndm). Default: the model's "
+        None, "--steps", parser=STEPS, help="Sampler steps (paper: 250 with --scheduler pndm). Default: the model's "
                               "generation.json, else 25."),
     guidance: Optional[float] = typer.Option(
-        None, "--guidance", help="Classifier-free guidance scale (1: none, as the paper). Default: the model's "
+        None, "--guidance", parser=GUIDANCE, help="Classifier-free guidance scale (1: none, as the paper). Default: the model's "
                                  "recommended scale (generation.json), else 1."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampling noise."),
+    seed: int = typer.Option(0, "--seed", parser=SEED, help="Seed of the sampling noise."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm | pndm | ddim | euler (default: dpm)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="EEG windows per pipeline call."),
+    batch_size: int = typer.Option(8, "--batch-size", parser=BATCH, help="EEG windows per pipeline call."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: cuda if present)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 | float16 | bfloat16 (half types: GPU)."),
     compile: str = typer.Option(
@@ -52,14 +57,20 @@ def generate_cmd(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Generate images from EEG with a fine-tuned DreamDiffusionPipeline."""
-    quiet_model_loading()
+    from dreamdiffusion.core.quiet import quiet_model_loading
     from dreamdiffusion.generation import (GenerateConfig, generate_images, load_pipeline, sources_from_dataset,
                                            sources_from_file)
+    from dreamdiffusion.pipeline import resolve_pipeline_folder
 
+    quiet_model_loading()
     if (dataset is None) == (eeg_file is None):
         raise ConfigError("give either --dataset (with --split) or --eeg-file")
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be at least 1, got {steps}")
+    # Everything that can be checked without the model is checked first: a bad --output or --model
+    # must not cost a pipeline load.
+    check_output_folder(output, overwrite)
+    model = resolve_pipeline_folder(model)
+    if eeg_file is not None and not Path(eeg_file).exists():
+        raise ConfigError("EEG file not found", eeg_file)
     pipe = load_pipeline(model, scheduler, device=device, dtype=dtype, compile=compile)
     if dataset is not None:
         from dreamdiffusion.data.pairs import paired_dataset_options
@@ -78,7 +89,7 @@ def generate_cmd(
         sources = sources_from_file(eeg_file, spec, list(onset or [0.0]), sfreq)
     config = GenerateConfig(model=str(model), output=str(output), num_images=num_images, steps=steps,
                             guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size,
-                            compile=compile)
+                            compile=compile, overwrite=overwrite)
     manifest = generate_images(config, sources, pipe=pipe)
     src = manifest["settings_source"]
     typer.echo(f"{sum(len(e['images']) for e in manifest['items'])} images -> {output} "

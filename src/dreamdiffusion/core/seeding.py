@@ -11,6 +11,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dreamdiffusion.core.config import check_number
+
+# Seeds a user gives (--seed, the app's seed box): torch generators take 64-bit seeds; one range for all.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed, what: str = "--seed") -> int:
+    """``seed`` as an int in ``[0, MAX_SEED]``; a ConfigError saying the range otherwise."""
+    return int(check_number(seed, what, 0, MAX_SEED, integer=True))
+
+
 # Stream names keep the seeds of different uses apart (masking vs. data order vs. validation).
 STREAM_DATA, STREAM_MASK, STREAM_VAL, STREAM_INIT = 1, 2, 3, 4
 

@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.models.hub import LOAD_ERRORS, SAFE_LOAD, checked
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,11 @@ class ImageClassifier:
         source = resolve_classifier(name_or_path)
         if os.path.sep in source and not Path(source).exists():
             raise ConfigError("classifier folder not found (pass a folder, a hub id, or builtin-tiny)", source)
+        checked(source)
         try:
-            model = AutoModelForImageClassification.from_pretrained(source)
-            processor = AutoImageProcessor.from_pretrained(source)
-        except (OSError, ValueError) as exc:
+            model = AutoModelForImageClassification.from_pretrained(source, **SAFE_LOAD)
+            processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=False)
+        except LOAD_ERRORS as exc:
             raise ConfigError(
                 f"cannot load an image classifier with its image processor: {exc.__class__.__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''} (pass --classifier with a local folder or a hub "

@@ -29,7 +29,6 @@ Pure model file: no training loop, no data reading beyond ``from_pretrained``.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
 from torch import nn
 
+from dreamdiffusion.core.config import check_model_folder, read_json_config
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, check_eeg_shape
 from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
@@ -213,10 +213,8 @@ def load_encoder(path: str | os.PathLike) -> EEGEncoder:
                 return load_encoder(path / sub)
         raise ConfigError("no config.json here: not an EEG encoder folder", path)
     config_file = path / "config.json" if path.is_dir() else path
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the encoder config: {exc}", config_file) from exc
+    config = read_json_config(config_file, "the encoder config")
+    check_model_folder(config_file.parent)
     class_name = config.get("_class_name")
     if class_name == ALIGNED_CONFIG_NAME:  # the output of `dreamdiffusion align`: its MSM transformer
         return _msm_of_aligned(config_file.parent, config)
@@ -228,8 +226,8 @@ def load_encoder(path: str | os.PathLike) -> EEGEncoder:
     folder = config_file.parent
     cls = {"EEGEncoder": EEGEncoder, "MaskedSignalModel": MaskedSignalModel, "EEGConditioner": EEGConditioner}[class_name]
     try:
-        model = cls.from_pretrained(folder, low_cpu_mem_usage=False)
-    except (OSError, ValueError, RuntimeError, TypeError) as exc:
+        model = cls.from_pretrained(folder, low_cpu_mem_usage=False, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
         raise ConfigError(f"cannot load the encoder: {str(exc).splitlines()[0]} "
                           "(is this folder from an incompatible config or a different version?)", folder) from exc
     return model.encoder if class_name != "EEGEncoder" else model

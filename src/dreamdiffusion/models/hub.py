@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dreamdiffusion.core.config import check_model_folder
 from dreamdiffusion.core.constants import BUILTIN_NAME
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.images import clip_pixel_values
@@ -25,7 +27,8 @@ logger = logging.getLogger(__name__)
 
 # owner/name with the characters the hub allows; anything else that is not a folder is an error.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
-_LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError)
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError, ImportError,
+                pickle.UnpicklingError)
 
 
 @dataclass
@@ -68,7 +71,30 @@ def resolve(spec: str, kind: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return text[0][:300] if text else type(exc).__name__
+
+
+# Every transformers/diffusers load: safetensors only, never code shipped beside the weights.
+SAFE_LOAD = {"use_safetensors": True, "trust_remote_code": False}
+
+
+def checked(where: str) -> str:
+    """Check the configs of the model at ``where`` (a folder, or a hub id's cached JSON files) before loading.
+
+    A hub id's configs are fetched first (``*.json`` only) so that they pass the same check as a folder;
+    when that fails (offline, unknown id) the load itself reports the problem.
+    """
+    if Path(where).is_dir():
+        check_model_folder(where)
+        return where
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(where, allow_patterns=["*.json", "*/*.json"])
+    except Exception:  # offline or unknown: from_pretrained below says so in one line
+        return where
+    check_model_folder(local)
+    return where
 
 
 def load_base(spec: str, torch_dtype: torch.dtype | None = None) -> BaseModel:
@@ -76,12 +102,13 @@ def load_base(spec: str, torch_dtype: torch.dtype | None = None) -> BaseModel:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
     where = resolve(spec, "base")
-    kwargs = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
+    kwargs = dict(SAFE_LOAD) if torch_dtype is None else {**SAFE_LOAD, "dtype": torch_dtype}
+    checked(where)
     try:
         unet = UNet2DConditionModel.from_pretrained(where, subfolder="unet", **kwargs)
         vae = AutoencoderKL.from_pretrained(where, subfolder="vae", **kwargs)
-        scheduler_config = dict(DDPMScheduler.load_config(where, subfolder="scheduler"))
-    except _LOAD_ERRORS as exc:
+        scheduler_config = dict(DDPMScheduler.load_config(where, subfolder="scheduler", trust_remote_code=False))
+    except LOAD_ERRORS as exc:
         raise ConfigError(
             f"cannot load a Stable Diffusion model (unet/, vae/, scheduler/) from here: {_first_line(exc)} "
             "(offline? set HF_HUB_OFFLINE=0 or pass a local folder)", spec) from exc
@@ -95,10 +122,11 @@ def load_clip(spec: str) -> ClipModel:
     from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
     where = resolve(spec, "clip")
+    checked(where)
     try:
-        model = CLIPVisionModelWithProjection.from_pretrained(where)
-        processor = AutoImageProcessor.from_pretrained(where)
-    except _LOAD_ERRORS as exc:
+        model = CLIPVisionModelWithProjection.from_pretrained(where, **SAFE_LOAD)
+        processor = AutoImageProcessor.from_pretrained(where, trust_remote_code=False)
+    except LOAD_ERRORS as exc:
         raise ConfigError(
             f"cannot load a CLIP vision model + image processor from here: {_first_line(exc)} "
             "(offline? pass a local folder)", spec) from exc
