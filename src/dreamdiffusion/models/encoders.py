@@ -38,6 +38,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from dreamdiffusion.core.config import check_model_folder, read_json_config
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, PRESETS, EEGEncoder
 
@@ -247,22 +248,20 @@ class AlignedEncoder(ModelMixin, ConfigMixin):
 
 def load_aligned_encoder(path: str | os.PathLike) -> AlignedEncoder:
     """An :class:`AlignedEncoder` from the output folder of ``dreamdiffusion align`` (or its ``encoder/``)."""
-    import json
-
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.is_file() and (path / "encoder" / "config.json").is_file():
         path, config_file = path / "encoder", path / "encoder" / "config.json"
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"not an aligned encoder folder (no readable config.json: {exc})", path) from None
+    if not config_file.is_file():
+        raise ConfigError("not an aligned encoder folder (no config.json)", path)
+    config = read_json_config(config_file)  # bounds and types before anything is built
+    check_model_folder(path)
     if config.get("_class_name") != ALIGNED_CONFIG_NAME:
         raise ConfigError(f"not an aligned encoder (class {config.get('_class_name')!r}; "
                           "make one with `dreamdiffusion align`)", config_file)
     try:
-        model = AlignedEncoder.from_pretrained(path, low_cpu_mem_usage=False)
-    except (OSError, ValueError, RuntimeError, TypeError) as exc:
+        model = AlignedEncoder.from_pretrained(path, low_cpu_mem_usage=False, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
         raise ConfigError(f"cannot load the aligned encoder: {str(exc).splitlines()[0]}", path) from None
     return model.eval()
 

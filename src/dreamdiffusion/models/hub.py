@@ -162,12 +162,13 @@ def empty_prompt_context(where: str) -> torch.Tensor:
     """
     if Path(where, CLASS_EMBEDDINGS_FILE).is_file():
         return class_embeddings(where)[1]
+    checked(where)
     from transformers import CLIPTextModel, CLIPTokenizer
 
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer")
-        text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder")
-    except _LOAD_ERRORS as exc:
+        tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer", trust_remote_code=False)
+        text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder", **SAFE_LOAD)
+    except LOAD_ERRORS as exc:
         raise ConfigError(f"cannot load the base's text encoder for the empty prompt: {_first_line(exc)}",
                           where) from exc
     ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
