@@ -363,3 +363,21 @@ def test_timestep_bias_draws_the_biased_portion_more_often():
     assert abs(float((earlier < 250).float().mean()) - 0.5) < 0.02
     with pytest.raises(ConfigError, match="timestep-bias"):
         FinetuneConfig(timestep_bias="middle").validate()
+
+
+def test_align_contrastive_trains_a_temperature_in_warmup_and_joint_phase(parts, tmp_path):
+    cfg = _cfg(parts, tmp_path / "o", train="encoder", align="contrastive", clip_warmup_steps=3, max_steps=3,
+               learning_rate=1e-2, cond_dropout=0.0)
+    trainer = Trainer(cfg, PairList(4), PairList(2))
+    trainer.setup()
+    warm = json.loads((tmp_path / "o" / "clip_warmup.json").read_text())["best"]
+    start = float(trainer.acc.unwrap_model(trainer.system).logit_scale.detach())
+    assert warm["logit_scale"] == pytest.approx(start)  # the joint phase starts at the warm-up's temperature
+    assert abs(start - 2.6593) > 1e-4  # and the warm-up trained it (from CLIP's 1/0.07)
+    trainer.run()
+    assert float(trainer.acc.unwrap_model(trainer.system).logit_scale.detach()) != pytest.approx(start)
+    rows = [json.loads(s) for s in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0 < r["clip_loss"] < 5 for r in rows)  # InfoNCE over 2 images, not 1 - cos
+    assert "val_clip_cos" in rows[-1] and -1 <= rows[-1]["val_clip_cos"] <= 1
+    with pytest.raises(ConfigError, match="--align"):
+        _cfg(parts, tmp_path / "p", align="mse").validate()

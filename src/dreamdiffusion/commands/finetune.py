@@ -37,6 +37,8 @@ def finetune_cmd(
         None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
     train: str = typer.Option(_D.train, "--train", help="What trains: paper (encoder+attn2+norm2) | lora | encoder."),
     clip_weight: float = typer.Option(_D.clip_weight, "--clip-weight", help="Weight of the CLIP alignment loss."),
+    align: str = typer.Option(_D.align, "--align",
+                              help="CLIP-alignment loss: cosine (1 - cos, the paper's) | contrastive (InfoNCE)."),
     cond_dropout: float = typer.Option(_D.cond_dropout, "--cond-dropout",
                                        help="Share of samples trained with the null EEG (enables --guidance)."),
     time_conditioning: bool = typer.Option(_D.time_conditioning, "--time-conditioning/--no-time-conditioning",
@@ -100,7 +102,7 @@ def finetune_cmd(
     config = FinetuneConfig(
         output=str(output), dataset=dataset, dataset_options=options,
         encoder=None if encoder in (None, "", "none") else encoder, encoder_preset=encoder_preset, base=base,
-        clip=clip, train=train, clip_weight=clip_weight, cond_dropout=cond_dropout,
+        clip=clip, train=train, clip_weight=clip_weight, align=align, cond_dropout=cond_dropout,
         time_conditioning=time_conditioning, resolution=resolution, timestep_bias=timestep_bias,
         timestep_bias_multiplier=timestep_bias_multiplier, timestep_bias_portion=timestep_bias_portion, batch_size=batch_size,
         learning_rate=learning_rate, gradient_accumulation_steps=gradient_accumulation_steps,

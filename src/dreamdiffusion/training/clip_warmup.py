@@ -1,4 +1,5 @@
-"""Stage B's optional CLIP-alignment warm-up: the encoder + CLIP head alone on ``1 - cos(head, CLIP image)``.
+"""Stage B's optional CLIP-alignment warm-up: the encoder + CLIP head alone on the CLIP-alignment loss
+(``--align cosine``: ``1 - cos(head, CLIP image)``; ``contrastive``: InfoNCE with a learnable temperature).
 
 Why: the diffusion loss gives the encoder a weak, noisy signal, and on a small set of noisy single
 trials the encoder learns to tell the train trials apart instead of what they show. The CLIP loss
@@ -9,6 +10,7 @@ decides how many of them to keep.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -19,7 +21,7 @@ from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.models.hub import clip_image_embeds
 from dreamdiffusion.training.finetune_config import FinetuneConfig
 from dreamdiffusion.training.loop import StepBatchSampler
-from dreamdiffusion.training.stageb import StageBParts, cosine_loss, stack_eeg
+from dreamdiffusion.training.stageb import StageBParts, alignment_loss, image_ids, stack_eeg
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,9 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     cond = parts.conditioner
     cond.to(device)
     params = [q for n, q in cond.named_parameters() if n.split(".")[0] in ("encoder", "clip_pool", "clip_proj")]
+    # --align contrastive: the warm-up's own learnable temperature, handed on to the joint phase.
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07))) if cfg.align == "contrastive" else None
+    params += [logit_scale] if logit_scale is not None else []
     opt = torch.optim.AdamW(params, lr=cfg.clip_warmup_learning_rate or cfg.learning_rate,
                             weight_decay=cfg.weight_decay)
     steps = cfg.clip_warmup_steps
@@ -72,7 +77,8 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     for step, idx in enumerate(sampler, start=1):
         items = [train_ds[i] for i in idx]
         target = clip_image_embeds([it["image"] for it in items], parts.clip, parts.clip_processor)
-        loss = cosine_loss(cond(stack_eeg(items).to(device)).clip_embeds, target)
+        loss = alignment_loss(cfg.align, cond(stack_eeg(items).to(device)).clip_embeds, target, logit_scale,
+                              image_ids(items).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.max_grad_norm and cfg.max_grad_norm > 0:
@@ -93,6 +99,8 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
                 q.copy_(best_state[n])
     opt.zero_grad(set_to_none=True)
     logger.info("CLIP warm-up: %d steps, kept step %d (val CLIP cosine %s)", steps, best["step"], best["val_clip_cos"])
+    if logit_scale is not None:
+        best["logit_scale"] = float(logit_scale.detach())
     if out is not None:
         atomic_write_json(Path(out) / WARMUP_FILE, {"steps": steps, "best": best, "records": records})
     return best

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError
 
+ALIGN_LOSSES = ("cosine", "contrastive")
 TRAIN_MODES = ("paper", "lora", "encoder")
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "finetune_config.json"
@@ -33,6 +34,10 @@ class FinetuneConfig:
     clip: str = "openai/clip-vit-large-patch14"  # CLIP vision folder, hub id or builtin-tiny
     train: str = "paper"  # paper | lora | encoder
     clip_weight: float = 1.0  # weight of 1 - cos(CLIP head, CLIP image embedding)
+    # CLIP-alignment loss of the CLIP head (joint phase and warm-up): cosine = 1 - cos (the paper's), contrastive =
+    # symmetric InfoNCE against the batch's images with a learnable temperature (the field since 2024; repeated
+    # trials of one image are positives of each other). See training/contrastive.py.
+    align: str = "cosine"
     cond_dropout: float = 0.1  # share of samples trained on the null-EEG context (enables guidance)
     time_conditioning: bool = True  # add pooled EEG context to the timestep embedding (paper)
     # Which training timesteps are drawn (diffusers' SDXL scripts' --timestep_bias_strategy): none (uniform, as
@@ -109,6 +114,8 @@ class FinetuneConfig:
         for name in ("batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.align not in ALIGN_LOSSES:
+            raise ConfigError(f"--align must be one of {', '.join(ALIGN_LOSSES)}, got {self.align!r}")
         if self.clip_warmup_steps < 0:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):
@@ -128,4 +135,4 @@ class FinetuneConfig:
         return dataclass_from_dict(cls, data, "finetune settings")
 
 
-__all__ = ["FinetuneConfig", "TRAIN_MODES", "SELECT_METRICS", "METRICS_FILE", "CONFIG_FILE", "PIPELINE_DIR", "BEST_FILE"]
+__all__ = ["FinetuneConfig", "TRAIN_MODES", "ALIGN_LOSSES", "SELECT_METRICS", "METRICS_FILE", "CONFIG_FILE", "PIPELINE_DIR", "BEST_FILE"]

@@ -32,7 +32,8 @@ from dreamdiffusion.training.finetune_config import (BEST_FILE, CONFIG_FILE, MET
 from dreamdiffusion.training.loop import JsonlLog, StepBatchSampler, read_jsonl
 from dreamdiffusion.training.plots import plot_loss_curves
 from dreamdiffusion.training.stageb import (TrainableSystem, build_parts, cast_frozen, check_item, collate,
-                                            configure_trainable, cosine_loss, final_unet_vae, improves,
+                                            alignment_loss, configure_trainable, cosine_loss, final_unet_vae,
+                                            image_ids, improves,
                                             param_groups, sample_timesteps, stack_eeg)
 
 logger = logging.getLogger(__name__)
@@ -95,12 +96,15 @@ class Trainer:
             p.conditioner.enable_gradient_checkpointing()
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
         cast_frozen(p, acc.device, self.weight_dtype)
-        self.system = TrainableSystem(p.conditioner, p.unet)
         # Before `prepare`: every process runs the same seeded warm-up, and DDP starts from rank 0's weights.
+        warm = {}
         if cfg.clip_warmup_steps and not cfg.resume:
             if acc.is_main_process:
                 self.out.mkdir(parents=True, exist_ok=True)
-            clip_warmup(cfg, p, self.train_ds, self.val_ds, acc.device, self.out if acc.is_main_process else None)
+            warm = clip_warmup(cfg, p, self.train_ds, self.val_ds, acc.device, self.out if acc.is_main_process else None)
+        # The joint phase goes on at the temperature the warm-up reached.
+        self.system = TrainableSystem(p.conditioner, p.unet, contrastive=cfg.align == "contrastive",
+                                      **({"init_logit_scale": warm["logit_scale"]} if "logit_scale" in warm else {}))
         params = [q for q in self.system.parameters() if q.requires_grad]
         self.n_trainable = sum(q.numel() for q in params)
         optimizer = torch.optim.AdamW(param_groups(params, p.conditioner, p.unet, cfg), lr=cfg.learning_rate,
@@ -141,15 +145,18 @@ class Trainer:
                              self.cfg.timestep_bias_portion).to(dev)
         drop = (torch.rand(b, generator=gen) < (self.cfg.cond_dropout if train else 0.0)).to(dev)
         noisy = p.noise_scheduler.add_noise(latents, noise, t)
-        return eeg, noisy, noise, t, drop, image_embeds
+        return eeg, noisy, noise, t, drop, image_embeds, image_ids(items).to(dev)
 
     def losses(self, model, batch):
-        eeg, noisy, noise, t, drop, image_embeds = batch
+        """``(total, eps MSE, CLIP-alignment loss, mean cosine of the CLIP head to its images)``."""
+        eeg, noisy, noise, t, drop, image_embeds, ids = batch
         with self.acc.autocast():
             eps_pred, clip_pred = model(eeg, noisy, t, drop)
         mse = F.mse_loss(eps_pred.float(), noise.float())
-        clip_loss = cosine_loss(clip_pred, image_embeds)
-        return mse + self.cfg.clip_weight * clip_loss, mse, clip_loss
+        cos_loss = cosine_loss(clip_pred, image_embeds)
+        clip_loss = cos_loss if self.cfg.align == "cosine" else alignment_loss(
+            "contrastive", clip_pred, image_embeds, self.acc.unwrap_model(model).logit_scale, ids)
+        return mse + self.cfg.clip_weight * clip_loss, mse, clip_loss, 1.0 - cos_loss.detach()
 
     # -- validation (main process only)
     @torch.no_grad()
@@ -164,8 +171,8 @@ class Trainer:
         for i0 in range(0, n, cfg.batch_size):
             items = [self.val_ds[i] for i in range(i0, min(n, i0 + cfg.batch_size))]
             gen = torch.Generator().manual_seed(step_seed(cfg.seed, i0, 7))  # same noise at every validation
-            loss, mse, clip_loss = self.losses(model, self.batch_tensors(items, False, gen))
-            for k, v in (("val_loss", loss), ("val_mse", mse), ("val_clip_cos", 1.0 - clip_loss)):
+            loss, mse, _, cos = self.losses(model, self.batch_tensors(items, False, gen))
+            for k, v in (("val_loss", loss), ("val_mse", mse), ("val_clip_cos", cos)):
                 tot[k] += float(v) * len(items)
         result = {k: v / n for k, v in tot.items()}
         if cfg.select_metric == "gen_clip":
@@ -249,7 +256,7 @@ class Trainer:
                 seen.setdefault(step, []).extend(str(it.get("image_name")) for it in items)
             batch = self.batch_tensors(items, True, gen)
             with acc.no_sync(self.system) if j < k - 1 else contextlib.nullcontext():
-                loss, mse, clip_loss = self.losses(self.system, batch)
+                loss, mse, clip_loss, _ = self.losses(self.system, batch)
                 if not torch.isfinite(acc.gather(loss.detach()[None])).all():
                     if not cfg.skip_nonfinite:
                         raise TrainingError(

@@ -7,6 +7,7 @@ of its arguments, so it can be read (and tested) without Accelerate.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
+from dreamdiffusion.training.contrastive import info_nce
 from dreamdiffusion.training.finetune_config import SELECT_METRICS, FinetuneConfig
 
 logger = logging.getLogger(__name__)
@@ -27,10 +29,12 @@ logger = logging.getLogger(__name__)
 class TrainableSystem(nn.Module):
     """Conditioner + UNet in one module so Accelerate wraps (and DDP syncs) one thing."""
 
-    def __init__(self, conditioner, unet):
+    def __init__(self, conditioner, unet, contrastive: bool = False, init_logit_scale: float = math.log(1 / 0.07)):
         super().__init__()
         self.conditioner = conditioner
         self.unet = unet
+        # --align contrastive: InfoNCE's learnable inverse temperature (log-parametrised, CLIP's 0.07 to start).
+        self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale))) if contrastive else None
 
     def forward(self, eeg, noisy_latents, timesteps, drop):
         out = self.conditioner(eeg)
@@ -137,6 +141,22 @@ def sample_timesteps(batch: int, num_train_timesteps: int, gen: torch.Generator,
 def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``1 - cos`` averaged over the batch (the paper's CLIP-alignment loss)."""
     return 1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1).mean()
+
+
+def image_ids(items: list) -> torch.Tensor:
+    """One integer per item, equal for items of one image (``image_name``): repeated trials in a batch."""
+    index: dict = {}
+    return torch.tensor([index.setdefault(it.get("image_name", i), len(index)) for i, it in enumerate(items)])
+
+
+def alignment_loss(align: str, pred: torch.Tensor, target: torch.Tensor, logit_scale: torch.Tensor | None = None,
+                   ids: torch.Tensor | None = None) -> torch.Tensor:
+    """The CLIP head's loss: ``cosine`` (1 - cos, the paper's) or ``contrastive`` (InfoNCE at ``exp(logit_scale)``)."""
+    if align == "cosine":
+        return cosine_loss(pred, target)
+    if logit_scale is None:
+        raise ValueError("contrastive alignment needs a logit scale")
+    return info_nce(pred, target, logit_scale.exp().clamp(max=100.0), ids)
 
 
 # ------------------------------------------------------------------------------------ models
@@ -259,5 +279,5 @@ def improves(val: dict, best: dict | None, select_metric: str) -> bool:
 
 
 __all__ = ["TrainableSystem", "paper_unet_parameters", "configure_trainable", "param_groups", "open_datasets",
-           "timestep_weights", "sample_timesteps", "cosine_loss", "StageBParts", "build_parts", "build_conditioner",
+           "timestep_weights", "sample_timesteps", "cosine_loss", "alignment_loss", "image_ids", "StageBParts", "build_parts", "build_conditioner",
            "final_unet_vae", "improves"]
