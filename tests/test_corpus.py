@@ -31,7 +31,7 @@ def _run(capsys, *argv):
 
 
 def _leftovers(folder: Path):
-    return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name or ".partial-" in p.name]
 
 
 def test_cli_builds_corpus_from_real_eeg_in_every_format(tmp_path, capsys):

@@ -22,7 +22,12 @@ import numpy as np
 
 from dreamdiffusion.app.devices import LAYOUTS, apply_montage, detect_layout
 from dreamdiffusion.app.engine import MAPPINGS, Engine, GenerationRecord, atomic_write_bytes, save_image
+from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
+from dreamdiffusion.core.seeding import check_seed
+from dreamdiffusion.data.io import read_raw
+from dreamdiffusion.data.montage import MONTAGE_SUFFIXES, builtin_montage_name, resolve_montage
+from dreamdiffusion.data.preflight import APP_MAX_EEG_MB, DEFAULT_MAX_EEG_MB, max_eeg_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -85,27 +90,49 @@ def check_upload(path: str | os.PathLike, max_mb: float) -> Path:
     return path
 
 
-def read_eeg(path: Path) -> mne.io.BaseRaw:
-    """Read any MNE-readable recording through the project's reader (one error type, clear messages)."""
-    try:
-        from dreamdiffusion.data.io import read_raw
-    except ImportError:  # pragma: no cover - the reader ships with the package
-        read_raw = None
-    if read_raw is not None:
-        return read_raw(path)
-    try:
-        return mne.io.read_raw(path, preload=False, verbose="error")
-    except Exception as exc:
-        raise EEGReadError(f"cannot read EEG ({type(exc).__name__}: {exc})", path) from exc
+def read_eeg(path: Path, max_eeg_mb: float = APP_MAX_EEG_MB) -> mne.io.BaseRaw:
+    """Read an uploaded recording through the project's reader, with the app's limits: the samples it declares
+    must fit ``max_eeg_mb`` (checked before reading), and files it refers to must be inside its own folder."""
+    return read_raw(path, max_bytes=max_eeg_bytes(max_eeg_mb), confine=True)
+
+
+MAX_POSITIONS_MB = 1.0  # an electrode positions file is a few kB
+
+
+def montage_choice(text: str | None, positions_file: str | os.PathLike | None = None):
+    """The montage the page asks for: a standard name typed in the box, or an uploaded positions file.
+
+    Never a path on the server: anything typed that is not a standard montage name is refused with the same
+    sentence whether or not such a path exists, so the box cannot be used to probe the server's files.
+    """
+    if positions_file:
+        path = Path(positions_file)
+        if path.suffix.lower() not in MONTAGE_SUFFIXES:
+            raise EEGReadError(f"positions file type {path.suffix or '(none)'!r} is not accepted (upload one of: "
+                               f"{', '.join(MONTAGE_SUFFIXES)})", path.name)
+        if not path.is_file() or path.stat().st_size > MAX_POSITIONS_MB * 1e6:
+            raise EEGReadError(f"positions file is missing or over {MAX_POSITIONS_MB:g} MB", path.name)
+        try:
+            return resolve_montage(path)
+        except DreamDiffusionError as exc:
+            raise EEGReadError("cannot read electrode positions from it", path.name) from exc
+    name = (text or "").strip()
+    if name.lower() in ("", "auto"):
+        return None
+    standard = set(mne.channels.get_builtin_montages())
+    if name not in standard and builtin_montage_name(name) not in standard:
+        raise EEGReadError(f"unknown montage name {name[:60]!r}: type a standard name (standard_1020, biosemi128, "
+                           "...) or upload an electrode positions file")
+    return name
 
 
 def load_recording(path: str | os.PathLike, *, montage: Any = None, max_mb: float = 50.0,
-                   display_name: str | None = None) -> Loaded:
+                   display_name: str | None = None, max_eeg_mb: float = APP_MAX_EEG_MB) -> Loaded:
     """Check, read and place (electrode positions) one uploaded recording."""
     path = check_upload(path, max_mb)
     name = display_name or path.name
     try:
-        raw = read_eeg(path)
+        raw = read_eeg(path, max_eeg_mb)
     except DreamDiffusionError as exc:
         raise EEGReadError(exc.message, name) from exc
     if len(mne.pick_types(raw.info, eeg=True, exclude=())) == 0:
@@ -117,7 +144,8 @@ def load_recording(path: str | os.PathLike, *, montage: Any = None, max_mb: floa
 
 
 def load_sample(sample: Sample, montage: Any = None) -> Loaded:
-    loaded = load_recording(sample.path, montage=montage, max_mb=float("inf"), display_name=sample.name)
+    loaded = load_recording(sample.path, montage=montage, max_mb=float("inf"), display_name=sample.name,
+                            max_eeg_mb=DEFAULT_MAX_EEG_MB)
     loaded.ground_truth, loaded.label, loaded.onset_s = sample.ground_truth, sample.label, sample.onset_s
     loaded.model_ready = sample.model_ready
     return loaded
@@ -205,6 +233,12 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
 
     ``steps``/``guidance`` left as None take the model's recommended values (``engine.settings``).
     """
+    # The page's boxes hand over whatever was typed: every number is checked here, in one line each.
+    onset_s = check_number(onset_s, "window onset", 0.0, 1e9)
+    seed = check_seed(seed, "seed")
+    num_images = check_number(num_images, "images", 1, 64, integer=True)
+    steps = None if steps is None else check_number(steps, "steps", 1, MAX_STEPS, integer=True)
+    guidance = None if guidance is None else check_number(guidance, "guidance", 1.0, MAX_GUIDANCE)
     out_dir = Path(out_dir)
     used = engine.settings(steps, guidance)
     steps, guidance = used["steps"], used["guidance"]
@@ -270,7 +304,8 @@ def _page_error(exc: BaseException):
 
 
 def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: float = 50.0,
-              workdir: str | os.PathLike | None = None, live_dir: str | os.PathLike | None = None):
+              workdir: str | os.PathLike | None = None, live_dir: str | os.PathLike | None = None,
+              max_eeg_mb: float = APP_MAX_EEG_MB):
     """The Gradio Blocks page. Call ``.queue(...)`` and ``.launch(...)`` on it (see :func:`serve`)."""
     import gradio as gr
 
@@ -285,11 +320,11 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
                      + (f" (chosen on {recommends['chosen_on']})" if recommends.get("chosen_on") else "")
                      if defaults["settings_source"]["guidance"] != "default" else "1: no guidance")
 
-    def _load(upload, sample_name, montage_text):
+    def _load(upload, sample_name, montage_text, positions=None):
         try:
-            montage = (montage_text or "").strip() or None
+            montage = montage_choice(montage_text, positions)
             if upload:
-                loaded = load_recording(upload, montage=montage, max_mb=max_upload_mb)
+                loaded = load_recording(upload, montage=montage, max_mb=max_upload_mb, max_eeg_mb=max_eeg_mb)
             elif sample_name:
                 loaded = load_sample(samples_by_name[sample_name], montage=montage)
             else:
@@ -331,9 +366,8 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
             def on_step(step, total):
                 progress(step / total, desc=f"denoising step {step}/{total}")
 
-            result = run_generation(engine, loaded, onset_s=float(onset), mapping=mapping,
-                                    steps=int(steps),
-                                    guidance=float(guidance), seed=int(seed), num_images=int(num_images),
+            result = run_generation(engine, loaded, onset_s=onset, mapping=mapping, steps=steps,
+                                    guidance=guidance, seed=seed, num_images=num_images,
                                     out_dir=out_dir, on_step=on_step)
         except Exception as exc:
             raise _page_error(exc) from None
@@ -353,8 +387,9 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
                 sample = gr.Dropdown(label="or a sample of the built-in benchmark", choices=list(samples_by_name),
                                      value=None, visible=bool(samples_by_name), elem_id="sample")
                 montage = gr.Textbox(label="montage (only for files without electrode positions)",
-                                     placeholder="auto, standard_1020, biosemi128, or a positions file path",
-                                     value="", elem_id="montage")
+                                     placeholder="auto, standard_1020, biosemi128, ...", value="", elem_id="montage")
+                positions = gr.File(label=f"or an electrode positions file ({', '.join(MONTAGE_SUFFIXES)})",
+                                    file_types=list(MONTAGE_SUFFIXES), type="filepath", elem_id="positions")
                 load_btn = gr.Button("Load", elem_id="load")
                 info = gr.Markdown(elem_id="info")
             with gr.Column(scale=2):
@@ -388,11 +423,11 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
                                show_progress="hidden")
         gr.Markdown(f"Known headset layouts (mapped by position): {layouts}.")
 
-        load_inputs = [upload, sample, montage]
+        load_inputs = [upload, sample, montage, positions]
         load_outputs = [state, info, plot, onset, epoch, truth]
         load_btn.click(_load, load_inputs, load_outputs, concurrency_limit=None)
         upload.upload(_load, load_inputs, load_outputs, concurrency_limit=None)
-        sample.change(_load, [gr.State(None), sample, montage], load_outputs, concurrency_limit=None)
+        sample.change(_load, [gr.State(None), sample, montage, positions], load_outputs, concurrency_limit=None)
         epoch.change(_pick_epoch, epoch, onset, concurrency_limit=None)
         onset.release(_replot, [state, onset], plot, concurrency_limit=None)
         # Only generation is heavy: it takes the queue's default concurrency limit (--concurrency).
@@ -402,12 +437,14 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
 
 
 def serve(engine: Engine, *, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 50.0,
+          max_eeg_mb: float = APP_MAX_EEG_MB,
           concurrency: int = 1, samples: Sequence[Sample] = (), block: bool = True,
           workdir: str | os.PathLike | None = None, live_dir: str | os.PathLike | None = None):
     """Build, queue and launch the app; returns the Blocks (already running when ``block=False``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
-    demo = build_app(engine, samples=samples, max_upload_mb=max_upload_mb, workdir=workdir, live_dir=live_dir)
+    demo = build_app(engine, samples=samples, max_upload_mb=max_upload_mb, workdir=workdir, live_dir=live_dir,
+                     max_eeg_mb=max_eeg_mb)
     # The queue bounds concurrent generations; waiting users see their position in it.
     demo.queue(default_concurrency_limit=max(1, int(concurrency)), max_size=64)
     allowed = [str(workdir)] + sorted({str(Path(s.ground_truth).parent) for s in samples if s.ground_truth})

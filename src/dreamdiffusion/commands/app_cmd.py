@@ -9,7 +9,9 @@ from typing import Optional
 
 import typer
 
+from dreamdiffusion.commands._options import number
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.data.preflight import APP_MAX_EEG_MB
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +24,12 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve on (loopback by default; "
                                  "0.0.0.0 exposes the app to the network)."),
         port: int = typer.Option(7860, "--port", help="TCP port."),
-        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", help="Largest EEG file accepted."),
+        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", parser=number(1e-3, 1e6),
+                                            help="Largest EEG file accepted."),
+        max_eeg_mb: float = typer.Option(APP_MAX_EEG_MB, "--max-eeg-mb", parser=number(1.0, 1e6),
+                                         help="Most memory one uploaded recording's samples may take (float64, "
+                                              "checked from its header before reading; compressed files that "
+                                              "expand past it are refused)."),
         concurrency: int = typer.Option(1, "--concurrency", help="Generations run at once; others wait in "
                                         "the queue."),
         samples: int = typer.Option(8, "--samples", help="Benchmark samples offered in the page (0: none)."),
@@ -52,5 +59,6 @@ def register(app: typer.Typer) -> None:
         start = engine.settings()
         logger.info("the page starts at %d steps (%s) and guidance %g (%s)", start["steps"],
                     start["settings_source"]["steps"], start["guidance"], start["settings_source"]["guidance"])
-        serve(engine, host=host, port=port, max_upload_mb=max_upload_mb, concurrency=concurrency,
+        serve(engine, host=host, port=port, max_upload_mb=max_upload_mb, max_eeg_mb=max_eeg_mb,
+              concurrency=concurrency,
               samples=offered, workdir=work / "outputs", live_dir=live_dir, block=True)

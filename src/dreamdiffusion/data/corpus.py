@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dreamdiffusion.core.errors import DataError, DreamDiffusionError, EEGReadError
+from dreamdiffusion.core.files import atomic_write_json, begin_staging, publish_folder
 from dreamdiffusion.data.exclusions import is_excluded, read_exclusions, subject_of  # noqa: F401 (re-exported)
 from dreamdiffusion.data.io import EEG_EXTENSIONS, find_recordings, read_raw
 from dreamdiffusion.data.moabb_source import moabb_recordings, resolve_datasets
@@ -109,8 +109,9 @@ class CorpusWriter:
             raise DataError("output folder exists and is not a corpus; refusing to replace it", self.output)
         if int(shard_size) < 1:
             raise DataError(f"shard_size must be at least 1, got {shard_size}")
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=self.output.name + ".tmp-", dir=self.output.parent))
+        # The one output-folder policy (core.files): a temporary sibling, renamed into place by close();
+        # what killed builds left behind is removed here.
+        self.tmp = begin_staging(self.output, overwrite=True)
         self.n_chans, self.n_times, self.sfreq = int(n_chans), int(n_times), float(sfreq)
         self.shard_size = int(shard_size)
         self.extra = dict(extra or {})
@@ -171,16 +172,8 @@ class CorpusWriter:
             "sfreq": self.sfreq, "n_windows": sum(s["n_windows"] for s in self.shards),
             "shards": self.shards, "recordings": self.recordings, **self.extra,
         }
-        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if self.output.exists():
-            # Move the old corpus aside first, so a crash between the two steps leaves a whole one.
-            old = Path(tempfile.mkdtemp(prefix=self.output.name + ".old-", dir=self.output.parent))
-            os.replace(self.output, old / "corpus")
-            os.replace(self.tmp, self.output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.output)
-        return self.output
+        atomic_write_json(self.tmp / MANIFEST, manifest)
+        return publish_folder(self.tmp, self.output)
 
     def abort(self) -> None:
         if self._open is not None:

@@ -21,6 +21,8 @@ import mne
 import numpy as np
 
 from dreamdiffusion.core.errors import EEGReadError
+from dreamdiffusion.data.preflight import (check_declared_size, check_npy_header, check_raw_files, max_eeg_bytes,
+                                          preflight)
 from dreamdiffusion.data.montage import has_any_position, make_montage
 from dreamdiffusion.data.safe_load import restricted_unpickle
 
@@ -32,7 +34,6 @@ EEG_EXTENSIONS = (".edf", ".bdf", ".gdf", ".fif", ".fif.gz", ".vhdr", ".set", ".
 # Plausibility bounds: a header outside them is corrupt, not a recording.
 MAX_SFREQ = 100_000.0
 MAX_CHANNELS = 4096
-MAX_BYTES = 16 * 2**30  # refuse to load more than this into memory at once (float64)
 
 
 def eeg_extension(path: str | os.PathLike) -> str | None:
@@ -59,25 +60,19 @@ def find_recordings(folder: str | os.PathLike) -> list[Path]:
     return sorted(set(out))
 
 
-def _read_npy(path: Path, sfreq: float | None, ch_names, npy_unit: str) -> mne.io.BaseRaw:
+def _read_npy(path: Path, sfreq: float | None, ch_names, npy_unit: str, max_bytes: int) -> mne.io.BaseRaw:
     if sfreq is None:
         raise EEGReadError("a .npy array carries no sampling rate (pass sfreq= / --sfreq)", path)
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise EEGReadError(f"not a plain numeric .npy array ({exc}); object arrays are refused", path) from None
-    except (OSError, EOFError) as exc:
-        raise EEGReadError(f"cannot read .npy: {exc}", path) from None
-    if arr.ndim != 2:
-        raise EEGReadError(f".npy array must be 2-D (channels x samples), got shape {arr.shape}", path)
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise EEGReadError(f".npy array must hold numbers, got dtype {arr.dtype}", path)
-    n_ch, n_t = arr.shape
+    (n_ch, n_t), _dtype = check_npy_header(path, max_bytes)  # before numpy maps a byte of it
     if n_ch == 0 or n_t == 0:
-        raise EEGReadError(f".npy array is empty (shape {arr.shape})", path)
+        raise EEGReadError(f".npy array is empty (shape {(n_ch, n_t)})", path)
     if n_ch > MAX_CHANNELS:
         raise EEGReadError(f".npy array has {n_ch} rows; expected channels x samples "
                            f"(transpose it if it is samples x channels)", path)
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError, OverflowError, MemoryError) as exc:
+        raise EEGReadError(f"cannot read .npy: {_short(exc)}", path) from None
     if ch_names is None:
         ch_names = [f"EEG{i:03d}" for i in range(n_ch)]
     elif len(ch_names) != n_ch:
@@ -85,29 +80,27 @@ def _read_npy(path: Path, sfreq: float | None, ch_names, npy_unit: str) -> mne.i
     scale = {"V": 1.0, "mV": 1e-3, "uV": 1e-6, "µV": 1e-6}.get(npy_unit)
     if scale is None:
         raise EEGReadError(f"unknown unit {npy_unit!r} (V, mV or uV)", path)
-    _check_header(path, float(sfreq), n_ch, n_t)
+    _check_header(path, float(sfreq), n_ch, n_t, max_bytes)
     info = mne.create_info([str(c) for c in ch_names], float(sfreq), "eeg")
     with np.errstate(over="ignore", invalid="ignore"):
         data = np.asarray(arr, dtype=np.float64) * scale
     return mne.io.RawArray(data, info, verbose="error")
 
 
-def _check_header(path, sfreq: float, n_ch: int, n_t: int) -> None:
+def _check_header(path, sfreq: float, n_ch: int, n_t: int, max_bytes: int) -> None:
     if not (np.isfinite(sfreq) and 0 < sfreq <= MAX_SFREQ):
         raise EEGReadError(f"implausible sampling rate {sfreq!r} Hz (expected 0 < sfreq <= {MAX_SFREQ:g})", path)
     if n_ch < 1 or n_ch > MAX_CHANNELS:
         raise EEGReadError(f"implausible channel count {n_ch}", path)
     if n_t < 1:
         raise EEGReadError("recording holds no samples (zero length)", path)
-    if n_ch * n_t * 8 > MAX_BYTES:
-        raise EEGReadError(f"recording too large to load at once ({n_ch} channels x {n_t} samples); "
-                           "split it into shorter files", path)
+    check_declared_size(path, n_ch, n_t, max_bytes)
 
 
 _TRUNCATION_HINTS = ("does not match the file size", "truncated", "Truncated", "smaller than expected")
 
 
-def _read_mne(path: Path) -> mne.io.BaseRaw:
+def _read_mne(path: Path, max_bytes: int, confine: bool) -> mne.io.BaseRaw:
     ext = eeg_extension(path)
     if ext is None:
         raise EEGReadError(f"unknown EEG file type {path.suffix or '(no extension)'!r} "
@@ -127,7 +120,9 @@ def _read_mne(path: Path) -> mne.io.BaseRaw:
         if any(h in msg for h in _TRUNCATION_HINTS):
             raise EEGReadError(f"the file is truncated ({_short(w.message)})", path)
         logger.debug("%s: %s", path, msg)
-    _check_header(path, float(raw.info["sfreq"]), len(raw.ch_names), int(raw.n_times))
+    _check_header(path, float(raw.info["sfreq"]), len(raw.ch_names), int(raw.n_times), max_bytes)
+    if confine:
+        check_raw_files(path, raw)
     try:
         raw.load_data(verbose="error")
     except MemoryError:
@@ -144,7 +139,7 @@ def _short(exc: BaseException) -> str:
 
 def read_raw(path: str | os.PathLike, sfreq: float | None = None, ch_names: list[str] | None = None,
              montage: str | None = None, repair: bool = False, allow_nonfinite: bool = False,
-             npy_unit: str = "uV") -> mne.io.BaseRaw:
+             npy_unit: str = "uV", max_bytes: int | None = None, confine: bool = False) -> mne.io.BaseRaw:
     """Read one EEG recording into a loaded ``mne.io.Raw``.
 
     Parameters
@@ -158,6 +153,10 @@ def read_raw(path: str | os.PathLike, sfreq: float | None = None, ch_names: list
     repair : interpolate channels holding NaN/Inf from their neighbours (MNE spherical splines)
         instead of refusing the file. Needs channel positions.
     allow_nonfinite : keep NaN/Inf samples as they are (for inspection only).
+    max_bytes : the most memory the samples may take (float64); default :func:`~dreamdiffusion.data.preflight.max_eeg_bytes`
+        (the ``DREAMDIFFUSION_MAX_EEG_MB`` setting). Checked against what the header declares, before reading.
+    confine : files the recording refers to (BrainVision ``DataFile=``/``MarkerFile=``, an EEGLAB ``.fdt``) must be
+        inside its own folder (the web app sets it for uploads).
 
     Raises ``EEGReadError`` naming the file for every failure.
     """
@@ -171,10 +170,15 @@ def read_raw(path: str | os.PathLike, sfreq: float | None = None, ch_names: list
             raise EEGReadError("file is empty (zero bytes)", path)
     except OSError as exc:
         raise EEGReadError(f"cannot access file: {exc}", path) from None
+    limit = max_eeg_bytes() if max_bytes is None else int(max_bytes)
     if eeg_extension(path) == ".npy":
-        raw = _read_npy(path, sfreq, ch_names, npy_unit)
+        raw = _read_npy(path, sfreq, ch_names, npy_unit, limit)
     else:
-        raw = _read_mne(path)
+        try:
+            preflight(path, limit, confine)
+        except OSError as exc:
+            raise EEGReadError(f"cannot read: {exc.strerror or exc}", path) from None
+        raw = _read_mne(path, limit, confine)
         if sfreq is not None and abs(float(sfreq) - raw.info["sfreq"]) > 1e-6:
             logger.info("%s: the file says %g Hz; --sfreq %g is only used for .npy arrays", path, raw.info["sfreq"], sfreq)
         if ch_names is not None:
