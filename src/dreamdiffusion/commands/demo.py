@@ -10,7 +10,8 @@ import typer
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.experiments.ablation import AblationConfig, run_ablation
-from dreamdiffusion.experiments.demo import DemoConfig, DemoSettings, run_demo
+from dreamdiffusion.experiments.demo import DemoConfig, DemoSettings
+from dreamdiffusion.experiments.modern import RECIPES, run_recipe
 
 
 def _settings(fast: bool, overrides: dict, ablation: bool = False):
@@ -24,6 +25,9 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "--output", help="Run folder: benchmark/, pretrain/, finetune/, evaluate/, "
                                                           "metrics.json, report.md."),
         seed: int = typer.Option(0, "--seed", help="Seeds the benchmark (brain, subjects, splits), training and sampling."),
+        recipe: str = typer.Option("paper", "--recipe", help="paper (MSM + EEG tokens in a fine-tuned base, the "
+                                                             "paper's) | modern (contrastive EEG-CLIP alignment -> "
+                                                             "predicted image embedding -> IP-Adapter)."),
         fast: bool = typer.Option(False, "--fast", help="A reduced run (seconds to a minute): checks the plumbing, "
                                                         "not the method."),
         pretrain_steps: Optional[int] = typer.Option(None, "--pretrain-steps", help="Stage A steps."),
@@ -33,9 +37,11 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N test EEGs."),
     ) -> None:
         """Run the whole method on the built-in digits benchmark and write metrics.json and report.md."""
+        if recipe not in RECIPES:
+            raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                     "num_images": num_images, "steps": steps, "limit": limit})
-        m = run_demo(DemoConfig(output=str(output), seed=seed, settings=settings))
+        m = run_recipe(DemoConfig(output=str(output), recipe=recipe, seed=seed, settings=settings))
         typer.echo(f"top-1 ({m['n_way']}-way): {m['top1_accuracy']:.3f} (chance {m['chance']:.3f}); "
                    f"retrieval top-1/5: {_f(m['retrieval_top1'])}/{_f(m['retrieval_top5'])}; SSIM {m['ssim']:.3f}; "
                    f"PCC {m['pcc']:.3f}; judge on real test digits {_f(m.get('judge_accuracy_real'))}; "

@@ -1,0 +1,60 @@
+"""``demo --recipe modern`` end to end (reduced): align -> IP-Adapter pipeline -> val guidance -> evaluate; the
+pipeline it writes is an ordinary pipeline folder that generate and the app's engine load."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dreamdiffusion.app.engine import Engine
+from dreamdiffusion.cli import main
+from dreamdiffusion.experiments.demo import METRIC_KEYS
+from dreamdiffusion.models.image_conditioner import ImageEmbeddingConditioner
+from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+
+@pytest.fixture(scope="module")
+def modern_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("modern") / "run"
+    assert main(["demo", "--recipe", "modern", "--output", str(out), "--seed", "1", "--fast"]) == 0
+    return out
+
+
+def test_modern_demo_end_to_end(modern_run):
+    out = modern_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recipe"] == "modern" and metrics["config"]["recipe"] == "modern"
+    for key in METRIC_KEYS + ("judge_accuracy_real", "timings_s", "align_summary"):
+        assert key in metrics, key
+    assert metrics["n_way"] == 10 and metrics["num_eeg"] == 8
+    assert 0.0 <= metrics["retrieval_top1"] <= metrics["retrieval_top5"] <= 1.0
+    assert {"align_s", "pipeline_s", "evaluate_s"} <= set(metrics["timings_s"])
+    # the aligned encoder kept its best val step; the guidance was chosen on val and rides with the pipeline
+    assert metrics["align_summary"]["chosen_on"].startswith("val retrieval")
+    chosen = json.loads((out / "guidance.json").read_text())
+    assert metrics["guidance"] == chosen["guidance"] in (1.0, 3.0)
+    recommended = json.loads((out / "pipeline" / "generation.json").read_text())
+    assert recommended["guidance_scale"] == chosen["guidance"]
+    index = json.loads((out / "pipeline" / "model_index.json").read_text())
+    assert index["conditioning"] == "ip-adapter"
+    assert index["eeg_conditioner"] == ["dreamdiffusion.models.image_conditioner", "ImageEmbeddingConditioner"]
+    assert not (out / "finetune").exists() and not (out / "pretrain").exists()  # no diffusion training at all
+    report = (out / "report.md").read_text()
+    assert "| `top1_accuracy` |" in report and "align" in report and (out / "evaluate" / "samples.png").is_file()
+
+
+def test_modern_pipeline_predicts_with_the_aligned_encoder_and_the_app_loads_it(modern_run):
+    from dreamdiffusion.models.encoders import load_aligned_encoder
+
+    pipe = DreamDiffusionPipeline.from_pretrained(modern_run / "pipeline")
+    assert isinstance(pipe.eeg_conditioner, ImageEmbeddingConditioner)
+    aligned = load_aligned_encoder(modern_run / "align")
+    eeg = torch.randn(2, 128, 512)
+    # the pipeline's embedding is the aligned encoder's own prediction (no prior in the demo's settings)
+    torch.testing.assert_close(pipe.predict_image_embeds(eeg), aligned.embed(eeg))
+    engine = Engine.from_pretrained(modern_run / "pipeline")
+    assert engine.n_chans == 128
+    images = engine.generate(np.random.default_rng(0).normal(size=(128, 512)).astype(np.float32), steps=2,
+                             guidance=1.0, seed=0)
+    assert len(images) >= 1 and images[0].size == (32, 32)
