@@ -221,6 +221,7 @@ PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # The components a pipeline's model_index.json may name: (library, class).
 ALLOWED_COMPONENTS = {
     ("dreamdiffusion.models.conditioner", "EEGConditioner"),
+    ("dreamdiffusion.models.image_conditioner", "ImageEmbeddingConditioner"),  # the modern recipe's
     ("diffusers", "UNet2DConditionModel"), ("diffusers", "AutoencoderKL"),
     *(("diffusers", s) for s in ("DPMSolverMultistepScheduler", "PNDMScheduler", "DDIMScheduler", "DDPMScheduler",
                                  "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "LMSDiscreteScheduler",
