@@ -53,3 +53,31 @@ def test_encoder_save_load_bit_exact(tmp_path):
         assert torch.equal(a, b), k
     x = torch.randn(2, 128, 512)
     assert torch.equal(enc.eval()(x), back.eval()(x))
+
+
+def test_span_masking_hides_whole_runs_and_keeps_the_ratio():
+    x = torch.randn(3, 64, 8)
+    visible, mask, ids_restore = random_masking(x, 0.75, torch.Generator().manual_seed(1), span=8)
+    assert visible.shape == (3, 16, 8) and mask.sum(1).tolist() == [48.0] * 3
+    runs = mask.view(3, 8, 8)  # 64 tokens = 8 runs of 8: each run all masked or all visible
+    assert ((runs.sum(-1) == 0) | (runs.sum(-1) == 8)).all()
+    m = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=64, mask_span=4)
+    _loss, _pred, mask = m(torch.randn(2, 4, 64), generator=torch.Generator().manual_seed(0))
+    assert ((mask.view(2, 4, 4).sum(-1) % 4) == 0).all()
+
+
+def test_predicted_stats_put_a_normalised_target_back_in_input_units():
+    m = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=32, norm_target=True, predict_stats=True)
+    eeg = 3.0 * torch.randn(2, 4, 32) + 1.0
+    loss, pred, mask = m(eeg, generator=torch.Generator().manual_seed(0))
+    assert pred.shape == (2, 8, 4 * 4 + 2) and torch.isfinite(loss)
+    target = m.patchify(eeg)
+    mean, std = m.token_stats(target)
+    perfect = torch.cat([(target - mean) / std, mean, std.log()], dim=-1)
+    assert m.forward_loss(eeg, perfect, mask) < 1e-8
+    assert torch.allclose(m.reconstruct(eeg, perfect), eeg, atol=1e-4)
+    # the reconstruction reads the predicted statistics, not the true ones
+    wrong = perfect.clone()
+    wrong[..., -2] += 1.0
+    assert torch.allclose(m.reconstruct(eeg, wrong), eeg + 1.0, atol=1e-4)
+    assert m.forward_loss(eeg, wrong, mask) > 0.4

@@ -189,6 +189,13 @@ def test_pretrain_real_eeg_loss_goes_down_and_outputs_load(corpus, tmp_path):
     vals = [r for r in records if "val_loss" in r]
     assert [r["step"] for r in vals] == [20, 40]
     assert vals[-1]["val_loss"] < vals[0]["val_loss"] * 1.05 and np.isfinite(vals[-1]["val_pearson_r"])
+    # the reference predictors sit beside the model, on the same (fixed) masks: constant across validations
+    for key in ("val_mse_zero", "val_mse_interp", "val_pearson_r_interp"):
+        assert vals[0][key] == vals[-1][key] and np.isfinite(vals[-1][key])
+    # z-scored windows: predicting 0 costs about their unit power
+    assert 0.5 < vals[-1]["val_mse_zero"] < 1.5 and vals[-1]["val_pearson_r_zero"] == 0.0
+    summary = json.loads((out / "pretrain_summary.json").read_text())
+    assert summary["val_beats_interpolation"] == (summary["val_mse"] < summary["val_mse_interp"])
     assert all(r["samples_per_s"] is None or r["samples_per_s"] > 0 for r in records if "loss" in r)
 
     enc = EEGEncoder.from_pretrained(out)

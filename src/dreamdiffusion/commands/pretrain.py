@@ -27,6 +27,13 @@ def pretrain(
     gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
                                                 help="Recompute blocks in backward to save memory."),
     norm_target: bool = typer.Option(False, "--norm-target", help="Reconstruct per-token normalised targets."),
+    predict_stats: bool = typer.Option(False, "--predict-stats",
+                                       help="With --norm-target: also predict each token's mean and log-std."),
+    mask_span: int = typer.Option(_D.mask_span, "--mask-span", help="Mask runs of N neighbouring tokens together."),
+    probe_dataset: str = typer.Option("", "--probe-dataset",
+                                      help="Paired dataset (e.g. synthetic) for a linear probe of the encoder at the end."),
+    probe_root: Optional[Path] = typer.Option(None, "--probe-root", help="Root folder of the probe dataset."),
+    probe_bins: int = typer.Option(_D.probe_bins, "--probe-bins", help="Time bins of the probe's features."),
     checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every",
                                          help="Save a resumable checkpoint every N steps (0: none)."),
     checkpoints_total_limit: Optional[int] = typer.Option(None, "--checkpoints-total-limit",
@@ -52,7 +59,9 @@ def pretrain(
         warmup_steps=warmup_steps, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
         checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, resume=resume,
         seed=seed, num_workers=num_workers, val_every=val_every, skip_nan_batches=skip_nan_batches,
-        compile=compile, log_every=log_every, record_indices=record_indices,
+        compile=compile, log_every=log_every, record_indices=record_indices, predict_stats=predict_stats,
+        mask_span=mask_span, probe_dataset=probe_dataset, probe_bins=probe_bins,
+        probe_dataset_options={"root": str(probe_root)} if probe_root else {},
     )
     out = pretrain_msm(config)
     typer.echo(str(out))

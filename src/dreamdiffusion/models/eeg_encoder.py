@@ -161,15 +161,21 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         return self.encode_tokens(self.embed(eeg))[:, 1:, :]
 
 
-def random_masking(x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None):
+def random_masking(x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None, span: int = 1):
     """Per-sample random masking by shuffling (MAE). ``x``: ``[B, N, D]``.
 
-    Returns the visible tokens ``[B, n_keep, D]``, the binary mask ``[B, N]`` (1 = masked) in
-    the original order, and ``ids_restore`` ``[B, N]`` that un-shuffles.
+    ``span > 1`` masks runs of ``span`` neighbouring tokens together (block masking): the gaps are
+    then too long to bridge by interpolating the visible neighbours, so the model has to use the
+    signal's structure. Returns the visible tokens ``[B, n_keep, D]``, the binary mask ``[B, N]``
+    (1 = masked) in the original order, and ``ids_restore`` ``[B, N]`` that un-shuffles.
     """
     b, n, d = x.shape
     n_keep = max(1, int(round(n * (1.0 - mask_ratio))))
-    noise = torch.rand(b, n, device=x.device, generator=generator)
+    if span > 1:  # one draw per run of `span` tokens; the position breaks ties so a run stays together
+        groups = torch.rand(b, -(-n // span), device=x.device, generator=generator)
+        noise = groups.repeat_interleave(span, dim=1)[:, :n] + torch.arange(n, device=x.device) * 1e-7
+    else:
+        noise = torch.rand(b, n, device=x.device, generator=generator)
     ids_shuffle = torch.argsort(noise, dim=1)  # ascending: small noise is kept
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :n_keep]
@@ -201,6 +207,8 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         decoder_num_heads: int = 16,
         mask_ratio: float = 0.75,
         norm_target: bool = False,
+        mask_span: int = 1,
+        predict_stats: bool = False,
     ):
         super().__init__()
         self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio)
@@ -212,7 +220,9 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
             [Block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth)]
         )
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size * n_chans)
+        # With predict_stats the decoder also outputs each token's mean and log-std (the last 2 values),
+        # so a normalised-target model can be put back into input units from what it saw alone.
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size * n_chans + (2 if predict_stats else 0))
         self.gradient_checkpointing = False
         for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
             m.apply(_init_weights)
@@ -236,9 +246,13 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         p, c = self.config.patch_size, self.config.n_chans
         return tokens.reshape(b, n * p, c).transpose(1, 2)
 
+    def sample_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Token mask ``[B, N]`` -> sample mask ``[B, T]`` (1 where the model had to reconstruct)."""
+        return mask.repeat_interleave(self.config.patch_size, dim=1)
+
     def forward_encoder(self, eeg, mask_ratio, generator=None):
         x = self.encoder.embed(eeg)  # [B, N, D]
-        visible, mask, ids_restore = random_masking(x, mask_ratio, generator)
+        visible, mask, ids_restore = random_masking(x, mask_ratio, generator, span=self.config.mask_span)
         latent = self.encoder.encode_tokens(visible)  # [B, 1 + n_keep, D], encoder sees visible tokens only
         return latent, mask, ids_restore
 
@@ -250,17 +264,44 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
         x = torch.cat([x[:, :1, :], tokens], dim=1) + self.decoder_pos_embed.to(x.dtype)
         x = self.decoder_norm(_run_blocks(self.decoder_blocks, x, self.gradient_checkpointing))
-        return self.decoder_pred(x)[:, 1:, :]  # [B, N, p * C]
+        return self.decoder_pred(x)[:, 1:, :]  # [B, N, p * C (+ 2 with predict_stats)]
+
+    @staticmethod
+    def token_stats(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token mean and standard deviation ``[B, N, 1]`` each (of ``[B, N, p * C]``)."""
+        return tokens.mean(dim=-1, keepdim=True), (tokens.var(dim=-1, keepdim=True) + 1e-6).sqrt()
 
     def forward_loss(self, eeg: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean squared error over masked tokens only."""
-        target = self.patchify(eeg).to(pred.dtype)
+        target = self.patchify(eeg).float()
+        pred = pred.float()
+        extra = 0.0
         if self.config.norm_target:  # per-token normalised targets (MAE's norm_pix_loss)
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)
-            target = (target - mean) / (var + 1e-6).sqrt()
-        per_token = ((pred.float() - target.float()) ** 2).mean(dim=-1)  # [B, N]
+            mean, std = self.token_stats(target)
+            target = (target - mean) / std
+            if self.config.predict_stats:  # ... and the statistics themselves, as two more targets
+                stats = torch.cat([mean, std.log()], dim=-1)  # [B, N, 2]
+                extra = ((pred[..., -2:] - stats) ** 2).mean(dim=-1)
+        per_token = ((pred[..., : target.shape[-1]] - target) ** 2).mean(dim=-1) + extra  # [B, N]
         return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def reconstruct(self, eeg: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Predicted tokens -> signal ``[B, C, T]`` in the input's units.
+
+        A ``norm_target`` model predicts per-token normalised values. With ``predict_stats`` its own
+        predicted mean and spread put them back; without, the true token's are used (as MAE does for
+        its pictures), which hands the reconstruction two numbers of every hidden token: such scores
+        flatter the model against predictors that see the visible samples only.
+        """
+        pred = pred.float()
+        n_values = self.config.patch_size * self.config.n_chans
+        if self.config.norm_target:
+            if self.config.predict_stats:
+                mean, std = pred[..., n_values:n_values + 1], pred[..., n_values + 1:].clamp(max=20.0).exp()
+            else:
+                mean, std = self.token_stats(self.patchify(eeg).float())
+            pred = pred[..., :n_values] * std + mean
+        return self.unpatchify(pred[..., :n_values])
 
     def forward(self, eeg: torch.Tensor, mask_ratio: float | None = None, generator: torch.Generator | None = None):
         """Returns ``(loss, pred [B, N, p*C], mask [B, N])``."""

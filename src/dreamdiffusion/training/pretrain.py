@@ -26,6 +26,11 @@ import torch
 
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
+from dreamdiffusion.evaluation.reconstruction import (  # noqa: F401  (masked_pearson_r: re-exported)
+    ReconstructionScores,
+    interpolation_prediction,
+    masked_pearson_r,
+)
 from dreamdiffusion.training.checkpoint import (
     CheckpointManager,
     atomic_save_pretrained,
@@ -64,6 +69,9 @@ class PretrainConfig:
     preset: str = "paper"                  # model size: paper (152M encoder) | small (2 layers) | tiny (tests)
     mask_ratio: float = 0.75               # share of time tokens hidden from the encoder (paper's best)
     norm_target: bool = False              # reconstruct per-token normalised targets (MAE's norm_pix_loss)
+    predict_stats: bool = False            # with norm_target: also predict each token's mean and log-std, so
+                                           # reconstructions (and val scores) use nothing of the hidden samples
+    mask_span: int = 1                     # mask runs of this many neighbouring tokens (1: single tokens, paper)
     max_steps: int | None = None           # stop after this many optimizer steps (overrides epochs)
     epochs: int | None = None              # passes over the training windows; None and no max_steps: 500
     batch_size: int = 100                  # windows per process per step (paper: 100)
@@ -88,6 +96,9 @@ class PretrainConfig:
     skip_nan_batches: bool = False         # skip a step whose loss is NaN/Inf instead of stopping
     compile: bool = False                  # torch.compile the model (faster on GPU; slow to start)
     record_indices: bool = False           # write the window indices each rank trained on (debugging)
+    probe_dataset: str = ""                # paired dataset (e.g. synthetic) for a linear probe at the end ("": none)
+    probe_dataset_options: dict = dataclasses.field(default_factory=dict)  # its options, e.g. {"root": DIR}
+    probe_bins: int = 16                   # time bins the probe averages tokens (and the raw EEG) into
 
     # ---- JSON round trip
 
@@ -145,6 +156,12 @@ class PretrainConfig:
             bad("log_every must be at least 1")
         if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
             bad(f"--checkpoints-total-limit must be at least 1, got {self.checkpoints_total_limit}")
+        if self.mask_span < 1:
+            bad(f"--mask-span must be at least 1, got {self.mask_span}")
+        if self.predict_stats and not self.norm_target:
+            bad("--predict-stats needs --norm-target (it predicts the statistics the normalisation removes)")
+        if self.probe_bins < 1:
+            bad(f"--probe-bins must be at least 1, got {self.probe_bins}")
         if not 0.0 <= self.val_fraction < 1.0:
             bad(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -152,47 +169,22 @@ class PretrainConfig:
 # --------------------------------------------------------------------------- metrics
 
 def reconstruct_signal(model, eeg: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """Predicted tokens ``[B, N, p*C]`` -> signal ``[B, C, T]`` in the input's units.
-
-    With ``norm_target`` the model predicts per-token normalised values; the token's own mean and
-    spread are put back (as MAE does for its visualisations).
-    """
-    pred = pred.float()
-    if model.config.norm_target:
-        target = model.patchify(eeg).float()
-        mean = target.mean(dim=-1, keepdim=True)
-        std = (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
-        pred = pred * std + mean
-    return model.unpatchify(pred)
-
-
-def masked_pearson_r(original: torch.Tensor, recon: torch.Tensor, sample_mask: torch.Tensor) -> torch.Tensor:
-    """Pearson r per (window, channel) over the masked samples only: ``[B, C]`` (NaN where undefined).
-
-    ``sample_mask`` ``[B, T]`` is 1 where the model had to reconstruct; visible samples are not
-    trained, so scoring them would flatter nobody.
-    """
-    w = sample_mask[:, None, :].float()  # [B, 1, T]
-    n = w.sum(-1).clamp_min(1.0)
-    x, y = original.float(), recon.float()
-    mx, my = (x * w).sum(-1) / n, (y * w).sum(-1) / n
-    dx, dy = (x - mx[..., None]) * w, (y - my[..., None]) * w
-    cov = (dx * dy).sum(-1)
-    denom = ((dx * dx).sum(-1) * (dy * dy).sum(-1)).sqrt()
-    return torch.where(denom > 0, cov / denom.clamp_min(1e-30), torch.full_like(cov, float("nan")))
+    """Predicted tokens ``[B, N, p*C]`` -> signal ``[B, C, T]`` in the input's units (see ``model.reconstruct``)."""
+    return model.reconstruct(eeg, pred)
 
 
 @torch.no_grad()
 def evaluate_msm(model, dataset, batch_size: int, seed: int, device, max_batches: int | None = None,
                  autocast=None) -> dict:
-    """Validation: masked-token MSE and Pearson r over all channels, with fixed masks across calls."""
+    """Validation on fixed masks (the same every call): the model's loss, and its masked MSE and Pearson r
+    (all channels, input units) beside the zero and interpolation predictors on the same masks."""
     if len(dataset) == 0:
         return {}
     was_training = model.training
     model.eval()
     gen = seeded_generator(seed, STREAM_VAL, device=device)  # the same masks every evaluation
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    total_loss, total_n, rs = 0.0, 0, []
+    total_loss, total_n, scores = 0.0, 0, ReconstructionScores()
     for i, eeg in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
@@ -202,15 +194,9 @@ def evaluate_msm(model, dataset, batch_size: int, seed: int, device, max_batches
             loss, pred, mask = model(eeg, generator=gen)
         total_loss += float(loss) * len(eeg)
         total_n += len(eeg)
-        recon = reconstruct_signal(model, eeg, pred)
-        sample_mask = mask.repeat_interleave(model.config.patch_size, dim=1)
-        rs.append(masked_pearson_r(eeg, recon, sample_mask).flatten())
+        scores.add(eeg.float(), reconstruct_signal(model, eeg, pred), model.sample_mask(mask))
     model.train(was_training)
-    r = torch.cat(rs)
-    r = r[torch.isfinite(r)]
-    return {"val_loss": total_loss / max(total_n, 1),
-            "val_pearson_r": float(r.mean()) if len(r) else float("nan"),
-            "val_windows": total_n}
+    return {"val_loss": total_loss / max(total_n, 1), **scores.result("val_"), "val_windows": total_n}
 
 
 # --------------------------------------------------------------------------- the run
@@ -262,7 +248,8 @@ def _check_output(config: PretrainConfig, manager: CheckpointManager) -> None:
 
 def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> None:
     # The model shape is checked by load_state itself; these only change what "the same run" means.
-    for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus"):
+    for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus", "mask_span",
+                "predict_stats"):
         if key in saved and saved[key] != getattr(config, key):
             logger.warning("resuming %s with %s=%r (the checkpoint was written with %r): the result will "
                            "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
@@ -291,7 +278,8 @@ def pretrain_msm(config: PretrainConfig) -> Path:
     try:
         model = MaskedSignalModel.from_preset(
             config.preset, n_chans=train_set.n_chans, n_times=train_set.n_times, sfreq=float(train_set.sfreq),
-            mask_ratio=config.mask_ratio, norm_target=config.norm_target)
+            mask_ratio=config.mask_ratio, norm_target=config.norm_target, mask_span=config.mask_span,
+            predict_stats=config.predict_stats)
     except ValueError as exc:
         raise ConfigError(f"the corpus windows ({train_set.n_chans} x {train_set.n_times}) do not fit preset "
                           f"{config.preset!r}: {exc}", config.corpus) from None
@@ -403,11 +391,16 @@ def pretrain_msm(config: PretrainConfig) -> Path:
         atomic_save_pretrained(msm.encoder, output)
         atomic_save_pretrained(msm, output / "msm")
         config.to_json(output / CONFIG_FILE, resolved)
+        probe = _probe(msm.encoder, config)
+        if probe:
+            metrics.write({"step": step, **probe})
         records = read_jsonl(output / METRICS_FILE) if (output / METRICS_FILE).exists() else []
         train_losses = [r["loss"] for r in records if "loss" in r]
         summary = {"steps": step, "resumed_from_step": start_step or None, "skipped_nonfinite_steps": skipped,
                    "first_loss": train_losses[0] if train_losses else None,
                    "final_loss": train_losses[-1] if train_losses else None, **val,
+                   "val_beats_interpolation": (val["val_mse"] < val["val_mse_interp"]) if val else None,
+                   **probe,
                    "wall_time_s_this_process": time.time() - started, "device": str(device),
                    "num_processes": world}
         atomic_write_json(output / SUMMARY_FILE, summary)
@@ -429,6 +422,23 @@ def _validate(accelerator, model, val_set, config: PretrainConfig, metrics: Json
     return result
 
 
+def _probe(encoder, config: PretrainConfig) -> dict:
+    """Linear probe of the trained encoder (beside a random one and the raw EEG) on the probe dataset's val."""
+    if not config.probe_dataset:
+        return {}
+    from dreamdiffusion.data.pairs import open_paired_dataset
+    from dreamdiffusion.evaluation.probe import eeg_and_labels, linear_probe
+
+    started = time.time()
+    splits = [eeg_and_labels(open_paired_dataset(config.probe_dataset, split, **config.probe_dataset_options))
+              for split in ("train", "val")]
+    result = linear_probe(encoder, splits[0], splits[1], n_bins=config.probe_bins, seed=config.seed)
+    logger.info("linear probe on %s val: encoder %.3f, random encoder %.3f, raw EEG %.3f (%.0f s)",
+                config.probe_dataset, result["probe_encoder"], result["probe_random_encoder"],
+                result["probe_raw_eeg"], time.time() - started)
+    return {**result, "probe_s": round(time.time() - started, 1)}
+
+
 def _figures(msm, dataset, config: PretrainConfig, output: Path, records: list[dict], device) -> None:
     from dreamdiffusion.training.plots import plot_loss_curves, plot_reconstruction
 
@@ -438,10 +448,15 @@ def _figures(msm, dataset, config: PretrainConfig, output: Path, records: list[d
     with torch.no_grad():
         _loss, pred, mask = msm(eeg, generator=seeded_generator(config.seed, STREAM_VAL, device=device))
     recon = reconstruct_signal(msm, eeg, pred)[0].cpu().numpy()
-    sample_mask = mask.repeat_interleave(msm.config.patch_size, dim=1)[0].cpu().numpy().astype(bool)
-    plot_reconstruction(eeg[0].cpu().numpy(), recon, sample_mask, output / "reconstruction.png",
-                        sfreq=msm.config.sfreq,
-                        title=f"MSM reconstruction, validation window 0 (mask ratio {config.mask_ratio:.2f})")
+    sample_mask = msm.sample_mask(mask)
+    interp = interpolation_prediction(eeg.float(), sample_mask)[0].cpu().numpy()
+    val = next((r for r in reversed(records) if r.get("val_mse_interp") is not None), {})
+    scores = (f"\nval: model r {val['val_pearson_r']:.3f}, MSE {val['val_mse']:.3f} | interpolation r "
+              f"{val['val_pearson_r_interp']:.3f}, MSE {val['val_mse_interp']:.3f} | zero MSE {val['val_mse_zero']:.3f}"
+              if val else "")
+    plot_reconstruction(eeg[0].cpu().numpy(), recon, sample_mask[0].cpu().numpy().astype(bool),
+                        output / "reconstruction.png", sfreq=msm.config.sfreq, interpolation=interp,
+                        title=f"MSM reconstruction, validation window 0 (mask ratio {config.mask_ratio:.2f}){scores}")
 
 
 __all__ = ["PretrainConfig", "pretrain_msm", "evaluate_msm", "masked_pearson_r", "reconstruct_signal"]
