@@ -1,36 +1,17 @@
-"""Shared pieces of the app/stream/devices tests: the real Emotiv recording and a tiny real pipeline."""
+"""Shared pieces of the app/stream/devices tests: the Emotiv channel names and a tiny real pipeline."""
 
 from __future__ import annotations
 
-import importlib.util
-import pickle
 from pathlib import Path
 
 import mne
-import numpy as np
-import pytest
 
 EMOTIV = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4"]
 
 
-def spkit_raw() -> mne.io.RawArray:
-    """spkit's real 14-channel Emotiv EPOC recording (16 s at 128 Hz), read without importing spkit."""
-    spec = importlib.util.find_spec("spkit")
-    if spec is None or spec.origin is None:
-        pytest.skip("spkit is not installed (pip install --no-deps spkit==0.0.9.7): no real EEG recording")
-    path = Path(spec.origin).parent / "data" / "files" / "EEG16SecData.pkl"
-    with open(path, "rb") as fh:
-        # A package's own data file of numpy arrays; tests only (library code uses data.io.sample_raw).
-        X, ch = pickle.load(fh)
-    raw = mne.io.RawArray(np.asarray(X, dtype=float).T * 1e-6, mne.create_info(list(ch), 128.0, "eeg"),
-                          verbose="error")
-    raw.set_montage("standard_1020", verbose="error")
-    return raw
-
-
-def write_spkit_fif(folder: Path, annotate: bool = True) -> Path:
-    """The Emotiv recording saved as FIF (with two stimulus annotations when ``annotate``)."""
-    raw = spkit_raw()
+def write_spkit_fif(raw: mne.io.BaseRaw, folder: Path, annotate: bool = True) -> Path:
+    """The Emotiv recording (conftest's ``spkit_raw``) saved as FIF, with two stimulus annotations when
+    ``annotate`` (it changes ``raw``: pass a copy)."""
     if annotate:
         raw.set_annotations(mne.Annotations(onset=[2.0, 7.5], duration=[0.0, 0.0], description=["cat", "dog"]))
     path = Path(folder) / "emotiv_raw.fif"

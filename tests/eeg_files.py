@@ -1,8 +1,8 @@
 """Real EEG files for tests, written with MNE's own writers.
 
-Sources (both ship inside installed packages, see reference/offline.md):
-- spkit's 14-channel Emotiv EPOC recording (16 s at 128 Hz), read from its pickle without
-  importing spkit (``dreamdiffusion.data.io.sample_raw``, an arrays-only unpickler);
+Sources (both ship inside installed packages):
+- spkit's 14-channel Emotiv EPOC recording (16 s at 128 Hz): conftest's ``spkit_raw`` fixture
+  (``dreamdiffusion.data.io.sample_raw``, an arrays-only unpickler);
 - pyedflib's 1-channel clinical-looking EDF ``tests/data/test_subsecond.edf`` (698 s at 128 Hz).
 """
 
@@ -15,13 +15,7 @@ import mne
 import numpy as np
 import pytest
 
-from dreamdiffusion.data.io import sample_raw
-
 FORMATS = ("fif", "vhdr", "edf", "set")
-
-
-def spkit_raw() -> mne.io.RawArray:
-    return sample_raw()
 
 
 def pyedflib_edf() -> Path:
@@ -47,8 +41,9 @@ def write_raw(raw: mne.io.BaseRaw, folder: Path, name: str, fmt: str) -> Path:
     return path
 
 
-def write_spkit(folder: Path, fmt: str, name: str = "spkit") -> Path:
-    return write_raw(spkit_raw(), folder, name, fmt)
+def write_spkit(raw: mne.io.BaseRaw, folder: Path, fmt: str, name: str = "spkit") -> Path:
+    """The spkit recording (conftest's ``spkit_raw``) written as ``folder/name.<fmt>``."""
+    return write_raw(raw, folder, name, fmt)
 
 
 def write_npy(folder: Path, data: np.ndarray, name: str = "rec") -> Path:

@@ -4,13 +4,12 @@
   and ``imageNet_images/<wnid>/<name>.JPEG`` written with PIL.
 * THINGS-EEG2: ``sub-01/preprocessed_eeg_{training,test}.npy`` (np.save of a dict, as released)
   plus ``training_images/<00001_concept>/<file>.jpg`` and ``test_images/...``.
-* A folder + CSV around spkit's real 14-channel Emotiv recording (read from the pickle inside the
-  installed spkit package, without importing spkit), saved as FIF with MNE.
+* A folder + CSV around spkit's real 14-channel Emotiv recording (conftest's ``spkit_raw``), saved as FIF
+  with MNE.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,30 +126,9 @@ def write_things(root: Path, n_concepts: int = 3, per_concept: int = 4, n_test: 
     return Things(root, train, test, times, train_images, test_images)
 
 
-SPKIT_CHANNELS = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4"]
-
-
-def spkit_recording() -> tuple[np.ndarray, list[str], float]:
-    """spkit's real Emotiv EEG: ``(X [2048, 14] microvolts, channel names, 128.0)``.
-
-    Read from the pickle inside the installed package (find_spec does not run spkit's __init__),
-    through the project's restricted unpickler: only arrays and lists come out of it.
-    """
-    from dreamdiffusion.data.pairs import restricted_unpickle
-
-    spec = importlib.util.find_spec("spkit")
-    assert spec is not None and spec.origin, "spkit is installed by scripts/setup.sh"
-    path = Path(spec.origin).parent / "data" / "files" / "EEG16SecData.pkl"
-    with open(path, "rb") as fh:
-        X, ch = restricted_unpickle(fh)
-    return np.asarray(X, dtype=np.float64), [str(c) for c in ch], 128.0
-
-
-def write_spkit_fif(path: Path) -> Path:
-    import mne
-
-    X, ch, sfreq = spkit_recording()
-    raw = mne.io.RawArray(X.T * 1e-6, mne.create_info(ch, sfreq, "eeg"), verbose="error")
+def write_spkit_fif(raw, path: Path) -> Path:
+    """The spkit recording (conftest's ``spkit_raw``) as FIF at ``path``, without electrode positions."""
+    raw = raw.copy().set_montage(None)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw.save(path, overwrite=True, verbose="error")
     return path

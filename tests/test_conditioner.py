@@ -4,21 +4,12 @@ import json
 
 import pytest
 import torch
-from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES, make_base, make_clip, make_encoder
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
 from dreamdiffusion.models.eeg_encoder import EEGEncoder
-
-
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("stageb")
-    make_base(d / "base")
-    make_clip(d / "clip")
-    make_encoder(d / "enc")
-    return d
 
 
 def test_shapes_and_pretrained_encoder_weights(parts):

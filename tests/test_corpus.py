@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from eeg_files import FORMATS, pyedflib_edf, spkit_raw, write_npy, write_raw, write_spkit
+from eeg_files import FORMATS, pyedflib_edf, write_npy, write_raw, write_spkit
 from dreamdiffusion.cli import main
 from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter, build_corpus, read_exclusions, read_manifest  # noqa: E501
 from dreamdiffusion.data.transforms import InputSpec
@@ -34,10 +34,10 @@ def _leftovers(folder: Path):
     return [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".old-" in p.name or ".partial-" in p.name]
 
 
-def test_cli_builds_corpus_from_real_eeg_in_every_format(tmp_path, capsys):
+def test_cli_builds_corpus_from_real_eeg_in_every_format(tmp_path, capsys, spkit_raw):
     src = tmp_path / "in"
     for fmt in FORMATS:
-        write_spkit(src / fmt, fmt, name=f"sub-01_{fmt}")
+        write_spkit(spkit_raw, src / fmt, fmt, name=f"sub-01_{fmt}")
     out = tmp_path / "corpus"
     code, stdout, err = _run(capsys, "data", "build-corpus", src, pyedflib_edf(), "--output", out, *SMALL,
                              "--max-windows-per-recording", "40")
@@ -67,8 +67,8 @@ def test_cli_builds_corpus_from_real_eeg_in_every_format(tmp_path, capsys):
     assert _leftovers(tmp_path) == []
 
 
-def test_inspect_json_is_one_object(tmp_path, capsys):
-    path = write_spkit(tmp_path, "edf")
+def test_inspect_json_is_one_object(tmp_path, capsys, spkit_raw):
+    path = write_spkit(spkit_raw, tmp_path, "edf")
     code, out, err = _run(capsys, "data", "inspect", path, "--json")
     assert code == 0, err
     info = json.loads(out)
@@ -88,16 +88,16 @@ def test_make_sample_writes_a_readable_file(tmp_path, capsys):
     assert code == 2 and "exists" in err
 
 
-def _bad_inputs(d: Path):
-    good = write_spkit(d / "good", "fif")
-    trunc = write_spkit(d / "t", "edf", name="trunc")
+def _bad_inputs(d: Path, spkit_raw):
+    good = write_spkit(spkit_raw, d / "good", "fif")
+    trunc = write_spkit(spkit_raw, d / "t", "edf", name="trunc")
     trunc.write_bytes(trunc.read_bytes()[:2000])
     (d / "notes.xyz").write_text("hello")
     rank3 = write_npy(d, np.zeros((2, 3, 400)), "rank3")
-    nan = spkit_raw().get_data()
+    nan = spkit_raw.get_data()
     nan[0, 5] = np.nan
-    nanf = write_raw(mne.io.RawArray(nan, spkit_raw().info, verbose="error"), d / "n", "nan", "fif")
-    short = write_raw(spkit_raw().crop(0, 0.2), d / "s", "short", "fif")
+    nanf = write_raw(mne.io.RawArray(nan, spkit_raw.info, verbose="error"), d / "n", "nan", "fif")
+    short = write_raw(spkit_raw.copy().crop(0, 0.2), d / "s", "short", "fif")
     (d / "empty").mkdir()
     garbage = d / "garbage.vhdr"
     garbage.write_bytes(os.urandom(300))
@@ -112,8 +112,8 @@ def _bad_inputs(d: Path):
     }
 
 
-def test_bad_inputs_give_one_line_naming_the_file(tmp_path, capsys):
-    good, cases = _bad_inputs(tmp_path)
+def test_bad_inputs_give_one_line_naming_the_file(tmp_path, capsys, spkit_raw):
+    good, cases = _bad_inputs(tmp_path, spkit_raw)
     for name, (path, words) in cases.items():
         out = tmp_path / f"corpus-{name.replace(' ', '-')}"
         code, stdout, err = _run(capsys, "data", "build-corpus", path, "--output", out, "--sfreq", "100", *SMALL)
@@ -129,8 +129,8 @@ def test_bad_inputs_give_one_line_naming_the_file(tmp_path, capsys):
                 assert code == 2 and str(path) in err and "Traceback" not in err, (name, err)
 
 
-def test_bad_file_among_many_is_skipped_or_strict(tmp_path, capsys, caplog):
-    good, cases = _bad_inputs(tmp_path)
+def test_bad_file_among_many_is_skipped_or_strict(tmp_path, capsys, caplog, spkit_raw):
+    good, cases = _bad_inputs(tmp_path, spkit_raw)
     bad = [cases[k][0] for k in ("truncated", "unknown extension", "nan", "too short", "garbage")]
     out = tmp_path / "corpus"
     with caplog.at_level("WARNING", logger="dreamdiffusion"):
@@ -171,9 +171,9 @@ def test_inspect_missing_file_message(tmp_path, capsys):
     assert code == 2 and err.strip() == f"error: {tmp_path / 'missing.fif'}: file not found"
 
 
-def test_exclusions_by_subject_glob_and_list_file(tmp_path):
+def test_exclusions_by_subject_glob_and_list_file(tmp_path, spkit_raw):
     for s in ("01", "02", "03"):
-        write_spkit(tmp_path / "bids" / f"sub-{s}" / "eeg", "fif", name=f"sub-{s}_task-rest_eeg")
+        write_spkit(spkit_raw, tmp_path / "bids" / f"sub-{s}" / "eeg", "fif", name=f"sub-{s}_task-rest_eeg")
     lst = tmp_path / "exclude.txt"
     lst.write_text("# test subjects of the paired set\nsub-02\n")
     out = build_corpus([tmp_path / "bids"], tmp_path / "c", spec=_small_spec(), exclude=[lst, "*sub-03*"])

@@ -6,7 +6,7 @@ import mne
 import numpy as np
 import pytest
 
-from app_fixtures import EMOTIV, spkit_raw
+from app_fixtures import EMOTIV
 from dreamdiffusion.app import devices
 from dreamdiffusion.core.errors import ConfigError, EEGReadError
 
@@ -42,15 +42,15 @@ def test_resolve_montage_names_files_and_errors(tmp_path):
         devices.resolve_montage(bad)
 
 
-def test_apply_montage_names_unknown_channels():
-    raw = spkit_raw()
+def test_apply_montage_names_unknown_channels(spkit_raw):
+    raw = spkit_raw
     raw.rename_channels({"AF3": "Ch1"})
     with pytest.raises(EEGReadError, match="Ch1"):
         devices.apply_montage(raw, "standard_1020", source="rec.fif")
 
 
-def test_snap_keeps_standard_names_and_renames_foreign_ones():
-    raw = spkit_raw()
+def test_snap_keeps_standard_names_and_renames_foreign_ones(spkit_raw):
+    raw = spkit_raw
     assert devices.snap_to_standard_names(raw) is raw  # already 10-05 names: untouched
     cap = mne.channels.make_standard_montage("biosemi32")
     data = np.zeros((32, 10))

@@ -101,15 +101,14 @@ def test_samples_round_trip_through_manifest(tmp_path):
         E.read_samples(tmp_path / "elsewhere", 1)
 
 
-def test_generate_samples_is_deterministic_and_batch_independent(tmp_path):
-    from stageb_helpers import CROSS, CLIP_DIM, make_base, make_encoder
+def test_generate_samples_is_deterministic_and_batch_independent(parts):
+    from stageb_helpers import CROSS, CLIP_DIM
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
     from dreamdiffusion.models.conditioner import EEGConditioner
     from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
-    base = make_base(tmp_path / "base")
-    enc = make_encoder(tmp_path / "enc")
+    base, enc = parts / "base", parts / "enc"
     cond = EEGConditioner.from_encoder(enc, cross_attention_dim=CROSS, clip_dim=CLIP_DIM)
     pipe = DreamDiffusionPipeline(
         unet=UNet2DConditionModel.from_pretrained(base / "unet"), vae=AutoencoderKL.from_pretrained(base / "vae"),

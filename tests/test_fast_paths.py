@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES, make_base, make_encoder
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
@@ -21,14 +21,6 @@ from dreamdiffusion.models.conditioner import EEGConditioner
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 
 TOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("fast")
-    make_base(d / "base")
-    make_encoder(d / "enc")
-    return d
 
 
 def _pipe(d, scheduler="dpm"):

@@ -10,7 +10,7 @@ import pytest
 from net_helpers import free_port
 import torch
 from safetensors.torch import load_file
-from stageb_helpers import PairList, make_base, make_clip, make_encoder, make_folder_dataset
+from stageb_helpers import PairList, make_folder_dataset
 
 from dreamdiffusion.cli import main
 from dreamdiffusion.core.errors import ConfigError, TrainingError
@@ -19,25 +19,7 @@ from dreamdiffusion.training.finetune_trainer import RECORD_PAIRS_ENV
 from dreamdiffusion.training.loop import StepBatchSampler
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    # Accelerate keeps one process-wide state; each run here must start from a clean one.
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    yield
-
-
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ft")
-    make_base(d / "base")
-    make_clip(d / "clip")
-    make_encoder(d / "enc")  # 8 channels x 64 samples, for the Python-API runs
-    make_encoder(d / "enc128", n_chans=128, n_times=512)  # the folder dataset's default model input
-    make_folder_dataset(d / "data")
-    return d
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # parts: conftest.py
 
 
 def _cfg(parts, out, **kw):

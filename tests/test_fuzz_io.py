@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from eeg_files import spkit_raw, write_raw
+from eeg_files import write_raw
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.transforms import InputSpec, windows_from_raw
 from dreamdiffusion.core.errors import ConfigError, DataError, EEGReadError
@@ -89,16 +89,15 @@ def _check_read(kind: str, path: Path, **kw) -> None:
 
 
 _FORMATS = {"edf": ".edf", "fif": "_raw.fif", "vhdr": ".vhdr", "set": ".set"}
-_SEEDS: dict[str, dict[str, bytes]] = {}
-
-
-def _seed_files(fmt: str) -> dict[str, bytes]:
-    """The bytes of a real 2 s, 14-channel recording written by MNE in ``fmt`` (all its files)."""
-    if fmt not in _SEEDS:
+@pytest.fixture(scope="module")
+def seed_files(spkit_recording) -> dict[str, dict[str, bytes]]:
+    """Per format, the bytes of a real 2 s, 14-channel recording written by MNE (all its files)."""
+    seeds = {}
+    for fmt in _FORMATS:
         with tempfile.TemporaryDirectory() as d:
-            write_raw(spkit_raw().crop(0, 2.0), Path(d), "seed", fmt)
-            _SEEDS[fmt] = {p.name: p.read_bytes() for p in Path(d).iterdir()}
-    return _SEEDS[fmt]
+            write_raw(spkit_recording.copy().crop(0, 2.0), Path(d), "seed", fmt)
+            seeds[fmt] = {p.name: p.read_bytes() for p in Path(d).iterdir()}
+    return seeds
 
 
 def _main_name(fmt: str, files: dict[str, bytes]) -> str:
@@ -119,9 +118,9 @@ def test_garbage_bytes(ext, payload):
 @given(fmt=st.sampled_from(sorted(_FORMATS)), which=st.integers(0, 2), cut=st.floats(0, 1),
        flips=st.lists(st.tuples(st.floats(0, 1), st.binary(min_size=1, max_size=16)), max_size=4),
        truncate=st.booleans())
-def test_damaged_real_files(fmt, which, cut, flips, truncate):
+def test_damaged_real_files(seed_files, fmt, which, cut, flips, truncate):
     """A real recording in each format, truncated and/or overwritten in places (headers included)."""
-    files = dict(_seed_files(fmt))
+    files = dict(seed_files[fmt])
     names = sorted(files)
     victim = names[which % len(names)]
     blob = bytearray(files[victim])
@@ -140,9 +139,9 @@ def test_damaged_real_files(fmt, which, cut, flips, truncate):
 @FUZZ
 @given(label=st.binary(min_size=16, max_size=16).filter(lambda b: any(c >= 0x80 for c in b)),
        ch=st.integers(0, 13))
-def test_non_utf8_channel_names_in_edf(label, ch):
+def test_non_utf8_channel_names_in_edf(seed_files, label, ch):
     """EDF labels are 16 bytes each, starting at byte 256; put undecodable bytes in one."""
-    blob = bytearray(_seed_files("edf")[_main_name("edf", _seed_files("edf"))])
+    blob = bytearray(seed_files["edf"][_main_name("edf", seed_files["edf"])])
     start = 256 + 16 * ch
     blob[start:start + 16] = label
     with tempfile.TemporaryDirectory() as d:
@@ -153,8 +152,8 @@ def test_non_utf8_channel_names_in_edf(label, ch):
 
 @FUZZ
 @given(name=st.binary(min_size=1, max_size=12).filter(lambda b: b"\n" not in b and b"," not in b and b"\r" not in b))
-def test_non_utf8_channel_names_in_brainvision(name):
-    files = dict(_seed_files("vhdr"))
+def test_non_utf8_channel_names_in_brainvision(seed_files, name):
+    files = dict(seed_files["vhdr"])
     vhdr = _main_name("vhdr", files)
     text = files[vhdr]
     # Channel lines look like "Ch1=AF3,,0.1,µV"; replace the first channel's name with raw bytes.

@@ -6,15 +6,15 @@ import mne
 import numpy as np
 import pytest
 
-from eeg_files import FORMATS, pyedflib_edf, spkit_raw, write_npy, write_raw, write_spkit
+from eeg_files import FORMATS, pyedflib_edf, write_npy, write_raw, write_spkit
 from dreamdiffusion.data.io import find_recordings, inspect_recording, read_raw, sample_raw
 from dreamdiffusion.core.errors import EEGReadError
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_real_recording_round_trips_through_every_writer(tmp_path, fmt):
-    ref = spkit_raw()
-    path = write_spkit(tmp_path, fmt)
+def test_real_recording_round_trips_through_every_writer(tmp_path, fmt, spkit_raw):
+    ref = spkit_raw
+    path = write_spkit(spkit_raw, tmp_path, fmt)
     raw = read_raw(path)
     assert raw.info["sfreq"] == 128.0
     assert raw.ch_names == ref.ch_names
@@ -85,8 +85,8 @@ def test_bad_files_raise_naming_the_file(tmp_path, make, match):
 
 
 @pytest.mark.parametrize("fmt", ["edf", "fif"])
-def test_truncated_files_raise(tmp_path, fmt):
-    path = write_spkit(tmp_path, fmt)
+def test_truncated_files_raise(tmp_path, fmt, spkit_raw):
+    path = write_spkit(spkit_raw, tmp_path, fmt)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(EEGReadError) as e:
@@ -94,8 +94,8 @@ def test_truncated_files_raise(tmp_path, fmt):
     assert e.value.path == str(path)
 
 
-def test_nan_refused_or_repaired(tmp_path):
-    raw = spkit_raw()
+def test_nan_refused_or_repaired(tmp_path, spkit_raw):
+    raw = spkit_raw.copy()
     data = raw.get_data()
     data[3, 100:110] = np.nan
     data[5, 7] = np.inf
@@ -109,7 +109,7 @@ def test_nan_refused_or_repaired(tmp_path):
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out[0], data[0], rtol=1e-6)  # good channels untouched (FIF stores float32)
     # the interpolated channel follows its neighbours: correlated with the original
-    ref = spkit_raw().get_data()[3]
+    ref = spkit_raw.get_data()[3]
     assert np.corrcoef(out[3], ref)[0, 1] > 0.3
     assert fixed.info["bads"] == []
     npy = write_npy(tmp_path, np.full((2, 100), np.nan), "allnan")
@@ -117,8 +117,8 @@ def test_nan_refused_or_repaired(tmp_path):
         read_raw(npy, sfreq=100)
 
 
-def test_inspect_reports_channels_and_problems(tmp_path):
-    raw = spkit_raw()
+def test_inspect_reports_channels_and_problems(tmp_path, spkit_raw):
+    raw = spkit_raw
     data = raw.get_data()
     data[2] = 0.0  # flat
     data[4] *= 100  # extreme variance
@@ -135,9 +135,9 @@ def test_inspect_reports_channels_and_problems(tmp_path):
     json.dumps(info)  # JSON-ready
 
 
-def test_find_recordings_recurses_over_known_extensions(tmp_path):
-    write_spkit(tmp_path / "a", "edf")
-    write_spkit(tmp_path / "a" / "b", "vhdr")
+def test_find_recordings_recurses_over_known_extensions(tmp_path, spkit_raw):
+    write_spkit(spkit_raw, tmp_path / "a", "edf")
+    write_spkit(spkit_raw, tmp_path / "a" / "b", "vhdr")
     (tmp_path / "a" / "readme.txt").write_text("x")
     found = find_recordings(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/spkit.vhdr", "a/spkit.edf"]

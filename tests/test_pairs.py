@@ -5,27 +5,17 @@ import pytest
 import torch
 from scipy.interpolate import interp1d
 
-from dreamdiffusion.data import pairs
 from dreamdiffusion.data.images import ImageTransform, PairCollator
 from dreamdiffusion.data.pairs import (BRAIN2IMAGE_CLASSES, EEGCVPR40, PAIRED_DATASETS, FolderPairs, ThingsEEG2,
                                        open_paired_dataset, open_paired_dataset_from_cli, paired_dataset_options,
                                        register_paired_dataset)
 from dreamdiffusion.data.transforms import InputSpec, normalize_windows, standardize_raw
 from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
-from pairs_fixtures import (THINGS_CHANNELS, WNIDS, spkit_recording, write_cvpr40, write_jpeg,
+from pairs_fixtures import (THINGS_CHANNELS, WNIDS, write_cvpr40, write_jpeg,
                             write_spkit_fif, write_things)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    pairs.clear_cache()
-    yield
-    pairs.clear_cache()
-
-
-@pytest.fixture
-def cvpr(tmp_path):
-    return write_cvpr40(tmp_path / "cvpr")
+pytestmark = pytest.mark.usefixtures("fresh_pairs_cache")
 
 
 def _paper_eeg(eeg: torch.Tensor) -> np.ndarray:
@@ -228,10 +218,10 @@ def test_things_image_metadata_order_and_errors(tmp_path):
 # ---------------------------------------------------------------------------------------------- folder + CSV
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
+def folder(tmp_path_factory, spkit_recording):
     root = tmp_path_factory.mktemp("folder")
-    write_spkit_fif(root / "eeg" / "rec_eeg.fif")
-    write_spkit_fif(root / "eeg" / "rec2_eeg.fif")
+    write_spkit_fif(spkit_recording, root / "eeg" / "rec_eeg.fif")
+    write_spkit_fif(spkit_recording, root / "eeg" / "rec2_eeg.fif")
     rows = ["eeg_file,onset,image,label,subject"]
     for i in range(14):
         img = f"images/img{i % 7}.jpg"
@@ -245,7 +235,7 @@ def folder(tmp_path_factory):
 KW = dict(val_fraction=0.3, test_fraction=0.3, seed=1)  # seed 1 puts images in all three splits
 
 
-def test_folder_pairs_cut_real_eeg_at_onsets(folder):
+def test_folder_pairs_cut_real_eeg_at_onsets(folder, spkit_raw):
     spec = InputSpec()
     sets = {s: FolderPairs(folder, split=s, **KW) for s in ("train", "val", "test")}
     assert sum(len(d) for d in sets.values()) == 14
@@ -260,9 +250,7 @@ def test_folder_pairs_cut_real_eeg_at_onsets(folder):
     assert ds.class_names == ["cat", "dog"]
     assert all(lab == (1 if (r["line"] - 2) % 2 == 0 else 0) for lab, r in zip(ds.labels, ds.rows))
     # The epoch is the standardised recording from onset + 20 ms, z-scored.
-    X, ch, sfreq = spkit_recording()
-    import mne
-    raw = mne.io.RawArray(X.T * 1e-6, mne.create_info(ch, sfreq, "eeg"), verbose="error")
+    raw = spkit_raw.set_montage(None)
     full = standardize_raw(raw, spec)
     r = ds.rows[0]
     item = ds[0]

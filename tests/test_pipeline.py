@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES, make_base, make_clip, make_encoder
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
@@ -14,12 +14,9 @@ from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pipe")
-    make_base(d / "base")
-    make_encoder(d / "enc")
-    base = hub.load_base(str(d / "base"))
-    cond = EEGConditioner.from_encoder(d / "enc", CROSS, CLIP_DIM, hub.unet_time_embed_dim(base.unet))
+def pipe(parts):
+    base = hub.load_base(str(parts / "base"))
+    cond = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, hub.unet_time_embed_dim(base.unet))
     p = DreamDiffusionPipeline(base.unet, base.vae, make_scheduler("dpm", base.scheduler_config), cond,
                                {"l_freq": 5.0, "h_freq": 95.0})
     p.set_progress_bar_config(disable=True)

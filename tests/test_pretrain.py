@@ -6,10 +6,8 @@ Real EEG: spkit's 14-channel Emotiv recording (16 s at 128 Hz), band-passed with
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -40,44 +38,14 @@ N_TIMES, STRIDE = 64, 8
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    # Accelerate keeps one process-wide state; each run here must start from a clean one.
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
-def _spkit_eeg() -> tuple[np.ndarray, float]:
-    """The spkit recording as volts ``[14, 2048]``, read with an arrays-only unpickler."""
-    try:
-        from dreamdiffusion.data.io import sample_raw
-    except ImportError:
-        sample_raw = None
-    if sample_raw is not None:
-        raw = sample_raw()
-        return raw.get_data(), raw.info["sfreq"]
-    spec = importlib.util.find_spec("spkit")
-    if spec is None:
-        pytest.skip("spkit (its sample EEG) is not installed: pip install --no-deps spkit==0.0.9.7")
-
-    class ArraysOnly(pickle.Unpickler):
-        def find_class(self, module, name):
-            if name in ("_reconstruct", "ndarray", "dtype") and module.startswith("numpy"):
-                return super().find_class(module, name)
-            raise pickle.UnpicklingError(f"refusing {module}.{name}")
-
-    with open(Path(spec.origin).parent / "data" / "files" / "EEG16SecData.pkl", "rb") as fh:
-        x, _ch = ArraysOnly(fh).load()
-    return np.asarray(x, dtype=np.float64).T * 1e-6, 128.0
-
-
-def build_spkit_corpus(root: Path) -> Path:
+def build_spkit_corpus(root: Path, raw) -> Path:
+    """A corpus of windows of the spkit recording (conftest's ``spkit_raw``), filtered and z-scored."""
     import mne
 
-    data, sfreq = _spkit_eeg()
+    data, sfreq = raw.get_data(), raw.info["sfreq"]
     data = mne.filter.filter_data(data, sfreq, 1.0, 40.0, verbose="error")
     windows = np.stack([data[:, s:s + N_TIMES] for s in range(0, data.shape[1] - N_TIMES + 1, STRIDE)])
     windows = (windows - windows.mean(-1, keepdims=True)) / windows.std(-1, keepdims=True)
@@ -88,8 +56,8 @@ def build_spkit_corpus(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return build_spkit_corpus(tmp_path_factory.mktemp("corpus") / "spkit")
+def corpus(tmp_path_factory, spkit_recording) -> Path:
+    return build_spkit_corpus(tmp_path_factory.mktemp("corpus") / "spkit", spkit_recording)
 
 
 def _config(corpus: Path, output: Path, **kw) -> PretrainConfig:

@@ -6,7 +6,7 @@ import mne
 import numpy as np
 import pytest
 import torch
-from app_fixtures import spkit_raw, tiny_pipeline_dir, write_spkit_fif
+from app_fixtures import write_spkit_fif
 
 from dreamdiffusion.app import web
 from dreamdiffusion.app.engine import Engine
@@ -15,15 +15,12 @@ from dreamdiffusion.generation import load_pipeline, sources_from_file
 from dreamdiffusion.pipeline import resolve_pipeline_folder
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    # preprocessing.json says channel_mapping "montage": the 14 Emotiv channels are interpolated onto 128
-    return tiny_pipeline_dir(tmp_path_factory.mktemp("model"))
+# tiny_pipeline_folder (conftest.py): its preprocessing.json says channel_mapping "montage", so the 14 Emotiv
+# channels are interpolated onto 128.
 
 
-def _foreign_names_fif(folder) -> tuple:
+def _foreign_names_fif(folder, raw) -> tuple:
     """The Emotiv recording with its channels renamed E1..E14, positions kept (as a cap with its own names)."""
-    raw = spkit_raw()
     names = {c: f"E{i + 1}" for i, c in enumerate(raw.ch_names)}
     raw.rename_channels(names)
     path = folder / "foreign_raw.fif"
@@ -31,21 +28,21 @@ def _foreign_names_fif(folder) -> tuple:
     return path
 
 
-def _generate_window(model_dir, path, onset):
-    pipe = load_pipeline(model_dir, device="cpu")  # what `generate --eeg-file` does
+def _generate_window(tiny_pipeline_folder, path, onset):
+    pipe = load_pipeline(tiny_pipeline_folder, device="cpu")  # what `generate --eeg-file` does
     (source,) = sources_from_file(path, pipe.input_spec(), [onset])
     return source.eeg.numpy()
 
 
-def _app_window(model_dir, path, onset):
-    engine = Engine.from_pretrained(model_dir)  # what the web app does
+def _app_window(tiny_pipeline_folder, path, onset):
+    engine = Engine.from_pretrained(tiny_pipeline_folder)  # what the web app does
     return engine.window(web.load_recording(path).raw, onset, "montage", source=path.name)
 
 
-def test_generate_and_app_give_the_same_window(model_dir, tmp_path):
-    fif = write_spkit_fif(tmp_path)
-    by_generate = _generate_window(model_dir, fif, 2.0)
-    by_app = _app_window(model_dir, fif, 2.0)
+def test_generate_and_app_give_the_same_window(tiny_pipeline_folder, tmp_path, spkit_raw):
+    fif = write_spkit_fif(spkit_raw.copy(), tmp_path)
+    by_generate = _generate_window(tiny_pipeline_folder, fif, 2.0)
+    by_app = _app_window(tiny_pipeline_folder, fif, 2.0)
     assert by_generate.shape == (128, 512) and by_generate.dtype == np.float32
     assert np.array_equal(by_generate, by_app)
     # montage mapping really interpolated: tiling would repeat channel 0 at row 14
@@ -53,15 +50,15 @@ def test_generate_and_app_give_the_same_window(model_dir, tmp_path):
 
     # A cap whose channels are not 10-05 names but have positions: both paths snap them to the
     # nearest 10-05 names (before, only the app did; generate fell back to tiling them).
-    foreign = _foreign_names_fif(tmp_path)
-    foreign_generate = _generate_window(model_dir, foreign, 2.0)
-    assert np.array_equal(foreign_generate, _app_window(model_dir, foreign, 2.0))
+    foreign = _foreign_names_fif(tmp_path, spkit_raw)
+    foreign_generate = _generate_window(tiny_pipeline_folder, foreign, 2.0)
+    assert np.array_equal(foreign_generate, _app_window(tiny_pipeline_folder, foreign, 2.0))
     np.testing.assert_allclose(foreign_generate, by_generate, atol=1e-5)
 
 
-def test_window_errors_name_the_file(model_dir, tmp_path):
-    fif = write_spkit_fif(tmp_path)
-    pipe = load_pipeline(model_dir, device="cpu")
+def test_window_errors_name_the_file(tiny_pipeline_folder, tmp_path, spkit_raw):
+    fif = write_spkit_fif(spkit_raw, tmp_path)
+    pipe = load_pipeline(tiny_pipeline_folder, device="cpu")
     with pytest.raises(DataError, match="runs past") as info:
         sources_from_file(fif, pipe.input_spec(), [15.9])
     assert str(fif) in str(info.value)
@@ -69,12 +66,12 @@ def test_window_errors_name_the_file(model_dir, tmp_path):
         sources_from_file(fif, pipe.input_spec(), [float("nan")])
 
 
-def test_one_pipeline_folder_resolver(model_dir, tmp_path):
+def test_one_pipeline_folder_resolver(tiny_pipeline_folder, tmp_path):
     run = tmp_path / "demo_run"
     (run / "finetune").mkdir(parents=True)
-    (run / "finetune" / "pipeline").symlink_to(model_dir, target_is_directory=True)
-    assert resolve_pipeline_folder(model_dir) == model_dir
-    assert resolve_pipeline_folder(model_dir.parent) == model_dir  # a finetune output folder
+    (run / "finetune" / "pipeline").symlink_to(tiny_pipeline_folder, target_is_directory=True)
+    assert resolve_pipeline_folder(tiny_pipeline_folder) == tiny_pipeline_folder
+    assert resolve_pipeline_folder(tiny_pipeline_folder.parent) == tiny_pipeline_folder  # a finetune output folder
     assert resolve_pipeline_folder(run) == run / "finetune" / "pipeline"  # a demo run folder
     with pytest.raises(ConfigError, match="pipeline folder not found") as info:
         resolve_pipeline_folder(tmp_path / "no" / "such")
@@ -84,16 +81,16 @@ def test_one_pipeline_folder_resolver(model_dir, tmp_path):
     assert Engine.from_pretrained(run).spec == load_pipeline(run, device="cpu").input_spec()
 
 
-def test_input_spec_ignores_unknown_preprocessing_keys(model_dir):
-    pipe = load_pipeline(model_dir, device="cpu")
+def test_input_spec_ignores_unknown_preprocessing_keys(tiny_pipeline_folder):
+    pipe = load_pipeline(tiny_pipeline_folder, device="cpu")
     pipe.preprocessing = {**pipe.preprocessing, "written_by_a_newer_version": 1}
     spec = pipe.input_spec()
     assert spec.channel_mapping == "montage" and spec.n_chans == 128 and spec.l_freq == 1.0
     assert isinstance(mne.channels.make_standard_montage("biosemi32"), mne.channels.DigMontage)
 
 
-def test_one_shape_check_one_error(model_dir):
-    pipe = load_pipeline(model_dir, device="cpu")
+def test_one_shape_check_one_error(tiny_pipeline_folder):
+    pipe = load_pipeline(tiny_pipeline_folder, device="cpu")
     engine = Engine(pipe, pipe.input_spec())
     bad = np.zeros((14, 512), dtype=np.float32)
     errors = []

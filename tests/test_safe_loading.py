@@ -22,11 +22,10 @@ from PIL import Image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dreamdiffusion.data import pairs
 from dreamdiffusion.data.images import load_image
 from dreamdiffusion.data.pairs import EEGCVPR40, FolderPairs, ThingsEEG2, load_npy, restricted_unpickle, safe_torch_load
 from dreamdiffusion.core.errors import DataError, DreamDiffusionError
-from pairs_fixtures import THINGS_CHANNELS, WNIDS, spkit_recording, write_cvpr40, write_jpeg, write_things
+from pairs_fixtures import THINGS_CHANNELS, WNIDS, write_cvpr40, write_jpeg, write_things
 
 # ------------------------------------------------------------------------------------ code in pickles
 
@@ -56,11 +55,7 @@ class RunsExec:
         return (builtins.exec, (f"open({self.marker!r}, 'w').write('code ran')",))
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    pairs.clear_cache()
-    yield
-    pairs.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_pairs_cache")
 
 
 @pytest.mark.parametrize("payload", [RunsAFunction, RunsExec])
@@ -118,7 +113,11 @@ def test_restricted_unpickler_reads_arrays_and_containers():
 
 
 def test_restricted_unpickler_reads_spkits_real_eeg_pickle():
-    X, ch, sfreq = spkit_recording()
+    from dreamdiffusion.data.io import spkit_sample_path
+
+    with open(spkit_sample_path(), "rb") as fh:
+        X, ch = restricted_unpickle(fh)
+    X, ch = np.asarray(X), [str(c) for c in ch]
     assert X.shape == (2048, 14) and ch[:3] == ["AF3", "F7", "F3"]
     assert 30 < X.std() < 200  # microvolts
 
@@ -197,11 +196,6 @@ def _count(name):
     COUNTS[name] = COUNTS.get(name, 0) + 1
 
 
-@pytest.fixture(scope="module")
-def cvpr(tmp_path_factory):
-    return write_cvpr40(tmp_path_factory.mktemp("fuzz") / "c")
-
-
 def _tensors():
     dtypes = st.sampled_from([torch.float32, torch.float64, torch.float16, torch.int16, torch.int64, torch.bool,
                               torch.complex64, torch.uint8])
@@ -248,12 +242,12 @@ def _check_outcome(build, iterate=True):
 @FUZZ
 @given(obj=_SPLIT_FILES, split=st.sampled_from(["train", "val", "test"]), subject=st.sampled_from([0, 4]),
        index=st.integers(-1, 3))
-def test_fuzz_split_files(cvpr, tmp_path_factory, obj, split, subject, index):
+def test_fuzz_split_files(cvpr_shared, tmp_path_factory, obj, split, subject, index):
     _count("split files")
     path = tmp_path_factory.mktemp("s") / "split.pth"
     torch.save(obj, path)  # a new path per input, so the loader's file cache never serves a stale one
-    _count("split files " + _check_outcome(lambda: EEGCVPR40(cvpr.eeg_path, path, cvpr.image_dir, split=split,
-                                                              subject=subject, split_index=index)))
+    _count("split files " + _check_outcome(lambda: EEGCVPR40(cvpr_shared.eeg_path, path, cvpr_shared.image_dir,
+                                                              split=split, subject=subject, split_index=index)))
 
 
 _EEG_VALUE = (st.builds(lambda c, l, d, bad: _eeg_tensor(c, l, d, bad),
@@ -305,13 +299,13 @@ def _eeg_files(draw):
 
 @FUZZ
 @given(obj=_eeg_files())
-def test_fuzz_eeg_dicts(cvpr, tmp_path_factory, obj):
+def test_fuzz_eeg_dicts(cvpr_shared, tmp_path_factory, obj):
     _count("EEG dicts")
     path = tmp_path_factory.mktemp("e") / "eeg.pth"
     torch.save(obj, path)
     split = tmp_path_factory.mktemp("e") / "split.pth"
     torch.save({"splits": [{"train": [0, 1, 2], "val": [3], "test": [4, 5]}]}, split)
-    _count("EEG dicts " + _check_outcome(lambda: EEGCVPR40(path, split, cvpr.image_dir, split="train", subject=4,
+    _count("EEG dicts " + _check_outcome(lambda: EEGCVPR40(path, split, cvpr_shared.image_dir, split="train", subject=4,
                                                             length_range=(0, 10_000))))
 
 
@@ -461,11 +455,11 @@ _CSV_TEXT = st.lists(st.lists(_CSV_CELLS, min_size=1, max_size=6), max_size=5).f
 
 
 @pytest.fixture(scope="module")
-def csv_root(tmp_path_factory):
+def csv_root(tmp_path_factory, spkit_recording):
     from pairs_fixtures import write_spkit_fif
 
     root = tmp_path_factory.mktemp("csv")
-    write_spkit_fif(root / "eeg" / "rec_eeg.fif")
+    write_spkit_fif(spkit_recording, root / "eeg" / "rec_eeg.fif")
     write_jpeg(root / "img0.jpg")
     return root
 

@@ -8,40 +8,30 @@ import uuid
 import mne
 import pytest
 
-from app_fixtures import spkit_raw, tiny_pipeline_dir
-from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.core.errors import ConfigError, DataError
 
 
-def _lsl_ok() -> str | None:
-    try:
-        from mne_lsl.lsl import library_version
+@pytest.fixture(scope="module")
+def lsl():
+    """mne-lsl (the `stream` extra) and a liblsl that loads here; the tests that need them skip otherwise."""
+    pytest.importorskip("mne_lsl", reason="mne-lsl is not installed (pip install -e '.[stream]')")
+    from mne_lsl.lsl import library_version
 
+    try:
         library_version()
     except Exception as exc:  # pragma: no cover - depends on the machine
-        return f"liblsl is not usable here ({type(exc).__name__}: {exc})"
-    return None
+        pytest.skip(f"liblsl is not usable here ({type(exc).__name__}: {exc})")
 
 
-needs_lsl = pytest.mark.skipif(_lsl_ok() is not None, reason=str(_lsl_ok()))
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_pipeline_dir(tmp_path_factory.mktemp("model"))
-
-
-@pytest.fixture(scope="module")
-def engine(model_dir):
-    return Engine.from_pretrained(model_dir)
+needs_lsl = pytest.mark.usefixtures("lsl")
 
 
 @pytest.fixture()
-def player():
+def player(lsl, spkit_raw):
     """The Emotiv recording replayed in real time as an LSL stream (+ its annotations as string markers)."""
     from mne_lsl.player import PlayerLSL
 
-    raw = spkit_raw()
+    raw = spkit_raw
     raw.set_annotations(mne.Annotations(onset=[3.0, 4.0, 5.0, 6.0], duration=[0.0] * 4,
                                         description=["face", "house", "face", "house"]))
     name = f"dd-test-{uuid.uuid4().hex[:8]}"
@@ -70,11 +60,11 @@ def test_marker_locked_images(engine, player, tmp_path):
 
 
 @needs_lsl
-def test_interval_images_through_cli(model_dir, player, tmp_path):
+def test_interval_images_through_cli(tiny_pipeline_folder, player, tmp_path):
     from dreamdiffusion.cli import main
 
     out = tmp_path / "live"
-    code = main(["stream", "--model", str(model_dir), "--lsl-stream", player, "--every", "0.5", "--output",
+    code = main(["stream", "--model", str(tiny_pipeline_folder), "--lsl-stream", player, "--every", "0.5", "--output",
                  str(out), "--max-images", "2", "--duration", "30", "--steps", "2"])
     assert code == 0
     lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]

@@ -12,20 +12,16 @@ import pytest
 from net_helpers import free_port
 from PIL import Image
 
-from app_fixtures import tiny_pipeline_dir, write_spkit_fif
+from app_fixtures import write_spkit_fif
 from dreamdiffusion.app import web
-from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
 
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Engine:
-    return Engine.from_pretrained(tiny_pipeline_dir(tmp_path_factory.mktemp("model")))
+NO_GRADIO = "gradio is not installed (pip install -e '.[web]')"
 
 
 @pytest.fixture(scope="module")
-def emotiv_fif(tmp_path_factory) -> Path:
-    return write_spkit_fif(tmp_path_factory.mktemp("eeg"))
+def emotiv_fif(tmp_path_factory, spkit_recording) -> Path:
+    return write_spkit_fif(spkit_recording.copy(), tmp_path_factory.mktemp("eeg"))
 
 
 def test_upload_checks_type_and_size(tmp_path, emotiv_fif):
@@ -91,12 +87,11 @@ def test_window_mapping_and_bad_onset(engine, emotiv_fif):
     assert "emotiv_raw.fif" in str(info.value)
 
 
-def test_files_without_positions_take_a_montage(tmp_path):
+def test_files_without_positions_take_a_montage(tmp_path, spkit_raw):
     import mne
 
-    from app_fixtures import spkit_raw
-
-    raw = spkit_raw()
+    names = spkit_raw.ch_names
+    raw = spkit_raw
     raw.set_montage(None)
     raw.rename_channels({c: f"E{i + 1}" for i, c in enumerate(raw.ch_names)})
     path = tmp_path / "nopos_raw.fif"
@@ -105,7 +100,7 @@ def test_files_without_positions_take_a_montage(tmp_path):
     template = mne.channels.make_standard_montage("standard_1020").get_positions()["ch_pos"]
     pos_file = tmp_path / "cap.sfp"
     pos_file.write_text("".join(f"E{i + 1} {' '.join(f'{v * 100:.4f}' for v in template[c])}\n"
-                                for i, c in enumerate(spkit_raw().ch_names)))
+                                for i, c in enumerate(names)))
     with pytest.raises(EEGReadError, match="not in the montage"):
         web.load_recording(path, montage="standard_1020")
     loaded = web.load_recording(path, montage=str(pos_file))
@@ -113,11 +108,11 @@ def test_files_without_positions_take_a_montage(tmp_path):
 
     assert has_positions(loaded.raw.info)
     snapped = snap_to_standard_names(loaded.raw)
-    assert snapped.ch_names == spkit_raw().ch_names  # each E<i> lands on its 10-20 position
+    assert snapped.ch_names == names  # each E<i> lands on its 10-20 position
 
 
 def test_page_errors_are_sentences():
-    import gradio as gr
+    gr = pytest.importorskip("gradio", reason=NO_GRADIO)
 
     err = web._page_error(EEGReadError("file is 80.0 MB, over the 50 MB upload limit", "big.edf"))
     assert isinstance(err, gr.Error) and str(err.message) == "big.edf: file is 80.0 MB, over the 50 MB upload limit"
@@ -175,6 +170,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_browser_upload_generate(engine, emotiv_fif, tmp_path):
+    pytest.importorskip("gradio", reason=NO_GRADIO)
     pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed")
     from playwright.sync_api import sync_playwright
 

@@ -11,21 +11,29 @@ Where each part of the paper (Bai et al., arXiv 2306.16934) lives:
 - evaluation ............................. ``dreamdiffusion.evaluation``
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-# Model classes are exported at the top level so that a saved DreamDiffusionPipeline
-# (model_index.json names library "dreamdiffusion") can find them again.
-from dreamdiffusion.models.eeg_encoder import EEGEncoder, MaskedSignalModel  # noqa: E402,F401
+# The public classes load on first use (PEP 562): importing diffusers takes seconds, and `import dreamdiffusion.core.files`
+# (every command, every test module) should not pay for it. A saved DreamDiffusionPipeline's model_index.json names
+# library "dreamdiffusion"; diffusers finds the classes again through getattr, which lands here.
+_LAZY = {
+    "EEGEncoder": "dreamdiffusion.models.eeg_encoder",
+    "MaskedSignalModel": "dreamdiffusion.models.eeg_encoder",
+    "EEGConditioner": "dreamdiffusion.models.conditioner",
+    "DreamDiffusionPipeline": "dreamdiffusion.pipeline",
+}
+__all__ = ["__version__", *_LAZY]
 
-try:  # Stage B parts; present once the conditioner module exists.
-    from dreamdiffusion.models.conditioner import EEGConditioner  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
 
-
-def __getattr__(name):  # DreamDiffusionPipeline on first use: importing diffusers' pipelines takes seconds
-    if name == "DreamDiffusionPipeline":
-        from dreamdiffusion.pipeline import DreamDiffusionPipeline
-
-        return DreamDiffusionPipeline
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # once: later lookups skip this function
+        return value
     raise AttributeError(f"module 'dreamdiffusion' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY})
