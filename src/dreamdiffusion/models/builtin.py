@@ -158,8 +158,9 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
-def _random_root() -> Path:
-    """Random-weight stand-ins with the final architectures, built once and cached (atomic rename)."""
+def random_root() -> Path:
+    """Random-weight stand-ins with the final architectures, built once and cached (atomic rename); what every
+    ``*_path()`` here falls back to in a checkout without the shipped weights."""
     import diffusers
     import transformers
 
@@ -188,7 +189,7 @@ def is_trained() -> bool:
 
 
 def _root() -> Path:
-    return ASSETS if is_trained() else _random_root()
+    return ASSETS if is_trained() else random_root()
 
 
 def base_path() -> Path:
@@ -204,26 +205,6 @@ def clip_path() -> Path:
 def classifier_path() -> Path:
     """Folder of the independent digit judge (AutoModelForImageClassification + AutoImageProcessor)."""
     return _root() / "classifier"
-
-
-def ip_adapter_root() -> Path:
-    """The root holding ``ip_adapter/ip-adapter.safetensors`` for the base (shipped, else random stand-in weights)."""
-    # imported here: models.ip_adapter imports this module
-    from dreamdiffusion.models.ip_adapter import IP_ADAPTER_SUBFOLDER, IP_ADAPTER_WEIGHT_NAME
-
-    if (ASSETS / IP_ADAPTER_SUBFOLDER / IP_ADAPTER_WEIGHT_NAME).is_file() and is_trained():
-        return ASSETS
-    root = _random_root()
-    if not (root / IP_ADAPTER_SUBFOLDER / IP_ADAPTER_WEIGHT_NAME).is_file():  # caches made before the adapter
-        from diffusers import UNet2DConditionModel
-
-        from dreamdiffusion.models.ip_adapter import new_ip_adapter_state_dict, save_ip_adapter  # (see above)
-
-        unet = UNet2DConditionModel.from_pretrained(root / "base", subfolder="unet")
-        state = new_ip_adapter_state_dict(unet, CLIP_PROJECTION_DIM, torch.Generator().manual_seed(0))
-        (root / IP_ADAPTER_SUBFOLDER).mkdir(exist_ok=True)
-        save_ip_adapter(state, root / IP_ADAPTER_SUBFOLDER)
-    return root
 
 
 def default_pipeline_path() -> Path | None:
@@ -242,5 +223,5 @@ def class_embeddings(folder: str | os.PathLike | None = None) -> tuple[torch.Ten
 
 
 __all__ = ["BUILTIN_NAME", "RESOLUTION", "CROSS_ATTENTION_DIM", "SEQUENCE_LENGTH", "CLIP_PROJECTION_DIM",
-           "CLASS_NAMES", "base_path", "clip_path", "classifier_path", "ip_adapter_root", "default_pipeline_path", "class_embeddings",
+           "CLASS_NAMES", "base_path", "clip_path", "classifier_path", "default_pipeline_path", "class_embeddings",
            "is_trained", "unet_config", "vae_config", "scheduler_config", "clip_config", "classifier_config"]

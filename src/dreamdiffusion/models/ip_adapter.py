@@ -51,10 +51,26 @@ class IPAdapterSource:
     image_encoder_subfolder: str | None = None
 
 
+def ip_adapter_root() -> Path:
+    """The root holding ``ip_adapter/ip-adapter.safetensors`` for builtin-tiny's base (shipped, else random
+    stand-in weights beside builtin's other stand-ins)."""
+    if (builtin.ASSETS / IP_ADAPTER_SUBFOLDER / IP_ADAPTER_WEIGHT_NAME).is_file() and builtin.is_trained():
+        return builtin.ASSETS
+    root = builtin.random_root()
+    if not (root / IP_ADAPTER_SUBFOLDER / IP_ADAPTER_WEIGHT_NAME).is_file():  # caches made before the adapter
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(root / "base", subfolder="unet")
+        state = new_ip_adapter_state_dict(unet, builtin.CLIP_PROJECTION_DIM, torch.Generator().manual_seed(0))
+        (root / IP_ADAPTER_SUBFOLDER).mkdir(exist_ok=True)
+        save_ip_adapter(state, root / IP_ADAPTER_SUBFOLDER)
+    return root
+
+
 def resolve_ip_adapter(spec: str) -> IPAdapterSource:
     """``builtin-tiny``, ``h94/IP-Adapter`` (SD 1.5), or a folder laid out like either."""
     if spec == BUILTIN_NAME:
-        root = builtin.ip_adapter_root()
+        root = ip_adapter_root()
         return IPAdapterSource(os.fspath(root), IP_ADAPTER_SUBFOLDER, IP_ADAPTER_WEIGHT_NAME,
                                os.fspath(builtin.clip_path()))
     path = Path(spec).expanduser()
