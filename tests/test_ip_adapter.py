@@ -2,11 +2,12 @@
 machinery, on the built-in tiny parts and on a tiny local folder laid out like h94/IP-Adapter."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
-from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES, make_base, make_clip, make_encoder
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.synthetic import load_digit_images, split_images
@@ -21,14 +22,13 @@ from dreamdiffusion.models.ip_adapter import (
 from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
 
-def _tiny_conditioner(folder, cross=builtin.CROSS_ATTENTION_DIM, clip_dim=builtin.CLIP_PROJECTION_DIM):
-    make_encoder(folder)
-    return EEGConditioner.from_encoder(folder, cross, clip_dim, None)
+def _tiny_conditioner(parts, cross=builtin.CROSS_ATTENTION_DIM, clip_dim=builtin.CLIP_PROJECTION_DIM):
+    return EEGConditioner.from_encoder(parts / "enc", cross, clip_dim, None)
 
 
 @pytest.fixture(scope="module")
-def ip_pipe(tmp_path_factory):
-    cond = _tiny_conditioner(tmp_path_factory.mktemp("enc") / "enc")
+def ip_pipe(parts):
+    cond = _tiny_conditioner(parts)
     pipe = DreamDiffusionPipeline.from_ip_adapter(cond, "builtin-tiny", "builtin-tiny", image_embed_norm=9.0,
                                                   preprocessing={"l_freq": 1.0})
     pipe.set_progress_bar_config(disable=True)
@@ -111,12 +111,12 @@ def test_trained_builtin_adapter_draws_the_embedded_digit(ip_pipe, test_digits_e
 
 
 @pytest.mark.parametrize("kind", ["tokens", "ip-adapter"])
-def test_either_kind_saves_and_loads_with_identical_images(kind, ip_pipe, tmp_path):
+def test_either_kind_saves_and_loads_with_identical_images(kind, ip_pipe, tmp_path, parts):
     if kind == "ip-adapter":
         pipe = ip_pipe
     else:
         base = hub.load_base("builtin-tiny")
-        cond = _tiny_conditioner(tmp_path / "enc")
+        cond = _tiny_conditioner(parts)
         from dreamdiffusion.pipeline import make_scheduler
 
         pipe = DreamDiffusionPipeline(base.unet, base.vae, make_scheduler("dpm", base.scheduler_config), cond)
@@ -139,30 +139,30 @@ def test_either_kind_saves_and_loads_with_identical_images(kind, ip_pipe, tmp_pa
     np.testing.assert_array_equal(_draw(loaded, eeg), before)
 
 
-def test_token_pipeline_refuses_image_embeddings(tmp_path):
+def test_token_pipeline_refuses_image_embeddings(parts):
     base = hub.load_base("builtin-tiny")
     from dreamdiffusion.pipeline import make_scheduler
 
     pipe = DreamDiffusionPipeline(base.unet, base.vae, make_scheduler("dpm", base.scheduler_config),
-                                  _tiny_conditioner(tmp_path / "enc"))
+                                  _tiny_conditioner(parts))
     with pytest.raises(ConfigError, match="ip-adapter pipeline"):
         _draw(pipe, torch.randn(1, N_CHANS, N_TIMES), embeds=torch.zeros(1, builtin.CLIP_PROJECTION_DIM))
     with pytest.raises(ConfigError, match="conditioning must be one of"):
         DreamDiffusionPipeline(base.unet, base.vae, pipe.scheduler, pipe.eeg_conditioner, conditioning="text")
 
 
-def test_local_folder_laid_out_like_h94(tmp_path):
+def test_local_folder_laid_out_like_h94(tmp_path, parts):
     """The SD 1.5 + h94/IP-Adapter loading code, on a tiny local copy of that layout (never the hub here)."""
     from diffusers import UNet2DConditionModel
 
-    base = make_base(tmp_path / "base")
+    base = shutil.copytree(parts / "base", tmp_path / "base")  # changed below: a copy
     (base / "class_embeddings.safetensors").unlink(missing_ok=True)
     from dreamdiffusion.models.builtin import save_class_embeddings
 
     save_class_embeddings(base, torch.zeros(10, 77, CROSS), torch.randn(77, CROSS))
     repo = tmp_path / "IP-Adapter"
     (repo / H94_SD15[0]).mkdir(parents=True)
-    make_clip(repo / H94_SD15[2])
+    shutil.copytree(parts / "clip", repo / H94_SD15[2])
     unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet")
     state = new_ip_adapter_state_dict(unet, CLIP_DIM, torch.Generator().manual_seed(0))
     save_ip_adapter(state, repo / H94_SD15[0])
@@ -170,8 +170,7 @@ def test_local_folder_laid_out_like_h94(tmp_path):
     src = resolve_ip_adapter(str(repo))
     assert (src.subfolder, src.weight_name) == H94_SD15[:2] and src.image_encoder == str(repo / H94_SD15[2])
     hub.load_clip(src.image_encoder)  # the CLIP the EEG gets aligned to
-    make_encoder(tmp_path / "enc")
-    cond = EEGConditioner.from_encoder(tmp_path / "enc", CROSS, CLIP_DIM, None)
+    cond = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, None)
     pipe = DreamDiffusionPipeline.from_ip_adapter(cond, str(base), str(repo))
     pipe.set_progress_bar_config(disable=True)
     torch.testing.assert_close(pipe.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.weight,
