@@ -118,6 +118,8 @@ def test_align_end_to_end(bench, tmp_path):
     assert summary["val"]["n_way"] == len(set(val.trial_image[val.indices]))  # distinct val images compete
     assert summary["val"]["n_eeg"] == len(val) and summary["selected_step"] in (3, 6)
     assert 0 <= summary["val"]["top1"] <= summary["val"]["top5"] <= 1 and summary["test"]["n_way"] > 2
+    ridge = summary["baseline_ridge_clip"]  # the ridge baseline beside, on the same EEGs and candidates
+    assert ridge["val"]["n_way"] == summary["val"]["n_way"] and ridge["test"]["n_way"] == summary["test"]["n_way"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 7)) and "val_top1" in records[2]
     model = load_aligned_encoder(out)
@@ -135,3 +137,42 @@ def test_align_cli_bad_arch_is_one_line(bench, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "encoder-arch" in err[0]
+
+
+# ------------------------------------------------------------------------------------ THINGS-EEG2 as the field runs it
+
+@pytest.fixture(scope="module")
+def things(tmp_path_factory):
+    import shutil
+
+    from pairs_fixtures import write_things
+
+    t = write_things(tmp_path_factory.mktemp("things") / "things", n_concepts=4, per_concept=5, n_test=5)
+    for s in (2, 3):  # more subjects: the same images, their own EEG
+        shutil.copytree(t.root / "sub-01", t.root / f"sub-{s:02d}")
+        for name in ("preprocessed_eeg_training.npy", "preprocessed_eeg_test.npy"):
+            d = np.load(t.root / f"sub-{s:02d}" / name, allow_pickle=True).item()
+            d["preprocessed_eeg_data"] = d["preprocessed_eeg_data"] + s
+            np.save(t.root / f"sub-{s:02d}" / name, d, allow_pickle=True)
+    return t
+
+
+def test_leave_one_subject_out_never_trains_on_the_left_out_subject(things, tmp_path):
+    from dreamdiffusion.data.pairs import open_paired_dataset
+
+    opts = {"root": str(things.root), "leave_out_subject": 2, "n_chans": 17, "n_times": 64}
+    seen = {split: {open_paired_dataset("things-eeg2", split, **opts)[i]["subject"]
+                    for i in range(len(open_paired_dataset("things-eeg2", split, **opts)))}
+            for split in ("train", "val", "test")}
+    assert seen == {"train": {1, 3}, "val": {1, 3}, "test": {2}}
+    test = open_paired_dataset("things-eeg2", "test", **opts, average_repetitions=False)
+    assert len(test) == 5  # test repetitions are always averaged: one EEG per test image
+    intra = open_paired_dataset("things-eeg2", "train", root=str(things.root), subjects=[3], n_chans=17, n_times=64)
+    assert {intra[i]["subject"] for i in range(len(intra))} == {3}
+    # align on it: the encoder trains on subjects 1 and 3 only and is tested 5-way on subject 2's averaged EEG
+    out = align(AlignConfig(output=str(tmp_path / "loso"), dataset="things-eeg2", clip="builtin-tiny",
+                            dataset_options={**opts, "average_repetitions": False}, encoder_arch="linear",
+                            channels="O1,Oz,O2", batch_size=8, max_steps=2, validate_every=1, report_test=True))
+    summary = json.loads((out / "align_summary.json").read_text())
+    assert summary["train_trials"] == 2 * 18 * 4  # 2 subjects x 18 train images x 4 repetitions
+    assert summary["test"]["n_way"] == 5 and summary["test"]["n_eeg"] == 5

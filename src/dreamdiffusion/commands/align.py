@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.training.align import AlignConfig
 
 _D = AlignConfig()  # defaults shown in --help come from the dataclass
@@ -33,6 +34,17 @@ def align_cmd(
     csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: CSV of eeg_file, onset, image, label."),
     channel_mapping: Optional[str] = typer.Option(
         None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
+    subjects: Optional[str] = typer.Option(None, "--subjects",
+                                           help="THINGS-EEG2: subjects to train and test on, e.g. 1,2,3 (intra-subject)."),
+    leave_out_subject: Optional[int] = typer.Option(
+        None, "--leave-out-subject", help="THINGS-EEG2: test on this subject, train on every other one."),
+    average_repetitions: Optional[bool] = typer.Option(
+        None, "--average-repetitions/--each-repetition",
+        help="THINGS-EEG2 train/val: average an image's repetitions or train on each (test is always averaged)."),
+    time_window: Optional[str] = typer.Option(None, "--time-window",
+                                              help="THINGS-EEG2: TMIN,TMAX seconds of the epoch to keep (0,1.0)."),
+    n_times: Optional[int] = typer.Option(None, "--n-times",
+                                          help="Samples per window the data are stretched to (250 for 1 s at 250 Hz)."),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Pairs per step (the in-batch negatives)."),
     learning_rate: float = typer.Option(_D.learning_rate, "--learning-rate", help="AdamW peak learning rate."),
     weight_decay: float = typer.Option(_D.weight_decay, "--weight-decay", help="AdamW weight decay."),
@@ -58,7 +70,10 @@ def align_cmd(
 
     quiet_model_loading()
     options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
-                                     split_index=split_index, root=root, csv=csv, channel_mapping=channel_mapping)
+                                     split_index=split_index, root=root, csv=csv, channel_mapping=channel_mapping,
+                                     subjects=_int_list(subjects, "--subjects"), leave_out_subject=leave_out_subject,
+                                     average_repetitions=average_repetitions, n_times=n_times,
+                                     time_window=_float_pair(time_window, "--time-window"))
     options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
     config = AlignConfig(
         output=str(output), dataset=dataset, dataset_options=options, clip=clip,
@@ -68,6 +83,27 @@ def align_cmd(
         target_blur=target_blur, target_blur_adaptive=target_blur_adaptive, target_views=target_views,
         validate_every=validate_every, select=select, report_test=report_test, seed=seed)
     typer.echo(str(align(config)))
+
+
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} must be integers separated by commas, got {text!r}") from None
+
+
+def _float_pair(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        pair = [float(v) for v in text.split(",")]
+    except ValueError:
+        pair = []
+    if len(pair) != 2 or not pair[0] < pair[1]:
+        raise ConfigError(f"{flag} must be TMIN,TMAX seconds with TMIN < TMAX, got {text!r}")
+    return pair
 
 
 def register(app: typer.Typer) -> None:

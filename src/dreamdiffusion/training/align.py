@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.core.files import atomic_save_pretrained, atomic_write_json
-from dreamdiffusion.core.seeding import STREAM_INIT, derived_seed, seed_everything
+from dreamdiffusion.core.seeding import STREAM_DATA, STREAM_INIT, derived_seed, seed_everything
+from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, fit_ridge_regression
 from dreamdiffusion.evaluation.metrics import retrieval_accuracy
 from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder
 from dreamdiffusion.training.contrastive import info_nce
@@ -75,9 +76,14 @@ class AlignConfig:
     target_blur: float = 0.0  # Gaussian sigma as a share of the image width (UBP ~ 0.04); 0: off
     target_blur_adaptive: bool = False  # UBP's per-trial choice of a weaker / the given / a stronger blur
     target_views: int = 0  # NeuroBridge: average the embeddings of this many degraded views (0: off)
+    # EEG side: the share of training trials replaced by the mean of themselves and another trial of the same
+    # image (a cleaner example of the same response; the val and test trials stay single). 0: off.
+    trial_mix: float = 0.0
+    cosine_weight: float = 0.0  # + weight x (1 - cos) to the own target beside InfoNCE (ATM adds such a term)
     validate_every: int = 25  # steps between val retrievals (and the last step)
     select: str = "best"  # best (val top-1, then top-5) | last
     report_test: bool = False  # score the test split once, after the final choice (never used to choose)
+    baseline: bool = True  # beside the numbers: baseline_ridge_clip (ridge from binned EEG to the CLIP embedding)
     seed: int = 0
 
     def validate(self) -> None:
@@ -94,6 +100,8 @@ class AlignConfig:
             raise ConfigError("--batch-size must be at least 2 (InfoNCE needs in-batch negatives)")
         if self.learning_rate <= 0 or self.init_temperature <= 0:
             raise ConfigError("--learning-rate and the initial temperature must be positive")
+        if not 0 <= self.trial_mix <= 1 or self.cosine_weight < 0:
+            raise ConfigError("--trial-mix must be in [0, 1] and --cosine-weight >= 0")
         if not 0 <= self.target_blur < 1 or self.target_views < 0:
             raise ConfigError("--target-blur must be in [0, 1) (a share of the image width), --target-views >= 0")
         if self.target_blur_adaptive and self.target_blur <= 0:
@@ -109,11 +117,12 @@ class AlignConfig:
 
 # ----------------------------------------------------------------------------------------------- data
 
-def collect_split(dataset, prepare, chunk: int = 256) -> tuple[torch.Tensor, np.ndarray, list]:
+def collect_split(dataset, prepare, chunk: int = 256, features: list | None = None) -> tuple[torch.Tensor, np.ndarray, list]:
     """Every item of ``dataset`` through ``prepare`` (channel pick + pooling), kept in memory.
 
     Returns ``(x [N, C', T'], each item's index [N] among the distinct images, the distinct images' PIL
-    images in order of first appearance)``; items of one image share its ``image_name``.
+    images in order of first appearance)``; items of one image share its ``image_name``. ``features``: a list
+    that receives the ridge baseline's binned features of every item (``evaluation.baselines``).
     """
     xs, buf, ids, index, images = [], [], [], {}, []
     for i in range(len(dataset)):
@@ -127,6 +136,8 @@ def collect_split(dataset, prepare, chunk: int = 256) -> tuple[torch.Tensor, np.
         if len(buf) == chunk or i == len(dataset) - 1:
             with torch.no_grad():
                 xs.append(prepare(torch.stack(buf)))
+            if features is not None:
+                features.append(eeg_feature_matrix(buf))
             buf = []
     if not xs:
         raise DataError("the split is empty")
@@ -246,6 +257,27 @@ def adaptive_levels(diag: np.ndarray, sims: np.ndarray, idx: np.ndarray, levels:
 
 # ---------------------------------------------------------------------------------------------- loop
 
+def same_image_partners(ids: np.ndarray) -> list[np.ndarray]:
+    """For each trial, the other trials of its image (empty where the image was shown once)."""
+    groups: dict[int, list[int]] = {}
+    for i, key in enumerate(ids.tolist()):
+        groups.setdefault(key, []).append(i)
+    return [np.asarray([j for j in groups[key] if j != i], dtype=np.int64) for i, key in enumerate(ids.tolist())]
+
+
+def mixed_batch(x: torch.Tensor, idx: np.ndarray, partners: list, share: float, rng: np.random.Generator):
+    """``x[idx]`` with a ``share`` of the rows averaged with another trial of the same image."""
+    batch = x[idx]
+    if share <= 0:
+        return batch
+    rows = [r for r, i in enumerate(idx) if len(partners[i]) and rng.random() < share]
+    if rows:
+        other = [int(rng.choice(partners[idx[r]])) for r in rows]
+        batch = batch.clone()
+        batch[rows] = 0.5 * (batch[rows] + x[other])
+    return batch
+
+
 def _better(r: dict, best: dict | None) -> bool:
     return best is None or (r["top1"], r["top5"]) > (best["top1"], best["top5"])
 
@@ -261,11 +293,16 @@ def train_loop(model: AlignedEncoder, cfg: AlignConfig, train: tuple, targets: t
     levels = np.full(len(x), 1 if cfg.target_blur_adaptive else 0, dtype=np.int64)
     sims = np.zeros(len(x))
     best, best_state = None, None
+    partners = same_image_partners(ids) if cfg.trial_mix > 0 else None
     model.train()
     for step, batch in enumerate(sampler, start=1):
         idx = np.asarray(batch)
-        z = model.forward_prepared(x[idx])
-        loss = info_nce(z, targets[levels[idx], ids[idx]], model.temperature_scale(), torch.from_numpy(ids[idx]))
+        z = model.forward_prepared(mixed_batch(x, idx, partners, cfg.trial_mix,
+                                               np.random.default_rng(derived_seed(cfg.seed, STREAM_DATA, 17, step))))
+        target = targets[levels[idx], ids[idx]]
+        loss = info_nce(z, target, model.temperature_scale(), torch.from_numpy(ids[idx]))
+        if cfg.cosine_weight:
+            loss = loss + cfg.cosine_weight * (1 - F.cosine_similarity(z.float(), target, dim=-1).mean())
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became {float(loss)} at step {step} (lower --learning-rate)", cfg.output)
         opt.zero_grad(set_to_none=True)
@@ -306,6 +343,39 @@ def _open(cfg: AlignConfig, split: str, given):
         return None
 
 
+class _Ridge:
+    """``baseline_ridge_clip`` beside the encoder: ridge from the binned train EEG to the train images' CLIP
+    embeddings (penalty by leave-one-out on train), scored with the same retrieval on val and test."""
+
+    def __init__(self, features: list, ids: np.ndarray, train_embeds: torch.Tensor):
+        self.reg = fit_ridge_regression(np.concatenate(features), train_embeds[ids].numpy())
+
+    def score(self, features: list, ids: np.ndarray, candidates: torch.Tensor) -> dict:
+        pred = torch.from_numpy(self.reg.predict(np.concatenate(features))).float()
+        r = retrieval_accuracy(pred, candidates, top_k=(1, 5), targets=ids.tolist())
+        return {"top1": r["retrieval_top1"], "top5": r["retrieval_top5"], "n_way": r["retrieval_n_way"],
+                "ridge_alpha": float(self.reg.alpha_)}
+
+
+def _data(cfg: AlignConfig, model: AlignedEncoder, clip, train_ds, val_ds) -> dict:
+    """Train and val in memory, the train targets, the val candidates, CLIP's embedding length and the ridge."""
+    feats_tr, feats_va = ([], []) if cfg.baseline else (None, None)
+    x_tr, id_tr, img_tr = collect_split(train_ds, model.prepare, features=feats_tr)
+    data = {"train": (x_tr, id_tr), "train_images": len(img_tr), "val": None,
+            "targets": train_targets(img_tr, clip.model, clip.processor, cfg)}
+    plain_tr = clip_embed(img_tr, clip.model, clip.processor) if cfg.baseline else None
+    if val_ds is not None and len(val_ds):
+        x_va, id_va, img_va = collect_split(val_ds, model.prepare, features=feats_va)
+        raw = clip_embed(img_va, clip.model, clip.processor)
+        data["val"], data["scale"] = (x_va, id_va, raw), float(raw.norm(dim=-1).mean())
+    else:
+        data["scale"] = float(clip_embed(img_tr[:256], clip.model, clip.processor).norm(dim=-1).mean())
+    data["ridge"] = _Ridge(feats_tr, id_tr, plain_tr) if cfg.baseline else None
+    if data["ridge"] is not None and data["val"] is not None:
+        data["ridge_val"] = data["ridge"].score(feats_va, data["val"][1], data["val"][2])
+    return data
+
+
 def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_dataset=None) -> Path:
     """Train an aligned encoder; return its folder (``config.output``). Datasets given here replace ``config.dataset``."""
     from dreamdiffusion.models.hub import load_clip
@@ -325,32 +395,22 @@ def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_datase
     eeg0 = torch.as_tensor(train_ds[0]["eeg"])
     if eeg0.ndim != 2:
         raise DataError(f"dataset EEG items must be [channels, samples], got {tuple(eeg0.shape)}", cfg.dataset)
-    model = build_model(cfg, train_ds, int(eeg0.shape[0]), int(eeg0.shape[1]),
-                        int(clip.model.config.projection_dim))
-    x_tr, id_tr, img_tr = collect_split(train_ds, model.prepare)
-    targets = train_targets(img_tr, clip.model, clip.processor, cfg)
-    val = None
-    if val_ds is not None and len(val_ds):
-        x_va, id_va, img_va = collect_split(val_ds, model.prepare)
-        raw = clip_embed(img_va, clip.model, clip.processor)
-        val = (x_va, id_va, raw)
-        scale = float(raw.norm(dim=-1).mean())
-    else:
-        scale = float(clip_embed(img_tr[:256], clip.model, clip.processor).norm(dim=-1).mean())
-    model.register_to_config(target_scale=scale)
+    model = build_model(cfg, train_ds, int(eeg0.shape[0]), int(eeg0.shape[1]), int(clip.model.config.projection_dim))
+    data = _data(cfg, model, clip, train_ds, val_ds)
+    model.register_to_config(target_scale=data["scale"])
     t_data = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CONFIG_FILE, cfg.to_dict())
-    log = JsonlLog(out / METRICS_FILE)
-    best = train_loop(model, cfg, (x_tr, id_tr), targets, val, log)
+    best = train_loop(model, cfg, data["train"], data["targets"], data["val"], JsonlLog(out / METRICS_FILE))
     model.eval()
     atomic_save_pretrained(model, out)
-    summary = {"val": best if val is not None else None, "selected_step": best.get("step"),
-               "chosen_on": "val retrieval top-1, then top-5" if cfg.select == "best" and val else "last step",
-               "train_trials": int(len(x_tr)), "train_images": len(img_tr), "parameters": sum(
-                   p.numel() for p in model.parameters()), "seconds_data": round(t_data, 2)}
+    summary = {"val": best if data["val"] is not None else None, "selected_step": best.get("step"),
+               "chosen_on": "val retrieval top-1, then top-5" if cfg.select == "best" and data["val"] else "last step",
+               "baseline_ridge_clip": {"val": data.get("ridge_val")} if cfg.baseline else None,
+               "train_trials": int(len(data["train"][0])), "train_images": data["train_images"],
+               "parameters": sum(p.numel() for p in model.parameters()), "seconds_data": round(t_data, 2)}
     if cfg.report_test:
-        summary["test"] = _test_numbers(cfg, model, clip, test_dataset)
+        summary["test"] = _test_numbers(cfg, model, clip, test_dataset, data["ridge"], summary)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     atomic_write_json(out / SUMMARY_FILE, summary)
     v = summary["val"] or {}
@@ -359,12 +419,16 @@ def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_datase
     return out
 
 
-def _test_numbers(cfg: AlignConfig, model: AlignedEncoder, clip, given) -> dict | None:
+def _test_numbers(cfg: AlignConfig, model: AlignedEncoder, clip, given, ridge, summary: dict) -> dict | None:
     test_ds = _open(cfg, "test", given)
     if test_ds is None or not len(test_ds):
         return None
-    x, ids, images = collect_split(test_ds, model.prepare)
-    return retrieval(model, (x, ids), clip_embed(images, clip.model, clip.processor))
+    feats = [] if ridge is not None else None
+    x, ids, images = collect_split(test_ds, model.prepare, features=feats)
+    candidates = clip_embed(images, clip.model, clip.processor)
+    if ridge is not None:
+        summary["baseline_ridge_clip"]["test"] = ridge.score(feats, ids, candidates)
+    return retrieval(model, (x, ids), candidates)
 
 
 __all__ = ["AlignConfig", "align", "train_loop", "collect_split", "clip_embed", "train_targets", "build_model",

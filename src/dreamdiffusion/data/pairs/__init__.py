@@ -34,7 +34,7 @@ from dreamdiffusion.data.pairs._common import SPLITS
 from dreamdiffusion.data.pairs.eegcvpr40 import BRAIN2IMAGE_CLASSES, EEGCVPR40, IMAGENET40_NAMES
 from dreamdiffusion.data.pairs.folder import FolderPairs
 from dreamdiffusion.data.pairs.synthetic import open_synthetic
-from dreamdiffusion.data.pairs.things_eeg2 import ThingsEEG2
+from dreamdiffusion.data.pairs.things_eeg2 import ThingsEEG2, open_things_eeg2
 
 # Re-exported: these lived in this module before the split, and callers import them from here.
 from dreamdiffusion.data.safe_load import (  # noqa: F401
@@ -53,8 +53,8 @@ def _open_eegcvpr40(split: str = "train", **options) -> EEGCVPR40:
     return EEGCVPR40(split=split, **options)
 
 
-def _open_things(split: str = "train", **options) -> ThingsEEG2:
-    return ThingsEEG2(split=split, **options)
+def _open_things(split: str = "train", **options) -> Dataset:
+    return open_things_eeg2(split=split, **options)
 
 
 def _open_folder(split: str = "train", **options) -> FolderPairs:
@@ -69,7 +69,7 @@ PAIRED_DATASETS: dict[str, Callable[..., Dataset]] = {
     "synthetic": open_synthetic,
 }
 # The parameters the built-in factories take (their classes' signatures).
-_SIGNATURES = {"eegcvpr40": EEGCVPR40, "things-eeg2": ThingsEEG2, "folder": FolderPairs}
+_SIGNATURES = {"eegcvpr40": EEGCVPR40, "things-eeg2": open_things_eeg2, "folder": FolderPairs}
 def register_paired_dataset(name: str, factory: Callable[..., Dataset], overwrite: bool = False) -> None:
     """Make ``open_paired_dataset(name, split, **options)`` call ``factory(split=split, **options)``."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", name):

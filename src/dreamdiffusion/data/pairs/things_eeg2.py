@@ -248,3 +248,65 @@ class ThingsEEG2(Dataset):
         return {"eeg": self.eeg(index), "image": load_image(path), "label": label, "subject": self.subject,
                 "image_name": path.stem, "concept": self.concepts[label], "index": index}
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subjects as the field runs them: intra-subject and leave-one-subject-out
+
+def find_subjects(root: str | os.PathLike) -> list[int]:
+    """The subject numbers with a ``sub-XX`` folder under ``root`` (or one of its usual sub-folders)."""
+    root = Path(root)
+    found = set()
+    for d in ("", "preprocessed_data", "Preprocessed_data_250Hz", "preprocessed_eeg_data"):
+        folder = root / d
+        if folder.is_dir():
+            found |= {int(m.group(1)) for p in folder.iterdir() if (m := re.fullmatch(r"sub-(\d+)", p.name))}
+    return sorted(found)
+
+
+def split_subjects(split: str, root, subject: int = 1, subjects: list | None = None,
+                   leave_out_subject: int | None = None) -> list[int]:
+    """Whose EEG a split holds. Intra-subject: ``subjects`` (or ``subject``) in every split. Leave-one-subject-out:
+    train and val from every other subject (``subjects``, default all on disk), test from ``leave_out_subject`` alone,
+    so the model never trains on the subject it is tested on."""
+    if leave_out_subject is None:
+        return [int(s) for s in (subjects or [subject])]
+    left = int(leave_out_subject)
+    if split == "test":
+        return [left]
+    pool = [int(s) for s in (subjects or find_subjects(root)) if int(s) != left]
+    if not pool:
+        raise DataError(f"leave-one-subject-out of subject {left}: no other subject to train on", root)
+    return pool
+
+
+class ThingsEEG2Subjects(torch.utils.data.ConcatDataset):
+    """Several subjects' :class:`ThingsEEG2` of one split, one after another (items carry their ``subject``)."""
+
+    def __init__(self, parts: list[ThingsEEG2]):
+        super().__init__(parts)
+        first = parts[0]
+        self.spec, self.ch_names, self.times, self.concepts = first.spec, first.ch_names, first.times, first.concepts
+        self.subjects = [p.subject for p in parts]
+        self.split = first.split
+
+    @property
+    def n_way(self) -> int:
+        return self.datasets[0].n_way
+
+
+def open_things_eeg2(root: str | os.PathLike, split: str = "train", subject: int = 1, subjects: list | None = None,
+                     leave_out_subject: int | None = None, average_repetitions: bool = True,
+                     spec: InputSpec | dict | None = None, n_chans: int | None = None, n_times: int | None = None,
+                     channel_mapping: str | None = None, time_window: tuple[float, float] | None = None,
+                     val_fraction: float = 0.1, seed: int = 0, image_root: str | os.PathLike | None = None,
+                     check_images: bool = True) -> Dataset:
+    """THINGS-EEG2 as the field runs it: :func:`split_subjects` decides whose EEG, the test split always averages
+    each test image's repetitions (200 test EEGs per subject: 200-way retrieval), ``average_repetitions`` applies
+    to train and val (False: every repetition is a trial, as UBP and NeuroBridge train)."""
+    options = dict(spec=spec, n_chans=n_chans, n_times=n_times, channel_mapping=channel_mapping,
+                   time_window=time_window, val_fraction=val_fraction, seed=seed, image_root=image_root,
+                   check_images=check_images, average_repetitions=True if split == "test" else average_repetitions)
+    parts = [ThingsEEG2(root, split, subject=s, **options)
+             for s in split_subjects(split, root, subject, subjects, leave_out_subject)]
+    return parts[0] if len(parts) == 1 else ThingsEEG2Subjects(parts)
