@@ -404,22 +404,11 @@ def build_corpus(inputs: Iterable[str | os.PathLike] | str | os.PathLike, output
                     logger.info("excluded %s (matches %r)", source, hit)
                     excluded.append({"source": source, "subject": subject, "entry": hit})
                     continue
-                try:
-                    n = _add_recording(writer, loader, source, subject, dataset, spec, rng, max_windows_per_recording)
-                except DreamDiffusionError as exc:
-                    if strict:
-                        raise
-                    logger.warning("skipping %s: %s", source, exc.message)
-                    skipped.append({"source": source, "reason": exc.message})
-                    continue
-                except MemoryError:
-                    if strict:
-                        raise DataError("out of memory while processing this recording", source) from None
-                    logger.warning("skipping %s: out of memory", source)
-                    skipped.append({"source": source, "reason": "out of memory"})
-                    continue
+                reason = _add_or_skip(writer, loader, source, subject, dataset, spec, rng,
+                                      max_windows_per_recording, strict)
+                if reason is not None:
+                    skipped.append({"source": source, "reason": reason})
                 bar.set_postfix(windows=writer.n_windows)
-                logger.debug("%s: %d windows", source, n)
         bar.close()
         if writer.n_windows == 0:
             what = f"{len(skipped)} skipped, {len(excluded)} excluded"
@@ -437,6 +426,25 @@ def build_corpus(inputs: Iterable[str | os.PathLike] | str | os.PathLike, output
     logger.info("corpus %s: %d windows from %d recordings (%d skipped, %d excluded)", out, writer.n_windows,
                 len(writer.recordings), len(skipped), len(excluded))
     return out
+
+
+def _add_or_skip(writer: CorpusWriter, loader, source: str, subject: str, dataset: str | None, spec, rng,
+                 max_windows: int | None, strict: bool) -> str | None:
+    """Add one recording; ``None`` when added, else why it was skipped (logged). ``strict``: raise instead."""
+    try:
+        n = _add_recording(writer, loader, source, subject, dataset, spec, rng, max_windows)
+    except DreamDiffusionError as exc:
+        if strict:
+            raise
+        logger.warning("skipping %s: %s", source, exc.message)
+        return exc.message
+    except MemoryError:
+        if strict:
+            raise DataError("out of memory while processing this recording", source) from None
+        logger.warning("skipping %s: out of memory", source)
+        return "out of memory"
+    logger.debug("%s: %d windows", source, n)
+    return None
 
 
 def _add_recording(writer: CorpusWriter, loader, source: str, subject: str, dataset: str | None, spec,
