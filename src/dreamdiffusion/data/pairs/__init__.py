@@ -49,27 +49,15 @@ from dreamdiffusion.data.safe_load import (  # noqa: F401
 # Registry
 
 
-def _open_eegcvpr40(split: str = "train", **options) -> EEGCVPR40:
-    return EEGCVPR40(split=split, **options)
-
-
-def _open_things(split: str = "train", **options) -> Dataset:
-    return open_things_eeg2(split=split, **options)
-
-
-def _open_folder(split: str = "train", **options) -> FolderPairs:
-    return FolderPairs(split=split, **options)
-
-
-# name -> factory(split=..., **options) returning a Dataset of paired items.
+# name -> factory(split=..., **options) returning a Dataset of paired items (a class is its own factory).
 PAIRED_DATASETS: dict[str, Callable[..., Dataset]] = {
-    "eegcvpr40": _open_eegcvpr40,
-    "things-eeg2": _open_things,
-    "folder": _open_folder,
+    "eegcvpr40": EEGCVPR40,
+    "things-eeg2": open_things_eeg2,
+    "folder": FolderPairs,
     "synthetic": open_synthetic,
 }
-# The parameters the built-in factories take (their classes' signatures).
-_SIGNATURES = {"eegcvpr40": EEGCVPR40, "things-eeg2": open_things_eeg2, "folder": FolderPairs}
+
+
 def register_paired_dataset(name: str, factory: Callable[..., Dataset], overwrite: bool = False) -> None:
     """Make ``open_paired_dataset(name, split, **options)`` call ``factory(split=split, **options)``."""
     if not re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", name):
@@ -94,9 +82,8 @@ def open_paired_dataset(name: str, split: str = "train", **options) -> Dataset:
     ``synthetic``, ...) for ``split`` with its options; an option it does not take is a
     :class:`ConfigError` that lists the ones it does."""
     factory = _factory(name)
-    target = _SIGNATURES.get(name, factory)
     try:
-        sig = inspect.signature(target)
+        sig = inspect.signature(factory)
     except (TypeError, ValueError):
         sig = None
     if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
