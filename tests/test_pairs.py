@@ -5,15 +5,21 @@ import pytest
 import torch
 from scipy.interpolate import interp1d
 
-from dreamdiffusion.data.images import ImageTransform, PairCollator
-from dreamdiffusion.data.pairs import (BRAIN2IMAGE_CLASSES, EEGCVPR40, PAIRED_DATASETS, FolderPairs, ThingsEEG2,
-                                       open_paired_dataset, open_paired_dataset_from_cli, paired_dataset_options,
-                                       register_paired_dataset)
-from dreamdiffusion.data.transforms import InputSpec, normalize_windows, standardize_raw
 from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
-from pairs_fixtures import (THINGS_CHANNELS, WNIDS, write_cvpr40, write_jpeg,
-                            write_spkit_fif, write_things)
-
+from dreamdiffusion.data.images import ImageTransform, PairCollator
+from dreamdiffusion.data.pairs import (
+    BRAIN2IMAGE_CLASSES,
+    EEGCVPR40,
+    PAIRED_DATASETS,
+    FolderPairs,
+    ThingsEEG2,
+    open_paired_dataset,
+    open_paired_dataset_from_cli,
+    paired_dataset_options,
+    register_paired_dataset,
+)
+from dreamdiffusion.data.transforms import InputSpec, normalize_windows, standardize_raw
+from pairs_fixtures import THINGS_CHANNELS, WNIDS, write_cvpr40, write_jpeg, write_spkit_fif, write_things
 
 pytestmark = pytest.mark.usefixtures("fresh_pairs_cache")
 

@@ -6,14 +6,13 @@ import mne
 import numpy as np
 import pytest
 import torch
-from app_fixtures import write_spkit_fif
 
+from app_fixtures import write_spkit_fif
 from dreamdiffusion.app import web
 from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.core.errors import ConfigError, DataError, EEGShapeError
 from dreamdiffusion.generation import load_pipeline, sources_from_file
 from dreamdiffusion.pipeline import resolve_pipeline_folder
-
 
 # tiny_pipeline_folder (conftest.py): its preprocessing.json says channel_mapping "montage", so the 14 Emotiv
 # channels are interpolated onto 128.

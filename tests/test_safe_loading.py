@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
+from dreamdiffusion.core.errors import DataError, DreamDiffusionError
 from dreamdiffusion.data.images import load_image
 from dreamdiffusion.data.pairs import EEGCVPR40, FolderPairs, ThingsEEG2, load_npy, restricted_unpickle, safe_torch_load
-from dreamdiffusion.core.errors import DataError, DreamDiffusionError
 from pairs_fixtures import THINGS_CHANNELS, WNIDS, write_cvpr40, write_jpeg, write_things
 
 # ------------------------------------------------------------------------------------ code in pickles

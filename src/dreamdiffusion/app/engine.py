@@ -20,7 +20,7 @@ import mne
 import numpy as np
 
 from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
-from dreamdiffusion.core.files import atomic_write_bytes  # noqa: F401  (app code imports it from here)
+from dreamdiffusion.core.files import atomic_write_bytes
 from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, default_pipeline_folder, resolve_pipeline_folder
 

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from dreamdiffusion.core.errors import DataError, DreamDiffusionError, EEGReadError
 from dreamdiffusion.core.files import atomic_write_json, begin_staging, publish_folder
-from dreamdiffusion.data.exclusions import is_excluded, read_exclusions, subject_of  # noqa: F401 (re-exported)
+from dreamdiffusion.data.exclusions import is_excluded, read_exclusions, subject_of
 from dreamdiffusion.data.io import EEG_EXTENSIONS, find_recordings, read_raw
 from dreamdiffusion.data.moabb_source import moabb_recordings, resolve_datasets
 from dreamdiffusion.data.transforms import InputSpec, count_windows, iter_windows

@@ -21,9 +21,14 @@ import mne
 import numpy as np
 
 from dreamdiffusion.core.errors import EEGReadError
-from dreamdiffusion.data.preflight import (check_declared_size, check_npy_header, check_raw_files, max_eeg_bytes,
-                                          preflight)
 from dreamdiffusion.data.montage import has_any_position, make_montage
+from dreamdiffusion.data.preflight import (
+    check_declared_size,
+    check_npy_header,
+    check_raw_files,
+    max_eeg_bytes,
+    preflight,
+)
 from dreamdiffusion.data.safe_load import restricted_unpickle
 
 logger = logging.getLogger(__name__)

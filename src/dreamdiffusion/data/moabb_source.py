@@ -26,7 +26,7 @@ def _norm(s: str) -> str:
 
 def _moabb():
     try:
-        import moabb.datasets  # noqa: F401
+        import moabb.datasets
         from moabb.datasets.utils import dataset_list
     except ImportError as exc:
         raise DataError(f"MOABB is not installed ({exc}); pip install 'dreamdiffusion[moabb]'") from None

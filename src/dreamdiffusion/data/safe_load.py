@@ -89,7 +89,7 @@ def safe_torch_load(path: str | os.PathLike, what: str = "data file") -> Any:
                             "strings are accepted. Get the file from its original source", path) from None
         detail = _first_line_with(text, "Unsupported operand", "error:") or text.splitlines()[0][:200]
         raise DataError(f"cannot read {what}: not a torch file or damaged ({detail})", path) from None
-    except Exception as exc:  # noqa: BLE001 - fuzzing shows struct.error, RuntimeError, ...: all bad input
+    except Exception as exc:  # fuzzing shows struct.error, RuntimeError, ...: all bad input
         msg = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise DataError(f"cannot read {what}: not a torch file, truncated or damaged ({msg})", path) from None
 
@@ -172,7 +172,7 @@ def load_npy(path: str | os.PathLike, what: str = "data file") -> Any:
         raise DataError(f"cannot read {what}: damaged pickle data ({exc})", path) from None
     except DreamDiffusionError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any failure on untrusted bytes is bad input, not a bug
+    except Exception as exc:  # any failure on untrusted bytes is bad input, not a bug
         msg = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise DataError(f"cannot read {what}: not a valid .npy file ({type(exc).__name__}: {msg})", path) from None
     if not isinstance(obj, np.ndarray):

@@ -37,7 +37,7 @@ from dreamdiffusion.data.pairs.synthetic import open_synthetic
 from dreamdiffusion.data.pairs.things_eeg2 import ThingsEEG2, open_things_eeg2
 
 # Re-exported: these lived in this module before the split, and callers import them from here.
-from dreamdiffusion.data.safe_load import (  # noqa: F401
+from dreamdiffusion.data.safe_load import (
     RestrictedUnpickler,
     clear_cache,
     load_npy,
