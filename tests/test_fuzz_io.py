@@ -228,3 +228,127 @@ def test_input_spec_rejects_nonsense(values):
     assert spec.n_chans >= 1 and spec.n_times >= 1 and np.isfinite(spec.sfreq) and spec.sfreq > 0
     assert InputSpec.from_json(spec.to_json()) == spec
     OUTCOMES["spec-ok"] += 1
+
+
+# ------------------------------------------------------------------------------------ model folders, CLI, uploads
+SHIPPED = Path(__file__).resolve().parents[1] / "src" / "dreamdiffusion" / "assets" / "builtin"
+_CONFIG_FILES = ["eeg_conditioner/config.json", "unet/config.json", "vae/config.json",
+                 "scheduler/scheduler_config.json", "preprocessing.json", "generation.json", "model_index.json"]
+_HUGE = st.sampled_from([10**6, 10**7, 10**9, 10**10, 2**63, -1, 0, -(10**9)])
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 3000) | _HUGE | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8) | st.sampled_from(["os.system", "diffusers", "../x", "evil.Model"]),
+    lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=6), c, max_size=4), max_leaves=8)
+
+
+@pytest.fixture(scope="module")
+def pipeline_copy(tmp_path_factory):
+    """The shipped pipeline with real copies of its JSON files and symlinks to its weights."""
+    dst = tmp_path_factory.mktemp("pipe") / "pipeline"
+    for p in (SHIPPED / "pipeline").rglob("*"):
+        target = dst / p.relative_to(SHIPPED / "pipeline")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if p.is_file():
+            (target.write_bytes(p.read_bytes()) if p.suffix == ".json" else os.symlink(p, target))
+    return dst
+
+
+@FUZZ
+@given(name=st.sampled_from(_CONFIG_FILES), edits=st.lists(st.tuples(st.text(max_size=20) | st.sampled_from(
+    ["n_chans", "n_times", "embed_dim", "depth", "num_heads", "patch_size", "block_out_channels", "layers_per_block",
+     "sample_size", "latent_channels", "num_train_timesteps", "num_inference_steps", "guidance_scale", "unet",
+     "eeg_conditioner", "auto_map", "cross_attention_dim", "in_channels", "sfreq", "_class_name", "beta_end"]),
+    _JSON_VALUES), min_size=1, max_size=3), whole=st.none() | _JSON_VALUES)
+def test_model_folder_configs(pipeline_copy, name, edits, whole):
+    """A mutated config of a real pipeline folder: the pipeline loads (a harmless value), or one ConfigError
+    naming a file of the folder; never another exception, a hang, or a load that allocates gigabytes."""
+    import json
+
+    from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+    TRIED["model-config"] += 1
+    path = pipeline_copy / name
+    original = (SHIPPED / "pipeline" / name).read_text()
+    data = json.loads(original)
+    for key, value in edits:
+        data[key] = value
+    try:
+        path.write_text(json.dumps(whole if whole is not None else data))
+        with _alarm():
+            DreamDiffusionPipeline.from_pretrained(pipeline_copy)
+        OUTCOMES["config-loaded"] += 1
+    except ConfigError as exc:
+        assert exc.path and str(pipeline_copy) in exc.path and "\n" not in exc.message, exc
+        OUTCOMES["config-refused"] += 1
+    finally:
+        path.write_text(original)
+
+
+_NUMBER_TEXT = (st.sampled_from(["nan", "inf", "-inf", "NaN", "1e309", "-0", "0x10", "1_000", " 3 ", "", "1e3",
+                                 str(2**70), str(-(2**63)), "3.5", "abc"])
+                | st.integers(-(2**70), 2**70).map(str) | st.floats(allow_nan=True, allow_infinity=True).map(repr)
+                | st.text(max_size=6))
+_NUMBER_FLAGS = ["--guidance", "--batch-size", "--onset", "--steps", "--num-images", "--seed", "--sfreq", "--limit",
+                 "--split-index"]
+
+
+@FUZZ
+@given(flags=st.lists(st.tuples(st.sampled_from(_NUMBER_FLAGS), _NUMBER_TEXT), min_size=1, max_size=3))
+def test_cli_number_arguments(tmp_path_factory, flags):
+    """`generate` with fuzzed numbers: exit 2 with one `error:` line (a bad number names its flag), before
+    anything is loaded (the EEG file does not exist, so valid numbers end there)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from dreamdiffusion.cli import main
+
+    TRIED["cli-numbers"] += 1
+    tmp = tmp_path_factory.mktemp("cli")
+    argv = ["generate", "--eeg-file", str(tmp / "none.edf"), "--output", str(tmp / "o")]
+    for flag, text in flags:
+        argv.append(f"{flag}={text}")
+    err, out = io.StringIO(), io.StringIO()
+    with _alarm(), redirect_stderr(err), redirect_stdout(out):
+        code = main(argv)
+    lines = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err.getvalue(), (argv, err.getvalue())
+    assert "internal error" not in lines[0], lines[0]
+    assert ("EEG file not found" in lines[0]) or any(f in lines[0] for f, _ in flags) or "--dataset" in lines[0], \
+        lines[0]
+    OUTCOMES["cli-refused-number" if "EEG file not found" not in lines[0] else "cli-numbers-ok"] += 1
+    assert not (tmp / "o").exists()
+
+
+_UPLOAD_NAMES = st.text(st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)), min_size=1,
+                        max_size=40).filter(lambda n: n not in (".", "..") and len(n.encode("utf-8")) < 200)
+_UPLOAD_SUFFIX = st.sampled_from([".fif", ".FIF", ".edf", ".vhdr", ".set", ".fif.gz", ".exe", "", ".fif.exe", ".npy",
+                                  ".bdf", ".gdf", ".cnt"])
+
+
+@FUZZ
+@given(stem=_UPLOAD_NAMES, suffix=_UPLOAD_SUFFIX, content=st.sampled_from(["fif", "edf", "garbage", "empty"]))
+def test_upload_names(stem, suffix, content):
+    """The app's upload path with any file name: a loaded recording, or one EEGReadError that names only the
+    upload's own name (never a folder of the server)."""
+    from dreamdiffusion.app.web import load_recording
+
+    TRIED["upload-names"] += 1
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"{stem}{suffix}"
+        if content == "fif" or content == "edf":
+            fmt = "fif" if content == "fif" else "edf"
+            blob = next(b for n, b in _seed_files(fmt).items() if n.endswith(_FORMATS[fmt]))
+        else:
+            blob = b"" if content == "empty" else b"\x00garbage" * 10
+        try:
+            path.write_bytes(blob)
+        except OSError:
+            return  # a name this file system refuses: not something an upload can carry either
+        try:
+            with _alarm():
+                loaded = load_recording(path, max_mb=5)
+            assert len(loaded.raw.ch_names) >= 1
+            OUTCOMES["upload-loaded"] += 1
+        except EEGReadError as exc:
+            assert d not in str(exc) and "\n" not in str(exc), str(exc)
+            OUTCOMES["upload-refused"] += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -76,17 +77,23 @@ def suffix_of(path: str | os.PathLike) -> str:
     return ".fif.gz" if name.endswith(".fif.gz") else Path(name).suffix
 
 
+def _printable(text: str) -> str:
+    """``text`` for the page: control characters (a newline in a file name) shown as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def check_upload(path: str | os.PathLike, max_mb: float) -> Path:
     """Refuse files of other types or over the size cap before anything parses them."""
     path = Path(path)
+    shown = _printable(path.name)
     if suffix_of(path) not in ACCEPTED_SUFFIXES:
         raise EEGReadError(f"file type {suffix_of(path) or '(none)'!r} is not accepted "
-                           f"(upload one of: {', '.join(ACCEPTED_SUFFIXES)})", path.name)
+                           f"(upload one of: {', '.join(ACCEPTED_SUFFIXES)})", shown)
     if not path.is_file():
-        raise EEGReadError("uploaded file is missing", path.name)
+        raise EEGReadError("uploaded file is missing", shown)
     size_mb = path.stat().st_size / 1e6
     if size_mb > max_mb:
-        raise EEGReadError(f"file is {size_mb:.1f} MB, over the {max_mb:g} MB upload limit", path.name)
+        raise EEGReadError(f"file is {size_mb:.1f} MB, over the {max_mb:g} MB upload limit", shown)
     return path
 
 
@@ -94,6 +101,19 @@ def read_eeg(path: Path, max_eeg_mb: float = APP_MAX_EEG_MB) -> mne.io.BaseRaw:
     """Read an uploaded recording through the project's reader, with the app's limits: the samples it declares
     must fit ``max_eeg_mb`` (checked before reading), and files it refers to must be inside its own folder."""
     return read_raw(path, max_bytes=max_eeg_bytes(max_eeg_mb), confine=True)
+
+
+def _scrub(message: str, path: Path, name: str) -> str:
+    """A reader's message with the upload's server-side folder taken out: the page names the file only."""
+    for full in {str(path.resolve()), str(path.absolute()), str(path)}:
+        message = message.replace(full, name)
+    for folder in {str(path.resolve().parent), str(path.absolute().parent), str(path.parent)}:
+        if folder not in ("", "."):
+            message = message.replace(folder + os.sep, "").replace(folder, "<upload folder>")
+            # A reader's message cut short may hold only the start of the folder: drop what is left of it.
+            head = folder[: max(5, len(folder) // 2)]
+            message = re.sub(re.escape(head) + r"[^\s'\"]*", "<upload folder>", message)
+    return _printable(message)
 
 
 MAX_POSITIONS_MB = 1.0  # an electrode positions file is a few kB
@@ -130,11 +150,11 @@ def load_recording(path: str | os.PathLike, *, montage: Any = None, max_mb: floa
                    display_name: str | None = None, max_eeg_mb: float = APP_MAX_EEG_MB) -> Loaded:
     """Check, read and place (electrode positions) one uploaded recording."""
     path = check_upload(path, max_mb)
-    name = display_name or path.name
+    name = _printable(display_name or path.name)
     try:
         raw = read_eeg(path, max_eeg_mb)
     except DreamDiffusionError as exc:
-        raise EEGReadError(exc.message, name) from exc
+        raise EEGReadError(_scrub(exc.message, path, name), name) from exc
     if len(mne.pick_types(raw.info, eeg=True, exclude=())) == 0:
         raise EEGReadError("the file has no EEG channels", name)
     apply_montage(raw, montage, source=name)

@@ -109,6 +109,7 @@ NONFINITE_OK = {"lambda_min_clipped"}
 CODE_KEYS = ("auto_map", "custom_pipeline", "_custom_pipeline")
 # A parameter budget for the two model families whose size follows from a few fields (fp32: 4 bytes each).
 MAX_PARAMETERS = 4_000_000_000
+MAX_POSITION_TABLE = 10_000_000  # tokens x width of an EEG encoder's position table (80 MB as float64)
 
 
 def check_config_values(data: Any, path: str | os.PathLike | None = None, what: str = "config") -> dict:
@@ -189,6 +190,12 @@ def _check_budget(data: dict, path) -> None:
         per_block = data.get("layers_per_block", 2)
         per_block = max(per_block) if isinstance(per_block, list) and per_block else per_block
         params += sum(c * c for c in blocks) * 40 * (int(per_block) + 1 if isinstance(per_block, int) else 3)
+    tokens, patch = data.get("n_times"), data.get("patch_size")
+    if isinstance(width, int) and isinstance(tokens, int) and isinstance(patch, int) and patch > 0:
+        # EEG models build their sine-cosine position table (tokens x width) for real, even when loading.
+        if (tokens // patch) * width > MAX_POSITION_TABLE:
+            raise ConfigError(f"n_times / patch_size x embed_dim = {(tokens // patch) * width:,} position values "
+                              f"(at most {MAX_POSITION_TABLE:,}): the sizes are corrupt".replace(",", "_"), path)
     if params > MAX_PARAMETERS:
         raise ConfigError(f"the config describes a model of about {params:.2g} parameters (at most "
                           f"{MAX_PARAMETERS:.0e}): the sizes are corrupt", path)
