@@ -169,7 +169,11 @@ def test_local_folder_laid_out_like_h94(tmp_path, parts):
     (repo / H94_SD15[0] / "ip-adapter.safetensors").rename(repo / H94_SD15[0] / H94_SD15[1])
     src = resolve_ip_adapter(str(repo))
     assert (src.subfolder, src.weight_name) == H94_SD15[:2] and src.image_encoder == str(repo / H94_SD15[2])
-    hub.load_clip(src.image_encoder)  # the CLIP the EEG gets aligned to
+    # the CLIP the EEG gets aligned to; like h94's, this image encoder has no processor config: CLIP's default
+    (repo / H94_SD15[2] / "preprocessor_config.json").unlink()
+    clip = hub.load_clip(src.image_encoder)
+    size = clip.model.config.image_size
+    assert clip.processor.crop_size == {"height": size, "width": size} and clip.processor.image_mean[0] != 0.5
     cond = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, None)
     pipe = DreamDiffusionPipeline.from_ip_adapter(cond, str(base), str(repo))
     pipe.set_progress_bar_config(disable=True)

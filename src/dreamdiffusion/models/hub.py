@@ -125,11 +125,20 @@ def load_clip(spec: str) -> ClipModel:
     checked(where)
     try:
         model = CLIPVisionModelWithProjection.from_pretrained(where, **SAFE_LOAD)
-        processor = AutoImageProcessor.from_pretrained(where, trust_remote_code=False)
     except LOAD_ERRORS as exc:
         raise ConfigError(
             f"cannot load a CLIP vision model + image processor from here: {_first_line(exc)} "
             "(offline? pass a local folder)", spec) from exc
+    try:
+        processor = AutoImageProcessor.from_pretrained(where, trust_remote_code=False)
+    except LOAD_ERRORS:
+        # IP-Adapter image encoders (h94/IP-Adapter's models/image_encoder) ship no preprocessor config;
+        # diffusers' load_ip_adapter then builds CLIP's default processor at the model's size: so do we.
+        from transformers import CLIPImageProcessor
+
+        size = int(model.config.image_size)
+        processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        logger.info("%s has no image processor config: CLIP's default at %d px", where, size)
     return ClipModel(model=model, processor=processor, source=spec, path=where)
 
 
