@@ -402,3 +402,24 @@ def test_folder_csv_paths_stay_inside_the_root(folder, tmp_path, capsys):
         paired_dataset_options("things-eeg2", root=root, allow_outside_root=True)
     assert paired_dataset_options("folder", root=root, allow_outside_root=True)["allow_outside_root"] is True
     assert "allow_outside_root" not in paired_dataset_options("folder", root=root)
+
+
+def test_public_data_api_is_importable_and_lazy():
+    import subprocess
+    import sys
+
+    import dreamdiffusion.data as data
+    from dreamdiffusion.data.corpus import CorpusDataset, build_corpus
+    from dreamdiffusion.data.io import read_raw
+
+    # the names a user looks for first, at dreamdiffusion.data, are the classes and functions of their modules
+    assert (data.EEGCVPR40, data.ThingsEEG2, data.FolderPairs) == (EEGCVPR40, ThingsEEG2, FolderPairs)
+    assert (data.read_raw, data.build_corpus, data.CorpusDataset) == (read_raw, build_corpus, CorpusDataset)
+    assert set(data.__all__) <= set(dir(data))
+    with pytest.raises(AttributeError):
+        getattr(data, "no_such_name")
+    # Importing one submodule does not load the dataset readers (the names resolve on first use).
+    code = ("import sys, dreamdiffusion.data.montage; "
+            "print(sorted(m for m in sys.modules if m.startswith('dreamdiffusion.data')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['dreamdiffusion.data', 'dreamdiffusion.data.montage']"

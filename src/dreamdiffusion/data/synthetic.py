@@ -42,7 +42,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import mne
 import numpy as np
 import torch
 from PIL import Image
@@ -50,6 +49,7 @@ from PIL import Image
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.data.corpus import CorpusWriter
+from dreamdiffusion.data.montage import make_montage
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def image_features(images: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- the brain
 def montage_positions() -> tuple[list[str], np.ndarray]:
     """Channel names and unit-sphere positions ``[128, 3]`` of MNE's BioSemi-128 montage."""
-    montage = mne.channels.make_standard_montage(MONTAGE)
+    montage = make_montage(MONTAGE)
     pos = montage.get_positions()["ch_pos"]
     names = list(montage.ch_names)[:N_CHANS]
     xyz = np.array([pos[n] for n in names], dtype=np.float64)
