@@ -176,3 +176,16 @@ def test_leave_one_subject_out_never_trains_on_the_left_out_subject(things, tmp_
     summary = json.loads((out / "align_summary.json").read_text())
     assert summary["train_trials"] == 2 * 18 * 4  # 2 subjects x 18 train images x 4 repetitions
     assert summary["test"]["n_way"] == 5 and summary["test"]["n_eeg"] == 5
+    # evaluate prints the field's table (published rows, then this method: intra-subject | leave-one-subject-out)
+    intra = align(AlignConfig(output=str(tmp_path / "intra"), dataset="things-eeg2", clip="builtin-tiny",
+                              dataset_options={**opts, "average_repetitions": False, "leave_out_subject": None,
+                                               "subject": 1},
+                              encoder_arch="linear", channels="O1,Oz,O2", batch_size=8, max_steps=2,
+                              validate_every=1, report_test=True))
+    assert main(["evaluate", "--output", str(tmp_path / "table"), "--align-run", str(out),
+                 "--align-run", str(intra)]) == 0
+    table = (tmp_path / "table" / "retrieval_table.md").read_text().splitlines()
+    assert table[0] == "| method | intra-subject | leave-one-subject-out | what it does |"
+    assert any(line.startswith("| ATM-S") and "26.1 / 55.3" in line for line in table)
+    mine = [line.split(" | ") for line in table if "this project" in line]
+    assert len(mine) == 1 and "(1 subj., 5-way)" in mine[0][1] and "(1 subj., 5-way)" in mine[0][2]

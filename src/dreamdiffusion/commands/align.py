@@ -25,6 +25,9 @@ def align_cmd(
     channels: Optional[str] = typer.Option(None, "--channels",
                                            help="Channels the encoder sees: names (O1,Oz,O2) or a set (ubp17)."),
     time_pool: int = typer.Option(_D.time_pool, "--time-pool", help="Average-pool the window over N samples."),
+    spatial_filters: int = typer.Option(_D.spatial_filters, "--spatial-filters",
+                                        help="linear: mix the channels into K virtual channels first (0: off)."),
+    proj_dropout: float = typer.Option(_D.proj_dropout, "--proj-dropout", help="Dropout inside the projector."),
     root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (things-eeg2, folder, synthetic, eegcvpr40)."),
     eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
     splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
@@ -56,6 +59,12 @@ def align_cmd(
                                               help="UBP's uncertainty-aware blur: per trial 0.5x, 1x or 1.5x the sigma."),
     target_views: int = typer.Option(_D.target_views, "--target-views",
                                      help="Average the CLIP embeddings of N degraded views (NeuroBridge; 0: off)."),
+    trial_mix: float = typer.Option(_D.trial_mix, "--trial-mix",
+                                    help="Share of train trials averaged with another trial of the same image."),
+    cosine_weight: float = typer.Option(_D.cosine_weight, "--cosine-weight",
+                                        help="Weight of 1 - cos to the own image beside InfoNCE (0: InfoNCE alone)."),
+    baseline: bool = typer.Option(_D.baseline, "--baseline/--no-baseline",
+                                  help="Score the ridge EEG -> CLIP baseline beside the encoder."),
     validate_every: int = typer.Option(_D.validate_every, "--validate-every", help="Val retrieval every N steps."),
     select: str = typer.Option(_D.select, "--select", help="Final weights: best (val top-1, then top-5) | last."),
     report_test: bool = typer.Option(False, "--report-test",
@@ -81,7 +90,9 @@ def align_cmd(
         encoder_preset=encoder_preset, channels=channels, time_pool=time_pool, batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay, warmup_steps=warmup_steps, max_steps=max_steps,
         target_blur=target_blur, target_blur_adaptive=target_blur_adaptive, target_views=target_views,
-        validate_every=validate_every, select=select, report_test=report_test, seed=seed)
+        validate_every=validate_every, select=select, report_test=report_test, seed=seed,
+        spatial_filters=spatial_filters, proj_dropout=proj_dropout, trial_mix=trial_mix, cosine_weight=cosine_weight,
+        baseline=baseline)
     typer.echo(str(align(config)))
 
 

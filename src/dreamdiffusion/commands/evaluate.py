@@ -55,10 +55,17 @@ def register(app: typer.Typer) -> None:
             None, "--base", help="Base of the class-lookup baseline (default: the one the model was fine-tuned from)."),
         baseline_train_limit: Optional[int] = typer.Option(
             None, "--baseline-train-limit", help="Fit the baselines on the first N train pairs only."),
+        align_run: Optional[list[Path]] = typer.Option(
+            None, "--align-run", help="Instead of scoring a model: the retrieval table (intra-subject, leave-one-"
+                                      "subject-out, mean over subjects) of these `align --report-test` runs (repeat)."),
     ) -> None:
         """Score a model on a held-out split: n-way top-1, retrieval top-1/5, SSIM, PCC (+ FID/IS if local)."""
         from dreamdiffusion.data.pairs import paired_dataset_options
         from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
+
+        if align_run:
+            _retrieval_table(align_run, output)
+            return
 
         options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
                                          split_index=split_index, root=root, csv=csv,
@@ -87,3 +94,12 @@ def register(app: typer.Typer) -> None:
 
 def _f(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def _retrieval_table(runs: list[Path], output: Path) -> None:
+    from dreamdiffusion.core.files import atomic_write_text
+    from dreamdiffusion.evaluation.retrieval_table import retrieval_table
+
+    table = retrieval_table(runs)
+    atomic_write_text(output / "retrieval_table.md", table)
+    typer.echo(table + f"-> {output / 'retrieval_table.md'}")

@@ -140,14 +140,19 @@ class EEGConformer(nn.Module):
 
 
 class Flatten(nn.Module):
-    """UBP's encoder input: the whole window as one vector (the projector is the model)."""
+    """UBP's encoder input: the whole window as one vector (the projector is the model).
 
-    def __init__(self, n_chans: int, n_times: int, sfreq: float = 250.0):
+    ``spatial_filters`` > 0 first mixes the channels into that many learned virtual channels (a low-rank,
+    spatial-then-temporal linear map: far fewer weights on many-channel caps).
+    """
+
+    def __init__(self, n_chans: int, n_times: int, sfreq: float = 250.0, spatial_filters: int = 0):
         super().__init__()
-        self.out_features = n_chans * n_times
+        self.spatial = nn.Conv1d(n_chans, spatial_filters, 1, bias=False) if spatial_filters else None
+        self.out_features = (spatial_filters or n_chans) * n_times
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1)
+        return (self.spatial(x) if self.spatial is not None else x).flatten(1)
 
 
 class Projector(nn.Module):

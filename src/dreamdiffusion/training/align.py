@@ -65,6 +65,7 @@ class AlignConfig:
     encoder_preset: str = "tiny"  # msm size when no --encoder is given: paper | small | tiny
     channels: str | None = None  # e.g. "ubp17" or "O1,Oz,O2"; None: every channel
     time_pool: int = 1  # average-pool the window over this many samples (cheap downsampling)
+    spatial_filters: int = 0  # linear arch: mix the channels into this many virtual channels first (0: off)
     proj_dropout: float = 0.3  # dropout inside UBP's projector
     batch_size: int = 256  # in-batch negatives: larger is better while it fits
     learning_rate: float = 1e-3
@@ -205,6 +206,8 @@ def build_model(cfg: AlignConfig, dataset, n_chans: int, n_times: int, clip_dim:
         index, names = resolve_channels(cfg.channels, ch_names, montage)
         logger.info("channels %s -> %s", cfg.channels, ", ".join(names))
     options = {"preset": cfg.encoder_preset} if cfg.encoder_arch == "msm" else None
+    if cfg.encoder_arch == "linear" and cfg.spatial_filters:
+        options = {"spatial_filters": cfg.spatial_filters}
     model = AlignedEncoder(arch=cfg.encoder_arch, in_chans=n_chans, in_times=n_times, in_sfreq=sfreq,
                            clip_dim=clip_dim, channel_index=index, channel_names=names, time_pool=cfg.time_pool,
                            arch_options=options, proj_dropout=cfg.proj_dropout, init_temperature=cfg.init_temperature)
