@@ -327,7 +327,7 @@ _UPLOAD_SUFFIX = st.sampled_from([".fif", ".FIF", ".edf", ".vhdr", ".set", ".fif
 
 @FUZZ
 @given(stem=_UPLOAD_NAMES, suffix=_UPLOAD_SUFFIX, content=st.sampled_from(["fif", "edf", "garbage", "empty"]))
-def test_upload_names(stem, suffix, content):
+def test_upload_names(seed_files, stem, suffix, content):
     """The app's upload path with any file name: a loaded recording, or one EEGReadError that names only the
     upload's own name (never a folder of the server)."""
     from dreamdiffusion.app.web import load_recording
@@ -337,7 +337,7 @@ def test_upload_names(stem, suffix, content):
         path = Path(d) / f"{stem}{suffix}"
         if content == "fif" or content == "edf":
             fmt = "fif" if content == "fif" else "edf"
-            blob = next(b for n, b in _seed_files(fmt).items() if n.endswith(_FORMATS[fmt]))
+            blob = next(b for n, b in seed_files[fmt].items() if n.endswith(_FORMATS[fmt]))
         else:
             blob = b"" if content == "empty" else b"\x00garbage" * 10
         try:
