@@ -101,6 +101,7 @@ def test_generate_images_files_and_determinism(pipe, tmp_path):
     m2 = generate_images(GenerateConfig(model="mem", output=str(tmp_path / "b"), num_images=2, steps=2, seed=5,
                                         batch_size=3), sources, pipe=pipe)
     assert [e["images"] for e in m1["items"]] == [["images/%04d_%d.png" % (i, j) for j in range(2)] for i in range(3)]
+    assert [e["images"] for e in m2["items"]] == [e["images"] for e in m1["items"]]  # batch size: same files
     for e in m1["items"]:
         for name in e["images"]:
             a = np.asarray(Image.open(tmp_path / "a" / name))
