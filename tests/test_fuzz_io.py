@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from eeg_files import write_raw
+from dreamdiffusion.core.errors import ConfigError, DataError, EEGReadError
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.transforms import InputSpec, windows_from_raw
-from dreamdiffusion.core.errors import ConfigError, DataError, EEGReadError
+from eeg_files import write_raw
 
 N = int(os.environ.get("DD_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=N, deadline=None, derandomize=os.environ.get("DD_FUZZ_RANDOM") != "1",

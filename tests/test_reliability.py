@@ -359,3 +359,23 @@ def test_pipeline_load_warns_nothing():
         load_pipeline(SHIPPED / "pipeline", dtype="float32", device="cpu")
     assert not [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))], \
         [str(w.message) for w in caught]
+
+
+def test_every_command_that_writes_a_folder_refuses_a_non_empty_one(tmp_path, capsys):
+    """generate, evaluate, demo and build-corpus: one line naming the folder and --overwrite, before any work."""
+    from dreamdiffusion.data.io import write_sample
+
+    rec = write_sample(tmp_path / "in" / "rec.edf")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    for argv in (["generate", "--eeg-file", rec, "--output", out],
+                 ["evaluate", "--model", tmp_path / "none", "--output", out],
+                 ["demo", "--output", out, "--fast"],
+                 ["data", "build-corpus", rec.parent, "--output", out]):
+        code, err = _cli(argv, capsys)
+        _one_line(code, err, str(out), "--overwrite")
+        assert (out / "mine.txt").read_text() == "keep me", argv[0]
+    code, err = _cli(["evaluate", "--generated", out, "--output", out, "--overwrite"], capsys)
+    _one_line(code, err, "--generated")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no temporary sibling left behind

@@ -35,8 +35,8 @@ Recommended generation settings: ``generation.json`` in the folder (written by
 
 from __future__ import annotations
 
-import dataclasses
 import contextlib
+import dataclasses
 import inspect
 import logging
 import math
@@ -55,8 +55,8 @@ from diffusers import (
     PNDMScheduler,
 )
 from diffusers.image_processor import VaeImageProcessor
-from transformers.utils import logging as hf_logging
 from diffusers.utils.torch_utils import randn_tensor
+from transformers.utils import logging as hf_logging
 
 from dreamdiffusion.core.config import check_config_values, check_model_folder, check_model_index, read_json_config
 from dreamdiffusion.core.errors import ConfigError

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from dreamdiffusion.commands._options import POSITIVE, SEED, SFREQ, integer
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError
 
@@ -32,7 +33,7 @@ def _freq(value: Optional[str], name: str) -> Optional[float]:
 def inspect(
     file: Path = typer.Argument(..., help="An EEG file (EDF/BDF/GDF/FIF/BrainVision .vhdr/EEGLAB .set/CNT/.npy)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    sfreq: Optional[float] = typer.Option(None, "--sfreq", help="Sampling rate of a .npy array (Hz)."),
+    sfreq: Optional[float] = typer.Option(None, "--sfreq", parser=SFREQ, help="Sampling rate of a .npy array (Hz)."),
     debug: bool = typer.Option(False, "--debug", hidden=True),
 ) -> None:
     """Channels, sampling rate, duration, flat/bad channels and NaN/Inf counts of one recording."""
@@ -62,23 +63,23 @@ def build_corpus_cmd(
     exclude: Optional[List[str]] = typer.Option(None, "--exclude",
                                                 help="Subject, path, glob, or a text file of them (repeatable)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first bad recording instead of skipping it."),
-    sfreq: Optional[float] = typer.Option(None, "--sfreq", help="Sampling rate of .npy inputs (Hz)."),
-    n_chans: int = typer.Option(128, "--n-chans", help="Channels of the model input."),
-    n_times: int = typer.Option(512, "--n-times", help="Samples per window."),
-    resample: float = typer.Option(_DEFAULT_RATE, "--resample",
+    sfreq: Optional[float] = typer.Option(None, "--sfreq", parser=SFREQ, help="Sampling rate of .npy inputs (Hz)."),
+    n_chans: int = typer.Option(128, "--n-chans", parser=integer(1, 4096), help="Channels of the model input."),
+    n_times: int = typer.Option(512, "--n-times", parser=integer(1, 100_000), help="Samples per window."),
+    resample: float = typer.Option(_DEFAULT_RATE, "--resample", parser=SFREQ,
                                    help="Common rate (Hz) every recording is resampled to (default: 512 / 0.44 s)."),
-    stride: Optional[int] = typer.Option(None, "--stride", help="Samples between window starts (default: n-times)."),
+    stride: Optional[int] = typer.Option(None, "--stride", parser=integer(1, 100_000), help="Samples between window starts (default: n-times)."),
     l_freq: Optional[str] = typer.Option("5", "--l-freq", help="High-pass edge in Hz, or 'none'."),
     h_freq: Optional[str] = typer.Option("95", "--h-freq", help="Low-pass edge in Hz, or 'none'."),
     notch: Optional[str] = typer.Option(None, "--notch", help="Line frequency to notch out (50 or 60) and harmonics."),
     channel_mapping: str = typer.Option("repeat", "--channel-mapping", help="repeat (paper) | montage (positions)."),
     montage: str = typer.Option("standard_1005", "--montage", help="Standard montage for channel positions."),
     normalize: str = typer.Option("zscore", "--normalize", help="zscore (per window and channel) | none."),
-    max_windows: Optional[int] = typer.Option(None, "--max-windows-per-recording",
+    max_windows: Optional[int] = typer.Option(None, "--max-windows-per-recording", parser=POSITIVE,
                                               help="Cap windows per recording (random, seeded)."),
     repair: bool = typer.Option(False, "--repair", help="Interpolate channels holding NaN/Inf instead of skipping."),
-    shard_size: int = typer.Option(1024, "--shard-size", help="Windows per shard file."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the window cap's random choice."),
+    shard_size: int = typer.Option(1024, "--shard-size", parser=integer(1, 1_000_000), help="Windows per shard file."),
+    seed: int = typer.Option(0, "--seed", parser=SEED, help="Seed of the window cap's random choice."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing corpus at --output."),
     debug: bool = typer.Option(False, "--debug", hidden=True),
 ) -> None:

@@ -8,7 +8,9 @@ from typing import List, Optional
 
 import typer
 
+from dreamdiffusion.commands._options import NUM_IMAGES, POSITIVE, SEED, STEPS
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.core.files import check_output_folder
 from dreamdiffusion.experiments.ablation import AblationConfig, run_ablation
 from dreamdiffusion.experiments.demo import DemoConfig, DemoSettings
 from dreamdiffusion.experiments.modern import RECIPES, run_recipe
@@ -24,19 +26,24 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         output: Path = typer.Option(..., "--output", help="Run folder: benchmark/, pretrain/, finetune/, evaluate/, "
                                                           "metrics.json, report.md."),
-        seed: int = typer.Option(0, "--seed", help="Seeds the benchmark (brain, subjects, splits), training and sampling."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Run into a non-empty --output folder (its stages "
+                                                                  "are replaced)."),
+        seed: int = typer.Option(0, "--seed", parser=SEED, help="Seeds the benchmark (brain, subjects, splits), training and sampling."),
         recipe: str = typer.Option("paper", "--recipe", help="paper (MSM + EEG tokens in a fine-tuned base, the "
                                                              "paper's) | modern (contrastive EEG-CLIP alignment -> "
                                                              "predicted image embedding -> IP-Adapter)."),
         fast: bool = typer.Option(False, "--fast", help="A reduced run (seconds to a minute): checks the plumbing, "
                                                         "not the method."),
-        pretrain_steps: Optional[int] = typer.Option(None, "--pretrain-steps", help="Stage A steps."),
-        finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", help="Stage B steps."),
-        num_images: Optional[int] = typer.Option(None, "--num-images", help="Samples per test EEG."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Sampler steps."),
-        limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N test EEGs."),
+        pretrain_steps: Optional[int] = typer.Option(None, "--pretrain-steps", parser=POSITIVE,
+                                                     help="Stage A steps."),
+        finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", parser=POSITIVE,
+                                                     help="Stage B steps."),
+        num_images: Optional[int] = typer.Option(None, "--num-images", parser=NUM_IMAGES, help="Samples per test EEG."),
+        steps: Optional[int] = typer.Option(None, "--steps", parser=STEPS, help="Sampler steps."),
+        limit: Optional[int] = typer.Option(None, "--limit", parser=POSITIVE, help="Score only the first N test EEGs."),
     ) -> None:
         """Run the whole method on the built-in digits benchmark and write metrics.json and report.md."""
+        check_output_folder(output, overwrite)
         if recipe not in RECIPES:
             raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,

@@ -7,11 +7,16 @@ from typing import Optional
 
 import typer
 
+from dreamdiffusion.commands._options import BATCH, GUIDANCE, NUM_IMAGES, POSITIVE, SEED, STEPS, integer
+from dreamdiffusion.core.files import check_output_folder
+
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate_cmd(
-        output: Path = typer.Option(..., "--output", help="Folder for metrics.json, metrics.md, samples.png, samples/."),
+        output: Path = typer.Option(..., "--output", help="Folder for metrics.json, metrics.md, samples.png, samples/ "
+                                                          "(written to a temporary sibling, renamed when complete)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output folder."),
         model: Optional[Path] = typer.Option(None, "--model", help="DreamDiffusionPipeline folder (or finetune output)."),
         dataset: str = typer.Option("synthetic", "--dataset", help="Paired dataset: synthetic, eegcvpr40, things-eeg2, folder."),
         split: str = typer.Option("test", "--split", help="Split to score (model selection used val; this reads test)."),
@@ -20,7 +25,7 @@ def register(app: typer.Typer) -> None:
         splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
         images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder (EEGCVPR40 imageNet_images, ...)."),
         subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter (EEGCVPR40: 4 as in the paper)."),
-        split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number (0)."),
+        split_index: Optional[int] = typer.Option(None, "--split-index", parser=integer(0, 10_000), help="EEGCVPR40 split number (0)."),
         csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: the CSV of EEG files and images."),
         allow_outside_root: bool = typer.Option(
             False, "--allow-outside-root",
@@ -32,20 +37,20 @@ def register(app: typer.Typer) -> None:
             None, "--classifier", help="Judge: transformers image-classification hub id or folder; default builtin-tiny "
                                        "on synthetic, microsoft/beit-large-patch16-512 (ImageNet-1k) otherwise."),
         clip: Optional[str] = typer.Option(None, "--clip", help="CLIP for retrieval (default: the one used in finetune)."),
-        n_way: int = typer.Option(50, "--n-way", help="n-way of the top-1 accuracy (capped at the judge's classes)."),
-        trials: int = typer.Option(50, "--trials", help="Random trials per generated image."),
-        num_images: int = typer.Option(5, "--num-images", help="Samples per EEG."),
-        steps: int = typer.Option(25, "--steps", help="Sampler steps."),
-        guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance (1 = none, as the paper)."),
+        n_way: int = typer.Option(50, "--n-way", parser=integer(2, 100_000), help="n-way of the top-1 accuracy (capped at the judge's classes)."),
+        trials: int = typer.Option(50, "--trials", parser=integer(1, 100_000), help="Random trials per generated image."),
+        num_images: int = typer.Option(5, "--num-images", parser=NUM_IMAGES, help="Samples per EEG."),
+        steps: int = typer.Option(25, "--steps", parser=STEPS, help="Sampler steps."),
+        guidance: float = typer.Option(1.0, "--guidance", parser=GUIDANCE, help="Classifier-free guidance (1 = none, as the paper)."),
         scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dpm | pndm | ddim | euler (default: the pipeline's)."),
-        seed: int = typer.Option(0, "--seed", help="Seeds the sampling noise and the n-way trials."),
-        limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N EEGs of the split."),
+        seed: int = typer.Option(0, "--seed", parser=SEED, help="Seeds the sampling noise and the n-way trials."),
+        limit: Optional[int] = typer.Option(None, "--limit", parser=POSITIVE, help="Score only the first N EEGs of the split."),
         classes: Optional[str] = typer.Option(
             None, "--classes", help="Comma-separated labels or WordNet ids to score only (Brain2Image grid: "
                                     "n02690373,n03590841,n02510455)."),
-        batch_size: int = typer.Option(16, "--batch-size", help="EEGs per generation batch."),
+        batch_size: int = typer.Option(16, "--batch-size", parser=BATCH, help="EEGs per generation batch."),
         retrieval_n_way: Optional[int] = typer.Option(
-            None, "--retrieval-n-way", help="Candidates per retrieval trial (default: all test images, e.g. 200)."),
+            None, "--retrieval-n-way", parser=integer(2, 1_000_000), help="Candidates per retrieval trial (default: all test images, e.g. 200)."),
         no_fid: bool = typer.Option(False, "--no-fid", help="Skip FID/IS even if Inception weights are on disk."),
         device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | cuda:N (default: CUDA when present)."),
         baselines: bool = typer.Option(
@@ -54,17 +59,18 @@ def register(app: typer.Typer) -> None:
         base: Optional[str] = typer.Option(
             None, "--base", help="Base of the class-lookup baseline (default: the one the model was fine-tuned from)."),
         baseline_train_limit: Optional[int] = typer.Option(
-            None, "--baseline-train-limit", help="Fit the baselines on the first N train pairs only."),
+            None, "--baseline-train-limit", parser=POSITIVE, help="Fit the baselines on the first N train pairs only."),
         align_run: Optional[list[Path]] = typer.Option(
             None, "--align-run", help="Instead of scoring a model: the retrieval table (intra-subject, leave-one-"
                                       "subject-out, mean over subjects) of these `align --report-test` runs (repeat)."),
     ) -> None:
         """Score a model on a held-out split: n-way top-1, retrieval top-1/5, SSIM, PCC (+ FID/IS if local)."""
+        check_output_folder(output, overwrite)  # before any dataset or model is loaded
         from dreamdiffusion.data.pairs import paired_dataset_options
         from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
 
         if align_run:
-            _retrieval_table(align_run, output)
+            _retrieval_table(align_run, output, overwrite)
             return
 
         options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
@@ -76,7 +82,7 @@ def register(app: typer.Typer) -> None:
             split=split, generated=None if generated is None else str(generated), classifier=classifier, clip=clip,
             n_way=n_way, trials=trials, num_images=num_images, steps=steps, guidance=guidance, scheduler=scheduler,
             seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid, device=device,
-            baselines=baselines, base=base, baseline_train_limit=baseline_train_limit,
+            baselines=baselines, base=base, baseline_train_limit=baseline_train_limit, overwrite=overwrite,
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
         result = evaluate(config)
         typer.echo(f"top-1 ({result['n_way']}-way): {result['top1_accuracy']:.3f} (chance {result['chance']:.3f}); "
@@ -96,10 +102,11 @@ def _f(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _retrieval_table(runs: list[Path], output: Path) -> None:
-    from dreamdiffusion.core.files import atomic_write_text
+def _retrieval_table(runs: list[Path], output: Path, overwrite: bool) -> None:
+    from dreamdiffusion.core.files import atomic_write_text, staged_folder
     from dreamdiffusion.evaluation.retrieval_table import retrieval_table
 
     table = retrieval_table(runs)
-    atomic_write_text(output / "retrieval_table.md", table)
+    with staged_folder(output, overwrite) as tmp:  # the one output-folder policy
+        atomic_write_text(tmp / "retrieval_table.md", table)
     typer.echo(table + f"-> {output / 'retrieval_table.md'}")

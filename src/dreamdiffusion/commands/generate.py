@@ -7,8 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from dreamdiffusion.commands._options import (BATCH, GUIDANCE, NUM_IMAGES, ONSET, POSITIVE, SEED, SFREQ, STEPS,
-                                              integer)
+from dreamdiffusion.commands._options import BATCH, GUIDANCE, NUM_IMAGES, ONSET, POSITIVE, SEED, SFREQ, STEPS, integer
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import check_output_folder
 
@@ -58,8 +57,13 @@ def generate_cmd(
 ) -> None:
     """Generate images from EEG with a fine-tuned DreamDiffusionPipeline."""
     from dreamdiffusion.core.quiet import quiet_model_loading
-    from dreamdiffusion.generation import (GenerateConfig, generate_images, load_pipeline, sources_from_dataset,
-                                           sources_from_file)
+    from dreamdiffusion.generation import (
+        GenerateConfig,
+        generate_images,
+        load_pipeline,
+        sources_from_dataset,
+        sources_from_file,
+    )
     from dreamdiffusion.pipeline import resolve_pipeline_folder
 
     quiet_model_loading()

@@ -92,10 +92,22 @@ def to_json(obj: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
         raise ValueError(f"refusing to write non-JSON numbers (NaN/Infinity): {exc}") from None
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+def _finite_or_null(obj: Any) -> Any:
+    if isinstance(obj, float) and not (obj == obj and abs(obj) != float("inf")):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, nonfinite_as_null: bool = False) -> Path:
     """Write ``obj`` as indented JSON atomically (a reader sees the old file or the new one, never half).
-    NaN/Infinity are refused (``to_json``)."""
-    return atomic_write_text(path, to_json(obj) + "\n")
+
+    NaN/Infinity are not JSON: refused (``to_json``), or written as ``null`` with ``nonfinite_as_null`` (for
+    measurements that may be undefined, such as a correlation of constant images)."""
+    return atomic_write_text(path, to_json(_finite_or_null(obj) if nonfinite_as_null else obj) + "\n")
 
 
 def atomic_save_pretrained(model: Any, directory: str | os.PathLike, **save_kwargs) -> Path:

@@ -22,7 +22,13 @@ import torch
 from PIL import Image
 
 from dreamdiffusion.core.errors import ConfigError, DataError
-from dreamdiffusion.core.files import atomic_write_json, atomic_write_png, atomic_write_text
+from dreamdiffusion.core.files import (
+    atomic_write_json,
+    atomic_write_png,
+    atomic_write_text,
+    check_output_folder,
+    staged_folder,
+)
 from dreamdiffusion.data.images import load_image
 from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.evaluation import baselines as B
@@ -68,6 +74,7 @@ class EvaluateConfig:
     base: str | None = None  # the class lookup's base; None = the one the model was fine-tuned from
     baseline_guidance: float | None = None  # the class lookup's guidance; None = the method's
     baseline_train_limit: int | None = None  # fit the ridges on the first N train pairs only (None: all)
+    overwrite: bool = False  # replace a non-empty output folder (the one output-folder policy, core.files)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -325,9 +332,22 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
         raise ConfigError("evaluate needs --model (to generate) or --generated (a folder of generated images)")
     if config.num_images < 1 or config.trials < 1 or config.n_way < 2:
         raise ConfigError("--num-images and --trials must be at least 1 and --n-way at least 2")
+    check_output_folder(config.output, config.overwrite)
+    if config.generated is not None and Path(config.generated).resolve() == Path(config.output).resolve():
+        raise ConfigError("--output must differ from --generated (the scores go beside, not over, the images)",
+                          config.output)
+    # The one output-folder policy: the run writes a temporary sibling, renamed to --output when complete.
+    with staged_folder(config.output, config.overwrite) as out_dir:
+        result = _evaluate_into(config, out_dir, progress)
+    logger.info("top-1 (%d-way) %.3f (chance %.3f); retrieval top-1 %s; SSIM %.3f; PCC %.3f  -> %s",
+                result["n_way"], result["top1_accuracy"], result["chance"], result.get("retrieval_top1"),
+                result["ssim"], result["pcc"], Path(config.output) / "metrics.json")
+    return result
+
+
+def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dict:
+    """The body of :func:`evaluate`, writing into ``out_dir``."""
     t0 = time.perf_counter()
-    out_dir = Path(config.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     items = load_items(config.dataset, config.split, config.dataset_options, config.limit, config.classes)
     eegs = [torch.as_tensor(it["eeg"], dtype=torch.float32) for it in items]
@@ -366,10 +386,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
                     title=f"{config.split}: ground truth | generated")
     atomic_write_text(out_dir / "metrics.md", f"# Evaluation: {config.dataset} / {config.split}\n\n"
                       + metrics_markdown(result))
-    atomic_write_json(out_dir / "metrics.json", result)
-    logger.info("top-1 (%d-way) %.3f (chance %.3f); retrieval top-1 %s; SSIM %.3f; PCC %.3f  -> %s",
-                result["n_way"], result["top1_accuracy"], result["chance"], result.get("retrieval_top1"),
-                result["ssim"], result["pcc"], out_dir / "metrics.json")
+    atomic_write_json(out_dir / "metrics.json", result, nonfinite_as_null=True)
     return result
 
 

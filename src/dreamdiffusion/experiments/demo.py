@@ -228,7 +228,8 @@ def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
     return evaluate(EvaluateConfig(
         output=str(out / name), model=str(pipeline), dataset="synthetic", dataset_options={"root": str(bench)},
         split="test", classifier=cfg.classifier, clip=cfg.clip, base=cfg.base, n_way=s.n_way, trials=s.trials,
-        num_images=s.num_images, steps=s.steps, guidance=guidance, seed=cfg.seed, limit=s.limit, fid=True),
+        num_images=s.num_images, steps=s.steps, guidance=guidance, seed=cfg.seed, limit=s.limit, fid=True,
+        overwrite=True),  # the demo owns its run folder: a rerun replaces its evaluation
         progress=progress)
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from dreamdiffusion.core.config import check_model_folder, read_json_config

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
-from dreamdiffusion.core.files import atomic_save_pretrained, atomic_write_json
+from dreamdiffusion.core.files import atomic_save_pretrained, atomic_write_json, check_output_folder, staged_folder
 from dreamdiffusion.core.seeding import STREAM_DATA, STREAM_INIT, derived_seed, seed_everything
 from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, fit_ridge_regression
 from dreamdiffusion.evaluation.metrics import retrieval_accuracy
@@ -379,6 +379,26 @@ def _data(cfg: AlignConfig, model: AlignedEncoder, clip, train_ds, val_ds) -> di
     return data
 
 
+
+def _train_and_save(cfg: AlignConfig, model, clip, data: dict, tmp: Path, test_dataset, t0: float,
+                    t_data: float) -> dict:
+    """Train, then write config, metrics, the model and its summary into ``tmp`` (align's staged folder)."""
+    atomic_write_json(tmp / CONFIG_FILE, cfg.to_dict())
+    best = train_loop(model, cfg, data["train"], data["targets"], data["val"], JsonlLog(tmp / METRICS_FILE))
+    model.eval()
+    atomic_save_pretrained(model, tmp)
+    summary = {"val": best if data["val"] is not None else None, "selected_step": best.get("step"),
+               "chosen_on": "val retrieval top-1, then top-5" if cfg.select == "best" and data["val"] else "last step",
+               "baseline_ridge_clip": {"val": data.get("ridge_val")} if cfg.baseline else None,
+               "train_trials": int(len(data["train"][0])), "train_images": data["train_images"],
+               "parameters": sum(p.numel() for p in model.parameters()), "seconds_data": round(t_data, 2)}
+    if cfg.report_test:
+        summary["test"] = _test_numbers(cfg, model, clip, test_dataset, data["ridge"], summary)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    atomic_write_json(tmp / SUMMARY_FILE, summary)
+    return summary
+
+
 def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_dataset=None) -> Path:
     """Train an aligned encoder; return its folder (``config.output``). Datasets given here replace ``config.dataset``."""
     from dreamdiffusion.models.hub import load_clip
@@ -389,6 +409,7 @@ def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_datase
     out = Path(cfg.output)
     if (out / SUMMARY_FILE).exists() or (out / "config.json").exists():
         raise ConfigError("this folder holds an earlier align run; choose another --output", out)
+    check_output_folder(out)  # the one output-folder policy (core.files): checked before anything loads
     seed_everything(cfg.seed)
     train_ds, val_ds = _open(cfg, "train", train_dataset), _open(cfg, "val", val_dataset)
     if len(train_ds) < 2:
@@ -402,20 +423,9 @@ def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_datase
     data = _data(cfg, model, clip, train_ds, val_ds)
     model.register_to_config(target_scale=data["scale"])
     t_data = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / CONFIG_FILE, cfg.to_dict())
-    best = train_loop(model, cfg, data["train"], data["targets"], data["val"], JsonlLog(out / METRICS_FILE))
-    model.eval()
-    atomic_save_pretrained(model, out)
-    summary = {"val": best if data["val"] is not None else None, "selected_step": best.get("step"),
-               "chosen_on": "val retrieval top-1, then top-5" if cfg.select == "best" and data["val"] else "last step",
-               "baseline_ridge_clip": {"val": data.get("ridge_val")} if cfg.baseline else None,
-               "train_trials": int(len(data["train"][0])), "train_images": data["train_images"],
-               "parameters": sum(p.numel() for p in model.parameters()), "seconds_data": round(t_data, 2)}
-    if cfg.report_test:
-        summary["test"] = _test_numbers(cfg, model, clip, test_dataset, data["ridge"], summary)
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    atomic_write_json(out / SUMMARY_FILE, summary)
+    # Written into a temporary sibling, renamed to --output when complete: a killed run leaves nothing there.
+    with staged_folder(out) as tmp:
+        summary = _train_and_save(cfg, model, clip, data, tmp, test_dataset, t0, t_data)
     v = summary["val"] or {}
     logger.info("align: val top-1 %s top-5 %s (step %s) in %.1f s -> %s", v.get("top1"), v.get("top5"),
                 summary["selected_step"], summary["seconds"], out)
