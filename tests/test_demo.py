@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dreamdiffusion.cli import main
-from dreamdiffusion.experiments.ablation import ablation_markdown, ablation_variants, summarise_ablation
+from dreamdiffusion.experiments.ablation import MODERN_VARIANT, ablation_markdown, ablation_variants, summarise_ablation
 from dreamdiffusion.experiments.demo import METRIC_KEYS
 
 
@@ -76,11 +76,12 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
 
 def test_ablation_grid_has_the_papers_structure():
     variants = ablation_variants()
-    grid = [(v.pretrain, v.clip, v.encoder) for v in variants if v.mask_ratio == 0.75]
+    grid = [(v.pretrain, v.clip, v.encoder) for v in variants if v.mask_ratio == 0.75 and v.recipe == "paper"]
     assert len(set(grid)) == 8  # {MSM on, off} x {CLIP on, off} x {paper-shaped, small}
     ratios = sorted({v.mask_ratio for v in variants if v.pretrain and v.clip and v.encoder == "paper-shaped"})
     assert ratios == [0.25, 0.5, 0.75]
     assert len({v.name for v in variants}) == len(variants)
+    assert [v.name for v in variants if v.recipe == "modern"] == [MODERN_VARIANT]  # the other recipe beside
 
 
 def test_ablation_summary_mean_and_spread():

@@ -58,3 +58,18 @@ def test_modern_pipeline_predicts_with_the_aligned_encoder_and_the_app_loads_it(
     images = engine.generate(np.random.default_rng(0).normal(size=(128, 512)).astype(np.float32), steps=2,
                              guidance=1.0, seed=0)
     assert len(images) >= 1 and images[0].size == (32, 32)
+
+
+def test_ablate_runs_the_modern_recipe_on_the_same_benchmark(tmp_path):
+    from dreamdiffusion.experiments.ablation import MODERN_VARIANT
+
+    out = tmp_path / "ablate"
+    assert main(["ablate", "--output", str(out), "--seeds", "1", "--first-seed", "1", "--fast",
+                 "--variant", MODERN_VARIANT, "--limit", "4"]) == 0
+    summary = json.loads((out / "ablation.json").read_text())
+    (row,) = summary["rows"]
+    assert row["variant"] == MODERN_VARIANT and row["n_seeds"] == 1 and row["top1_accuracy_mean"] is not None
+    (pipeline,) = (out / "seed1").glob("pipeline-*")  # the variant's own pipeline folder
+    index = json.loads((pipeline / "model_index.json").read_text())
+    assert index["conditioning"] == "ip-adapter"
+    assert MODERN_VARIANT in (out / "ablation.md").read_text()

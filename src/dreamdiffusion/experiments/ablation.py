@@ -21,7 +21,9 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_text
 from dreamdiffusion.experiments.demo import (METRIC_KEYS, DemoConfig, DemoSettings, build_stage, evaluate_stage,
                                              finetune_stage, machine_description, pretrain_stage)
+from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage
 from dreamdiffusion.experiments.report import bar_chart, markdown_table
+from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
 from dreamdiffusion.models import builtin, eeg_encoder
 
 logger = logging.getLogger(__name__)
@@ -32,8 +34,9 @@ class Variant:
     name: str
     pretrain: bool
     clip: bool
-    encoder: str  # "paper-shaped" | "small"
+    encoder: str  # "paper-shaped" | "small" | "aligned" (the modern recipe's align encoder)
     mask_ratio: float = 0.75
+    recipe: str = "paper"  # paper | modern (demo --recipe modern on the same benchmark)
 
 
 # The encoder sizes of the ablation at CPU scale. The paper contrasts a ViT-L-depth encoder (24 blocks,
@@ -43,6 +46,9 @@ class Variant:
 ENCODER_PRESETS = {"small": "tiny", "paper-shaped": "tiny-paper"}
 TINY_PAPER_PRESET = dict(embed_dim=64, depth=8, num_heads=4, mlp_ratio=1.0,
                          decoder_embed_dim=32, decoder_depth=2, decoder_num_heads=4)
+
+
+MODERN_VARIANT = "modern: align / IP-Adapter"
 
 
 def ablation_variants() -> list[Variant]:
@@ -55,6 +61,8 @@ def ablation_variants() -> list[Variant]:
                 rows.append(Variant(name, pretrain, clip, encoder))
     for ratio in (0.25, 0.5):
         rows.append(Variant(f"MSM / CLIP / paper-shaped / mask {ratio}", True, True, "paper-shaped", ratio))
+    # the other recipe, on the same benchmark and evaluation: contrastive alignment + IP-Adapter, no Stage A/B
+    rows.append(Variant(MODERN_VARIANT, False, True, "aligned", recipe="modern"))
     return rows
 
 
@@ -98,7 +106,7 @@ def run_ablation(config: AblationConfig) -> dict:
         encoders: dict[tuple[str, float], Path] = {}
         for i, v in enumerate(variants):
             logger.info("== ablation seed %d, variant %d/%d: %s", seed, i + 1, len(variants), v.name)
-            settings = dataclasses.replace(config.settings, encoder_preset=ENCODER_PRESETS[v.encoder],
+            settings = dataclasses.replace(config.settings, encoder_preset=ENCODER_PRESETS.get(v.encoder, config.settings.encoder_preset),
                                            pretrain=v.pretrain, mask_ratio=v.mask_ratio,
                                            clip_weight=1.0 if v.clip else 0.0)
             cfg = dataclasses.replace(base_cfg, settings=settings)
@@ -108,6 +116,10 @@ def run_ablation(config: AblationConfig) -> dict:
                 res = json.loads(done.read_text())
                 results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
                 logger.info("reusing %s", done)
+                continue
+            if v.recipe == "modern":
+                res = _modern_variant(seed_dir, bench, cfg, tag)
+                results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
                 continue
             encoder = None
             if v.pretrain:  # one pretraining per (encoder, mask ratio), shared by the CLIP on/off rows
@@ -134,6 +146,14 @@ def run_ablation(config: AblationConfig) -> dict:
               ylabel=f"{summary['n_way']}-way top-1 (mean +- sd over seeds)", chance=summary["chance"],
               title="Ablation on the digits benchmark (structure of the paper's Table 1)")
     return summary
+
+
+def _modern_variant(seed_dir: Path, bench: Path, cfg: DemoConfig, tag: str) -> dict:
+    """The modern recipe's stages on this seed's benchmark (the ablation's fixed guidance and test limit)."""
+    clip = resolve_ip_adapter(cfg.ip_adapter).image_encoder
+    encoder = align_stage(seed_dir, bench, cfg, clip, name=f"align-{tag}")
+    pipeline = ip_pipeline_stage(seed_dir, encoder, cfg, name=f"pipeline-{tag}")
+    return evaluate_stage(seed_dir, bench, pipeline, cfg, name=f"evaluate-{tag}", progress=False)
 
 
 def _same_settings(seed_dir: Path, settings: DemoSettings, components: dict) -> bool:
@@ -205,4 +225,4 @@ def ablation_markdown(summary: dict) -> str:
 
 
 __all__ = ["AblationConfig", "run_ablation", "ablation_variants", "summarise_ablation", "ablation_markdown", "Variant",
-           "ENCODER_PRESETS", "TINY_PAPER_PRESET", "resolve_components"]
+           "ENCODER_PRESETS", "TINY_PAPER_PRESET", "resolve_components", "MODERN_VARIANT"]
