@@ -264,3 +264,14 @@ def test_eeglab_fdt_outside_the_upload_folder_is_refused(tmp_path):
     with pytest.raises(EEGReadError, match="outside the recording's folder") as e:
         web.load_recording(up / "a.set", max_mb=50)
     assert e.value.path == "a.set"
+
+
+def test_a_file_that_crashes_the_matlab_reader_is_refused(tmp_path, monkeypatch):
+    """scipy's MATLAB parser (under MNE's EEGLAB reader) segfaulted on a damaged .set in the long fuzz run: the
+    header is parsed in a child first, and a child killed by a signal refuses the file instead of killing us."""
+    path = write_sample(tmp_path / "rec.set")
+    assert read_raw(path).n_times == 2048  # a sound file passes the probe
+    monkeypatch.setattr(preflight, "_MAT_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(EEGReadError, match="crashes the MATLAB reader") as e:
+        read_raw(path)
+    assert e.value.path == str(path)

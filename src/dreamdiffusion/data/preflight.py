@@ -131,6 +131,31 @@ def check_mat_file(path: Path, max_bytes: int) -> None:
                 fh.seek(nbytes + (-nbytes % 8), os.SEEK_CUR)
 
 
+# scipy's MATLAB v5 parser (under MNE's EEGLAB reader) can crash the interpreter (SIGSEGV) on a damaged file:
+# found by a 10,000-input fuzz run. The header is therefore parsed once in a child process first; a child
+# killed by a signal means the file would have killed this process (the web app's server), and is refused.
+_MAT_PROBE = ("import sys, resource; resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]), int(sys.argv[2])));"
+              "from pymatreader import read_mat\n"
+              "try:\n    read_mat(sys.argv[1])\nexcept BaseException:\n    pass\n")
+MAT_PROBE_TIMEOUT_S = 60
+
+
+def probe_mat_reader(path: Path, max_bytes: int) -> None:
+    """Parse a MATLAB file in a child process; refuse it when the parser crashes or hangs there."""
+    import subprocess
+    import sys
+
+    limit = max(2 * 2**30, 3 * max_bytes)  # address space of the child: the parse may take about the data
+    try:
+        proc = subprocess.run([sys.executable, "-c", _MAT_PROBE, os.fspath(path), str(limit)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=MAT_PROBE_TIMEOUT_S, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    except subprocess.TimeoutExpired:
+        raise EEGReadError(f"the MATLAB reader did not finish within {MAT_PROBE_TIMEOUT_S} s: refused", path) from None
+    if proc.returncode < 0:
+        raise EEGReadError(f"the file crashes the MATLAB reader (signal {-proc.returncode}): damaged, refused", path)
+
+
 def _check_hdf5(path: Path, cap: int) -> None:
     """MATLAB v7.3 files are HDF5: sum the declared sizes of every dataset without reading them."""
     try:
@@ -245,6 +270,7 @@ def preflight(path: Path, max_bytes: int, confine: bool = False) -> None:
         check_companions(path)
     if name.endswith(".set"):
         check_mat_file(path, max_bytes)
+        probe_mat_reader(path, max_bytes)
     elif name.endswith(".fif.gz") or name.endswith(".gz"):
         check_gzip_file(path, max_bytes)
 
