@@ -32,7 +32,7 @@ from dreamdiffusion.training.loop import (
     read_jsonl,
     warmup_cosine_scheduler,
 )
-from dreamdiffusion.training.pretrain import PretrainConfig, masked_pearson_r, pretrain_msm
+from dreamdiffusion.training.pretrain import RECORD_INDICES_ENV, PretrainConfig, masked_pearson_r, pretrain_msm
 
 N_TIMES, STRIDE = 64, 8
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -306,8 +306,8 @@ def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
            "-m", "dreamdiffusion.cli", "pretrain", "--corpus", str(corpus), "--output", str(out), "--preset", "tiny",
            "--max-steps", "6", "--batch-size", "8", "--checkpoint-every", "3", "--val-every", "0",
-           "--log-every", "1", "--record-indices"]
-    env = {**_env(), "CUDA_VISIBLE_DEVICES": ""}
+           "--log-every", "1"]
+    env = {**_env(), "CUDA_VISIBLE_DEVICES": "", RECORD_INDICES_ENV: "1"}
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     seen = [json.loads((out / "seen_indices" / f"rank-{r}.json").read_text())["steps"] for r in (0, 1)]

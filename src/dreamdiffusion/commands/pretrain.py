@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from dreamdiffusion.training.pretrain import PretrainConfig
+from dreamdiffusion.training.pretrain import PretrainConfig, pretrain_msm
 
 _D = PretrainConfig()  # defaults shown in --help come from the dataclass, the one place they live
 
@@ -46,20 +46,15 @@ def pretrain(
                                           help="Skip a step with a NaN/Inf loss instead of stopping."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     log_every: int = typer.Option(_D.log_every, "--log-every", help="Write a metrics record every N steps."),
-    record_indices: bool = typer.Option(False, "--record-indices", hidden=True,
-                                        help="Write the window indices each process trained on."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Stage A: pretrain the EEG encoder by masked signal modeling (on Accelerate; `accelerate launch` for many GPUs)."""
-    from dreamdiffusion.training.pretrain import pretrain_msm
-
     config = PretrainConfig(
         corpus=str(corpus), output=str(output), preset=preset, mask_ratio=mask_ratio, norm_target=norm_target,
         max_steps=max_steps, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         warmup_steps=warmup_steps, mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
         checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, resume=resume,
         seed=seed, num_workers=num_workers, val_every=val_every, skip_nan_batches=skip_nan_batches,
-        compile=compile, log_every=log_every, record_indices=record_indices, predict_stats=predict_stats,
+        compile=compile, log_every=log_every, predict_stats=predict_stats,
         mask_span=mask_span, probe_dataset=probe_dataset, probe_bins=probe_bins,
         probe_dataset_options={"root": str(probe_root)} if probe_root else {},
     )

@@ -21,16 +21,22 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
+from dreamdiffusion.data.corpus import CorpusDataset
+from dreamdiffusion.data.pairs import open_paired_dataset
+from dreamdiffusion.evaluation.probe import eeg_and_labels, linear_probe
 from dreamdiffusion.evaluation.reconstruction import (  # noqa: F401  (masked_pearson_r: re-exported)
     ReconstructionScores,
     interpolation_prediction,
     masked_pearson_r,
 )
+from dreamdiffusion.models.eeg_encoder import PRESETS, MaskedSignalModel
 from dreamdiffusion.training.checkpoint import (
     CheckpointManager,
     atomic_save_pretrained,
@@ -49,6 +55,7 @@ from dreamdiffusion.training.loop import (
     seeded_generator,
     warmup_cosine_scheduler,
 )
+from dreamdiffusion.training.plots import plot_loss_curves, plot_reconstruction
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,8 @@ SUMMARY_FILE = "pretrain_summary.json"
 MIXED_PRECISION_CHOICES = ("no", "fp16", "bf16")
 # The paper warms up for 40 of its 500 epochs; without an explicit --warmup-steps we keep that share.
 PAPER_WARMUP_SHARE = 40 / 500
+# Test-only hook (not a CLI option): like record_indices, write seen_indices/rank-<r>.json.
+RECORD_INDICES_ENV = "DREAMDIFFUSION_RECORD_INDICES"
 
 
 @dataclass
@@ -124,8 +133,6 @@ class PretrainConfig:
         return cls.from_dict(data)
 
     def validate(self) -> None:
-        from dreamdiffusion.models.eeg_encoder import PRESETS
-
         def bad(msg):
             raise ConfigError(msg)
 
@@ -255,25 +262,8 @@ def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> 
                            "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
 
 
-def pretrain_msm(config: PretrainConfig) -> Path:
-    """Run Stage A pretraining as configured; return the output folder (with the final encoder)."""
-    from dreamdiffusion.data.corpus import CorpusDataset
-    from dreamdiffusion.models.eeg_encoder import MaskedSignalModel
-
-    config.validate()
-    output = Path(config.output)
-    manager = CheckpointManager(output, config.checkpoints_total_limit)
-    accelerator = _make_accelerator(config)
-    _check_output(config, manager)
-    accelerator.wait_for_everyone()  # every rank has looked before the main one writes anything
-    is_main, world, rank, device = (accelerator.is_main_process, accelerator.num_processes,
-                                    accelerator.process_index, accelerator.device)
-
-    train_set = CorpusDataset(config.corpus, "train", val_fraction=config.val_fraction)
-    val_set = CorpusDataset(config.corpus, "val", val_fraction=config.val_fraction)
-    plan = _resolve_steps(config, len(train_set), world)
-    total_steps = plan["total_steps"]
-
+def _build_model(config: PretrainConfig, train_set):
+    """A freshly initialised (``seed``) MSM model of ``config.preset`` for the corpus windows."""
     seed_everything(config.seed)  # the model's initial weights
     try:
         model = MaskedSignalModel.from_preset(
@@ -285,130 +275,191 @@ def pretrain_msm(config: PretrainConfig) -> Path:
                           f"{config.preset!r}: {exc}", config.corpus) from None
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    resolved = {**plan, "n_train_windows": len(train_set), "n_val_windows": len(val_set),
-                "model": dict(model.config), "n_parameters": sum(p.numel() for p in model.parameters()),
-                "n_encoder_parameters": sum(p.numel() for p in model.encoder.parameters())}
+    return model
 
+
+def _prepare(accelerator, model, config: PretrainConfig, plan: dict):
+    """(model, optimizer, scheduler) prepared by Accelerate (compiled first with ``--compile``)."""
     optimizer = torch.optim.AdamW(adamw_param_groups(model, config.weight_decay), lr=config.learning_rate,
                                   betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
-    scheduler = warmup_cosine_scheduler(optimizer, plan["warmup_steps"], total_steps, world)
+    scheduler = warmup_cosine_scheduler(optimizer, plan["warmup_steps"], plan["total_steps"], plan["num_processes"])
     if config.compile:
         # Static shapes: every training batch has the same shape; a dynamic-shape graph (what torch.compile
         # falls back to after a second shape) would be slower and recompile at the first odd batch.
         model = torch.compile(model, dynamic=False)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return accelerator.prepare(model, optimizer, scheduler)
 
-    metrics = JsonlLog(output / METRICS_FILE, enabled=is_main)
-    start_step = 0
-    if config.resume:
-        checkpoint = manager.latest()
-        if checkpoint is None:
-            logger.warning("--resume: no complete checkpoint in %s, starting a new run", manager.root)
-        else:
-            state = manager.load(accelerator, checkpoint)
-            start_step = state["step"]
-            _compare_resumed_config(state.get("extra", {}).get("config", {}), config, checkpoint)
-            metrics.truncate_after(start_step)
-            logger.info("resumed from %s at step %d of %d", checkpoint, start_step, total_steps)
-    if is_main:
+
+def _resume(accelerator, manager: CheckpointManager, config: PretrainConfig, metrics: JsonlLog, total_steps: int) -> int:
+    """The step to start from: 0, or with ``--resume`` the newest complete checkpoint's (its state loaded)."""
+    if not config.resume:
+        return 0
+    checkpoint = manager.latest()
+    if checkpoint is None:
+        logger.warning("--resume: no complete checkpoint in %s, starting a new run", manager.root)
+        return 0
+    state = manager.load(accelerator, checkpoint)
+    _compare_resumed_config(state.get("extra", {}).get("config", {}), config, checkpoint)
+    metrics.truncate_after(state["step"])
+    logger.info("resumed from %s at step %d of %d", checkpoint, state["step"], total_steps)
+    return state["step"]
+
+
+@dataclass
+class _Run:
+    """One pretraining run after setup: the training loop and the final outputs."""
+
+    config: PretrainConfig
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    manager: CheckpointManager
+    metrics: JsonlLog
+    plan: dict
+    train_set: Any
+    val_set: Any
+    start_step: int
+    resolved: dict
+
+    def save_checkpoint(self, at_step: int) -> None:
+        self.manager.save(self.accelerator, at_step, {"config": self.config.to_dict()},
+                          epoch=at_step // self.plan["steps_per_epoch"])
+
+    def _nonfinite(self, step: int, mean_loss: float, bar) -> None:
+        """A NaN/Inf loss: stop (keeping the last checkpoint) or, with --skip-nan-batches, skip the step."""
+        if not self.config.skip_nan_batches:
+            bar.close()
+            kept = self.manager.latest()
+            where = f"the last good checkpoint is kept at {kept}" if kept else "no checkpoint had been written yet"
+            raise TrainingError(
+                f"the loss became {mean_loss} at step {step} (non-finite); training stopped and {where}. "
+                "Check the corpus for extreme values, lower --learning-rate or use --mixed-precision no, "
+                "then --resume; or pass --skip-nan-batches to skip such batches", self.config.output)
+        logger.warning("step %d: non-finite loss %s, batch skipped (--skip-nan-batches)", step, mean_loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()  # keep the schedule aligned with the step count
+        self.metrics.write({"step": step + 1, "skipped_nonfinite": True})
+
+    def _optimizer_step(self, loss) -> float | None:
+        """Backward, clip, step; the gradient norm before clipping (None without clipping)."""
+        acc, cfg = self.accelerator, self.config
+        acc.backward(loss)
+        grad_norm = None
+        if cfg.max_grad_norm > 0 and acc.sync_gradients:
+            grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return None if grad_norm is None else float(grad_norm)
+
+    def train(self) -> tuple[int, int, list, float]:
+        """Steps ``start_step .. total_steps - 1``; returns (last step, skipped steps, seen indices, start time)."""
+        cfg, acc, plan = self.config, self.accelerator, self.plan
+        total_steps, rank, device = plan["total_steps"], acc.process_index, acc.device
+        sampler = StepBatchSampler(len(self.train_set), cfg.batch_size, cfg.seed, total_steps, self.start_step,
+                                   num_replicas=acc.num_processes, rank=rank)
+        loader = torch.utils.data.DataLoader(self.train_set, batch_sampler=sampler, num_workers=cfg.num_workers,
+                                             pin_memory=device.type == "cuda")
+        seen: list[list[int]] = []
+        bar = tqdm(total=total_steps, initial=self.start_step, desc="pretrain", unit="step",
+                   disable=not acc.is_main_process, dynamic_ncols=True)
+        speed = Throughput()
+        step, skipped, last_saved, started = self.start_step, 0, self.start_step if self.start_step else None, time.time()
+        self.model.train()
+        for eeg in loader:
+            eeg = eeg.to(device, non_blocking=True)
+            if cfg.record_indices:
+                seen.append(sampler.indices_for_step(step))
+            # Masks depend on (seed, step, rank) only: a resumed run draws the same ones.
+            loss, _pred, _mask = self.model(eeg, generator=seeded_generator(cfg.seed, STREAM_MASK, step, rank,
+                                                                            device=device))
+            finite, mean_loss = all_finite(acc, loss)
+            if not finite:
+                self._nonfinite(step, mean_loss, bar)
+                skipped += 1
+            else:
+                grad_norm = self._optimizer_step(loss)
+            step += 1
+            rate = speed.update(plan["global_batch_size"])
+            bar.update(1)
+            if finite:
+                bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
+            if finite and (step % cfg.log_every == 0 or step == total_steps or step == self.start_step + 1):
+                self.metrics.write({"step": step, "epoch": step // plan["steps_per_epoch"], "loss": mean_loss,
+                                    "lr": self.scheduler.get_last_lr()[0], "grad_norm": grad_norm,
+                                    "samples_per_s": None if math.isnan(rate) else rate,
+                                    "time_s": time.time() - started})
+            if cfg.val_every and step % cfg.val_every == 0 and step < total_steps:
+                _validate(acc, self.model, self.val_set, cfg, self.metrics, step)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                self.save_checkpoint(step)
+                last_saved = step
+        bar.close()
+        if cfg.checkpoint_every and last_saved != step and step > self.start_step:
+            self.save_checkpoint(step)
+        return step, skipped, seen, started
+
+    def finish(self, step: int, skipped: int, seen: list, started: float) -> None:
+        """Final validation; the encoder, the MSM model, the config, the summary and the figures."""
+        cfg, acc, output = self.config, self.accelerator, Path(self.config.output)
+        val = _validate(acc, self.model, self.val_set, cfg, self.metrics, step)
+        if cfg.record_indices:
+            atomic_write_json(output / "seen_indices" / f"rank-{acc.process_index}.json",
+                              {"rank": acc.process_index, "start_step": self.start_step, "steps": seen})
+        if acc.is_main_process:
+            msm = acc.unwrap_model(self.model)
+            atomic_save_pretrained(msm.encoder, output)
+            atomic_save_pretrained(msm, output / "msm")
+            cfg.to_json(output / CONFIG_FILE, self.resolved)
+            probe = _probe(msm.encoder, cfg)
+            if probe:
+                self.metrics.write({"step": step, **probe})
+            records = read_jsonl(output / METRICS_FILE) if (output / METRICS_FILE).exists() else []
+            train_losses = [r["loss"] for r in records if "loss" in r]
+            summary = {"steps": step, "resumed_from_step": self.start_step or None, "skipped_nonfinite_steps": skipped,
+                       "first_loss": train_losses[0] if train_losses else None,
+                       "final_loss": train_losses[-1] if train_losses else None, **val,
+                       "val_beats_interpolation": (val["val_mse"] < val["val_mse_interp"]) if val else None,
+                       **probe, "wall_time_s_this_process": time.time() - started, "device": str(acc.device),
+                       "num_processes": acc.num_processes}
+            atomic_write_json(output / SUMMARY_FILE, summary)
+            _figures(msm, self.val_set if len(self.val_set) else self.train_set, cfg, output, records, acc.device)
+            logger.info("pretraining done: encoder in %s (val loss %s, Pearson r %s)", output,
+                        val.get("val_loss"), val.get("val_pearson_r"))
+        acc.wait_for_everyone()
+        acc.end_training()
+
+
+def pretrain_msm(config: PretrainConfig) -> Path:
+    """Run Stage A pretraining as configured; return the output folder (with the final encoder)."""
+    config.validate()
+    if os.environ.get(RECORD_INDICES_ENV) == "1":
+        config = dataclasses.replace(config, record_indices=True)
+    output = Path(config.output)
+    manager = CheckpointManager(output, config.checkpoints_total_limit)
+    accelerator = _make_accelerator(config)
+    _check_output(config, manager)
+    accelerator.wait_for_everyone()  # every rank has looked before the main one writes anything
+
+    train_set = CorpusDataset(config.corpus, "train", val_fraction=config.val_fraction)
+    val_set = CorpusDataset(config.corpus, "val", val_fraction=config.val_fraction)
+    plan = _resolve_steps(config, len(train_set), accelerator.num_processes)
+    model = _build_model(config, train_set)
+    resolved = {**plan, "n_train_windows": len(train_set), "n_val_windows": len(val_set),
+                "model": dict(model.config), "n_parameters": sum(p.numel() for p in model.parameters()),
+                "n_encoder_parameters": sum(p.numel() for p in model.encoder.parameters())}
+    model, optimizer, scheduler = _prepare(accelerator, model, config, plan)
+    metrics = JsonlLog(output / METRICS_FILE, enabled=accelerator.is_main_process)
+    start_step = _resume(accelerator, manager, config, metrics, plan["total_steps"])
+    if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         config.to_json(output / CONFIG_FILE, resolved)
     accelerator.wait_for_everyone()
 
-    sampler = StepBatchSampler(len(train_set), config.batch_size, config.seed, total_steps, start_step,
-                               num_replicas=world, rank=rank)
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=config.num_workers,
-                                         pin_memory=device.type == "cuda")
-    seen: list[list[int]] = []
-
-    def save_checkpoint(at_step: int) -> None:
-        manager.save(accelerator, at_step, {"config": config.to_dict()},
-                     epoch=at_step // plan["steps_per_epoch"])
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_steps, initial=start_step, desc="pretrain", unit="step", disable=not is_main,
-               dynamic_ncols=True)
-    speed = Throughput()
-    step, skipped, last_saved, started = start_step, 0, start_step if start_step else None, time.time()
-    model.train()
-    for eeg in loader:
-        eeg = eeg.to(device, non_blocking=True)
-        if config.record_indices:
-            seen.append(sampler.indices_for_step(step))
-        # Masks depend on (seed, step, rank) only: a resumed run draws the same ones.
-        gen = seeded_generator(config.seed, STREAM_MASK, step, rank, device=device)
-        loss, _pred, _mask = model(eeg, generator=gen)
-        finite, mean_loss = all_finite(accelerator, loss)
-        if not finite:
-            if not config.skip_nan_batches:
-                bar.close()
-                kept = manager.latest()
-                where = f"the last good checkpoint is kept at {kept}" if kept else "no checkpoint had been written yet"
-                raise TrainingError(
-                    f"the loss became {mean_loss} at step {step} (non-finite); training stopped and {where}. "
-                    "Check the corpus for extreme values, lower --learning-rate or use --mixed-precision no, "
-                    "then --resume; or pass --skip-nan-batches to skip such batches", output)
-            skipped += 1
-            logger.warning("step %d: non-finite loss %s, batch skipped (--skip-nan-batches)", step, mean_loss)
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()  # keep the schedule aligned with the step count
-            metrics.write({"step": step + 1, "skipped_nonfinite": True})
-        else:
-            accelerator.backward(loss)
-            grad_norm = None
-            if config.max_grad_norm > 0 and accelerator.sync_gradients:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        step += 1
-        rate = speed.update(plan["global_batch_size"])
-        bar.update(1)
-        if finite:
-            bar.set_postfix(loss=f"{mean_loss:.4f}", samples_s=f"{rate:.0f}", refresh=False)
-        if finite and (step % config.log_every == 0 or step == total_steps or step == start_step + 1):
-            metrics.write({"step": step, "epoch": step // plan["steps_per_epoch"], "loss": mean_loss,
-                           "lr": scheduler.get_last_lr()[0],
-                           "grad_norm": None if grad_norm is None else float(grad_norm),
-                           "samples_per_s": None if math.isnan(rate) else rate, "time_s": time.time() - started})
-        if config.val_every and step % config.val_every == 0 and step < total_steps:
-            _validate(accelerator, model, val_set, config, metrics, step)
-        if config.checkpoint_every and step % config.checkpoint_every == 0:
-            save_checkpoint(step)
-            last_saved = step
-    bar.close()
-
-    # ---- finish: last checkpoint, final validation, models, config, figures
-    if config.checkpoint_every and last_saved != step and step > start_step:
-        save_checkpoint(step)
-    val = _validate(accelerator, model, val_set, config, metrics, step)
-    if config.record_indices:
-        atomic_write_json(output / "seen_indices" / f"rank-{rank}.json", {"rank": rank, "start_step": start_step,
-                                                                          "steps": seen})
-    if is_main:
-        msm = accelerator.unwrap_model(model)
-        atomic_save_pretrained(msm.encoder, output)
-        atomic_save_pretrained(msm, output / "msm")
-        config.to_json(output / CONFIG_FILE, resolved)
-        probe = _probe(msm.encoder, config)
-        if probe:
-            metrics.write({"step": step, **probe})
-        records = read_jsonl(output / METRICS_FILE) if (output / METRICS_FILE).exists() else []
-        train_losses = [r["loss"] for r in records if "loss" in r]
-        summary = {"steps": step, "resumed_from_step": start_step or None, "skipped_nonfinite_steps": skipped,
-                   "first_loss": train_losses[0] if train_losses else None,
-                   "final_loss": train_losses[-1] if train_losses else None, **val,
-                   "val_beats_interpolation": (val["val_mse"] < val["val_mse_interp"]) if val else None,
-                   **probe,
-                   "wall_time_s_this_process": time.time() - started, "device": str(device),
-                   "num_processes": world}
-        atomic_write_json(output / SUMMARY_FILE, summary)
-        _figures(msm, val_set if len(val_set) else train_set, config, output, records, device)
-        logger.info("pretraining done: encoder in %s (val loss %s, Pearson r %s)", output,
-                    val.get("val_loss"), val.get("val_pearson_r"))
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    run = _Run(config, accelerator, model, optimizer, scheduler, manager, metrics, plan, train_set, val_set,
+               start_step, resolved)
+    run.finish(*run.train())
     return output
 
 
@@ -426,9 +477,6 @@ def _probe(encoder, config: PretrainConfig) -> dict:
     """Linear probe of the trained encoder (beside a random one and the raw EEG) on the probe dataset's val."""
     if not config.probe_dataset:
         return {}
-    from dreamdiffusion.data.pairs import open_paired_dataset
-    from dreamdiffusion.evaluation.probe import eeg_and_labels, linear_probe
-
     started = time.time()
     splits = [eeg_and_labels(open_paired_dataset(config.probe_dataset, split, **config.probe_dataset_options))
               for split in ("train", "val")]
@@ -440,8 +488,6 @@ def _probe(encoder, config: PretrainConfig) -> dict:
 
 
 def _figures(msm, dataset, config: PretrainConfig, output: Path, records: list[dict], device) -> None:
-    from dreamdiffusion.training.plots import plot_loss_curves, plot_reconstruction
-
     plot_loss_curves(records, output / "loss.png")
     eeg = dataset[0][None].to(device)
     msm.eval()
