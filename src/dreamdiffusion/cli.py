@@ -2,7 +2,8 @@
 
 Each group of commands lives in ``dreamdiffusion.commands.<name>`` and registers itself
 through ``register(app)``. Errors of the project's own family become one line on stderr and
-exit status 2; ``--debug`` anywhere on the command line shows the traceback instead.
+exit status 2; ``--debug`` (a global option; accepted anywhere on the command line) shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import click
 import typer
 
+from dreamdiffusion.commands import ALL_COMMAND_MODULES
 from dreamdiffusion.core.errors import DreamDiffusionError
 from dreamdiffusion.core.quiet import one_line, quiet_libraries
 
@@ -25,21 +27,19 @@ app = typer.Typer(
 )
 
 
+_state = {"debug": False}
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
 ) -> None:
     """DreamDiffusion command line."""
+    _state["debug"] = debug
 
 
-def _register_commands() -> None:
-    from dreamdiffusion.commands import ALL_COMMAND_MODULES
-
-    for module in ALL_COMMAND_MODULES:
-        module.register(app)
-
-
-_register_commands()
+for _module in ALL_COMMAND_MODULES:
+    _module.register(app)
 
 
 # Typer 0.2x runs on its own copy of click (typer._click); catch both so a bad flag is one line either way.
@@ -71,45 +71,48 @@ def _configure_logging(debug: bool) -> None:
     quiet_libraries(debug)
 
 
+def _global_options_first(argv: list[str]) -> list[str]:
+    """``--debug`` is the app's option; users also write it after the command (``finetune ... --debug``)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--debug" not in argv[:end]:
+        return argv
+    return ["--debug"] + [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status (and exits with it)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    _configure_logging(debug)
+    """Entry point of the console script; returns the exit status (the console script exits with it)."""
+    argv = _global_options_first(list(sys.argv[1:] if argv is None else argv))
+    _state["debug"] = False
+    _configure_logging(argv[:1] == ["--debug"])  # before parsing: the commands log while they run
     try:
         app(args=argv, prog_name="dreamdiffusion", standalone_mode=False)
     except _EXIT as exc:
-        return _exit(exc.exit_code)
+        return exc.exit_code
     except _ABORT:
         sys.stderr.write("aborted\n")
-        return _exit(130)
+        return 130
     except _HELP as exc:
         exc.show()
-        return _exit(exc.exit_code)
+        return exc.exit_code
     except _CLICK_ERROR as exc:  # a bad flag or value: one line naming it, like every other error
         # (typer validates through pydantic, which prefixes the parser's message with "Value error, ")
         sys.stderr.write(f"error: {one_line(exc.format_message().replace('Value error, ', ''), 500)}\n")
-        return _exit(exc.exit_code)
+        return exc.exit_code
     except DreamDiffusionError as exc:
-        if debug:
+        if _state["debug"]:
             raise
         sys.stderr.write(f"error: {one_line(exc, 1000)}\n")
-        return _exit(2)
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        return _exit(130)
+        return 130
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
-        if debug:
+        if _state["debug"]:
             raise
         sys.stderr.write(f"error: internal error: {type(exc).__name__}: {one_line(exc)} "
                          "(run again with --debug for the traceback)\n")
-        return _exit(1)
-    return _exit(0)
-
-
-def _exit(code: int) -> int:
-    # The console script wraps main() in sys.exit(), so returning is enough.
-    return code
+        return 1
+    return 0
 
 
 if __name__ == "__main__":  # python -m dreamdiffusion.cli

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,13 +30,22 @@ from tqdm.auto import tqdm
 
 from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import ConfigError, DataError
-from dreamdiffusion.core.files import atomic_write_json, atomic_write_png, check_output_folder, staged_folder
+from dreamdiffusion.core.files import (
+    atomic_write_json,
+    atomic_write_png,
+    check_output_folder,
+    staged_folder,
+)
 from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.images import image_grid
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.data.transforms import recording_window
-from dreamdiffusion.pipeline import COMPILE_MODES, DreamDiffusionPipeline
+from dreamdiffusion.pipeline import (
+    COMPILE_MODES,
+    DreamDiffusionPipeline,
+    default_pipeline_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +109,10 @@ class GenerateConfig:
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def load_pipeline(model: str | os.PathLike, scheduler: str | None = None, device: str | None = None,
+def load_pipeline(model: str | os.PathLike | None, scheduler: str | None = None, device: str | None = None,
                   dtype: str = "float32", compile: str = "none"):
-    """The pipeline at ``model`` on ``device`` (default: CUDA when there is one) in ``dtype``.
+    """The pipeline at ``model`` (None: the shipped default pipeline) on ``device`` (default: CUDA when there is
+    one) in ``dtype``.
 
     ``compile`` other than ``"none"`` turns on the fast path (channels-last, ``torch.compile``'d UNet in that
     mode; see :meth:`DreamDiffusionPipeline.enable_fast_path`).
@@ -111,7 +121,8 @@ def load_pipeline(model: str | os.PathLike, scheduler: str | None = None, device
         raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if compile not in COMPILE_MODES:
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
-    pipe = DreamDiffusionPipeline.from_pretrained(model, dtype=DTYPES[dtype])
+    pipe = DreamDiffusionPipeline.from_pretrained(default_pipeline_folder() if model is None else model,
+                                                  dtype=DTYPES[dtype])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         pipe.to(device)
@@ -153,16 +164,18 @@ def sources_from_file(path: str | os.PathLike, spec, onsets: list[float], sfreq:
 
 
 def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: int, steps: int, guidance: float,
-                seed: int, batch_size: int | None = None, first_index: int = 0,
-                progress: bool = False) -> list[list[Image.Image]]:
+                seed: int, batch_size: int | None = None, first_index: int = 0, progress: bool = False,
+                callback_on_step_end=None) -> list[list[Image.Image]]:
     """``num_images`` PIL images for each EEG window ``[C, T]``: the one sampler of the project.
 
     Image ``j`` of EEG ``first_index + i`` starts from its own generator seeded by
     :func:`dreamdiffusion.core.seeding.sample_seed` ``(seed, first_index + i, j)``, so it does not depend on
     the batch it is drawn in: ``generate``, ``evaluate``, val selection, Stage B's validation images, the app
-    and ``stream`` give the same image for the same pipeline, EEG, index and seed.
+    and ``stream`` give the same image for the same pipeline, EEG, index and seed. ``callback_on_step_end`` goes
+    to the pipeline (the app's progress bar).
     """
     eegs = [torch.as_tensor(e, dtype=torch.float32) for e in eegs]
+    extra = {} if callback_on_step_end is None else {"callback_on_step_end": callback_on_step_end}
     step = batch_size or max(1, len(eegs))
     out: list[list[Image.Image]] = []
     for b0 in tqdm(range(0, len(eegs), step), desc="generate", unit="batch", disable=not progress):
@@ -170,7 +183,7 @@ def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: i
         gens = [torch.Generator().manual_seed(sample_seed(seed, first_index + b0 + i, j))
                 for i in range(len(chunk)) for j in range(num_images)]
         images = pipe(chunk, num_images_per_eeg=num_images, num_inference_steps=steps, guidance_scale=guidance,
-                      generator=gens, output_type="pil").images
+                      generator=gens, output_type="pil", **extra).images
         out += [list(images[i * num_images:(i + 1) * num_images]) for i in range(len(chunk))]
     return out
 
@@ -248,5 +261,15 @@ def _write_images(config: GenerateConfig, sources: list[EEGSource], pipe, settin
     return manifest
 
 
-__all__ = ["GenerateConfig", "EEGSource", "draw_images", "generate_images", "load_pipeline", "sources_from_dataset",
-           "sources_from_file", "resolve_generation_settings", "DEFAULT_STEPS", "DEFAULT_GUIDANCE"]
+__all__ = [
+    "DEFAULT_GUIDANCE",
+    "DEFAULT_STEPS",
+    "EEGSource",
+    "GenerateConfig",
+    "draw_images",
+    "generate_images",
+    "load_pipeline",
+    "resolve_generation_settings",
+    "sources_from_dataset",
+    "sources_from_file",
+]

@@ -18,10 +18,12 @@ from typing import Any, Callable
 
 import mne
 import numpy as np
+import torch
 
 from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
-from dreamdiffusion.core.files import atomic_write_bytes
+from dreamdiffusion.core.files import atomic_write_png
 from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
+from dreamdiffusion.generation import draw_images, resolve_generation_settings
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, default_pipeline_folder, resolve_pipeline_folder
 
 logger = logging.getLogger(__name__)
@@ -55,8 +57,6 @@ class Engine:
     def settings(self, steps: int | None = None, guidance: float | None = None) -> dict:
         """Steps and guidance to use (given values win, then the model's ``generation.json``, then 25 and 1),
         with ``settings_source``: see :func:`dreamdiffusion.generation.resolve_generation_settings`."""
-        from dreamdiffusion.generation import resolve_generation_settings
-
         return resolve_generation_settings(self.pipe, steps, guidance)
 
     @property
@@ -117,36 +117,28 @@ class Engine:
 
         ``steps``/``guidance`` left as None take :attr:`default_steps`/:attr:`default_guidance`.
         """
-        import torch
-
         used = self.settings(steps, guidance)
         steps, guidance = used["steps"], used["guidance"]
 
         check_eeg_shape((1, *window.shape), int(self.spec.n_chans), int(self.spec.n_times), self.spec.sfreq)
         if int(steps) < 1 or int(num_images) < 1:
             raise ConfigError("steps and the number of images must be at least 1")
-        eeg = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None]
-        generator = torch.Generator().manual_seed(int(seed))
+        eeg = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
 
         def _callback(pipe, step, timestep, kwargs):
             if on_step is not None:
                 on_step(step + 1, int(steps))
             return kwargs
 
-        out = self.pipe(eeg, num_images_per_eeg=int(num_images), num_inference_steps=int(steps),
-                        guidance_scale=float(guidance), generator=generator, output_type="pil",
-                        callback_on_step_end=_callback)
-        return list(out.images if hasattr(out, "images") else out)
+        # The one sampler: image j of this window is what `generate --seed SEED` draws for EEG 0.
+        return draw_images(self.pipe, [eeg], int(num_images), int(steps), float(guidance), int(seed),
+                           callback_on_step_end=_callback)[0]
 
 
 # -- writing outputs -------------------------------------------------------------------------------
 def save_image(image, path: str | os.PathLike) -> Path:
     """Save a PIL image as PNG atomically."""
-    import io
-
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_png(path, image)
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:

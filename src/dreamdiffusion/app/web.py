@@ -22,9 +22,10 @@ import mne
 import numpy as np
 
 from dreamdiffusion.app.devices import LAYOUTS, apply_montage, detect_layout
-from dreamdiffusion.app.engine import MAPPINGS, Engine, GenerationRecord, atomic_write_bytes, save_image
+from dreamdiffusion.app.engine import MAPPINGS, Engine, GenerationRecord, save_image
 from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
+from dreamdiffusion.core.files import atomic_write_bytes
 from dreamdiffusion.core.seeding import check_seed
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.montage import MONTAGE_SUFFIXES, builtin_montage_name, resolve_montage

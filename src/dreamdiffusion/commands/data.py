@@ -12,6 +12,9 @@ import typer
 from dreamdiffusion.commands._options import POSITIVE, SEED, SFREQ, integer
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.data.corpus import build_corpus, read_manifest
+from dreamdiffusion.data.io import inspect_recording, write_sample
+from dreamdiffusion.data.transforms import InputSpec
 
 data_app = typer.Typer(help="EEG files: inspect them, build a pretraining corpus, write a sample recording.",
                        no_args_is_help=True)
@@ -34,11 +37,8 @@ def inspect(
     file: Path = typer.Argument(..., help="An EEG file (EDF/BDF/GDF/FIF/BrainVision .vhdr/EEGLAB .set/CNT/.npy)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     sfreq: Optional[float] = typer.Option(None, "--sfreq", parser=SFREQ, help="Sampling rate of a .npy array (Hz)."),
-    debug: bool = typer.Option(False, "--debug", hidden=True),
 ) -> None:
     """Channels, sampling rate, duration, flat/bad channels and NaN/Inf counts of one recording."""
-    from dreamdiffusion.data.io import inspect_recording
-
     info = inspect_recording(file, sfreq=sfreq)
     if as_json:
         typer.echo(json.dumps(info))
@@ -81,12 +81,8 @@ def build_corpus_cmd(
     shard_size: int = typer.Option(1024, "--shard-size", parser=integer(1, 1_000_000), help="Windows per shard file."),
     seed: int = typer.Option(0, "--seed", parser=SEED, help="Seed of the window cap's random choice."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing corpus at --output."),
-    debug: bool = typer.Option(False, "--debug", hidden=True),
 ) -> None:
     """Turn EEG files, folders and MOABB datasets into a sharded, memory-mapped pretraining corpus."""
-    from dreamdiffusion.data.corpus import build_corpus, read_manifest
-    from dreamdiffusion.data.transforms import InputSpec
-
     spec = InputSpec(n_chans=n_chans, n_times=n_times, sfreq=resample, l_freq=_freq(l_freq, "--l-freq"),
                      h_freq=_freq(h_freq, "--h-freq"), notch=_freq(notch, "--notch"),
                      channel_mapping=channel_mapping, normalize=normalize, window_stride=stride, montage=montage)
@@ -108,11 +104,8 @@ def build_corpus_cmd(
 def make_sample(
     output: Path = typer.Argument(..., help="File to write: .fif, .edf, .vhdr (BrainVision) or .set (EEGLAB)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file."),
-    debug: bool = typer.Option(False, "--debug", hidden=True),
 ) -> None:
     """Write a real EEG recording (spkit's 14-channel Emotiv EPOC, 16 s at 128 Hz) to try the commands on."""
-    from dreamdiffusion.data.io import write_sample
-
     typer.echo(str(write_sample(output, overwrite=overwrite)))
 
 

@@ -8,7 +8,21 @@ from typing import Optional
 import typer
 
 from dreamdiffusion.commands._options import BATCH, GUIDANCE, NUM_IMAGES, POSITIVE, SEED, STEPS, integer
-from dreamdiffusion.core.files import check_output_folder
+from dreamdiffusion.commands.options import (
+    AllowOutsideRoot,
+    ChannelMapping,
+    DatasetCSV,
+    DatasetEEG,
+    DatasetImages,
+    DatasetRoot,
+    DatasetSplitIndex,
+    DatasetSplits,
+    DatasetSubject,
+    dataset_options,
+)
+from dreamdiffusion.core.files import atomic_write_text, check_output_folder, staged_folder
+from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
+from dreamdiffusion.evaluation.retrieval_table import retrieval_table
 
 
 def register(app: typer.Typer) -> None:
@@ -20,16 +34,15 @@ def register(app: typer.Typer) -> None:
         model: Optional[Path] = typer.Option(None, "--model", help="DreamDiffusionPipeline folder (or finetune output)."),
         dataset: str = typer.Option("synthetic", "--dataset", help="Paired dataset: synthetic, eegcvpr40, things-eeg2, folder."),
         split: str = typer.Option("test", "--split", help="Split to score (model selection used val; this reads test)."),
-        root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (synthetic benchmark, THINGS-EEG2, folder; EEGCVPR40 download)."),
-        eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
-        splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
-        images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder (EEGCVPR40 imageNet_images, ...)."),
-        subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter (EEGCVPR40: 4 as in the paper)."),
-        split_index: Optional[int] = typer.Option(None, "--split-index", parser=integer(0, 10_000), help="EEGCVPR40 split number (0)."),
-        csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: the CSV of EEG files and images."),
-        allow_outside_root: bool = typer.Option(
-            False, "--allow-outside-root",
-            help="folder dataset: also read files whose CSV paths leave --root/--images (../, absolute)."),
+        root: DatasetRoot = None,
+        eeg: DatasetEEG = None,
+        splits: DatasetSplits = None,
+        images: DatasetImages = None,
+        subject: DatasetSubject = None,
+        split_index: DatasetSplitIndex = None,
+        csv: DatasetCSV = None,
+        allow_outside_root: AllowOutsideRoot = False,
+        channel_mapping: ChannelMapping = None,
         generated: Optional[Path] = typer.Option(
             None, "--generated", help="Score images already generated (a `generate` or earlier `evaluate` output folder) "
                                       "instead of generating."),
@@ -66,17 +79,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score a model on a held-out split: n-way top-1, retrieval top-1/5, SSIM, PCC (+ FID/IS if local)."""
         check_output_folder(output, overwrite)  # before any dataset or model is loaded
-        from dreamdiffusion.data.pairs import paired_dataset_options
-        from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
-
         if align_run:
             _retrieval_table(align_run, output, overwrite)
             return
 
-        options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
-                                         split_index=split_index, root=root, csv=csv,
-                                         allow_outside_root=allow_outside_root)
-        options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+        options = dataset_options(dataset, root=root, eeg=eeg, splits=splits, images=images, subject=subject,
+                                  split_index=split_index, csv=csv, allow_outside_root=allow_outside_root,
+                                  channel_mapping=channel_mapping)
         config = EvaluateConfig(
             output=str(output), model=None if model is None else str(model), dataset=dataset, dataset_options=options,
             split=split, generated=None if generated is None else str(generated), classifier=classifier, clip=clip,
@@ -103,9 +112,6 @@ def _f(value) -> str:
 
 
 def _retrieval_table(runs: list[Path], output: Path, overwrite: bool) -> None:
-    from dreamdiffusion.core.files import atomic_write_text, staged_folder
-    from dreamdiffusion.evaluation.retrieval_table import retrieval_table
-
     table = retrieval_table(runs)
     with staged_folder(output, overwrite) as tmp:  # the one output-folder policy
         atomic_write_text(tmp / "retrieval_table.md", table)

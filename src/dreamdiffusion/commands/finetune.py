@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from dreamdiffusion.commands._stageb import quiet_model_loading
-
-from dreamdiffusion.training.finetune import FinetuneConfig
+from dreamdiffusion.commands.options import (
+    AllowOutsideRoot,
+    ChannelMapping,
+    DatasetCSV,
+    DatasetEEG,
+    DatasetImages,
+    DatasetRoot,
+    DatasetSplitIndex,
+    DatasetSplits,
+    DatasetSubject,
+    dataset_options,
+)
+from dreamdiffusion.core.quiet import quiet_model_loading
+from dreamdiffusion.training.finetune import FinetuneConfig, finetune
 
 _D = FinetuneConfig()  # defaults shown in --help come from the dataclass
 
@@ -19,22 +30,19 @@ def finetune_cmd(
     output: Path = typer.Option(..., "--output", help="Run folder: pipeline/, checkpoints/, metrics.jsonl, loss.png."),
     base: str = typer.Option(..., "--base", help="Stable Diffusion: local folder, hub id, or builtin-tiny."),
     clip: str = typer.Option(..., "--clip", help="CLIP vision model: local folder, hub id, or builtin-tiny."),
-    encoder: Optional[str] = typer.Option(None, "--encoder",
+    encoder: str | None = typer.Option(None, "--encoder",
                                           help="Pretrained EEG encoder folder (from `pretrain`); none = random init."),
     encoder_preset: str = typer.Option(_D.encoder_preset, "--encoder-preset",
                                        help="Encoder size when --encoder is none: paper | small | tiny."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (things-eeg2, folder, synthetic, eegcvpr40)."),
-    eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
-    splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder."),
-    subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter (EEGCVPR40: 4 as in the paper)."),
-    split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number (0)."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: CSV of eeg_file, onset, image, label."),
-    allow_outside_root: bool = typer.Option(
-        False, "--allow-outside-root",
-        help="folder dataset: also read files whose CSV paths leave --root/--images (../, absolute)."),
-    channel_mapping: Optional[str] = typer.Option(
-        None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
+    root: DatasetRoot = None,
+    eeg: DatasetEEG = None,
+    splits: DatasetSplits = None,
+    images: DatasetImages = None,
+    subject: DatasetSubject = None,
+    split_index: DatasetSplitIndex = None,
+    csv: DatasetCSV = None,
+    allow_outside_root: AllowOutsideRoot = False,
+    channel_mapping: ChannelMapping = None,
     train: str = typer.Option(_D.train, "--train", help="What trains: paper (encoder+attn2+norm2) | lora | encoder."),
     clip_weight: float = typer.Option(_D.clip_weight, "--clip-weight", help="Weight of the CLIP alignment loss."),
     align: str = typer.Option(_D.align, "--align",
@@ -49,18 +57,18 @@ def finetune_cmd(
                                                    help="How much more often the biased timesteps are drawn."),
     timestep_bias_portion: float = typer.Option(_D.timestep_bias_portion, "--timestep-bias-portion",
                                                 help="Share of the schedule that is biased."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", help="Image size (default: the base's, SD 1.5: 512)."),
+    resolution: int | None = typer.Option(None, "--resolution", help="Image size (default: the base's, SD 1.5: 512)."),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Pairs per process per micro-batch."),
     learning_rate: float = typer.Option(_D.learning_rate, "--learning-rate", help="AdamW learning rate (constant)."),
     gradient_accumulation_steps: int = typer.Option(_D.gradient_accumulation_steps, "--gradient-accumulation-steps"),
     gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Trade compute for memory."),
     mixed_precision: str = typer.Option(_D.mixed_precision, "--mixed-precision", help="no | fp16 | bf16."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
     epochs: int = typer.Option(_D.epochs, "--epochs", help="Passes over the train split."),
     lora_rank: int = typer.Option(_D.lora_rank, "--lora-rank", help="LoRA rank (--train lora)."),
     checkpoint_every: int = typer.Option(_D.checkpoint_every, "--checkpoint-every",
                                          help="Resumable checkpoint every N steps (0: only at the end)."),
-    checkpoints_total_limit: Optional[int] = typer.Option(_D.checkpoints_total_limit, "--checkpoints-total-limit",
+    checkpoints_total_limit: int | None = typer.Option(_D.checkpoints_total_limit, "--checkpoints-total-limit",
                                                           help="Keep only the newest K checkpoints."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in --output."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seeds init, data order, noise, timesteps, dropout, crops."),
@@ -73,48 +81,33 @@ def finetune_cmd(
         _D.select_metric, "--select-metric",
         help="What best means: loss | mse | gen_clip (val images generated and compared with the truths in CLIP space)."),
     select_images: int = typer.Option(_D.select_images, "--select-images", help="Val EEGs generated for gen_clip."),
-    val_limit: Optional[int] = typer.Option(_D.val_limit, "--val-limit", help="Val pairs per validation (loss, cosine)."),
+    val_limit: int | None = typer.Option(_D.val_limit, "--val-limit", help="Val pairs per validation (loss, cosine)."),
     guidance_scale: float = typer.Option(_D.guidance_scale, "--guidance-scale",
                                          help="Guidance of the validation images (and of gen_clip)."),
     validation_steps: int = typer.Option(_D.validation_inference_steps, "--validation-steps",
                                          help="Sampler steps of the validation images (and of gen_clip)."),
-    encoder_learning_rate: Optional[float] = typer.Option(
+    encoder_learning_rate: float | None = typer.Option(
         None, "--encoder-learning-rate", help="Learning rate of the EEG encoder (default: --learning-rate)."),
-    unet_learning_rate: Optional[float] = typer.Option(
+    unet_learning_rate: float | None = typer.Option(
         None, "--unet-learning-rate", help="Learning rate of the trained UNet weights (default: --learning-rate)."),
     clip_warmup_steps: int = typer.Option(_D.clip_warmup_steps, "--clip-warmup-steps",
                                           help="Steps of encoder + CLIP head on the CLIP loss alone first (0: off)."),
-    clip_warmup_learning_rate: Optional[float] = typer.Option(None, "--clip-warmup-learning-rate",
+    clip_warmup_learning_rate: float | None = typer.Option(None, "--clip-warmup-learning-rate",
                                                               help="Learning rate of the warm-up (default: --learning-rate)."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip NaN/Inf-loss batches instead of stopping."),
     num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Stage B: fine-tune Stable Diffusion on EEG-image pairs with CLIP alignment (Accelerate)."""
+    given = dict(locals())
     quiet_model_loading()
-    from dreamdiffusion.data.pairs import paired_dataset_options
-    from dreamdiffusion.training.finetune import finetune
-
-    options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
-                                     split_index=split_index, root=root, csv=csv,
-                                     allow_outside_root=allow_outside_root, channel_mapping=channel_mapping)
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
-    config = FinetuneConfig(
-        output=str(output), dataset=dataset, dataset_options=options,
-        encoder=None if encoder in (None, "", "none") else encoder, encoder_preset=encoder_preset, base=base,
-        clip=clip, train=train, clip_weight=clip_weight, align=align, cond_dropout=cond_dropout,
-        time_conditioning=time_conditioning, resolution=resolution, timestep_bias=timestep_bias,
-        timestep_bias_multiplier=timestep_bias_multiplier, timestep_bias_portion=timestep_bias_portion, batch_size=batch_size,
-        learning_rate=learning_rate, gradient_accumulation_steps=gradient_accumulation_steps,
-        gradient_checkpointing=gradient_checkpointing, mixed_precision=mixed_precision, max_steps=max_steps,
-        epochs=epochs, lora_rank=lora_rank, lora_alpha=lora_rank, checkpoint_every=checkpoint_every,
-        checkpoints_total_limit=checkpoints_total_limit, resume=resume, seed=seed, validate_every=validate_every,
-        validation_images=validation_images, select=select, skip_nonfinite=skip_nonfinite, num_workers=num_workers,
-        select_metric=select_metric, select_images=select_images, val_limit=val_limit, guidance_scale=guidance_scale,
-        validation_inference_steps=validation_steps, encoder_learning_rate=encoder_learning_rate,
-        unet_learning_rate=unet_learning_rate,
-        clip_warmup_steps=clip_warmup_steps, clip_warmup_learning_rate=clip_warmup_learning_rate,
-    )
+    options = dataset_options(dataset, root=root, eeg=eeg, splits=splits, images=images, subject=subject,
+                              split_index=split_index, csv=csv, allow_outside_root=allow_outside_root,
+                              channel_mapping=channel_mapping)
+    # options named as their FinetuneConfig field go through as they are; the others are set here
+    special = dict(output=str(output), dataset_options=options, lora_alpha=lora_rank,
+                   encoder=None if encoder in (None, "", "none") else encoder, validation_inference_steps=validation_steps)
+    same_name = {f.name for f in dataclasses.fields(FinetuneConfig)} & set(given) - set(special)
+    config = FinetuneConfig(**{k: given[k] for k in same_name}, **special)
     typer.echo(str(finetune(config)))
 
 

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from dreamdiffusion.commands._options import BATCH, GUIDANCE, NUM_IMAGES, ONSET, POSITIVE, SEED, SFREQ, STEPS, integer
+from dreamdiffusion.commands._options import BATCH, GUIDANCE, NUM_IMAGES, ONSET, POSITIVE, SEED, SFREQ, STEPS
+from dreamdiffusion.commands.options import (
+    AllowOutsideRoot,
+    ChannelMapping,
+    DatasetCSV,
+    DatasetEEG,
+    DatasetImages,
+    DatasetRoot,
+    DatasetSplitIndex,
+    DatasetSplits,
+    DatasetSubject,
+    dataset_options,
+)
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import check_output_folder
+from dreamdiffusion.core.quiet import quiet_model_loading
+from dreamdiffusion.generation import (
+    GenerateConfig,
+    generate_images,
+    load_pipeline,
+    sources_from_dataset,
+    sources_from_file,
+)
+from dreamdiffusion.pipeline import COMPILE_MODES, resolve_pipeline_folder
 
 
 def generate_cmd(
@@ -22,18 +44,15 @@ def generate_cmd(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Draw from a paired dataset's split."),
     split: str = typer.Option("test", "--split", help="Dataset split (train | val | test)."),
     limit: Optional[int] = typer.Option(None, "--limit", parser=POSITIVE, help="Only the first N EEGs of the split."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root."),
-    eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
-    splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder."),
-    subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter."),
-    split_index: Optional[int] = typer.Option(None, "--split-index", parser=integer(0, 10_000), help="EEGCVPR40 split number."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: its CSV."),
-    allow_outside_root: bool = typer.Option(
-        False, "--allow-outside-root",
-        help="folder dataset: also read files whose CSV paths leave --root/--images (../, absolute)."),
-    channel_mapping: Optional[str] = typer.Option(
-        None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
+    root: DatasetRoot = None,
+    eeg: DatasetEEG = None,
+    splits: DatasetSplits = None,
+    images: DatasetImages = None,
+    subject: DatasetSubject = None,
+    split_index: DatasetSplitIndex = None,
+    csv: DatasetCSV = None,
+    allow_outside_root: AllowOutsideRoot = False,
+    channel_mapping: ChannelMapping = None,
     eeg_file: Optional[Path] = typer.Option(None, "--eeg-file", help="A recording (EDF/BDF/FIF/... or .npy)."),
     onset: Optional[List[float]] = typer.Option(None, "--onset", parser=ONSET, help="Window start in seconds (repeatable; default 0)."),
     sfreq: Optional[float] = typer.Option(None, "--sfreq", parser=SFREQ, help="Sampling rate of a .npy recording."),
@@ -53,42 +72,28 @@ def generate_cmd(
         "none", "--compile",
         help="Fast path: none | default | reduce-overhead (CUDA graphs; best for small batches) | max-autotune. "
              "Sets channels-last and torch.compile's the UNet; the first batch of each size compiles (slow)."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Generate images from EEG with a fine-tuned DreamDiffusionPipeline."""
-    from dreamdiffusion.core.quiet import quiet_model_loading
-    from dreamdiffusion.generation import (
-        GenerateConfig,
-        generate_images,
-        load_pipeline,
-        sources_from_dataset,
-        sources_from_file,
-    )
-    from dreamdiffusion.pipeline import resolve_pipeline_folder
-
     quiet_model_loading()
     if (dataset is None) == (eeg_file is None):
         raise ConfigError("give either --dataset (with --split) or --eeg-file")
-    # Everything that can be checked without the model is checked first: a bad --output or --model
+    # Everything that can be checked without the model is checked first: a bad flag, --output or --model
     # must not cost a pipeline load.
+    if compile not in COMPILE_MODES:
+        raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     check_output_folder(output, overwrite)
     model = resolve_pipeline_folder(model)
     if eeg_file is not None and not Path(eeg_file).exists():
         raise ConfigError("EEG file not found", eeg_file)
     pipe = load_pipeline(model, scheduler, device=device, dtype=dtype, compile=compile)
     if dataset is not None:
-        from dreamdiffusion.data.pairs import paired_dataset_options
-
-        options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
-                                         split_index=split_index, root=root, csv=csv,
-                                         allow_outside_root=allow_outside_root, channel_mapping=channel_mapping)
-        options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+        options = dataset_options(dataset, root=root, eeg=eeg, splits=splits, images=images, subject=subject,
+                                  split_index=split_index, csv=csv, allow_outside_root=allow_outside_root,
+                                  channel_mapping=channel_mapping)
         sources = sources_from_dataset(dataset, split, options, limit)
     else:
         spec = pipe.input_spec()
         if channel_mapping:
-            from dataclasses import replace
-
             spec = replace(spec, channel_mapping=channel_mapping)
         sources = sources_from_file(eeg_file, spec, list(onset or [0.0]), sfreq)
     config = GenerateConfig(model=str(model), output=str(output), num_images=num_images, steps=steps,

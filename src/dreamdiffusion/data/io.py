@@ -297,9 +297,6 @@ class _quiet_nanwarnings:
 # ---------------------------------------------------------------------------------------------
 # The real EEG that ships inside a package (for tests, the demo and `data make-sample`)
 
-SPKIT_CHANNELS = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4"]
-
-
 def spkit_sample_path() -> Path:
     spec = importlib.util.find_spec("spkit")  # finds the package without running its __init__
     if spec is None or spec.origin is None:

@@ -194,9 +194,6 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         finally:
             handle.remove()
 
-    def encoder_config(self) -> dict:
-        return {k: self.config[k] for k in ENCODER_CONFIG_KEYS}
-
 
 def load_encoder(path: str | os.PathLike) -> EEGEncoder:
     """An :class:`EEGEncoder` from a folder holding an ``EEGEncoder`` or a whole ``MaskedSignalModel``.

@@ -13,8 +13,6 @@ so PyTorch picks the fused kernel (flash / memory-efficient) where the hardware 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -312,19 +310,10 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         pred = self.forward_decoder(latent, ids_restore)
         return self.forward_loss(eeg, pred, mask), pred, mask
 
-    def encoder_config(self) -> dict:
-        keys = ("n_chans", "n_times", "sfreq", "patch_size") + ENCODER_KEYS
-        return {k: self.config[k] for k in keys}
-
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def flops_per_token_estimate(embed_dim: int, mlp_ratio: float) -> float:
-    """Forward FLOPs per token per block, ignoring attention scores (for quick sizing)."""
-    return 2 * (4 * embed_dim**2 + 2 * mlp_ratio * embed_dim**2)
-
-
 __all__ = ["EEGEncoder", "MaskedSignalModel", "PRESETS", "PAPER_SFREQ", "random_masking", "sincos_positions",
-           "count_parameters", "math"]
+           "count_parameters"]
