@@ -57,6 +57,6 @@ def test_generate_evaluate_and_app_write_identical_images(setup, tmp_path, capsy
 
     # the app draws sample j of its window as generate draws sample j of EEG 0
     window = open_paired_dataset("folder", "test", root=str(d / "data"), channel_mapping="repeat")[0]["eeg"]
-    engine = Engine(pipe, SimpleNamespace(n_chans=128, n_times=512))
+    engine = Engine(pipe, SimpleNamespace(n_chans=128, n_times=512, sfreq=None))
     images = engine.generate(np.asarray(window), steps=2, guidance=1.0, seed=3, num_images=2)
     assert all(np.array_equal(np.asarray(im), ref) for im, ref in zip(images, first))

@@ -23,7 +23,7 @@ def check_seed(seed, what: str = "--seed") -> int:
 
 
 # Stream names keep the seeds of different uses apart (masking vs. data order vs. validation).
-STREAM_DATA, STREAM_MASK, STREAM_VAL = 1, 2, 3
+STREAM_DATA, STREAM_MASK, STREAM_VAL, STREAM_INIT = 1, 2, 3, 4
 
 
 def derived_seed(seed: int, *keys: int) -> int:
