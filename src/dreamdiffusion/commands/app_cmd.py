@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from dreamdiffusion.app.engine import Engine
+from dreamdiffusion.app.web import benchmark_samples, serve
 from dreamdiffusion.commands._options import number
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.preflight import APP_MAX_EEG_MB
@@ -39,9 +41,6 @@ def register(app: typer.Typer) -> None:
                                                 "`dreamdiffusion stream --output DIR` run writes there."),
     ) -> None:
         """Serve the web app: upload EEG (or pick a benchmark sample), choose a window, generate images."""
-        from dreamdiffusion.app.engine import Engine
-        from dreamdiffusion.app.web import benchmark_samples, serve
-
         if not (0 < port < 65536):
             raise ConfigError(f"--port must be between 1 and 65535, got {port}")
         if max_upload_mb <= 0 or concurrency < 1:

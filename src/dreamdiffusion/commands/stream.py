@@ -7,6 +7,9 @@ from typing import Optional
 
 import typer
 
+from dreamdiffusion.app.engine import Engine
+from dreamdiffusion.app.stream import run_stream
+
 
 def register(app: typer.Typer) -> None:
     @app.command("stream")
@@ -33,9 +36,6 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the LSL streams."),
     ) -> None:
         """Read an LSL EEG stream and write an image on every marker or interval."""
-        from dreamdiffusion.app.engine import Engine
-        from dreamdiffusion.app.stream import run_stream
-
         engine = Engine.from_pretrained(model)
         records = run_stream(engine, stream_name=lsl_stream, output=output, every=every, on_marker=on_marker,
                              max_images=max_images, duration=duration, steps=steps, guidance=guidance, seed=seed,

@@ -24,6 +24,7 @@ from typing import Sequence
 import torch
 
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.models import builtin
 from dreamdiffusion.models.hub import LOAD_ERRORS, SAFE_LOAD, checked
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,6 @@ def resolve_classifier(name_or_path: str | os.PathLike) -> str:
     """``builtin-tiny`` -> the shipped digit judge's folder; anything else is passed through (folder or hub id)."""
     name = os.fspath(name_or_path)
     if name == BUILTIN_CLASSIFIER:
-        from dreamdiffusion.models import builtin
-
         return os.fspath(builtin.classifier_path())
     return name
 
