@@ -30,6 +30,7 @@ from dreamdiffusion.core.seeding import check_seed
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.montage import MONTAGE_SUFFIXES, builtin_montage_name, resolve_montage
 from dreamdiffusion.data.preflight import APP_MAX_EEG_MB, DEFAULT_MAX_EEG_MB, max_eeg_bytes
+from dreamdiffusion.data.synthetic import MONTAGE, SFREQ, SyntheticPairs, build_benchmark
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +181,6 @@ def benchmark_samples(folder: str | os.PathLike, n: int = 8, seed: int = 0,
     ``benchmark`` is an already built benchmark folder (a demo run's, whose test images the
     model never saw); without it a small one is built from ``seed``.
     """
-    from dreamdiffusion.data.synthetic import MONTAGE, SFREQ, SyntheticPairs, build_benchmark
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if benchmark is not None:

@@ -8,7 +8,9 @@ from typing import Optional
 import typer
 
 from dreamdiffusion.core.errors import ConfigError
-from dreamdiffusion.training.align import AlignConfig
+from dreamdiffusion.core.quiet import quiet_model_loading
+from dreamdiffusion.data.pairs import paired_dataset_options
+from dreamdiffusion.training.align import AlignConfig, align
 
 _D = AlignConfig()  # defaults shown in --help come from the dataclass
 
@@ -70,13 +72,8 @@ def align_cmd(
     report_test: bool = typer.Option(False, "--report-test",
                                      help="Score the test split once after the choice (never used to choose)."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seeds init, data order and the target views."),
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
 ) -> None:
     """Contrastive EEG-CLIP alignment: train an EEG encoder + projector against frozen CLIP image embeddings."""
-    from dreamdiffusion.commands._stageb import quiet_model_loading
-    from dreamdiffusion.data.pairs import paired_dataset_options
-    from dreamdiffusion.training.align import align
-
     quiet_model_loading()
     options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
                                      split_index=split_index, root=root, csv=csv, channel_mapping=channel_mapping,
