@@ -323,35 +323,41 @@ def _page_error(exc: BaseException):
                     print_exception=False)
 
 
-def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: float = 50.0,
-              workdir: str | os.PathLike | None = None, live_dir: str | os.PathLike | None = None,
-              max_eeg_mb: float = APP_MAX_EEG_MB):
-    """The Gradio Blocks page. Call ``.queue(...)`` and ``.launch(...)`` on it (see :func:`serve`)."""
-    import gradio as gr
-
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
-    samples_by_name = {s.name: s for s in samples}
-    window_s = engine.window_s
+def _setting_defaults(engine: Engine) -> dict:
+    """The page's starting steps and guidance: the model's recommended settings (generation.json), else 25 and 1."""
     defaults = engine.settings()
-    default_steps, default_guidance = int(defaults["steps"]), float(defaults["guidance"])
-    guidance_step = 0.5 if float((default_guidance - 1.0) / 0.5).is_integer() else 0.1
+    guidance = float(defaults["guidance"])
     recommends = defaults.get("model_recommends") or {}
-    guidance_info = (f"the model recommends {default_guidance:g}"
-                     + (f" (chosen on {recommends['chosen_on']})" if recommends.get("chosen_on") else "")
-                     if defaults["settings_source"]["guidance"] != "default" else "1: no guidance")
+    info = (f"the model recommends {guidance:g}"
+            + (f" (chosen on {recommends['chosen_on']})" if recommends.get("chosen_on") else "")
+            if defaults["settings_source"]["guidance"] != "default" else "1: no guidance")
+    return {"steps": int(defaults["steps"]), "guidance": guidance, "guidance_info": info,
+            "guidance_step": 0.5 if float((guidance - 1.0) / 0.5).is_integer() else 0.1}
 
-    def _load(upload, sample_name, montage_text, positions=None):
+
+class _Handlers:
+    """What the page's buttons and sliders call; every error becomes one line on the page."""
+
+    def __init__(self, gr, engine: Engine, samples: Sequence[Sample], max_upload_mb: float, max_eeg_mb: float,
+                 workdir: Path):
+        self.gr, self.engine, self.workdir = gr, engine, workdir
+        self.max_upload_mb, self.max_eeg_mb = max_upload_mb, max_eeg_mb
+        self.samples_by_name = {s.name: s for s in samples}
+        self.window_s = engine.window_s
+
+    def load(self, upload, sample_name, montage_text, positions=None):
+        gr = self.gr
         try:
             montage = montage_choice(montage_text, positions)
             if upload:
-                loaded = load_recording(upload, montage=montage, max_mb=max_upload_mb, max_eeg_mb=max_eeg_mb)
+                loaded = load_recording(upload, montage=montage, max_mb=self.max_upload_mb, max_eeg_mb=self.max_eeg_mb)
             elif sample_name:
-                loaded = load_sample(samples_by_name[sample_name], montage=montage)
+                loaded = load_sample(self.samples_by_name[sample_name], montage=montage)
             else:
                 raise EEGReadError("upload an EEG file or pick a sample first")
             total = loaded.raw.times[-1] + 1 / loaded.raw.info["sfreq"]
-            last = max(0.0, total - window_s)
-            figure = plot_eeg(loaded.raw, loaded.onset_s, window_s)
+            last = max(0.0, total - self.window_s)
+            figure = plot_eeg(loaded.raw, loaded.onset_s, self.window_s)
         except Exception as exc:
             raise _page_error(exc) from None
         epochs = [f"{d} @ {o:.2f} s" for d, o in loaded.events if o <= last]
@@ -362,31 +368,30 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
                           step=0.01, interactive=last > 0),
                 gr.Dropdown(choices=epochs, value=None), gr.Image(value=gt, visible=gt is not None))
 
-    def _pick_epoch(choice):
+    def pick_epoch(self, choice):
         if not choice:
-            return gr.Slider()
-        return gr.Slider(value=float(choice.rsplit("@", 1)[1].strip().rstrip("s").strip()))
+            return self.gr.Slider()
+        return self.gr.Slider(value=float(choice.rsplit("@", 1)[1].strip().rstrip("s").strip()))
 
-    def _replot(loaded, onset):
+    def replot(self, loaded, onset):
         if loaded is None:
             return None
         try:
-            return plot_eeg(loaded.raw, float(onset), window_s)
+            return plot_eeg(loaded.raw, float(onset), self.window_s)
         except Exception as exc:
             raise _page_error(exc) from None
 
-    def _generate(loaded, onset, mapping, steps, guidance, seed, num_images,
-                  progress=gr.Progress()):
+    def generate(self, loaded, onset, mapping, steps, guidance, seed, num_images, progress):
         try:
             if loaded is None:
                 raise EEGReadError("load an EEG file or a sample first")
-            out_dir = workdir / uuid.uuid4().hex[:12]
+            out_dir = self.workdir / uuid.uuid4().hex[:12]
             progress(0.0, desc="preparing the EEG window")
 
             def on_step(step, total):
                 progress(step / total, desc=f"denoising step {step}/{total}")
 
-            result = run_generation(engine, loaded, onset_s=onset, mapping=mapping, steps=steps,
+            result = run_generation(self.engine, loaded, onset_s=onset, mapping=mapping, steps=steps,
                                     guidance=guidance, seed=seed, num_images=num_images,
                                     out_dir=out_dir, on_step=on_step)
         except Exception as exc:
@@ -395,64 +400,94 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
         manifest = json.loads(result.manifest_path.read_text())
         return [str(p) for p in result.image_paths], files, manifest
 
+
+def _input_panel(gr, h: _Handlers, engine: Engine) -> dict:
+    """The upload / sample / montage column, the EEG plot, and the window and mapping choices."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label=f"EEG file ({', '.join(ACCEPTED_SUFFIXES)}; up to {h.max_upload_mb:g} MB)",
+                             file_types=list(ACCEPTED_SUFFIXES), type="filepath", elem_id="eeg-upload")
+            sample = gr.Dropdown(label="or a sample of the built-in benchmark", choices=list(h.samples_by_name),
+                                 value=None, visible=bool(h.samples_by_name), elem_id="sample")
+            montage = gr.Textbox(label="montage (only for files without electrode positions)",
+                                 placeholder="auto, standard_1020, biosemi128, ...", value="", elem_id="montage")
+            positions = gr.File(label=f"or an electrode positions file ({', '.join(MONTAGE_SUFFIXES)})",
+                                file_types=list(MONTAGE_SUFFIXES), type="filepath", elem_id="positions")
+            load_btn = gr.Button("Load", elem_id="load")
+            info = gr.Markdown(elem_id="info")
+        with gr.Column(scale=2):
+            plot = gr.Plot(label="EEG traces (shaded: the window the model sees)", elem_id="traces")
+    with gr.Row():
+        epoch = gr.Dropdown(label="epoch (events in the file)", choices=[], elem_id="epoch")
+        onset = gr.Slider(label=f"window onset (s); the model sees {h.window_s:.2f} s", minimum=0.0,
+                          maximum=1.0, value=0.0, step=0.01, elem_id="onset")
+        mapping = gr.Radio(label="channel mapping", choices=list(MAPPINGS), value="montage",
+                           info=f"montage: interpolate the model's {engine.n_chans} channels from "
+                                "electrode positions; repeat: tile the recorded channels", elem_id="mapping")
+    return {"upload": upload, "sample": sample, "montage": montage, "positions": positions, "load": load_btn,
+            "info": info, "plot": plot, "epoch": epoch, "onset": onset, "mapping": mapping}
+
+
+def _generate_panel(gr, engine: Engine, live_dir) -> dict:
+    """The sampling settings, the Generate button, and what it shows (gallery, truth, downloads, manifest)."""
+    d = _setting_defaults(engine)
+    with gr.Row():
+        # Start at the model's recommended settings (its generation.json), else 25 steps and no guidance.
+        steps = gr.Slider(label="steps", minimum=1, maximum=max(250, d["steps"]), value=d["steps"], step=1,
+                          elem_id="steps")
+        guidance = gr.Slider(label="guidance", minimum=1.0, maximum=max(15.0, d["guidance"]), value=d["guidance"],
+                             step=d["guidance_step"], elem_id="guidance", info=d["guidance_info"])
+        seed = gr.Number(label="seed", value=0, precision=0)
+        num_images = gr.Slider(label="images", minimum=1, maximum=8, value=1, step=1)
+    gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
+    with gr.Row():
+        gallery = gr.Gallery(label="generated", columns=4, height=300, object_fit="contain", elem_id="gallery",
+                             format="png")
+        truth = gr.Image(label="ground truth", visible=False, elem_id="truth", type="filepath", height=300)
+    files = gr.File(label="download images + manifest", file_count="multiple", elem_id="downloads")
+    manifest = gr.JSON(label="manifest")
+    if live_dir is not None:
+        gr.Markdown(f"## Live stream\nThe newest images of `dreamdiffusion stream --output {live_dir}`.")
+        live = gr.Gallery(label="live", columns=8, height=200, object_fit="contain", elem_id="live")
+        gr.Timer(1.0).tick(lambda: latest_stream_images(live_dir), None, live, concurrency_limit=None,
+                           show_progress="hidden")
+    return {"steps": steps, "guidance": guidance, "seed": seed, "num_images": num_images, "generate": gen_btn,
+            "gallery": gallery, "truth": truth, "files": files, "manifest": manifest}
+
+
+def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: float = 50.0,
+              workdir: str | os.PathLike | None = None, live_dir: str | os.PathLike | None = None,
+              max_eeg_mb: float = APP_MAX_EEG_MB):
+    """The Gradio Blocks page. Call ``.queue(...)`` and ``.launch(...)`` on it (see :func:`serve`)."""
+    import gradio as gr
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
+    h = _Handlers(gr, engine, samples, max_upload_mb, max_eeg_mb, workdir)
+
+    def generate(loaded, onset, mapping, steps, guidance, seed, num_images, progress=gr.Progress()):
+        return h.generate(loaded, onset, mapping, steps, guidance, seed, num_images, progress)
+
     layouts = ", ".join(f"{lay.description}" for lay in LAYOUTS.values())
     with gr.Blocks(title="DreamDiffusion") as demo:
         gr.Markdown("# DreamDiffusion\nImages from brain EEG. Upload a recording (any MNE-readable format) "
                     "or pick a benchmark sample, choose a window, generate.")
         state = gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=1):
-                upload = gr.File(label=f"EEG file ({', '.join(ACCEPTED_SUFFIXES)}; up to {max_upload_mb:g} MB)",
-                                 file_types=list(ACCEPTED_SUFFIXES), type="filepath", elem_id="eeg-upload")
-                sample = gr.Dropdown(label="or a sample of the built-in benchmark", choices=list(samples_by_name),
-                                     value=None, visible=bool(samples_by_name), elem_id="sample")
-                montage = gr.Textbox(label="montage (only for files without electrode positions)",
-                                     placeholder="auto, standard_1020, biosemi128, ...", value="", elem_id="montage")
-                positions = gr.File(label=f"or an electrode positions file ({', '.join(MONTAGE_SUFFIXES)})",
-                                    file_types=list(MONTAGE_SUFFIXES), type="filepath", elem_id="positions")
-                load_btn = gr.Button("Load", elem_id="load")
-                info = gr.Markdown(elem_id="info")
-            with gr.Column(scale=2):
-                plot = gr.Plot(label="EEG traces (shaded: the window the model sees)", elem_id="traces")
-        with gr.Row():
-            epoch = gr.Dropdown(label="epoch (events in the file)", choices=[], elem_id="epoch")
-            onset = gr.Slider(label=f"window onset (s); the model sees {window_s:.2f} s", minimum=0.0,
-                              maximum=1.0, value=0.0, step=0.01, elem_id="onset")
-            mapping = gr.Radio(label="channel mapping", choices=list(MAPPINGS), value="montage",
-                               info=f"montage: interpolate the model's {engine.n_chans} channels from "
-                                    "electrode positions; repeat: tile the recorded channels", elem_id="mapping")
-        with gr.Row():
-            # Start at the model's recommended settings (its generation.json), else 25 steps and no guidance.
-            steps = gr.Slider(label="steps", minimum=1, maximum=max(250, default_steps), value=default_steps, step=1,
-                              elem_id="steps")
-            guidance = gr.Slider(label="guidance", minimum=1.0, maximum=max(15.0, default_guidance),
-                                 value=default_guidance, step=guidance_step, elem_id="guidance", info=guidance_info)
-            seed = gr.Number(label="seed", value=0, precision=0)
-            num_images = gr.Slider(label="images", minimum=1, maximum=8, value=1, step=1)
-        gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
-        with gr.Row():
-            gallery = gr.Gallery(label="generated", columns=4, height=300, object_fit="contain", elem_id="gallery",
-                                 format="png")
-            truth = gr.Image(label="ground truth", visible=False, elem_id="truth", type="filepath", height=300)
-        files = gr.File(label="download images + manifest", file_count="multiple", elem_id="downloads")
-        manifest = gr.JSON(label="manifest")
-        if live_dir is not None:
-            gr.Markdown(f"## Live stream\nThe newest images of `dreamdiffusion stream --output {live_dir}`.")
-            live = gr.Gallery(label="live", columns=8, height=200, object_fit="contain", elem_id="live")
-            gr.Timer(1.0).tick(lambda: latest_stream_images(live_dir), None, live, concurrency_limit=None,
-                               show_progress="hidden")
+        c = _input_panel(gr, h, engine)
+        g = _generate_panel(gr, engine, live_dir)
         gr.Markdown(f"Known headset layouts (mapped by position): {layouts}.")
 
-        load_inputs = [upload, sample, montage, positions]
-        load_outputs = [state, info, plot, onset, epoch, truth]
-        load_btn.click(_load, load_inputs, load_outputs, concurrency_limit=None)
-        upload.upload(_load, load_inputs, load_outputs, concurrency_limit=None)
-        sample.change(_load, [gr.State(None), sample, montage, positions], load_outputs, concurrency_limit=None)
-        epoch.change(_pick_epoch, epoch, onset, concurrency_limit=None)
-        onset.release(_replot, [state, onset], plot, concurrency_limit=None)
+        load_inputs = [c["upload"], c["sample"], c["montage"], c["positions"]]
+        load_outputs = [state, c["info"], c["plot"], c["onset"], c["epoch"], g["truth"]]
+        c["load"].click(h.load, load_inputs, load_outputs, concurrency_limit=None)
+        c["upload"].upload(h.load, load_inputs, load_outputs, concurrency_limit=None)
+        c["sample"].change(h.load, [gr.State(None), c["sample"], c["montage"], c["positions"]], load_outputs,
+                           concurrency_limit=None)
+        c["epoch"].change(h.pick_epoch, c["epoch"], c["onset"], concurrency_limit=None)
+        c["onset"].release(h.replot, [state, c["onset"]], c["plot"], concurrency_limit=None)
         # Only generation is heavy: it takes the queue's default concurrency limit (--concurrency).
-        gen_btn.click(_generate, [state, onset, mapping, steps, guidance, seed, num_images],
-                      [gallery, files, manifest], concurrency_id="generate")
+        g["generate"].click(generate, [state, c["onset"], c["mapping"], g["steps"], g["guidance"], g["seed"],
+                                       g["num_images"]], [g["gallery"], g["files"], g["manifest"]],
+                            concurrency_id="generate")
     return demo
 
 
