@@ -84,3 +84,30 @@ def test_run_baselines_decode_the_benchmark(bench, tmp_path):
     no_labels = B.TestSide(**{**side.__dict__, "labels": None})
     assert "no class labels" in B.run_baselines(train, no_labels, "builtin-tiny", None, score)[
         "baseline_ridge_class_skipped"]
+
+
+def test_fewer_pairs_keeps_whole_images_per_class_and_is_seeded(bench):
+    from dreamdiffusion.data.pairs import keep_fraction_of_images
+
+    train = synthetic.SyntheticPairs(bench, "train")
+    assert keep_fraction_of_images(train, 1.0, seed=0) is train
+    sub = keep_fraction_of_images(train, 0.25, seed=0)
+    keys = train.image_keys()
+    kept = {keys[i][0] for i in sub.indices}
+    # every trial of a kept image, none of the others; about a quarter of each class's images
+    assert all((keys[i][0] in kept) == (i in set(sub.indices)) for i in range(len(train)))
+    for label in range(10):
+        n_all = len({k for k, lab in keys if lab == label})
+        assert len({k for k, lab in keys if lab == label and k in kept}) == max(1, round(0.25 * n_all))
+    assert sub.sfreq == train.sfreq and sub[0]["image_name"] in kept  # still answers for its dataset
+    assert keep_fraction_of_images(train, 0.25, seed=0).indices == sub.indices
+    assert keep_fraction_of_images(train, 0.25, seed=1).indices != sub.indices
+    pairs = B.load_train_pairs("synthetic", {"root": str(bench)}, fraction=0.25, seed=0)
+    assert set(pairs.image_ids) == kept
+    # Stage B draws the same subset from the same seed; val stays whole
+    from dreamdiffusion.training.finetune_config import FinetuneConfig
+    from dreamdiffusion.training.stageb import open_datasets
+
+    tr, val = open_datasets(FinetuneConfig(dataset="synthetic", dataset_options={"root": str(bench)},
+                                           train_fraction=0.25, seed=0))
+    assert tr.indices == sub.indices and len(val) == len(synthetic.SyntheticPairs(bench, "val"))

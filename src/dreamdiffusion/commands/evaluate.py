@@ -76,6 +76,9 @@ def register(app: typer.Typer) -> None:
         align_run: Optional[list[Path]] = typer.Option(
             None, "--align-run", help="Instead of scoring a model: the retrieval table (intra-subject, leave-one-"
                                       "subject-out, mean over subjects) of these `align --report-test` runs (repeat)."),
+        baseline_train_fraction: float = typer.Option(
+            1.0, "--baseline-train-fraction",
+            help="Fit the baselines on this share of the train images (as finetune --train-fraction, same --seed)."),
     ) -> None:
         """Score a model on a held-out split: n-way top-1, retrieval top-1/5, SSIM, PCC (+ FID/IS if local)."""
         check_output_folder(output, overwrite)  # before any dataset or model is loaded
@@ -92,6 +95,7 @@ def register(app: typer.Typer) -> None:
             n_way=n_way, trials=trials, num_images=num_images, steps=steps, guidance=guidance, scheduler=scheduler,
             seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid, device=device,
             baselines=baselines, base=base, baseline_train_limit=baseline_train_limit, overwrite=overwrite,
+            baseline_train_fraction=baseline_train_fraction,
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None)
         result = evaluate(config)
         typer.echo(f"top-1 ({result['n_way']}-way): {result['top1_accuracy']:.3f} (chance {result['chance']:.3f}); "

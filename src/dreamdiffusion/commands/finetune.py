@@ -82,6 +82,8 @@ def finetune_cmd(
         help="What best means: loss | mse | gen_clip (val images generated and compared with the truths in CLIP space)."),
     select_images: int = typer.Option(_D.select_images, "--select-images", help="Val EEGs generated for gen_clip."),
     val_limit: int | None = typer.Option(_D.val_limit, "--val-limit", help="Val pairs per validation (loss, cosine)."),
+    train_fraction: float = typer.Option(_D.train_fraction, "--train-fraction",
+                                         help="Train on this share of the train images (all their trials; seeded)."),
     guidance_scale: float = typer.Option(_D.guidance_scale, "--guidance-scale",
                                          help="Guidance of the validation images (and of gen_clip)."),
     validation_steps: int = typer.Option(_D.validation_inference_steps, "--validation-steps",

@@ -24,6 +24,7 @@ def check_seed(seed, what: str = "--seed") -> int:
 
 # Stream names keep the seeds of different uses apart (masking vs. data order vs. validation).
 STREAM_DATA, STREAM_MASK, STREAM_VAL, STREAM_INIT = 1, 2, 3, 4
+STREAM_SUBSET = 5  # which train images a run with fewer pairs keeps (data.pairs.subset)
 
 
 def derived_seed(seed: int, *keys: int) -> int:

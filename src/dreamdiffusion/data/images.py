@@ -132,13 +132,19 @@ class ImageTransform:
         return int(torch.randint(0, high + 1, (), generator=self.generator))
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.apply(image)[0]
+
+    def apply(self, image: Image.Image) -> tuple[torch.Tensor, bool]:
+        """``(tensor, augmented)``: whether this draw cropped the image (an un-augmented image is only resized, so
+        whatever is computed from it by a frozen model, e.g. its VAE posterior, is the same at every step)."""
         h, w = self.size
         image = image.convert("RGB").resize((w, h), self.resample)
-        if self.train and self.crop_p > 0 and self._rand() < self.crop_p:
+        augmented = bool(self.train and self.crop_p > 0 and self._rand() < self.crop_p)
+        if augmented:
             ch, cw = h - int(self.crop_ratio * h), w - int(self.crop_ratio * w)
             top, left = self._randint(h - ch), self._randint(w - cw)
             image = image.crop((left, top, left + cw, top + ch)).resize((w, h), self.resample)
-        return pil_to_tensor(image)
+        return pil_to_tensor(image), augmented
 
 
 def make_clip_processor(image_size: int = 224):

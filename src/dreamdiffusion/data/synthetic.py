@@ -407,6 +407,11 @@ class SyntheticPairs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def image_keys(self) -> list[tuple[str, int]]:
+        """``(image_name, label)`` of every item, without reading the EEG (used to draw subsets of images)."""
+        images = self.trial_image[self.indices]
+        return [(f"digit-{int(i):04d}.png", int(self.labels[i])) for i in images]
+
     def image(self, image_index: int):
         return Image.fromarray(self.images[image_index])  # uint8 [R, R, 3] -> RGB
 

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from dreamdiffusion.core.seeding import sample_seed
-from dreamdiffusion.data.pairs import open_paired_dataset
+from dreamdiffusion.data.pairs import keep_fraction_of_images, open_paired_dataset
 from dreamdiffusion.data.synthetic import eeg_features
 from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.models import builtin, hub
@@ -63,9 +63,13 @@ def eeg_feature_matrix(eegs: Sequence, n_bins: int = N_BINS) -> np.ndarray:
     return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
 
 
-def load_train_pairs(dataset: str, options: dict, split: str = "train", limit: int | None = None) -> TrainPairs:
-    """Features, labels and distinct images of ``split`` (binned item by item: the raw EEG is never all in memory)."""
-    ds = open_paired_dataset(dataset, split, **options)
+def load_train_pairs(dataset: str, options: dict, split: str = "train", limit: int | None = None,
+                     fraction: float = 1.0, seed: int = 0) -> TrainPairs:
+    """Features, labels and distinct images of ``split`` (binned item by item: the raw EEG is never all in memory).
+
+    ``fraction`` < 1 keeps that share of its images, drawn with ``seed`` as ``finetune --train-fraction`` draws them.
+    """
+    ds = keep_fraction_of_images(open_paired_dataset(dataset, split, **options), fraction, seed)
     n = len(ds) if limit is None else min(int(limit), len(ds))
     feats, labels, ids, images = [], [], [], {}
     for i in range(n):

@@ -74,6 +74,8 @@ class EvaluateConfig:
     base: str | None = None  # the class lookup's base; None = the one the model was fine-tuned from
     baseline_guidance: float | None = None  # the class lookup's guidance; None = the method's
     baseline_train_limit: int | None = None  # fit the ridges on the first N train pairs only (None: all)
+    # fit them on this share of the train images, drawn with `seed` as `finetune --train-fraction` draws them
+    baseline_train_fraction: float = 1.0
     overwrite: bool = False  # replace a non-empty output folder (the one output-folder policy, core.files)
 
     def to_dict(self) -> dict:
@@ -423,7 +425,8 @@ def _baselines(config: EvaluateConfig, items, eegs, ground_truth, pipe, clip: _C
     """``baseline_ridge_class`` and ``baseline_ridge_clip`` (:mod:`dreamdiffusion.evaluation.baselines`), scored
     exactly as the method: the same judge, trials, seeds, CLIP and distinct images."""
     try:
-        train = B.load_train_pairs(config.dataset, config.dataset_options, "train", limit=config.baseline_train_limit)
+        train = B.load_train_pairs(config.dataset, config.dataset_options, "train", limit=config.baseline_train_limit,
+                                   fraction=config.baseline_train_fraction, seed=config.seed)
     except (DataError, ValueError, OSError) as exc:
         reason = f"no train split to fit them on ({str(exc).splitlines()[0]})"
         return {"baseline_ridge_class": None, "baseline_ridge_class_skipped": reason,

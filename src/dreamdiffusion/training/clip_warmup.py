@@ -18,10 +18,9 @@ import torch.nn.functional as F
 
 from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.core.files import atomic_write_json
-from dreamdiffusion.models.hub import clip_image_embeds
 from dreamdiffusion.training.finetune_config import FinetuneConfig
 from dreamdiffusion.training.loop import StepBatchSampler
-from dreamdiffusion.training.stageb import StageBParts, alignment_loss, image_ids, stack_eeg
+from dreamdiffusion.training.stageb import FrozenTargets, StageBParts, alignment_loss, image_ids, stack_eeg
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +37,24 @@ def _val_cosine(cond, val: tuple[torch.Tensor, torch.Tensor], batch_size: int) -
     return float(F.cosine_similarity(pred.float(), targets, dim=-1).mean())
 
 
-def _val_set(cfg: FinetuneConfig, parts: StageBParts, val_ds, device):
+def _val_set(cfg: FinetuneConfig, targets: FrozenTargets, val_ds, device):
     """(val EEG, their CLIP targets) of the first ``val_limit`` val pairs, or None without a val split."""
     if val_ds is None or not len(val_ds):
         return None
     n = len(val_ds) if cfg.val_limit is None else min(cfg.val_limit, len(val_ds))
     items = [val_ds[i] for i in range(n)]
-    return stack_eeg(items).to(device), clip_image_embeds([it["image"] for it in items], parts.clip,
-                                                          parts.clip_processor)
+    return stack_eeg(items).to(device), targets.clip_embeds(items)
 
 
-def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, device, out: Path | None) -> dict:
+def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, device, out: Path | None,
+                targets: FrozenTargets | None = None) -> dict:
     """Train the encoder + CLIP head of ``parts.conditioner`` in place; keep the step with the best val cosine.
 
     Writes ``out/clip_warmup.json`` (``out`` None: nothing written, e.g. on non-main processes) and returns
-    ``{"step": kept step, "val_clip_cos": its val cosine}``.
+    ``{"step": kept step, "val_clip_cos": its val cosine}``. ``targets``: the run's CLIP embedding cache (each
+    image embedded once; a new one by default).
     """
+    targets = targets or FrozenTargets(parts.clip, parts.clip_processor, parts.vae)
     cond = parts.conditioner
     cond.to(device)
     params = [q for n, q in cond.named_parameters() if n.split(".")[0] in ("encoder", "clip_pool", "clip_proj")]
@@ -67,7 +68,7 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
         raise DataError(f"the train split has {len(train_ds)} pairs, fewer than one batch of "
                         f"{cfg.batch_size} (lower --batch-size)", cfg.dataset)
     every = max(1, steps // 20)
-    val = _val_set(cfg, parts, val_ds, device)
+    val = _val_set(cfg, targets, val_ds, device)
     # Its own data order (seed + 1): the diffusion phase's order stays what it is without a warm-up.
     sampler = StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed + 1, steps)
     best = {"step": 0, "val_clip_cos": _val_cosine(cond, val, cfg.batch_size) if val is not None else None}
@@ -76,7 +77,7 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     cond.train()
     for step, idx in enumerate(sampler, start=1):
         items = [train_ds[i] for i in idx]
-        target = clip_image_embeds([it["image"] for it in items], parts.clip, parts.clip_processor)
+        target = targets.clip_embeds(items)
         loss = alignment_loss(cfg.align, cond(stack_eeg(items).to(device)).clip_embeds, target, logit_scale,
                               image_ids(items).to(device))
         opt.zero_grad(set_to_none=True)

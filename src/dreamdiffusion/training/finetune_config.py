@@ -28,6 +28,9 @@ class FinetuneConfig:
     output: str = "runs/finetune"  # output folder: pipeline/, checkpoints/, metrics.jsonl, loss.png
     dataset: str = "folder"  # paired dataset name (eegcvpr40, things-eeg2, folder, synthetic)
     dataset_options: dict = field(default_factory=dict)  # passed to open_paired_dataset (paths, subject, ...)
+    # Train on this share of the train split's images (all their trials; drawn with `seed`, stratified by label):
+    # the "few pairs" regime of the paper's claim. Val and test stay whole.
+    train_fraction: float = 1.0
     encoder: str | None = None  # pretrained EEG encoder folder; None = random init (no-pretraining ablation)
     encoder_preset: str = "paper"  # architecture when encoder is None
     base: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # SD folder, hub id or builtin-tiny

@@ -23,7 +23,6 @@ from dreamdiffusion.core.seeding import step_seed
 from dreamdiffusion.data.images import ImageTransform, image_grid
 from dreamdiffusion.evaluation.selection import clip_truths, distinct_image_items, generated_clip_scores
 from dreamdiffusion.generation import draw_images
-from dreamdiffusion.models.hub import clip_image_embeds
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 from dreamdiffusion.training.checkpoint import CheckpointManager
 from dreamdiffusion.training.clip_warmup import clip_warmup
@@ -31,8 +30,8 @@ from dreamdiffusion.training.finetune_config import (BEST_FILE, CONFIG_FILE, MET
                                                      SELECT_METRICS, FinetuneConfig)
 from dreamdiffusion.training.loop import JsonlLog, StepBatchSampler, read_jsonl
 from dreamdiffusion.training.plots import plot_loss_curves
-from dreamdiffusion.training.stageb import (TrainableSystem, build_parts, cast_frozen, check_item, collate,
-                                            alignment_loss, configure_trainable, cosine_loss, final_unet_vae,
+from dreamdiffusion.training.stageb import (FrozenTargets, TrainableSystem, alignment_loss, build_parts, cast_frozen,
+                                            check_item, collate, configure_trainable, cosine_loss, final_unet_vae,
                                             image_ids, improves,
                                             param_groups, sample_timesteps, stack_eeg)
 
@@ -96,12 +95,14 @@ class Trainer:
             p.conditioner.enable_gradient_checkpointing()
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
         cast_frozen(p, acc.device, self.weight_dtype)
+        self.targets = FrozenTargets(p.clip, p.clip_processor, p.vae)
         # Before `prepare`: every process runs the same seeded warm-up, and DDP starts from rank 0's weights.
         warm = {}
         if cfg.clip_warmup_steps and not cfg.resume:
             if acc.is_main_process:
                 self.out.mkdir(parents=True, exist_ok=True)
-            warm = clip_warmup(cfg, p, self.train_ds, self.val_ds, acc.device, self.out if acc.is_main_process else None)
+            warm = clip_warmup(cfg, p, self.train_ds, self.val_ds, acc.device,
+                               self.out if acc.is_main_process else None, targets=self.targets)
         # The joint phase goes on at the temperature the warm-up reached.
         self.system = TrainableSystem(p.conditioner, p.unet, contrastive=cfg.align == "contrastive",
                                       **({"init_logit_scale": warm["logit_scale"]} if "logit_scale" in warm else {}))
@@ -131,13 +132,14 @@ class Trainer:
         eeg = stack_eeg(items).to(dev)
         transform = self.train_transform if train else self.eval_transform
         transform.generator = gen
-        pixels = torch.stack([transform(it["image"]) for it in items]).to(dev, self.weight_dtype)
+        drawn = [transform.apply(it["image"]) for it in items]
+        pixels = torch.stack([px for px, _ in drawn]).to(dev, self.weight_dtype)
         with torch.no_grad():
-            # Frozen targets, computed once per batch, outside any graph.
-            posterior = p.vae.encode(pixels).latent_dist
-            eps = torch.randn(posterior.mean.shape, generator=gen).to(dev, posterior.mean.dtype)
-            latents = (posterior.mean + posterior.std * eps) * p.vae.config.scaling_factor
-        image_embeds = clip_image_embeds([it["image"] for it in items], p.clip, p.clip_processor)
+            # Frozen targets, outside any graph; each un-augmented image's posterior and CLIP embedding only once.
+            mean, std = self.targets.posterior(items, pixels, [aug for _, aug in drawn])
+            eps = torch.randn(mean.shape, generator=gen).to(dev, mean.dtype)
+            latents = (mean + std * eps) * p.vae.config.scaling_factor
+        image_embeds = self.targets.clip_embeds(items)
         b = eeg.shape[0]
         noise = torch.randn(latents.shape, generator=gen).to(dev, latents.dtype)
         t = sample_timesteps(b, p.noise_scheduler.config.num_train_timesteps, gen,

@@ -33,6 +33,7 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.pairs._common import SPLITS
 from dreamdiffusion.data.pairs.eegcvpr40 import BRAIN2IMAGE_CLASSES, EEGCVPR40, IMAGENET40_NAMES
 from dreamdiffusion.data.pairs.folder import FolderPairs
+from dreamdiffusion.data.pairs.subset import keep_fraction_of_images
 from dreamdiffusion.data.pairs.synthetic import open_synthetic
 from dreamdiffusion.data.pairs.things_eeg2 import ThingsEEG2, open_things_eeg2
 
@@ -164,4 +165,5 @@ def open_paired_dataset_from_cli(dataset: str, split: str, **cli_options) -> Dat
 __all__ = ["SPLITS", "EEGCVPR40", "ThingsEEG2", "FolderPairs", "IMAGENET40_NAMES", "BRAIN2IMAGE_CLASSES",
            "PAIRED_DATASETS", "EEGCVPR40_DEFAULT_FILES", "register_paired_dataset", "available_paired_datasets",
            "open_paired_dataset", "paired_dataset_options", "open_paired_dataset_from_cli", "safe_torch_load",
-           "load_npy", "RestrictedUnpickler", "restricted_unpickle", "clear_cache"]
+           "load_npy", "RestrictedUnpickler", "restricted_unpickle", "clear_cache",
+           "keep_fraction_of_images"]
