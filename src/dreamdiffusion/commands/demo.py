@@ -14,6 +14,7 @@ from dreamdiffusion.core.files import check_output_folder
 from dreamdiffusion.experiments.ablation import AblationConfig, run_ablation
 from dreamdiffusion.experiments.demo import DemoConfig, DemoSettings
 from dreamdiffusion.experiments.modern import RECIPES, run_recipe
+from dreamdiffusion.experiments.pairs_ablation import PairsAblationConfig, run_pairs_ablation
 
 
 def _settings(fast: bool, overrides: dict, ablation: bool = False):
@@ -68,17 +69,47 @@ def register(app: typer.Typer) -> None:
         finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", help="Stage B steps."),
         num_images: Optional[int] = typer.Option(None, "--num-images", help="Samples per test EEG."),
         limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N test EEGs."),
+        pairs_fraction: Optional[str] = typer.Option(
+            None, "--pairs-fraction", help="Instead of Table 1: MSM vs no MSM at these shares of the train pairs "
+                                           "(e.g. 0.1,0.25,1.0; same val and test), beside the baselines."),
+        msm_steps: Optional[int] = typer.Option(
+            None, "--msm-steps", help="With --pairs-fraction: Stage A steps of the MSM rows (default 2000; "
+                                      "--fast: the fast Stage A)."),
     ) -> None:
         """The structure of the paper's Table 1 on the built-in benchmark: MSM x CLIP x encoder size, mask ratio."""
         if seeds < 1:
             raise ConfigError("--seeds must be at least 1")
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                     "num_images": num_images, "limit": limit}, ablation=True)
+        if pairs_fraction is not None:
+            _pairs(output, pairs_fraction, seeds, first_seed, settings, msm_steps or (settings.pretrain_steps
+                                                                                      if fast else None))
+            return
         summary = run_ablation(AblationConfig(output=str(output), seeds=seeds, first_seed=first_seed, settings=settings,
                                               variants=list(variant) if variant else None))
         for row in summary["rows"]:
             typer.echo(f"{row['variant']:<45} top-1 {row['top1_accuracy_mean']:.3f} ± {row['top1_accuracy_std']:.3f}")
         typer.echo(f"-> {output / 'ablation.md'}")
+
+
+def _pairs(output: Path, fractions: str, seeds: int, first_seed: int, settings, msm_steps: int | None) -> None:
+    try:
+        values = tuple(float(v) for v in fractions.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--pairs-fraction must be numbers separated by commas, got {fractions!r}") from None
+    config = PairsAblationConfig(output=str(output), fractions=values, seeds=seeds, first_seed=first_seed,
+                                 settings=settings)
+    if msm_steps is not None:
+        config.msm_steps = msm_steps
+    summary = run_pairs_ablation(config)
+    for row in summary["rows"]:
+        typer.echo(f"pairs {row['fraction']:<5g} top-1 MSM {_f(row['msm']['top1_accuracy']['mean'])}, no MSM "
+                   f"{_f(row['no_msm']['top1_accuracy']['mean'])}, ridge->lookup "
+                   f"{_f(row['baselines']['ridge_class_top1']['mean'])}; within-class MSM "
+                   f"{_f(row['msm']['clip_within_class_2way']['mean'])}, no MSM "
+                   f"{_f(row['no_msm']['clip_within_class_2way']['mean'])}, ridge->CLIP "
+                   f"{_f(row['baselines']['ridge_clip_within_class_2way']['mean'])}")
+    typer.echo(f"-> {output / 'pairs_ablation.md'}")
 
 
 def _f(value) -> str:

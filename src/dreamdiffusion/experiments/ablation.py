@@ -98,7 +98,7 @@ def run_ablation(config: AblationConfig) -> dict:
     t0 = time.perf_counter()
     for seed in range(config.first_seed, config.first_seed + config.seeds):
         seed_dir = out / f"seed{seed}"
-        reuse = _same_settings(seed_dir, config.settings, components)
+        reuse = same_settings(seed_dir, config.settings, components)
         base_cfg = DemoConfig(output=str(seed_dir), seed=seed, settings=config.settings, report=False,
                               base=components["base"], clip=components["clip"],
                               classifier=components["classifier"])
@@ -110,7 +110,7 @@ def run_ablation(config: AblationConfig) -> dict:
                                            pretrain=v.pretrain, mask_ratio=v.mask_ratio,
                                            clip_weight=1.0 if v.clip else 0.0)
             cfg = dataclasses.replace(base_cfg, settings=settings)
-            tag = _slug(v.name)
+            tag = slug(v.name)
             done = seed_dir / f"evaluate-{tag}" / "metrics.json"
             if reuse and done.is_file():  # finished earlier with the same settings (metrics.json is written last)
                 res = json.loads(done.read_text())
@@ -125,7 +125,7 @@ def run_ablation(config: AblationConfig) -> dict:
             if v.pretrain:  # one pretraining per (encoder, mask ratio), shared by the CLIP on/off rows
                 key = (v.encoder, v.mask_ratio)
                 if key not in encoders:
-                    encoders[key] = pretrain_stage(seed_dir, bench, cfg, name=f"pretrain-{_slug(v.encoder)}-{v.mask_ratio}")
+                    encoders[key] = pretrain_stage(seed_dir, bench, cfg, name=f"pretrain-{slug(v.encoder)}-{v.mask_ratio}")
                 encoder = encoders[key]
             pipeline = finetune_stage(seed_dir, bench, encoder, cfg, name=f"finetune-{tag}")
             res = evaluate_stage(seed_dir, bench, pipeline, cfg, name=f"evaluate-{tag}", progress=False)
@@ -156,7 +156,7 @@ def _modern_variant(seed_dir: Path, bench: Path, cfg: DemoConfig, tag: str) -> d
     return evaluate_stage(seed_dir, bench, pipeline, cfg, name=f"evaluate-{tag}", progress=False)
 
 
-def _same_settings(seed_dir: Path, settings: DemoSettings, components: dict) -> bool:
+def same_settings(seed_dir: Path, settings: DemoSettings, components: dict) -> bool:
     """Whether ``seed_dir`` holds runs made with these settings and components (then they are reused)."""
     marker = seed_dir / "ablation_settings.json"
     # through JSON, as the marker holds it (tuples become lists)
@@ -182,7 +182,7 @@ def _preset(name: str) -> dict:
     return dict(eeg_encoder.PRESETS[name])
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c == "." else "-" for c in text.lower()).strip("-").replace("--", "-")
 
 

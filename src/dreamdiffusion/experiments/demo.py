@@ -114,6 +114,9 @@ class DemoSettings:
     n_way: int = 10  # the digit judge knows 10 classes, so 10-way is the most there is
     trials: int = 50  # n-way trials per generated image (paper: 50)
     limit: int | None = None  # test EEGs scored (None: the whole test split)
+    # Share of the train images (all their trials) Stage B and the baselines see; val and test stay whole
+    # (`ablate --pairs-fraction`: does Stage A help when pairs are few?).
+    pairs_fraction: float = 1.0
 
     @classmethod
     def ablation(cls) -> "DemoSettings":
@@ -191,7 +194,7 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
         guidance_scale=s.select_guidance,
         # no CLIP supervision (the ablation's "no CLIP" rows) means no CLIP warm-up either
         clip_warmup_steps=s.clip_warmup_steps if s.clip_weight > 0 else 0, clip_warmup_learning_rate=s.clip_warmup_learning_rate,
-        max_steps=s.finetune_steps, checkpoint_every=0,
+        max_steps=s.finetune_steps, checkpoint_every=0, train_fraction=s.pairs_fraction,
         checkpoints_total_limit=1, validate_every=s.validate_every, val_limit=s.val_limit, validation_images=0,
         select="best", seed=cfg.seed))
 
@@ -222,13 +225,14 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
 
 
 def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name: str = "evaluate",
-                   progress: bool = True, guidance: float | None = None) -> dict:
+                   progress: bool = True, guidance: float | None = None, baselines: bool = True) -> dict:
     s = cfg.settings
     guidance = guidance if guidance is not None else (s.guidance if s.guidance is not None else 1.0)
     return evaluate(EvaluateConfig(
         output=str(out / name), model=str(pipeline), dataset="synthetic", dataset_options={"root": str(bench)},
         split="test", classifier=cfg.classifier, clip=cfg.clip, base=cfg.base, n_way=s.n_way, trials=s.trials,
         num_images=s.num_images, steps=s.steps, guidance=guidance, seed=cfg.seed, limit=s.limit, fid=True,
+        baselines=baselines, baseline_train_fraction=s.pairs_fraction,
         overwrite=True),  # the demo owns its run folder: a rerun replaces its evaluation
         progress=progress)
 
