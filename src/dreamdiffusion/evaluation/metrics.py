@@ -466,14 +466,15 @@ def nan_mean(values) -> float | None:
 
 
 def low_level_metrics(generated_per_eeg: Sequence[Sequence], ground_truth: Sequence,
-                      targets: Sequence[int] | None = None, classes: Sequence | None = None) -> dict:
+                      targets: Sequence[int] | None = None, classes: Sequence | None = None,
+                      with_ssim: bool = True) -> dict:
     """SSIM and PCC, raw and as 2-way identification, averaged over S samples per EEG.
 
     ``generated_per_eeg[i]`` holds the S generated images of EEG i, whose ground truth is
     ``ground_truth[targets[i]]`` (default: ``ground_truth[i]``; with repeated trials, ``ground_truth`` lists each
     distinct image once). Images are resized by the caller to the ground truth's size. ``classes`` (one per
     ground truth) adds ``ssim_within_class_2way`` and ``pcc_within_class_2way``
-    (:func:`within_class_identification`).
+    (:func:`within_class_identification`). ``with_ssim`` False skips SSIM (its N x M matrix is the costly part).
     """
     gt = to_uint8_array(ground_truth)
     n, m = len(generated_per_eeg), len(gt)
@@ -486,15 +487,13 @@ def low_level_metrics(generated_per_eeg: Sequence[Sequence], ground_truth: Seque
     within = {"ssim_within_class_2way": [], "pcc_within_class_2way": []}
     for slot in range(n_samples):
         gen = to_uint8_array([samples[slot] for samples in generated_per_eeg])
-        s_mat, p_mat = ssim_matrix(gen, gt), pcc_matrix(gen, gt)
-        out["ssim"].append(s_mat[rows, t].mean())
-        out["pcc"].append(p_mat[rows, t].mean())
-        if m >= 2:
-            out["ssim_2way"].append(pairwise_identification(s_mat, targets=t).mean())
-            out["pcc_2way"].append(pairwise_identification(p_mat, targets=t).mean())
-        if classes is not None:
-            within["ssim_within_class_2way"].append(within_class_identification(s_mat, classes, targets=t))
-            within["pcc_within_class_2way"].append(within_class_identification(p_mat, classes, targets=t))
+        mats = {"pcc": pcc_matrix(gen, gt), **({"ssim": ssim_matrix(gen, gt)} if with_ssim else {})}
+        for name, mat in mats.items():
+            out[name].append(mat[rows, t].mean())
+            if m >= 2:
+                out[f"{name}_2way"].append(pairwise_identification(mat, targets=t).mean())
+            if classes is not None:
+                within[f"{name}_within_class_2way"].append(within_class_identification(mat, classes, targets=t))
     result = {key: (float(np.mean(vals)) if vals else None) for key, vals in out.items()}
     if classes is not None:
         result.update({key: nan_mean(vals) for key, vals in within.items()})
