@@ -27,9 +27,16 @@ import numpy as np
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_text, save_figure
 from dreamdiffusion.evaluation.figures import headless_pyplot, markdown_table
-from dreamdiffusion.experiments.ablation import same_settings, slug, resolve_components
-from dreamdiffusion.experiments.demo import (DemoConfig, DemoSettings, build_stage, evaluate_stage, finetune_stage,
-                                             machine_description, pretrain_stage)
+from dreamdiffusion.experiments.ablation import resolve_components, same_settings, slug
+from dreamdiffusion.experiments.demo import (
+    DemoConfig,
+    DemoSettings,
+    build_stage,
+    evaluate_stage,
+    finetune_stage,
+    machine_description,
+    pretrain_stage,
+)
 
 logger = logging.getLogger(__name__)
 
