@@ -291,16 +291,8 @@ def compute_metrics(
         # How often the judge's class for the ground truth equals the dataset label (the protocol's "true class").
         result["generated_label_accuracy"] = M.classification_accuracy(
             gen_scores.reshape(n * s, -1), torch.as_tensor(labels).repeat_interleave(s))
-    if eeg_embeds is not None and image_embeds is not None and n >= 2:
-        distinct, targets = distinct_images(image_ids, n)
-        retrieval = M.retrieval_accuracy(eeg_embeds, image_embeds[distinct], top_k=(1, 5), n_way=retrieval_n_way,
-                                         num_trials=trials, generator=torch.Generator().manual_seed(int(seed) + 1),
-                                         targets=targets)
-        result.update(retrieval)
-        result["retrieval_chance_top5"] = min(1.0, 5 / retrieval["retrieval_n_way"])
-    else:
-        result.update({"retrieval_top1": None, "retrieval_top5": None})
     distinct, targets = distinct_images(image_ids, n)
+    result.update(_retrieval(eeg_embeds, image_embeds, distinct, targets, retrieval_n_way, trials, seed))
     classes = [str(c) for c in (classes if classes is not None else gt_scores.argmax(dim=1).tolist())]
     truth_classes = [classes[i] for i in distinct]
     result["num_distinct_images"] = len(distinct)
@@ -311,6 +303,17 @@ def compute_metrics(
     if fid:
         result.update(M.fid_and_is([img for row in samples for img in row], gt_resized))
     return result
+
+
+def _retrieval(eeg_embeds, image_embeds, distinct: list[int], targets: list[int], retrieval_n_way: int | None,
+               trials: int, seed: int) -> dict:
+    """EEG -> image retrieval top-1/5 against the distinct images (None without both embeddings or with one EEG)."""
+    if eeg_embeds is None or image_embeds is None or len(targets) < 2:
+        return {"retrieval_top1": None, "retrieval_top5": None}
+    retrieval = M.retrieval_accuracy(eeg_embeds, image_embeds[distinct], top_k=(1, 5), n_way=retrieval_n_way,
+                                     num_trials=trials, generator=torch.Generator().manual_seed(int(seed) + 1),
+                                     targets=targets)
+    return {**retrieval, "retrieval_chance_top5": min(1.0, 5 / retrieval["retrieval_n_way"])}
 
 
 def distinct_images(image_ids: Sequence | None, n: int) -> tuple[list[int], list[int]]:
