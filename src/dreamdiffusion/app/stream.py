@@ -22,6 +22,7 @@ from typing import Callable
 import mne
 import numpy as np
 
+from dreamdiffusion.app.devices import resolve_montage
 from dreamdiffusion.app.engine import Engine, append_jsonl, save_image
 from dreamdiffusion.core.errors import ConfigError, DataError
 
@@ -117,6 +118,38 @@ def window_raw(stream, trigger: Trigger, window_s: float) -> tuple[mne.io.RawArr
     return raw, onset
 
 
+def _poll_triggers(inlet, pending: deque, every: float | None, next_tick: float) -> float:
+    """Queue the markers that arrived (marker mode) or one interval trigger when due; returns the next tick."""
+    if inlet is not None:
+        values, stamps = inlet.pull_chunk(timeout=0.0)
+        for value, stamp in zip(values, stamps):
+            label = str(value[0] if np.ndim(value) else value)
+            pending.append(Trigger("marker", float(stamp), label))
+    elif time.monotonic() >= next_tick:
+        pending.append(Trigger("interval"))
+        next_tick += every
+    return next_tick
+
+
+def _image(engine: Engine, raw, onset: float, trigger: Trigger, t_window: float, index: int, *, stream_name: str,
+           output: Path, session: str, seed: int, used: dict, mapping: str | None) -> dict:
+    """One image from the window at ``onset`` of ``raw``: saved, appended to the manifest, and its record."""
+    steps, guidance, window_s = used["steps"], used["guidance"], engine.window_s
+    window = engine.window(raw, onset, mapping=mapping, source=f"lsl:{stream_name}")
+    t0 = time.perf_counter()
+    image = engine.generate(window, steps=steps, guidance=guidance, seed=seed + index, num_images=1)[0]
+    path = save_image(image, output / f"{session}_{index:05d}.png")
+    record = {"index": index, "image": path.name, "stream": stream_name, "trigger": trigger.reason,
+              "marker": trigger.marker, "window_start_lsl": t_window, "window_s": window_s,
+              "seed": seed + index, "steps": steps, "guidance": guidance,
+              "settings_source": used["settings_source"], "model": engine.name,
+              "generate_s": round(time.perf_counter() - t0, 3), "wall_time": time.time()}
+    append_jsonl(output / MANIFEST, record)
+    logger.info("image %d (%s%s) -> %s", index, trigger.reason, f" {trigger.marker}" if trigger.marker else "",
+                path.name)
+    return record
+
+
 def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, every: float | None = None,
                on_marker: str | None = None, max_images: int | None = None, duration: float | None = None,
                steps: int | None = None, guidance: float | None = None, seed: int = 0, mapping: str | None = None,
@@ -141,8 +174,6 @@ def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, e
     stream = connect_eeg(stream_name, bufsize_s=max(30.0, 4 * (window_s + CONTEXT_S)), timeout=timeout)
     inlet = open_markers(on_marker, timeout=timeout) if on_marker else None
     if montage is not None:
-        from dreamdiffusion.app.devices import resolve_montage
-
         stream.set_montage(resolve_montage(montage), match_case=False, on_missing="raise")
     session = uuid.uuid4().hex[:8]
     logger.info("streaming from %r (%d channels at %g Hz); images go to %s", stream_name, len(stream.ch_names),
@@ -159,14 +190,7 @@ def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, e
         while max_images is None or len(records) < max_images:
             if duration is not None and time.monotonic() - started >= duration:
                 break
-            if inlet is not None:
-                values, stamps = inlet.pull_chunk(timeout=0.0)
-                for value, stamp in zip(values, stamps):
-                    label = str(value[0] if np.ndim(value) else value)
-                    pending.append(Trigger("marker", float(stamp), label))
-            elif time.monotonic() >= next_tick:
-                pending.append(Trigger("interval"))
-                next_tick += every
+            next_tick = _poll_triggers(inlet, pending, every, next_tick)
             if not pending:
                 time.sleep(0.01)
                 continue
@@ -179,24 +203,11 @@ def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, e
             if got is None:
                 time.sleep(0.01)
                 continue
-            raw, onset = got
             trigger = pending.popleft()
             t_window = trigger.t_start if trigger.t_start is not None else float(local_clock()) - window_s
-            window = engine.window(raw, onset, mapping=mapping, source=f"lsl:{stream_name}")
-            t0 = time.perf_counter()
-            image = engine.generate(window, steps=steps, guidance=guidance, seed=seed + len(records),
-                                    num_images=1)[0]
-            index = len(records)
-            path = save_image(image, output / f"{session}_{index:05d}.png")
-            record = {"index": index, "image": path.name, "stream": stream_name, "trigger": trigger.reason,
-                      "marker": trigger.marker, "window_start_lsl": t_window, "window_s": window_s,
-                      "seed": seed + index, "steps": steps, "guidance": guidance,
-                      "settings_source": used["settings_source"], "model": engine.name,
-                      "generate_s": round(time.perf_counter() - t0, 3), "wall_time": time.time()}
-            append_jsonl(output / MANIFEST, record)
+            record = _image(engine, *got, trigger, t_window, len(records), stream_name=stream_name, output=output,
+                            session=session, seed=seed, used=used, mapping=mapping)
             records.append(record)
-            logger.info("image %d (%s%s) -> %s", index, trigger.reason,
-                        f" {trigger.marker}" if trigger.marker else "", path.name)
             if on_image is not None:
                 on_image(record)
     except KeyboardInterrupt:

@@ -38,6 +38,7 @@ from dreamdiffusion.core.seeding import STREAM_DATA, STREAM_INIT, derived_seed, 
 from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, fit_ridge_regression
 from dreamdiffusion.evaluation.metrics import retrieval_accuracy
 from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder
+from dreamdiffusion.models.hub import clip_image_embeds
 from dreamdiffusion.training.contrastive import info_nce
 from dreamdiffusion.training.loop import JsonlLog, StepBatchSampler, adamw_param_groups, warmup_cosine_scheduler
 
@@ -149,14 +150,9 @@ def collect_split(dataset, prepare, chunk: int = 256, features: list | None = No
 
 @torch.no_grad()
 def clip_embed(images: list, clip_model, clip_processor, batch_size: int = 64) -> torch.Tensor:
-    """CLIP ``image_embeds`` ``[N, D]`` (not normalised) of PIL images, CLIP's own preprocessing."""
-    from dreamdiffusion.data.images import clip_pixel_values
-
-    out = []
-    for i in range(0, len(images), batch_size):
-        px = clip_pixel_values(list(images[i:i + batch_size]), clip_processor).to(clip_model.device, clip_model.dtype)
-        out.append(clip_model(pixel_values=px).image_embeds.float().cpu())
-    return torch.cat(out)
+    """CLIP ``image_embeds`` ``[N, D]`` (not normalised) of PIL images on the CPU: the one CLIP function,
+    :func:`dreamdiffusion.models.hub.clip_image_embeds`."""
+    return clip_image_embeds(images, clip_model, clip_processor, batch_size=batch_size).cpu()
 
 
 def train_targets(images: list, clip_model, clip_processor, cfg: AlignConfig) -> torch.Tensor:
