@@ -112,3 +112,18 @@ def test_generate_images_files_and_determinism(pipe, tmp_path):
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["seed"] == 5 and manifest["steps"] == 2 and manifest["items"][1]["eeg"]["file"] == "r1.edf"
     assert not [p for p in (tmp_path / "a").rglob("*") if ".tmp" in p.name]
+
+
+def test_pipeline_loads_with_nothing_else_imported():
+    """A user's script that imports only the pipeline module loads a saved pipeline (diffusers needs the module of
+    the eeg_conditioner/ component imported; it never imports it itself)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from dreamdiffusion.models import builtin; from dreamdiffusion.pipeline import DreamDiffusionPipeline; "
+            "p = DreamDiffusionPipeline.from_pretrained(builtin.default_pipeline_path()); "
+            "print(type(p.eeg_conditioner).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0 and out.stdout.strip().endswith("EEGConditioner"), out.stderr[-2000:]

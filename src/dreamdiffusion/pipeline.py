@@ -64,6 +64,7 @@ from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.transforms import InputSpec
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.builtin import default_pipeline_path
+from dreamdiffusion.models.conditioner import EEGConditioner  # noqa: F401  (diffusers loads eeg_conditioner/ from it)
 from dreamdiffusion.models.ip_adapter import (
     IP_ADAPTER_SUBFOLDER,
     IP_ADAPTER_WEIGHT_NAME,
