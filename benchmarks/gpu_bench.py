@@ -556,7 +556,7 @@ def bench_generation(device, tiny, ceiling, rows, gen_batch, baseline_steps, fas
                 out = cunet(*a, **k)
                 return type(out)(sample=out.sample.clone()) if cuda_graphs else out
 
-            call = lambda: generate(unet_step, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)  # noqa: E731
+            call = lambda: generate(unet_step, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)
             compile_s = first_call(call, device)
             s = timed(call, device, warmup=2, iters=2 if tiny else 5)
             img = call()

@@ -9,8 +9,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+# after the environment above: these libraries read it when imported
+import pytest
+import torch
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

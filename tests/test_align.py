@@ -17,7 +17,6 @@ from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder, load_aligned_e
 from dreamdiffusion.training.align import AlignConfig, adaptive_levels, align
 from dreamdiffusion.training.contrastive import info_nce
 
-
 # ------------------------------------------------------------------------------------------------- the loss
 
 def _unit(n, d=64, seed=0):

@@ -73,7 +73,7 @@ def test_run_baselines_decode_the_benchmark(bench, tmp_path):
     labels = [str(it["label"]) for it in items]
     distinct_classes = [next(lab for lab, t in zip(labels, targets) if t == k) for k in range(len(names))]
     # a stand-in CLIP: the image's pixels, flattened (linear in what the simulated brain reads)
-    embed = lambda images: torch.as_tensor(np.stack([np.asarray(im, np.float32)[::4, ::4, 0].ravel()  # noqa: E731
+    embed = lambda images: torch.as_tensor(np.stack([np.asarray(im, np.float32)[::4, ::4, 0].ravel()
                                                      for im in images]))
     truth = embed([next(it["image"] for it in items if it["image_name"] == n) for n in names])
     judge = ImageClassifier.load("builtin-tiny")

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
 from dreamdiffusion.models.eeg_encoder import EEGEncoder
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 
 def test_shapes_and_pretrained_encoder_weights(parts):

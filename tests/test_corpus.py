@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from eeg_files import FORMATS, pyedflib_edf, write_npy, write_raw, write_spkit
 from dreamdiffusion.cli import main
-from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter, build_corpus, read_exclusions, read_manifest  # noqa: E501
-from dreamdiffusion.data.transforms import InputSpec
 from dreamdiffusion.core.errors import DataError, EEGReadError
+from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter, build_corpus, read_exclusions, read_manifest
+from dreamdiffusion.data.transforms import InputSpec
+from eeg_files import FORMATS, pyedflib_edf, write_npy, write_raw, write_spkit
 
 SMALL = ["--n-chans", "16", "--n-times", "128", "--resample", "256"]
 

@@ -102,11 +102,11 @@ def test_samples_round_trip_through_manifest(tmp_path):
 
 
 def test_generate_samples_is_deterministic_and_batch_independent(parts):
-    from stageb_helpers import CROSS, CLIP_DIM
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
     from dreamdiffusion.models.conditioner import EEGConditioner
     from dreamdiffusion.pipeline import DreamDiffusionPipeline
+    from stageb_helpers import CLIP_DIM, CROSS
 
     base, enc = parts / "base", parts / "enc"
     cond = EEGConditioner.from_encoder(enc, cross_attention_dim=CROSS, clip_dim=CLIP_DIM)
@@ -118,7 +118,7 @@ def test_generate_samples_is_deterministic_and_batch_independent(parts):
     b = E.generate_samples(pipe, eegs, num_images=2, steps=2, guidance=1.0, seed=5, batch_size=1, progress=False)
     c = E.generate_samples(pipe, eegs, num_images=2, steps=2, guidance=1.0, seed=6, batch_size=3, progress=False)
     assert len(a) == 3 and all(len(row) == 2 for row in a)
-    flat = lambda s: np.stack([np.asarray(img) for row in s for img in row])  # noqa: E731
+    flat = lambda s: np.stack([np.asarray(img) for row in s for img in row])
     assert np.array_equal(flat(a), flat(b))
     assert not np.array_equal(flat(a), flat(c))
     emb = E.eeg_clip_embeddings(pipe, eegs)

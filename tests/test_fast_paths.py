@@ -13,12 +13,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 TOL = 1e-4
 

@@ -7,17 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from net_helpers import free_port
 import torch
 from safetensors.torch import load_file
-from stageb_helpers import PairList, make_folder_dataset
 
 from dreamdiffusion.cli import main
 from dreamdiffusion.core.errors import ConfigError, TrainingError
 from dreamdiffusion.training.finetune import FinetuneConfig, Trainer, finetune
 from dreamdiffusion.training.finetune_trainer import RECORD_PAIRS_ENV
 from dreamdiffusion.training.loop import StepBatchSampler
-
+from net_helpers import free_port
+from stageb_helpers import PairList, make_folder_dataset
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")  # parts: conftest.py
 

@@ -11,8 +11,12 @@ from PIL import Image
 
 from app_fixtures import tiny_pipeline_dir
 from dreamdiffusion.core.errors import ConfigError
-from dreamdiffusion.pipeline import (GENERATION_FILE, DreamDiffusionPipeline, read_generation_defaults,
-                                     write_generation_defaults)
+from dreamdiffusion.pipeline import (
+    GENERATION_FILE,
+    DreamDiffusionPipeline,
+    read_generation_defaults,
+    write_generation_defaults,
+)
 
 # A small input keeps the tiny pipeline fast; 16 channels at 128 Hz, 64 samples per window.
 N_CHANS, N_TIMES, SFREQ = 16, 64, 128.0

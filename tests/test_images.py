@@ -7,9 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamdiffusion.data.images import (ImageTransform, PairCollator, clip_pixel_values, collate_pairs, load_image,
-                                        make_clip_processor, pil_to_tensor, tensor_to_pil)
 from dreamdiffusion.core.errors import DataError
+from dreamdiffusion.data.images import (
+    ImageTransform,
+    PairCollator,
+    clip_pixel_values,
+    collate_pairs,
+    load_image,
+    make_clip_processor,
+    pil_to_tensor,
+    tensor_to_pil,
+)
 from pairs_fixtures import write_jpeg
 
 

@@ -6,9 +6,9 @@ import mne
 import numpy as np
 import pytest
 
-from eeg_files import FORMATS, pyedflib_edf, write_npy, write_raw, write_spkit
-from dreamdiffusion.data.io import find_recordings, inspect_recording, read_raw, sample_raw
 from dreamdiffusion.core.errors import EEGReadError
+from dreamdiffusion.data.io import find_recordings, inspect_recording, read_raw, sample_raw
+from eeg_files import FORMATS, pyedflib_edf, write_npy, write_raw, write_spkit
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

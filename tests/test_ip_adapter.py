@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.synthetic import load_digit_images, split_images
@@ -20,6 +19,7 @@ from dreamdiffusion.models.ip_adapter import (
     save_ip_adapter,
 )
 from dreamdiffusion.pipeline import DreamDiffusionPipeline
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 
 def _tiny_conditioner(parts, cross=builtin.CROSS_ATTENTION_DIM, clip_dim=builtin.CLIP_PROJECTION_DIM):

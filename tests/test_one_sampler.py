@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
-from stageb_helpers import CLIP_DIM, CROSS, make_base, make_encoder, make_folder_dataset
 
 from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.cli import main
 from dreamdiffusion.data.pairs import open_paired_dataset
+from stageb_helpers import CLIP_DIM, CROSS, make_base, make_encoder, make_folder_dataset
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
+from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_guidance_schedulers_and_grouping(pipe):
         make_scheduler("plms2", pipe.scheduler.config)
     # images are grouped by EEG: per-image generators make row j of EEG i independent of the batch
     two = torch.randn(2, N_CHANS, N_TIMES)
-    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2, 3, 4)]  # noqa: E731
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2, 3, 4)]
     both = pipe(two, num_images_per_eeg=2, num_inference_steps=2, generator=gens(), output_type="np").images
     first = pipe(two[:1], num_images_per_eeg=2, num_inference_steps=2, generator=gens()[:2], output_type="np").images
     np.testing.assert_allclose(both[:2], first, atol=1e-5)

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from net_helpers import free_port
 import torch
 from safetensors.torch import load_file
 
 from dreamdiffusion.cli import main as cli_main
-from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter
 from dreamdiffusion.core.errors import ConfigError, TrainingError
+from dreamdiffusion.data.corpus import CorpusDataset, CorpusWriter
 from dreamdiffusion.models.eeg_encoder import EEGEncoder, MaskedSignalModel
 from dreamdiffusion.training.checkpoint import CheckpointManager
 from dreamdiffusion.training.loop import (
@@ -33,6 +32,7 @@ from dreamdiffusion.training.loop import (
     warmup_cosine_scheduler,
 )
 from dreamdiffusion.training.pretrain import RECORD_INDICES_ENV, PretrainConfig, masked_pearson_r, pretrain_msm
+from net_helpers import free_port
 
 N_TIMES, STRIDE = 64, 8
 WEIGHTS = "diffusion_pytorch_model.safetensors"

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
+from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.data import synthetic
 from dreamdiffusion.data.corpus import CorpusDataset, read_manifest
-from dreamdiffusion.core.errors import DataError
 
 SMALL = dict(n_subjects=3, n_corpus_windows=40, n_images=200)
 

@@ -4,8 +4,8 @@ import mne
 import numpy as np
 import pytest
 
-from dreamdiffusion.data import transforms as T
 from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.data import transforms as T
 
 
 def _raw(data_uv, sfreq, names=None):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from net_helpers import free_port
 from PIL import Image
 
 from app_fixtures import write_spkit_fif
 from dreamdiffusion.app import web
 from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
+from net_helpers import free_port
 
 NO_GRADIO = "gradio is not installed (pip install -e '.[web]')"
 

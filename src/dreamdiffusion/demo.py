@@ -3,8 +3,8 @@
 
 import warnings
 
-from dreamdiffusion.experiments.ablation import *  # noqa: F401,F403
-from dreamdiffusion.experiments.demo import *  # noqa: F401,F403
+from dreamdiffusion.experiments.ablation import *  # noqa: F403
+from dreamdiffusion.experiments.demo import *  # noqa: F403
 
 warnings.warn("dreamdiffusion.demo moved to dreamdiffusion.experiments.demo and dreamdiffusion.experiments.ablation",
               DeprecationWarning, stacklevel=2)

@@ -1,6 +1,6 @@
 """CLI command groups. Each module defines ``register(app)``; keep them thin wrappers."""
 
-from dreamdiffusion.commands import (  # noqa: F401
+from dreamdiffusion.commands import (
     align,
     app_cmd,
     data,

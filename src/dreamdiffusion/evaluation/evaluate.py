@@ -448,7 +448,7 @@ def _baselines(config: EvaluateConfig, items, eegs, ground_truth, pipe, clip: _C
     def score(images, rows):
         """The method's scoring of the class-lookup images of EEGs ``rows`` (SSIM left out: its matrix is the
         costly part, and PCC already says what pixels say)."""
-        pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
+        pick = lambda values: None if values is None else [values[i] for i in rows]
         sub = {**scoring, "labels": pick(scoring["labels"]), "image_ids": pick(scoring["image_ids"]),
                "classes": pick(scoring["classes"]),
                "image_embeds": None if scoring["image_embeds"] is None else scoring["image_embeds"][rows]}

@@ -10,10 +10,9 @@ split alone, so selection and evaluation do not share a model.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Sequence
-
-import contextlib
 
 import numpy as np
 import torch

@@ -19,12 +19,20 @@ import numpy as np
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_text
-from dreamdiffusion.experiments.demo import (METRIC_KEYS, DemoConfig, DemoSettings, build_stage, evaluate_stage,
-                                             finetune_stage, machine_description, pretrain_stage)
+from dreamdiffusion.experiments.demo import (
+    METRIC_KEYS,
+    DemoConfig,
+    DemoSettings,
+    build_stage,
+    evaluate_stage,
+    finetune_stage,
+    machine_description,
+    pretrain_stage,
+)
 from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage
 from dreamdiffusion.experiments.report import bar_chart, markdown_table
-from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
 from dreamdiffusion.models import builtin, eeg_encoder
+from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
 
 logger = logging.getLogger(__name__)
 

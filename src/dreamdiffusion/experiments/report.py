@@ -13,7 +13,13 @@ import numpy as np
 from dreamdiffusion.core.files import atomic_write_text, save_figure
 from dreamdiffusion.data.synthetic import SyntheticPairs
 from dreamdiffusion.evaluation.figures import (  # noqa: F401  (re-exported: the report's tables and grid)
-    METRIC_ROWS, headless_pyplot, comparison_grid, fmt, markdown_table, metrics_markdown)
+    METRIC_ROWS,
+    comparison_grid,
+    fmt,
+    headless_pyplot,
+    markdown_table,
+    metrics_markdown,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,13 @@ from pathlib import Path
 
 from dreamdiffusion.core.errors import CheckpointError
 from dreamdiffusion.core.files import (  # noqa: F401  (re-exported: older imports)
-    _fsync_dir, _fsync_tree, atomic_save_pretrained, atomic_write_bytes, atomic_write_json, atomic_write_text)
+    _fsync_dir,
+    _fsync_tree,
+    atomic_save_pretrained,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 logger = logging.getLogger(__name__)
 

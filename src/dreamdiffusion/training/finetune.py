@@ -31,11 +31,24 @@ import random
 
 import torch
 
-from dreamdiffusion.training.finetune_config import (BEST_FILE, CONFIG_FILE, METRICS_FILE, PIPELINE_DIR,  # noqa: F401
-                                                     SELECT_METRICS, TRAIN_MODES, FinetuneConfig)
+from dreamdiffusion.training.finetune_config import (  # noqa: F401
+    BEST_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    PIPELINE_DIR,
+    SELECT_METRICS,
+    TRAIN_MODES,
+    FinetuneConfig,
+)
 from dreamdiffusion.training.finetune_trainer import Trainer
-from dreamdiffusion.training.stageb import (TrainableSystem, configure_trainable, open_datasets,  # noqa: F401
-                                            paper_unet_parameters, sample_timesteps, timestep_weights)
+from dreamdiffusion.training.stageb import (  # noqa: F401
+    TrainableSystem,
+    configure_trainable,
+    open_datasets,
+    paper_unet_parameters,
+    sample_timesteps,
+    timestep_weights,
+)
 
 # The trainer's old private name (tests and scripts of earlier versions import it from here).
 _Trainer = Trainer

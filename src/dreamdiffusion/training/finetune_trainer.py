@@ -26,14 +26,33 @@ from dreamdiffusion.generation import draw_images
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 from dreamdiffusion.training.checkpoint import CheckpointManager
 from dreamdiffusion.training.clip_warmup import clip_warmup
-from dreamdiffusion.training.finetune_config import (BEST_FILE, CONFIG_FILE, METRICS_FILE, PIPELINE_DIR,
-                                                     SELECT_METRICS, FinetuneConfig)
+from dreamdiffusion.training.finetune_config import (
+    BEST_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    PIPELINE_DIR,
+    SELECT_METRICS,
+    FinetuneConfig,
+)
 from dreamdiffusion.training.loop import JsonlLog, StepBatchSampler, read_jsonl
 from dreamdiffusion.training.plots import plot_loss_curves
-from dreamdiffusion.training.stageb import (FrozenTargets, TrainableSystem, alignment_loss, build_parts, cast_frozen,
-                                            check_item, collate, configure_trainable, cosine_loss, final_unet_vae,
-                                            image_ids, improves,
-                                            param_groups, sample_timesteps, stack_eeg)
+from dreamdiffusion.training.stageb import (
+    FrozenTargets,
+    TrainableSystem,
+    alignment_loss,
+    build_parts,
+    cast_frozen,
+    check_item,
+    collate,
+    configure_trainable,
+    cosine_loss,
+    final_unet_vae,
+    image_ids,
+    improves,
+    param_groups,
+    sample_timesteps,
+    stack_eeg,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,14 @@ import torch
 
 from dreamdiffusion.core.files import atomic_write_text
 from dreamdiffusion.core.seeding import (  # noqa: F401  (re-exported)
-    STREAM_DATA, STREAM_MASK, STREAM_VAL, derived_seed, epoch_permutation, seed_everything,
-    seeded_generator)
+    STREAM_DATA,
+    STREAM_MASK,
+    STREAM_VAL,
+    derived_seed,
+    epoch_permutation,
+    seed_everything,
+    seeded_generator,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.corpus import CorpusDataset
 from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.evaluation.probe import eeg_and_labels, linear_probe
-from dreamdiffusion.evaluation.reconstruction import (  # noqa: F401  (masked_pearson_r: re-exported)
+from dreamdiffusion.evaluation.reconstruction import (  # masked_pearson_r is also re-exported from here
     ReconstructionScores,
     interpolation_prediction,
     masked_pearson_r,
