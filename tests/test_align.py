@@ -111,7 +111,8 @@ def test_align_end_to_end(bench, tmp_path):
     out = align(AlignConfig(output=str(tmp_path / "enc"), dataset="synthetic", dataset_options={"root": str(bench)},
                             clip="builtin-tiny", encoder_arch="linear", channels="ubp17", time_pool=8, batch_size=16,
                             max_steps=6, warmup_steps=1, validate_every=3, target_blur=0.05,
-                            target_blur_adaptive=True, target_views=2, report_test=True, seed=3))
+                            target_blur_adaptive=True, target_views=2, report_test=True, baseline=True, seed=3,
+                            trial_mix=0.5, cosine_weight=1.0))
     summary = json.loads((out / "align_summary.json").read_text())
     val = synthetic.SyntheticPairs(bench, "val")
     assert summary["val"]["n_way"] == len(set(val.trial_image[val.indices]))  # distinct val images compete
