@@ -1,4 +1,10 @@
-"""Number options checked at the CLI edge: ``--batch-size 0``, ``--guidance nan`` or ``--onset -inf`` end in
+"""Options more than one command takes, declared once: the dataset options, and number options checked at the
+CLI edge.
+
+Dataset options: a command lists them as parameters typed with the aliases below (``root: DatasetRoot = None``)
+and turns them into ``open_paired_dataset`` keyword options with :func:`dataset_options`.
+
+Number options checked at the CLI edge: ``--batch-size 0``, ``--guidance nan`` or ``--onset -inf`` end in
 one line that names the flag and the valid range (exit status 2) before anything is loaded.
 
 Use ``typer.Option(..., parser=number(lo, hi))``; the check itself is
@@ -7,9 +13,15 @@ Use ``typer.Option(..., parser=number(lo, hi))``; the check itself is
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
 from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.seeding import MAX_SEED
+from dreamdiffusion.data.pairs import paired_dataset_options
 
 
 class Number:
@@ -57,3 +69,34 @@ BATCH = integer(1, 65_536)
 NUM_IMAGES = integer(1, 1024)
 ONSET = number(0.0, 1e9)
 SFREQ = number(1e-3, 100_000.0)
+
+
+# The dataset options of finetune, generate and evaluate.
+DatasetRoot = Annotated[Path | None, typer.Option(
+    "--root", help="Dataset root (synthetic benchmark, THINGS-EEG2, folder; EEGCVPR40: the download folder).")]
+DatasetEEG = Annotated[Path | None, typer.Option("--eeg", help="EEGCVPR40: eeg_5_95_std.pth.")]
+DatasetSplits = Annotated[Path | None, typer.Option(
+    "--splits", help="EEGCVPR40: block_splits_by_image_single.pth.")]
+DatasetImages = Annotated[Path | None, typer.Option(
+    "--images", help="Dataset image folder (EEGCVPR40: imageNet_images).")]
+DatasetSubject = Annotated[str | None, typer.Option("--subject", help="Subject filter (EEGCVPR40: 4 as in the paper).")]
+DatasetSplitIndex = Annotated[int | None, typer.Option("--split-index", parser=integer(0, 10_000),
+                                                      help="EEGCVPR40 split number (0).")]
+DatasetCSV = Annotated[Path | None, typer.Option(
+    "--csv", help="folder dataset: CSV of eeg_file, onset, image, label (default: ROOT/pairs.csv).")]
+AllowOutsideRoot = Annotated[bool, typer.Option(
+    "--allow-outside-root",
+    help="folder dataset: also read files whose CSV paths leave --root/--images (../, absolute).")]
+ChannelMapping = Annotated[str | None, typer.Option(
+    "--channel-mapping", help="How a recording's channels become the model's: repeat | montage.")]
+
+
+def dataset_options(dataset: str, *, root: Path | None = None, eeg: Path | None = None, splits: Path | None = None,
+                    images: Path | None = None, subject: str | None = None, split_index: int | None = None,
+                    csv: Path | None = None, allow_outside_root: bool = False,
+                    channel_mapping: str | None = None) -> dict:
+    """The dataset options above as JSON-able keyword options of ``open_paired_dataset`` (paths as strings)."""
+    options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
+                                     split_index=split_index, root=root, csv=csv, channel_mapping=channel_mapping,
+                                     allow_outside_root=allow_outside_root or None)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}

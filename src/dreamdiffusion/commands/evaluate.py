@@ -7,8 +7,13 @@ from typing import Optional
 
 import typer
 
-from dreamdiffusion.commands._options import BATCH, GUIDANCE, NUM_IMAGES, POSITIVE, SEED, STEPS, integer
-from dreamdiffusion.commands.options import (
+from dreamdiffusion.commands._options import (
+    BATCH,
+    GUIDANCE,
+    NUM_IMAGES,
+    POSITIVE,
+    SEED,
+    STEPS,
     AllowOutsideRoot,
     ChannelMapping,
     DatasetCSV,
@@ -19,6 +24,7 @@ from dreamdiffusion.commands.options import (
     DatasetSplits,
     DatasetSubject,
     dataset_options,
+    integer,
 )
 from dreamdiffusion.core.files import atomic_write_text, check_output_folder, staged_folder
 from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dreamdiffusion.commands.options import (
+from dreamdiffusion.commands._options import (
     AllowOutsideRoot,
     ChannelMapping,
     DatasetCSV,

@@ -8,8 +8,15 @@ from typing import List, Optional
 
 import typer
 
-from dreamdiffusion.commands._options import BATCH, GUIDANCE, NUM_IMAGES, ONSET, POSITIVE, SEED, SFREQ, STEPS
-from dreamdiffusion.commands.options import (
+from dreamdiffusion.commands._options import (
+    BATCH,
+    GUIDANCE,
+    NUM_IMAGES,
+    ONSET,
+    POSITIVE,
+    SEED,
+    SFREQ,
+    STEPS,
     AllowOutsideRoot,
     ChannelMapping,
     DatasetCSV,
