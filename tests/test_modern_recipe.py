@@ -73,3 +73,27 @@ def test_ablate_runs_the_modern_recipe_on_the_same_benchmark(tmp_path):
     index = json.loads((pipeline / "model_index.json").read_text())
     assert index["conditioning"] == "ip-adapter"
     assert MODERN_VARIANT in (out / "ablation.md").read_text()
+
+
+def test_image_embedding_conditioner_round_trip_and_identity_prior(tmp_path):
+    from dreamdiffusion.core.errors import ConfigError
+    from dreamdiffusion.models.encoders import AlignedEncoder
+
+    torch.manual_seed(0)
+    enc = AlignedEncoder(arch="linear", in_chans=8, in_times=64, in_sfreq=128.0, clip_dim=16, time_pool=8,
+                         target_scale=3.0).eval()
+    cond = ImageEmbeddingConditioner.from_encoder(enc, cross_attention_dim=12, prior_hidden=20)
+    eeg = torch.randn(3, 8, 64)
+    out = cond(eeg)
+    torch.testing.assert_close(out.clip_embeds, enc.embed(eeg))  # the prior starts as the identity
+    torch.testing.assert_close(out.clip_embeds.norm(dim=-1), torch.full((3,), 3.0))
+    assert out.cond.shape == (3, 77, 12) and cond.config.n_chans == 8 and cond.config.n_times == 64
+    with torch.no_grad():
+        cond.prior.net[-1].bias.fill_(0.5)  # a trained prior moves the embedding; it must survive save/load
+    cond.save_pretrained(tmp_path / "c")
+    assert {f.suffix for f in (tmp_path / "c").iterdir()} == {".json", ".safetensors"}
+    loaded = ImageEmbeddingConditioner.from_pretrained(tmp_path / "c").eval()
+    torch.testing.assert_close(loaded(eeg).clip_embeds, cond(eeg).clip_embeds)
+    assert not torch.allclose(loaded(eeg).clip_embeds, enc.embed(eeg))
+    with pytest.raises(ConfigError, match="8 EEG channels"):
+        cond(torch.randn(1, 7, 64))
