@@ -51,8 +51,15 @@ def test_modern_pipeline_predicts_with_the_aligned_encoder_and_the_app_loads_it(
     assert isinstance(pipe.eeg_conditioner, ImageEmbeddingConditioner)
     aligned = load_aligned_encoder(modern_run / "align")
     eeg = torch.randn(2, 128, 512)
-    # the pipeline's embedding is the aligned encoder's own prediction (no prior in the demo's settings)
-    torch.testing.assert_close(pipe.predict_image_embeds(eeg), aligned.embed(eeg))
+    # the pipeline's embedding is the aligned encoder's own prediction, through the prior when val kept it
+    record = json.loads((modern_run / "metrics.json").read_text())["prior"]
+    assert record["used"] == (record["val_with"]["cosine"] > record["val_without"]["cosine"])
+    assert (pipe.eeg_conditioner.prior is not None) == record["used"]
+    expected = aligned.embed(eeg)
+    if record["used"]:
+        with torch.no_grad():
+            expected = pipe.eeg_conditioner.prior(expected)
+    torch.testing.assert_close(pipe.predict_image_embeds(eeg), expected)
     engine = Engine.from_pretrained(modern_run / "pipeline")
     assert engine.n_chans == 128
     images = engine.generate(np.random.default_rng(0).normal(size=(128, 512)).astype(np.float32), steps=2,

@@ -29,7 +29,7 @@ from dreamdiffusion.experiments.demo import (
     machine_description,
     pretrain_stage,
 )
-from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage
+from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage, prior_stage
 from dreamdiffusion.experiments.report import bar_chart, markdown_table
 from dreamdiffusion.models import builtin, eeg_encoder
 from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
@@ -160,7 +160,8 @@ def _modern_variant(seed_dir: Path, bench: Path, cfg: DemoConfig, tag: str) -> d
     """The modern recipe's stages on this seed's benchmark (the ablation's fixed guidance and test limit)."""
     clip = resolve_ip_adapter(cfg.ip_adapter).image_encoder
     encoder = align_stage(seed_dir, bench, cfg, clip, name=f"align-{tag}")
-    pipeline = ip_pipeline_stage(seed_dir, encoder, cfg, name=f"pipeline-{tag}")
+    prior, _ = prior_stage(bench, encoder, clip, cfg)
+    pipeline = ip_pipeline_stage(seed_dir, encoder, cfg, name=f"pipeline-{tag}", prior=prior)
     return evaluate_stage(seed_dir, bench, pipeline, cfg, name=f"evaluate-{tag}", progress=False)
 
 

@@ -21,8 +21,11 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.data.synthetic import SyntheticPairs
 from dreamdiffusion.experiments.demo import (
     DemoConfig,
     build_stage,
@@ -37,7 +40,8 @@ from dreamdiffusion.models.encoders import load_aligned_encoder
 from dreamdiffusion.models.image_conditioner import ImageEmbeddingConditioner
 from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
 from dreamdiffusion.pipeline import DreamDiffusionPipeline
-from dreamdiffusion.training.align import AlignConfig, align
+from dreamdiffusion.training.align import AlignConfig, align, collect_split
+from dreamdiffusion.training.prior import embedding_match, predict, train_prior
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +61,41 @@ def align_stage(out: Path, bench: Path, cfg: DemoConfig, clip: str, name: str = 
         warmup_steps=max(1, s.align_steps // 20), validate_every=s.align_validate_every, seed=cfg.seed))
 
 
-def ip_pipeline_stage(out: Path, encoder: Path, cfg: DemoConfig, name: str = "pipeline") -> Path:
-    """The ``ip-adapter`` pipeline around the aligned encoder, saved to ``OUTPUT/<name>``."""
+def prior_stage(bench: Path, encoder: Path, clip_spec: str, cfg: DemoConfig) -> tuple[object | None, dict]:
+    """Fit the MLP prior on train; keep it only if it brings the val predictions closer to their images' CLIP
+    embeddings (mean cosine). Returns ``(prior or None, record)``."""
+    s = cfg.settings
+    if not s.prior_hidden:
+        return None, {"used": False, "chosen_on": "off in the settings"}
+    aligned = load_aligned_encoder(encoder)
+    clip = hub.load_clip(clip_spec)
+
+    def split(name: str):
+        x, ids, images = collect_split(SyntheticPairs(bench, name), aligned.prepare)
+        return predict(aligned, x), hub.clip_image_embeds(images, clip.model, clip.processor, batch_size=256), \
+            torch.as_tensor(ids)
+
+    pred, truths, ids = split("train")
+    prior = train_prior(pred, truths[ids], s.prior_hidden, s.prior_steps, seed=cfg.seed)
+    pred, truths, ids = split("val")
+    with torch.no_grad():
+        before, after = embedding_match(pred, truths, ids), embedding_match(prior(pred), truths, ids)
+    used = after["cosine"] > before["cosine"]
+    record = {"used": used, "val_without": before, "val_with": after, "hidden": s.prior_hidden, "steps": s.prior_steps,
+              "chosen_on": "val: mean cosine of the predictions to their own image's CLIP embedding"}
+    logger.info("prior %s: val cosine %.3f -> %.3f, top-1 %.3f -> %.3f", "kept" if used else "dropped",
+                before["cosine"], after["cosine"], before["top1"], after["top1"])
+    return (prior if used else None), record
+
+
+def ip_pipeline_stage(out: Path, encoder: Path, cfg: DemoConfig, name: str = "pipeline", prior=None) -> Path:
+    """The ``ip-adapter`` pipeline around the aligned encoder (and ``prior``), saved to ``OUTPUT/<name>``."""
     aligned = load_aligned_encoder(encoder)
     unet_cfg = hub.load_base(cfg.base).unet.config
-    cond = ImageEmbeddingConditioner.from_encoder(aligned, unet_cfg.cross_attention_dim)
+    hidden = prior.net[1].out_features if prior is not None else 0
+    cond = ImageEmbeddingConditioner.from_encoder(aligned, unet_cfg.cross_attention_dim, prior_hidden=hidden)
+    if prior is not None:
+        cond.prior.load_state_dict(prior.state_dict())
     pipe = DreamDiffusionPipeline.from_ip_adapter(cond, cfg.base, cfg.ip_adapter,
                                                   ip_adapter_scale=cfg.settings.ip_adapter_scale,
                                                   preprocessing={"dataset": "synthetic"})
@@ -89,9 +123,10 @@ def run_modern(config: DemoConfig) -> dict:
     encoder = align_stage(out, bench, config, clip)
     timings["align_s"] = time.perf_counter() - t
 
-    logger.info("== 3/4 the IP-Adapter pipeline around the aligned encoder")
+    logger.info("== 3/4 the prior (kept if val says it helps) and the IP-Adapter pipeline around the aligned encoder")
     t = time.perf_counter()
-    pipeline = ip_pipeline_stage(out, encoder, config)
+    prior, prior_record = prior_stage(bench, encoder, clip, config)
+    pipeline = ip_pipeline_stage(out, encoder, config, prior=prior)
     timings["pipeline_s"] = time.perf_counter() - t
 
     logger.info("== 4/4 choosing the guidance scale on val, generating for the test split and evaluating")
@@ -106,6 +141,7 @@ def run_modern(config: DemoConfig) -> dict:
                             "evaluate": str(out / "evaluate")})
     metrics["recipe"] = "modern"
     metrics["align_summary"] = _read_json(Path(encoder) / "align_summary.json")
+    metrics["prior"] = prior_record
     atomic_write_json(out / "metrics.json", metrics)
     if config.report:
         write_modern_report(out, bench, encoder, pipeline, metrics)
@@ -126,4 +162,4 @@ def run_recipe(config: DemoConfig) -> dict:
     return run_modern(config) if config.recipe == "modern" else run_demo(config)
 
 
-__all__ = ["RECIPES", "run_recipe", "run_modern", "align_stage", "ip_pipeline_stage"]
+__all__ = ["RECIPES", "run_recipe", "run_modern", "align_stage", "prior_stage", "ip_pipeline_stage"]
