@@ -21,6 +21,8 @@ import logging
 import numpy as np
 import torch
 
+from dreamdiffusion.core.seeding import seed_everything
+
 logger = logging.getLogger(__name__)
 
 ALPHAS = np.logspace(-2, 5, 15)  # ridge strengths tried by leave-one-out on train
@@ -78,8 +80,6 @@ def eeg_and_labels(dataset) -> tuple[torch.Tensor, np.ndarray]:
 
 def random_encoder_like(encoder, seed: int):
     """A freshly initialised encoder of the same class and config (seeded)."""
-    from dreamdiffusion.core.seeding import seed_everything
-
     seed_everything(seed)
     return type(encoder).from_config(encoder.config)
 

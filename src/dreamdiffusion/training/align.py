@@ -35,10 +35,14 @@ from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.core.files import atomic_save_pretrained, atomic_write_json, check_output_folder, staged_folder
 from dreamdiffusion.core.seeding import STREAM_DATA, STREAM_INIT, derived_seed, seed_everything
+from dreamdiffusion.data.channel_sets import resolve_channels
+from dreamdiffusion.data.image_targets import VIEW_KINDS, blur_image, degraded_view
+from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, fit_ridge_regression
 from dreamdiffusion.evaluation.metrics import retrieval_accuracy
+from dreamdiffusion.models.conditioner import ENCODER_CONFIG_KEYS, load_encoder
 from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder
-from dreamdiffusion.models.hub import clip_image_embeds
+from dreamdiffusion.models.hub import clip_image_embeds, load_clip
 from dreamdiffusion.training.contrastive import info_nce
 from dreamdiffusion.training.loop import JsonlLog, StepBatchSampler, adamw_param_groups, warmup_cosine_scheduler
 
@@ -171,8 +175,6 @@ def clip_embed(images: list, clip_model, clip_processor, batch_size: int = 64) -
 
 def train_targets(images: list, clip_model, clip_processor, cfg: AlignConfig) -> torch.Tensor:
     """``[L, M, D]`` unit-length targets of the M train images at L blur levels (L = 3 if adaptive, else 1)."""
-    from dreamdiffusion.data.image_targets import blur_image
-
     sigmas = [cfg.target_blur * f for f in ADAPTIVE_LEVELS] if cfg.target_blur_adaptive else [cfg.target_blur]
     levels = []
     for level, sigma in enumerate(sigmas):
@@ -188,8 +190,6 @@ def train_targets(images: list, clip_model, clip_processor, cfg: AlignConfig) ->
 def _with_views(emb: torch.Tensor, images: list, clip_model, clip_processor, n_views: int,
                 rng: np.random.Generator) -> torch.Tensor:
     """NeuroBridge's fused target: the mean of the image's and ``n_views`` degraded views' unit embeddings."""
-    from dreamdiffusion.data.image_targets import VIEW_KINDS, degraded_view
-
     total = emb.clone()
     for v in range(n_views):
         kind = VIEW_KINDS[v % len(VIEW_KINDS)]
@@ -206,8 +206,6 @@ def build_model(cfg: AlignConfig, dataset, n_chans: int, n_times: int, clip_dim:
                   or 512 / 0.44)
     index = names = None
     if cfg.channels:
-        from dreamdiffusion.data.channel_sets import resolve_channels
-
         ch_names = list(getattr(dataset, "ch_names", None) or [])
         if len(ch_names) != n_chans:
             raise ConfigError(f"--channels needs the dataset's channel names; it has {len(ch_names)} names for "
@@ -227,8 +225,6 @@ def build_model(cfg: AlignConfig, dataset, n_chans: int, n_times: int, clip_dim:
 
 
 def _load_pretrained_msm(model: AlignedEncoder, cfg: AlignConfig) -> None:
-    from dreamdiffusion.models.conditioner import ENCODER_CONFIG_KEYS, load_encoder
-
     encoder = load_encoder(cfg.encoder)
     target = model.backbone.encoder
     mismatch = [k for k in ENCODER_CONFIG_KEYS if k != "sfreq" and encoder.config[k] != target.config[k]]
@@ -345,8 +341,6 @@ def train_loop(model: AlignedEncoder, cfg: AlignConfig, train: tuple, targets: t
 def _open(cfg: AlignConfig, split: str, given):
     if given is not None:
         return given
-    from dreamdiffusion.data.pairs import open_paired_dataset
-
     try:
         return open_paired_dataset(cfg.dataset, split, **cfg.dataset_options)
     except DataError:
@@ -412,8 +406,6 @@ def _train_and_save(cfg: AlignConfig, model, clip, data: dict, tmp: Path, test_d
 
 def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_dataset=None) -> Path:
     """Train an aligned encoder; return its folder (``config.output``). Datasets given here replace ``config.dataset``."""
-    from dreamdiffusion.models.hub import load_clip
-
     cfg = config
     cfg.validate()
     t0 = time.perf_counter()
