@@ -49,6 +49,19 @@ class _Summary:
 
 
 @pytest.fixture(scope="module", autouse=True)
+def _small_eeg_limit():
+    """The EEG size limit of the web app (256 MB) for every fuzzed input: a reader or transform that would
+    allocate more must refuse instead, so a long run never takes the machine's memory (one did: 14 GB)."""
+    old = os.environ.get("DREAMDIFFUSION_MAX_EEG_MB")
+    os.environ["DREAMDIFFUSION_MAX_EEG_MB"] = "256"
+    yield
+    if old is None:
+        os.environ.pop("DREAMDIFFUSION_MAX_EEG_MB", None)
+    else:
+        os.environ["DREAMDIFFUSION_MAX_EEG_MB"] = old
+
+
+@pytest.fixture(scope="module", autouse=True)
 def _report(request):
     plugin = _Summary()
     if not request.config.pluginmanager.is_registered(plugin):

@@ -379,3 +379,14 @@ def test_every_command_that_writes_a_folder_refuses_a_non_empty_one(tmp_path, ca
     code, err = _cli(["evaluate", "--generated", out, "--output", out, "--overwrite"], capsys)
     _one_line(code, err, "--generated")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out"]  # no temporary sibling left behind
+
+
+def test_build_corpus_output_that_is_a_file_is_one_line(tmp_path, capsys):
+    from dreamdiffusion.data.io import write_sample
+
+    rec = write_sample(tmp_path / "in" / "rec.edf")
+    (tmp_path / "file").write_text("x")
+    for extra in ([], ["--overwrite"]):
+        code, err = _cli(["data", "build-corpus", rec.parent, "--output", tmp_path / "file", *extra], capsys)
+        _one_line(code, err, str(tmp_path / "file"), "existing file")
+    assert (tmp_path / "file").read_text() == "x"

@@ -11,7 +11,7 @@ import typer
 
 from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.app.web import benchmark_samples, serve
-from dreamdiffusion.commands._options import number
+from dreamdiffusion.commands._options import integer, number
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.preflight import APP_MAX_EEG_MB
 
@@ -25,16 +25,16 @@ def register(app: typer.Typer) -> None:
                                              "trained pipeline, if this installation ships one)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve on (loopback by default; "
                                  "0.0.0.0 exposes the app to the network)."),
-        port: int = typer.Option(7860, "--port", help="TCP port."),
+        port: int = typer.Option(7860, "--port", parser=integer(1, 65535), help="TCP port."),
         max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", parser=number(1e-3, 1e6),
                                             help="Largest EEG file accepted."),
         max_eeg_mb: float = typer.Option(APP_MAX_EEG_MB, "--max-eeg-mb", parser=number(1.0, 1e6),
                                          help="Most memory one uploaded recording's samples may take (float64, "
                                               "checked from its header before reading; compressed files that "
                                               "expand past it are refused)."),
-        concurrency: int = typer.Option(1, "--concurrency", help="Generations run at once; others wait in "
+        concurrency: int = typer.Option(1, "--concurrency", parser=integer(1, 1024), help="Generations run at once; others wait in "
                                         "the queue."),
-        samples: int = typer.Option(8, "--samples", help="Benchmark samples offered in the page (0: none)."),
+        samples: int = typer.Option(8, "--samples", parser=integer(0, 1000), help="Benchmark samples offered in the page (0: none)."),
         workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where generated images, manifests "
                                                "and samples are written (default: a temporary folder)."),
         live_dir: Optional[Path] = typer.Option(None, "--live-dir", help="Also show, live, the images a "

@@ -32,6 +32,7 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import check_output_folder
 from dreamdiffusion.core.quiet import quiet_model_loading
 from dreamdiffusion.generation import (
+    DTYPES,
     GenerateConfig,
     generate_images,
     load_pipeline,
@@ -86,6 +87,8 @@ def generate_cmd(
         raise ConfigError("give either --dataset (with --split) or --eeg-file")
     # Everything that can be checked without the model is checked first: a bad flag, --output or --model
     # must not cost a pipeline load.
+    if dtype not in DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if compile not in COMPILE_MODES:
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     check_output_folder(output, overwrite)

@@ -9,6 +9,7 @@ import typer
 
 from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.app.stream import run_stream
+from dreamdiffusion.commands._options import GUIDANCE, POSITIVE, SEED, STEPS, number
 
 
 def register(app: typer.Typer) -> None:
@@ -18,22 +19,22 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "--output", help="Folder for the images and manifest.jsonl."),
         model: Optional[Path] = typer.Option(None, "--model", help="Pipeline folder (default: the embedded "
                                              "trained pipeline, if this installation ships one)."),
-        every: Optional[float] = typer.Option(None, "--every", help="Generate from the latest window every "
+        every: Optional[float] = typer.Option(None, "--every", parser=number(1e-3, 1e6), help="Generate from the latest window every "
                                               "SECONDS."),
         on_marker: Optional[str] = typer.Option(None, "--on-marker", help="Name of an LSL marker stream: "
                                                 "generate from the window that starts at each marker."),
-        max_images: Optional[int] = typer.Option(None, "--max-images", help="Stop after N images."),
-        duration: Optional[float] = typer.Option(None, "--duration", help="Stop after S seconds."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Denoising steps per image (default: the "
+        max_images: Optional[int] = typer.Option(None, "--max-images", parser=POSITIVE, help="Stop after N images."),
+        duration: Optional[float] = typer.Option(None, "--duration", parser=number(1e-3, 1e9), help="Stop after S seconds."),
+        steps: Optional[int] = typer.Option(None, "--steps", parser=STEPS, help="Denoising steps per image (default: the "
                                             "model's generation.json, else 25)."),
-        guidance: Optional[float] = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1: "
+        guidance: Optional[float] = typer.Option(None, "--guidance", parser=GUIDANCE, help="Classifier-free guidance scale (1: "
                                                  "none; default: the model's recommended scale, else 1)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the first image (then +1 per image)."),
+        seed: int = typer.Option(0, "--seed", parser=SEED, help="Seed of the first image (then +1 per image)."),
         mapping: Optional[str] = typer.Option(None, "--mapping", help="Channel mapping: montage (by electrode "
                                               "position) or repeat; default: the model's."),
         montage: Optional[str] = typer.Option(None, "--montage", help="Electrode positions for streams whose "
                                               "channels are not 10-05 names (standard montage or file)."),
-        timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for the LSL streams."),
+        timeout: float = typer.Option(10.0, "--timeout", parser=number(0.0, 1e6), help="Seconds to wait for the LSL streams."),
     ) -> None:
         """Read an LSL EEG stream and write an image on every marker or interval."""
         engine = Engine.from_pretrained(model)

@@ -102,6 +102,8 @@ class CorpusWriter:
     def __init__(self, output: str | os.PathLike, n_chans: int, n_times: int, sfreq: float,
                  shard_size: int = DEFAULT_SHARD_SIZE, overwrite: bool = False, extra: dict | None = None):
         self.output = Path(output)
+        if self.output.exists() and not self.output.is_dir():
+            raise DataError("--output is an existing file, not a folder", self.output)
         if self.output.exists() and not overwrite:
             raise DataError("output folder already exists (pass overwrite=True / --overwrite)", self.output)
         if self.output.exists() and not (self.output / MANIFEST).is_file() and any(self.output.iterdir()):

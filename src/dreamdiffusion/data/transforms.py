@@ -33,6 +33,7 @@ from dreamdiffusion.data.montage import (  # noqa: F401 (re-exported)
     montage_positions,
     snap_to_standard_names,
 )
+from dreamdiffusion.data.preflight import ENV_MAX_EEG_MB, max_eeg_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -319,6 +320,14 @@ def prepare_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> tuple[np.ndarray, list[
     sfreq = raw.info["sfreq"]
     if raw.n_times < 2:
         raise DataError("recording has fewer than 2 samples", _source(raw))
+    # Resampling up (a 1 Hz recording to 2 kHz) multiplies the samples: the result is held to the same
+    # limit as a file's declared size (data/preflight.py), checked before MNE allocates it.
+    n_res = int(math.ceil(raw.n_times * spec.sfreq / sfreq))
+    need = len(raw.ch_names) * n_res * 8 * 3  # the resampled array plus MNE's working copies
+    if need > max_eeg_bytes():
+        raise DataError(f"resampling {raw.n_times} samples at {sfreq:g} Hz to {spec.sfreq:g} Hz gives {n_res} samples "
+                        f"per channel ({need / 2**20:,.0f} MB to compute), over the limit of "
+                        f"{max_eeg_bytes() / 2**20:,.0f} MB ({ENV_MAX_EEG_MB})", _source(raw))
     l_freq, h_freq = _band(raw, spec)
     if l_freq is not None or h_freq is not None:
         # A recording shorter than the filter gets a shorter (MNE-chosen) filter and a warning;
@@ -406,7 +415,16 @@ def count_windows(n_samples: int, spec: InputSpec) -> int:
 
 
 def windows_from_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
-    """All windows of a recording, standardised and normalised: ``[n, n_chans, n_times]``."""
+    """All windows of a recording, standardised and normalised: ``[n, n_chans, n_times]``.
+
+    They are held in memory at once (``iter_windows`` streams them): refused, before any work, when they would
+    take more than the EEG size limit (a small ``window_stride`` over a long recording multiplies the data)."""
+    n_res = int(math.ceil(raw.n_times * spec.sfreq / raw.info["sfreq"]))
+    need = count_windows(n_res, spec) * spec.n_chans * spec.n_times * 4
+    if need > max_eeg_bytes():
+        raise DataError(f"{count_windows(n_res, spec)} windows of {spec.n_chans} x {spec.n_times} would take "
+                        f"{need / 2**20:,.0f} MB, over the limit of {max_eeg_bytes() / 2**20:,.0f} MB "
+                        f"({ENV_MAX_EEG_MB}; use a larger window stride)", _source(raw))
     chunks = list(iter_windows(raw, spec))
     if not chunks:
         return np.zeros((0, spec.n_chans, spec.n_times), dtype=np.float32)
