@@ -15,44 +15,42 @@ def _items(n, seed=0, named=True):
              **({"image_name": f"img-{seed}-{i}.png"} if named else {})} for i in range(n)]
 
 
-def test_clip_embeddings_once_per_image(monkeypatch):
+def test_targets_prepared_once_per_image(monkeypatch):
     clip = hub.load_clip("builtin-tiny")
-    targets = FrozenTargets(clip.model, clip.processor, vae=None)
-    items = _items(4)
+    vae = hub.load_base("builtin-tiny").vae.eval()
+    targets = FrozenTargets(clip.model, clip.processor, vae)
+    class Split(list):  # lists its images without reading the items, as the built-in benchmark does
+        def image_keys(self):
+            return [(it["image_name"], None) for it in self]
+
+    train = Split(_items(5) + _items(2)[:1])  # img-0-0 twice (two trials of one image)
     calls = []
     real = hub.clip_image_embeds
     monkeypatch.setattr(hub, "clip_image_embeds",
                         lambda images, *a, **k: calls.append(len(images)) or real(images, *a, **k))
-    first = targets.clip_embeds(items)
-    torch.testing.assert_close(first, real([it["image"] for it in items], clip.model, clip.processor),
-                               atol=1e-5, rtol=1e-5)
-    again = targets.clip_embeds(items[::-1] + _items(1, seed=1))  # cached ones in another order, plus a new one
-    assert calls == [1, 1, 1, 1, 1]  # one image at a time (the same bits cached or not), each once
-    torch.testing.assert_close(again[:4], first.flip(0))
-    unnamed = _items(2, seed=2, named=False)
-    targets.clip_embeds(unnamed)
-    targets.clip_embeds(unnamed)
-    assert len(calls) == 9  # no name, no cache
-
-
-def test_vae_posteriors_cached_only_for_unaugmented_images():
-    vae = hub.load_base("builtin-tiny").vae.eval()
-    targets = FrozenTargets(None, None, vae)
-    items = _items(3)
     plain = ImageTransform(32, train=False)
-    pixels = torch.stack([plain(it["image"]) for it in items])
+    assert targets.prepare([train, None, list(train)], plain, "cpu", torch.float32, batch_size=4) == 5
+    assert calls == [4, 1]  # fixed batches in dataset order, each distinct image once
+    first = targets.clip_embeds(train[:5])
+    torch.testing.assert_close(first, real([it["image"] for it in train[:5]], clip.model, clip.processor))
+    assert calls == [4, 1]  # prepared: nothing computed
+    unnamed = _items(2, seed=2, named=False)
+    targets.clip_embeds(unnamed + train[:1])
+    assert calls == [4, 1, 2]  # only what was not prepared, together
+    # posteriors: prepared ones come back as they are, whatever the pixels say; augmented ones are encoded
+    pixels = torch.stack([plain(it["image"]) for it in train[:3]])
     with torch.no_grad():
         dist = vae.encode(pixels).latent_dist
-    mean, std = targets.posterior(items, pixels, [False, True, False])
+    mean, std = targets.posterior(train[:3], torch.zeros_like(pixels), [False, False, False])
     torch.testing.assert_close(mean, dist.mean, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(std, dist.std, atol=1e-5, rtol=1e-5)
-    assert set(targets._posteriors) == {"img-0-0.png", "img-0-2.png"}  # the augmented one is never kept
-    # a cached image is not encoded again: what the cache holds is what comes back, whatever the pixels say
-    mean2, _ = targets.posterior(items[:1], torch.zeros_like(pixels[:1]), [False])
-    torch.testing.assert_close(mean2, mean[:1])
-    capped = FrozenTargets(None, None, vae, max_bytes=1)
-    capped.posterior(items, pixels, [False] * 3)
-    assert len(capped._posteriors) == 1  # stops growing at max_bytes
+    mean_aug, _ = targets.posterior(train[:1], torch.zeros_like(pixels[:1]), [True])
+    with torch.no_grad():
+        torch.testing.assert_close(mean_aug, vae.encode(torch.zeros_like(pixels[:1])).latent_dist.mean)
+    capped = FrozenTargets(clip.model, clip.processor, vae, max_bytes=1)
+    capped.prepare([train], plain, "cpu", torch.float32, batch_size=2)
+    assert FrozenTargets(clip.model, clip.processor, vae).prepare([list(train)], plain, "cpu", torch.float32) == 0
+    assert len(capped._posteriors) == 2 and len(capped._embeds) == 5  # posteriors stop at max_bytes
 
 
 def test_transform_says_whether_it_augmented():

@@ -115,6 +115,7 @@ class Trainer:
         self.weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
         cast_frozen(p, acc.device, self.weight_dtype)
         self.targets = FrozenTargets(p.clip, p.clip_processor, p.vae)
+        self.targets.prepare([self.train_ds, self.val_ds], self.eval_transform, acc.device, self.weight_dtype)
         # Before `prepare`: every process runs the same seeded warm-up, and DDP starts from rank 0's weights.
         warm = {}
         if cfg.clip_warmup_steps and not cfg.resume:

@@ -18,6 +18,7 @@ from torch import nn
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.pairs import keep_fraction_of_images, open_paired_dataset
+from dreamdiffusion.data.pairs.subset import item_keys
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
 from dreamdiffusion.training.contrastive import info_nce
@@ -183,11 +184,10 @@ class FrozenTargets:
     CLIP is frozen and its input (CLIP's own processor on the image, never augmented) is the same at every step,
     so each image's embedding is too; the VAE is frozen, so the posterior (mean, std) of an image that the step's
     augmentation left alone is the same at every step (the latent is still drawn from it with the step's own
-    noise). Both were recomputed for every batch: ~10 % of a Stage B step on the digits benchmark. Keyed by the
-    item's ``image_name``. Each cacheable target is computed on its image alone, never inside a batch, so a cached
-    value and a fresh one are the same bits (a resumed run, whose cache starts empty, stays bit-identical to an
-    uninterrupted one); augmented images are encoded together, as before. The posterior cache stops growing at
-    ``max_bytes`` (Stable Diffusion's latents of a large dataset would not fit in memory).
+    noise). Both were recomputed for every batch. :meth:`prepare` computes them for every named image of the
+    splits up front (datasets with ``image_keys()``), in fixed batches in dataset order, so a run and a resumed run hold the same bits; whatever is
+    not prepared (items without ``image_name``, augmented images, posteriors past ``max_bytes``: Stable
+    Diffusion's latents of a large dataset would not fit in memory) is computed with its batch, as before.
     """
 
     def __init__(self, clip, clip_processor, vae, max_bytes: int = 512 * 2**20):
@@ -197,39 +197,46 @@ class FrozenTargets:
         self._posteriors: dict = {}
         self._bytes = 0
 
+    @torch.no_grad()
+    def prepare(self, datasets, transform, device, dtype, batch_size: int = 64) -> int:
+        """Embed (and encode, un-augmented, by ``transform``) every distinct named image of ``datasets`` once;
+        returns how many. Only datasets that list their images without reading every item (``image_keys()``: the
+        built-in benchmark) are prepared; the targets of the others are computed with each batch, as before."""
+        first: dict = {}
+        for ds in datasets:
+            for i, (key, _) in enumerate(item_keys(ds) if hasattr(ds, "image_keys") else []):
+                if isinstance(key, str) and key not in first:
+                    first[key] = (ds, i)
+        names = list(first)
+        for b in range(0, len(names), batch_size):
+            chunk = names[b:b + batch_size]
+            images = [ds[i]["image"] for ds, i in (first[k] for k in chunk)]
+            self._embeds.update(zip(chunk, hub.clip_image_embeds(images, self.clip, self.clip_processor)))
+            if self.vae is not None and self._bytes < self.max_bytes:
+                dist = self.vae.encode(torch.stack([transform(im) for im in images]).to(device, dtype)).latent_dist
+                for j, k in enumerate(chunk):
+                    self._posteriors[k] = (dist.mean[j], dist.std[j])
+                self._bytes += 2 * dist.mean.numel() * dist.mean.element_size()
+        return len(names)
+
     def clip_embeds(self, items: list) -> torch.Tensor:
         """CLIP ``image_embeds [B, P]`` of the items' images (:func:`dreamdiffusion.models.hub.clip_image_embeds`)."""
-        out = []
-        for it in items:
-            key = it.get("image_name")
-            embed = self._embeds.get(key) if key is not None else None
-            if embed is None:
-                embed = hub.clip_image_embeds([it["image"]], self.clip, self.clip_processor)[0]
-                if key is not None:
-                    self._embeds[key] = embed
-            out.append(embed)
-        return torch.stack(out)
+        keys = [it.get("image_name") for it in items]
+        todo = [i for i, k in enumerate(keys) if k not in self._embeds]
+        fresh = dict(zip(todo, hub.clip_image_embeds([items[i]["image"] for i in todo], self.clip,
+                                                     self.clip_processor))) if todo else {}
+        return torch.stack([fresh[i] if i in fresh else self._embeds[k] for i, k in enumerate(keys)])
 
     @torch.no_grad()
     def posterior(self, items: list, pixels: torch.Tensor, augmented: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, std)`` of the VAE posterior of ``pixels [B, 3, H, W]`` (item i's image, augmented or not)."""
-        pairs: list = [None] * len(items)
-        crops = [i for i, aug in enumerate(augmented) if aug]
-        if crops:
-            dist = self.vae.encode(pixels[crops]).latent_dist
-            for j, i in enumerate(crops):
-                pairs[i] = (dist.mean[j], dist.std[j])
-        for i, it in enumerate(items):
-            if augmented[i]:
-                continue
-            key = it.get("image_name")
-            pairs[i] = self._posteriors.get(key) if key is not None else None
-            if pairs[i] is None:
-                dist = self.vae.encode(pixels[i:i + 1]).latent_dist
-                pairs[i] = (dist.mean[0], dist.std[0])
-                if key is not None and self._bytes < self.max_bytes:
-                    self._posteriors[key] = pairs[i]
-                    self._bytes += 2 * dist.mean.numel() * dist.mean.element_size()
+        keys = [None if aug else it.get("image_name") for it, aug in zip(items, augmented)]
+        todo = [i for i, k in enumerate(keys) if k is None or k not in self._posteriors]
+        fresh = {}
+        if todo:
+            dist = self.vae.encode(pixels[todo]).latent_dist
+            fresh = {i: (dist.mean[j], dist.std[j]) for j, i in enumerate(todo)}
+        pairs = [fresh[i] if i in fresh else self._posteriors[k] for i, k in enumerate(keys)]
         return torch.stack([m for m, _ in pairs]), torch.stack([s for _, s in pairs])
 
 
