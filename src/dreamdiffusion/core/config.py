@@ -139,7 +139,8 @@ def _walk(value: Any, where: str, path, depth: int) -> None:
         raise ConfigError(f"{where or 'config'} is nested too deeply", path)
     if isinstance(value, dict):
         for k, v in value.items():
-            name = f"{where}.{k}" if where else str(k)
+            key = str(k) if str(k).isprintable() else repr(str(k))  # a key holding a newline stays one line
+            name = f"{where}.{key}" if where else key
             if k in FIELD_BOUNDS and v is not None:
                 _check_field(k, v, name, path)
             else:
