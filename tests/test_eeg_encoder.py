@@ -81,3 +81,31 @@ def test_predicted_stats_put_a_normalised_target_back_in_input_units():
     wrong[..., -2] += 1.0
     assert torch.allclose(m.reconstruct(eeg, wrong), eeg + 1.0, atol=1e-4)
     assert m.forward_loss(eeg, wrong, mask) > 0.4
+
+
+def test_alibi_bias_prefers_neighbours_and_spares_cls():
+    from dreamdiffusion.models.eeg_encoder import alibi_bias
+
+    bias = alibi_bias(torch.tensor([[0, 3, 4]]), num_heads=4)  # [1, 4, 4, 4] with the cls row/column
+    assert bias.shape == (1, 4, 4, 4) and (bias[:, :, 0, :] == 0).all() and (bias[:, :, :, 0] == 0).all()
+    assert bias[0, 0, 1, 2] == -3.0 and bias[0, 0, 2, 3] == -1.0 and bias[0, 1, 1, 2] == -0.75
+    assert (bias[0, :, 2, 2] == 0).all() and (bias[0, 3] > bias[0, 0] - 1e-9).all()  # later heads look further
+
+
+def test_alibi_model_masks_decodes_and_round_trips(tmp_path):
+    m = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=64, alibi=True)
+    eeg = torch.randn(2, 4, 64)
+    loss, pred, mask = m(eeg, generator=torch.Generator().manual_seed(0))
+    assert pred.shape == (2, 16, 16) and torch.isfinite(loss)
+    # the encoder is told where the visible tokens sit: moving a far token changes a visible one's output
+    enc = m.encoder.eval()
+    with torch.no_grad():
+        tokens = enc.embed(eeg)
+        a = enc.encode_tokens(tokens[:, :2], torch.tensor([[0, 1]] * 2))
+        b = enc.encode_tokens(tokens[:, :2], torch.tensor([[0, 9]] * 2))
+        plain = EEGEncoder(**{**{k: v for k, v in enc.config.items() if not k.startswith("_")}, "alibi": False})
+        plain.load_state_dict(enc.state_dict())
+        assert not torch.allclose(a, b) and not torch.allclose(plain(eeg), enc(eeg))  # the bias is what differs
+    enc.save_pretrained(tmp_path / "enc")
+    again = EEGEncoder.from_pretrained(tmp_path / "enc")
+    assert again.config.alibi and torch.allclose(again(eeg), enc(eeg))

@@ -42,12 +42,12 @@ from torch import nn
 from dreamdiffusion.core.config import check_model_folder, read_json_config
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, check_eeg_shape
-from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
+from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, ENCODER_OPTION_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
 from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, load_aligned_encoder
 
 logger = logging.getLogger(__name__)
 
-ENCODER_CONFIG_KEYS = ("n_chans", "n_times", "sfreq", "patch_size") + ENCODER_KEYS
+ENCODER_CONFIG_KEYS = ("n_chans", "n_times", "sfreq", "patch_size") + ENCODER_KEYS + ENCODER_OPTION_KEYS
 
 
 @dataclass
@@ -78,9 +78,10 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         num_cond_tokens: int = 77,
         mid_tokens: int = 64,
         time_embed_dim: int | None = 1280,
+        alibi: bool = False,
     ):
         super().__init__()
-        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio)
+        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio, alibi)
         n_tokens = self.encoder.num_tokens
         # Token mapper: learned mixtures over the token axis (Conv1d channels = tokens).
         self.token_mapper = nn.Sequential(
@@ -131,7 +132,7 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         """Randomly initialised encoder of a preset: the paper's no-pretraining ablation."""
         if preset not in PRESETS:
             raise ConfigError(f"unknown encoder preset {preset!r}; choose one of {', '.join(PRESETS)}", preset)
-        enc = {k: PRESETS[preset][k] for k in ENCODER_KEYS}
+        enc = {k: PRESETS[preset][k] for k in ENCODER_KEYS + ENCODER_OPTION_KEYS if k in PRESETS[preset]}
         return cls(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size, **enc,
                    cross_attention_dim=cross_attention_dim, clip_dim=clip_dim, time_embed_dim=time_embed_dim,
                    **kwargs)

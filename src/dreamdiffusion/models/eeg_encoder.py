@@ -36,6 +36,8 @@ PRESETS: dict[str, dict] = {
                  decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4),
 }
 ENCODER_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
+# Encoder options beyond the paper's (absent from older config.json files: their defaults are the paper's).
+ENCODER_OPTION_KEYS = ("alibi",)
 
 
 def sincos_positions(n_positions: int, dim: int, cls_token: bool = True) -> torch.Tensor:
@@ -59,10 +61,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = x.shape  # [B, N, D]
         qkv = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [B, H, N, D/H]
+        bias = None if bias is None else bias.to(x.dtype)  # [B, H, N, N] added to the attention logits
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias)  # [B, H, N, D/H]
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
@@ -77,18 +80,35 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), bias)
         return x + self.mlp(self.norm2(x))
 
 
-def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, use_checkpointing: bool) -> torch.Tensor:
+def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, use_checkpointing: bool,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
     for blk in blocks:
         if use_checkpointing and torch.is_grad_enabled():
-            x = checkpoint(blk, x, use_reentrant=False)
+            x = checkpoint(blk, x, bias, use_reentrant=False)
         else:
-            x = blk(x)
+            x = blk(x, bias)
     return x
+
+
+def alibi_bias(positions: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """ALiBi (Press et al. 2022): attention-logit bias ``-slope_h * |p_i - p_j|``, ``[B, H, n + 1, n + 1]``.
+
+    ``positions`` ``[B, n]`` are the tokens' places in time (in tokens); a cls token is prepended
+    with no bias to or from anything. Slopes fall geometrically over the heads (1, 1/4, 1/16, ... for
+    4 heads): some heads look at the nearest tokens from the first step, others over the whole
+    window. Random masking of short tokens rewards looking at the neighbours; a model that must
+    first learn that from sine-cosine positions sits at the zero predictor for hundreds of steps.
+    """
+    slopes = 2.0 ** (-8.0 / max(num_heads, 4) * torch.arange(num_heads, device=positions.device))  # [H]
+    pos = positions.float()
+    dist = (pos[:, :, None] - pos[:, None, :]).abs()  # [B, n, n]
+    bias = -slopes[None, :, None, None] * dist[:, None]  # [B, H, n, n]
+    return F.pad(bias, (1, 0, 1, 0))  # cls row and column: 0
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -122,6 +142,7 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         depth: int = 24,
         num_heads: int = 16,
         mlp_ratio: float = 1.0,
+        alibi: bool = False,
     ):
         super().__init__()
         if n_times % patch_size:
@@ -148,11 +169,20 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         x = self.patch_embed(eeg).transpose(1, 2)  # [B, N, D]
         return x + self.pos_embed[:, 1:, :].to(x.dtype)
 
-    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Prepend the cls token to ``[B, n, D]`` and run the transformer: ``[B, 1 + n, D]``."""
+    def encode_tokens(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Prepend the cls token to ``[B, n, D]`` and run the transformer: ``[B, 1 + n, D]``.
+
+        ``positions`` ``[B, n]``: where in time each token sits (default ``0 .. n-1``); only the
+        ``alibi`` bias reads them (the sine-cosine positions are already added by :meth:`embed`).
+        """
         cls = (self.cls_token + self.pos_embed[:, :1, :]).to(x.dtype).expand(x.shape[0], -1, -1)
+        bias = None
+        if self.config.get("alibi", False):
+            if positions is None:
+                positions = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+            bias = alibi_bias(positions, self.blocks[0].attn.num_heads) if len(self.blocks) else None
         x = torch.cat([cls, x], dim=1)
-        return self.norm(_run_blocks(self.blocks, x, self.gradient_checkpointing))
+        return self.norm(_run_blocks(self.blocks, x, self.gradient_checkpointing, bias))
 
     def forward(self, eeg: torch.Tensor) -> torch.Tensor:
         """All tokens, cls dropped: the conditioning sequence of Stage B, ``[B, N, D]``."""
@@ -207,9 +237,10 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         norm_target: bool = False,
         mask_span: int = 1,
         predict_stats: bool = False,
+        alibi: bool = False,
     ):
         super().__init__()
-        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio)
+        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio, alibi)
         n_tokens = self.encoder.num_tokens
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
@@ -251,7 +282,8 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
     def forward_encoder(self, eeg, mask_ratio, generator=None):
         x = self.encoder.embed(eeg)  # [B, N, D]
         visible, mask, ids_restore = random_masking(x, mask_ratio, generator, span=self.config.mask_span)
-        latent = self.encoder.encode_tokens(visible)  # [B, 1 + n_keep, D], encoder sees visible tokens only
+        positions = torch.argsort(ids_restore, dim=1)[:, : visible.shape[1]]  # [B, n_keep]: where they sit
+        latent = self.encoder.encode_tokens(visible, positions)  # [B, 1 + n_keep, D], visible tokens only
         return latent, mask, ids_restore
 
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
@@ -261,7 +293,10 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         tokens = torch.cat([x[:, 1:, :], fill], dim=1)  # [B, N, Dd], still shuffled
         tokens = torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
         x = torch.cat([x[:, :1, :], tokens], dim=1) + self.decoder_pos_embed.to(x.dtype)
-        x = self.decoder_norm(_run_blocks(self.decoder_blocks, x, self.gradient_checkpointing))
+        bias = None
+        if self.config.alibi and len(self.decoder_blocks):
+            bias = alibi_bias(torch.arange(n, device=x.device).expand(b, -1), self.decoder_blocks[0].attn.num_heads)
+        x = self.decoder_norm(_run_blocks(self.decoder_blocks, x, self.gradient_checkpointing, bias))
         return self.decoder_pred(x)[:, 1:, :]  # [B, N, p * C (+ 2 with predict_stats)]
 
     @staticmethod
