@@ -47,6 +47,12 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     assert metrics["baseline_ridge_clip"] == scored["baseline_ridge_clip"] and "ridge -> CLIP embedding" in report
     assert metrics["linear_eeg_baseline_test"] == scored["baseline_ridge_class"]["eeg_accuracy"]
     assert "top-1 (10-way)" in capsys.readouterr().out
+    # Stage A beside its reference predictors; the encoder's linear probes after Stage A and after Stage B
+    a, b = metrics["stage_a"], metrics["probe_after_stage_b"]
+    assert a["val_mse_zero"] > 0 and a["val_mse_interp"] > 0 and a["val_beats_interpolation"] in (True, False)
+    for p in (a, b):
+        assert 0.0 <= p["probe_encoder"] <= 1.0 and 0.0 <= p["probe_raw_eeg"] <= 1.0 and p["probe_n_val"] > 0
+    assert "| interpolation |" in report and "| after Stage B |" in report
 
     # Same seed, same numbers: a second run in another folder agrees on every metric and every generated image.
     twin = tmp_path / "demo-again"

@@ -109,3 +109,19 @@ def test_alibi_model_masks_decodes_and_round_trips(tmp_path):
     enc.save_pretrained(tmp_path / "enc")
     again = EEGEncoder.from_pretrained(tmp_path / "enc")
     assert again.config.alibi and torch.allclose(again(eeg), enc(eeg))
+
+
+def test_encoder_folder_written_before_alibi_still_loads(tmp_path):
+    import json
+
+    from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
+
+    enc = EEGEncoder(n_chans=4, n_times=32, patch_size=4, embed_dim=16, depth=1, num_heads=2, mlp_ratio=2.0)
+    enc.save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    del cfg["alibi"]  # as written by an older version
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    old = load_encoder(tmp_path)
+    assert old.config.alibi is False
+    cond = EEGConditioner.from_encoder(old, cross_attention_dim=8, clip_dim=8)
+    assert cond.config.alibi is False and torch.equal(cond.encoder.patch_embed.weight, enc.patch_embed.weight)

@@ -58,12 +58,15 @@ def encoder_features(encoder: torch.nn.Module, eeg: np.ndarray | torch.Tensor, n
 
 
 def ridge_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> float:
-    """Val accuracy of a ridge classifier fit on standardised train features."""
+    """Val accuracy of a ridge classifier fit on the train features as they are.
+
+    Not standardised: per-feature z-scoring lifts the near-silent, noise-only EEG channels to the
+    level of the informative ones (raw-EEG probe 0.957 -> 0.918 on benchmark seed 0's val).
+    """
     from sklearn.linear_model import RidgeClassifierCV
 
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-8  # train statistics only
-    clf = RidgeClassifierCV(alphas=ALPHAS).fit((x_train - mean) / std, y_train)
-    return float((clf.predict((x_val - mean) / std) == y_val).mean())
+    clf = RidgeClassifierCV(alphas=ALPHAS).fit(x_train, y_train)
+    return float((clf.predict(x_val) == y_val).mean())
 
 
 def eeg_and_labels(dataset) -> tuple[torch.Tensor, np.ndarray]:
@@ -93,7 +96,10 @@ def linear_probe(encoder, train: tuple[torch.Tensor, np.ndarray], val: tuple[tor
                                               encoder_features(encoder, x_va, n_bins), y_va)}
     if baselines:
         state = torch.random.get_rng_state()
-        rand = random_encoder_like(encoder, seed).to(next(encoder.parameters()).device)
+        rand = random_encoder_like(encoder, seed)
+        device = next(encoder.parameters()).device
+        if device.type != "cpu":  # (ModelMixin.to costs seconds of imports even when nothing moves)
+            rand = rand.to(device)
         torch.random.set_rng_state(state)  # probing must not move the caller's random stream
         result["probe_random_encoder"] = ridge_accuracy(encoder_features(rand, x_tr, n_bins), y_tr,
                                                         encoder_features(rand, x_va, n_bins), y_va)

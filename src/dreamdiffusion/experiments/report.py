@@ -129,6 +129,24 @@ class Report:
         return atomic_write_text(path, self.markdown())
 
 
+def stage_a_markdown(metrics: dict) -> str:
+    """Stage A's val reconstruction beside the zero and interpolation predictors, and the linear probes."""
+    a, b = metrics.get("stage_a") or {}, metrics.get("probe_after_stage_b") or {}
+    lines = []
+    if a.get("val_mse_interp") is not None:
+        lines.append(markdown_table(
+            ["val, masked samples", "MSM model", "interpolation", "zero"],
+            [("MSE", *(f"{a[k]:.3f}" for k in ("val_mse", "val_mse_interp", "val_mse_zero"))),
+             ("Pearson r", *(f"{a[k]:.3f}" for k in ("val_pearson_r", "val_pearson_r_interp", "val_pearson_r_zero")))]))
+    probes = [(name, p) for name, p in (("after Stage A", a), ("after Stage B", b)) if p.get("probe_encoder") is not None]
+    if probes:
+        lines.append(markdown_table(
+            ["linear probe (val accuracy)", "encoder", "random encoder", "raw binned EEG", "chance"],
+            [(name, *(f"{p[k]:.3f}" for k in ("probe_encoder", "probe_random_encoder", "probe_raw_eeg", "probe_chance")))
+             for name, p in probes]))
+    return "\n\n".join(lines)
+
+
 def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Path, metrics: dict) -> Path:
     """``report.md``: EEG traces, MSM reconstruction, training curves, ground truth vs generated, the table."""
     figures = out / "figures"
@@ -165,7 +183,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
     rep.add("EEG", "Eight of the 128 channels of one simulated trial (z-scored).", [("EEG traces", traces)], root=out)
     if encoder is not None:
         rep.add("Stage A: masked signal modeling",
-                "Reconstruction of masked spans (shaded) on a held-out corpus window, and the loss curve.",
+                "Reconstruction of masked spans (shaded) on a held-out corpus window beside a straight line across "
+                "each gap (interpolation), and the loss curve.\n\n" + stage_a_markdown(metrics),
                 [("MSM reconstruction", encoder / "reconstruction.png"), ("MSM loss", encoder / "loss.png")], root=out)
     ft = Path(pipeline).parent
     rep.add("Stage B: fine-tuning", "Training loss and validation loss (the best val step became the pipeline).",

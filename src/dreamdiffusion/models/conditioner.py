@@ -216,7 +216,8 @@ def load_encoder(path: str | os.PathLike) -> EEGEncoder:
     class_name = config.get("_class_name")
     if class_name == ALIGNED_CONFIG_NAME:  # the output of `dreamdiffusion align`: its MSM transformer
         return _msm_of_aligned(config_file.parent, config)
-    missing = [k for k in ENCODER_CONFIG_KEYS if k not in config]
+    # the option keys (alibi, ...) are newer than many folders: absent means the paper's default
+    missing = [k for k in ENCODER_CONFIG_KEYS if k not in config and k not in ENCODER_OPTION_KEYS]
     if class_name not in ("EEGEncoder", "MaskedSignalModel", "EEGConditioner") or missing:
         raise ConfigError(
             f"not an EEG encoder config (class {class_name!r}"
