@@ -94,9 +94,10 @@ ChannelMapping = Annotated[str | None, typer.Option(
 def dataset_options(dataset: str, *, root: Path | None = None, eeg: Path | None = None, splits: Path | None = None,
                     images: Path | None = None, subject: str | None = None, split_index: int | None = None,
                     csv: Path | None = None, allow_outside_root: bool = False,
-                    channel_mapping: str | None = None) -> dict:
-    """The dataset options above as JSON-able keyword options of ``open_paired_dataset`` (paths as strings)."""
+                    channel_mapping: str | None = None, **extra) -> dict:
+    """The dataset options above as JSON-able keyword options of ``open_paired_dataset`` (paths as strings);
+    ``extra`` (a command's dataset-specific options, e.g. align's THINGS-EEG2 ones) passes through."""
     options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
                                      split_index=split_index, root=root, csv=csv, channel_mapping=channel_mapping,
-                                     allow_outside_root=allow_outside_root or None)
+                                     allow_outside_root=allow_outside_root or None, **extra)
     return {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}

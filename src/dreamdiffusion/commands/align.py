@@ -7,9 +7,20 @@ from typing import Optional
 
 import typer
 
+from dreamdiffusion.commands._options import (
+    AllowOutsideRoot,
+    ChannelMapping,
+    DatasetCSV,
+    DatasetEEG,
+    DatasetImages,
+    DatasetRoot,
+    DatasetSplitIndex,
+    DatasetSplits,
+    DatasetSubject,
+    dataset_options,
+)
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.quiet import quiet_model_loading
-from dreamdiffusion.data.pairs import paired_dataset_options
 from dreamdiffusion.training.align import AlignConfig, align
 
 _D = AlignConfig()  # defaults shown in --help come from the dataclass
@@ -30,15 +41,15 @@ def align_cmd(
     spatial_filters: int = typer.Option(_D.spatial_filters, "--spatial-filters",
                                         help="linear: mix the channels into K virtual channels first (0: off)."),
     proj_dropout: float = typer.Option(_D.proj_dropout, "--proj-dropout", help="Dropout inside the projector."),
-    root: Optional[Path] = typer.Option(None, "--root", help="Dataset root (things-eeg2, folder, synthetic, eegcvpr40)."),
-    eeg: Optional[Path] = typer.Option(None, "--eeg", help="EEGCVPR40: eeg_5_95_std.pth."),
-    splits: Optional[Path] = typer.Option(None, "--splits", help="EEGCVPR40: block_splits_by_image_single.pth."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Dataset image folder."),
-    subject: Optional[str] = typer.Option(None, "--subject", help="Subject filter."),
-    split_index: Optional[int] = typer.Option(None, "--split-index", help="EEGCVPR40 split number (0)."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="folder dataset: CSV of eeg_file, onset, image, label."),
-    channel_mapping: Optional[str] = typer.Option(
-        None, "--channel-mapping", help="How a recording's channels become the model's: repeat | montage."),
+    root: DatasetRoot = None,
+    eeg: DatasetEEG = None,
+    splits: DatasetSplits = None,
+    images: DatasetImages = None,
+    subject: DatasetSubject = None,
+    split_index: DatasetSplitIndex = None,
+    csv: DatasetCSV = None,
+    allow_outside_root: AllowOutsideRoot = False,
+    channel_mapping: ChannelMapping = None,
     subjects: Optional[str] = typer.Option(None, "--subjects",
                                            help="THINGS-EEG2: subjects to train and test on, e.g. 1,2,3 (intra-subject)."),
     leave_out_subject: Optional[int] = typer.Option(
@@ -75,12 +86,11 @@ def align_cmd(
 ) -> None:
     """Contrastive EEG-CLIP alignment: train an EEG encoder + projector against frozen CLIP image embeddings."""
     quiet_model_loading()
-    options = paired_dataset_options(dataset, eeg=eeg, splits=splits, images=images, subject=subject,
-                                     split_index=split_index, root=root, csv=csv, channel_mapping=channel_mapping,
-                                     subjects=_int_list(subjects, "--subjects"), leave_out_subject=leave_out_subject,
-                                     average_repetitions=average_repetitions, n_times=n_times,
-                                     time_window=_float_pair(time_window, "--time-window"))
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    options = dataset_options(dataset, root=root, eeg=eeg, splits=splits, images=images, subject=subject,
+                              split_index=split_index, csv=csv, allow_outside_root=allow_outside_root,
+                              channel_mapping=channel_mapping, subjects=_int_list(subjects, "--subjects"),
+                              leave_out_subject=leave_out_subject, average_repetitions=average_repetitions,
+                              n_times=n_times, time_window=_float_pair(time_window, "--time-window"))
     config = AlignConfig(
         output=str(output), dataset=dataset, dataset_options=options, clip=clip,
         encoder=None if encoder in (None, "", "none") else encoder, encoder_arch=encoder_arch,

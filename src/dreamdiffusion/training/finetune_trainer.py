@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from tqdm.auto import tqdm
 
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
-from dreamdiffusion.core.files import atomic_save_pretrained, atomic_write_json, atomic_write_png
+from dreamdiffusion.core.files import atomic_save_pretrained, atomic_write_bytes, atomic_write_json, atomic_write_png
 from dreamdiffusion.core.seeding import step_seed
 from dreamdiffusion.data.images import ImageTransform, image_grid
 from dreamdiffusion.evaluation.selection import clip_truths, distinct_image_items, generated_clip_scores
@@ -382,9 +383,7 @@ class Trainer:
         model = self.acc.unwrap_model(self.system)
         state = {n: q.detach().to("cpu", torch.float32).contiguous() for n, q in model.named_parameters()
                  if q.requires_grad}
-        tmp = self.out / f".{BEST_FILE}.tmp"
-        save_file(state, str(tmp), metadata={"step": str(step)})
-        os.replace(tmp, self.out / BEST_FILE)
+        atomic_write_bytes(self.out / BEST_FILE, safetensors_bytes(state, metadata={"step": str(step)}))
 
 
 def plot_finetune_curves(metrics_file: Path, figure: Path) -> Path | None:
