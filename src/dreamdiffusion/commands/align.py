@@ -33,7 +33,7 @@ def align_cmd(
     encoder: Optional[str] = typer.Option(None, "--encoder",
                                           help="Pretrained MSM encoder folder (from `pretrain`); none = random init."),
     encoder_arch: str = typer.Option(_D.encoder_arch, "--encoder-arch",
-                                     help="msm (the paper's) | shallow | eegnet | conformer | linear (UBP)."),
+                                     help="msm (the paper's) | shallow | eegnet | conformer | atcnet | linear (UBP)."),
     encoder_preset: str = typer.Option(_D.encoder_preset, "--encoder-preset", help="msm size: paper | small | tiny."),
     channels: Optional[str] = typer.Option(None, "--channels",
                                            help="Channels the encoder sees: names (O1,Oz,O2) or a set (ubp17)."),

@@ -34,6 +34,9 @@ def finetune_cmd(
                                           help="Pretrained EEG encoder folder (from `pretrain`); none = random init."),
     encoder_preset: str = typer.Option(_D.encoder_preset, "--encoder-preset",
                                        help="Encoder size when --encoder is none: paper | small | tiny."),
+    encoder_arch: str | None = typer.Option(
+        None, "--encoder-arch", help="msm (the paper's, default) | shallow | eegnet | conformer | atcnet | linear; "
+                                     "with --encoder: the folder's."),
     root: DatasetRoot = None,
     eeg: DatasetEEG = None,
     splits: DatasetSplits = None,

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.models.encoders import ARCHS
 from dreamdiffusion.training.pretrain import PretrainConfig, pretrain_msm
 
 _D = PretrainConfig()  # defaults shown in --help come from the dataclass, the one place they live
@@ -16,6 +18,8 @@ def pretrain(
     corpus: Path = typer.Option(..., "--corpus", help="Corpus folder built by `dreamdiffusion data build-corpus`."),
     output: Path = typer.Option(..., "--output", help="Run folder: final encoder, msm/, checkpoints/, logs, figures."),
     preset: str = typer.Option(_D.preset, "--preset", help="Model size: paper | small | tiny."),
+    encoder_arch: str = typer.Option("msm", "--encoder-arch",
+                                     help="msm only: masked signal modeling trains the paper's token transformer."),
     mask_ratio: float = typer.Option(_D.mask_ratio, "--mask-ratio", help="Share of time tokens masked."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training windows (default 500)."),
@@ -49,6 +53,14 @@ def pretrain(
     log_every: int = typer.Option(_D.log_every, "--log-every", help="Write a metrics record every N steps."),
 ) -> None:
     """Stage A: pretrain the EEG encoder by masked signal modeling (on Accelerate; `accelerate launch` for many GPUs)."""
+    if encoder_arch != "msm":
+        # MSM masks and reconstructs the transformer's patch tokens; the conv nets and the linear encoder have no
+        # such tokens to mask, and the field trains them from scratch against CLIP instead.
+        if encoder_arch not in ARCHS:
+            raise ConfigError(f"--encoder-arch must be one of {', '.join(ARCHS)}, got {encoder_arch!r} "
+                              "(and pretrain takes msm only)")
+        raise ConfigError(f"--encoder-arch {encoder_arch}: masked signal modeling needs the token transformer (msm); "
+                          f"train {encoder_arch} with `dreamdiffusion align --encoder-arch {encoder_arch}`")
     config = PretrainConfig(
         corpus=str(corpus), output=str(output), preset=preset, mask_ratio=mask_ratio, norm_target=norm_target,
         max_steps=max_steps, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,

@@ -22,6 +22,13 @@ Design choices (documented because the paper leaves them open):
   different UNet than the base model.
 - A learned null-EEG context ``[77, Dx]`` (the reference has none) is what condition dropout
   trains, so generation can use classifier-free guidance.
+- Other encoders (``arch``: the field's conv nets, ATCNet, EEGConformer, UBP's linear encoder; or the
+  transformer behind a channel pick / time pooling): a
+  :class:`~dreamdiffusion.models.encoders.TokenEncoder` gives their token sequence ``[B, N, D]`` (a conv
+  net's feature map over time, ATCNet's windows, the linear encoder's channels), and the mappers above
+  treat it exactly as the transformer's tokens. The paper's layout (``arch="msm"``, every channel and
+  sample) keeps the transformer itself as ``encoder``, so every saved pipeline loads as before; with
+  another layout the paper encoder's keys (``embed_dim`` ... ``alibi``) are unused.
 
 Pure model file: no training loop, no data reading beyond ``from_pretrained``.
 """
@@ -43,11 +50,15 @@ from dreamdiffusion.core.config import check_model_folder, read_json_config
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, check_eeg_shape
 from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, ENCODER_OPTION_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
-from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, load_aligned_encoder
+from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, AlignedEncoder, TokenEncoder, load_aligned_encoder
 
 logger = logging.getLogger(__name__)
 
 ENCODER_CONFIG_KEYS = ("n_chans", "n_times", "sfreq", "patch_size") + ENCODER_KEYS + ENCODER_OPTION_KEYS
+
+
+def _paper_layout(arch: str, channel_index: list | None, time_pool: int) -> bool:
+    return arch == "msm" and channel_index is None and int(time_pool) == 1
 
 
 @dataclass
@@ -79,10 +90,19 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         mid_tokens: int = 64,
         time_embed_dim: int | None = 1280,
         alibi: bool = False,
+        arch: str = "msm",
+        arch_options: dict | None = None,
+        channel_index: list | None = None,
+        time_pool: int = 1,
     ):
         super().__init__()
-        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio, alibi)
-        n_tokens = self.encoder.num_tokens
+        if _paper_layout(arch, channel_index, time_pool):
+            self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio,
+                                      alibi)
+            n_tokens = self.encoder.num_tokens
+        else:
+            self.encoder = TokenEncoder(arch, n_chans, n_times, sfreq, arch_options, channel_index, time_pool)
+            n_tokens, embed_dim = self.encoder.num_tokens, self.encoder.token_dim
         # Token mapper: learned mixtures over the token axis (Conv1d channels = tokens).
         self.token_mapper = nn.Sequential(
             nn.Conv1d(n_tokens, mid_tokens, kernel_size=1),
@@ -104,6 +124,12 @@ class EEGConditioner(ModelMixin, ConfigMixin):
             self.time_cond = None
         # Learned "no EEG" context for condition dropout and classifier-free guidance.
         self.null_cond = nn.Parameter(torch.randn(num_cond_tokens, cross_attention_dim) * 0.02)
+
+    @property
+    def paper_layout(self) -> bool:
+        """The paper's transformer on every channel and sample (``encoder`` is then an :class:`EEGEncoder`)."""
+        cfg = self.config
+        return _paper_layout(cfg.get("arch", "msm"), cfg.get("channel_index"), cfg.get("time_pool", 1))
 
     # ----------------------------------------------------------------- construction helpers
     @classmethod
@@ -136,6 +162,33 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         return cls(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size, **enc,
                    cross_attention_dim=cross_attention_dim, clip_dim=clip_dim, time_embed_dim=time_embed_dim,
                    **kwargs)
+
+    @classmethod
+    def from_arch(
+        cls, arch: str, n_chans: int, n_times: int, sfreq: float, cross_attention_dim: int, clip_dim: int,
+        time_embed_dim: int | None = None, arch_options: dict | None = None, **kwargs,
+    ) -> "EEGConditioner":
+        """A randomly initialised encoder of one of the field's architectures (``finetune --encoder-arch``)."""
+        return cls(n_chans=n_chans, n_times=n_times, sfreq=sfreq, arch=arch, arch_options=arch_options,
+                   cross_attention_dim=cross_attention_dim, clip_dim=clip_dim, time_embed_dim=time_embed_dim,
+                   **kwargs)
+
+    @classmethod
+    def from_aligned(
+        cls, aligned: AlignedEncoder, cross_attention_dim: int, clip_dim: int, time_embed_dim: int | None = None,
+        **kwargs,
+    ) -> "EEGConditioner":
+        """A conditioner around the backbone of ``dreamdiffusion align``'s encoder (its projector is not kept:
+        the CLIP head here is new, as with a pretrained transformer). Its channel pick and time pooling stay."""
+        cfg = aligned.config
+        if _paper_layout(cfg.arch, cfg.channel_index, cfg.time_pool):
+            return cls.from_encoder(aligned.backbone.encoder, cross_attention_dim, clip_dim, time_embed_dim, **kwargs)
+        model = cls(n_chans=cfg.in_chans, n_times=cfg.in_times, sfreq=cfg.in_sfreq, arch=cfg.arch,
+                    arch_options=cfg.arch_options, channel_index=cfg.channel_index, time_pool=cfg.time_pool,
+                    cross_attention_dim=cross_attention_dim, clip_dim=clip_dim, time_embed_dim=time_embed_dim,
+                    **kwargs)
+        model.encoder.load_backbone(aligned)
+        return model
 
     # ----------------------------------------------------------------------------- forward
     def check_eeg(self, eeg: torch.Tensor, source: str | os.PathLike | None = None) -> None:
@@ -196,10 +249,13 @@ class EEGConditioner(ModelMixin, ConfigMixin):
             handle.remove()
 
 
-def load_encoder(path: str | os.PathLike) -> EEGEncoder:
+def load_encoder(path: str | os.PathLike, aligned: bool = False) -> EEGEncoder | AlignedEncoder:
     """An :class:`EEGEncoder` from a folder holding an ``EEGEncoder`` or a whole ``MaskedSignalModel``.
 
-    Pretraining writes either; a folder with an ``encoder/`` subfolder is accepted too.
+    Pretraining writes either; a folder with an ``encoder/`` subfolder is accepted too. The output of
+    ``dreamdiffusion align`` gives its MSM transformer, or with ``aligned`` the whole
+    :class:`~dreamdiffusion.models.encoders.AlignedEncoder` of any architecture (for
+    :meth:`EEGConditioner.from_aligned`).
     """
     path = Path(path)
     if not path.exists():
@@ -208,14 +264,19 @@ def load_encoder(path: str | os.PathLike) -> EEGEncoder:
     if path.is_dir() and not (path / "config.json").is_file():
         for sub in ("encoder", "model", "final"):
             if (path / sub / "config.json").is_file():
-                return load_encoder(path / sub)
+                return load_encoder(path / sub, aligned)
         raise ConfigError("no config.json here: not an EEG encoder folder", path)
     config_file = path / "config.json" if path.is_dir() else path
     config = read_json_config(config_file, "the encoder config")
     check_model_folder(config_file.parent)
     class_name = config.get("_class_name")
-    if class_name == ALIGNED_CONFIG_NAME:  # the output of `dreamdiffusion align`: its MSM transformer
-        return _msm_of_aligned(config_file.parent, config)
+    if class_name == ALIGNED_CONFIG_NAME:  # the output of `dreamdiffusion align`
+        return load_aligned_encoder(config_file.parent) if aligned else _msm_of_aligned(config_file.parent, config)
+    if class_name == "EEGConditioner" and not _paper_layout(config.get("arch", "msm"), config.get("channel_index"),
+                                                            config.get("time_pool", 1)):
+        raise ConfigError(f"this conditioner's encoder is {config.get('arch')!r} (channels "
+                          f"{config.get('channel_index') or 'all'}, time pool {config.get('time_pool', 1)}), "
+                          "not the paper's transformer on every channel and sample", config_file)
     # the option keys (alibi, ...) are newer than many folders: absent means the paper's default
     missing = [k for k in ENCODER_CONFIG_KEYS if k not in config and k not in ENCODER_OPTION_KEYS]
     if class_name not in ("EEGEncoder", "MaskedSignalModel", "EEGConditioner") or missing:
@@ -237,8 +298,9 @@ def _msm_of_aligned(folder: Path, config: dict) -> EEGEncoder:
     if config.get("arch") != "msm" or config.get("channel_index") or int(config.get("time_pool", 1)) != 1:
         raise ConfigError(
             f"this aligned encoder ({config.get('arch')!r}, channels {config.get('channel_names') or 'all'}, time pool "
-            f"{config.get('time_pool', 1)}) cannot become the paper's token encoder: that needs --encoder-arch msm on "
-            "every channel with --time-pool 1 (use it through the image-embedding route instead)", folder)
+            f"{config.get('time_pool', 1)}) cannot become the paper's transformer: that needs --encoder-arch msm on "
+            "every channel with --time-pool 1 (`finetune --encoder` takes it whole; so does the image-embedding "
+            "route)", folder)
     return load_aligned_encoder(folder).backbone.encoder
 
 

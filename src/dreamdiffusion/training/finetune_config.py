@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.models.encoders import ARCHS
 
 ALIGN_LOSSES = ("cosine", "contrastive")
 TRAIN_MODES = ("paper", "lora", "encoder")
@@ -32,7 +33,11 @@ class FinetuneConfig:
     # the "few pairs" regime of the paper's claim. Val and test stay whole.
     train_fraction: float = 1.0
     encoder: str | None = None  # pretrained EEG encoder folder; None = random init (no-pretraining ablation)
-    encoder_preset: str = "paper"  # architecture when encoder is None
+    encoder_preset: str = "paper"  # size of a fresh msm encoder (encoder None)
+    # EEG encoder architecture (models/encoders.py ARCHS): msm is the paper's transformer; the others (shallow,
+    # eegnet, conformer, atcnet, linear) give their token sequence to the same mappers. None: msm, or with
+    # `encoder` the architecture of that folder (which a given value must match).
+    encoder_arch: str | None = None
     base: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # SD folder, hub id or builtin-tiny
     clip: str = "openai/clip-vit-large-patch14"  # CLIP vision folder, hub id or builtin-tiny
     train: str = "paper"  # paper | lora | encoder
@@ -100,6 +105,8 @@ class FinetuneConfig:
     def validate(self) -> None:
         if self.train not in TRAIN_MODES:
             raise ConfigError(f"--train must be one of {', '.join(TRAIN_MODES)}, got {self.train!r}")
+        if self.encoder_arch is not None and self.encoder_arch not in ARCHS:
+            raise ConfigError(f"--encoder-arch must be one of {', '.join(ARCHS)}, got {self.encoder_arch!r}")
         if self.select not in ("best", "last"):
             raise ConfigError(f"--select must be best or last, got {self.select!r}")
         if self.timestep_bias not in ("none", "later", "earlier"):

@@ -21,6 +21,7 @@ from dreamdiffusion.data.pairs import keep_fraction_of_images, open_paired_datas
 from dreamdiffusion.data.pairs.subset import item_keys
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
+from dreamdiffusion.models.encoders import AlignedEncoder
 from dreamdiffusion.training.contrastive import info_nce
 from dreamdiffusion.training.finetune_config import SELECT_METRICS, FinetuneConfig
 
@@ -242,19 +243,30 @@ class FrozenTargets:
 
 def build_conditioner(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: float | None, cross: int,
                       clip_dim: int, time_dim: int | None) -> EEGConditioner:
-    """The pretrained encoder at ``cfg.encoder`` (or a fresh ``encoder_preset``) with new mappers and CLIP head."""
+    """The pretrained encoder at ``cfg.encoder`` (``pretrain``'s transformer or ``align``'s encoder of any
+    architecture), or a fresh ``encoder_arch`` (msm: of ``encoder_preset``), with new mappers and CLIP head."""
     if cfg.encoder and cfg.encoder.lower() != "none":
-        encoder = load_encoder(cfg.encoder)
-        found = (encoder.config.n_chans, encoder.config.n_times)
+        encoder = load_encoder(cfg.encoder, aligned=True)
+        aligned = isinstance(encoder, AlignedEncoder)
+        arch = encoder.config.arch if aligned else "msm"
+        if cfg.encoder_arch and cfg.encoder_arch != arch:
+            raise ConfigError(f"--encoder-arch {cfg.encoder_arch} but this folder holds a {arch!r} encoder "
+                              "(leave --encoder-arch out to take the folder's)", cfg.encoder)
+        found = ((encoder.config.in_chans, encoder.config.in_times) if aligned
+                 else (encoder.config.n_chans, encoder.config.n_times))
         if found != (n_chans, n_times):
             raise ConfigError(
                 f"the encoder expects EEG of {found[0]} channels x {found[1]} samples but the dataset gives "
                 f"{n_chans} x {n_times} (prepare the pairs with the encoder's input: --channel-mapping / resampling, "
                 f"or pretrain an encoder for this montage)", cfg.encoder)
+        if aligned:
+            return EEGConditioner.from_aligned(encoder, cross, clip_dim, time_dim)
         return EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim)
-    return EEGConditioner.from_preset(cfg.encoder_preset, n_chans=n_chans, n_times=n_times,
-                                      sfreq=sfreq or PAPER_SFREQ, cross_attention_dim=cross,
-                                      clip_dim=clip_dim, time_embed_dim=time_dim)
+    sfreq = sfreq or PAPER_SFREQ
+    if (cfg.encoder_arch or "msm") != "msm":
+        return EEGConditioner.from_arch(cfg.encoder_arch, n_chans, n_times, sfreq, cross, clip_dim, time_dim)
+    return EEGConditioner.from_preset(cfg.encoder_preset, n_chans=n_chans, n_times=n_times, sfreq=sfreq,
+                                      cross_attention_dim=cross, clip_dim=clip_dim, time_embed_dim=time_dim)
 
 
 def build_parts(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: float | None) -> StageBParts:
