@@ -69,6 +69,7 @@ def test_every_backbone_gives_tokens_whose_features_are_its_output(arch):
 def test_conditioner_of_each_arch_saves_and_loads(arch, tmp_path):
     cond = EEGConditioner.from_arch(arch, 8, 64, 128.0, CROSS, CLIP_DIM, time_embed_dim=16).eval()
     assert not cond.paper_layout
+    cond.enable_gradient_checkpointing()  # finetune --gradient-checkpointing takes every arch
     eeg = torch.randn(2, 8, 64)
     out = cond(eeg)
     assert out.cond.shape == (2, 77, CROSS) and out.clip_embeds.shape == (2, CLIP_DIM)
@@ -114,20 +115,22 @@ def test_finetune_encoder_arch_eegnet_trains_and_generates(parts, tmp_path, caps
     assert json.loads((tmp_path / "g" / "manifest.json").read_text())["items"]
 
 
+@pytest.mark.parametrize("arch", ["atcnet", "msm"])
 @pytest.mark.usefixtures("fresh_accelerate_state")
-def test_finetune_takes_an_aligned_encoder_of_any_arch_whole(parts, tmp_path):
-    aligned = AlignedEncoder(arch="atcnet", in_chans=8, in_times=64, in_sfreq=128.0, clip_dim=CLIP_DIM,
-                             channel_index=[0, 2, 4, 6], time_pool=2)
+def test_finetune_takes_an_aligned_encoder_of_any_arch_whole(arch, parts, tmp_path):
+    options = {"preset": "tiny"} if arch == "msm" else None
+    aligned = AlignedEncoder(arch=arch, in_chans=8, in_times=64, in_sfreq=128.0, clip_dim=CLIP_DIM,
+                             channel_index=[0, 2, 4, 6], time_pool=2, arch_options=options)
     aligned.save_pretrained(tmp_path / "aligned")
     trainer = Trainer(_cfg(parts, tmp_path / "o", encoder=str(tmp_path / "aligned")), PairList(4), None)
     trainer.setup()
     encoder = trainer.parts.conditioner.encoder
     assert encoder.time_pool == 2 and encoder.pick.tolist() == [0, 2, 4, 6]
-    start = aligned.backbone.state_dict()
+    start = (aligned.backbone.encoder if arch == "msm" else aligned.backbone).state_dict()
     assert all(torch.equal(v, encoder.backbone.state_dict()[k]) for k, v in start.items())  # the aligned weights
     trainer.run()
     assert any(not torch.equal(v, encoder.backbone.state_dict()[k]) for k, v in start.items())  # then trained
-    with pytest.raises(ConfigError, match="holds a 'atcnet' encoder"):
+    with pytest.raises(ConfigError, match=f"holds a '{arch}' encoder"):
         finetune(_cfg(parts, tmp_path / "o2", encoder=str(tmp_path / "aligned"), encoder_arch="shallow"), PairList(4))
 
 

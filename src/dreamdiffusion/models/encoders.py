@@ -347,6 +347,10 @@ class TokenEncoder(nn.Module):
         backbone = build_backbone(arch, *inner, sfreq / time_pool, arch_options)
         self.num_tokens, self.token_dim = backbone.token_shape
         self.backbone = backbone.encoder if arch == "msm" else backbone
+        # `--gradient-checkpointing` switches this on with the rest of the conditioner, and it stays a no-op:
+        # recomputing the conv nets' BatchNorm in backward would update its running statistics twice, and their
+        # activations are small beside the UNet's (the msm transformer checkpoints its own blocks).
+        self.gradient_checkpointing = False
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x) if isinstance(self.backbone, EEGEncoder) else self.backbone.tokens(x)
