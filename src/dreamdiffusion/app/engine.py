@@ -23,8 +23,14 @@ import torch
 from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
 from dreamdiffusion.core.files import atomic_write_png
 from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
-from dreamdiffusion.generation import draw_images, resolve_generation_settings
-from dreamdiffusion.pipeline import DreamDiffusionPipeline, default_pipeline_folder, resolve_pipeline_folder
+from dreamdiffusion.generation import (
+    build_pipeline,
+    conditioning_record,
+    draw_images,
+    plan_conditioning,
+    resolve_generation_settings,
+)
+from dreamdiffusion.pipeline import default_pipeline_folder
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +76,20 @@ class Engine:
         return float(self.settings()["guidance"])
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | os.PathLike | None = None) -> "Engine":
-        """Load a pipeline folder (``None``: the embedded default)."""
-        path = resolve_pipeline_folder(model_dir if model_dir is not None else default_model_dir())
-        pipe = DreamDiffusionPipeline.from_pretrained(path)
+    def from_pretrained(cls, model_dir: str | os.PathLike | None = None, conditioning: str = "auto",
+                        base: str | None = None, ip_adapter: str | None = None) -> "Engine":
+        """Load a pipeline folder (``None``: the embedded default) or an aligned encoder, drawing with the route
+        ``conditioning`` chooses (:func:`dreamdiffusion.generation.plan_conditioning`: ``auto`` is the saved one)."""
+        plan = plan_conditioning(model_dir if model_dir is not None else default_model_dir(), conditioning, base,
+                                 ip_adapter)
+        pipe = build_pipeline(plan)
         pipe.set_progress_bar_config(disable=True)
-        return cls(pipe, pipe.input_spec(), name=path.resolve().name)
+        return cls(pipe, pipe.input_spec(), name=plan.folder.resolve().name)
+
+    @property
+    def conditioning(self) -> dict:
+        """How the pipeline is conditioned (route, and how a pipeline built on the fly was built), for records."""
+        return conditioning_record(self.pipe)
 
     @property
     def window_s(self) -> float:

@@ -142,7 +142,7 @@ def _image(engine: Engine, raw, onset: float, trigger: Trigger, t_window: float,
     record = {"index": index, "image": path.name, "stream": stream_name, "trigger": trigger.reason,
               "marker": trigger.marker, "window_start_lsl": t_window, "window_s": window_s,
               "seed": seed + index, "steps": steps, "guidance": guidance,
-              "settings_source": used["settings_source"], "model": engine.name,
+              "settings_source": used["settings_source"], "model": engine.name, "conditioning": engine.conditioning,
               "generate_s": round(time.perf_counter() - t0, 3), "wall_time": time.time()}
     append_jsonl(output / MANIFEST, record)
     logger.info("image %d (%s%s) -> %s", index, trigger.reason, f" {trigger.marker}" if trigger.marker else "",

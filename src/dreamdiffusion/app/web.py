@@ -281,7 +281,7 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
                     "label": loaded.label, "prepared": "as stored (model input)" if as_stored else
                     f"band-pass, resample, {mapping} channel mapping",
                     "ground_truth": None if loaded.ground_truth is None else Path(loaded.ground_truth).name,
-                    "settings_source": used["settings_source"]}
+                    "settings_source": used["settings_source"], "conditioning": engine.conditioning}
     if "model_recommends" in used:
         record.extra["model_recommends"] = used["model_recommends"]
     manifest = atomic_write_bytes(out_dir / "manifest.json",

@@ -71,6 +71,20 @@ ONSET = number(0.0, 1e9)
 SFREQ = number(1e-3, 100_000.0)
 
 
+# The conditioning route of generate, evaluate, app and stream (generation.plan_conditioning).
+Conditioning = Annotated[str, typer.Option(
+    "--conditioning",
+    help="auto | tokens | ip-adapter. auto: the route the pipeline was saved with (an aligned encoder: ip-adapter). "
+         "ip-adapter on an aligned encoder, or on a tokens pipeline (through its CLIP head), builds the pipeline on "
+         "the fly from --base and --ip-adapter.")]
+IPBase = Annotated[str | None, typer.Option(
+    "--base", help="Stable Diffusion base of an ip-adapter pipeline built on the fly (folder, hub id or "
+                         "builtin-tiny; default: the base a tokens pipeline was fine-tuned from, else builtin-tiny).")]
+IPAdapter = Annotated[str | None, typer.Option(
+    "--ip-adapter", help="IP-Adapter of a pipeline built on the fly: builtin-tiny (default), h94/IP-Adapter "
+                               "(SD 1.5) or a folder laid out like either.")]
+
+
 # The dataset options of finetune, generate and evaluate.
 DatasetRoot = Annotated[Path | None, typer.Option(
     "--root", help="Dataset root (synthetic benchmark, THINGS-EEG2, folder; EEGCVPR40: the download folder).")]

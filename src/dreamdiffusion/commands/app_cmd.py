@@ -11,7 +11,7 @@ import typer
 
 from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.app.web import benchmark_samples, serve
-from dreamdiffusion.commands._options import integer, number
+from dreamdiffusion.commands._options import Conditioning, IPAdapter, IPBase, integer, number
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.preflight import APP_MAX_EEG_MB
 
@@ -21,8 +21,11 @@ logger = logging.getLogger(__name__)
 def register(app: typer.Typer) -> None:
     @app.command("app")
     def app_command(
-        model: Optional[Path] = typer.Option(None, "--model", help="Pipeline folder (default: the embedded "
-                                             "trained pipeline, if this installation ships one)."),
+        model: Optional[Path] = typer.Option(None, "--model", help="Pipeline folder or aligned encoder (default: "
+                                             "the embedded trained pipeline, if this installation ships one)."),
+        conditioning: Conditioning = "auto",
+        base: IPBase = None,
+        ip_adapter: IPAdapter = None,
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to serve on (loopback by default; "
                                  "0.0.0.0 exposes the app to the network)."),
         port: int = typer.Option(7860, "--port", parser=integer(1, 65535), help="TCP port."),
@@ -45,7 +48,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--port must be between 1 and 65535, got {port}")
         if max_upload_mb <= 0 or concurrency < 1:
             raise ConfigError("--max-upload-mb must be positive and --concurrency at least 1")
-        engine = Engine.from_pretrained(model)
+        engine = Engine.from_pretrained(model, conditioning, base, ip_adapter)
         work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
         work.mkdir(parents=True, exist_ok=True)
         # A demo run folder has its benchmark beside the pipeline: offer that benchmark's test trials.
@@ -54,7 +57,8 @@ def register(app: typer.Typer) -> None:
         offered = benchmark_samples(work / "samples", n=samples, benchmark=bench) if samples > 0 else []
         if host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("serving on %s: anyone who can reach this address can use the app", host)
-        logger.info("DreamDiffusion app on http://%s:%d (model %s, outputs in %s)", host, port, engine.name, work)
+        logger.info("DreamDiffusion app on http://%s:%d (model %s, %s conditioning, outputs in %s)", host, port,
+                    engine.name, engine.conditioning["route"], work)
         start = engine.settings()
         logger.info("the page starts at %d steps (%s) and guidance %g (%s)", start["steps"],
                     start["settings_source"]["steps"], start["guidance"], start["settings_source"]["guidance"])

@@ -16,6 +16,7 @@ from dreamdiffusion.commands._options import (
     STEPS,
     AllowOutsideRoot,
     ChannelMapping,
+    Conditioning,
     DatasetCSV,
     DatasetEEG,
     DatasetImages,
@@ -23,6 +24,7 @@ from dreamdiffusion.commands._options import (
     DatasetSplitIndex,
     DatasetSplits,
     DatasetSubject,
+    IPAdapter,
     dataset_options,
     integer,
 )
@@ -35,7 +37,10 @@ def evaluate_cmd(
     output: Path = typer.Option(..., "--output", help="Folder for metrics.json, metrics.md, samples.png, samples/ "
                                                       "(written to a temporary sibling, renamed when complete)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output folder."),
-    model: Optional[Path] = typer.Option(None, "--model", help="DreamDiffusionPipeline folder (or finetune output)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="DreamDiffusionPipeline folder (or finetune output), "
+                                                               "or an aligned encoder (`dreamdiffusion align` output)."),
+    conditioning: Conditioning = "auto",
+    ip_adapter: IPAdapter = None,
     dataset: str = typer.Option("synthetic", "--dataset", help="Paired dataset: synthetic, eegcvpr40, things-eeg2, folder."),
     split: str = typer.Option("test", "--split", help="Split to score (model selection used val; this reads test)."),
     root: DatasetRoot = None,
@@ -74,7 +79,8 @@ def evaluate_cmd(
         True, "--baselines/--no-baselines",
         help="Fit the ridge baselines on the train split and score them beside the method."),
     base: Optional[str] = typer.Option(
-        None, "--base", help="Base of the class-lookup baseline (default: the one the model was fine-tuned from)."),
+        None, "--base", help="Base of the class-lookup baseline, and of an ip-adapter pipeline built on the fly "
+                             "(default: the one the model draws with: fine-tuned from, else builtin-tiny)."),
     baseline_train_limit: Optional[int] = typer.Option(
         None, "--baseline-train-limit", parser=POSITIVE, help="Fit the baselines on the first N train pairs only."),
     align_run: Optional[list[Path]] = typer.Option(
@@ -95,7 +101,8 @@ def evaluate_cmd(
                               split_index=split_index, csv=csv, allow_outside_root=allow_outside_root,
                               channel_mapping=channel_mapping)
     config = EvaluateConfig(
-        output=str(output), model=None if model is None else str(model), dataset=dataset, dataset_options=options,
+        output=str(output), model=None if model is None else str(model), conditioning=conditioning,
+        ip_adapter=ip_adapter, dataset=dataset, dataset_options=options,
         split=split, generated=None if generated is None else str(generated), classifier=classifier, clip=clip,
         n_way=n_way, trials=trials, num_images=num_images, steps=steps, guidance=guidance, scheduler=scheduler,
         seed=seed, limit=limit, batch_size=batch_size, retrieval_n_way=retrieval_n_way, fid=not no_fid, device=device,

@@ -19,6 +19,7 @@ from dreamdiffusion.commands._options import (
     STEPS,
     AllowOutsideRoot,
     ChannelMapping,
+    Conditioning,
     DatasetCSV,
     DatasetEEG,
     DatasetImages,
@@ -26,6 +27,8 @@ from dreamdiffusion.commands._options import (
     DatasetSplitIndex,
     DatasetSplits,
     DatasetSubject,
+    IPAdapter,
+    IPBase,
     dataset_options,
 )
 from dreamdiffusion.core.errors import ConfigError
@@ -36,16 +39,20 @@ from dreamdiffusion.generation import (
     GenerateConfig,
     generate_images,
     load_pipeline,
+    plan_conditioning,
     sources_from_dataset,
     sources_from_file,
 )
-from dreamdiffusion.pipeline import COMPILE_MODES, resolve_pipeline_folder
+from dreamdiffusion.pipeline import COMPILE_MODES
 
 
 def generate_cmd(
     model: Optional[Path] = typer.Option(
-        None, "--model", help="DreamDiffusionPipeline folder (or a finetune output folder). Default: the pipeline "
-                              "shipped with this installation."),
+        None, "--model", help="DreamDiffusionPipeline folder (or a finetune output folder), or an aligned encoder "
+                              "(`dreamdiffusion align` output). Default: the pipeline shipped with this installation."),
+    conditioning: Conditioning = "auto",
+    base: IPBase = None,
+    ip_adapter: IPAdapter = None,
     output: Path = typer.Option(..., "--output", help="Folder for images/, grid.png and manifest.json (written to a "
                                                       "temporary sibling, renamed into place when complete)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output folder."),
@@ -92,10 +99,10 @@ def generate_cmd(
     if compile not in COMPILE_MODES:
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     check_output_folder(output, overwrite)
-    model = resolve_pipeline_folder(model)
+    plan = plan_conditioning(model, conditioning, base, ip_adapter)
     if eeg_file is not None and not Path(eeg_file).exists():
         raise ConfigError("EEG file not found", eeg_file)
-    pipe = load_pipeline(model, scheduler, device=device, dtype=dtype, compile=compile)
+    pipe = load_pipeline(plan, scheduler, device=device, dtype=dtype, compile=compile)
     if dataset is not None:
         options = dataset_options(dataset, root=root, eeg=eeg, splits=splits, images=images, subject=subject,
                                   split_index=split_index, csv=csv, allow_outside_root=allow_outside_root,
@@ -106,13 +113,16 @@ def generate_cmd(
         if channel_mapping:
             spec = replace(spec, channel_mapping=channel_mapping)
         sources = sources_from_file(eeg_file, spec, list(onset or [0.0]), sfreq)
-    config = GenerateConfig(model=str(model), output=str(output), num_images=num_images, steps=steps,
+    config = GenerateConfig(model=str(plan.folder), output=str(output), num_images=num_images, steps=steps,
                             guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size,
-                            compile=compile, overwrite=overwrite)
+                            compile=compile, overwrite=overwrite, conditioning=conditioning, base=plan.base,
+                            ip_adapter=plan.ip_adapter)
     manifest = generate_images(config, sources, pipe=pipe)
     src = manifest["settings_source"]
+    route = manifest["conditioning"]["route"] + (" (built on the fly)" if plan.built else "")
     typer.echo(f"{sum(len(e['images']) for e in manifest['items'])} images -> {output} "
-               f"(guidance {manifest['guidance']:g}: {src['guidance']}; steps {manifest['steps']}: {src['steps']})")
+               f"(conditioning {route}; guidance {manifest['guidance']:g}: {src['guidance']}; "
+               f"steps {manifest['steps']}: {src['steps']})")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.app.stream import run_stream
-from dreamdiffusion.commands._options import GUIDANCE, POSITIVE, SEED, STEPS, number
+from dreamdiffusion.commands._options import GUIDANCE, POSITIVE, SEED, STEPS, Conditioning, IPAdapter, IPBase, number
 
 
 def register(app: typer.Typer) -> None:
@@ -17,8 +17,11 @@ def register(app: typer.Typer) -> None:
     def stream_command(
         lsl_stream: str = typer.Option(..., "--lsl-stream", help="Name of the LSL EEG stream to read."),
         output: Path = typer.Option(..., "--output", help="Folder for the images and manifest.jsonl."),
-        model: Optional[Path] = typer.Option(None, "--model", help="Pipeline folder (default: the embedded "
-                                             "trained pipeline, if this installation ships one)."),
+        model: Optional[Path] = typer.Option(None, "--model", help="Pipeline folder or aligned encoder (default: "
+                                             "the embedded trained pipeline, if this installation ships one)."),
+        conditioning: Conditioning = "auto",
+        base: IPBase = None,
+        ip_adapter: IPAdapter = None,
         every: Optional[float] = typer.Option(None, "--every", parser=number(1e-3, 1e6), help="Generate from the latest window every "
                                               "SECONDS."),
         on_marker: Optional[str] = typer.Option(None, "--on-marker", help="Name of an LSL marker stream: "
@@ -37,7 +40,7 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(10.0, "--timeout", parser=number(0.0, 1e6), help="Seconds to wait for the LSL streams."),
     ) -> None:
         """Read an LSL EEG stream and write an image on every marker or interval."""
-        engine = Engine.from_pretrained(model)
+        engine = Engine.from_pretrained(model, conditioning, base, ip_adapter)
         records = run_stream(engine, stream_name=lsl_stream, output=output, every=every, on_marker=on_marker,
                              max_images=max_images, duration=duration, steps=steps, guidance=guidance, seed=seed,
                              mapping=mapping, montage=montage, timeout=timeout)

@@ -35,7 +35,13 @@ from dreamdiffusion.evaluation import baselines as B
 from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
 from dreamdiffusion.evaluation.figures import comparison_grid, metrics_markdown
-from dreamdiffusion.generation import draw_images, load_pipeline
+from dreamdiffusion.generation import (
+    conditioning_record,
+    draw_images,
+    load_pipeline,
+    plan_conditioning,
+    recorded_setting,
+)
 from dreamdiffusion.models.hub import clip_image_embeds, load_clip
 
 logger = logging.getLogger(__name__)
@@ -49,7 +55,9 @@ class EvaluateConfig:
     """Everything ``evaluate`` needs; written beside the metrics so a result can be reproduced from its folder."""
 
     output: str  # folder for metrics.json, metrics.md, samples.png, samples/
-    model: str | None = None  # DreamDiffusionPipeline folder (or a finetune output folder holding pipeline/)
+    model: str | None = None  # a pipeline folder (or a finetune output folder holding pipeline/), or an aligned encoder
+    conditioning: str = "auto"  # auto | tokens | ip-adapter (generation.plan_conditioning)
+    ip_adapter: str | None = None  # the adapter of an ip-adapter pipeline built on the fly (default builtin-tiny)
     dataset: str = "synthetic"  # paired dataset name (see dreamdiffusion.data.pairs)
     dataset_options: dict = field(default_factory=dict)  # its path options (root, eeg, splits, images, subject ...)
     split: str = "test"  # the held-out split scored here
@@ -71,7 +79,7 @@ class EvaluateConfig:
     device: str | None = None  # cpu | cuda | cuda:1 ...; None: CUDA when present, else CPU
     # baselines beside the method (evaluation/baselines.py): ridge -> class lookup, ridge -> CLIP embedding
     baselines: bool = True
-    base: str | None = None  # the class lookup's base; None = the one the model was fine-tuned from
+    base: str | None = None  # the class lookup's base (and a built pipeline's); None: the one the model draws with
     baseline_guidance: float | None = None  # the class lookup's guidance; None = the method's
     baseline_train_limit: int | None = None  # fit the ridges on the first N train pairs only (None: all)
     # fit them on this share of the train images, drawn with `seed` as `finetune --train-fraction` draws them
@@ -125,23 +133,13 @@ def resolve_classifier_name(config: EvaluateConfig) -> str:
 
 
 def finetune_setting(model: str | os.PathLike | None, key: str) -> str | None:
-    """A setting (``clip``, ``base``) a pipeline was fine-tuned with, from ``finetune_config.json`` beside or above it."""
-    if model is None:
-        return None
-    for folder in (Path(model), Path(model).parent):
-        cfg = folder / "finetune_config.json"
-        if cfg.is_file():
-            try:
-                value = json.loads(cfg.read_text()).get(key)
-            except ValueError:
-                continue
-            if value:
-                return str(value)
-    return None
+    """A setting (``clip``, ``base``) a model was trained with: :func:`dreamdiffusion.generation.recorded_setting`
+    (``finetune_config.json`` or, for an aligned encoder, ``align_config.json``, beside or above it)."""
+    return recorded_setting(model, key)
 
 
 def find_clip_for_model(model: str | os.PathLike | None) -> str | None:
-    """The ``--clip`` a pipeline was fine-tuned with, from ``finetune_config.json`` beside or above it."""
+    """The ``--clip`` a model was trained against (``finetune_config.json`` / ``align_config.json``)."""
     return finetune_setting(model, "clip")
 
 
@@ -342,6 +340,8 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
     if config.generated is not None and Path(config.generated).resolve() == Path(config.output).resolve():
         raise ConfigError("--output must differ from --generated (the scores go beside, not over, the images)",
                           config.output)
+    if config.model is not None:  # a route that cannot be taken is refused before any data is read
+        plan_conditioning(config.model, config.conditioning, None, config.ip_adapter)
     # The one output-folder policy: the run writes a temporary sibling, renamed to --output when complete.
     with staged_folder(config.output, config.overwrite) as out_dir:
         result = _evaluate_into(config, out_dir, progress)
@@ -360,7 +360,11 @@ def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dic
     ground_truth = [it["image"] for it in items]
 
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipe = None if config.model is None else load_pipeline(config.model, config.scheduler, device=device)
+    pipe = None
+    if config.model is not None:
+        plan = plan_conditioning(config.model, config.conditioning, None, config.ip_adapter)
+        plan = dataclasses.replace(plan, base=config.base) if plan.built and config.base else plan  # --base: both uses
+        pipe = load_pipeline(plan, config.scheduler, device=device)
 
     if config.generated is not None:
         samples = read_samples(config.generated, len(items))
@@ -370,7 +374,7 @@ def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dic
         save_samples(samples, items, out_dir / SAMPLES_DIR,
                      {"model": os.fspath(config.model), "dataset": config.dataset, "split": config.split,
                       "seed": config.seed, "steps": config.steps, "guidance": config.guidance,
-                      "scheduler": type(pipe.scheduler).__name__})
+                      "scheduler": type(pipe.scheduler).__name__, "conditioning": conditioning_record(pipe)})
 
     classifier = ImageClassifier.load(resolve_classifier_name(config), device=device)
     clip_spec = config.clip or find_clip_for_model(config.model)
@@ -384,6 +388,8 @@ def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dic
         result["retrieval_skipped"] = clip.note
     if config.baselines:
         result.update(_baselines(config, items, eegs, ground_truth, pipe, clip, scoring))
+    if pipe is not None:
+        result["conditioning"] = conditioning_record(pipe)
     result.update({"clip": clip_spec, "dataset": config.dataset, "split": config.split,
                    "seconds": round(time.perf_counter() - t0, 2), "config": config.to_dict()})
 
@@ -404,7 +410,8 @@ class _ClipSide:
         self.embed = self.image_embeds = self.gen_embeds = self.eeg_embeds = None
         self.note = None
         if clip_spec is None:
-            self.note = "retrieval skipped: no --clip given and none recorded in the model's finetune_config.json"
+            self.note = ("retrieval skipped: no --clip given and none recorded in the model's finetune_config.json "
+                         "or align_config.json")
             logger.info(self.note)
             return
         clip = load_clip(clip_spec)
@@ -458,7 +465,8 @@ def _baselines(config: EvaluateConfig, items, eegs, ground_truth, pipe, clip: _C
                             with_ssim=False, **sub)
         return {k: m.get(k) for k in BASELINE_KEYS} | {"guidance": guidance, "steps": config.steps}
 
-    base = config.base or finetune_setting(config.model, "base")
+    base = config.base or finetune_setting(config.model, "base") or \
+        (None if pipe is None else conditioning_record(pipe).get("base"))  # a pipeline built on the fly: its base
     return B.run_baselines(train, test, base, clip.embed, score)
 
 

@@ -21,11 +21,13 @@ Pure model file: no training loop.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save
 
 from dreamdiffusion.core.constants import BUILTIN_NAME
@@ -87,6 +89,42 @@ def resolve_ip_adapter(spec: str) -> IPAdapterSource:
     if spec == H94_REPO:
         return IPAdapterSource(H94_REPO, H94_SD15[0], H94_SD15[1], H94_REPO, H94_SD15[2])
     raise ConfigError(f"unknown --ip-adapter: not a folder, {H94_REPO} or {BUILTIN_NAME}", spec)
+
+
+QUALITY_FILE = "quality.json"  # beside an adapter: its quality check (make_builtin.py writes the built-in one's)
+
+
+def _local_adapter_folder(src: IPAdapterSource) -> Path | None:
+    folder = Path(src.repo, src.subfolder)
+    return folder if folder.is_dir() else None
+
+
+def adapter_image_embed_dim(src: IPAdapterSource) -> int | None:
+    """The CLIP image-embedding width the adapter reads (its ``image_proj.proj.weight`` columns), from the
+    safetensors header alone; None for an adapter not on disk (a hub id not yet downloaded)."""
+    folder = _local_adapter_folder(src)
+    if folder is None or not (folder / src.weight_name).is_file():
+        return None
+    try:
+        with safe_open(folder / src.weight_name, "pt") as f:
+            return int(f.get_slice("image_proj.proj.weight").get_shape()[1])
+    except (OSError, KeyError, ValueError, IndexError, RuntimeError, TypeError) as exc:  # a broken file
+        raise ConfigError(f"cannot read the IP-Adapter: {str(exc).strip().splitlines()[0]}",
+                          folder / src.weight_name) from None
+
+
+def recorded_image_embed_norm(src: IPAdapterSource) -> float | None:
+    """The mean norm of the CLIP image embeddings the adapter was trained on (``train_image_embed_norm`` in its
+    ``quality.json``), or None when it records none (h94's adapters, stand-in weights)."""
+    folder = _local_adapter_folder(src)
+    path = None if folder is None else folder / QUALITY_FILE
+    if path is None or not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text()).get("train_image_embed_norm")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
 def _cross_attention_names(unet) -> list[str]:
@@ -152,6 +190,6 @@ def save_ip_adapter(state_dict: dict, folder: str | os.PathLike, metadata: dict 
                               save(flat, metadata={k: str(v) for k, v in (metadata or {}).items()}))
 
 
-__all__ = ["IPAdapterSource", "resolve_ip_adapter", "new_ip_adapter_state_dict", "ip_adapter_state_dict",
+__all__ = ["IPAdapterSource", "resolve_ip_adapter", "adapter_image_embed_dim", "recorded_image_embed_norm", "new_ip_adapter_state_dict", "ip_adapter_state_dict",
            "ip_adapter_parameters", "save_ip_adapter", "IP_ADAPTER_SUBFOLDER", "IP_ADAPTER_WEIGHT_NAME",
            "NUM_IP_TOKENS", "H94_REPO"]
