@@ -95,3 +95,24 @@ def test_builtin_tiny_goes_through_the_same_loaders():
     clip = hub.load_clip("builtin-tiny")
     assert base.unet.config.cross_attention_dim == builtin.CROSS_ATTENTION_DIM
     assert hub.clip_projection_dim(clip.model) == builtin.CLIP_PROJECTION_DIM
+
+
+def test_clip_pool_tokens_reads_several_token_mixtures(parts, tmp_path):
+    """K > 1 mixtures: a CLIP head that can weight early and late tokens differently; K = 1 keeps the paper's
+    parameter shapes (so older pipelines load unchanged); the option round-trips through save/load."""
+    paper = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM)
+    assert paper.config.clip_pool_tokens == 1
+    assert tuple(paper.clip_pool.weight.shape[:2]) == (1, N_TIMES // 4)
+    wide = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, clip_pool_tokens=4)
+    dim = wide.encoder.config.embed_dim
+    assert tuple(wide.clip_pool.weight.shape[:2]) == (4, N_TIMES // 4)
+    assert tuple(wide.clip_proj.weight.shape) == (CLIP_DIM, 4 * dim)
+    eeg = torch.randn(2, N_CHANS, N_TIMES)
+    out = wide(eeg).clip_embeds
+    assert out.shape == (2, CLIP_DIM)
+    wide.save_pretrained(tmp_path / "c")
+    again = EEGConditioner.from_pretrained(tmp_path / "c")
+    assert again.config.clip_pool_tokens == 4
+    assert torch.allclose(again(eeg).clip_embeds, out)
+    with pytest.raises(ConfigError):
+        EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, clip_pool_tokens=0)

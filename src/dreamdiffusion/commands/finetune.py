@@ -54,6 +54,8 @@ def finetune_cmd(
                                        help="Share of samples trained with the null EEG (enables --guidance)."),
     time_conditioning: bool = typer.Option(_D.time_conditioning, "--time-conditioning/--no-time-conditioning",
                                            help="Add the pooled EEG context to the timestep embedding (paper)."),
+    clip_pool_tokens: int = typer.Option(_D.clip_pool_tokens, "--clip-pool-tokens",
+                                         help="Token mixtures the CLIP head reads (1: the paper's)."),
     timestep_bias: str = typer.Option(_D.timestep_bias, "--timestep-bias",
                                       help="Training timesteps: none (uniform, paper) | later (noisier more often) | earlier."),
     timestep_bias_multiplier: float = typer.Option(_D.timestep_bias_multiplier, "--timestep-bias-multiplier",

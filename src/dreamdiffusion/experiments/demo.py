@@ -77,6 +77,7 @@ class DemoSettings:
     probe: bool = False
     # Stage B (dreamdiffusion.training.finetune)
     clip_weight: float = 1.0  # 0 switches CLIP supervision off
+    clip_pool_tokens: int = 1  # token mixtures the CLIP head reads (1: the paper's)
     # 400 joint steps at lr 3e-3 (paper: 5.3e-5 for SD 1.5 over ~500 epochs): on seed 0's val split the images
     # judged right went 0.22 (100 steps, lr 1e-3) -> 0.61 (400 steps, lr 3e-3) -> 0.63 (800 steps); at lr 5e-3
     # and 1e-2 the new mapper layers collapse to one context for every EEG (val at chance).
@@ -226,7 +227,8 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
     return finetune(FinetuneConfig(
         output=str(folder), dataset="synthetic", dataset_options={"root": str(bench)},
         encoder=None if encoder is None else str(encoder), encoder_preset=s.encoder_preset, base=cfg.base,
-        clip=cfg.clip, train=s.train, clip_weight=s.clip_weight, batch_size=s.finetune_batch_size,
+        clip=cfg.clip, train=s.train, clip_weight=s.clip_weight, clip_pool_tokens=s.clip_pool_tokens,
+        batch_size=s.finetune_batch_size,
         learning_rate=s.finetune_learning_rate, encoder_learning_rate=s.finetune_encoder_learning_rate,
         unet_learning_rate=s.finetune_unet_learning_rate, timestep_bias=s.timestep_bias,
         timestep_bias_multiplier=s.timestep_bias_multiplier, timestep_bias_portion=s.timestep_bias_portion,

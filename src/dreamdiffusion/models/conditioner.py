@@ -6,7 +6,8 @@ Diffusion's CLIP-text context with a mapping of the pretrained EEG encoder's tok
 - token mapper: two 1x1 ``Conv1d`` over the *token* axis (N=128 -> 64 -> 77, no nonlinearity),
   then a ``Linear`` from the encoder width to the UNet's ``cross_attention_dim``: ``[B, 77, Dx]``;
 - CLIP head: a 1x1 ``Conv1d`` N -> 1 over the raw encoder tokens, then a ``Linear`` to CLIP's
-  projection size; trained with ``1 - cos(head, CLIP image_embeds)`` against the paired image;
+  projection size; trained with ``1 - cos(head, CLIP image_embeds)`` against the paired image
+  (``clip_pool_tokens`` K > 1: N -> K mixtures, flattened before the ``Linear``; the paper's is 1);
 - optional time conditioning: the context pooled by two 1x1 ``Conv1d`` (77 -> 38 -> 1) and
   projected to the UNet's time-embedding width, added to the timestep embedding so that the EEG
   also modulates every ResBlock.
@@ -94,8 +95,11 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         arch_options: dict | None = None,
         channel_index: list | None = None,
         time_pool: int = 1,
+        clip_pool_tokens: int = 1,
     ):
         super().__init__()
+        if clip_pool_tokens < 1:
+            raise ConfigError(f"clip_pool_tokens must be at least 1, got {clip_pool_tokens}")
         if _paper_layout(arch, channel_index, time_pool):
             self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio,
                                       alibi)
@@ -109,9 +113,13 @@ class EEGConditioner(ModelMixin, ConfigMixin):
             nn.Conv1d(mid_tokens, num_cond_tokens, kernel_size=1),
         )
         self.dim_mapper = nn.Linear(embed_dim, cross_attention_dim)
-        # CLIP head on the raw tokens (before the mapper), as the reference's `mapping`.
-        self.clip_pool = nn.Conv1d(n_tokens, 1, kernel_size=1)
-        self.clip_proj = nn.Linear(embed_dim, clip_dim)
+        # CLIP head on the raw tokens (before the mapper), as the reference's `mapping`. The paper pools the
+        # tokens into ONE mixture (clip_pool_tokens=1), so a linear read-out of the tokens gets one temporal
+        # weighting shared by every feature: an evoked response whose components differ in latency AND
+        # topography then loses most of what tells images apart, and the warm-up finds the signal at some
+        # seeds and not at others. K > 1 mixtures (flattened, K * D -> CLIP) lift that bottleneck.
+        self.clip_pool = nn.Conv1d(n_tokens, clip_pool_tokens, kernel_size=1)
+        self.clip_proj = nn.Linear(clip_pool_tokens * embed_dim, clip_dim)
         if time_embed_dim:
             half = max(1, num_cond_tokens // 2)
             self.time_cond = nn.Sequential(
@@ -199,7 +207,7 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         self.check_eeg(eeg)
         tokens = self.encoder(eeg.to(self.dtype))  # [B, N, D]
         cond = self.dim_mapper(self.token_mapper(tokens))  # [B, 77, D] -> [B, 77, Dx]
-        clip_embeds = self.clip_proj(self.clip_pool(tokens).squeeze(1))  # [B, 1, D] -> [B, P]
+        clip_embeds = self.clip_proj(self.clip_pool(tokens).flatten(1))  # [B, K, D] -> [B, K * D] -> [B, P]
         return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
 
     def null_condition(self, batch_size: int) -> torch.Tensor:

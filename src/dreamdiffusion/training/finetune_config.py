@@ -48,6 +48,9 @@ class FinetuneConfig:
     align: str = "cosine"
     cond_dropout: float = 0.1  # share of samples trained on the null-EEG context (enables guidance)
     time_conditioning: bool = True  # add pooled EEG context to the timestep embedding (paper)
+    # Token mixtures the CLIP head reads (1: the paper's single pooled token; K > 1 gives a linear read-out K
+    # temporal weightings, see models/conditioner.py). A new conditioner only; a fine-tuned one keeps its own.
+    clip_pool_tokens: int = 1
     # Which training timesteps are drawn (diffusers' SDXL scripts' --timestep_bias_strategy): none (uniform, as
     # the paper), later (the noisiest `timestep_bias_portion` of the schedule drawn `timestep_bias_multiplier`
     # times as often: where the image's layout, i.e. what the EEG decides, is formed) or earlier (the least noisy).
@@ -119,6 +122,8 @@ class FinetuneConfig:
             raise ConfigError(f"--select-images must be at least 2 for gen_clip, got {self.select_images}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ConfigError(f"--mixed-precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not 1 <= self.clip_pool_tokens <= 4096:
+            raise ConfigError(f"--clip-pool-tokens must be in [1, 4096], got {self.clip_pool_tokens}")
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ConfigError(f"--cond-dropout must be in [0, 1), got {self.cond_dropout}")
         for name in ("batch_size", "gradient_accumulation_steps"):

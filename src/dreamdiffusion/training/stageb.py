@@ -245,6 +245,7 @@ def build_conditioner(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: fl
                       clip_dim: int, time_dim: int | None) -> EEGConditioner:
     """The pretrained encoder at ``cfg.encoder`` (``pretrain``'s transformer or ``align``'s encoder of any
     architecture), or a fresh ``encoder_arch`` (msm: of ``encoder_preset``), with new mappers and CLIP head."""
+    head = {"clip_pool_tokens": cfg.clip_pool_tokens}
     if cfg.encoder and cfg.encoder.lower() != "none":
         encoder = load_encoder(cfg.encoder, aligned=True)
         aligned = isinstance(encoder, AlignedEncoder)
@@ -260,13 +261,13 @@ def build_conditioner(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: fl
                 f"{n_chans} x {n_times} (prepare the pairs with the encoder's input: --channel-mapping / resampling, "
                 f"or pretrain an encoder for this montage)", cfg.encoder)
         if aligned:
-            return EEGConditioner.from_aligned(encoder, cross, clip_dim, time_dim)
-        return EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim)
+            return EEGConditioner.from_aligned(encoder, cross, clip_dim, time_dim, **head)
+        return EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim, **head)
     sfreq = sfreq or PAPER_SFREQ
     if (cfg.encoder_arch or "msm") != "msm":
-        return EEGConditioner.from_arch(cfg.encoder_arch, n_chans, n_times, sfreq, cross, clip_dim, time_dim)
+        return EEGConditioner.from_arch(cfg.encoder_arch, n_chans, n_times, sfreq, cross, clip_dim, time_dim, **head)
     return EEGConditioner.from_preset(cfg.encoder_preset, n_chans=n_chans, n_times=n_times, sfreq=sfreq,
-                                      cross_attention_dim=cross, clip_dim=clip_dim, time_embed_dim=time_dim)
+                                      cross_attention_dim=cross, clip_dim=clip_dim, time_embed_dim=time_dim, **head)
 
 
 def build_parts(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: float | None) -> StageBParts:
