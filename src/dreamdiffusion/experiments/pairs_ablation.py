@@ -204,10 +204,12 @@ def pairs_figure(summary: dict, path) -> Path:
         ax.set_xticks(x)
         ax.set_xticklabels([f"{v:g}" for v in x])
         ax.set_xlabel("share of the train pairs")
-        ax.set_ylabel(ylabel + " (mean ± sd over seeds)")
+        ax.set_ylabel(ylabel)
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
-    fig.suptitle("Stage A with few pairs (digits benchmark)", fontsize=9)
+    # the spread goes in the title: in each y label it ran past the panel's height into the title
+    fig.suptitle("Stage A with few pairs (digits benchmark; mean ± sd over seeds)", fontsize=9)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 
