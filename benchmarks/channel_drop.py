@@ -2,7 +2,7 @@
 through a consumer headset (32, 16, 14 Emotiv, 8, 4 Muse channels) and mapped back onto the
 128-channel cap by electrode position (``dreamdiffusion.app.devices.simulate_headset``).
 
-The judge is the benchmark's linear ERP decoder (``synthetic.eeg_features`` + ridge classifier),
+The judge is the benchmark's linear ERP decoder (``data.transforms.binned_means`` + ridge classifier),
 trained once on the full 128-channel train split, and scored on the test split after each
 headset simulation: the situation of a model trained on 128 channels fed by a smaller headset.
 
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> dict:
     from sklearn.linear_model import RidgeClassifierCV
 
     from dreamdiffusion.app.devices import get_layout
-    from dreamdiffusion.data.synthetic import MONTAGE, SyntheticPairs, build_benchmark, eeg_features
+    from dreamdiffusion.data.synthetic import MONTAGE, SyntheticPairs, build_benchmark
+    from dreamdiffusion.data.transforms import binned_means
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", type=Path, default=Path(tempfile.gettempdir()) / "dd-benchmark-seed0")
@@ -53,20 +54,20 @@ def main(argv: list[str] | None = None) -> dict:
 
     xtr, ytr = arrays(train)
     xte, yte = arrays(test)
-    clf = RidgeClassifierCV(alphas=np.logspace(-1, 4, 11)).fit(eeg_features(xtr), ytr)
+    clf = RidgeClassifierCV(alphas=np.logspace(-1, 4, 11)).fit(binned_means(xtr, 16), ytr)
     names = list(train.ch_names)
-    full = float((clf.predict(eeg_features(xte)) == yte).mean())
+    full = float((clf.predict(binned_means(xte, 16)) == yte).mean())
     results = {"128 (full cap)": {"n_channels": 128, "accuracy": full, "accuracy_retrained": full}}
     for name in LAYOUTS:
         layout = get_layout(name)
         w = mapping_matrix(names, layout, MONTAGE).astype(np.float32)
         mapped = np.einsum("ij,njt->nit", w, xte)
-        acc = float((clf.predict(eeg_features(mapped)) == yte).mean())
+        acc = float((clf.predict(binned_means(mapped, 16)) == yte).mean())
         # Upper bound for adapting to the headset (a decoder trained on mapped data, as a channel
         # adapter fine-tuned on the user's own recordings would approach).
         own = RidgeClassifierCV(alphas=np.logspace(-1, 4, 11)).fit(
-            eeg_features(np.einsum("ij,njt->nit", w, xtr)), ytr)
-        acc_own = float((own.predict(eeg_features(mapped)) == yte).mean())
+            binned_means(np.einsum("ij,njt->nit", w, xtr), 16), ytr)
+        acc_own = float((own.predict(binned_means(mapped, 16)) == yte).mean())
         results[name] = {"n_channels": layout.n_chans, "accuracy": acc, "accuracy_retrained": acc_own}
     out = {"benchmark": str(root), "seed": args.seed, "n_train": int(len(ytr)), "n_test": int(len(yte)),
            "chance": 0.1, "judge": "ridge classifier on time-binned EEG; accuracy: trained on all 128 channels, "

@@ -117,6 +117,14 @@ def test_make_windows_and_normalize():
     assert T.normalize_windows(w, "none").dtype == np.float32
 
 
+def test_binned_means_average_equal_time_bins_per_channel():
+    x = np.stack([np.arange(9.0), 10 + np.arange(9.0)])[None]  # [N=1, C=2, T=9]
+    out = T.binned_means(x, 4)  # the 9th sample is left out: four bins of two samples
+    assert out.tolist() == [[0.5, 2.5, 4.5, 6.5, 10.5, 12.5, 14.5, 16.5]]  # channel-major
+    with pytest.raises(ValueError):
+        T.binned_means(x, 10)
+
+
 def test_sine_keeps_its_frequency_through_resampling():
     sfreq = 128.0
     t = np.arange(int(8 * sfreq)) / sfreq

@@ -40,6 +40,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.data.corpus import CorpusWriter
 from dreamdiffusion.data.montage import make_montage
+from dreamdiffusion.data.transforms import binned_means
 
 logger = logging.getLogger(__name__)
 
@@ -415,18 +417,23 @@ class SyntheticPairs(torch.utils.data.Dataset):
     def image(self, image_index: int):
         return Image.fromarray(self.images[image_index])  # uint8 [R, R, 3] -> RGB
 
+    def eeg(self, i: int) -> torch.Tensor:
+        """Item ``i``'s EEG ``float32 [128, 512]`` alone (no image read)."""
+        return torch.from_numpy(np.array(self._eeg[int(self.indices[i])], dtype=np.float32))
+
     def __getitem__(self, i: int) -> dict:
         t = int(self.indices[i])
         img = int(self.trial_image[t])
-        return {"eeg": torch.from_numpy(np.array(self._eeg[t], dtype=np.float32)), "image": self.image(img),
+        return {"eeg": self.eeg(i), "image": self.image(img),
                 "label": int(self.labels[img]), "subject": int(self.trial_subject[t]),
                 "image_name": f"digit-{img:04d}.png", "image_index": img}
 
 
 def eeg_features(eeg: np.ndarray, n_bins: int = 16) -> np.ndarray:
-    """Time-binned means ``[N, C * n_bins]``: the usual features of a linear ERP decoder."""
-    n, c, t = eeg.shape
-    return eeg[:, :, : t - t % n_bins].reshape(n, c, n_bins, -1).mean(-1).reshape(n, -1)
+    """Deprecated alias of :func:`dreamdiffusion.data.transforms.binned_means` (moved there; kept one release)."""
+    warnings.warn("dreamdiffusion.data.synthetic.eeg_features moved to dreamdiffusion.data.transforms.binned_means",
+                  DeprecationWarning, stacklevel=2)
+    return binned_means(eeg, n_bins)
 
 
 def linear_baseline(root: str | os.PathLike, split: str = "test") -> float:
@@ -436,7 +443,7 @@ def linear_baseline(root: str | os.PathLike, split: str = "test") -> float:
     train, other = SyntheticPairs(root, "train"), SyntheticPairs(root, split)
 
     def xy(ds):
-        x = eeg_features(np.asarray(ds._eeg[np.sort(ds.indices)], dtype=np.float32))
+        x = binned_means(np.asarray(ds._eeg[np.sort(ds.indices)], dtype=np.float32), 16)
         return x, ds.labels[ds.trial_image[np.sort(ds.indices)]]
 
     xtr, ytr = xy(train)

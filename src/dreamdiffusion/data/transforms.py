@@ -273,6 +273,18 @@ def normalize_windows(windows: np.ndarray, how: str = "zscore", eps: float = 1e-
 # Whole recordings
 
 
+def binned_means(x: np.ndarray, n_bins: int) -> np.ndarray:
+    """``x [N, C, T]`` averaged in ``n_bins`` equal time bins per channel: ``[N, C * n_bins]``, channel-major.
+
+    The features of the usual linear ERP decoder (the ridge baselines, the linear probe of an encoder's tokens).
+    The last ``T % n_bins`` samples are left out, so that every bin averages as many samples.
+    """
+    n, c, t = x.shape
+    if not 1 <= n_bins <= t:
+        raise ValueError(f"cannot average {t} samples in {n_bins} bins")
+    return x[:, :, : t - t % n_bins].reshape(n, c, n_bins, -1).mean(-1).reshape(n, -1)
+
+
 def pick_eeg(raw: mne.io.BaseRaw) -> mne.io.BaseRaw:
     """A copy of ``raw`` with only its EEG channels (bad ones dropped), data loaded."""
     types = set(raw.get_channel_types())

@@ -15,8 +15,8 @@ dataset, and writes beside the method's numbers:
   seen; each test EEG's predicted embedding -> retrieval top-1/top-5 against the distinct test images and
   within-class 2-way in CLIP space: the same protocol as the method's CLIP head.
 
-Ridge penalties are chosen on the train split alone, by cross-validation grouped by image (all trials of an image
-in one fold: :func:`fit_ridge`); the test split is only scored.
+Ridge penalties are chosen on the train split alone, holding out all trials of an image together
+(:class:`~dreamdiffusion.evaluation.ridge.RidgeSearch`); the test split is only scored.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from PIL import Image
 
 from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.pairs import keep_fraction_of_images, open_paired_dataset
-from dreamdiffusion.data.synthetic import eeg_features
+from dreamdiffusion.data.transforms import binned_means
 from dreamdiffusion.evaluation import metrics as M
+from dreamdiffusion.evaluation.ridge import RidgeSearch
 from dreamdiffusion.models import builtin, hub
 from dreamdiffusion.pipeline import make_scheduler
 
 logger = logging.getLogger(__name__)
 
-RIDGE_ALPHAS = np.logspace(-1, 5, 13)  # penalties tried by leave-one-out on train
 # Time bins per channel of the EEG features (the usual linear ERP decoder). 8 (55 ms at the paper's window) scored
 # higher than 16 in the grouped cross-validation on train of the digits benchmark (seed 0: 0.963 vs 0.957) and
 # makes the search 6x cheaper.
@@ -62,8 +62,9 @@ class TrainPairs:
 
 def eeg_feature_matrix(eegs: Sequence, n_bins: int = N_BINS) -> np.ndarray:
     """EEG windows ``[C, T]`` -> time-binned means ``[N, C * n_bins]`` (float32)."""
-    rows = [eeg_features(np.asarray(e, dtype=np.float32)[None], n_bins=n_bins)[0] for e in eegs]
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+    if not len(eegs):
+        return np.zeros((0, 0), np.float32)
+    return binned_means(np.stack([np.asarray(e, dtype=np.float32) for e in eegs]), n_bins).astype(np.float32)
 
 
 def load_train_pairs(dataset: str, options: dict, split: str = "train", limit: int | None = None,
@@ -77,7 +78,7 @@ def load_train_pairs(dataset: str, options: dict, split: str = "train", limit: i
     feats, labels, ids, images = [], [], [], {}
     for i in range(n):
         item = ds[i]
-        feats.append(eeg_features(np.asarray(item["eeg"], dtype=np.float32)[None], n_bins=N_BINS)[0])
+        feats.append(binned_means(np.asarray(item["eeg"], dtype=np.float32)[None], N_BINS)[0])
         labels.append(item.get("label"))
         key = item.get("image_name", i)
         ids.append(key)
@@ -89,99 +90,7 @@ def load_train_pairs(dataset: str, options: dict, split: str = "train", limit: i
                       labels=None if any(lab is None for lab in labels) else labels, image_ids=ids, images=images)
 
 
-# ----------------------------------------------------------------------------------------------- ridge fits
-
-@dataclass
-class Ridge:
-    """A fitted ridge map ``x -> x @ coef + intercept`` (and, for a classifier, its class names)."""
-
-    coef: np.ndarray  # [F, K]
-    intercept: np.ndarray  # [K]
-    alpha: float  # the penalty chosen on train
-    cv_scores: dict  # penalty -> mean held-out score (accuracy, or minus the squared error)
-    classes: list | None = None  # classifier: the class of each output column
-
-    @property
-    def alpha_(self) -> float:  # scikit-learn's name, for callers written against RidgeCV
-        return self.alpha
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        out = np.asarray(x, np.float64) @ self.coef + self.intercept
-        return out if self.classes is None else np.asarray(self.classes, dtype=object)[out.argmax(axis=1)]
-
-
-class _Centred:
-    """One eigendecomposition of the centred ``x^T x``: ridge solutions for any targets and any penalty."""
-
-    def __init__(self, x: np.ndarray):
-        self.mx = x.mean(axis=0)
-        self.xc = x - self.mx
-        self.evals, self.evecs = np.linalg.eigh(self.xc.T @ self.xc)
-        self.evals = np.maximum(self.evals, 0.0)
-
-    def solver(self, y: np.ndarray):
-        """``solve(alpha) -> (coef, intercept)`` of ridge from x to ``y``."""
-        my = y.mean(axis=0)
-        z = self.evecs.T @ (self.xc.T @ (y - my))  # [F, K]
-
-        def solve(alpha: float):
-            coef = self.evecs @ (z / (self.evals + alpha)[:, None])
-            return coef, my - self.mx @ coef
-
-        return solve
-
-
-class RidgeSearch:
-    """Ridge maps from ``x`` whose penalty is chosen by ``folds``-fold cross-validation **grouped by image** on the
-    training data alone: all trials of an image sit in one fold, so the held-out score is that of unseen images, as
-    on the test split (scikit-learn's RidgeCV leaves one *trial* out, so the other trials of its image leak into the
-    held-out prediction). One eigendecomposition per fold serves every penalty and every target (the class and the
-    CLIP embedding), which keeps the search to seconds on a CPU (RidgeCV's took 4 minutes of the demo on 2 cores).
-    ``groups``: the image of each row."""
-
-    def __init__(self, x: np.ndarray, groups: Sequence, folds: int = 3, seed: int = 0):
-        self.x = np.asarray(x, np.float64)
-        keys = sorted(set(groups), key=str)
-        fold_of = dict(zip(keys, np.random.default_rng(seed).permutation(len(keys)) % folds))
-        self.fold = np.array([fold_of[g] for g in groups])
-        self.parts = [(self.fold == f, _Centred(self.x[self.fold != f])) for f in range(folds if len(keys) >= folds
-                                                                                       else 0)]
-        self.full = _Centred(self.x)
-
-    def fit(self, y, classify: bool = False, alphas: Sequence[float] = RIDGE_ALPHAS) -> Ridge:
-        """Regression onto ``y [N, K]``, or with ``classify`` a ridge classifier on +-1 one-hot targets (as
-        scikit-learn's RidgeClassifier). Score: accuracy, or minus the mean squared error; ties: larger penalty."""
-        classes = None
-        if classify:
-            classes = sorted({str(v) for v in y})
-            labels = np.array([classes.index(str(v)) for v in y])
-            y = -np.ones((len(labels), len(classes)))
-            y[np.arange(len(labels)), labels] = 1.0
-        y = np.asarray(y, np.float64).reshape(len(self.x), -1)
-        scores = {float(a): [] for a in alphas}
-        for held, centred in self.parts:
-            solve = centred.solver(y[~held])
-            for a in alphas:
-                coef, b = solve(a)
-                pred = self.x[held] @ coef + b
-                err = np.mean(pred.argmax(1) == y[held].argmax(1)) if classify else -np.mean((pred - y[held]) ** 2)
-                scores[float(a)].append(float(err))
-        means = {a: float(np.mean(v)) if v else 0.0 for a, v in scores.items()}
-        alpha = max(means, key=lambda a: (means[a], a))
-        coef, b = self.full.solver(y)(alpha)
-        return Ridge(coef=coef, intercept=b, alpha=alpha, cv_scores=means, classes=classes)
-
-
-def fit_ridge(x: np.ndarray, y, groups: Sequence, classify: bool = False, folds: int = 3, seed: int = 0) -> Ridge:
-    """One ridge map (:class:`RidgeSearch`; build the search once when fitting several targets on one ``x``)."""
-    return RidgeSearch(x, groups, folds, seed).fit(y, classify)
-
-
-def fit_ridge_regression(x: np.ndarray, y: np.ndarray, groups: Sequence | None = None, seed: int = 0) -> Ridge:
-    """:func:`fit_ridge` for a regression; ``groups`` None: every row its own group (pass the image of each trial
-    when images repeat, or the penalty is chosen on trials whose image the fit has seen)."""
-    return fit_ridge(x, y, list(range(len(x))) if groups is None else groups, seed=seed)
-
+# ----------------------------------------------------------------------------------------------- CLIP scores
 
 def ridge_clip_scores(pred: torch.Tensor, truth: torch.Tensor, targets: Sequence[int], classes: Sequence | None,
                       n_way: int | None = None, trials: int = 50, seed: int = 0) -> dict:
@@ -303,7 +212,7 @@ def run_baselines(train: TrainPairs, test: TestSide, base: str | None,
     of the EEGs ``rows`` (the first trial of each distinct test image).
     """
     x_test = eeg_feature_matrix(test.eegs)
-    search = RidgeSearch(train.features, train.image_ids, seed=test.seed)  # shared by both baselines
+    search = RidgeSearch(train.features, train.image_ids)  # shared by both baselines
     out: dict = {}
     reason = _ridge_class_unavailable(train, test, base)
     if reason:
@@ -351,5 +260,5 @@ def _ridge_class_unavailable(train: TrainPairs, test: TestSide, base: str | None
     return None
 
 
-__all__ = ["TrainPairs", "TestSide", "eeg_feature_matrix", "load_train_pairs", "Ridge", "RidgeSearch", "fit_ridge", "fit_ridge_regression", "ridge_clip_scores", "class_conditioning", "class_lookup_images",
-           "base_class_indices", "run_baselines", "RIDGE_ALPHAS", "N_BINS"]
+__all__ = ["TrainPairs", "TestSide", "eeg_feature_matrix", "load_train_pairs", "ridge_clip_scores",
+           "class_conditioning", "class_lookup_images", "base_class_indices", "run_baselines", "N_BINS"]

@@ -11,89 +11,91 @@ side by side:
 - the raw EEG averaged in the same ``n_bins`` time bins per channel (the usual linear ERP decoder):
   the level a good encoder should keep.
 
-The ridge strength is chosen by leave-one-out on the train features (``RidgeClassifierCV``); val only scores.
+The ridge penalty is chosen on the train features alone, holding out all trials of an image together
+(:class:`~dreamdiffusion.evaluation.ridge.RidgeSearch`); val only scores. The split is read a batch at a
+time and every feature set is computed in the same pass, so the raw EEG of a split is never all in memory.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 import torch
 
 from dreamdiffusion.core.seeding import seed_everything
+from dreamdiffusion.data.transforms import binned_means
+from dreamdiffusion.evaluation.ridge import RidgeSearch
 
 logger = logging.getLogger(__name__)
 
-ALPHAS = np.logspace(-2, 5, 15)  # ridge strengths tried by leave-one-out on train
 
-
-def binned_means(x: np.ndarray | torch.Tensor, n_bins: int) -> np.ndarray:
-    """``[B, L, F]`` averaged in ``n_bins`` equal bins along ``L`` -> ``[B, n_bins * F]`` (float64).
-
-    ``L`` not divisible by ``n_bins``: the bins are as equal as ``adaptive_avg_pool1d`` makes them.
-    """
-    t = torch.as_tensor(x).float()
-    pooled = torch.nn.functional.adaptive_avg_pool1d(t.transpose(1, 2), n_bins)  # [B, F, n_bins]
-    return pooled.transpose(1, 2).reshape(t.shape[0], -1).double().numpy()
-
-
-def raw_eeg_features(eeg: np.ndarray | torch.Tensor, n_bins: int = 16) -> np.ndarray:
-    """EEG ``[B, C, T]`` -> per-channel means in ``n_bins`` time bins, ``[B, n_bins * C]``."""
-    return binned_means(torch.as_tensor(eeg).transpose(1, 2), n_bins)
-
-
-@torch.no_grad()
-def encoder_features(encoder: torch.nn.Module, eeg: np.ndarray | torch.Tensor, n_bins: int = 16,
-                     batch_size: int = 256) -> np.ndarray:
-    """The encoder's tokens for ``eeg [B, C, T]``, time-binned: ``[B, n_bins * D]``."""
-    was_training = encoder.training
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    eeg = torch.as_tensor(eeg)
-    out = [binned_means(encoder(eeg[i:i + batch_size].float().to(device)).cpu(), n_bins)
-           for i in range(0, len(eeg), batch_size)]
-    encoder.train(was_training)
-    return np.concatenate(out)
-
-
-def ridge_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> float:
-    """Val accuracy of a ridge classifier fit on the train features as they are.
+def ridge_accuracy(x_train: np.ndarray, y_train, x_val: np.ndarray, y_val, groups=None) -> float:
+    """Val accuracy of a ridge classifier fit on the train features as they are (``groups``: each train row's image;
+    None: every row its own).
 
     Not standardised: per-feature z-scoring lifts the near-silent, noise-only EEG channels to the
     level of the informative ones (raw-EEG probe 0.957 -> 0.918 on benchmark seed 0's val).
     """
-    from sklearn.linear_model import RidgeClassifierCV
-
-    clf = RidgeClassifierCV(alphas=ALPHAS).fit(x_train, y_train)
-    return float((clf.predict(x_val) == y_val).mean())
+    clf = RidgeSearch(x_train, groups).fit(list(y_train), classify=True)
+    return float(np.mean(clf.predict(x_val) == np.asarray([str(v) for v in y_val], dtype=object)))
 
 
-def eeg_and_labels(dataset) -> tuple[torch.Tensor, np.ndarray]:
-    """All ``eeg`` ``[B, C, T]`` and ``label`` ``[B]`` of a paired dataset (items as ``data.pairs`` gives them)."""
-    eeg, labels = [], []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        eeg.append(torch.as_tensor(item["eeg"]).float())
-        labels.append(int(item["label"]))
-    if not eeg:
+@torch.inference_mode()
+def probe_features(dataset, encoders: dict, n_bins: int = 16, raw: bool = True,
+                   batch_size: int = 64) -> tuple[dict[str, np.ndarray], list, list]:
+    """``({name: features [N, F]}, labels, images)`` of a paired dataset in one pass.
+
+    ``encoders``: name -> encoder; each gives its tokens binned in time (``[N, D * n_bins]``), and with ``raw``
+    ``"raw_eeg"`` is the EEG binned (``[N, C * n_bins]``). A dataset with ``eeg(i)`` and ``image_keys()`` (the
+    benchmark's) is read without its images; any other item by item (``eeg``, ``label``, ``image_name``).
+    """
+    n = len(dataset)
+    if not n:
         raise ValueError("the dataset is empty")
-    return torch.stack(eeg), np.asarray(labels)
+    fast = hasattr(dataset, "eeg") and hasattr(dataset, "image_keys")
+    keys = list(dataset.image_keys()) if fast else []
+    modes = {name: enc.training for name, enc in encoders.items()}
+    out = {name: [] for name in ((["raw_eeg"] if raw else []) + list(encoders))}
+    try:
+        for enc in encoders.values():
+            enc.eval()
+        for start in range(0, n, batch_size):
+            idx = range(start, min(n, start + batch_size))
+            if fast:
+                eeg = torch.stack([torch.as_tensor(dataset.eeg(i)) for i in idx]).float()
+            else:
+                items = [dataset[i] for i in idx]
+                eeg = torch.stack([torch.as_tensor(it["eeg"]) for it in items]).float()
+                keys += [(it.get("image_name", i), it.get("label")) for i, it in zip(idx, items)]
+            if raw:
+                out["raw_eeg"].append(binned_means(eeg.numpy(), n_bins))
+            for name, enc in encoders.items():
+                tokens = enc(eeg.to(next(enc.parameters()).device)).float().cpu()  # [b, N, D]
+                out[name].append(binned_means(tokens.transpose(1, 2).numpy(), n_bins))
+    finally:
+        for name, enc in encoders.items():
+            enc.train(modes[name])
+    labels = [label for _, label in keys]
+    if any(label is None for label in labels):
+        raise ValueError("the dataset has no labels to probe")
+    return {name: np.concatenate(parts) for name, parts in out.items()}, labels, [image for image, _ in keys]
 
 
 def random_encoder_like(encoder, seed: int):
     """A freshly initialised encoder of the same class and config (seeded)."""
     seed_everything(seed)
-    return type(encoder).from_config(encoder.config)
+    # Private keys dropped: diffusers' from_config resets to its defaults whatever _use_default_values lists.
+    return type(encoder).from_config({k: v for k, v in encoder.config.items() if not k.startswith("_")})
 
 
-def linear_probe(encoder, train: tuple[torch.Tensor, np.ndarray], val: tuple[torch.Tensor, np.ndarray],
-                 n_bins: int = 16, seed: int = 0, baselines: bool = True) -> dict:
+def linear_probe(encoder, train, val, n_bins: int = 16, seed: int = 0, baselines: bool = True) -> dict:
     """Probe accuracies on val: ``probe_encoder`` and, with ``baselines``, ``probe_random_encoder`` and
-    ``probe_raw_eeg``; plus the counts and ``probe_chance`` (the most frequent train label's share of val)."""
-    (x_tr, y_tr), (x_va, y_va) = train, val
-    result = {"probe_encoder": ridge_accuracy(encoder_features(encoder, x_tr, n_bins), y_tr,
-                                              encoder_features(encoder, x_va, n_bins), y_va)}
+    ``probe_raw_eeg``; plus the counts and ``probe_chance`` (the most frequent train label's share of val).
+
+    ``train``, ``val``: paired datasets (items with ``eeg`` and ``label``, as ``data.pairs`` gives them)."""
+    encoders = {"encoder": encoder}
     if baselines:
         state = torch.random.get_rng_state()
         rand = random_encoder_like(encoder, seed)
@@ -101,15 +103,14 @@ def linear_probe(encoder, train: tuple[torch.Tensor, np.ndarray], val: tuple[tor
         if device.type != "cpu":  # (ModelMixin.to costs seconds of imports even when nothing moves)
             rand = rand.to(device)
         torch.random.set_rng_state(state)  # probing must not move the caller's random stream
-        result["probe_random_encoder"] = ridge_accuracy(encoder_features(rand, x_tr, n_bins), y_tr,
-                                                        encoder_features(rand, x_va, n_bins), y_va)
-        result["probe_raw_eeg"] = ridge_accuracy(raw_eeg_features(x_tr, n_bins), y_tr,
-                                                 raw_eeg_features(x_va, n_bins), y_va)
-    majority = np.bincount(y_tr).argmax()
-    result.update({"probe_chance": float((y_va == majority).mean()), "probe_n_train": int(len(y_tr)),
-                   "probe_n_val": int(len(y_va)), "probe_n_bins": int(n_bins)})
+        encoders["random_encoder"] = rand
+    x_tr, y_tr, images = probe_features(train, encoders, n_bins, raw=baselines)
+    x_va, y_va, _ = probe_features(val, encoders, n_bins, raw=baselines)
+    result = {f"probe_{name}": ridge_accuracy(x_tr[name], y_tr, x_va[name], y_va, images) for name in x_tr}
+    majority = Counter(map(str, y_tr)).most_common(1)[0][0]
+    result.update({"probe_chance": float(np.mean([str(v) == majority for v in y_va])),
+                   "probe_n_train": len(y_tr), "probe_n_val": len(y_va), "probe_n_bins": int(n_bins)})
     return result
 
 
-__all__ = ["linear_probe", "encoder_features", "raw_eeg_features", "ridge_accuracy", "binned_means",
-           "eeg_and_labels", "random_encoder_like"]
+__all__ = ["linear_probe", "probe_features", "ridge_accuracy", "random_encoder_like"]

@@ -29,7 +29,7 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.synthetic import SyntheticPairs, build_benchmark
 from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
-from dreamdiffusion.evaluation.probe import eeg_and_labels, linear_probe
+from dreamdiffusion.evaluation.probe import linear_probe
 from dreamdiffusion.evaluation.selection import choose_guidance, distinct_image_items
 from dreamdiffusion.experiments.report import write_demo_report
 from dreamdiffusion.models import builtin, hub
@@ -208,8 +208,7 @@ def stage_b_probe(bench: Path, pipeline: Path, cfg: DemoConfig) -> dict:
     if not cfg.settings.probe:
         return {}
     encoder = load_encoder(Path(pipeline) / "eeg_conditioner")
-    splits = [eeg_and_labels(SyntheticPairs(bench, split)) for split in ("train", "val")]
-    return linear_probe(encoder, splits[0], splits[1], seed=cfg.seed)
+    return linear_probe(encoder, SyntheticPairs(bench, "train"), SyntheticPairs(bench, "val"), seed=cfg.seed)
 
 
 def stage_a_summary(encoder: Path | None) -> dict:

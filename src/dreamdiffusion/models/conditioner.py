@@ -101,8 +101,10 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         if clip_pool_tokens < 1:
             raise ConfigError(f"clip_pool_tokens must be at least 1, got {clip_pool_tokens}")
         if _paper_layout(arch, channel_index, time_pool):
-            self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio,
-                                      alibi)
+            # Keywords, not positions (why: MaskedSignalModel.__init__).
+            self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
+                                      embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                                      alibi=alibi)
             n_tokens = self.encoder.num_tokens
         else:
             self.encoder = TokenEncoder(arch, n_chans, n_times, sfreq, arch_options, channel_index, time_pool)

@@ -179,7 +179,8 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         bias = None
         if self.config.get("alibi", False):
             if positions is None:
-                positions = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+                # One row for the whole batch: the bias [1, H, n+1, n+1] broadcasts (B copies cost a tenth of a forward).
+                positions = torch.arange(x.shape[1], device=x.device)[None]
             bias = alibi_bias(positions, self.blocks[0].attn.num_heads) if len(self.blocks) else None
         x = torch.cat([cls, x], dim=1)
         return self.norm(_run_blocks(self.blocks, x, self.gradient_checkpointing, bias))
@@ -240,7 +241,11 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         alibi: bool = False,
     ):
         super().__init__()
-        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, embed_dim, depth, num_heads, mlp_ratio, alibi)
+        # Keywords, not positions: diffusers' register_to_config lists positional arguments under
+        # _use_default_values, and from_config(encoder.config) would then rebuild the *default* (paper-size) encoder.
+        self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
+                                  embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                                  alibi=alibi)
         n_tokens = self.encoder.num_tokens
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))

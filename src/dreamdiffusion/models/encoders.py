@@ -67,7 +67,7 @@ class MSMBackbone(nn.Module):
         if preset not in PRESETS:
             raise ConfigError(f"unknown encoder preset {preset!r}; choose one of {', '.join(PRESETS)}")
         enc = {k: PRESETS[preset][k] for k in ENCODER_KEYS}
-        self.encoder = EEGEncoder(n_chans, n_times, sfreq, patch_size, **enc)
+        self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size, **enc)
         self.pool = nn.Conv1d(self.encoder.num_tokens, 1, kernel_size=1)
         self.out_features = enc["embed_dim"]
         self.token_shape = (self.encoder.num_tokens, enc["embed_dim"])

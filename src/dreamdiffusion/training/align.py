@@ -38,8 +38,9 @@ from dreamdiffusion.core.seeding import STREAM_DATA, STREAM_INIT, derived_seed, 
 from dreamdiffusion.data.channel_sets import resolve_channels
 from dreamdiffusion.data.image_targets import VIEW_KINDS, blur_image, degraded_view
 from dreamdiffusion.data.pairs import open_paired_dataset
-from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, fit_ridge_regression
+from dreamdiffusion.evaluation.baselines import eeg_feature_matrix
 from dreamdiffusion.evaluation.metrics import retrieval_accuracy
+from dreamdiffusion.evaluation.ridge import fit_ridge
 from dreamdiffusion.models.conditioner import ENCODER_CONFIG_KEYS, load_encoder
 from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder
 from dreamdiffusion.models.hub import clip_image_embeds, load_clip
@@ -356,7 +357,7 @@ class _Ridge:
     val and test."""
 
     def __init__(self, features: list, ids: np.ndarray, train_embeds: torch.Tensor):
-        self.reg = fit_ridge_regression(np.concatenate(features), train_embeds[ids].numpy(), groups=ids.tolist())
+        self.reg = fit_ridge(np.concatenate(features), train_embeds[ids].numpy(), groups=ids.tolist())
 
     def score(self, features: list, ids: np.ndarray, candidates: torch.Tensor) -> dict:
         pred = torch.from_numpy(self.reg.predict(np.concatenate(features))).float()

@@ -30,7 +30,7 @@ from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.corpus import CorpusDataset
 from dreamdiffusion.data.pairs import open_paired_dataset
-from dreamdiffusion.evaluation.probe import eeg_and_labels, linear_probe
+from dreamdiffusion.evaluation.probe import linear_probe
 from dreamdiffusion.evaluation.reconstruction import (  # masked_pearson_r is also re-exported from here
     ReconstructionScores,
     interpolation_prediction,
@@ -480,9 +480,9 @@ def _probe(encoder, config: PretrainConfig) -> dict:
     if not config.probe_dataset:
         return {}
     started = time.time()
-    splits = [eeg_and_labels(open_paired_dataset(config.probe_dataset, split, **config.probe_dataset_options))
-              for split in ("train", "val")]
-    result = linear_probe(encoder, splits[0], splits[1], n_bins=config.probe_bins, seed=config.seed)
+    train, val = (open_paired_dataset(config.probe_dataset, split, **config.probe_dataset_options)
+                  for split in ("train", "val"))
+    result = linear_probe(encoder, train, val, n_bins=config.probe_bins, seed=config.seed)
     logger.info("linear probe on %s val: encoder %.3f, random encoder %.3f, raw EEG %.3f (%.0f s)",
                 config.probe_dataset, result["probe_encoder"], result["probe_random_encoder"],
                 result["probe_raw_eeg"], time.time() - started)

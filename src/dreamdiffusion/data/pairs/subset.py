@@ -23,7 +23,10 @@ class ImageSubset(Subset):
     def __getattr__(self, name):
         if name in ("dataset", "indices") or name.startswith("__"):
             raise AttributeError(name)
-        return getattr(self.dataset, name)
+        attr = getattr(self.dataset, name)
+        if name == "eeg":  # item i's EEG alone: item i of the subset is item indices[i] of the dataset
+            return lambda i: attr(int(self.indices[i]))
+        return attr
 
     def image_keys(self) -> list[tuple]:
         keys = item_keys(self.dataset)
