@@ -30,8 +30,12 @@ def test_modern_demo_end_to_end(modern_run):
     assert metrics["n_way"] == 10 and metrics["num_eeg"] == 8
     assert 0.0 <= metrics["retrieval_top1"] <= metrics["retrieval_top5"] <= 1.0
     assert {"align_s", "pipeline_s", "evaluate_s"} <= set(metrics["timings_s"])
-    # the aligned encoder kept its best val step; the guidance was chosen on val and rides with the pipeline
-    assert metrics["align_summary"]["chosen_on"].startswith("val retrieval")
+    # the aligned encoder kept the step the settings name (the last: DemoSettings.align_select), with its val
+    # retrieval in the summary; the guidance was chosen on val and rides with the pipeline
+    assert metrics["config"]["settings"]["align_select"] == "last"
+    assert metrics["align_summary"]["chosen_on"] == "last step"
+    assert metrics["align_summary"]["selected_step"] == metrics["config"]["settings"]["align_steps"]
+    assert 0.0 <= metrics["align_summary"]["val"]["top1"] <= metrics["align_summary"]["val"]["top5"] <= 1.0
     chosen = json.loads((out / "guidance.json").read_text())
     assert metrics["guidance"] == chosen["guidance"] in (1.0, 3.0)
     recommended = json.loads((out / "pipeline" / "generation.json").read_text())

@@ -57,8 +57,11 @@ def align_stage(out: Path, bench: Path, cfg: DemoConfig, clip: str, name: str = 
     return align(AlignConfig(
         output=str(folder), dataset="synthetic", dataset_options={"root": str(bench)}, clip=clip,
         encoder_arch=s.align_arch, channels=s.align_channels, time_pool=s.align_time_pool,
+        spatial_filters=s.align_spatial_filters,
+        cosine_weight=s.align_cosine_weight, weight_decay=s.align_weight_decay,
         batch_size=s.align_batch_size, learning_rate=s.align_learning_rate, max_steps=s.align_steps,
-        warmup_steps=max(1, s.align_steps // 20), validate_every=s.align_validate_every, seed=cfg.seed))
+        warmup_steps=max(1, s.align_steps // 20), validate_every=s.align_validate_every, select=s.align_select,
+        seed=cfg.seed))
 
 
 def prior_stage(bench: Path, encoder: Path, clip_spec: str, cfg: DemoConfig) -> tuple[object | None, dict]:

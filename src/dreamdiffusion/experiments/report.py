@@ -203,8 +203,11 @@ def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, m
     rep.add("What ran", "\n".join([
         f"- seed {metrics['seed']}; machine: {metrics['machine']}",
         f"- benchmark: scikit-learn digits with simulated 128-channel visual evoked EEG ({bench})",
-        f"- align: `{s['align_arch']}` encoder, InfoNCE against the IP-Adapter's CLIP, {s['align_steps']} steps, "
-        f"batch {s['align_batch_size']}, kept step {align.get('step')} (val retrieval top-1 {fmt(align.get('top1'))}, "
+        f"- align: `{s['align_arch']}` encoder"
+        + (f" ({s.get('align_spatial_filters')} spatial filters)" if s.get("align_spatial_filters") else "")
+        + ", InfoNCE" + (f" + {s.get('align_cosine_weight')} x (1 - cos)" if s.get("align_cosine_weight") else "")
+        + f" against the IP-Adapter's CLIP, {s['align_steps']} steps, batch {s['align_batch_size']}, "
+        f"kept step {align.get('step')} ({s.get('align_select', 'best')}; val retrieval top-1 {fmt(align.get('top1'))}, "
         f"top-5 {fmt(align.get('top5'))}, {align.get('n_way')}-way)",
         f"- generation: predicted CLIP image embedding -> `{metrics['config']['ip_adapter']}` IP-Adapter (scale "
         f"{s['ip_adapter_scale']}) on the `{metrics['config']['base']}` base, {s['num_images']} sample per test EEG, "
