@@ -32,3 +32,26 @@ def test_public_api_from_the_top_level():
 
     assert DreamDiffusionPipeline is Pipe and EEGEncoder.__name__ == "EEGEncoder"
     assert EEGConditioner.__name__ == "EEGConditioner"
+
+
+def test_help_lists_every_command_without_importing_them():
+    """``dreamdiffusion --help`` loads no command module (they pull in torch and diffusers); each listed line is the
+    command's own."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dreamdiffusion.cli import main; assert main(['--help']) == 0; "
+            "print(sorted(m for m in sys.modules if m.startswith(('dreamdiffusion.commands.', 'diffusers', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+    import typer
+    import typer.main
+
+    from dreamdiffusion.commands import COMMANDS, command_module
+
+    for name, (_, short_help) in COMMANDS.items():
+        own = typer.Typer()
+        __import__(command_module(name), fromlist=["register"]).register(own)
+        command = typer.main.get_group(own).commands[name]
+        assert command.get_short_help_str(1000) == short_help, name

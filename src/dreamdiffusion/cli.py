@@ -1,24 +1,49 @@
 """The ``dreamdiffusion`` command line: a Typer app whose commands are thin wrappers.
 
 Each group of commands lives in ``dreamdiffusion.commands.<name>`` and registers itself
-through ``register(app)``. Errors of the project's own family become one line on stderr and
+through ``register(app)``, imported only when one of its commands runs or shows its help
+(``dreamdiffusion --help`` lists them from ``commands.COMMANDS`` and loads none). Errors of the project's own family become one line on stderr and
 exit status 2; ``--debug`` (a global option; accepted anywhere on the command line) shows the
 traceback instead.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
 import click
 import typer
+import typer.core
+import typer.main
 
-from dreamdiffusion.commands import ALL_COMMAND_MODULES
+from dreamdiffusion.commands import COMMANDS, command_module
 from dreamdiffusion.core.errors import DreamDiffusionError
 from dreamdiffusion.core.quiet import one_line, quiet_libraries
 
+
+class _LazyGroup(typer.core.TyperGroup):
+    """The root group. Until a command is resolved it is a stub with its one-line help (enough for the listing);
+    resolving it imports its module and puts the real command in the stub's place."""
+
+    def __init__(self, **attrs):
+        super().__init__(**attrs)
+        for name, (_, short_help) in COMMANDS.items():
+            self.commands.setdefault(name, click.Command(name, help=short_help))
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] in COMMANDS and not getattr(self.commands[args[0]], "_loaded", False):
+            own = typer.Typer()
+            importlib.import_module(command_module(args[0])).register(own)
+            for name, command in typer.main.get_group(own).commands.items():
+                command._loaded = True
+                self.commands[name] = command
+        return super().resolve_command(ctx, args)
+
+
 app = typer.Typer(
+    cls=_LazyGroup,
     name="dreamdiffusion",
     help="DreamDiffusion: generate images from brain EEG (MSM pretraining, Stable Diffusion, CLIP alignment).",
     no_args_is_help=True,
@@ -36,10 +61,6 @@ def _root(
 ) -> None:
     """DreamDiffusion command line."""
     _state["debug"] = debug
-
-
-for _module in ALL_COMMAND_MODULES:
-    _module.register(app)
 
 
 # Typer 0.2x runs on its own copy of click (typer._click); catch both so a bad flag is one line either way.
