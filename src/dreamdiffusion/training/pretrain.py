@@ -29,13 +29,7 @@ from tqdm.auto import tqdm
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.corpus import CorpusDataset
-from dreamdiffusion.data.pairs import open_paired_dataset
-from dreamdiffusion.evaluation.probe import linear_probe
-from dreamdiffusion.evaluation.reconstruction import (  # masked_pearson_r is also re-exported from here
-    ReconstructionScores,
-    interpolation_prediction,
-    masked_pearson_r,
-)
+from dreamdiffusion.evaluation.reconstruction import masked_pearson_r  # re-exported
 from dreamdiffusion.models.eeg_encoder import PRESETS, MaskedSignalModel
 from dreamdiffusion.training.checkpoint import (
     CheckpointManager,
@@ -44,7 +38,6 @@ from dreamdiffusion.training.checkpoint import (
 )
 from dreamdiffusion.training.loop import (
     STREAM_MASK,
-    STREAM_VAL,
     JsonlLog,
     StepBatchSampler,
     Throughput,
@@ -55,7 +48,12 @@ from dreamdiffusion.training.loop import (
     seeded_generator,
     warmup_cosine_scheduler,
 )
-from dreamdiffusion.training.plots import plot_loss_curves, plot_reconstruction
+from dreamdiffusion.training.pretrain_scores import (  # evaluate_msm, reconstruct_signal: re-exported
+    evaluate_msm,
+    pretrain_figures,
+    probe_encoder,
+    reconstruct_signal,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -173,39 +171,6 @@ class PretrainConfig:
             bad(f"--probe-bins must be at least 1, got {self.probe_bins}")
         if not 0.0 <= self.val_fraction < 1.0:
             bad(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-
-
-# --------------------------------------------------------------------------- metrics
-
-def reconstruct_signal(model, eeg: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """Predicted tokens ``[B, N, p*C]`` -> signal ``[B, C, T]`` in the input's units (see ``model.reconstruct``)."""
-    return model.reconstruct(eeg, pred)
-
-
-@torch.no_grad()
-def evaluate_msm(model, dataset, batch_size: int, seed: int, device, max_batches: int | None = None,
-                 autocast=None) -> dict:
-    """Validation on fixed masks (the same every call): the model's loss, and its masked MSE and Pearson r
-    (all channels, input units) beside the zero and interpolation predictors on the same masks."""
-    if len(dataset) == 0:
-        return {}
-    was_training = model.training
-    model.eval()
-    gen = seeded_generator(seed, STREAM_VAL, device=device)  # the same masks every evaluation
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    total_loss, total_n, scores = 0.0, 0, ReconstructionScores()
-    for i, eeg in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        eeg = eeg.to(device)
-        ctx = autocast() if autocast else torch.autocast("cpu", enabled=False)
-        with ctx:
-            loss, pred, mask = model(eeg, generator=gen)
-        total_loss += float(loss) * len(eeg)
-        total_n += len(eeg)
-        scores.add(eeg.float(), reconstruct_signal(model, eeg, pred), model.sample_mask(mask))
-    model.train(was_training)
-    return {"val_loss": total_loss / max(total_n, 1), **scores.result("val_"), "val_windows": total_n}
 
 
 # --------------------------------------------------------------------------- the run
@@ -414,7 +379,7 @@ class _Run:
             atomic_save_pretrained(msm.encoder, output)
             atomic_save_pretrained(msm, output / "msm")
             cfg.to_json(output / CONFIG_FILE, self.resolved)
-            probe = _probe(msm.encoder, cfg)
+            probe = probe_encoder(msm.encoder, cfg.probe_dataset, cfg.probe_dataset_options, cfg.probe_bins, cfg.seed)
             if probe:
                 self.metrics.write({"step": step, **probe})
             records = read_jsonl(output / METRICS_FILE) if (output / METRICS_FILE).exists() else []
@@ -426,7 +391,8 @@ class _Run:
                        **probe, "wall_time_s_this_process": time.time() - started, "device": str(acc.device),
                        "num_processes": acc.num_processes}
             atomic_write_json(output / SUMMARY_FILE, summary)
-            _figures(msm, self.val_set if len(self.val_set) else self.train_set, cfg, output, records, acc.device)
+            pretrain_figures(msm, self.val_set if len(self.val_set) else self.train_set, output, records, acc.device,
+                             cfg.seed, cfg.mask_ratio)
             logger.info("pretraining done: encoder in %s (val loss %s, Pearson r %s)", output,
                         val.get("val_loss"), val.get("val_pearson_r"))
         acc.wait_for_everyone()
@@ -473,38 +439,6 @@ def _validate(accelerator, model, val_set, config: PretrainConfig, metrics: Json
         metrics.write({"step": step, **result})
     accelerator.wait_for_everyone()
     return result
-
-
-def _probe(encoder, config: PretrainConfig) -> dict:
-    """Linear probe of the trained encoder (beside a random one and the raw EEG) on the probe dataset's val."""
-    if not config.probe_dataset:
-        return {}
-    started = time.time()
-    train, val = (open_paired_dataset(config.probe_dataset, split, **config.probe_dataset_options)
-                  for split in ("train", "val"))
-    result = linear_probe(encoder, train, val, n_bins=config.probe_bins, seed=config.seed)
-    logger.info("linear probe on %s val: encoder %.3f, random encoder %.3f, raw EEG %.3f (%.0f s)",
-                config.probe_dataset, result["probe_encoder"], result["probe_random_encoder"],
-                result["probe_raw_eeg"], time.time() - started)
-    return {**result, "probe_s": round(time.time() - started, 1)}
-
-
-def _figures(msm, dataset, config: PretrainConfig, output: Path, records: list[dict], device) -> None:
-    plot_loss_curves(records, output / "loss.png")
-    eeg = dataset[0][None].to(device)
-    msm.eval()
-    with torch.no_grad():
-        _loss, pred, mask = msm(eeg, generator=seeded_generator(config.seed, STREAM_VAL, device=device))
-    recon = reconstruct_signal(msm, eeg, pred)[0].cpu().numpy()
-    sample_mask = msm.sample_mask(mask)
-    interp = interpolation_prediction(eeg.float(), sample_mask)[0].cpu().numpy()
-    val = next((r for r in reversed(records) if r.get("val_mse_interp") is not None), {})
-    scores = (f"\nval: model r {val['val_pearson_r']:.3f}, MSE {val['val_mse']:.3f} | interpolation r "
-              f"{val['val_pearson_r_interp']:.3f}, MSE {val['val_mse_interp']:.3f} | zero MSE {val['val_mse_zero']:.3f}"
-              if val else "")
-    plot_reconstruction(eeg[0].cpu().numpy(), recon, sample_mask[0].cpu().numpy().astype(bool),
-                        output / "reconstruction.png", sfreq=msm.config.sfreq, interpolation=interp,
-                        title=f"MSM reconstruction, validation window 0 (mask ratio {config.mask_ratio:.2f}){scores}")
 
 
 __all__ = ["PretrainConfig", "pretrain_msm", "evaluate_msm", "masked_pearson_r", "reconstruct_signal"]
