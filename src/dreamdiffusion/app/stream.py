@@ -10,6 +10,7 @@ written atomically to the output folder, with one JSON line per image in ``manif
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -148,6 +149,28 @@ def _image(engine: Engine, raw, onset: float, trigger: Trigger, t_window: float,
     logger.info("image %d (%s%s) -> %s", index, trigger.reason, f" {trigger.marker}" if trigger.marker else "",
                 path.name)
     return record
+
+
+def latest_stream_images(folder: str | os.PathLike, n: int = 8) -> list[tuple[str, str]]:
+    """The newest ``n`` images a ``dreamdiffusion stream --output folder`` run has written, newest
+    first, as ``(path, caption)``; lines of the manifest whose image is not there yet are skipped
+    (the web app's live panel reads a running stream with it)."""
+    manifest = Path(folder) / MANIFEST
+    if not manifest.is_file():
+        return []
+    out = []
+    for line in reversed(manifest.read_text(encoding="utf-8").splitlines()):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line being written right now
+        path = Path(folder) / str(rec.get("image", ""))
+        if path.is_file():
+            why = f"marker {rec['marker']}" if rec.get("marker") else rec.get("trigger", "")
+            out.append((str(path), f"#{rec.get('index')} {why}".strip()))
+        if len(out) >= n:
+            break
+    return out
 
 
 def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, every: float | None = None,

@@ -23,11 +23,12 @@ import numpy as np
 
 from dreamdiffusion.app.devices import LAYOUTS, apply_montage, detect_layout
 from dreamdiffusion.app.engine import MAPPINGS, Engine, GenerationRecord, save_image
+from dreamdiffusion.app.stream import latest_stream_images
 from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
 from dreamdiffusion.core.files import atomic_write_bytes
 from dreamdiffusion.core.seeding import check_seed
-from dreamdiffusion.data.io import read_raw
+from dreamdiffusion.data.io import read_raw, write_raw_file
 from dreamdiffusion.data.montage import MONTAGE_SUFFIXES, builtin_montage_name, resolve_montage
 from dreamdiffusion.data.preflight import APP_MAX_EEG_MB, DEFAULT_MAX_EEG_MB, max_eeg_bytes
 from dreamdiffusion.data.synthetic import MONTAGE, SFREQ, SyntheticPairs, build_benchmark
@@ -199,9 +200,7 @@ def benchmark_samples(folder: str | os.PathLike, n: int = 8, seed: int = 0,
             info = mne.create_info(montage.ch_names[: eeg.shape[0]], SFREQ, "eeg")
             raw = mne.io.RawArray(eeg * 1e-6, info, verbose="error")  # z-scored units, stored as microvolts
             raw.set_montage(montage, on_missing="ignore", verbose="error")
-            tmp = folder / f".{stem}_tmp_eeg.fif"
-            raw.save(tmp, overwrite=True, verbose="error")
-            os.replace(tmp, eeg_path)
+            write_raw_file(raw, eeg_path, overwrite=True)  # atomic: a reader never meets half a FIF file
             save_image(item["image"], truth_path)
         samples.append(Sample(name=f"benchmark test {stem} (digit {item['label']})", path=eeg_path,
                               ground_truth=truth_path, label=str(item["label"]), model_ready=True))
@@ -287,27 +286,6 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
     manifest = atomic_write_bytes(out_dir / "manifest.json",
                                   json.dumps(record.to_dict(), indent=2, sort_keys=True).encode())
     return GenerationResult(images, paths, manifest)
-
-
-def latest_stream_images(folder: str | os.PathLike, n: int = 8) -> list[tuple[str, str]]:
-    """The newest ``n`` images a ``dreamdiffusion stream --output folder`` run has written, newest
-    first, as ``(path, caption)``; lines of the manifest whose image is not there yet are skipped."""
-    manifest = Path(folder) / "manifest.jsonl"
-    if not manifest.is_file():
-        return []
-    out = []
-    for line in reversed(manifest.read_text(encoding="utf-8").splitlines()):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line being written right now
-        path = Path(folder) / str(rec.get("image", ""))
-        if path.is_file():
-            why = f"marker {rec['marker']}" if rec.get("marker") else rec.get("trigger", "")
-            out.append((str(path), f"#{rec.get('index')} {why}".strip()))
-        if len(out) >= n:
-            break
-    return out
 
 
 def _page_error(exc: BaseException):
