@@ -103,6 +103,7 @@ def test_fewer_pairs_keeps_whole_images_per_class_and_is_seeded(bench):
         n_all = len({k for k, lab in keys if lab == label})
         assert len({k for k, lab in keys if lab == label and k in kept}) == max(1, round(0.25 * n_all))
     assert sub.sfreq == train.sfreq and sub[0]["image_name"] in kept  # still answers for its dataset
+    assert torch.equal(sub.eeg(1), sub[1]["eeg"])  # its item i's EEG alone, not the dataset's item i
     assert keep_fraction_of_images(train, 0.25, seed=0).indices == sub.indices
     assert keep_fraction_of_images(train, 0.25, seed=1).indices != sub.indices
     pairs = B.load_train_pairs("synthetic", {"root": str(bench)}, fraction=0.25, seed=0)
