@@ -14,7 +14,7 @@ from dreamdiffusion.data import synthetic
 from dreamdiffusion.data.channel_sets import CHANNEL_SETS, resolve_channels
 from dreamdiffusion.models.conditioner import load_encoder
 from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder, load_aligned_encoder
-from dreamdiffusion.training.align import AlignConfig, adaptive_levels, align
+from dreamdiffusion.training.align import AlignConfig, adaptive_levels, align, ridge_start
 from dreamdiffusion.training.contrastive import info_nce
 
 # ------------------------------------------------------------------------------------------------- the loss
@@ -129,6 +129,54 @@ def test_align_end_to_end(bench, tmp_path):
     with pytest.raises(ConfigError, match="earlier align run"):
         align(AlignConfig(output=str(out), dataset="synthetic", dataset_options={"root": str(bench)},
                           clip="builtin-tiny", encoder_arch="linear", max_steps=1))
+
+
+@pytest.mark.parametrize("filters", [0, 2])
+def test_linear_start_is_the_given_affine_map_then_layernorm(filters):
+    # a map of channel rank 2: with 2 spatial filters the factorisation over the channels is exact
+    g = torch.Generator().manual_seed(0)
+    chans, times, dim = 6, 4, 5
+    w = torch.einsum("kc,kdt->dct", torch.randn(2, chans, generator=g), torch.randn(2, dim, times, generator=g))
+    b = torch.randn(dim, generator=g)
+    model = AlignedEncoder(arch="linear", in_chans=chans, in_times=times, clip_dim=dim,
+                           arch_options={"spatial_filters": filters} if filters else None).eval()
+    model.start_from_linear_map(w.reshape(dim, -1), b)
+    x = torch.randn(7, chans, times, generator=g)
+    expected = F.layer_norm(x.flatten(1) @ w.reshape(dim, -1).T + b, (dim,))
+    torch.testing.assert_close(model.forward_prepared(x), expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ConfigError, match="linear arch"):
+        AlignedEncoder(arch="eegnet", in_chans=chans, in_times=64, clip_dim=dim).start_from_linear_map(w, b)
+
+
+def test_ridge_start_fits_the_train_targets_before_any_step():
+    # targets a linear function of the EEG (+ noise): the ridge start already predicts their direction
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(400, 8, 4, generator=g)
+    ids = np.repeat(np.arange(200), 2)
+    image_side = torch.randn(200, 32, generator=g)  # what each image's pair of trials shares
+    x = 0.2 * x + torch.einsum("nd,dct->nct", image_side[ids], torch.randn(32, 8, 4, generator=g))
+    targets = F.normalize(image_side @ torch.randn(32, 16, generator=g), dim=-1)[None]  # [1, M, D]
+    model = AlignedEncoder(arch="linear", in_chans=8, in_times=4, clip_dim=16).eval()
+    centred = targets[0][ids] - targets[0][ids].mean(dim=1, keepdim=True)
+    with torch.no_grad():
+        before = F.cosine_similarity(model.forward_prepared(x), centred).mean()
+        record = ridge_start(model, (x, ids), targets)
+        after = F.cosine_similarity(model.forward_prepared(x), centred).mean()
+    assert record["alpha"] > 0 and float(after) > 0.9 > abs(float(before))
+
+
+def test_align_init_ridge_runs_and_is_recorded_and_refused_off_the_linear_arch(bench, tmp_path):
+    common = dict(dataset="synthetic", dataset_options={"root": str(bench)}, clip="builtin-tiny", time_pool=32,
+                  batch_size=16, max_steps=2, warmup_steps=1, validate_every=2, select="last")
+    out = align(AlignConfig(output=str(tmp_path / "r"), encoder_arch="linear", spatial_filters=4, init_ridge=True,
+                            **common))
+    summary = json.loads((out / "align_summary.json").read_text())
+    assert summary["init_ridge"]["alpha"] > 0 and summary["selected_step"] == 2
+    assert json.loads((out / "align_config.json").read_text())["init_ridge"] is True
+    plain = align(AlignConfig(output=str(tmp_path / "p"), encoder_arch="linear", **common))
+    assert json.loads((plain / "align_summary.json").read_text())["init_ridge"] is None  # off by default
+    with pytest.raises(ConfigError, match="init-ridge"):
+        AlignConfig(encoder_arch="eegnet", init_ridge=True).validate()
 
 
 def test_align_cli_bad_arch_is_one_line(bench, tmp_path, capsys):

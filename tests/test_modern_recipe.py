@@ -36,6 +36,7 @@ def test_modern_demo_end_to_end(modern_run):
     assert metrics["align_summary"]["chosen_on"] == "last step"
     assert metrics["align_summary"]["selected_step"] == metrics["config"]["settings"]["align_steps"]
     assert 0.0 <= metrics["align_summary"]["val"]["top1"] <= metrics["align_summary"]["val"]["top5"] <= 1.0
+    assert metrics["align_summary"]["init_ridge"]["alpha"] > 0  # the demo starts the linear encoder at the ridge map
     chosen = json.loads((out / "guidance.json").read_text())
     assert metrics["guidance"] == chosen["guidance"] in (1.0, 3.0)
     recommended = json.loads((out / "pipeline" / "generation.json").read_text())

@@ -76,6 +76,8 @@ def align_cmd(
                                     help="Share of train trials averaged with another trial of the same image."),
     cosine_weight: float = typer.Option(_D.cosine_weight, "--cosine-weight",
                                         help="Weight of 1 - cos to the own image beside InfoNCE (0: InfoNCE alone)."),
+    init_ridge: bool = typer.Option(_D.init_ridge, "--init-ridge/--no-init-ridge",
+                                    help="linear: start from the ridge map EEG -> CLIP target, then train."),
     baseline: bool = typer.Option(_D.baseline, "--baseline/--no-baseline",
                                   help="Score the ridge EEG -> CLIP baseline beside the encoder."),
     validate_every: int = typer.Option(_D.validate_every, "--validate-every", help="Val retrieval every N steps."),
@@ -99,7 +101,7 @@ def align_cmd(
         target_blur=target_blur, target_blur_adaptive=target_blur_adaptive, target_views=target_views,
         validate_every=validate_every, select=select, report_test=report_test, seed=seed,
         spatial_filters=spatial_filters, proj_dropout=proj_dropout, trial_mix=trial_mix, cosine_weight=cosine_weight,
-        baseline=baseline)
+        init_ridge=init_ridge, baseline=baseline)
     typer.echo(str(align(config)))
 
 

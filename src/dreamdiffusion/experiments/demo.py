@@ -128,9 +128,14 @@ class DemoSettings:
     #   before (16 bins, 800 steps, lr 3e-3, weight decay 0.01, best val step):
     #                  0.052 / 0.233, 0.536, 0.697, judge 0.700 | 0.031 / 0.208, 0.527, 0.704, 0.682 |
     #                  0.054 / 0.212, 0.553, 0.606, 0.592 | 0.060 / 0.229, 0.534, 0.722, 0.740
-    #   now (+ 8 spatial filters, + (1 - cos), weight decay 1, 1000 steps, last step):
+    #   + 8 spatial filters, + (1 - cos), weight decay 1, 1000 steps, last step (prior 300 steps):
     #                  0.077 / 0.341, 0.571, 0.867, judge 0.859 | 0.075 / 0.268, 0.551, 0.872, 0.870 |
     #                  0.071 / 0.304, 0.569, 0.818, 0.813 | 0.082 / 0.323, 0.567, 0.904, 0.891
+    #   now (+ the ridge start below, lr 1e-3, and the prior's 1,000 steps; the same columns):
+    #                  0.078 / 0.346, 0.585, 0.905, judge 0.884 | 0.071 / 0.321, 0.562, 0.901, 0.888 |
+    #                  0.084 / 0.328, 0.584, 0.849, 0.841 | 0.091 / 0.346, 0.588, 0.912, 0.911
+    #   (without the ridge start, lr 3e-3, prior 1,000 steps: judge 0.859 / 0.874 / 0.834 / 0.885, top-5 0.334 /
+    #   0.304 / 0.323 / 0.338; from random weights lr 1e-3 was worse than 3e-3: nearest digit 0.838 vs 0.865).
     # Each part, alone off (encoder only, mean of the 4 seeds, top-1 / top-5): 600 steps 0.067 / 0.276, 2000 steps
     # 0.064 / 0.282, 6 or 12 filters 0.067 / 0.278, 0.066 / 0.276, cos weight 3 0.067 / 0.258, batch 512
     # 0.073 / 0.279, weight decay 3 0.073 / 0.279, lr 1e-2 0.070 / 0.289, an ensemble of 3 0.069 / 0.281 (all
@@ -142,9 +147,11 @@ class DemoSettings:
     align_spatial_filters: int = 8  # linear arch: 128 channels -> 8 learned virtual channels first (0: off)
     align_cosine_weight: float = 1.0  # + (1 - cos) to the own image's embedding beside InfoNCE (0: InfoNCE alone)
     align_weight_decay: float = 1.0
+    # Start from the closed-form ridge map EEG -> CLIP target (its 8 leading channel filters), then InfoNCE + cos.
+    align_init_ridge: bool = True
     align_steps: int = 1000
     align_batch_size: int = 256
-    align_learning_rate: float = 3e-3
+    align_learning_rate: float = 1e-3
     align_validate_every: int = 25
     align_select: str = "last"  # last | best (the step with the best val retrieval)
     ip_adapter_scale: float = 1.0

@@ -59,6 +59,7 @@ def align_stage(out: Path, bench: Path, cfg: DemoConfig, clip: str, name: str = 
         encoder_arch=s.align_arch, channels=s.align_channels, time_pool=s.align_time_pool,
         spatial_filters=s.align_spatial_filters,
         cosine_weight=s.align_cosine_weight, weight_decay=s.align_weight_decay,
+        init_ridge=s.align_init_ridge and s.align_arch == "linear",
         batch_size=s.align_batch_size, learning_rate=s.align_learning_rate, max_steps=s.align_steps,
         warmup_steps=max(1, s.align_steps // 20), validate_every=s.align_validate_every, select=s.align_select,
         seed=cfg.seed))

@@ -205,6 +205,7 @@ def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, m
         f"- benchmark: scikit-learn digits with simulated 128-channel visual evoked EEG ({bench})",
         f"- align: `{s['align_arch']}` encoder"
         + (f" ({s.get('align_spatial_filters')} spatial filters)" if s.get("align_spatial_filters") else "")
+        + (" started from the ridge map" if s.get("align_init_ridge") else "")
         + ", InfoNCE" + (f" + {s.get('align_cosine_weight')} x (1 - cos)" if s.get("align_cosine_weight") else "")
         + f" against the IP-Adapter's CLIP, {s['align_steps']} steps, batch {s['align_batch_size']}, "
         f"kept step {align.get('step')} ({s.get('align_select', 'best')}; val retrieval top-1 {fmt(align.get('top1'))}, "

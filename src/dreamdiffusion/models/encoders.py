@@ -415,6 +415,31 @@ class AlignedEncoder(ModelMixin, ConfigMixin):
     def forward_prepared(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))
 
+    @torch.no_grad()
+    def start_from_linear_map(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Start the ``linear`` arch as the affine map ``x.flatten(1) @ weight.T + bias`` of the prepared input
+        ``x [B, n_chans, n_times]`` (``weight [clip_dim, n_chans * n_times]``, e.g. a closed-form ridge solution),
+        followed only by the projector's LayerNorm: its residual branch starts at zero.
+
+        With ``spatial_filters`` K the map is factorised over the channels: the K leading left singular vectors of
+        the weight arranged ``[n_chans, clip_dim * n_times]`` become the spatial filters (exact when the map's
+        channel rank is at most K, its best rank-K approximation otherwise)."""
+        if self.config.arch != "linear":
+            raise ConfigError(f"a linear start needs the linear arch, not {self.config.arch!r}")
+        dim, c, t = self.projector.linear.out_features, self.n_chans, self.n_times
+        w = torch.as_tensor(weight, dtype=torch.float32).reshape(dim, c, t)
+        spatial = self.backbone.spatial
+        if spatial is not None:
+            by_channel = w.permute(1, 0, 2).reshape(c, dim * t)
+            filters = torch.linalg.svd(by_channel, full_matrices=False)[0][:, :spatial.out_channels].T  # [K, C]
+            spatial.weight.copy_(filters[:, :, None].to(spatial.weight.dtype))
+            w = (filters @ by_channel).reshape(-1, dim, t).permute(1, 0, 2)  # [dim, K, T]
+        self.projector.linear.weight.copy_(w.reshape(dim, -1).to(self.projector.linear.weight.dtype))
+        self.projector.linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+        last = self.projector.residual[1]
+        last.weight.zero_()
+        last.bias.zero_()
+
     def forward(self, eeg: torch.Tensor) -> torch.Tensor:
         """Unnormalised projector output ``[B, clip_dim]`` (InfoNCE normalises it)."""
         return self.forward_prepared(self.prepare(eeg))

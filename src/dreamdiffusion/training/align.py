@@ -93,6 +93,9 @@ class AlignConfig:
     # image (a cleaner example of the same response; the val and test trials stay single). 0: off.
     trial_mix: float = 0.0
     cosine_weight: float = 0.0  # + weight x (1 - cos) to the own target beside InfoNCE (ATM adds such a term)
+    # linear arch: start from the closed-form ridge map of the prepared train EEG to the unit targets (penalty by
+    # leave-one-image-out on train; with spatial filters, its leading channel subspace), then train as usual
+    init_ridge: bool = False
     validate_every: int = 25  # steps between val retrievals (and the last step)
     select: str = "best"  # best (val top-1, then top-5) | last
     report_test: bool = False  # score the test split once, after the final choice (never used to choose)
@@ -125,6 +128,8 @@ class AlignConfig:
             raise ConfigError("--trial-mix must be in [0, 1] and --cosine-weight >= 0")
         if not 0 <= self.target_blur < 1 or self.target_views < 0:
             raise ConfigError("--target-blur must be in [0, 1) (a share of the image width), --target-views >= 0")
+        if self.init_ridge and self.encoder_arch != "linear":
+            raise ConfigError("--init-ridge needs --encoder-arch linear (a ridge map is a linear encoder)")
         if self.target_blur_adaptive and self.target_blur <= 0:
             raise ConfigError("--target-blur-adaptive needs --target-blur SIGMA > 0 (the middle level)")
 
@@ -288,6 +293,20 @@ def mixed_batch(x: torch.Tensor, idx: np.ndarray, partners: list, share: float, 
     return batch
 
 
+def ridge_start(model: AlignedEncoder, train: tuple, targets: torch.Tensor) -> dict:
+    """``init_ridge``: the ridge map from the prepared train EEG (flattened) to its image's unit target (the middle
+    blur level), as the model's starting point (:meth:`AlignedEncoder.start_from_linear_map`). The targets are
+    centred over their dimensions first: the projector ends in a LayerNorm, whose output has zero mean there.
+    Returns ``{"alpha": the penalty, "seconds": ...}``."""
+    t0 = time.perf_counter()
+    x, ids = train
+    y = targets[len(targets) // 2][ids].double().numpy()
+    reg = fit_ridge(x.flatten(1).double().numpy(), y - y.mean(axis=1, keepdims=True), groups=ids.tolist())
+    model.start_from_linear_map(torch.from_numpy(reg.coef.T.copy()), torch.from_numpy(reg.intercept))
+    logger.info("align: ridge start (penalty %g) in %.1f s", reg.alpha, time.perf_counter() - t0)
+    return {"alpha": float(reg.alpha), "seconds": round(time.perf_counter() - t0, 2)}
+
+
 def _better(r: dict, best: dict | None) -> bool:
     return best is None or (r["top1"], r["top5"]) > (best["top1"], best["top5"])
 
@@ -390,13 +409,14 @@ def _train_and_save(cfg: AlignConfig, model, clip, data: dict, tmp: Path, test_d
                     t_data: float) -> dict:
     """Train, then write config, metrics, the model and its summary into ``tmp`` (align's staged folder)."""
     atomic_write_json(tmp / CONFIG_FILE, cfg.to_dict())
+    start = ridge_start(model, data["train"], data["targets"]) if cfg.init_ridge else None
     best = train_loop(model, cfg, data["train"], data["targets"], data["val"], JsonlLog(tmp / METRICS_FILE))
     model.eval()
     atomic_save_pretrained(model, tmp)
     summary = {"val": best if data["val"] is not None else None, "selected_step": best.get("step"),
                "chosen_on": "val retrieval top-1, then top-5" if cfg.select == "best" and data["val"] else "last step",
                "baseline_ridge_clip": {"val": data.get("ridge_val")} if cfg.baseline else None,
-               "train_trials": int(len(data["train"][0])), "train_images": data["train_images"],
+               "init_ridge": start, "train_trials": int(len(data["train"][0])), "train_images": data["train_images"],
                "parameters": sum(p.numel() for p in model.parameters()), "seconds_data": round(t_data, 2)}
     if cfg.report_test:
         summary["test"] = _test_numbers(cfg, model, clip, test_dataset, data["ridge"], summary)
@@ -449,4 +469,4 @@ def _test_numbers(cfg: AlignConfig, model: AlignedEncoder, clip, given, ridge, s
 
 
 __all__ = ["AlignConfig", "BENCHMARK_SETTINGS", "align", "train_loop", "collect_split", "clip_embed", "train_targets", "build_model",
-           "retrieval", "adaptive_levels"]
+           "retrieval", "adaptive_levels", "ridge_start"]
