@@ -116,4 +116,5 @@ def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
     code = main(["evaluate", "--model", str(tmp_path / "missing"), "--root", str(bench), "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
-    assert "not-a-benchmark" in err  # the dataset is opened first and names its folder
+    # the model folder is resolved first (its conditioning route decides what evaluate builds) and named
+    assert str(tmp_path / "missing") in err and "pipeline folder not found" in err
