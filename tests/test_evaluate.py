@@ -66,6 +66,7 @@ def test_identical_samples_score_perfectly(tiny_judge):
     assert m["ssim"] == pytest.approx(1.0) and m["pcc"] == pytest.approx(1.0)
     assert m["ssim_2way"] == 1.0 and m["pcc_2way"] == 1.0
     assert m["retrieval_top1"] == 1.0 and m["retrieval_n_way"] == 8
+    assert m["embed_2way"] == 1.0  # the predicted embedding itself, scored as the ridge's is
     assert m["num_eeg"] == 8 and m["num_images"] == 2
     # the same 8 EEGs as 2 trials each of 4 images: scored against the 4 distinct images
     ids = ["a", "b", "c", "d"] * 2
@@ -85,7 +86,7 @@ def test_noise_samples_score_low_level_near_zero(tiny_judge):
     noise = [[Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))] for _ in gt]
     m = E.compute_metrics(gt, noise, judge, n_way=4, trials=5, fid=False)
     assert m["ssim"] < 0.2 and abs(m["pcc"]) < 0.2
-    assert m["retrieval_top1"] is None  # no embeddings given
+    assert m["retrieval_top1"] is None and "embed_2way" not in m  # no embeddings given
 
 
 def test_samples_round_trip_through_manifest(tmp_path):
@@ -152,6 +153,11 @@ def test_report_figures_and_markdown(tmp_path):
     md = R.metrics_markdown({"top1_accuracy": 0.5, "chance": 0.1, "n_way": 10, "ssim": 0.3, "fid": None,
                              "fid_skipped": "no weights"})
     assert "| `top1_accuracy` |" in md and "0.500" in md and "FID/IS skipped: no weights" in md
+    # the method's predicted embedding sits beside the ridge's embedding (its clip_* key), not beside its images
+    md = R.metrics_markdown({"clip_within_class_2way": 0.512, "embed_within_class_2way": 0.587,
+                             "baseline_ridge_clip": {"clip_within_class_2way": 0.555}})
+    row = next(line for line in md.splitlines() if line.startswith("| CLIP 2-way within class, the predicted"))
+    assert "0.587" in row and "0.555" in row
     rep = R.Report("Demo")
     rep.add("Samples", "text", [("grid", grid), ("missing", tmp_path / "nope.png")], root=tmp_path)
     path = rep.write(tmp_path / "report.md")

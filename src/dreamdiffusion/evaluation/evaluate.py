@@ -296,6 +296,11 @@ def compute_metrics(
     result["num_distinct_images"] = len(distinct)
     if gen_image_embeds is not None and image_embeds is not None:
         result.update(M.clip_identification(gen_image_embeds, image_embeds[distinct], targets, truth_classes))
+    if eeg_embeds is not None and image_embeds is not None and len(distinct) >= 2:
+        # the EEG's predicted CLIP embedding itself, scored as baseline_ridge_clip scores the ridge's (like for like;
+        # the clip_* keys above score the generated images, after the generator)
+        own = M.clip_identification(eeg_embeds, image_embeds[distinct], targets, truth_classes)
+        result.update({"embed_2way": own["clip_2way"], "embed_within_class_2way": own["clip_within_class_2way"]})
     result.update(M.low_level_metrics(samples, [gt_resized[i] for i in distinct], targets=targets,
                                       classes=truth_classes, with_ssim=with_ssim))
     if fid:

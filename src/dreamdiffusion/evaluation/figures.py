@@ -92,6 +92,8 @@ METRIC_ROWS = [
     ("pcc_2way", "PCC, 2-way identification", 0.5),
     ("clip_2way", "CLIP 2-way identification (generated image vs own / other truth, cosine)", 0.5),
     ("clip_within_class_2way", "CLIP 2-way within the own class (a class lookup scores 0.5)", 0.5),
+    ("embed_2way", "CLIP 2-way of the EEG's predicted embedding itself (before any image is drawn)", 0.5),
+    ("embed_within_class_2way", "the same, within the own class (as baseline_ridge_clip's within-class 2-way)", 0.5),
     ("ssim_within_class_2way", "SSIM 2-way within the own class", 0.5),
     ("pcc_within_class_2way", "PCC 2-way within the own class", 0.5),
     ("fid", "FID (torchmetrics; only with local Inception weights)", None),
@@ -129,11 +131,18 @@ BASELINE_ROWS = [
     ("retrieval_top5", "retrieval top-5", "retrieval_chance_top5"),
     ("clip_2way", "CLIP 2-way", 0.5),
     ("clip_within_class_2way", "CLIP 2-way within class", 0.5),
+    # the method's predicted embedding beside the ridge's (the ridge column reads its clip_* key: see RIDGE_KEY)
+    ("embed_within_class_2way", "CLIP 2-way within class, the predicted embedding itself", 0.5),
     ("pcc_within_class_2way", "PCC 2-way within class", 0.5),
     ("ssim_within_class_2way", "SSIM 2-way within class", 0.5),
     ("ssim_2way", "SSIM 2-way", 0.5),
     ("pcc_2way", "PCC 2-way", 0.5),
 ]
+
+
+# The ridge -> CLIP baseline has no generated images: its embedding is scored under the clip_* keys, which for the
+# method score the generated images. A method row of its predicted embedding reads the ridge's clip_* value.
+RIDGE_KEY = {"embed_within_class_2way": "clip_within_class_2way"}
 
 
 def baselines_markdown(metrics: Mapping) -> str:
@@ -142,10 +151,11 @@ def baselines_markdown(metrics: Mapping) -> str:
     ridge = metrics.get("baseline_ridge_clip") or {}
     rows = []
     for key, what, chance in BASELINE_ROWS:
-        if metrics.get(key) is None and klass.get(key) is None and ridge.get(key) is None:
+        ridge_key = RIDGE_KEY.get(key, key)
+        if metrics.get(key) is None and klass.get(key) is None and ridge.get(ridge_key) is None:
             continue
         chance_value = metrics.get(chance) if isinstance(chance, str) else chance
-        rows.append((what, metrics.get(key), klass.get(key), ridge.get(key), chance_value))
+        rows.append((what, metrics.get(key), klass.get(key), ridge.get(ridge_key), chance_value))
     text = ("**Beside the baselines** (fitted on the train split, scored as the method):\n\n"
             + markdown_table(["metric", "method", "ridge -> class lookup", "ridge -> CLIP embedding", "chance"],
                              rows))
@@ -161,4 +171,4 @@ def baselines_markdown(metrics: Mapping) -> str:
 
 
 __all__ = ["headless_pyplot", "comparison_grid", "markdown_table", "metrics_markdown", "fmt", "METRIC_ROWS",
-           "baselines_markdown", "BASELINE_ROWS"]
+           "baselines_markdown", "BASELINE_ROWS", "RIDGE_KEY"]

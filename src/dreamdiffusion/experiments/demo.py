@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 METRIC_KEYS = ("top1_accuracy", "chance", "n_way", "retrieval_top1", "retrieval_top5", "ssim", "pcc")
 # evaluate's within-class 2-way and baselines, copied into the demo's metrics.json and report table as they are
-BESIDE_KEYS = ("clip_2way", "clip_within_class_2way", "ssim_within_class_2way", "pcc_within_class_2way",
+BESIDE_KEYS = ("clip_2way", "clip_within_class_2way", "embed_2way", "embed_within_class_2way",
+               "ssim_within_class_2way", "pcc_within_class_2way",
                "baseline_ridge_class", "baseline_ridge_class_skipped", "baseline_ridge_clip",
                "baseline_ridge_clip_skipped")
 
