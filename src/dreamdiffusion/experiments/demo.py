@@ -74,7 +74,7 @@ class DemoSettings:
     pretrain_batch_size: int = 32
     pretrain_learning_rate: float = 3e-3  # higher than the paper's 2.5e-4: a tiny model, few steps
     # Linear probes of the encoder (after Stage A and after Stage B) on val, beside a random encoder and the raw
-    # binned EEG (~20 CPU-s after Stage A, ~8 after Stage B on the full benchmark).
+    # binned EEG (one core, full benchmark: ~21 CPU-s after Stage A, ~10 after Stage B, which reuses the baselines).
     probe: bool = True
     # Stage B (dreamdiffusion.training.finetune)
     clip_weight: float = 1.0  # 0 switches CLIP supervision off
