@@ -6,6 +6,7 @@ import torch
 from scipy.interpolate import interp1d
 
 from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
+from dreamdiffusion.data.array_transforms import normalize_windows
 from dreamdiffusion.data.images import ImageTransform, PairCollator
 from dreamdiffusion.data.pairs import (
     BRAIN2IMAGE_CLASSES,
@@ -18,7 +19,7 @@ from dreamdiffusion.data.pairs import (
     paired_dataset_options,
     register_paired_dataset,
 )
-from dreamdiffusion.data.transforms import InputSpec, normalize_windows, standardize_raw
+from dreamdiffusion.data.transforms import InputSpec, standardize_raw
 from pairs_fixtures import THINGS_CHANNELS, WNIDS, write_cvpr40, write_jpeg, write_spkit_fif, write_things
 
 pytestmark = pytest.mark.usefixtures("fresh_pairs_cache")

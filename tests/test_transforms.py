@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.data import array_transforms as A
 from dreamdiffusion.data import transforms as T
 
 
@@ -45,28 +46,45 @@ def test_input_spec_defaults_and_json_round_trip(tmp_path):
         T.InputSpec.from_dict({"n_chans": 4, "bogus": 1})
 
 
+def test_input_spec_numbers_go_through_the_one_number_check():
+    """Sizes and frequencies are checked by core.config.check_number: one line naming the field, its range and
+    the value; NumPy scalars pass as plain numbers, so the spec still writes as JSON."""
+    for kw, says in [({"n_chans": 0}, "n_chans must be an integer between 1 and 4096, got 0"),
+                     ({"n_times": 2.5}, "n_times must be an integer between 1 and 10_000_000, got 2.5"),
+                     ({"window_stride": True}, "window_stride must be an integer between 1 and 10_000_000, got True"),
+                     ({"sfreq": 0}, "sfreq (Hz) must be a number between 0.001 and 1e+06, got 0"),
+                     ({"notch": float("nan")}, "notch (Hz) must be a number between 0.001 and 1e+06, got nan"),
+                     ({"h_freq": "95"}, "h_freq (Hz) must be a number between 0.001 and 1e+06, got '95'")]:
+        with pytest.raises(ConfigError) as exc:
+            T.InputSpec(**kw)
+        assert str(exc.value.message) == says and "\n" not in str(exc.value)
+    spec = T.InputSpec(n_chans=np.int64(4), n_times=np.float32(64.0), sfreq=np.float32(250.0), l_freq=None)
+    assert (type(spec.n_chans), type(spec.n_times), type(spec.sfreq)) == (int, int, float)
+    assert T.InputSpec.from_json(spec.to_json()) == spec
+
+
 def test_stretch_time_matches_np_interp():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3, 440))
-    y = T.stretch_time(x, 512)
+    y = A.stretch_time(x, 512)
     assert y.shape == (3, 512)
     ref = np.stack([np.interp(np.linspace(0, 1, 512), np.linspace(0, 1, 440), r) for r in x])
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
     # end points aligned; shrinking works too
     assert y[:, 0] == pytest.approx(x[:, 0]) and y[:, -1] == pytest.approx(x[:, -1])
-    z = T.stretch_time(x, 100)
+    z = A.stretch_time(x, 100)
     np.testing.assert_allclose(z[1], np.interp(np.linspace(0, 1, 100), np.linspace(0, 1, 440), x[1]))
-    np.testing.assert_array_equal(T.stretch_time(np.array([[2.0]]), 4), [[2.0] * 4])
+    np.testing.assert_array_equal(A.stretch_time(np.array([[2.0]]), 4), [[2.0] * 4])
 
 
 def test_map_channels_repeat_tiles_and_tops_up():
     data = np.arange(5)[:, None] * np.ones((5, 7))
-    out = T.map_channels_repeat(data, 12)
+    out = A.map_channels_repeat(data, 12)
     assert out.shape == (12, 7)
     # tile 0..4, 0..4, then top up with the first ones
     np.testing.assert_array_equal(out[:, 0], [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1])
-    np.testing.assert_array_equal(T.map_channels_repeat(data, 3)[:, 0], [0, 1, 2])
-    np.testing.assert_array_equal(T.map_channels_repeat(data, 5), data)
+    np.testing.assert_array_equal(A.map_channels_repeat(data, 3)[:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(A.map_channels_repeat(data, 5), data)
 
 
 def test_default_target_channels_are_distinct_scalp_positions():
@@ -83,38 +101,38 @@ def test_map_channels_montage_exact_at_sources_and_smooth_elsewhere():
     rng = np.random.default_rng(1)
     data = rng.standard_normal((len(src), 50))
     # targets that are source channels: identical rows (case-insensitive)
-    out = T.map_channels_montage(data, src, ["cz", "Fz", "C4"])
+    out = A.map_channels_montage(data, src, ["cz", "Fz", "C4"])
     np.testing.assert_allclose(out, data[[1, 0, 4]])
     # a constant field over the scalp stays (nearly) constant after spherical-spline interpolation
     const = np.ones((len(src), 10))
     targets = T.default_target_channels(32)
-    out = T.map_channels_montage(const, src, targets)
+    out = A.map_channels_montage(const, src, targets)
     assert out.shape == (32, 10)
     assert np.all(np.isfinite(out))
     # a target between C3 and Cz is a blend of the two, closer to them than to the far channels
     lin = np.zeros((len(src), 1))
     lin[src.index("C3")] = 1.0
     lin[src.index("Cz")] = 1.0
-    mid = T.map_channels_montage(lin, src, ["C1", "Oz", "F4"])[:, 0]
+    mid = A.map_channels_montage(lin, src, ["C1", "Oz", "F4"])[:, 0]
     assert mid[0] > 0.5 and abs(mid[1]) < 1e-9 and abs(mid[2]) < 1e-9
     with pytest.raises(DataError):
-        T.map_channels_montage(data[:2], ["X1", "X2"], 4)
+        A.map_channels_montage(data[:2], ["X1", "X2"], 4)
 
 
 def test_make_windows_and_normalize():
     data = np.arange(2 * 10, dtype=float).reshape(2, 10)
-    w = T.make_windows(data, 4, 3)
+    w = A.make_windows(data, 4, 3)
     assert w.shape == (3, 2, 4)  # starts 0, 3, 6
     np.testing.assert_array_equal(w[1, 0], [3, 4, 5, 6])
-    assert T.make_windows(data, 11).shape == (0, 2, 11)
-    n = T.normalize_windows(w)
+    assert A.make_windows(data, 11).shape == (0, 2, 11)
+    n = A.normalize_windows(w)
     np.testing.assert_allclose(n.mean(-1), 0, atol=1e-6)
     np.testing.assert_allclose(n.std(-1), 1, atol=1e-6)
     flat = np.zeros((1, 2, 8))
     flat[0, 1] = np.arange(8)
-    nf = T.normalize_windows(flat)
+    nf = A.normalize_windows(flat)
     assert np.all(nf[0, 0] == 0) and np.isfinite(nf).all()
-    assert T.normalize_windows(w, "none").dtype == np.float32
+    assert A.normalize_windows(w, "none").dtype == np.float32
 
 
 def test_binned_means_average_equal_time_bins_per_channel():
@@ -199,7 +217,7 @@ def test_window_at_matches_the_full_recording_away_from_edges():
     spec = T.InputSpec(n_chans=3, n_times=110, sfreq=250.0, l_freq=5.0, h_freq=40.0)
     full = T.standardize_raw(raw, spec)
     onset = 12.0
-    ref = T.normalize_windows(full[None, :, 3000:3110])[0]
+    ref = A.normalize_windows(full[None, :, 3000:3110])[0]
     got = T.window_at(raw, onset, spec)
     assert got.shape == (3, 110)
     # cropping with 2 s padding leaves the window essentially untouched by filter edges

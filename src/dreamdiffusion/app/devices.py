@@ -4,7 +4,7 @@ mapping a headset's channels onto the model's input by electrode positions.
 A model trained on 128-channel data cannot be fed 14 Emotiv channels directly. Because
 every channel here has a position on the scalp (standard 10-05 names, or positions read
 from a montage file), the missing model channels are interpolated from the recorded
-ones (spherical splines, through ``dreamdiffusion.data.transforms.map_channels_montage``).
+ones (spherical splines, through ``dreamdiffusion.data.array_transforms.map_channels_montage``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.data.array_transforms import map_channels_montage
 
 # Montage helpers live in data.montage; re-exported here, where the app and its users import them.
 from dreamdiffusion.data.montage import (  # noqa: F401
@@ -28,7 +29,6 @@ from dreamdiffusion.data.montage import (  # noqa: F401
     unit_positions,
 )
 from dreamdiffusion.data.montage import unit_positions as _unit_positions  # noqa: F401 (old private name)
-from dreamdiffusion.data.transforms import map_channels_montage
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def map_to_model(data: np.ndarray, ch_names: list[str], target: list[str] | tupl
                  montage: str = "standard_1005") -> np.ndarray:
     """Map ``data`` [C, T] recorded on ``ch_names`` onto the ``target`` channels by position.
 
-    Delegates to ``transforms.map_channels_montage`` (the one place channel mapping lives),
+    Delegates to ``array_transforms.map_channels_montage`` (the one place channel mapping lives),
     so the web app, the live stream and the benchmark all map channels the same way.
     """
     return np.asarray(map_channels_montage(np.asarray(data), list(ch_names), list(target), montage))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,13 +41,16 @@ def check_number(value: Any, name: str, lo: float | None = None, hi: float | Non
     kind = "an integer" if integer else "a number"
     rng = _range_text(lo, hi)
     bad = ConfigError(f"{name} must be {kind}{rng}, got {value!r}", path)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real / Integral take NumPy's scalars too (an np.int64 count, an np.float32 rate); int/float would not.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise bad
-    if integer and not isinstance(value, int):
-        if not (isinstance(value, float) and math.isfinite(value) and value.is_integer()):
-            raise bad
+    if isinstance(value, numbers.Integral):
         value = int(value)
-    if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+    elif not math.isfinite(value) or (integer and not float(value).is_integer()):
+        raise bad
+    else:
+        value = int(value) if integer else float(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise bad
     return value
 

@@ -148,7 +148,7 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
     """Rename EEG channels that are not 10-05 names but have positions to the nearest free
     10-05 name of ``montage`` (a copy; ``raw`` itself when nothing needs renaming).
 
-    The positional mapping onto the model's channels (``transforms.map_channels_montage``)
+    The positional mapping onto the model's channels (``array_transforms.map_channels_montage``)
     places channels by name in a standard montage; this lets a cap with its own names
     (``E1``, ``A12``, ``EEG 001``) plus measured or ``--montage`` positions use it too.
     """

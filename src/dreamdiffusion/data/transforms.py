@@ -6,7 +6,8 @@ recording is resampled to that one rate (``InputSpec.sfreq``) so a window always
 time, whatever the device recorded at: the reference code skipped this and mixed rates.
 
 All signal processing is MNE's (``Raw.filter``, ``Raw.notch_filter``, ``Raw.resample``,
-``Raw.interpolate_to``); this module only chooses the parameters and shapes the arrays.
+``Raw.interpolate_to``); this module only chooses the parameters and composes the array steps of
+:mod:`dreamdiffusion.data.array_transforms` (channel mapping, z-scoring) around them.
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ from pathlib import Path
 import mne
 import numpy as np
 
-from dreamdiffusion.core.config import dataclass_from_dict
+from dreamdiffusion.core.config import check_number, dataclass_from_dict
 from dreamdiffusion.core.constants import PAPER_N_CHANS, PAPER_N_TIMES, PAPER_SFREQ, PAPER_WINDOW_S  # noqa: F401
 from dreamdiffusion.core.errors import ConfigError, DataError, DreamDiffusionError
 from dreamdiffusion.core.files import atomic_write_text
+from dreamdiffusion.data.array_transforms import (
+    NORMALIZATIONS,
+    map_channels_montage,
+    map_channels_repeat,
+    normalize_windows,
+)
 from dreamdiffusion.data.montage import (  # noqa: F401 (re-exported)
     DEFAULT_MONTAGE,
     default_target_channels,
@@ -38,7 +45,9 @@ from dreamdiffusion.data.preflight import ENV_MAX_EEG_MB, max_eeg_bytes
 logger = logging.getLogger(__name__)
 
 CHANNEL_MAPPINGS = ("repeat", "montage")
-NORMALIZATIONS = ("zscore", "none")
+# Beyond these a value is a typo, not a model; a frequency (a rate, a filter edge) below 1 mHz is one too.
+_MAX_INT = {"n_chans": 4096, "n_times": 10**7, "window_stride": 10**7}
+_FREQ_RANGE = (1e-3, 1e6)  # Hz
 # Channel types we treat as scalp EEG when picking (EDF files often label everything "eeg").
 _EEG_TYPES = ("eeg",)
 
@@ -65,12 +74,12 @@ class InputSpec:
     target_channels: list[str] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        self.n_chans = _as_int(self.n_chans, "n_chans", 1)
-        self.n_times = _as_int(self.n_times, "n_times", 1)
-        self.sfreq = _as_freq(self.sfreq, "sfreq")
-        for name in ("l_freq", "h_freq", "notch"):
+        self.n_chans = check_number(self.n_chans, "n_chans", 1, _MAX_INT["n_chans"], integer=True)
+        self.n_times = check_number(self.n_times, "n_times", 1, _MAX_INT["n_times"], integer=True)
+        self.sfreq = float(check_number(self.sfreq, "sfreq (Hz)", *_FREQ_RANGE))
+        for name in ("l_freq", "h_freq", "notch"):  # None: no such filter
             v = getattr(self, name)
-            setattr(self, name, None if v is None else _as_freq(v, name))
+            setattr(self, name, None if v is None else float(check_number(v, f"{name} (Hz)", *_FREQ_RANGE)))
         if self.channel_mapping not in CHANNEL_MAPPINGS:
             raise ConfigError(f"channel_mapping must be one of {CHANNEL_MAPPINGS}, got {self.channel_mapping!r}")
         if self.normalize not in NORMALIZATIONS:
@@ -78,7 +87,8 @@ class InputSpec:
         if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
             raise ConfigError(f"l_freq ({self.l_freq}) must be below h_freq ({self.h_freq})")
         if self.window_stride is not None:
-            self.window_stride = _as_int(self.window_stride, "window_stride", 1)
+            self.window_stride = check_number(self.window_stride, "window_stride", 1, _MAX_INT["window_stride"],
+                                              integer=True)
         if not isinstance(self.montage, str):
             raise ConfigError(f"montage must be a standard montage name, got {self.montage!r}")
         if self.target_channels is not None:
@@ -121,152 +131,6 @@ class InputSpec:
             return cls.from_dict(json.loads(s))
         except ValueError as exc:
             raise ConfigError(f"input spec is not valid JSON: {exc}") from None
-
-
-_MAX_INT = {"n_chans": 4096, "n_times": 10**7, "window_stride": 10**7}  # beyond: a typo, not a model
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, bool)
-
-
-def _as_int(v, name: str, minimum: int) -> int:
-    if not _is_number(v) or not math.isfinite(float(v)) or v != int(v):
-        raise ConfigError(f"{name} must be a whole number, got {v!r}")
-    if not minimum <= int(v) <= _MAX_INT.get(name, 10**9):
-        raise ConfigError(f"{name} must be between {minimum} and {_MAX_INT.get(name, 10**9)}, got {v!r}")
-    return int(v)
-
-
-def _as_freq(v, name: str) -> float:
-    if not _is_number(v) or not math.isfinite(float(v)) or not 0 < float(v) <= 1e6:
-        raise ConfigError(f"{name} must be a frequency in Hz (0 < f <= 1e6), got {v!r}")
-    return float(v)
-
-
-# ---------------------------------------------------------------------------------------------
-# Small array transforms
-
-
-def stretch_time(x: np.ndarray, n_out: int) -> np.ndarray:
-    """Linear interpolation along the last axis to ``n_out`` samples, end points aligned.
-
-    Same as ``np.interp(np.linspace(0, 1, n_out), np.linspace(0, 1, n_in), row)`` per row (and
-    scipy's ``interp1d``), which is how the reference code stretches 440 samples to 512.
-    """
-    x = np.asarray(x)
-    n_in = x.shape[-1]
-    if n_in < 1 or n_out < 1:
-        raise DataError(f"cannot stretch {n_in} samples to {n_out}")
-    if n_in == 1:
-        return np.repeat(x, n_out, axis=-1).astype(np.result_type(x, np.float32), copy=False)
-    pos = np.linspace(0.0, n_in - 1, n_out)
-    i0 = np.clip(np.floor(pos).astype(np.int64), 0, n_in - 2)
-    w = (pos - i0).astype(np.result_type(x, np.float32))
-    # One gather per side instead of a Python loop of np.interp over channels.
-    return x[..., i0] * (1 - w) + x[..., i0 + 1] * w
-
-
-def map_channels_repeat(data: np.ndarray, n_target: int) -> np.ndarray:
-    """The paper's mapping: tile the channels until ``n_target`` (topping up with the first
-    ones), or keep the first ``n_target`` if there are more. ``[C, T] -> [n_target, T]``."""
-    data = np.asarray(data)
-    if data.ndim != 2 or data.shape[0] < 1:
-        raise DataError(f"expected data [channels, samples] with at least one channel, got shape {data.shape}")
-    idx = np.arange(n_target) % data.shape[0]
-    return data[idx]
-
-
-def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str] | int,
-                         montage: str = DEFAULT_MONTAGE, sfreq: float = 1000.0) -> np.ndarray:
-    """Project ``data [C, T]`` recorded at ``ch_names`` onto the ``target`` layout.
-
-    Uses MNE's spherical-spline interpolation (``Raw.interpolate_to``, Perrin et al. 1989) with
-    positions from MNE's standard ``montage``: each target channel becomes a smooth weighted sum
-    of all source channels, exact where a target sits on a source electrode. Chosen over nearest
-    neighbour because it keeps the scalp field continuous when the source layout is sparse (a
-    14-channel headset onto 128). Source channels without a position are dropped (logged);
-    fewer than 3 positioned channels cannot define a field, so the caller should fall back to
-    ``map_channels_repeat``. ``target`` is a list of names in ``montage`` or a count.
-    """
-    data = np.asarray(data, dtype=np.float64)
-    if data.ndim != 2 or data.shape[0] != len(ch_names):
-        raise DataError(f"data shape {data.shape} does not match {len(ch_names)} channel names")
-    targets = default_target_channels(target, montage) if isinstance(target, (int, np.integer)) else list(target)
-    pos = montage_positions(montage)
-    missing_t = [t for t in targets if t.lower() not in pos]
-    if missing_t:
-        raise ConfigError(f"target channels not in montage {montage!r}: {missing_t[:5]}")
-    keep = [i for i, c in enumerate(ch_names) if str(c).lower() in pos]
-    if len(keep) < 3:
-        raise DataError(f"only {len(keep)} of {len(ch_names)} channels have a position in {montage!r} "
-                        f"(names like {list(ch_names)[:4]}); use channel_mapping='repeat'")
-    dropped = [ch_names[i] for i in range(len(ch_names)) if i not in set(keep)]
-    if dropped:
-        logger.info("montage mapping: %d channel(s) without a position in %s are left out: %s",
-                    len(dropped), montage, dropped[:8])
-    src_names = [str(ch_names[i]) for i in keep]
-    # If every target already is a source channel, the spline is the identity: skip it.
-    src_index = {c.lower(): i for i, c in enumerate(src_names)}
-    if all(t.lower() in src_index for t in targets):
-        return data[keep][[src_index[t.lower()] for t in targets]]
-    info = mne.create_info(src_names, sfreq, "eeg")
-    raw = mne.io.RawArray(data[keep], info, verbose="error")
-    raw.set_montage(mne.channels.make_dig_montage(
-        {c: pos[c.lower()] for c in src_names}, coord_frame="head"), verbose="error")
-    dst = mne.channels.make_dig_montage({t: pos[t.lower()] for t in targets}, coord_frame="head")
-    # origin=(0,0,0): MNE's standard montages are centred on the head origin, and a fit to few
-    # sensors (the 'auto' default) is unstable.
-    with mne.use_log_level("error"):
-        out = raw.interpolate_to(dst, origin=(0.0, 0.0, 0.0), method="spline")
-    out_names = out.ch_names
-    return out.get_data()[[out_names.index(t) for t in targets]]
-
-
-def make_windows(data: np.ndarray, n_times: int, stride: int | None = None) -> np.ndarray:
-    """Cut ``data [C, T]`` into windows ``[n, C, n_times]`` every ``stride`` samples (a copy).
-
-    A recording shorter than one window gives ``n = 0``; callers decide whether that is an error.
-    """
-    data = np.asarray(data)
-    if data.ndim != 2:
-        raise DataError(f"expected data [channels, samples], got shape {data.shape}")
-    stride = int(stride or n_times)
-    if stride < 1 or n_times < 1:
-        raise DataError(f"n_times and stride must be positive, got {n_times}, {stride}")
-    c, t = data.shape
-    if t < n_times:
-        return np.zeros((0, c, n_times), dtype=np.float32)
-    view = np.lib.stride_tricks.sliding_window_view(data, n_times, axis=1)[:, ::stride]  # [C, n, T]
-    return np.ascontiguousarray(view.transpose(1, 0, 2), dtype=np.float32)
-
-
-def normalize_windows(windows: np.ndarray, how: str = "zscore", eps: float = 1e-8) -> np.ndarray:
-    """Per-window, per-channel z-score over time (``how="zscore"``) or nothing (``"none"``).
-
-    A flat channel (std below ``eps`` times the window's largest std) stays zero instead of
-    blowing up to noise.
-    """
-    if how == "none":
-        return np.asarray(windows, dtype=np.float32)
-    if how != "zscore":
-        raise ConfigError(f"normalize must be one of {NORMALIZATIONS}, got {how!r}")
-    # float32 throughout: pairwise summation over <= a few thousand samples is accurate enough,
-    # and it halves the memory traffic of the corpus builder.
-    w = np.asarray(windows, dtype=np.float32)
-    mean = w.mean(axis=-1, keepdims=True)
-    out = w - mean
-    with np.errstate(over="ignore"):
-        std = np.sqrt(np.mean(np.square(out), axis=-1, keepdims=True))
-    if not np.isfinite(std).all():  # amplitudes beyond 1e19 overflow float32 squares: redo in float64
-        w64 = np.asarray(windows, dtype=np.float64)
-        out64 = w64 - w64.mean(axis=-1, keepdims=True)
-        std = np.sqrt(np.mean(np.square(out64), axis=-1, keepdims=True)).astype(np.float32)
-        if not np.isfinite(std).all():
-            raise DataError("window values are too large to normalise (check the recording's units)")
-    floor = np.maximum(std.max(axis=-2, keepdims=True) * eps, np.finfo(np.float32).tiny)
-    out /= np.where(std > floor, std, np.inf)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,10 +16,11 @@ import torch
 from torch.utils.data import Dataset
 
 from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.data.array_transforms import stretch_time
 from dreamdiffusion.data.images import load_image
 from dreamdiffusion.data.pairs._common import SPLITS, plain_name
 from dreamdiffusion.data.safe_load import cached_load, safe_torch_load
-from dreamdiffusion.data.transforms import InputSpec, stretch_time
+from dreamdiffusion.data.transforms import InputSpec
 
 log = logging.getLogger(__name__)
 

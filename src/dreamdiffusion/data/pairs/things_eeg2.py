@@ -14,16 +14,16 @@ import torch
 from torch.utils.data import Dataset
 
 from dreamdiffusion.core.errors import ConfigError, DataError
-from dreamdiffusion.data.images import load_image
-from dreamdiffusion.data.pairs._common import SPLITS, as_spec, plain_name
-from dreamdiffusion.data.safe_load import cached_load, load_npy
-from dreamdiffusion.data.transforms import (
-    InputSpec,
+from dreamdiffusion.data.array_transforms import (
     map_channels_montage,
     map_channels_repeat,
     normalize_windows,
     stretch_time,
 )
+from dreamdiffusion.data.images import load_image
+from dreamdiffusion.data.pairs._common import SPLITS, as_spec, plain_name
+from dreamdiffusion.data.safe_load import cached_load, load_npy
+from dreamdiffusion.data.transforms import InputSpec
 
 
 class ThingsEEG2(Dataset):
