@@ -2,7 +2,8 @@
 through a consumer headset (32, 16, 14 Emotiv, 8, 4 Muse channels) and mapped back onto the
 128-channel cap by electrode position (``dreamdiffusion.app.devices.simulate_headset``).
 
-The judge is the benchmark's linear ERP decoder (``data.transforms.binned_means`` + ridge classifier),
+The judge is the benchmark's linear ERP decoder (``data.transforms.binned_means`` + the ridge classifier of
+``core.ridge.RidgeSearch``, penalty chosen on train by leave-one-image-out),
 trained once on the full 128-channel train split, and scored on the test split after each
 headset simulation: the situation of a model trained on 128 channels fed by a smaller headset.
 
@@ -32,9 +33,8 @@ def mapping_matrix(ch_names: list[str], layout, montage: str) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from sklearn.linear_model import RidgeClassifierCV
-
     from dreamdiffusion.app.devices import get_layout
+    from dreamdiffusion.core.ridge import RidgeSearch
     from dreamdiffusion.data.synthetic import MONTAGE, SyntheticPairs, build_benchmark
     from dreamdiffusion.data.transforms import binned_means
 
@@ -50,11 +50,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     def arrays(ds):
         idx = np.sort(ds.indices)
-        return np.asarray(ds._eeg[idx], dtype=np.float32), ds.labels[ds.trial_image[idx]]
+        return np.asarray(ds._eeg[idx], dtype=np.float32), ds.labels[ds.trial_image[idx]].astype(str)
 
     xtr, ytr = arrays(train)
     xte, yte = arrays(test)
-    clf = RidgeClassifierCV(alphas=np.logspace(-1, 4, 11)).fit(binned_means(xtr, 16), ytr)
+    images = train.trial_image[np.sort(train.indices)]  # the penalty is chosen holding out all trials of an image
+    clf = RidgeSearch(binned_means(xtr, 16), images).fit(ytr, classify=True)
     names = list(train.ch_names)
     full = float((clf.predict(binned_means(xte, 16)) == yte).mean())
     results = {"128 (full cap)": {"n_channels": 128, "accuracy": full, "accuracy_retrained": full}}
@@ -65,8 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
         acc = float((clf.predict(binned_means(mapped, 16)) == yte).mean())
         # Upper bound for adapting to the headset (a decoder trained on mapped data, as a channel
         # adapter fine-tuned on the user's own recordings would approach).
-        own = RidgeClassifierCV(alphas=np.logspace(-1, 4, 11)).fit(
-            binned_means(np.einsum("ij,njt->nit", w, xtr), 16), ytr)
+        own = RidgeSearch(binned_means(np.einsum("ij,njt->nit", w, xtr), 16), images).fit(ytr, classify=True)
         acc_own = float((own.predict(binned_means(mapped, 16)) == yte).mean())
         results[name] = {"n_channels": layout.n_chans, "accuracy": acc, "accuracy_retrained": acc_own}
     out = {"benchmark": str(root), "seed": args.seed, "n_train": int(len(ytr)), "n_test": int(len(yte)),

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from dreamdiffusion.core.ridge import RIDGE_ALPHAS
 from dreamdiffusion.data import synthetic
 from dreamdiffusion.evaluation import baselines as B
 from dreamdiffusion.evaluation.classifier import ImageClassifier
-from dreamdiffusion.evaluation.ridge import RIDGE_ALPHAS
 
 
 @pytest.fixture(scope="module")

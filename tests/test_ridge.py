@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dreamdiffusion.evaluation.ridge import RIDGE_ALPHAS, RidgeSearch, fit_ridge
+from dreamdiffusion.core.ridge import RIDGE_ALPHAS, RidgeSearch, fit_ridge
 
 
 def _refit_residuals(x, y, groups, alpha):
@@ -51,3 +51,14 @@ def test_known_answers():
     assert fit_ridge(x, x @ w, groups=[0] * 120).alpha == max(RIDGE_ALPHAS)  # one group: nothing to hold out
     with pytest.raises(ValueError):
         RidgeSearch(x, groups[:-1])
+
+
+def test_old_home_is_a_deprecated_alias_of_core_ridge():
+    """evaluation.ridge (documented there until the search moved down to core) still imports, with a warning."""
+    import importlib
+    import sys
+
+    sys.modules.pop("dreamdiffusion.evaluation.ridge", None)
+    with pytest.warns(DeprecationWarning, match="dreamdiffusion.core.ridge"):
+        old = importlib.import_module("dreamdiffusion.evaluation.ridge")
+    assert old.RidgeSearch is RidgeSearch and old.fit_ridge is fit_ridge

@@ -16,7 +16,7 @@ dataset, and writes beside the method's numbers:
   within-class 2-way in CLIP space: the same protocol as the method's CLIP head.
 
 Ridge penalties are chosen on the train split alone, holding out all trials of an image together
-(:class:`~dreamdiffusion.evaluation.ridge.RidgeSearch`); the test split is only scored.
+(:class:`~dreamdiffusion.core.ridge.RidgeSearch`); the test split is only scored.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.pairs import keep_fraction_of_images, open_paired_dataset
 from dreamdiffusion.data.transforms import binned_means
 from dreamdiffusion.evaluation import metrics as M
-from dreamdiffusion.evaluation.ridge import RidgeSearch
 from dreamdiffusion.models import builtin, hub
 from dreamdiffusion.pipeline import make_scheduler
 

@@ -12,7 +12,7 @@ side by side:
   the level a good encoder should keep.
 
 The ridge penalty is chosen on the train features alone, holding out all trials of an image together
-(:class:`~dreamdiffusion.evaluation.ridge.RidgeSearch`); val only scores. The split is read a batch at a
+(:class:`~dreamdiffusion.core.ridge.RidgeSearch`); val only scores. The split is read a batch at a
 time and every feature set is computed in the same pass, so the raw EEG of a split is never all in memory.
 """
 
@@ -24,9 +24,9 @@ from collections import Counter
 import numpy as np
 import torch
 
+from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.core.seeding import seed_everything
 from dreamdiffusion.data.transforms import binned_means
-from dreamdiffusion.evaluation.ridge import RidgeSearch
 
 logger = logging.getLogger(__name__)
 

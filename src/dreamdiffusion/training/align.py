@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.core.files import atomic_save_pretrained, atomic_write_json, check_output_folder, staged_folder
+from dreamdiffusion.core.ridge import fit_ridge
 from dreamdiffusion.core.seeding import STREAM_DATA, STREAM_INIT, derived_seed, seed_everything
 from dreamdiffusion.data.channel_sets import resolve_channels
 from dreamdiffusion.data.image_targets import VIEW_KINDS, blur_image, degraded_view
 from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.evaluation.baselines import eeg_feature_matrix
 from dreamdiffusion.evaluation.metrics import retrieval_accuracy
-from dreamdiffusion.evaluation.ridge import fit_ridge
 from dreamdiffusion.models.conditioner import ENCODER_CONFIG_KEYS, load_encoder
 from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder
 from dreamdiffusion.models.hub import clip_image_embeds, load_clip
