@@ -38,6 +38,8 @@ LAYERS: dict[str, int] = {
     "models": 2,
     "pipeline": 3,
     "generation": 4,
+    "conditioning": 4,  # the route a model folder takes (generation builds its pipeline through it)
+    "reranking": 4,  # best-of-N candidates by CLIP (generation.draw_images calls it)
     "training": 5,
     "evaluation": 5,
     "experiments": 6,

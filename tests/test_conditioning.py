@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from dreamdiffusion.cli import main
+from dreamdiffusion.conditioning import build_pipeline, plan_conditioning
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.data import synthetic
-from dreamdiffusion.generation import build_pipeline, plan_conditioning
 from dreamdiffusion.models import builtin, hub
 from dreamdiffusion.models.conditioner import EEGConditioner
 from dreamdiffusion.models.encoders import load_aligned_encoder

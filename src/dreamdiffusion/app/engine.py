@@ -20,16 +20,11 @@ import mne
 import numpy as np
 import torch
 
+from dreamdiffusion.conditioning import build_pipeline, conditioning_record, plan_conditioning
 from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
 from dreamdiffusion.core.files import atomic_write_png
 from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
-from dreamdiffusion.generation import (
-    build_pipeline,
-    conditioning_record,
-    draw_images,
-    plan_conditioning,
-    resolve_generation_settings,
-)
+from dreamdiffusion.generation import draw_images, resolve_generation_settings
 from dreamdiffusion.pipeline import default_pipeline_folder
 
 logger = logging.getLogger(__name__)
@@ -79,7 +74,7 @@ class Engine:
     def from_pretrained(cls, model_dir: str | os.PathLike | None = None, conditioning: str = "auto",
                         base: str | None = None, ip_adapter: str | None = None) -> "Engine":
         """Load a pipeline folder (``None``: the embedded default) or an aligned encoder, drawing with the route
-        ``conditioning`` chooses (:func:`dreamdiffusion.generation.plan_conditioning`: ``auto`` is the saved one)."""
+        ``conditioning`` chooses (:func:`dreamdiffusion.conditioning.plan_conditioning`: ``auto`` is the saved one)."""
         plan = plan_conditioning(model_dir if model_dir is not None else default_model_dir(), conditioning, base,
                                  ip_adapter)
         pipe = build_pipeline(plan)

@@ -71,7 +71,15 @@ ONSET = number(0.0, 1e9)
 SFREQ = number(1e-3, 100_000.0)
 
 
-# The conditioning route of generate, evaluate, app and stream (generation.plan_conditioning).
+# Best-of-N sampling of generate and evaluate (dreamdiffusion.reranking).
+Candidates = Annotated[int, typer.Option(
+    "--candidates", parser=integer(1, 1024),
+    help="Best-of-N: draw N candidates per image and keep the one whose CLIP embedding is closest to the EEG's "
+         "predicted CLIP image embedding (MindEye's selection; the ground truth is never used). N times the "
+         "sampling; 1: off.")]
+
+
+# The conditioning route of generate, evaluate, app and stream (conditioning.plan_conditioning).
 Conditioning = Annotated[str, typer.Option(
     "--conditioning",
     help="auto | tokens | ip-adapter. auto: the route the pipeline was saved with (an aligned encoder: ip-adapter). "

@@ -18,6 +18,7 @@ from dreamdiffusion.commands._options import (
     SFREQ,
     STEPS,
     AllowOutsideRoot,
+    Candidates,
     ChannelMapping,
     Conditioning,
     DatasetCSV,
@@ -31,6 +32,7 @@ from dreamdiffusion.commands._options import (
     IPBase,
     dataset_options,
 )
+from dreamdiffusion.conditioning import plan_conditioning, recorded_setting
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import check_output_folder
 from dreamdiffusion.core.quiet import quiet_model_loading
@@ -39,7 +41,6 @@ from dreamdiffusion.generation import (
     GenerateConfig,
     generate_images,
     load_pipeline,
-    plan_conditioning,
     sources_from_dataset,
     sources_from_file,
 )
@@ -72,6 +73,9 @@ def generate_cmd(
     onset: Optional[List[float]] = typer.Option(None, "--onset", parser=ONSET, help="Window start in seconds (repeatable; default 0)."),
     sfreq: Optional[float] = typer.Option(None, "--sfreq", parser=SFREQ, help="Sampling rate of a .npy recording."),
     num_images: int = typer.Option(5, "--num-images", parser=NUM_IMAGES, help="Samples per EEG (paper: 5)."),
+    candidates: Candidates = 1,
+    clip: Optional[str] = typer.Option(
+        None, "--clip", help="The CLIP that ranks --candidates (default: the one the model was trained against)."),
     steps: Optional[int] = typer.Option(
         None, "--steps", parser=STEPS, help="Sampler steps (paper: 250 with --scheduler pndm). Default: the model's "
                               "generation.json, else 25."),
@@ -100,6 +104,9 @@ def generate_cmd(
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     check_output_folder(output, overwrite)
     plan = plan_conditioning(model, conditioning, base, ip_adapter)
+    if candidates > 1 and clip is None and recorded_setting(plan.folder, "clip") is None:
+        raise ConfigError("--candidates ranks by CLIP and this model records none it was trained against: pass --clip",
+                          plan.folder)
     if eeg_file is not None and not Path(eeg_file).exists():
         raise ConfigError("EEG file not found", eeg_file)
     pipe = load_pipeline(plan, scheduler, device=device, dtype=dtype, compile=compile)
@@ -116,7 +123,7 @@ def generate_cmd(
     config = GenerateConfig(model=str(plan.folder), output=str(output), num_images=num_images, steps=steps,
                             guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size,
                             compile=compile, overwrite=overwrite, conditioning=conditioning, base=plan.base,
-                            ip_adapter=plan.ip_adapter)
+                            ip_adapter=plan.ip_adapter, candidates=candidates, clip=clip)
     manifest = generate_images(config, sources, pipe=pipe)
     src = manifest["settings_source"]
     route = manifest["conditioning"]["route"] + (" (built on the fly)" if plan.built else "")

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from dreamdiffusion.conditioning import conditioning_record, plan_conditioning, recorded_setting
 from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.core.files import (
     atomic_write_json,
@@ -35,13 +36,7 @@ from dreamdiffusion.evaluation import baselines as B
 from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
 from dreamdiffusion.evaluation.figures import comparison_grid, metrics_markdown
-from dreamdiffusion.generation import (
-    conditioning_record,
-    draw_images,
-    load_pipeline,
-    plan_conditioning,
-    recorded_setting,
-)
+from dreamdiffusion.generation import candidate_ranker, draw_images, load_pipeline
 from dreamdiffusion.models.hub import clip_image_embeds, load_clip
 
 logger = logging.getLogger(__name__)
@@ -56,7 +51,7 @@ class EvaluateConfig:
 
     output: str  # folder for metrics.json, metrics.md, samples.png, samples/
     model: str | None = None  # a pipeline folder (or a finetune output folder holding pipeline/), or an aligned encoder
-    conditioning: str = "auto"  # auto | tokens | ip-adapter (generation.plan_conditioning)
+    conditioning: str = "auto"  # auto | tokens | ip-adapter (conditioning.plan_conditioning)
     ip_adapter: str | None = None  # the adapter of an ip-adapter pipeline built on the fly (default builtin-tiny)
     dataset: str = "synthetic"  # paired dataset name (see dreamdiffusion.data.pairs)
     dataset_options: dict = field(default_factory=dict)  # its path options (root, eeg, splits, images, subject ...)
@@ -67,6 +62,7 @@ class EvaluateConfig:
     n_way: int = 50  # n-way of the semantic accuracy, capped at the judge's class count
     trials: int = 50  # random trials per generated image
     num_images: int = 5  # samples per EEG
+    candidates: int = 1  # best-of-N: draw N per sample, keep the closest to the EEG's prediction (ranked by `clip`)
     steps: int = 25  # sampler steps
     guidance: float = 1.0  # classifier-free guidance scale (1 = none, as in the paper)
     scheduler: str | None = None  # dpm | pndm | ddim | euler; None = the pipeline's own
@@ -133,7 +129,7 @@ def resolve_classifier_name(config: EvaluateConfig) -> str:
 
 
 def finetune_setting(model: str | os.PathLike | None, key: str) -> str | None:
-    """A setting (``clip``, ``base``) a model was trained with: :func:`dreamdiffusion.generation.recorded_setting`
+    """A setting (``clip``, ``base``) a model was trained with: :func:`dreamdiffusion.conditioning.recorded_setting`
     (``finetune_config.json`` or, for an aligned encoder, ``align_config.json``, beside or above it)."""
     return recorded_setting(model, key)
 
@@ -144,9 +140,11 @@ def find_clip_for_model(model: str | os.PathLike | None) -> str | None:
 
 
 def generate_samples(pipe, eegs: Sequence[torch.Tensor], num_images: int, steps: int, guidance: float, seed: int,
-                     batch_size: int = 16, progress: bool = True) -> list[list[Image.Image]]:
+                     batch_size: int = 16, progress: bool = True, candidates: int = 1,
+                     ranker=None) -> list[list[Image.Image]]:
     """``num_images`` PIL images per EEG window: :func:`dreamdiffusion.generation.draw_images` (the one sampler)."""
-    return draw_images(pipe, eegs, num_images, steps, guidance, seed, batch_size=batch_size, progress=progress)
+    return draw_images(pipe, eegs, num_images, steps, guidance, seed, batch_size=batch_size, progress=progress,
+                       candidates=candidates, ranker=ranker)
 
 
 def save_samples(samples: Sequence[Sequence[Image.Image]], items: Sequence[dict], folder: Path, meta: dict) -> Path:
@@ -371,19 +369,22 @@ def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dic
         plan = dataclasses.replace(plan, base=config.base) if plan.built and config.base else plan  # --base: both uses
         pipe = load_pipeline(plan, config.scheduler, device=device)
 
+    clip_spec = config.clip or find_clip_for_model(config.model)
+    ranker = None if config.generated else candidate_ranker(config.candidates, clip_spec, config.model, device)
     if config.generated is not None:
         samples = read_samples(config.generated, len(items))
     else:
         samples = generate_samples(pipe, eegs, config.num_images, config.steps, config.guidance, config.seed,
-                                   batch_size=config.batch_size, progress=progress)
+                                   batch_size=config.batch_size, progress=progress, candidates=config.candidates,
+                                   ranker=ranker)
         save_samples(samples, items, out_dir / SAMPLES_DIR,
                      {"model": os.fspath(config.model), "dataset": config.dataset, "split": config.split,
                       "seed": config.seed, "steps": config.steps, "guidance": config.guidance,
-                      "scheduler": type(pipe.scheduler).__name__, "conditioning": conditioning_record(pipe)})
+                      "candidates": config.candidates, "scheduler": type(pipe.scheduler).__name__,
+                      "conditioning": conditioning_record(pipe)})
 
     classifier = ImageClassifier.load(resolve_classifier_name(config), device=device)
-    clip_spec = config.clip or find_clip_for_model(config.model)
-    clip = _ClipSide(clip_spec, pipe, eegs, items, samples, device)
+    clip = _ClipSide(clip_spec, pipe, eegs, items, samples, device, ranker.clip if ranker is not None else None)
     scoring = dict(classifier=classifier, n_way=config.n_way, trials=config.trials, seed=config.seed,
                    labels=_judge_labels(items, classifier, config), image_embeds=clip.image_embeds,
                    retrieval_n_way=config.retrieval_n_way, image_ids=item_image_ids(items), classes=_item_labels(items))
@@ -411,7 +412,7 @@ class _ClipSide:
     """The CLIP embeddings evaluate needs, each computed once: the distinct ground truths (expanded to one row per
     EEG), the generated images, and the model's CLIP head on the EEG. ``embed`` is None without a CLIP model."""
 
-    def __init__(self, clip_spec, pipe, eegs, items, samples, device):
+    def __init__(self, clip_spec, pipe, eegs, items, samples, device, loaded=None):
         self.embed = self.image_embeds = self.gen_embeds = self.eeg_embeds = None
         self.note = None
         if clip_spec is None:
@@ -419,7 +420,7 @@ class _ClipSide:
                          "or align_config.json")
             logger.info(self.note)
             return
-        clip = load_clip(clip_spec)
+        clip = loaded or load_clip(clip_spec)  # the ranker's CLIP when it has one: the same model, loaded once
         clip.model.eval().to(device)
         self.embed = lambda images: clip_image_embeds(images, clip.model, clip.processor, batch_size=64).cpu()
         distinct, targets = distinct_images(item_image_ids(items), len(items))
