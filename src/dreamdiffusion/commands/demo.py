@@ -42,13 +42,17 @@ def register(app: typer.Typer) -> None:
         num_images: Optional[int] = typer.Option(None, "--num-images", parser=NUM_IMAGES, help="Samples per test EEG."),
         steps: Optional[int] = typer.Option(None, "--steps", parser=STEPS, help="Sampler steps."),
         limit: Optional[int] = typer.Option(None, "--limit", parser=POSITIVE, help="Score only the first N test EEGs."),
+        candidates: Optional[int] = typer.Option(
+            None, "--candidates", parser=POSITIVE, help="Best-of-N test images, ranked by CLIP against the EEG's "
+                                                        "own prediction (default: the recipe's val-chosen N)."),
     ) -> None:
         """Run the whole method on the built-in digits benchmark and write metrics.json and report.md."""
         check_output_folder(output, overwrite)
         if recipe not in RECIPES:
             raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
-                                    "num_images": num_images, "steps": steps, "limit": limit})
+                                    "num_images": num_images, "steps": steps, "limit": limit,
+                                    "candidates": candidates, "modern_candidates": candidates})
         m = run_recipe(DemoConfig(output=str(output), recipe=recipe, seed=seed, settings=settings))
         typer.echo(f"top-1 ({m['n_way']}-way): {m['top1_accuracy']:.3f} (chance {m['chance']:.3f}); "
                    f"retrieval top-1/5: {_f(m['retrieval_top1'])}/{_f(m['retrieval_top5'])}; SSIM {m['ssim']:.3f}; "

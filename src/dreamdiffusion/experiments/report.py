@@ -161,8 +161,9 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         if s["pretrain"] else "- Stage A: skipped (random encoder)",
         f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "
         f"{s['finetune_steps']} steps, pipeline = best val step",
-        f"- generation: {s['num_images']} samples per test EEG, {s['steps']} DPM-Solver++ steps, guidance "
-        f"{metrics.get('guidance', s['guidance'])} ({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
+        f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head')}, "
+        f"{s['steps']} DPM-Solver++ steps, guidance {metrics.get('guidance', s['guidance'])} "
+        f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
         "- stage times (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in metrics["timings_s"].items()),
     ]))
     if metrics.get("builtin_trained") is False:
@@ -195,6 +196,13 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
     return rep.write(out / "report.md")
 
 
+def best_of(candidates: int | None, ranked_by: str) -> str:
+    """The report's words for ``--candidates`` (nothing when off)."""
+    if not candidates or candidates <= 1:
+        return ""
+    return f" (each the best of {candidates} draws by CLIP cosine to the EEG's {ranked_by})"
+
+
 def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, metrics: dict) -> Path:
     """``report.md`` of ``demo --recipe modern``: what ran, the alignment's val retrieval, the table, samples."""
     s = metrics["config"]["settings"]
@@ -211,7 +219,8 @@ def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, m
         f"kept step {align.get('step')} ({s.get('align_select', 'best')}; val retrieval top-1 {fmt(align.get('top1'))}, "
         f"top-5 {fmt(align.get('top5'))}, {align.get('n_way')}-way)",
         f"- generation: predicted CLIP image embedding -> `{metrics['config']['ip_adapter']}` IP-Adapter (scale "
-        f"{s['ip_adapter_scale']}) on the `{metrics['config']['base']}` base, {s['num_images']} sample per test EEG, "
+        f"{s['ip_adapter_scale']}) on the `{metrics['config']['base']}` base, {s['num_images']} sample per test EEG"
+        f"{best_of(s.get('modern_candidates'), 'aligned prediction')}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics['guidance']} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
         "- stage times (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in metrics["timings_s"].items()),
