@@ -43,7 +43,7 @@ def train_prior(pred: torch.Tensor, target: torch.Tensor, hidden: int = 256, ste
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    logger.info("prior: final train MSE %.4f", float(loss))
+    logger.info("prior: final train MSE %.4f", loss.detach().item())
     return prior.eval()
 
 
