@@ -189,3 +189,20 @@ def _help(command, capsys):
     capsys.readouterr()
     assert main([command, "--help"]) == 0
     return capsys.readouterr().out
+
+
+def test_generate_best_of_n_ranks_with_the_recorded_clip(bench, aligned, ip_folder, tmp_path, capsys):
+    from dreamdiffusion.core.seeding import sample_seed
+
+    code, manifest = _generate(bench, tmp_path / "a", "--model", str(aligned), "--candidates", "3")
+    assert code == 0 and manifest["candidates"] == 3 and manifest["ranking_clip"] == "builtin-tiny"
+    # the kept image is one of the 3 draws of EEG 0 (seeds j = 0, 1, 2)
+    assert manifest["items"][0]["seeds"][0] in {sample_seed(0, 0, j) for j in range(3)}
+    # a saved ip-adapter pipeline records no CLIP: --candidates needs --clip, said in one line before any image
+    capsys.readouterr()
+    code, _ = _generate(bench, tmp_path / "b", "--model", str(ip_folder), "--candidates", "2")
+    _refused(capsys, code, "--candidates", "--clip")
+    assert not (tmp_path / "b").exists()
+    code, manifest = _generate(bench, tmp_path / "c", "--model", str(ip_folder), "--candidates", "2",
+                               "--clip", "builtin-tiny")
+    assert code == 0 and manifest["candidates"] == 2
