@@ -10,6 +10,7 @@ from PIL import Image
 
 from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.evaluation import evaluate as E
+from dreamdiffusion.evaluation import samples as S
 from dreamdiffusion.evaluation.classifier import ImageClassifier
 from dreamdiffusion.experiments import report as R
 
@@ -92,14 +93,14 @@ def test_noise_samples_score_low_level_near_zero(tiny_judge):
 def test_samples_round_trip_through_manifest(tmp_path):
     samples = [_digit_like_images(2, seed=i) for i in range(3)]
     items = [{"image_name": f"img{i}", "label": i} for i in range(3)]
-    E.save_samples(samples, items, tmp_path / "samples", {"seed": 0})
-    back = E.read_samples(tmp_path, 3)  # the evaluate output folder works as --generated
+    S.save_samples(samples, items, tmp_path / "samples", {"seed": 0})
+    back = S.read_samples(tmp_path, 3)  # the evaluate output folder works as --generated
     assert len(back) == 3 and len(back[0]) == 2
     assert np.array_equal(np.asarray(back[2][1]), np.asarray(samples[2][1]))
     with pytest.raises(DataError, match="manifest"):
-        E.read_samples(tmp_path, 4)
+        S.read_samples(tmp_path, 4)
     with pytest.raises(DataError, match="manifest"):
-        E.read_samples(tmp_path / "elsewhere", 1)
+        S.read_samples(tmp_path / "elsewhere", 1)
 
 
 def test_generate_samples_is_deterministic_and_batch_independent(parts):

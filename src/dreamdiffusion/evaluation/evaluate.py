@@ -10,7 +10,6 @@ generated PNGs) with ``samples/manifest.json`` (so ``--generated`` can re-score 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -25,24 +24,21 @@ from dreamdiffusion.conditioning import conditioning_record, plan_conditioning, 
 from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.core.files import (
     atomic_write_json,
-    atomic_write_png,
     atomic_write_text,
     check_output_folder,
     staged_folder,
 )
-from dreamdiffusion.data.images import load_image
 from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.evaluation import baselines as B
 from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
 from dreamdiffusion.evaluation.figures import comparison_grid, metrics_markdown
+from dreamdiffusion.evaluation.samples import SAMPLES_DIR, read_samples, save_samples
 from dreamdiffusion.generation import candidate_ranker, draw_images, load_pipeline
 from dreamdiffusion.models.hub import clip_image_embeds, load_clip
 
 logger = logging.getLogger(__name__)
 
-SAMPLES_DIR = "samples"
-SAMPLES_MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -145,65 +141,6 @@ def generate_samples(pipe, eegs: Sequence[torch.Tensor], num_images: int, steps:
     """``num_images`` PIL images per EEG window: :func:`dreamdiffusion.generation.draw_images` (the one sampler)."""
     return draw_images(pipe, eegs, num_images, steps, guidance, seed, batch_size=batch_size, progress=progress,
                        candidates=candidates, ranker=ranker)
-
-
-def save_samples(samples: Sequence[Sequence[Image.Image]], items: Sequence[dict], folder: Path, meta: dict) -> Path:
-    """Write the generated PNGs and a manifest that ``read_samples`` (``--generated``) understands."""
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for i, (imgs, item) in enumerate(zip(samples, items)):
-        files = []
-        for j, img in enumerate(imgs):
-            name = f"{i:05d}_{j}.png"
-            atomic_write_png(folder / name, img)
-            files.append(name)
-        # the item format of `generate`'s manifest: its image files under "images"
-        entries.append({"index": i, "image_name": item.get("image_name"), "label": _as_int(item.get("label")),
-                        "images": files})
-    manifest = {**meta, "items": entries}
-    atomic_write_json(folder / SAMPLES_MANIFEST, manifest)
-    return folder
-
-
-def _as_int(value):
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return value
-
-
-def read_samples(folder: str | os.PathLike, n_items: int) -> list[list[Image.Image]]:
-    """Generated images of an earlier run: ``evaluate``'s ``samples/`` folder or a ``generate`` output folder.
-
-    Both write a ``manifest.json`` with an ``items`` list in dataset order, each naming its ``images`` (relative
-    to the folder; folders of older versions name them ``files``). The manifest must cover at least the EEGs
-    scored here.
-    """
-    folder = Path(folder)
-    if (folder / SAMPLES_DIR / SAMPLES_MANIFEST).is_file():
-        folder = folder / SAMPLES_DIR
-    manifest_path = folder / SAMPLES_MANIFEST
-    if not manifest_path.is_file():
-        raise DataError("no manifest.json here: pass the output folder of `dreamdiffusion generate` or of an "
-                        "earlier `dreamdiffusion evaluate`", folder)
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        entries = manifest["items"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"manifest is not valid (expected a JSON object with an 'items' list): {exc}",
-                        manifest_path) from exc
-    if len(entries) < n_items:
-        raise DataError(f"manifest lists images for {len(entries)} EEGs but {n_items} are scored "
-                        "(pass the same --limit and split as the run that generated them)", manifest_path)
-    out = []
-    for entry in entries[:n_items]:
-        files = entry.get("images") or entry.get("files") or []
-        if not files:
-            raise DataError(f"manifest entry {entry.get('index')} lists no image files", manifest_path)
-        out.append([load_image(folder / f) for f in files])
-    return out
 
 
 def truth_clip_embeddings(clip_spec: str, images: Sequence[Image.Image], device: str | torch.device = "cpu",
@@ -502,6 +439,6 @@ def _judge_labels(items: Sequence[dict], classifier: ImageClassifier, config: Ev
     return labels
 
 
-__all__ = ["EvaluateConfig", "evaluate", "compute_metrics", "generate_samples", "read_samples", "save_samples",
-           "load_items", "item_classes", "item_image_ids", "distinct_images", "truth_clip_embeddings", "eeg_clip_embeddings", "find_clip_for_model",
+__all__ = ["EvaluateConfig", "evaluate", "compute_metrics", "generate_samples", "load_items", "item_classes",
+           "item_image_ids", "distinct_images", "truth_clip_embeddings", "eeg_clip_embeddings", "find_clip_for_model",
            "finetune_setting", "BASELINE_KEYS"]
