@@ -170,6 +170,17 @@ def test_ssim_matrix_matches_skimage_pairwise():
     np.testing.assert_allclose(m, ref, rtol=1e-10, atol=1e-12)
 
 
+
+def test_ssim_matrix_blocks_and_reused_buffers_agree():
+    """Any split into blocks of generated images and bands of window rows (a partial last block, buffers reused
+    at a smaller size) gives the one-pass matrix."""
+    g, t = _images(7, size=12, seed=3), _images(5, size=12, seed=4)
+    whole = M.ssim_matrix(g, t, budget=10**9)
+    for budget in (1, 150, 700, 3000):
+        np.testing.assert_allclose(M.ssim_matrix(g, t, budget=budget), whole, rtol=0, atol=1e-13)
+    ref = np.array([[structural_similarity(x, y, data_range=255, channel_axis=-1) for y in t] for x in g])
+    np.testing.assert_allclose(whole, ref, rtol=1e-10, atol=1e-12)
+
 def test_repeated_trials_are_scored_against_distinct_images():
     """4 EEG trials per image: each query must find its image among the 3 distinct ones; a copy of its own
     image is not a competitor (with copies among the candidates, ties would make a perfect model score 0)."""

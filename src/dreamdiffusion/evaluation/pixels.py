@@ -100,6 +100,19 @@ def _per_window(u: torch.Tensor) -> torch.Tensor:
     return u.reshape(u.shape[0], -1).T
 
 
+def _scratch(flat: torch.Tensor, q: int, b: int, m: int, windows_inner: bool = False) -> torch.Tensor:
+    """A ``[q, b, m]`` view of the front of a preallocated float64 buffer.
+
+    The SSIM passes write into these instead of fresh tensors: a new 16 MB tensor per operation (mapped and
+    page-faulted anew each time) cost more than the arithmetic. ``windows_inner`` lays the windows innermost, as
+    torch lays out the product of the per-window means: the sum over windows then runs in the same order, so the
+    numbers are those of fresh tensors, bit for bit (the SSIM map is computed in the plain layout, where every
+    operation vectorises, and copied into that one before the sum).
+    """
+    front = flat[:q * b * m]
+    return front.view(b, m, q).permute(2, 0, 1) if windows_inner else front.view(q, b, m)
+
+
 def ssim_matrix(generated, ground_truth, budget: int = 2_000_000) -> np.ndarray:
     """SSIM of every generated image against every ground truth: [N, M] (row i, column j = gen i vs gt j).
 
@@ -107,6 +120,8 @@ def ssim_matrix(generated, ground_truth, budget: int = 2_000_000) -> np.ndarray:
     (``[N, 49] @ [49, M]`` of the windows' pixels), and the SSIM formula is applied to ``budget``-element blocks
     with each image's own window statistics broadcast: ~10x faster than forming every pair's product image, with
     the same numbers (float64, exact sums of 8-bit products). ``tests/test_metrics.py`` checks it against skimage.
+    The ground truths' side of a band of window rows is prepared once for every block of generated images, and the
+    blocks reuse preallocated buffers (the sums still run over the same blocks in the same order).
     """
     g, t = to_uint8_array(generated), to_uint8_array(ground_truth)
     if g.shape[1:] != t.shape[1:]:
@@ -122,20 +137,26 @@ def ssim_matrix(generated, ground_truth, budget: int = 2_000_000) -> np.ndarray:
     m = len(t)
     block = max(1, budget // (c * w * m))  # generated images per pass: at least one window row of every pair
     rows = max(1, budget // (c * w * m * block))  # window rows per pass
+    size = c * w * min(rows, h) * min(block, len(g)) * m
+    bufs = [torch.empty(size, dtype=torch.float64) for _ in range(5)]
     out = torch.zeros(len(g), m, dtype=torch.float64)
-    for i0 in range(0, len(g), block):
-        i1 = min(i0 + block, len(g))
-        for r0 in range(0, h, rows):
-            r1 = min(r0 + rows, h)
-            sl = (slice(None), slice(None), slice(r0, r1))
-            exy = torch.bmm(_window_pixels(tg[i0:i1, :, r0:r1 + SSIM_WIN_SIZE - 1]),
-                            _window_pixels(tt[:, :, r0:r1 + SSIM_WIN_SIZE - 1]).transpose(1, 2)) / n_pixels
-            ux, uy = _per_window(ug[i0:i1][sl])[:, :, None], _per_window(ut[sl])[:, None, :]  # [Q, b, 1], [Q, 1, M]
-            vx, vy = _per_window(vg[i0:i1][sl])[:, :, None], _per_window(vt[sl])[:, None, :]
-            lum = 2 * ux * uy + c1  # [Q, b, M]
+    for r0 in range(0, h, rows):
+        r1 = min(r0 + rows, h)
+        sl = (slice(None), slice(None), slice(r0, r1))
+        truth = _window_pixels(tt[:, :, r0:r1 + SSIM_WIN_SIZE - 1]).transpose(1, 2)
+        uy, vy = _per_window(ut[sl])[:, None, :], _per_window(vt[sl])[:, None, :]  # [Q, 1, M]
+        uyy = uy * uy
+        for i0 in range(0, len(g), block):
+            i1 = min(i0 + block, len(g))
+            shape = (c * w * (r1 - r0), i1 - i0, m)
+            exy, lum, den, var = (_scratch(b, *shape) for b in bufs[:4])
+            torch.bmm(_window_pixels(tg[i0:i1, :, r0:r1 + SSIM_WIN_SIZE - 1]), truth, out=exy).div_(n_pixels)
+            ux, vx = _per_window(ug[i0:i1][sl])[:, :, None], _per_window(vg[i0:i1][sl])[:, :, None]  # [Q, b, 1]
+            torch.mul(2 * ux, uy, out=lum).add_(c1)  # [Q, b, M]
             cs = exy.mul_(2 * cov_norm).sub_(lum, alpha=cov_norm).add_(cov_norm * c1 + c2)  # 2 cov + c2
-            den = (ux * ux + uy * uy + c1).mul_(vx + vy + c2)
-            out[i0:i1] += lum.mul_(cs).div_(den).sum(dim=0)
+            torch.add(ux * ux, uyy, out=den).add_(c1).mul_(torch.add(vx, vy, out=var).add_(c2))
+            ssim_map = _scratch(bufs[4], *shape, windows_inner=True).copy_(lum.mul_(cs).div_(den))
+            out[i0:i1] += ssim_map.sum(dim=0)
     return (out / (c * h * w)).numpy()  # mean over the map and the colour channels
 
 
