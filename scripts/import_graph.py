@@ -39,7 +39,7 @@ LAYERS: dict[str, int] = {
     "pipeline": 3,
     "generation": 4,
     "conditioning": 4,  # the route a model folder takes (generation builds its pipeline through it)
-    "reranking": 4,  # best-of-N candidates by CLIP (generation.draw_images calls it)
+    "steering": 4,  # best-of-N and CLIP guidance toward the EEG's prediction (generation.draw_images calls it)
     "training": 5,
     "evaluation": 5,
     "experiments": 6,

@@ -191,11 +191,12 @@ def _help(command, capsys):
     return capsys.readouterr().out
 
 
-def test_generate_best_of_n_ranks_with_the_recorded_clip(bench, aligned, ip_folder, tmp_path, capsys):
+def test_generate_steers_with_the_recorded_clip(bench, aligned, ip_folder, tmp_path, capsys):
     from dreamdiffusion.core.seeding import sample_seed
 
     code, manifest = _generate(bench, tmp_path / "a", "--model", str(aligned), "--candidates", "3")
-    assert code == 0 and manifest["candidates"] == 3 and manifest["ranking_clip"] == "builtin-tiny"
+    assert code == 0 and manifest["candidates"] == 3 and manifest["steering_clip"] == "builtin-tiny"
+    assert manifest["clip_guidance"] == 0
     # the kept image is one of the 3 draws of EEG 0 (seeds j = 0, 1, 2)
     assert manifest["items"][0]["seeds"][0] in {sample_seed(0, 0, j) for j in range(3)}
     # a saved ip-adapter pipeline records no CLIP: --candidates needs --clip, said in one line before any image
@@ -204,5 +205,9 @@ def test_generate_best_of_n_ranks_with_the_recorded_clip(bench, aligned, ip_fold
     _refused(capsys, code, "--candidates", "--clip")
     assert not (tmp_path / "b").exists()
     code, manifest = _generate(bench, tmp_path / "c", "--model", str(ip_folder), "--candidates", "2",
-                               "--clip", "builtin-tiny")
-    assert code == 0 and manifest["candidates"] == 2
+                               "--clip", "builtin-tiny", "--clip-guidance", "0.1")
+    assert code == 0 and manifest["candidates"] == 2 and manifest["clip_guidance"] == 0.1
+    code, _ = _generate(bench, tmp_path / "d", "--model", str(ip_folder), "--clip-guidance", "0.1")
+    _refused(capsys, code, "--clip-guidance", "--clip")
+    code, _ = _generate(bench, tmp_path / "e", "--model", str(aligned), "--clip-guidance", "2")
+    _refused(capsys, code, "--clip-guidance")

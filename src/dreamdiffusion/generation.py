@@ -43,8 +43,9 @@ from dreamdiffusion.data.images import image_grid
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.data.transforms import recording_window
+from dreamdiffusion.models import hub
 from dreamdiffusion.pipeline import COMPILE_MODES
-from dreamdiffusion.reranking import ClipRanker
+from dreamdiffusion.steering import ClipGuidance, ClipRanker, predicted_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class GenerateConfig:
     base: str | None = None  # an ip-adapter pipeline built on the fly: its base and adapter (plan_conditioning)
     ip_adapter: str | None = None
     candidates: int = 1  # best-of-N: draw N per image, keep the closest to the EEG's predicted CLIP embedding
-    clip: str | None = None  # the CLIP that ranks them (None: the one the model was trained against)
+    clip_guidance: float = 0.0  # CLIP guidance toward that embedding (a share of the latents' norm per step; 0: off)
+    clip: str | None = None  # the CLIP of both (None: the one the model was trained against)
 
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -172,7 +174,7 @@ def sources_from_file(path: str | os.PathLike, spec, onsets: list[float], sfreq:
 def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: int, steps: int, guidance: float,
                 seed: int, batch_size: int | None = None, first_index: int = 0, progress: bool = False,
                 callback_on_step_end=None, candidates: int = 1, ranker: ClipRanker | None = None,
-                ) -> list[list[Image.Image]]:
+                guidance_clip: ClipGuidance | None = None) -> list[list[Image.Image]]:
     """``num_images`` PIL images for each EEG window ``[C, T]``: the one sampler of the project.
 
     Image ``j`` of EEG ``first_index + i`` starts from its own generator seeded by
@@ -181,21 +183,26 @@ def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: i
     and ``stream`` give the same image for the same pipeline, EEG, index and seed. ``callback_on_step_end`` goes
     to the pipeline (the app's progress bar).
 
-    ``candidates`` > 1 (best-of-N, :mod:`dreamdiffusion.reranking`): ``num_images x candidates`` images are drawn
+    ``candidates`` > 1 (best-of-N, :mod:`dreamdiffusion.steering`): ``num_images x candidates`` images are drawn
     per EEG (seeds ``j = 0 ...`` as above) and ``ranker`` keeps the ``num_images`` closest to the EEG's predicted
-    CLIP embedding, best first. ``candidates=1`` draws exactly the images above.
+    CLIP embedding, best first. ``candidates=1`` draws exactly the images above. ``guidance_clip``: CLIP guidance
+    toward that embedding after every sampler step (:class:`dreamdiffusion.steering.ClipGuidance`).
     """
     check_number(candidates, "--candidates", 1, None, integer=True)
     if candidates > 1 and ranker is None:
         raise ConfigError("--candidates above 1 needs a CLIP to rank the candidates with (--clip)")
     eegs = [torch.as_tensor(e, dtype=torch.float32) for e in eegs]
-    extra = {} if callback_on_step_end is None else {"callback_on_step_end": callback_on_step_end}
     step = batch_size or max(1, len(eegs))
     drawn = num_images * candidates
     out: list[list[Image.Image]] = []
     for b0 in tqdm(range(0, len(eegs), step), desc="generate", unit="batch", disable=not progress):
         chunk = torch.stack(eegs[b0:b0 + step])
         seeds = [sample_seed(seed, first_index + b0 + i, j) for i in range(len(chunk)) for j in range(drawn)]
+        callback = callback_on_step_end
+        if guidance_clip is not None:
+            target = predicted_embeddings(pipe, chunk, guidance_clip.width(), "--clip-guidance")
+            callback = guidance_clip.callback(target.repeat_interleave(drawn, dim=0), then=callback_on_step_end)
+        extra = {} if callback is None else {"callback_on_step_end": callback}
         images = pipe(chunk, num_images_per_eeg=drawn, num_inference_steps=steps, guidance_scale=guidance,
                       generator=[torch.Generator().manual_seed(s) for s in seeds], output_type="pil", **extra).images
         for im, s in zip(images, seeds):
@@ -230,31 +237,36 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
         if config.compile != "none":
             pipe.enable_fast_path(config.compile)
     settings = resolve_generation_settings(pipe, config.steps, config.guidance)
-    ranker = candidate_ranker(config.candidates, config.clip, config.model)
-    if ranker is not None:
-        settings.update(candidates=config.candidates, ranking_clip=ranker.source)
+    ranker, guide = steering(config.candidates, config.clip_guidance, config.clip, config.model)
+    if ranker is not None or guide is not None:
+        settings.update(candidates=config.candidates, clip_guidance=config.clip_guidance,
+                        steering_clip=(ranker or guide).source)
     with staged_folder(config.output, config.overwrite) as out:
-        manifest = _write_images(config, sources, pipe, settings, out, ranker)
+        manifest = _write_images(config, sources, pipe, settings, out, ranker, guide)
     logger.info("wrote %d images for %d EEG windows to %s", len(sources) * config.num_images, len(sources),
                 config.output)
     return manifest
 
 
-def candidate_ranker(candidates: int, clip: str | None, model=None,
-                     device: str | None = None) -> ClipRanker | None:
-    """The ranker of ``--candidates`` (None for 1): ``clip``, else the CLIP ``model`` was trained against."""
+def steering(candidates: int, clip_guidance: float, clip: str | None, model=None,
+             device: str | None = None) -> tuple[ClipRanker | None, ClipGuidance | None]:
+    """The best-of-N ranker (None for 1 candidate) and the CLIP guidance (None for 0) of ``--candidates`` and
+    ``--clip-guidance``, sharing one CLIP: ``clip``, else the one ``model`` was trained against."""
     check_number(candidates, "--candidates", 1, None, integer=True)
-    if candidates == 1:
-        return None
+    check_number(clip_guidance, "--clip-guidance", 0.0, 1.0)
+    if candidates == 1 and clip_guidance == 0:
+        return None, None
     spec = clip or recorded_setting(model, "clip")
     if spec is None:
-        raise ConfigError("--candidates ranks the candidates by CLIP, and this model records no CLIP it was trained "
-                          "against: pass --clip (the CLIP of its alignment, e.g. builtin-tiny)", model)
-    return ClipRanker(spec, device or "cpu")
+        raise ConfigError("--candidates and --clip-guidance steer by CLIP, and this model records no CLIP it was "
+                          "trained against: pass --clip (the CLIP of its alignment, e.g. builtin-tiny)", model)
+    loaded = hub.load_clip(spec)
+    return (ClipRanker(loaded, device or "cpu") if candidates > 1 else None,
+            ClipGuidance(loaded, clip_guidance, device or "cpu") if clip_guidance > 0 else None)
 
 
 def _write_images(config: GenerateConfig, sources: list[EEGSource], pipe, settings: dict, out: Path,
-                  ranker: ClipRanker | None = None) -> dict:
+                  ranker: ClipRanker | None = None, guide: ClipGuidance | None = None) -> dict:
     """The images, grid and manifest of :func:`generate_images`, written into the folder ``out``."""
     steps, guidance = settings["steps"], settings["guidance"]
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -264,7 +276,7 @@ def _write_images(config: GenerateConfig, sources: list[EEGSource], pipe, settin
         for s in chunk:
             pipe.eeg_conditioner.check_eeg(s.eeg[None], s.source.get("file") or s.source.get("dataset"))
         drawn = draw_images(pipe, [s.eeg for s in chunk], config.num_images, steps, guidance, config.seed,
-                            first_index=b0, candidates=config.candidates, ranker=ranker)
+                            first_index=b0, candidates=config.candidates, ranker=ranker, guidance_clip=guide)
         for i, (s, samples) in enumerate(zip(chunk, drawn)):
             k = b0 + i
             files = []
@@ -297,6 +309,6 @@ def _write_images(config: GenerateConfig, sources: list[EEGSource], pipe, settin
     return manifest
 
 
-__all__ = ["candidate_ranker", "DEFAULT_GUIDANCE", "DEFAULT_STEPS", "EEGSource", "GenerateConfig", "draw_images",
+__all__ = ["steering", "DEFAULT_GUIDANCE", "DEFAULT_STEPS", "EEGSource", "GenerateConfig", "draw_images",
            "generate_images", "load_pipeline",
            "resolve_generation_settings", "sources_from_dataset", "sources_from_file"]

@@ -71,12 +71,17 @@ ONSET = number(0.0, 1e9)
 SFREQ = number(1e-3, 100_000.0)
 
 
-# Best-of-N sampling of generate and evaluate (dreamdiffusion.reranking).
+# Best-of-N sampling of generate and evaluate (dreamdiffusion.steering).
 Candidates = Annotated[int, typer.Option(
     "--candidates", parser=integer(1, 1024),
     help="Best-of-N: draw N candidates per image and keep the one whose CLIP embedding is closest to the EEG's "
          "predicted CLIP image embedding (MindEye's selection; the ground truth is never used). N times the "
          "sampling; 1: off.")]
+ClipGuidanceScale = Annotated[float, typer.Option(
+    "--clip-guidance", parser=number(0.0, 1.0),
+    help="CLIP guidance: after every sampler step, move the latents toward a higher CLIP cosine between their "
+         "decoded image and the EEG's predicted CLIP image embedding, by this share of their norm (e.g. 0.1; "
+         "0: off). One VAE decode and one CLIP forward and backward pass per step.")]
 
 
 # The conditioning route of generate, evaluate, app and stream (conditioning.plan_conditioning).

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from dreamdiffusion.commands._options import NUM_IMAGES, POSITIVE, SEED, STEPS
+from dreamdiffusion.commands._options import NUM_IMAGES, POSITIVE, SEED, STEPS, number
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import check_output_folder
 from dreamdiffusion.experiments.ablation import AblationConfig, run_ablation
@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
         candidates: Optional[int] = typer.Option(
             None, "--candidates", parser=POSITIVE, help="Best-of-N test images, ranked by CLIP against the EEG's "
                                                         "own prediction (default: the recipe's val-chosen N)."),
+        clip_guidance: Optional[float] = typer.Option(
+            None, "--clip-guidance", parser=number(0.0, 1.0), help="CLIP guidance of the test images toward the EEG's "
+                                                                   "own prediction (default: the recipe's)."),
     ) -> None:
         """Run the whole method on the built-in digits benchmark and write metrics.json and report.md."""
         check_output_folder(output, overwrite)
@@ -52,7 +55,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                     "num_images": num_images, "steps": steps, "limit": limit,
-                                    "candidates": candidates, "modern_candidates": candidates})
+                                    "candidates": candidates, "modern_candidates": candidates,
+                                    "clip_guidance": clip_guidance, "modern_clip_guidance": clip_guidance})
         m = run_recipe(DemoConfig(output=str(output), recipe=recipe, seed=seed, settings=settings))
         typer.echo(f"top-1 ({m['n_way']}-way): {m['top1_accuracy']:.3f} (chance {m['chance']:.3f}); "
                    f"retrieval top-1/5: {_f(m['retrieval_top1'])}/{_f(m['retrieval_top5'])}; SSIM {m['ssim']:.3f}; "

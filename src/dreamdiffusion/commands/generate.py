@@ -20,6 +20,7 @@ from dreamdiffusion.commands._options import (
     AllowOutsideRoot,
     Candidates,
     ChannelMapping,
+    ClipGuidanceScale,
     Conditioning,
     DatasetCSV,
     DatasetEEG,
@@ -74,6 +75,7 @@ def generate_cmd(
     sfreq: Optional[float] = typer.Option(None, "--sfreq", parser=SFREQ, help="Sampling rate of a .npy recording."),
     num_images: int = typer.Option(5, "--num-images", parser=NUM_IMAGES, help="Samples per EEG (paper: 5)."),
     candidates: Candidates = 1,
+    clip_guidance: ClipGuidanceScale = 0.0,
     clip: Optional[str] = typer.Option(
         None, "--clip", help="The CLIP that ranks --candidates (default: the one the model was trained against)."),
     steps: Optional[int] = typer.Option(
@@ -104,9 +106,9 @@ def generate_cmd(
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     check_output_folder(output, overwrite)
     plan = plan_conditioning(model, conditioning, base, ip_adapter)
-    if candidates > 1 and clip is None and recorded_setting(plan.folder, "clip") is None:
-        raise ConfigError("--candidates ranks by CLIP and this model records none it was trained against: pass --clip",
-                          plan.folder)
+    if (candidates > 1 or clip_guidance > 0) and clip is None and recorded_setting(plan.folder, "clip") is None:
+        raise ConfigError("--candidates and --clip-guidance steer by CLIP and this model records none it was trained "
+                          "against: pass --clip", plan.folder)
     if eeg_file is not None and not Path(eeg_file).exists():
         raise ConfigError("EEG file not found", eeg_file)
     pipe = load_pipeline(plan, scheduler, device=device, dtype=dtype, compile=compile)
@@ -123,7 +125,8 @@ def generate_cmd(
     config = GenerateConfig(model=str(plan.folder), output=str(output), num_images=num_images, steps=steps,
                             guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size,
                             compile=compile, overwrite=overwrite, conditioning=conditioning, base=plan.base,
-                            ip_adapter=plan.ip_adapter, candidates=candidates, clip=clip)
+                            ip_adapter=plan.ip_adapter, candidates=candidates, clip=clip,
+                            clip_guidance=clip_guidance)
     manifest = generate_images(config, sources, pipe=pipe)
     src = manifest["settings_source"]
     route = manifest["conditioning"]["route"] + (" (built on the fly)" if plan.built else "")

@@ -34,7 +34,7 @@ from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
 from dreamdiffusion.evaluation.figures import comparison_grid, metrics_markdown
 from dreamdiffusion.evaluation.samples import SAMPLES_DIR, read_samples, save_samples
-from dreamdiffusion.generation import candidate_ranker, draw_images, load_pipeline
+from dreamdiffusion.generation import draw_images, load_pipeline, steering
 from dreamdiffusion.models.hub import clip_image_embeds, load_clip
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class EvaluateConfig:
     trials: int = 50  # random trials per generated image
     num_images: int = 5  # samples per EEG
     candidates: int = 1  # best-of-N: draw N per sample, keep the closest to the EEG's prediction (ranked by `clip`)
+    clip_guidance: float = 0.0  # CLIP guidance toward that prediction (share of the latents' norm per step; 0: off)
     steps: int = 25  # sampler steps
     guidance: float = 1.0  # classifier-free guidance scale (1 = none, as in the paper)
     scheduler: str | None = None  # dpm | pndm | ddim | euler; None = the pipeline's own
@@ -137,10 +138,10 @@ def find_clip_for_model(model: str | os.PathLike | None) -> str | None:
 
 def generate_samples(pipe, eegs: Sequence[torch.Tensor], num_images: int, steps: int, guidance: float, seed: int,
                      batch_size: int = 16, progress: bool = True, candidates: int = 1,
-                     ranker=None) -> list[list[Image.Image]]:
+                     ranker=None, guidance_clip=None) -> list[list[Image.Image]]:
     """``num_images`` PIL images per EEG window: :func:`dreamdiffusion.generation.draw_images` (the one sampler)."""
     return draw_images(pipe, eegs, num_images, steps, guidance, seed, batch_size=batch_size, progress=progress,
-                       candidates=candidates, ranker=ranker)
+                       candidates=candidates, ranker=ranker, guidance_clip=guidance_clip)
 
 
 def truth_clip_embeddings(clip_spec: str, images: Sequence[Image.Image], device: str | torch.device = "cpu",
@@ -307,21 +308,22 @@ def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dic
         pipe = load_pipeline(plan, config.scheduler, device=device)
 
     clip_spec = config.clip or find_clip_for_model(config.model)
-    ranker = None if config.generated else candidate_ranker(config.candidates, clip_spec, config.model, device)
+    ranker, guide = (None, None) if config.generated else steering(config.candidates, config.clip_guidance, clip_spec,
+                                                                   config.model, device)
     if config.generated is not None:
         samples = read_samples(config.generated, len(items))
     else:
         samples = generate_samples(pipe, eegs, config.num_images, config.steps, config.guidance, config.seed,
                                    batch_size=config.batch_size, progress=progress, candidates=config.candidates,
-                                   ranker=ranker)
+                                   ranker=ranker, guidance_clip=guide)
         save_samples(samples, items, out_dir / SAMPLES_DIR,
                      {"model": os.fspath(config.model), "dataset": config.dataset, "split": config.split,
                       "seed": config.seed, "steps": config.steps, "guidance": config.guidance,
-                      "candidates": config.candidates, "scheduler": type(pipe.scheduler).__name__,
+                      "candidates": config.candidates, "clip_guidance": config.clip_guidance, "scheduler": type(pipe.scheduler).__name__,
                       "conditioning": conditioning_record(pipe)})
 
     classifier = ImageClassifier.load(resolve_classifier_name(config), device=device)
-    clip = _ClipSide(clip_spec, pipe, eegs, items, samples, device, ranker.clip if ranker is not None else None)
+    clip = _ClipSide(clip_spec, pipe, eegs, items, samples, device, (ranker or guide).clip if ranker or guide else None)
     scoring = dict(classifier=classifier, n_way=config.n_way, trials=config.trials, seed=config.seed,
                    labels=_judge_labels(items, classifier, config), image_embeds=clip.image_embeds,
                    retrieval_n_way=config.retrieval_n_way, image_ids=item_image_ids(items), classes=_item_labels(items))

@@ -124,7 +124,7 @@ class DemoSettings:
     # (first 400 EEGs) images judged right at 6 / 10 steps, one draw: paper seed 37 0.485 / 0.500, seed 53 0.465 /
     # 0.477; modern seed 6 0.867 / 0.870 (CLIP within-class 2-way 0.543 / 0.547).
     steps: int = 6
-    # Best-of-N test images (dreamdiffusion.reranking; 1: off): each kept image is the draw whose CLIP embedding is
+    # Best-of-N test images (dreamdiffusion.steering; 1: off): each kept image is the draw whose CLIP embedding is
     # closest to the EEG's own predicted CLIP embedding (never the ground truth). Val, first 400 EEGs, 1 / 2 / 4
     # draws at 6 steps: paper seed 37 judged right 0.485 / 0.560 / 0.585 (generated-image CLIP 2-way 0.656 / 0.706 /
     # 0.749), seed 53 0.465 / 0.535 / 0.555 (0.646 / 0.688 / 0.745); at 10 steps seed 11 0.300 / 0.357 / 0.400.
@@ -133,6 +133,9 @@ class DemoSettings:
     # recipe takes 2 (its 300 s budget: 6 steps x 2 draws cost about what 10 x 1 did), the modern one 4.
     candidates: int = 2  # the paper recipe (its CLIP head ranks)
     modern_candidates: int = 4  # the modern recipe (its aligned prediction ranks)
+    # CLIP guidance toward the same prediction (dreamdiffusion.steering.ClipGuidance; 0: off). GUIDANCE_EVIDENCE
+    clip_guidance: float = 0.0  # the paper recipe
+    modern_clip_guidance: float = 0.0  # the modern recipe
     # Classifier-free guidance of the test images. None: chosen on val among guidance_choices (the one whose
     # generated val images score best in CLIP space; 1 = none, as in the paper). Seed 0 val: 1 -> 0.32,
     # 3 -> 0.61, 5 -> 0.64 images judged right.
@@ -195,7 +198,8 @@ class DemoSettings:
         """Per-variant settings of ``ablate``: 10 variants x seeds must fit in well under an hour on 2 cores."""
         # The README's ablation table was made before the warm-up and the 4 trials per image: kept as it was.
         return cls(pretrain_steps=100, clip_warmup_steps=300, finetune_steps=300, validate_every=100, val_limit=64,
-                   guidance=3.0, limit=300, candidates=1, modern_candidates=1)
+                   guidance=3.0, limit=300, candidates=1, modern_candidates=1, clip_guidance=0.0,
+                   modern_clip_guidance=0.0)
 
     @classmethod
     def fast(cls) -> "DemoSettings":
@@ -204,7 +208,7 @@ class DemoSettings:
                    pretrain_batch_size=8, clip_warmup_steps=4, finetune_steps=8, finetune_batch_size=4,
                    validate_every=4, val_limit=8, select_images=4, select_steps=2, num_images=1, steps=3,
                    guidance_choices=(1.0, 3.0), guidance_val_images=4, trials=10, limit=8, candidates=2,
-                   modern_candidates=2,
+                   modern_candidates=2, clip_guidance=0.1, modern_clip_guidance=0.1,
                    align_steps=6, align_batch_size=32, align_validate_every=3, prior_steps=5)
 
 
@@ -341,6 +345,7 @@ def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         split="test", classifier=cfg.classifier, clip=cfg.clip, base=cfg.base, n_way=s.n_way, trials=s.trials,
         num_images=s.num_images, steps=s.steps, guidance=guidance, seed=cfg.seed, limit=s.limit, fid=True,
         candidates=s.modern_candidates if cfg.recipe == "modern" else s.candidates,
+        clip_guidance=s.modern_clip_guidance if cfg.recipe == "modern" else s.clip_guidance,
         baselines=baselines, baseline_train_fraction=s.pairs_fraction,
         overwrite=True),  # the demo owns its run folder: a rerun replaces its evaluation
         progress=progress)

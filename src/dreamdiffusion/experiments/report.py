@@ -161,7 +161,7 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         if s["pretrain"] else "- Stage A: skipped (random encoder)",
         f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "
         f"{s['finetune_steps']} steps, pipeline = best val step",
-        f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head')}, "
+        f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics.get('guidance', s['guidance'])} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
         "- stage times (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in metrics["timings_s"].items()),
@@ -196,11 +196,14 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
     return rep.write(out / "report.md")
 
 
-def best_of(candidates: int | None, ranked_by: str) -> str:
-    """The report's words for ``--candidates`` (nothing when off)."""
-    if not candidates or candidates <= 1:
-        return ""
-    return f" (each the best of {candidates} draws by CLIP cosine to the EEG's {ranked_by})"
+def best_of(candidates: int | None, ranked_by: str, clip_guidance: float | None = None) -> str:
+    """The report's words for ``--candidates`` and ``--clip-guidance`` (nothing when both are off)."""
+    words = []
+    if clip_guidance:
+        words.append(f"CLIP guidance {clip_guidance} toward the EEG's {ranked_by}")
+    if candidates and candidates > 1:
+        words.append(f"each the best of {candidates} draws by CLIP cosine to the EEG's {ranked_by}")
+    return f" ({'; '.join(words)})" if words else ""
 
 
 def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, metrics: dict) -> Path:
@@ -220,7 +223,7 @@ def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, m
         f"top-5 {fmt(align.get('top5'))}, {align.get('n_way')}-way)",
         f"- generation: predicted CLIP image embedding -> `{metrics['config']['ip_adapter']}` IP-Adapter (scale "
         f"{s['ip_adapter_scale']}) on the `{metrics['config']['base']}` base, {s['num_images']} sample per test EEG"
-        f"{best_of(s.get('modern_candidates'), 'aligned prediction')}, "
+        f"{best_of(s.get('modern_candidates'), 'aligned prediction', s.get('modern_clip_guidance'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics['guidance']} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
         "- stage times (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in metrics["timings_s"].items()),

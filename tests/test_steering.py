@@ -1,13 +1,15 @@
-"""Best-of-N sampling (``--candidates``): the kept image is the candidate CLIP finds closest to the EEG's prediction,
-``candidates=1`` draws exactly the images it drew before, and a missing CLIP is one clear line."""
+"""Steering toward the EEG's predicted CLIP embedding. Best-of-N (``--candidates``): the kept image is the candidate
+CLIP finds closest to the prediction, ``candidates=1`` draws exactly the images it drew before. CLIP guidance
+(``--clip-guidance``): the images end closer to the prediction in that CLIP than without it. A missing CLIP is one
+clear line."""
 
 import numpy as np
 import pytest
 import torch
 
 from dreamdiffusion.core.errors import ConfigError
-from dreamdiffusion.generation import candidate_ranker, draw_images
-from dreamdiffusion.reranking import ClipRanker
+from dreamdiffusion.generation import draw_images, steering
+from dreamdiffusion.steering import ClipGuidance, ClipRanker
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +65,14 @@ def test_candidates_need_a_clip(tiny_pipe, tmp_path):
     with pytest.raises(ConfigError, match="CLIP"):
         draw_images(pipe, eegs, 1, 2, 1.0, seed=0, candidates=2)
     with pytest.raises(ConfigError, match="--clip"):
-        candidate_ranker(2, None, tmp_path)  # a folder that records no CLIP
-    assert candidate_ranker(1, None, tmp_path) is None
+        steering(2, 0.0, None, tmp_path)  # a folder that records no CLIP
+    with pytest.raises(ConfigError, match="--clip"):
+        steering(1, 0.1, None, tmp_path)
+    assert steering(1, 0.0, None, tmp_path) == (None, None)
     with pytest.raises(ConfigError, match="--candidates"):
-        candidate_ranker(0, "builtin-tiny")
+        steering(0, 0.0, "builtin-tiny")
+    with pytest.raises(ConfigError, match="--clip-guidance"):
+        steering(1, -0.1, "builtin-tiny")
 
 
 def test_a_clip_of_another_width_is_one_line(tiny_pipe):
@@ -74,3 +80,25 @@ def test_a_clip_of_another_width_is_one_line(tiny_pipe):
     ranker = ClipRanker("builtin-tiny")  # 64-wide embeddings; the tiny conditioner predicts 24-wide ones
     with pytest.raises(ConfigError, match="wide"):
         draw_images(pipe, eegs[:1], 1, 2, 1.0, seed=0, candidates=2, ranker=ranker)
+
+
+def _cosines(ranker, pipe, eegs, rows):
+    return ranker.scores(pipe, torch.stack(eegs), rows)[:, 0]
+
+
+def test_clip_guidance_brings_the_images_toward_the_prediction(tiny_pipe, parts):
+    pipe, eegs = tiny_pipe
+    ranker = ClipRanker(str(parts / "clip"))  # measures the cosine the guidance climbs
+    plain = draw_images(pipe, eegs, 1, 4, 1.0, seed=2)
+    guided = draw_images(pipe, eegs, 1, 4, 1.0, seed=2, guidance_clip=ClipGuidance(ranker.clip, 0.2))
+    before, after = _cosines(ranker, pipe, eegs, plain), _cosines(ranker, pipe, eegs, guided)
+    assert (after > before).all(), (before, after)
+    again = draw_images(pipe, eegs, 1, 4, 1.0, seed=2, guidance_clip=ClipGuidance(ranker.clip, 0.2))
+    assert np.array_equal(_arrays(again), _arrays(guided))  # deterministic
+    # the app's progress callback still runs, after the guidance
+    seen = []
+    draw_images(pipe, eegs[:1], 1, 3, 1.0, seed=2, guidance_clip=ClipGuidance(ranker.clip, 0.2),
+                callback_on_step_end=lambda p, i, t, kw: seen.append(i))
+    assert seen == [0, 1, 2]
+    with pytest.raises(ConfigError, match="--clip-guidance"):
+        ClipGuidance(ranker.clip, 0.0)
