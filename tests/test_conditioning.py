@@ -211,3 +211,17 @@ def test_generate_steers_with_the_recorded_clip(bench, aligned, ip_folder, tmp_p
     _refused(capsys, code, "--clip-guidance", "--clip")
     code, _ = _generate(bench, tmp_path / "e", "--model", str(aligned), "--clip-guidance", "2")
     _refused(capsys, code, "--clip-guidance")
+
+
+def test_generate_applies_the_clip_guidance_the_model_recommends(bench, ip_folder, tmp_path):
+    from dreamdiffusion.pipeline import write_generation_defaults
+
+    folder = tmp_path / "pipe"
+    shutil.copytree(ip_folder, folder)
+    write_generation_defaults(folder, 3.0, 2, "val: test", clip_guidance=0.2, steering_clip="builtin-tiny")
+    code, manifest = _generate(bench, tmp_path / "a", "--model", str(folder))
+    assert code == 0 and manifest["clip_guidance"] == 0.2 and manifest["steering_clip"] == "builtin-tiny"
+    assert manifest["settings_source"]["clip_guidance"] == "model (generation.json)"
+    code, manifest = _generate(bench, tmp_path / "b", "--model", str(folder), "--clip-guidance", "0")
+    assert code == 0 and manifest["clip_guidance"] == 0 and manifest["settings_source"]["clip_guidance"] == "given"
+    assert np.abs(_image(tmp_path / "a") - _image(tmp_path / "b")).mean() > 1e-3  # the guidance moved the image

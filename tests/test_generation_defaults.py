@@ -114,18 +114,20 @@ def test_generate_cli_uses_the_file_unless_a_flag_is_given(model_dir, tmp_path, 
     assert main(common + ["--output", str(tmp_path / "model")]) == 0
     m = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert m["guidance"] == 3.5 and m["steps"] == 2
-    assert m["settings_source"] == {"steps": "model (generation.json)", "guidance": "model (generation.json)"}
+    assert m["settings_source"] == {"steps": "model (generation.json)", "guidance": "model (generation.json)",
+                                    "clip_guidance": "default"}
     assert m["model_recommends"]["chosen_on"] == "val: test"
 
     assert main(common + ["--output", str(tmp_path / "flag"), "--guidance", "1", "--steps", "3"]) == 0
     f = json.loads((tmp_path / "flag" / "manifest.json").read_text())
     assert f["guidance"] == 1.0 and f["steps"] == 3
-    assert f["settings_source"] == {"steps": "given", "guidance": "given"}
+    assert f["settings_source"] == {"steps": "given", "guidance": "given", "clip_guidance": "default"}
 
     # The guidance taken from the file is the one sampled with: the same image as --guidance 3.5 given.
     assert main(common + ["--output", str(tmp_path / "same"), "--guidance", "3.5"]) == 0
     s = json.loads((tmp_path / "same" / "manifest.json").read_text())
-    assert s["steps"] == 2 and s["settings_source"] == {"steps": "model (generation.json)", "guidance": "given"}
+    assert s["steps"] == 2 and s["settings_source"] == {"steps": "model (generation.json)", "guidance": "given",
+                                                        "clip_guidance": "default"}
 
     # Without the file: today's defaults (25 steps is slow even here, so steps are given).
     (folder / GENERATION_FILE).unlink()

@@ -67,10 +67,12 @@ DEFAULT_GUIDANCE = 1.0  # no guidance, as the paper, when neither the user nor t
 SOURCE_GIVEN, SOURCE_MODEL, SOURCE_DEFAULT = "given", "model (generation.json)", "default"
 
 
-def resolve_generation_settings(pipe, steps: int | None = None, guidance: float | None = None) -> dict:
-    """The steps and guidance to use: given values win, then the model's ``generation.json``, then the defaults.
+def resolve_generation_settings(pipe, steps: int | None = None, guidance: float | None = None,
+                                clip_guidance: float | None = None) -> dict:
+    """The steps, guidance and CLIP guidance to use: given values win, then the model's ``generation.json``, then
+    the defaults (CLIP guidance: 0, off).
 
-    Returns ``{"steps": int, "guidance": float, "settings_source": {"steps": ..., "guidance": ...}}`` plus
+    Returns ``{"steps": int, "guidance": float, "clip_guidance": float, "settings_source": {...}}`` plus
     ``"model_recommends"`` (the pipeline's ``generation_defaults``) when the model has any.
     """
     recommended = dict(getattr(pipe, "generation_defaults", None) or {})
@@ -84,8 +86,9 @@ def resolve_generation_settings(pipe, steps: int | None = None, guidance: float 
 
     steps_used, steps_from = pick(steps, "num_inference_steps", DEFAULT_STEPS, int)
     guidance_used, guidance_from = pick(guidance, "guidance_scale", DEFAULT_GUIDANCE, float)
-    out = {"steps": steps_used, "guidance": guidance_used,
-           "settings_source": {"steps": steps_from, "guidance": guidance_from}}
+    clip_used, clip_from = pick(clip_guidance, "clip_guidance", 0.0, float)
+    out = {"steps": steps_used, "guidance": guidance_used, "clip_guidance": clip_used,
+           "settings_source": {"steps": steps_from, "guidance": guidance_from, "clip_guidance": clip_from}}
     if recommended:
         out["model_recommends"] = recommended
     return out
@@ -108,7 +111,8 @@ class GenerateConfig:
     base: str | None = None  # an ip-adapter pipeline built on the fly: its base and adapter (plan_conditioning)
     ip_adapter: str | None = None
     candidates: int = 1  # best-of-N: draw N per image, keep the closest to the EEG's predicted CLIP embedding
-    clip_guidance: float = 0.0  # CLIP guidance toward that embedding (a share of the latents' norm per step; 0: off)
+    clip_guidance: float | None = None  # CLIP guidance toward it (share of the latents' norm per step; 0: off; None:
+    # the model's generation.json, else 0)
     clip: str | None = None  # the CLIP of both (None: the one the model was trained against)
 
 
@@ -236,11 +240,11 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
             pipe.set_scheduler(config.scheduler)
         if config.compile != "none":
             pipe.enable_fast_path(config.compile)
-    settings = resolve_generation_settings(pipe, config.steps, config.guidance)
-    ranker, guide = steering(config.candidates, config.clip_guidance, config.clip, config.model)
+    settings = resolve_generation_settings(pipe, config.steps, config.guidance, config.clip_guidance)
+    clip = config.clip or (settings.get("model_recommends") or {}).get("steering_clip")
+    ranker, guide = steering(config.candidates, settings["clip_guidance"], clip, config.model)
     if ranker is not None or guide is not None:
-        settings.update(candidates=config.candidates, clip_guidance=config.clip_guidance,
-                        steering_clip=(ranker or guide).source)
+        settings.update(candidates=config.candidates, steering_clip=(ranker or guide).source)
     with staged_folder(config.output, config.overwrite) as out:
         manifest = _write_images(config, sources, pipe, settings, out, ranker, guide)
     logger.info("wrote %d images for %d EEG windows to %s", len(sources) * config.num_images, len(sources),

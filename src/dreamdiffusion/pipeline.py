@@ -122,9 +122,10 @@ def _check_generation_defaults(data, path=None) -> dict:
     steps = data.get("num_inference_steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"num_inference_steps must be an integer >= 1 or null, got {steps!r}", path)
+    for key in ("chosen_on", "steering_clip"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ConfigError(f"{key} must be a string or null, got {data[key]!r}", path)
     chosen_on = data.get("chosen_on")
-    if chosen_on is not None and not isinstance(chosen_on, str):
-        raise ConfigError(f"chosen_on must be a string or null, got {chosen_on!r}", path)
     return {**data, "guidance_scale": float(g), "num_inference_steps": steps, "chosen_on": chosen_on}
 
 
@@ -137,19 +138,22 @@ def read_generation_defaults(folder) -> dict:
 
 
 def write_generation_defaults(folder, guidance_scale: float, num_inference_steps: int | None = None,
-                              chosen_on: str | None = None) -> Path:
+                              chosen_on: str | None = None, clip_guidance: float | None = None,
+                              steering_clip: str | None = None) -> Path:
     """Write a pipeline folder's recommended settings (``generation.json``, atomically); returns its path.
 
     ``guidance_scale`` (>= 1) and ``num_inference_steps`` (>= 1, or None: no recommendation) are what
     ``dreamdiffusion generate``/``stream``/``app`` use when the user does not choose; ``chosen_on`` says how
-    they were chosen (e.g. ``"val: CLIP 2-way identification of 128 generated images"``).
+    they were chosen (e.g. ``"val: CLIP 2-way identification of 128 generated images"``). ``clip_guidance`` and
+    ``steering_clip``: the CLIP guidance ``generate`` applies when ``--clip-guidance`` is not given, and its CLIP.
     """
     folder = Path(os.fspath(folder))
     if not folder.is_dir():
         raise ConfigError("pipeline folder not found", folder)
     path = folder / GENERATION_FILE
+    extra = {k: v for k, v in (("clip_guidance", clip_guidance), ("steering_clip", steering_clip)) if v is not None}
     data = _check_generation_defaults({"guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
-                                       "chosen_on": chosen_on}, path)
+                                       "chosen_on": chosen_on, **extra}, path)
     atomic_write_json(path, data)
     return path
 

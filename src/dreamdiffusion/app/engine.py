@@ -24,7 +24,7 @@ from dreamdiffusion.conditioning import build_pipeline, conditioning_record, pla
 from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
 from dreamdiffusion.core.files import atomic_write_png
 from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
-from dreamdiffusion.generation import draw_images, resolve_generation_settings
+from dreamdiffusion.generation import draw_images, resolve_generation_settings, steering
 from dreamdiffusion.pipeline import default_pipeline_folder
 
 logger = logging.getLogger(__name__)
@@ -139,9 +139,20 @@ class Engine:
                 on_step(step + 1, int(steps))
             return kwargs
 
-        # The one sampler: image j of this window is what `generate --seed SEED` draws for EEG 0.
+        # The one sampler: image j of this window is what `generate --seed SEED` draws for EEG 0 (with the CLIP
+        # guidance the model's generation.json recommends, as generate applies it).
         return draw_images(self.pipe, [eeg], int(num_images), int(steps), float(guidance), int(seed),
-                           callback_on_step_end=_callback)[0]
+                           callback_on_step_end=_callback, guidance_clip=self._clip_guidance(used))[0]
+
+    def _clip_guidance(self, used: dict):
+        """The recommended CLIP guidance (``generation.json``: ``clip_guidance`` and ``steering_clip``), loaded once."""
+        scale = float(used.get("clip_guidance") or 0.0)
+        if scale <= 0:
+            return None
+        cached = getattr(self, "_guide", None)
+        if cached is None or cached.scale != scale:
+            self._guide = steering(1, scale, self.generation_defaults.get("steering_clip"))[1]
+        return self._guide
 
 
 # -- writing outputs -------------------------------------------------------------------------------

@@ -77,11 +77,13 @@ Candidates = Annotated[int, typer.Option(
     help="Best-of-N: draw N candidates per image and keep the one whose CLIP embedding is closest to the EEG's "
          "predicted CLIP image embedding (MindEye's selection; the ground truth is never used). N times the "
          "sampling; 1: off.")]
-ClipGuidanceScale = Annotated[float, typer.Option(
-    "--clip-guidance", parser=number(0.0, 1.0),
-    help="CLIP guidance: after every sampler step, move the latents toward a higher CLIP cosine between their "
-         "decoded image and the EEG's predicted CLIP image embedding, by this share of their norm (e.g. 0.1; "
-         "0: off). One VAE decode and one CLIP forward and backward pass per step.")]
+CLIP_GUIDANCE_HELP = ("CLIP guidance: after every sampler step, move the latents toward a higher CLIP cosine between "
+                      "their decoded image and the EEG's predicted CLIP image embedding, by this share of their norm "
+                      "(e.g. 0.2; 0: off). One VAE decode and one CLIP forward and backward pass per step.")
+ClipGuidanceScale = Annotated[float, typer.Option("--clip-guidance", parser=number(0.0, 1.0), help=CLIP_GUIDANCE_HELP)]
+ModelClipGuidance = Annotated[float | None, typer.Option(
+    "--clip-guidance", parser=number(0.0, 1.0), help=CLIP_GUIDANCE_HELP + " Default: the model's generation.json, "
+                                                                          "else 0.")]
 
 
 # The conditioning route of generate, evaluate, app and stream (conditioning.plan_conditioning).

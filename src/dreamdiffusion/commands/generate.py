@@ -20,7 +20,6 @@ from dreamdiffusion.commands._options import (
     AllowOutsideRoot,
     Candidates,
     ChannelMapping,
-    ClipGuidanceScale,
     Conditioning,
     DatasetCSV,
     DatasetEEG,
@@ -31,6 +30,7 @@ from dreamdiffusion.commands._options import (
     DatasetSubject,
     IPAdapter,
     IPBase,
+    ModelClipGuidance,
     dataset_options,
 )
 from dreamdiffusion.conditioning import plan_conditioning, recorded_setting
@@ -75,7 +75,7 @@ def generate_cmd(
     sfreq: Optional[float] = typer.Option(None, "--sfreq", parser=SFREQ, help="Sampling rate of a .npy recording."),
     num_images: int = typer.Option(5, "--num-images", parser=NUM_IMAGES, help="Samples per EEG (paper: 5)."),
     candidates: Candidates = 1,
-    clip_guidance: ClipGuidanceScale = 0.0,
+    clip_guidance: ModelClipGuidance = None,
     clip: Optional[str] = typer.Option(
         None, "--clip", help="The CLIP that ranks --candidates (default: the one the model was trained against)."),
     steps: Optional[int] = typer.Option(
@@ -106,7 +106,7 @@ def generate_cmd(
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     check_output_folder(output, overwrite)
     plan = plan_conditioning(model, conditioning, base, ip_adapter)
-    if (candidates > 1 or clip_guidance > 0) and clip is None and recorded_setting(plan.folder, "clip") is None:
+    if (candidates > 1 or (clip_guidance or 0) > 0) and clip is None and recorded_setting(plan.folder, "clip") is None:
         raise ConfigError("--candidates and --clip-guidance steer by CLIP and this model records none it was trained "
                           "against: pass --clip", plan.folder)
     if eeg_file is not None and not Path(eeg_file).exists():

@@ -93,6 +93,7 @@ FIELD_BOUNDS: dict[str, tuple] = {
     "beta_start": ("num", 0.0, 1.0), "beta_end": ("num", 0.0, 1.0),
     # generation.json
     "num_inference_steps": ("int", 1, MAX_STEPS), "guidance_scale": ("num", 1.0, MAX_GUIDANCE),
+    "clip_guidance": ("num", 0.0, 1.0),
     # transformers (CLIP vision, image classifiers) and their image processors
     "hidden_size": ("int", 1, 16_384), "intermediate_size": ("int", 1, 131_072), "num_hidden_layers": ("int", 0, 512),
     "projection_dim": ("int", 1, 16_384), "image_size": ("int|ints", 1, 8192, 4), "num_channels": ("int", 1, 64),

@@ -336,7 +336,9 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
                   "records": records}
     atomic_write_json(out / f"{name}.json", result)
     if s.guidance is None:  # the pipeline carries its val-chosen settings to generate, app and stream
-        write_generation_defaults(pipeline, result["guidance"], s.steps, result["chosen_on"])
+        steer = s.modern_clip_guidance if cfg.recipe == "modern" else s.clip_guidance
+        write_generation_defaults(pipeline, result["guidance"], s.steps, result["chosen_on"],
+                                  clip_guidance=steer or None, steering_clip=cfg.clip if steer else None)
     logger.info("test guidance %.2f (%s)", result["guidance"], result["chosen_on"])
     return result
 
