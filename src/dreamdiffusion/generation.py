@@ -44,7 +44,7 @@ from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.data.transforms import recording_window
 from dreamdiffusion.models import hub
-from dreamdiffusion.pipeline import COMPILE_MODES
+from dreamdiffusion.pipeline import COMPILE_MODES, read_generation_defaults
 from dreamdiffusion.steering import ClipGuidance, ClipRanker, predicted_embeddings
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: i
     for b0 in tqdm(range(0, len(eegs), step), desc="generate", unit="batch", disable=not progress):
         chunk = torch.stack(eegs[b0:b0 + step])
         seeds = [sample_seed(seed, first_index + b0 + i, j) for i in range(len(chunk)) for j in range(drawn)]
-        callback = callback_on_step_end
+        callback, target = callback_on_step_end, None
         if guidance_clip is not None:
             target = predicted_embeddings(pipe, chunk, guidance_clip.width(), "--clip-guidance")
             callback = guidance_clip.callback(target.repeat_interleave(drawn, dim=0), then=callback_on_step_end)
@@ -212,7 +212,7 @@ def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: i
         for im, s in zip(images, seeds):
             im.info["sample_seed"] = s  # which draw an image is, also after the candidates are ranked
         rows = [list(images[i * drawn:(i + 1) * drawn]) for i in range(len(chunk))]
-        out += rows if candidates == 1 else ranker.select(pipe, chunk, rows, num_images)
+        out += rows if candidates == 1 else ranker.select(pipe, chunk, rows, num_images, target)
     return out
 
 
@@ -241,8 +241,7 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
         if config.compile != "none":
             pipe.enable_fast_path(config.compile)
     settings = resolve_generation_settings(pipe, config.steps, config.guidance, config.clip_guidance)
-    clip = config.clip or (settings.get("model_recommends") or {}).get("steering_clip")
-    ranker, guide = steering(config.candidates, settings["clip_guidance"], clip, config.model)
+    ranker, guide = steering(config.candidates, settings["clip_guidance"], config.clip, config.model)
     if ranker is not None or guide is not None:
         settings.update(candidates=config.candidates, steering_clip=(ranker or guide).source)
     with staged_folder(config.output, config.overwrite) as out:
@@ -250,6 +249,18 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
     logger.info("wrote %d images for %d EEG windows to %s", len(sources) * config.num_images, len(sources),
                 config.output)
     return manifest
+
+
+def steering_clip(clip: str | None, model=None) -> str:
+    """The CLIP that steers: ``clip``, else the model folder's recommended one (``generation.json``:
+    ``steering_clip``), else the one it was trained against; a one-line ConfigError when there is none."""
+    folder = None if model is None else Path(os.fspath(model))
+    recommended = read_generation_defaults(folder).get("steering_clip") if folder and folder.is_dir() else None
+    spec = clip or recommended or recorded_setting(model, "clip")
+    if spec is None:
+        raise ConfigError("--candidates and --clip-guidance steer by CLIP, and this model records no CLIP it was "
+                          "trained against: pass --clip (the CLIP of its alignment, e.g. builtin-tiny)", model)
+    return spec
 
 
 def steering(candidates: int, clip_guidance: float, clip: str | None, model=None,
@@ -260,11 +271,7 @@ def steering(candidates: int, clip_guidance: float, clip: str | None, model=None
     check_number(clip_guidance, "--clip-guidance", 0.0, 1.0)
     if candidates == 1 and clip_guidance == 0:
         return None, None
-    spec = clip or recorded_setting(model, "clip")
-    if spec is None:
-        raise ConfigError("--candidates and --clip-guidance steer by CLIP, and this model records no CLIP it was "
-                          "trained against: pass --clip (the CLIP of its alignment, e.g. builtin-tiny)", model)
-    loaded = hub.load_clip(spec)
+    loaded = hub.load_clip(steering_clip(clip, model))
     return (ClipRanker(loaded, device or "cpu") if candidates > 1 else None,
             ClipGuidance(loaded, clip_guidance, device or "cpu") if clip_guidance > 0 else None)
 
@@ -314,5 +321,5 @@ def _write_images(config: GenerateConfig, sources: list[EEGSource], pipe, settin
 
 
 __all__ = ["steering", "DEFAULT_GUIDANCE", "DEFAULT_STEPS", "EEGSource", "GenerateConfig", "draw_images",
-           "generate_images", "load_pipeline",
+           "generate_images", "load_pipeline", "steering_clip",
            "resolve_generation_settings", "sources_from_dataset", "sources_from_file"]

@@ -61,18 +61,22 @@ class ClipRanker:
         self.source = getattr(self.clip, "source", None)
 
     @torch.no_grad()
-    def scores(self, pipe, eegs: torch.Tensor, rows: Sequence[Sequence[Image.Image]]) -> torch.Tensor:
-        """``[len(rows), n]``: cosine of each row's candidates to the predicted embedding of its EEG."""
+    def scores(self, pipe, eegs: torch.Tensor, rows: Sequence[Sequence[Image.Image]],
+               target: torch.Tensor | None = None) -> torch.Tensor:
+        """``[len(rows), n]``: cosine of each row's candidates to the predicted embedding of its EEG (``target``:
+        those embeddings when the caller has them already, unit rows)."""
         n = len(rows[0])
         flat = [im for row in rows for im in row]
         embeds = hub.clip_image_embeds(flat, self.clip.model, self.clip.processor, normalize=True, batch_size=64)
-        target = predicted_embeddings(pipe, eegs, embeds.shape[-1], "--candidates").cpu()
+        if target is None:
+            target = predicted_embeddings(pipe, eegs, embeds.shape[-1], "--candidates")
+        target = target.cpu()
         return (embeds.cpu().reshape(len(rows), n, -1) * target[:, None]).sum(-1)
 
-    def select(self, pipe, eegs: torch.Tensor, rows: Sequence[Sequence[Image.Image]],
-               keep: int) -> list[list[Image.Image]]:
+    def select(self, pipe, eegs: torch.Tensor, rows: Sequence[Sequence[Image.Image]], keep: int,
+               target: torch.Tensor | None = None) -> list[list[Image.Image]]:
         """The ``keep`` best candidates of each row, best first."""
-        order = self.scores(pipe, eegs, rows).argsort(dim=-1, descending=True)[:, :keep]
+        order = self.scores(pipe, eegs, rows, target).argsort(dim=-1, descending=True)[:, :keep]
         return [[row[j] for j in idx.tolist()] for row, idx in zip(rows, order)]
 
 

@@ -33,7 +33,7 @@ from dreamdiffusion.commands._options import (
     ModelClipGuidance,
     dataset_options,
 )
-from dreamdiffusion.conditioning import plan_conditioning, recorded_setting
+from dreamdiffusion.conditioning import plan_conditioning
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import check_output_folder
 from dreamdiffusion.core.quiet import quiet_model_loading
@@ -44,6 +44,7 @@ from dreamdiffusion.generation import (
     load_pipeline,
     sources_from_dataset,
     sources_from_file,
+    steering_clip,
 )
 from dreamdiffusion.pipeline import COMPILE_MODES
 
@@ -106,9 +107,8 @@ def generate_cmd(
         raise ConfigError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {compile!r}")
     check_output_folder(output, overwrite)
     plan = plan_conditioning(model, conditioning, base, ip_adapter)
-    if (candidates > 1 or (clip_guidance or 0) > 0) and clip is None and recorded_setting(plan.folder, "clip") is None:
-        raise ConfigError("--candidates and --clip-guidance steer by CLIP and this model records none it was trained "
-                          "against: pass --clip", plan.folder)
+    if candidates > 1 or (clip_guidance or 0) > 0:
+        steering_clip(clip, plan.folder)  # refused in one line before the pipeline is loaded
     if eeg_file is not None and not Path(eeg_file).exists():
         raise ConfigError("EEG file not found", eeg_file)
     pipe = load_pipeline(plan, scheduler, device=device, dtype=dtype, compile=compile)

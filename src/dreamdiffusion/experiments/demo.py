@@ -141,6 +141,12 @@ class DemoSettings:
     modern_candidates: int = 1  # the modern recipe (its aligned prediction ranks)
     clip_guidance: float = 0.2  # CLIP guidance (share of the latents' norm per step), the paper recipe
     modern_clip_guidance: float = 0.0  # the modern recipe
+
+    def steering(self, recipe: str) -> tuple[int, float]:
+        """``(candidates, clip_guidance)`` of the test images of ``recipe``."""
+        if recipe == "modern":
+            return self.modern_candidates, self.modern_clip_guidance
+        return self.candidates, self.clip_guidance
     # Classifier-free guidance of the test images. None: chosen on val among guidance_choices (the one whose
     # generated val images score best in CLIP space; 1 = none, as in the paper). Seed 0 val: 1 -> 0.32,
     # 3 -> 0.61, 5 -> 0.64 images judged right.
@@ -336,7 +342,7 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
                   "records": records}
     atomic_write_json(out / f"{name}.json", result)
     if s.guidance is None:  # the pipeline carries its val-chosen settings to generate, app and stream
-        steer = s.modern_clip_guidance if cfg.recipe == "modern" else s.clip_guidance
+        steer = s.steering(cfg.recipe)[1]
         write_generation_defaults(pipeline, result["guidance"], s.steps, result["chosen_on"],
                                   clip_guidance=steer or None, steering_clip=cfg.clip if steer else None)
     logger.info("test guidance %.2f (%s)", result["guidance"], result["chosen_on"])
@@ -351,8 +357,7 @@ def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         output=str(out / name), model=str(pipeline), dataset="synthetic", dataset_options={"root": str(bench)},
         split="test", classifier=cfg.classifier, clip=cfg.clip, base=cfg.base, n_way=s.n_way, trials=s.trials,
         num_images=s.num_images, steps=s.steps, guidance=guidance, seed=cfg.seed, limit=s.limit, fid=True,
-        candidates=s.modern_candidates if cfg.recipe == "modern" else s.candidates,
-        clip_guidance=s.modern_clip_guidance if cfg.recipe == "modern" else s.clip_guidance,
+        candidates=s.steering(cfg.recipe)[0], clip_guidance=s.steering(cfg.recipe)[1],
         baselines=baselines, baseline_train_fraction=s.pairs_fraction,
         overwrite=True),  # the demo owns its run folder: a rerun replaces its evaluation
         progress=progress)
