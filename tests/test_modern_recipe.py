@@ -43,6 +43,14 @@ def test_modern_demo_end_to_end(modern_run):
     assert recommended["guidance_scale"] == chosen["guidance"]
     index = json.loads((out / "pipeline" / "model_index.json").read_text())
     assert index["conditioning"] == "ip-adapter"
+    # ATM's low-level route: the latent decoder fitted on train, its strength chosen on val and recommended
+    low_level = json.loads((out / "low_level.json").read_text())
+    assert metrics["low_level"]["low_level_strength"] == low_level["low_level_strength"] in (1.0, 0.67)
+    assert [r["low_level_strength"] for r in low_level["records"]] == [1.0, 0.67]
+    assert metrics["low_level"]["fit"]["n_train"] > 0 and metrics["low_level"]["fit"]["alpha"] > 0
+    assert recommended["low_level_strength"] == low_level["low_level_strength"]
+    conditioner = json.loads((out / "pipeline" / "eeg_conditioner" / "config.json").read_text())
+    assert conditioner["latent_shape"] == [4, 8, 8]
     assert index["eeg_conditioner"] == ["dreamdiffusion.models.image_conditioner", "ImageEmbeddingConditioner"]
     assert not (out / "finetune").exists() and not (out / "pretrain").exists()  # no diffusion training at all
     report = (out / "report.md").read_text()

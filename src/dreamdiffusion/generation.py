@@ -8,7 +8,7 @@ Outputs (all written atomically: temporary name, then ``os.replace``):
   each came from: ``settings_source``) and files.
 
 Steps or guidance left as ``None`` take the model's recommended value (the pipeline folder's
-``generation.json``, see :func:`dreamdiffusion.pipeline.write_generation_defaults`), else
+``generation.json``, see :func:`dreamdiffusion.core.generation_file.write_generation_defaults`), else
 ``DEFAULT_STEPS``/``DEFAULT_GUIDANCE``: :func:`resolve_generation_settings`.
 
 Sample ``j`` of EEG ``i`` is drawn from its own generator seeded by ``(seed, i, j)``, so an image
@@ -89,6 +89,9 @@ def resolve_generation_settings(pipe, steps: int | None = None, guidance: float 
     clip_used, clip_from = pick(clip_guidance, "clip_guidance", 0.0, float)
     out = {"steps": steps_used, "guidance": guidance_used, "clip_guidance": clip_used,
            "settings_source": {"steps": steps_from, "guidance": guidance_from, "clip_guidance": clip_from}}
+    if recommended.get("low_level_strength") is not None:  # applied by the pipeline itself (its __call__)
+        out["low_level_strength"] = float(recommended["low_level_strength"])
+        out["settings_source"]["low_level_strength"] = SOURCE_MODEL
     if recommended:
         out["model_recommends"] = recommended
     return out
@@ -178,7 +181,8 @@ def sources_from_file(path: str | os.PathLike, spec, onsets: list[float], sfreq:
 def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: int, steps: int, guidance: float,
                 seed: int, batch_size: int | None = None, first_index: int = 0, progress: bool = False,
                 callback_on_step_end=None, candidates: int = 1, ranker: ClipRanker | None = None,
-                guidance_clip: ClipGuidance | None = None) -> list[list[Image.Image]]:
+                guidance_clip: ClipGuidance | None = None,
+                low_level_strength: float | None = None) -> list[list[Image.Image]]:
     """``num_images`` PIL images for each EEG window ``[C, T]``: the one sampler of the project.
 
     Image ``j`` of EEG ``first_index + i`` starts from its own generator seeded by
@@ -191,6 +195,7 @@ def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: i
     per EEG (seeds ``j = 0 ...`` as above) and ``ranker`` keeps the ``num_images`` closest to the EEG's predicted
     CLIP embedding, best first. ``candidates=1`` draws exactly the images above. ``guidance_clip``: CLIP guidance
     toward that embedding after every sampler step (:class:`dreamdiffusion.steering.ClipGuidance`).
+    ``low_level_strength``: passed to the pipeline (None: its own default, the model's recommendation).
     """
     check_number(candidates, "--candidates", 1, None, integer=True)
     if candidates > 1 and ranker is None:
@@ -207,6 +212,8 @@ def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: i
             target = predicted_embeddings(pipe, chunk, guidance_clip.width(), "--clip-guidance")
             callback = guidance_clip.callback(target.repeat_interleave(drawn, dim=0), then=callback_on_step_end)
         extra = {} if callback is None else {"callback_on_step_end": callback}
+        if low_level_strength is not None:
+            extra["low_level_strength"] = low_level_strength
         images = pipe(chunk, num_images_per_eeg=drawn, num_inference_steps=steps, guidance_scale=guidance,
                       generator=[torch.Generator().manual_seed(s) for s in seeds], output_type="pil", **extra).images
         for im, s in zip(images, seeds):

@@ -39,7 +39,6 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Callable
@@ -58,9 +57,15 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
 from transformers.utils import logging as hf_logging
 
-from dreamdiffusion.core.config import check_config_values, check_model_folder, check_model_index, read_json_config
+from dreamdiffusion.core.config import check_model_folder, check_model_index, read_json_config
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.core.generation_file import (  # read/write: re-exported, callers import them from here
+    GENERATION_FILE,
+    check_generation_defaults,
+    read_generation_defaults,
+    write_generation_defaults,
+)
 from dreamdiffusion.data.transforms import InputSpec
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.builtin import default_pipeline_path
@@ -85,7 +90,6 @@ finally:
     hf_logging.set_verbosity(_verbosity)
 
 PREPROCESSING_FILE = "preprocessing.json"
-GENERATION_FILE = "generation.json"  # the model's recommended generation settings
 
 # Name -> (class, extra config). "pndm" is the paper's PLMS sampler (use 250 steps for parity).
 SCHEDULERS = {
@@ -108,54 +112,6 @@ def make_scheduler(name: str, config: dict):
         raise ConfigError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
     cls, extra = SCHEDULERS[name]
     return cls.from_config({**dict(config), **extra})
-
-
-# ------------------------------------------------------------------------ recommended generation settings
-def _check_generation_defaults(data, path=None) -> dict:
-    """``data`` (a generation.json object) checked and normalised; ConfigError naming ``path`` otherwise."""
-    check_config_values(data, path, GENERATION_FILE)  # types and bounds (guidance, steps), like every config
-    if "guidance_scale" not in data:
-        raise ConfigError(f"{GENERATION_FILE} has no guidance_scale", path)
-    g = data["guidance_scale"]
-    if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 1:
-        raise ConfigError(f"guidance_scale must be a number >= 1, got {g!r}", path)
-    steps = data.get("num_inference_steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ConfigError(f"num_inference_steps must be an integer >= 1 or null, got {steps!r}", path)
-    for key in ("chosen_on", "steering_clip"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise ConfigError(f"{key} must be a string or null, got {data[key]!r}", path)
-    chosen_on = data.get("chosen_on")
-    return {**data, "guidance_scale": float(g), "num_inference_steps": steps, "chosen_on": chosen_on}
-
-
-def read_generation_defaults(folder) -> dict:
-    """The checked ``generation.json`` of a pipeline folder; ``{}`` when the folder has none."""
-    path = Path(os.fspath(folder), GENERATION_FILE)
-    if not path.is_file():
-        return {}
-    return _check_generation_defaults(read_json_config(path), path)
-
-
-def write_generation_defaults(folder, guidance_scale: float, num_inference_steps: int | None = None,
-                              chosen_on: str | None = None, clip_guidance: float | None = None,
-                              steering_clip: str | None = None) -> Path:
-    """Write a pipeline folder's recommended settings (``generation.json``, atomically); returns its path.
-
-    ``guidance_scale`` (>= 1) and ``num_inference_steps`` (>= 1, or None: no recommendation) are what
-    ``dreamdiffusion generate``/``stream``/``app`` use when the user does not choose; ``chosen_on`` says how
-    they were chosen (e.g. ``"val: CLIP 2-way identification of 128 generated images"``). ``clip_guidance`` and
-    ``steering_clip``: the CLIP guidance ``generate`` applies when ``--clip-guidance`` is not given, and its CLIP.
-    """
-    folder = Path(os.fspath(folder))
-    if not folder.is_dir():
-        raise ConfigError("pipeline folder not found", folder)
-    path = folder / GENERATION_FILE
-    extra = {k: v for k, v in (("clip_guidance", clip_guidance), ("steering_clip", steering_clip)) if v is not None}
-    data = _check_generation_defaults({"guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
-                                       "chosen_on": chosen_on, **extra}, path)
-    atomic_write_json(path, data)
-    return path
 
 
 def _first_line(exc: BaseException) -> str:
@@ -233,7 +189,7 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         atomic_write_json(Path(save_directory, PREPROCESSING_FILE), spec)
         if self.generation_defaults:
             atomic_write_json(Path(save_directory, GENERATION_FILE),
-                               _check_generation_defaults(dict(self.generation_defaults),
+                               check_generation_defaults(dict(self.generation_defaults),
                                                           Path(save_directory, GENERATION_FILE)))
 
     @classmethod
@@ -396,6 +352,27 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
             raise ConfigError(f"image embeddings must be [batch, {dim}], got {tuple(embeds.shape)}")
         return embeds.to(self.device)
 
+    def low_level_strength(self, value: float | None = None) -> float:
+        """``value``, else the model's recommended ``low_level_strength`` (generation.json), else 1 (off)."""
+        value = value if value is not None else self.generation_defaults.get("low_level_strength")
+        value = 1.0 if value is None else float(value)
+        if not 0 < value <= 1:
+            raise ConfigError(f"low_level_strength must be above 0 and at most 1, got {value}")
+        return value
+
+    @torch.no_grad()
+    def _latent_guess(self, eeg, n: int, shape: tuple) -> torch.Tensor | None:
+        """The EEG model's guess of the latents, ``n`` rows per EEG (None when it makes none)."""
+        guess_fn = getattr(self.eeg_conditioner, "init_latents", None)
+        guess = guess_fn(self._prepare_eeg(eeg)) if guess_fn is not None else None
+        if guess is None:
+            return None
+        guess = guess.repeat_interleave(n, dim=0)
+        if tuple(guess.shape) != tuple(shape):
+            raise ConfigError(f"the EEG model guesses latents of shape {tuple(guess.shape[1:])}, the UNet draws "
+                              f"{tuple(shape[1:])}")
+        return guess
+
     def _context(self, eeg, ip_adapter_image_embeds, n: int, use_cfg: bool) -> tuple[torch.Tensor, dict, object]:
         """The UNet's ``encoder_hidden_states``, its extra keyword arguments and the time-conditioning context."""
         dtype = self.unet.dtype
@@ -432,6 +409,7 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
         ip_adapter_image_embeds: torch.Tensor | list[torch.Tensor] | None = None,
+        low_level_strength: float | None = None,
     ):
         """Sample ``num_images_per_eeg`` images for each EEG window.
 
@@ -439,6 +417,10 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         belong to window ``i``. ``callback_on_step_end(pipe, step, timestep, {"latents": ...})`` may
         return a dict with a replacement ``latents``. ``ip_adapter_image_embeds`` (ip-adapter pipelines):
         CLIP image embeddings ``[B, P]`` to draw from instead of ``eeg`` (pass ``eeg=None``).
+        ``low_level_strength`` (0-1; None: the model's ``generation.json``, else 1): with an EEG model that guesses
+        the image's latents (:meth:`ImageEmbeddingConditioner.init_latents`), sampling starts from that guess
+        noised to this share of the schedule and runs only the last ``round(steps x strength)`` steps (diffusers'
+        img2img convention); 1 starts from pure noise, as without a guess.
         """
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ConfigError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
@@ -453,13 +435,25 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         cond, unet_kwargs, conditioning = self._context(eeg, ip_adapter_image_embeds, num_images_per_eeg, use_cfg)
         batch = cond.shape[0] // 2 if use_cfg else cond.shape[0]
 
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (batch, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        strength = self.low_level_strength(low_level_strength)
+        guess = None
+        if strength < 1 and latents is None and ip_adapter_image_embeds is None:
+            guess = self._latent_guess(eeg, num_images_per_eeg, shape)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
         else:
             latents = latents.to(device, dtype)
-        latents = latents * self.scheduler.init_noise_sigma
+        if guess is None:
+            latents = latents * self.scheduler.init_noise_sigma
+        else:  # img2img: the guess noised to the first kept timestep (the noise drawn above, so seeds still hold)
+            start = len(timesteps) - max(1, round(len(timesteps) * strength))
+            timesteps = timesteps[start:]
+            if hasattr(self.scheduler, "set_begin_index"):
+                self.scheduler.set_begin_index(start * getattr(self.scheduler, "order", 1))
+            latents = self.scheduler.add_noise(guess.to(device, dtype), latents, timesteps[:1])
 
         # Only stochastic samplers take a generator (PNDM's step() has no such argument).
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
@@ -467,7 +461,7 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         cuda_graphs = fast.get("compile") == "reduce-overhead" and fast.get("backend") == "inductor" \
             and device.type == "cuda"
         with conditioning:
-            for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            for i, t in enumerate(self.progress_bar(timesteps)):
                 model_in = torch.cat([latents] * 2) if use_cfg else latents
                 model_in = self.scheduler.scale_model_input(model_in, t)
                 if cuda_graphs:  # a new step of the CUDA graph tree: the last step's outputs may be reused

@@ -78,7 +78,7 @@ FIELD_BOUNDS: dict[str, tuple] = {
     "cross_attention_dim": ("int|ints", 1, 16_384, 16), "clip_dim": ("int", 1, 16_384),
     "num_cond_tokens": ("int", 1, 4096), "mid_tokens": ("int", 1, 4096), "time_embed_dim": ("int", 1, 16_384),
     "window_stride": ("int", 1, 100_000), "l_freq": ("num", 0.0, 50_000.0), "h_freq": ("num", 0.0, 50_000.0),
-    "notch": ("num", 0.0, 50_000.0),
+    "notch": ("num", 0.0, 50_000.0), "latent_shape": ("ints", 1, 4096, 4), "latent_bins": ("int", 1, 100_000),
     # diffusers UNet / VAE
     "block_out_channels": ("ints", 1, 8192, 16), "layers_per_block": ("int|ints", 0, 64, 16),
     "sample_size": ("int|ints", 1, 4096, 4), "in_channels": ("int", 1, 1024), "out_channels": ("int", 1, 1024),
@@ -93,7 +93,7 @@ FIELD_BOUNDS: dict[str, tuple] = {
     "beta_start": ("num", 0.0, 1.0), "beta_end": ("num", 0.0, 1.0),
     # generation.json
     "num_inference_steps": ("int", 1, MAX_STEPS), "guidance_scale": ("num", 1.0, MAX_GUIDANCE),
-    "clip_guidance": ("num", 0.0, 1.0),
+    "clip_guidance": ("num", 0.0, 1.0), "low_level_strength": ("num", 0.0, 1.0),
     # transformers (CLIP vision, image classifiers) and their image processors
     "hidden_size": ("int", 1, 16_384), "intermediate_size": ("int", 1, 131_072), "num_hidden_layers": ("int", 0, 512),
     "projection_dim": ("int", 1, 16_384), "image_size": ("int|ints", 1, 8192, 4), "num_channels": ("int", 1, 64),

@@ -320,6 +320,7 @@ def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dic
                      {"model": os.fspath(config.model), "dataset": config.dataset, "split": config.split,
                       "seed": config.seed, "steps": config.steps, "guidance": config.guidance,
                       "candidates": config.candidates, "clip_guidance": config.clip_guidance, "scheduler": type(pipe.scheduler).__name__,
+                      "low_level_strength": pipe.low_level_strength() if hasattr(pipe, "low_level_strength") else None,
                       "conditioning": conditioning_record(pipe)})
 
     classifier = ImageClassifier.load(resolve_classifier_name(config), device=device)

@@ -57,7 +57,8 @@ def clip_truths(items: Sequence[dict], clip_model, clip_processor) -> tuple[torc
 @torch.no_grad()
 def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processor, steps: int, guidance: float,
                           seed: int, batch_size: int = 32, autocast=None,
-                          truths: tuple[torch.Tensor, list[int]] | None = None) -> dict:
+                          truths: tuple[torch.Tensor, list[int]] | None = None,
+                          low_level_strength: float | None = None) -> dict:
     """Generate one image per item's ``eeg`` and score it against every item's ``image`` in CLIP space.
 
     Returns ``val_gen_clip_2way`` (for each generated image, the share of the other distinct ground-truth images,
@@ -66,11 +67,13 @@ def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processo
     Sampling noise is fixed by ``seed`` (:func:`dreamdiffusion.generation.draw_images`), so two calls differ only
     by the model or ``guidance``.
     ``truths``: :func:`clip_truths` of ``items``, when the caller scores the same items more than once.
+    ``low_level_strength``: the pipeline's (None: its default).
     """
     if len(items) < 2:
         raise ValueError("generated_clip_scores needs at least 2 items")
     with autocast() if autocast is not None else contextlib.nullcontext():
-        drawn = draw_images(pipe, [it["eeg"] for it in items], 1, steps, guidance, seed, batch_size=batch_size)
+        drawn = draw_images(pipe, [it["eeg"] for it in items], 1, steps, guidance, seed, batch_size=batch_size,
+                            low_level_strength=low_level_strength)
     images = [row[0] for row in drawn]
     truth_embeds, targets = truths if truths is not None else clip_truths(items, clip_model, clip_processor)
     sim = (clip_image_embeds(images, clip_model, clip_processor, normalize=True, batch_size=64)
@@ -85,16 +88,33 @@ def choose_guidance(pipe, items: Sequence[dict], clip_model, clip_processor, cho
 
     Returns ``(best, records)``; ties go to the smaller scale (closer to the paper's 1).
     """
-    if not choices:
-        raise ValueError("choose_guidance needs at least one guidance scale")
+    return _choose(pipe, items, clip_model, clip_processor, "guidance", sorted(set(map(float, choices))),
+                   lambda g: {"guidance": g}, steps, seed, batch_size)
+
+
+def choose_low_level_strength(pipe, items: Sequence[dict], clip_model, clip_processor, choices: Sequence[float],
+                              steps: int, guidance: float, seed: int, batch_size: int = 32) -> tuple[float, list[dict]]:
+    """The ``low_level_strength`` among ``choices`` (1 = no latent guess) with the best ``val_gen_clip_2way``
+    on ``items`` at ``guidance``. Returns ``(best, records)``; ties go to the larger strength (less of the guess)."""
+    return _choose(pipe, items, clip_model, clip_processor, "low_level_strength",
+                   sorted(set(map(float, choices)), reverse=True),
+                   lambda v: {"guidance": guidance, "low_level_strength": v}, steps, seed, batch_size)
+
+
+def _choose(pipe, items, clip_model, clip_processor, name: str, values: list[float], kwargs, steps: int, seed: int,
+            batch_size: int) -> tuple[float, list[dict]]:
+    """The first of ``values`` with the best ``val_gen_clip_2way`` (``kwargs(value)``: how to draw with it)."""
+    if not values:
+        raise ValueError(f"choosing {name} needs at least one value")
     records, truths = [], clip_truths(items, clip_model, clip_processor)
-    for g in sorted(set(float(c) for c in choices)):
-        scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, g, seed, batch_size,
-                                       truths=truths)
-        records.append({"guidance": g, **scores})
-        logger.info("guidance %.2f on val: CLIP 2-way %.3f", g, scores["val_gen_clip_2way"])
-    best = max(records, key=lambda r: (r["val_gen_clip_2way"], -r["guidance"]))
-    return best["guidance"], records
+    for value in values:
+        scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, seed=seed,
+                                       batch_size=batch_size, truths=truths, **kwargs(value))
+        records.append({name: value, **scores})
+        logger.info("%s %.2f on val: CLIP 2-way %.3f", name, value, scores["val_gen_clip_2way"])
+    best = max(records, key=lambda r: (r["val_gen_clip_2way"], -values.index(r[name])))
+    return best[name], records
 
 
-__all__ = ["distinct_image_items", "clip_truths", "generated_clip_scores", "choose_guidance"]
+__all__ = ["distinct_image_items", "clip_truths", "generated_clip_scores", "choose_guidance",
+           "choose_low_level_strength"]

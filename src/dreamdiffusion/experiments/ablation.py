@@ -29,7 +29,7 @@ from dreamdiffusion.experiments.demo import (
     machine_description,
     pretrain_stage,
 )
-from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage, prior_stage
+from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage, low_level_stage, prior_stage
 from dreamdiffusion.experiments.report import bar_chart, markdown_table
 from dreamdiffusion.models import builtin, eeg_encoder
 from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
@@ -157,11 +157,14 @@ def run_ablation(config: AblationConfig) -> dict:
 
 
 def _modern_variant(seed_dir: Path, bench: Path, cfg: DemoConfig, tag: str) -> dict:
-    """The modern recipe's stages on this seed's benchmark (the ablation's fixed guidance and test limit)."""
+    """The modern recipe's stages on this seed's benchmark (the ablation's fixed guidance and test limit; the
+    low-level strength, as in the demo, chosen on val)."""
     clip = resolve_ip_adapter(cfg.ip_adapter).image_encoder
     encoder = align_stage(seed_dir, bench, cfg, clip, name=f"align-{tag}")
     prior, _ = prior_stage(bench, encoder, clip, cfg)
-    pipeline = ip_pipeline_stage(seed_dir, encoder, cfg, name=f"pipeline-{tag}", prior=prior)
+    pipeline, latent_fit = ip_pipeline_stage(seed_dir, encoder, cfg, name=f"pipeline-{tag}", prior=prior, bench=bench)
+    if latent_fit:
+        low_level_stage(seed_dir, bench, pipeline, cfg, cfg.settings.guidance or 1.0, name=f"low_level-{tag}")
     return evaluate_stage(seed_dir, bench, pipeline, cfg, name=f"evaluate-{tag}", progress=False)
 
 

@@ -189,6 +189,18 @@ class DemoSettings:
     align_validate_every: int = 25
     align_select: str = "last"  # last | best (the step with the best val retrieval)
     ip_adapter_scale: float = 1.0
+    # ATM's low-level route: a ridge map from the EEG (16 time bins per channel) to the VAE latents of the image seen,
+    # fitted on train; the sampler noises its guess to low_level_strength of the schedule and denoises it under the
+    # IP-Adapter (img2img). The strength is chosen per run on val (CLIP 2-way of generated images) among
+    # low_level_strengths; 1 = off. Val (first 400 EEGs, guidance 3, 6 steps), strength 1 / 0.67 / 0.5 / 0.33:
+    #   seed 7: CLIP 2-way 0.833 / 0.863 / 0.867 / 0.865, CLIP within-class 0.537 / 0.541 / 0.547 / 0.549, SSIM 0.499 /
+    #     0.543 / 0.555 / 0.564, judge 0.900 / 0.895 / 0.892 / 0.885
+    #   seed 6: CLIP 2-way 0.845 / 0.874 / 0.876 / 0.873, CLIP within-class 0.541 / 0.561 / 0.563 / 0.561, SSIM 0.497 /
+    #     0.544 / 0.551 / 0.556, judge 0.882 / 0.875 / 0.860 / 0.830
+    #   -> the grid below (0.33 never wins on CLIP 2-way and costs the judge most); docs/recipes.md has the table.
+    low_level: bool = True
+    low_level_bins: int = 16
+    low_level_strengths: tuple[float, ...] = (1.0, 0.84, 0.67, 0.5)
     # MLP prior from the aligned prediction to the CLIP embedding (training.prior), kept where val says it helps
     # (seed 1 val: cosine to the own image 0.21 -> 0.47, digit of the nearest val image 0.69 -> 0.72); 0: off.
     # 1,000 steps rather than 300 (val, seeds 1 / 2 / 4 / 5, the encoder above): retrieval top-5 0.334 / 0.304 /
@@ -220,7 +232,8 @@ class DemoSettings:
                    validate_every=4, val_limit=8, select_images=4, select_steps=2, num_images=1, steps=3,
                    guidance_choices=(1.0, 3.0), guidance_val_images=4, trials=10, limit=8, candidates=2,
                    modern_candidates=2, clip_guidance=0.1, modern_clip_guidance=0.1,
-                   align_steps=6, align_batch_size=32, align_validate_every=3, prior_steps=5)
+                   align_steps=6, align_batch_size=32, align_validate_every=3, prior_steps=5,
+                   low_level_strengths=(1.0, 0.67))
 
 
 @dataclass

@@ -6,9 +6,10 @@ The recipe of the field's leaders since 2024, beside the paper's on the same dat
 2. ``align``: an EEG encoder + projector trained contrastively (symmetric InfoNCE) against the frozen CLIP image
    embeddings of the IP-Adapter's image encoder (:mod:`dreamdiffusion.training.align`), best val step kept;
 3. the pipeline: the aligned encoder's predicted CLIP image embedding -> the base's IP-Adapter
-   (:meth:`DreamDiffusionPipeline.from_ip_adapter`); no diffusion training at all;
-4. guidance chosen on val, test images generated and scored by ``evaluate`` (judge n-way, retrieval,
-   within-class 2-way, SSIM/PCC) exactly as the paper's demo is.
+   (:meth:`DreamDiffusionPipeline.from_ip_adapter`); no diffusion training at all; with ATM's low-level route
+   a ridge map EEG -> VAE latents fitted on train gives the sampler a starting guess (img2img);
+4. guidance, then the low-level strength, chosen on val; test images generated and scored by ``evaluate``
+   (judge n-way, retrieval, within-class 2-way, SSIM/PCC) exactly as the paper's demo is.
 
 :func:`run_recipe` runs either recipe from a :class:`~dreamdiffusion.experiments.demo.DemoConfig`.
 """
@@ -26,6 +27,7 @@ import torch
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.synthetic import SyntheticPairs
+from dreamdiffusion.evaluation.selection import choose_low_level_strength, distinct_image_items
 from dreamdiffusion.experiments.demo import (
     DemoConfig,
     build_stage,
@@ -39,9 +41,9 @@ from dreamdiffusion.models import hub
 from dreamdiffusion.models.encoders import load_aligned_encoder
 from dreamdiffusion.models.image_conditioner import ImageEmbeddingConditioner
 from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
-from dreamdiffusion.pipeline import DreamDiffusionPipeline
+from dreamdiffusion.pipeline import DreamDiffusionPipeline, read_generation_defaults, write_generation_defaults
 from dreamdiffusion.training.align import AlignConfig, align, collect_split
-from dreamdiffusion.training.prior import embedding_match, predict, train_prior
+from dreamdiffusion.training.prior import embedding_match, fit_latent_decoder, predict, train_prior
 
 logger = logging.getLogger(__name__)
 
@@ -92,22 +94,56 @@ def prior_stage(bench: Path, encoder: Path, clip_spec: str, cfg: DemoConfig) -> 
     return (prior if used else None), record
 
 
-def ip_pipeline_stage(out: Path, encoder: Path, cfg: DemoConfig, name: str = "pipeline", prior=None) -> Path:
-    """The ``ip-adapter`` pipeline around the aligned encoder (and ``prior``), saved to ``OUTPUT/<name>``."""
+def ip_pipeline_stage(out: Path, encoder: Path, cfg: DemoConfig, name: str = "pipeline", prior=None,
+                      bench: Path | None = None) -> tuple[Path, dict | None]:
+    """The ``ip-adapter`` pipeline around the aligned encoder (and ``prior``), saved to ``OUTPUT/<name>``; with
+    ``settings.low_level`` and ``bench``, its latent decoder fitted on the train split. Returns ``(folder, the
+    decoder's fit record or None)``."""
+    s = cfg.settings
     aligned = load_aligned_encoder(encoder)
     unet_cfg = hub.load_base(cfg.base).unet.config
     hidden = prior.net[1].out_features if prior is not None else 0
-    cond = ImageEmbeddingConditioner.from_encoder(aligned, unet_cfg.cross_attention_dim, prior_hidden=hidden)
+    size = unet_cfg.sample_size if isinstance(unet_cfg.sample_size, int) else unet_cfg.sample_size[0]
+    shape = [unet_cfg.in_channels, size, size] if s.low_level and bench is not None else None
+    cond = ImageEmbeddingConditioner.from_encoder(aligned, unet_cfg.cross_attention_dim, prior_hidden=hidden,
+                                                  latent_shape=shape, latent_bins=s.low_level_bins)
     if prior is not None:
         cond.prior.load_state_dict(prior.state_dict())
     pipe = DreamDiffusionPipeline.from_ip_adapter(cond, cfg.base, cfg.ip_adapter,
-                                                  ip_adapter_scale=cfg.settings.ip_adapter_scale,
+                                                  ip_adapter_scale=s.ip_adapter_scale,
                                                   preprocessing={"dataset": "synthetic"})
+    fit = None
+    if shape is not None:
+        fit = fit_latent_decoder(cond.latent_decoder, SyntheticPairs(bench, "train"), pipe.vae, pipe.image_processor)
     folder = out / name
     if folder.exists():
         shutil.rmtree(folder)
     pipe.save_pretrained(folder)
-    return folder
+    return folder, fit
+
+
+def low_level_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, guidance: float,
+                    name: str = "low_level") -> dict:
+    """The low-level strength of the test images, chosen on val at ``guidance`` among
+    ``settings.low_level_strengths`` and recorded in the pipeline's generation.json (where every later call reads
+    it). Writes ``OUTPUT/<name>.json`` and returns it."""
+    s = cfg.settings
+    pipe = DreamDiffusionPipeline.from_pretrained(pipeline)
+    pipe.set_progress_bar_config(disable=True)
+    items = distinct_image_items(SyntheticPairs(bench, "val"), s.guidance_val_images)
+    clip = hub.load_clip(cfg.clip)
+    best, records = choose_low_level_strength(pipe, items, clip.model, clip.processor, s.low_level_strengths,
+                                              s.steps, guidance, cfg.seed)
+    chosen_on = f"val: CLIP 2-way identification of images generated for {len(items)} distinct val images"
+    result = {"low_level_strength": best, "guidance": guidance, "chosen_on": chosen_on, "records": records}
+    atomic_write_json(out / f"{name}.json", result)
+    recorded = read_generation_defaults(pipeline)
+    write_generation_defaults(pipeline, recorded.get("guidance_scale", guidance),
+                              recorded.get("num_inference_steps", s.steps), recorded.get("chosen_on", chosen_on),
+                              clip_guidance=recorded.get("clip_guidance"), steering_clip=recorded.get("steering_clip"),
+                              low_level_strength=best)
+    logger.info("low-level strength %.2f (%s)", best, chosen_on)
+    return result
 
 
 def run_modern(config: DemoConfig) -> dict:
@@ -130,12 +166,14 @@ def run_modern(config: DemoConfig) -> dict:
     logger.info("== 3/4 the prior (kept if val says it helps) and the IP-Adapter pipeline around the aligned encoder")
     t = time.perf_counter()
     prior, prior_record = prior_stage(bench, encoder, clip, config)
-    pipeline = ip_pipeline_stage(out, encoder, config, prior=prior)
+    pipeline, latent_fit = ip_pipeline_stage(out, encoder, config, prior=prior, bench=bench)
     timings["pipeline_s"] = time.perf_counter() - t
 
-    logger.info("== 4/4 choosing the guidance scale on val, generating for the test split and evaluating")
+    logger.info("== 4/4 choosing the guidance scale (then the low-level strength) on val, generating for the test "
+                "split and evaluating")
     t = time.perf_counter()
     chosen = guidance_stage(out, bench, pipeline, config)
+    low_level = low_level_stage(out, bench, pipeline, config, chosen["guidance"]) if latent_fit else None
     result = evaluate_stage(out, bench, pipeline, config, guidance=chosen["guidance"])
     timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_all
@@ -146,6 +184,7 @@ def run_modern(config: DemoConfig) -> dict:
     metrics["recipe"] = "modern"
     metrics["align_summary"] = _read_json(Path(encoder) / "align_summary.json")
     metrics["prior"] = prior_record
+    metrics["low_level"] = None if low_level is None else {**low_level, "fit": latent_fit}
     atomic_write_json(out / "metrics.json", metrics)
     if config.report:
         write_modern_report(out, bench, encoder, pipeline, metrics)
@@ -166,4 +205,4 @@ def run_recipe(config: DemoConfig) -> dict:
     return run_modern(config) if config.recipe == "modern" else run_demo(config)
 
 
-__all__ = ["RECIPES", "run_recipe", "run_modern", "align_stage", "prior_stage", "ip_pipeline_stage"]
+__all__ = ["RECIPES", "run_recipe", "run_modern", "align_stage", "prior_stage", "ip_pipeline_stage", "low_level_stage"]

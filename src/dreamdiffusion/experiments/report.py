@@ -226,6 +226,7 @@ def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, m
         f"{best_of(s.get('modern_candidates'), 'aligned prediction', s.get('modern_clip_guidance'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics['guidance']} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
+        _low_level_line(metrics.get("low_level")),
         "- stage times (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in metrics["timings_s"].items()),
     ]))
     extra = []
@@ -235,6 +236,17 @@ def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, m
     rep.add("Ground truth vs generated (test split)", "First column: the image shown; then samples from its EEG.",
             [("ground truth vs generated", out / "evaluate" / "samples.png")], root=out)
     return rep.write(out / "report.md")
+
+
+def _low_level_line(record: dict | None) -> str:
+    """The report's line on the low-level route (ridge EEG -> VAE latents, img2img at the val-chosen strength)."""
+    if not record:
+        return "- low-level route: off (sampling starts from pure noise)"
+    tried = ", ".join(f"{r['low_level_strength']:g}: {fmt(r['val_gen_clip_2way'])}" for r in record["records"])
+    return (f"- low-level route (ATM): ridge EEG -> VAE latents fitted on {record['fit']['n_train']} train trials "
+            f"(penalty {record['fit']['alpha']:g}); sampling starts from that guess noised to strength "
+            f"{record['low_level_strength']:g} (1 = pure noise), chosen on val by CLIP 2-way of generated images "
+            f"({tried})")
 
 
 __all__ = ["write_modern_report", "atomic_write_text", "save_figure", "comparison_grid", "eeg_traces", "curves", "bar_chart",

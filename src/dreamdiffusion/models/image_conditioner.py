@@ -10,7 +10,11 @@ generate, evaluate, the web app and the stream use either kind the same way.
   ``prior``: a residual MLP from that embedding to the CLIP image embedding (an MLP prior, as ATM's diffusion
   prior's simpler sibling), used only where val says it helps;
 - ``cond`` = ``null_cond``, the base's empty-prompt context (fixed, not trained): in the IP-Adapter route the
-  image tokens carry the EEG and the text context is constant.
+  image tokens carry the EEG and the text context is constant;
+- optionally ``latent_decoder``: a linear map from the EEG binned in time to the VAE latents of the image seen
+  (ATM's low-level route: a blurry guess of the layout, which the pipeline noises part-way and denoises under the
+  IP-Adapter, img2img-style; :meth:`init_latents`). Fitted in closed form by
+  :func:`dreamdiffusion.training.prior.fit_latent_decoder`.
 
 The wrapped encoder's own config is kept as ``encoder_config`` in this model's ``config.json`` (JSON only).
 Pure model file.
@@ -27,6 +31,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from dreamdiffusion.core.errors import check_eeg_shape
+from dreamdiffusion.data.transforms import binned_means
 from dreamdiffusion.models.conditioner import ConditionerOutput
 from dreamdiffusion.models.encoders import AlignedEncoder
 
@@ -44,27 +49,47 @@ class EmbeddingPrior(nn.Module):
         return x + self.net(x)
 
 
+class LatentDecoder(nn.Module):
+    """EEG ``[B, C, T]`` -> VAE latents ``[B, *latent_shape]``: the EEG averaged in ``n_bins`` time bins per channel
+    (the linear ERP decoder's features, :func:`~dreamdiffusion.data.transforms.binned_means`), then one linear map."""
+
+    def __init__(self, n_chans: int, n_bins: int, latent_shape):
+        super().__init__()
+        self.n_bins = int(n_bins)
+        self.latent_shape = tuple(int(v) for v in latent_shape)
+        self.linear = nn.Linear(n_chans * self.n_bins, int(torch.tensor(self.latent_shape).prod()))
+
+    def forward(self, eeg: torch.Tensor) -> torch.Tensor:
+        features = binned_means(eeg.to(self.linear.weight.dtype), self.n_bins)
+        return self.linear(features).reshape(len(eeg), *self.latent_shape)
+
+
 class ImageEmbeddingConditioner(ModelMixin, ConfigMixin):
     """EEG window ``[B, n_chans, n_times]`` -> predicted CLIP image embedding + the constant prompt context."""
 
     @register_to_config
     def __init__(self, encoder_config: dict, cross_attention_dim: int = 768, num_cond_tokens: int = 77,
-                 prior_hidden: int = 0, n_chans: int = 128, n_times: int = 512, sfreq: float = 512 / 0.44):
+                 prior_hidden: int = 0, n_chans: int = 128, n_times: int = 512, sfreq: float = 512 / 0.44,
+                 latent_shape: list[int] | None = None, latent_bins: int = 16):
         super().__init__()
         self.encoder = AlignedEncoder.from_config({k: v for k, v in encoder_config.items() if not k.startswith("_")})
         clip_dim = self.encoder.config.clip_dim
         self.prior = EmbeddingPrior(clip_dim, prior_hidden) if prior_hidden else None
         # The base's empty prompt (set by DreamDiffusionPipeline.from_ip_adapter); saved, never trained.
         self.null_cond = nn.Parameter(torch.zeros(num_cond_tokens, cross_attention_dim), requires_grad=False)
+        self.latent_decoder = LatentDecoder(n_chans, latent_bins, latent_shape) if latent_shape else None
 
     @classmethod
     def from_encoder(cls, encoder: AlignedEncoder, cross_attention_dim: int, num_cond_tokens: int = 77,
-                     prior_hidden: int = 0) -> ImageEmbeddingConditioner:
-        """A conditioner around a trained aligned encoder (its weights copied)."""
+                     prior_hidden: int = 0, latent_shape: list[int] | None = None,
+                     latent_bins: int = 16) -> ImageEmbeddingConditioner:
+        """A conditioner around a trained aligned encoder (its weights copied); ``latent_shape`` adds an (untrained)
+        :class:`LatentDecoder` of that output shape."""
         cfg = encoder.config
         own = {k: v for k, v in cfg.items() if not k.startswith("_")}  # not diffusers' bookkeeping (paths)
         model = cls(own, cross_attention_dim, num_cond_tokens, prior_hidden,
-                    n_chans=cfg.in_chans, n_times=cfg.in_times, sfreq=cfg.in_sfreq)
+                    n_chans=cfg.in_chans, n_times=cfg.in_times, sfreq=cfg.in_sfreq,
+                    latent_shape=list(latent_shape) if latent_shape else None, latent_bins=latent_bins)
         model.encoder.load_state_dict(encoder.state_dict())
         return model.eval()
 
@@ -82,6 +107,13 @@ class ImageEmbeddingConditioner(ModelMixin, ConfigMixin):
             pred = self.prior(pred)
         return ConditionerOutput(cond=self.null_condition(len(eeg)), clip_embeds=pred, tokens=pred[:, None])
 
+    def init_latents(self, eeg: torch.Tensor) -> torch.Tensor | None:
+        """The low-level guess of the image's VAE latents ``[B, *latent_shape]``; None without a latent decoder."""
+        if self.latent_decoder is None:
+            return None
+        self.check_eeg(eeg)
+        return self.latent_decoder(eeg)
+
     def null_condition(self, batch_size: int) -> torch.Tensor:
         """The constant prompt context ``[B, 77, Dx]``."""
         return self.null_cond.unsqueeze(0).expand(batch_size, -1, -1)
@@ -91,4 +123,4 @@ class ImageEmbeddingConditioner(ModelMixin, ConfigMixin):
         return contextlib.nullcontext()
 
 
-__all__ = ["ImageEmbeddingConditioner", "EmbeddingPrior"]
+__all__ = ["ImageEmbeddingConditioner", "EmbeddingPrior", "LatentDecoder"]
