@@ -80,6 +80,21 @@ def test_modern_pipeline_predicts_with_the_aligned_encoder_and_the_app_loads_it(
     assert len(images) >= 1 and images[0].size == (32, 32)
 
 
+def test_generate_applies_the_recommended_low_level_strength_or_the_flag(modern_run, tmp_path):
+    recommended = json.loads((modern_run / "pipeline" / "generation.json").read_text())["low_level_strength"]
+    common = ["generate", "--model", str(modern_run / "pipeline"), "--dataset", "synthetic", "--root",
+              str(modern_run / "benchmark"), "--split", "test", "--limit", "1", "--num-images", "1", "--steps", "2"]
+    assert main(common + ["--output", str(tmp_path / "a")]) == 0
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["low_level_strength"] == recommended
+    assert manifest["settings_source"]["low_level_strength"] == "model (generation.json)"
+    assert main(common + ["--output", str(tmp_path / "b"), "--low-level-strength", "0.5"]) == 0
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["low_level_strength"] == 0.5 and manifest["settings_source"]["low_level_strength"] == "given"
+    assert main(common + ["--output", str(tmp_path / "c"), "--low-level-strength", "0"]) != 0  # one line, no image
+    assert not (tmp_path / "c" / "manifest.json").exists()
+
+
 def test_ablate_runs_the_modern_recipe_on_the_same_benchmark(tmp_path):
     from dreamdiffusion.experiments.ablation import MODERN_VARIANT
 

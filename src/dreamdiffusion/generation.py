@@ -68,7 +68,7 @@ SOURCE_GIVEN, SOURCE_MODEL, SOURCE_DEFAULT = "given", "model (generation.json)",
 
 
 def resolve_generation_settings(pipe, steps: int | None = None, guidance: float | None = None,
-                                clip_guidance: float | None = None) -> dict:
+                                clip_guidance: float | None = None, low_level_strength: float | None = None) -> dict:
     """The steps, guidance and CLIP guidance to use: given values win, then the model's ``generation.json``, then
     the defaults (CLIP guidance: 0, off).
 
@@ -89,9 +89,12 @@ def resolve_generation_settings(pipe, steps: int | None = None, guidance: float 
     clip_used, clip_from = pick(clip_guidance, "clip_guidance", 0.0, float)
     out = {"steps": steps_used, "guidance": guidance_used, "clip_guidance": clip_used,
            "settings_source": {"steps": steps_from, "guidance": guidance_from, "clip_guidance": clip_from}}
-    if recommended.get("low_level_strength") is not None:  # applied by the pipeline itself (its __call__)
-        out["low_level_strength"] = float(recommended["low_level_strength"])
-        out["settings_source"]["low_level_strength"] = SOURCE_MODEL
+    # The low-level strength matters only to a pipeline whose EEG model guesses latents; the pipeline applies the
+    # model's own when the call gives none, so it is reported here, not defaulted twice.
+    if low_level_strength is not None or recommended.get("low_level_strength") is not None:
+        strength, source = pick(low_level_strength, "low_level_strength", 1.0, float)
+        out["low_level_strength"] = strength
+        out["settings_source"]["low_level_strength"] = source
     if recommended:
         out["model_recommends"] = recommended
     return out
@@ -117,6 +120,7 @@ class GenerateConfig:
     clip_guidance: float | None = None  # CLIP guidance toward it (share of the latents' norm per step; 0: off; None:
     # the model's generation.json, else 0)
     clip: str | None = None  # the CLIP of both (None: the one the model was trained against)
+    low_level_strength: float | None = None  # img2img from the EEG model's latent guess (None: the model's, else 1)
 
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -247,7 +251,8 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
             pipe.set_scheduler(config.scheduler)
         if config.compile != "none":
             pipe.enable_fast_path(config.compile)
-    settings = resolve_generation_settings(pipe, config.steps, config.guidance, config.clip_guidance)
+    settings = resolve_generation_settings(pipe, config.steps, config.guidance, config.clip_guidance,
+                                           config.low_level_strength)
     ranker, guide = steering(config.candidates, settings["clip_guidance"], config.clip, config.model)
     if ranker is not None or guide is not None:
         settings.update(candidates=config.candidates, steering_clip=(ranker or guide).source)
@@ -294,7 +299,8 @@ def _write_images(config: GenerateConfig, sources: list[EEGSource], pipe, settin
         for s in chunk:
             pipe.eeg_conditioner.check_eeg(s.eeg[None], s.source.get("file") or s.source.get("dataset"))
         drawn = draw_images(pipe, [s.eeg for s in chunk], config.num_images, steps, guidance, config.seed,
-                            first_index=b0, candidates=config.candidates, ranker=ranker, guidance_clip=guide)
+                            first_index=b0, candidates=config.candidates, ranker=ranker, guidance_clip=guide,
+                            low_level_strength=settings.get("low_level_strength"))
         for i, (s, samples) in enumerate(zip(chunk, drawn)):
             k = b0 + i
             files = []

@@ -86,6 +86,12 @@ ModelClipGuidance = Annotated[float | None, typer.Option(
                                                                           "else 0.")]
 
 
+LowLevelStrength = Annotated[float | None, typer.Option(
+    "--low-level-strength", parser=number(0.0, 1.0),
+    help="Models whose EEG model guesses the image's latents (the modern demo's): start sampling from that guess "
+         "noised to this share of the schedule (img2img; 1: pure noise). Default: the model's generation.json, else 1.")]
+
+
 # The conditioning route of generate, evaluate, app and stream (conditioning.plan_conditioning).
 Conditioning = Annotated[str, typer.Option(
     "--conditioning",
