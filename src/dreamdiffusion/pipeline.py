@@ -63,6 +63,7 @@ from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.core.generation_file import (  # read/write: re-exported, callers import them from here
     GENERATION_FILE,
     check_generation_defaults,
+    check_low_level_strength,
     read_generation_defaults,
     write_generation_defaults,
 )
@@ -355,10 +356,7 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
     def low_level_strength(self, value: float | None = None) -> float:
         """``value``, else the model's recommended ``low_level_strength`` (generation.json), else 1 (off)."""
         value = value if value is not None else self.generation_defaults.get("low_level_strength")
-        value = 1.0 if value is None else float(value)
-        if not 0 < value <= 1:
-            raise ConfigError(f"low_level_strength must be above 0 and at most 1, got {value}")
-        return value
+        return 1.0 if value is None else check_low_level_strength(value)
 
     @torch.no_grad()
     def _latent_guess(self, eeg, n: int, shape: tuple) -> torch.Tensor | None:

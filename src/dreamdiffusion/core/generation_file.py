@@ -21,6 +21,13 @@ from dreamdiffusion.core.files import atomic_write_json
 GENERATION_FILE = "generation.json"  # the model's recommended generation settings
 
 
+def check_low_level_strength(value, path=None) -> float:
+    """``value`` as a float in (0, 1]: the share of the schedule a latent guess is noised to (1: pure noise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"low_level_strength must be above 0 and at most 1, got {value!r}", path)
+    return float(value)
+
+
 def check_generation_defaults(data, path=None) -> dict:
     """``data`` (a generation.json object) checked and normalised; ConfigError naming ``path`` otherwise."""
     check_config_values(data, path, GENERATION_FILE)  # types and bounds (guidance, steps), like every config
@@ -32,9 +39,8 @@ def check_generation_defaults(data, path=None) -> dict:
     steps = data.get("num_inference_steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ConfigError(f"num_inference_steps must be an integer >= 1 or null, got {steps!r}", path)
-    strength = data.get("low_level_strength")
-    if strength is not None and not 0 < strength <= 1:  # (its type and upper bound: check_config_values)
-        raise ConfigError(f"low_level_strength must be above 0 and at most 1, got {strength!r}", path)
+    if data.get("low_level_strength") is not None:  # (its type: check_config_values)
+        check_low_level_strength(data["low_level_strength"], path)
     for key in ("chosen_on", "steering_clip"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ConfigError(f"{key} must be a string or null, got {data[key]!r}", path)
@@ -74,4 +80,4 @@ def write_generation_defaults(folder, guidance_scale: float, num_inference_steps
     return path
 
 
-__all__ = ["GENERATION_FILE", "check_generation_defaults", "read_generation_defaults", "write_generation_defaults"]
+__all__ = ["GENERATION_FILE", "check_generation_defaults", "check_low_level_strength", "read_generation_defaults", "write_generation_defaults"]

@@ -137,11 +137,10 @@ def low_level_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, gui
     chosen_on = f"val: CLIP 2-way identification of images generated for {len(items)} distinct val images"
     result = {"low_level_strength": best, "guidance": guidance, "chosen_on": chosen_on, "records": records}
     atomic_write_json(out / f"{name}.json", result)
-    recorded = read_generation_defaults(pipeline)
-    write_generation_defaults(pipeline, recorded.get("guidance_scale", guidance),
-                              recorded.get("num_inference_steps", s.steps), recorded.get("chosen_on", chosen_on),
-                              clip_guidance=recorded.get("clip_guidance"), steering_clip=recorded.get("steering_clip"),
-                              low_level_strength=best)
+    # the guidance stage's recommendation (none when the settings fix the guidance), plus the strength
+    write_generation_defaults(pipeline, **{"guidance_scale": guidance, "num_inference_steps": s.steps,
+                                           "chosen_on": chosen_on, **read_generation_defaults(pipeline),
+                                           "low_level_strength": best})
     logger.info("low-level strength %.2f (%s)", best, chosen_on)
     return result
 
