@@ -71,3 +71,40 @@ def test_repeated_trials_count_once(clip, items):
     picked = distinct_image_items(trials, 4)
     assert [it["image_name"] for it in picked] == ["img0", "img1", "img2", "img3"]
     assert len(distinct_image_items(trials, 99)) == 5
+
+
+@pytest.fixture(scope="module")
+def pairs_of_digits():
+    """Two different images of each of three digits, labelled: the smallest set with a within-class score."""
+    images, labels = load_digit_images(32)
+    picks = [int(k) for d in (0, 1, 7) for k in np.flatnonzero(labels == d)[:2]]
+    return [{"eeg": torch.full((2, 4), float(i)), "image": Image.fromarray(images[k]).convert("RGB"),
+             "image_name": f"img{k}", "label": int(labels[k])} for i, k in enumerate(picks)]
+
+
+def test_within_class_score_and_choosing_the_guidance_by_it(clip, pairs_of_digits):
+    """A copy of the own image scores 1 within its class; the other image of the own digit (shift 1 within each
+    pair: 0<->1, 2<->3, 4<->5) is the class right and the image wrong, so it scores 0 there while the all-images
+    2-way still counts the other digits' images as beaten. Choosing by the within-class score takes the copy."""
+    items = pairs_of_digits
+
+    class PairSwap(FakePipe):
+        def __call__(self, eeg, num_images_per_eeg, num_inference_steps, guidance_scale, generator, output_type):
+            self.calls.append(guidance_scale)
+            swap = guidance_scale != 7.0
+            idx = [int(e[0, 0]) for e in eeg]
+            return SimpleNamespace(images=[self.items[i ^ 1 if swap else i]["image"] for i in idx])
+
+    copy = generated_clip_scores(PairSwap(items, None), items, clip.model, clip.processor, 2, 7.0, 0)
+    assert copy["val_gen_clip_within_class_2way"] == pytest.approx(1.0)
+    swapped = generated_clip_scores(PairSwap(items, None), items, clip.model, clip.processor, 2, 3.0, 0)
+    assert swapped["val_gen_clip_within_class_2way"] == pytest.approx(0.0)
+    assert swapped["val_gen_clip_2way"] > 0.5  # the digit is still right against the other digits
+    best, records = choose_guidance(PairSwap(items, None), items, clip.model, clip.processor, [3.0, 7.0, 12.0], 2, 0,
+                                    metric="val_gen_clip_within_class_2way")
+    assert best == 7.0 and [r["guidance"] for r in records] == [3.0, 7.0, 12.0]
+    # without labels there is no within-class score to choose by: one clear error, not a silent pick
+    unlabelled = [{k: v for k, v in it.items() if k != "label"} for it in items]
+    with pytest.raises(ValueError, match="within_class"):
+        choose_guidance(PairSwap(unlabelled, None), unlabelled, clip.model, clip.processor, [3.0, 7.0], 2, 0,
+                        metric="val_gen_clip_within_class_2way")

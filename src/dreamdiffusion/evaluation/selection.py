@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from dreamdiffusion.evaluation.evaluate import distinct_images, item_image_ids
-from dreamdiffusion.evaluation.metrics import pairwise_identification
+from dreamdiffusion.evaluation.metrics import nan_mean, pairwise_identification, within_class_identification
 from dreamdiffusion.generation import draw_images
 from dreamdiffusion.models.hub import clip_image_embeds
 
@@ -63,7 +63,8 @@ def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processo
 
     Returns ``val_gen_clip_2way`` (for each generated image, the share of the other distinct ground-truth images,
     by ``image_name``, that are less similar to it than its own; chance 0.5) and ``val_gen_clip_cos`` (mean
-    cosine to the own ground truth).
+    cosine to the own ground truth); where every item has a ``label``, ``val_gen_clip_within_class_2way`` too (the
+    same against the other images of the own class only, ties half: a class lookup scores 0.5).
     Sampling noise is fixed by ``seed`` (:func:`dreamdiffusion.generation.draw_images`), so two calls differ only
     by the model or ``guidance``.
     ``truths``: :func:`clip_truths` of ``items``, when the caller scores the same items more than once.
@@ -78,18 +79,25 @@ def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processo
     truth_embeds, targets = truths if truths is not None else clip_truths(items, clip_model, clip_processor)
     sim = (clip_image_embeds(images, clip_model, clip_processor, normalize=True, batch_size=64)
            @ truth_embeds.T).cpu().numpy()
-    return {"val_gen_clip_2way": float(pairwise_identification(sim, targets=targets).mean()),
-            "val_gen_clip_cos": float(sim[np.arange(len(items)), targets].mean())}
+    out = {"val_gen_clip_2way": float(pairwise_identification(sim, targets=targets).mean()),
+           "val_gen_clip_cos": float(sim[np.arange(len(items)), targets].mean())}
+    if all(it.get("label") is not None for it in items):
+        classes = [None] * sim.shape[1]
+        for it, t in zip(items, targets):
+            classes[t] = str(it["label"])
+        out["val_gen_clip_within_class_2way"] = nan_mean(within_class_identification(sim, classes, targets=targets))
+    return out
 
 
 def choose_guidance(pipe, items: Sequence[dict], clip_model, clip_processor, choices: Sequence[float], steps: int,
-                    seed: int, batch_size: int = 32) -> tuple[float, list[dict]]:
-    """The guidance scale among ``choices`` with the best ``val_gen_clip_2way`` on ``items`` (val pairs).
+                    seed: int, batch_size: int = 32, metric: str = "val_gen_clip_2way") -> tuple[float, list[dict]]:
+    """The guidance scale among ``choices`` with the best ``metric`` (a key of :func:`generated_clip_scores`) on
+    ``items`` (val pairs).
 
     Returns ``(best, records)``; ties go to the smaller scale (closer to the paper's 1).
     """
     return _choose(pipe, items, clip_model, clip_processor, "guidance", sorted(set(map(float, choices))),
-                   lambda g: {"guidance": g}, steps, seed, batch_size)
+                   lambda g: {"guidance": g}, steps, seed, batch_size, metric)
 
 
 def choose_low_level_strength(pipe, items: Sequence[dict], clip_model, clip_processor, choices: Sequence[float],
@@ -102,17 +110,20 @@ def choose_low_level_strength(pipe, items: Sequence[dict], clip_model, clip_proc
 
 
 def _choose(pipe, items, clip_model, clip_processor, name: str, values: list[float], kwargs, steps: int, seed: int,
-            batch_size: int) -> tuple[float, list[dict]]:
-    """The first of ``values`` with the best ``val_gen_clip_2way`` (``kwargs(value)``: how to draw with it)."""
+            batch_size: int, metric: str = "val_gen_clip_2way") -> tuple[float, list[dict]]:
+    """The first of ``values`` with the best ``metric`` (``kwargs(value)``: how to draw with it)."""
     if not values:
         raise ValueError(f"choosing {name} needs at least one value")
     records, truths = [], clip_truths(items, clip_model, clip_processor)
     for value in values:
         scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, seed=seed,
                                        batch_size=batch_size, truths=truths, **kwargs(value))
+        if scores.get(metric) is None:
+            raise ValueError(f"cannot choose {name} by {metric}: the val items give no such score "
+                             f"(it has {', '.join(sorted(scores))})")
         records.append({name: value, **scores})
-        logger.info("%s %.2f on val: CLIP 2-way %.3f", name, value, scores["val_gen_clip_2way"])
-    best = max(records, key=lambda r: (r["val_gen_clip_2way"], -values.index(r[name])))
+        logger.info("%s %.2f on val: %s %.3f", name, value, metric, scores[metric])
+    best = max(records, key=lambda r: (r[metric], -values.index(r[name])))
     return best[name], records
 
 

@@ -153,6 +153,13 @@ class DemoSettings:
     guidance: float | None = None
     guidance_choices: tuple[float, ...] = (1.0, 3.0, 5.0)
     guidance_val_images: int = 128  # val EEGs for that choice
+    # Tried for the modern recipe and left out: choosing its guidance by the images' CLIP within-class 2-way among
+    # 3 / 5 / 7 / 9 / 12. On the first 400 val EEGs (~100 images, 4 trials each) that score rose with the guidance
+    # (seed 6: 0.562 / 0.571 / 0.575 / 0.580 / 0.584; seed 7: 0.559 / 0.555 / 0.558 / 0.560 / 0.575) and so did the
+    # judge; on all 179 distinct val images (one trial each) it did not (seed 6: 0.580 / 0.581 / 0.580 / 0.572 /
+    # 0.575; seed 7: 0.576 / 0.567 / 0.561 / 0.562 / 0.553). The score's spread between val subsets is as large as
+    # the differences between the scales, so a choice by it would be a draw. The records still carry it
+    # (val_gen_clip_within_class_2way) beside the CLIP 2-way the choice uses.
     # modern recipe (demo --recipe modern): align (dreamdiffusion.training.align) -> the base's IP-Adapter.
     # Chosen on the val splits of benchmark seeds 1, 2, 4, 5 (179 distinct val images, 716 EEGs; the prior's output,
     # as evaluate scores it: retrieval top-1 / top-5, CLIP within-class 2-way, the digit of the nearest val image;
