@@ -132,3 +132,38 @@ def test_image_embedding_conditioner_round_trip_and_identity_prior(tmp_path):
     assert not torch.allclose(loaded(eeg).clip_embeds, enc.embed(eeg))
     with pytest.raises(ConfigError, match="8 EEG channels"):
         cond(torch.randn(1, 7, 64))
+
+
+def test_the_app_applies_the_models_low_level_strength_or_the_slider(modern_run, tmp_path):
+    """The web app's engine starts at the model's recommended strength, the page's slider overrides it (and the
+    manifest says which), and a strength outside (0, 1] is one line, no image; a pipeline without a latent guess
+    shows no slider and ignores the value."""
+    from dreamdiffusion.app import web
+    from dreamdiffusion.core.errors import ConfigError
+
+    recommended = json.loads((modern_run / "pipeline" / "generation.json").read_text())["low_level_strength"]
+    engine = Engine.from_pretrained(modern_run / "pipeline")
+    assert engine.guesses_latents and engine.settings()["low_level_strength"] == recommended
+    defaults = web._setting_defaults(engine)
+    assert defaults["strength"] == recommended and f"recommends {recommended:g}" in defaults["strength_info"]
+    (sample,) = web.benchmark_samples(tmp_path / "samples", n=1, benchmark=modern_run / "benchmark")
+    loaded = web.load_sample(sample)
+    run = dict(onset_s=0.0, steps=4, seed=3, num_images=1)
+    model = web.run_generation(engine, loaded, out_dir=tmp_path / "model", **run)
+    manifest = json.loads(model.manifest_path.read_text())
+    assert manifest["low_level_strength"] == recommended
+    assert manifest["settings_source"]["low_level_strength"] == "model (generation.json)"
+    same = web.run_generation(engine, loaded, out_dir=tmp_path / "same", low_level_strength=recommended, **run)
+    assert np.array_equal(np.asarray(same.images[0]), np.asarray(model.images[0]))
+    other = 0.25 if recommended != 0.25 else 0.5
+    moved = web.run_generation(engine, loaded, out_dir=tmp_path / "moved", low_level_strength=other, **run)
+    manifest = json.loads(moved.manifest_path.read_text())
+    assert manifest["low_level_strength"] == other and manifest["settings_source"]["low_level_strength"] == "given"
+    assert not np.array_equal(np.asarray(moved.images[0]), np.asarray(model.images[0]))
+    for bad in (0, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="low-level strength|low_level_strength"):
+            web.run_generation(engine, loaded, out_dir=tmp_path / "bad", low_level_strength=bad, **run)
+    assert not (tmp_path / "bad").exists()
+    # the embedded paper pipeline has no latent guess: no slider, and a value changes nothing
+    paper = Engine.from_pretrained()
+    assert not paper.guesses_latents and "low_level_strength" not in paper.settings(low_level_strength=0.5)

@@ -55,10 +55,21 @@ class Engine:
         """The model's recommended settings (its ``generation.json``; ``{}`` when it has none)."""
         return dict(getattr(self.pipe, "generation_defaults", None) or {})
 
-    def settings(self, steps: int | None = None, guidance: float | None = None) -> dict:
+    def settings(self, steps: int | None = None, guidance: float | None = None,
+                 low_level_strength: float | None = None) -> dict:
         """Steps and guidance to use (given values win, then the model's ``generation.json``, then 25 and 1),
-        with ``settings_source``: see :func:`dreamdiffusion.generation.resolve_generation_settings`."""
-        return resolve_generation_settings(self.pipe, steps, guidance)
+        and the low-level strength where it applies, with ``settings_source``: see
+        :func:`dreamdiffusion.generation.resolve_generation_settings`."""
+        if not self.guesses_latents:
+            low_level_strength = None  # nothing to start from: the pipeline ignores it, and so do the records
+        return resolve_generation_settings(self.pipe, steps, guidance, None, low_level_strength)
+
+    @property
+    def guesses_latents(self) -> bool:
+        """Whether the EEG model guesses the image's latents (the modern recipe's low-level route), so that a
+        ``low_level_strength`` below 1 starts the sampler from that guess."""
+        conditioner = getattr(self.pipe, "eeg_conditioner", None)
+        return getattr(conditioner, "latent_decoder", None) is not None
 
     @property
     def default_steps(self) -> int:
@@ -121,12 +132,14 @@ class Engine:
             raise type(exc)(exc.message, source) from exc
 
     def generate(self, window: np.ndarray, *, steps: int | None = None, guidance: float | None = None, seed: int = 0,
-                 num_images: int = 1, on_step: Callable[[int, int], None] | None = None) -> list:
+                 num_images: int = 1, on_step: Callable[[int, int], None] | None = None,
+                 low_level_strength: float | None = None) -> list:
         """Images (PIL) for one model input window ``[n_chans, n_times]``.
 
-        ``steps``/``guidance`` left as None take :attr:`default_steps`/:attr:`default_guidance`.
+        ``steps``/``guidance`` left as None take :attr:`default_steps`/:attr:`default_guidance`;
+        ``low_level_strength`` None takes the model's own (only where :attr:`guesses_latents`).
         """
-        used = self.settings(steps, guidance)
+        used = self.settings(steps, guidance, low_level_strength)
         steps, guidance = used["steps"], used["guidance"]
 
         check_eeg_shape((1, *window.shape), int(self.spec.n_chans), int(self.spec.n_times), self.spec.sfreq)
@@ -142,7 +155,8 @@ class Engine:
         # The one sampler: image j of this window is what `generate --seed SEED` draws for EEG 0 (with the CLIP
         # guidance the model's generation.json recommends, as generate applies it).
         return draw_images(self.pipe, [eeg], int(num_images), int(steps), float(guidance), int(seed),
-                           callback_on_step_end=_callback, guidance_clip=self._clip_guidance(used))[0]
+                           callback_on_step_end=_callback, guidance_clip=self._clip_guidance(used),
+                           low_level_strength=used.get("low_level_strength"))[0]
 
     def _clip_guidance(self, used: dict):
         """The recommended CLIP guidance (``generation.json``: ``clip_guidance`` and ``steering_clip``), loaded once."""

@@ -27,6 +27,7 @@ from dreamdiffusion.app.stream import latest_stream_images
 from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
 from dreamdiffusion.core.files import atomic_write_bytes
+from dreamdiffusion.core.generation_file import check_low_level_strength
 from dreamdiffusion.core.seeding import check_seed
 from dreamdiffusion.data.io import read_raw, write_raw_file
 from dreamdiffusion.data.montage import MONTAGE_SUFFIXES, builtin_montage_name, resolve_montage
@@ -246,11 +247,12 @@ class GenerationResult:
 
 def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: str = "montage",
                    steps: int | None = None, guidance: float | None = None, seed: int = 0, num_images: int = 1,
-                   out_dir: str | os.PathLike, on_step: Callable[[int, int], None] | None = None
-                   ) -> GenerationResult:
+                   out_dir: str | os.PathLike, on_step: Callable[[int, int], None] | None = None,
+                   low_level_strength: float | None = None) -> GenerationResult:
     """Window the recording, generate, write the PNGs and a JSON manifest into ``out_dir``.
 
-    ``steps``/``guidance`` left as None take the model's recommended values (``engine.settings``).
+    ``steps``/``guidance``/``low_level_strength`` left as None take the model's recommended values
+    (``engine.settings``); the strength matters only to a model that guesses latents (``engine.guesses_latents``).
     """
     # The page's boxes hand over whatever was typed: every number is checked here, in one line each.
     onset_s = check_number(onset_s, "window onset", 0.0, 1e9)
@@ -258,8 +260,10 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
     num_images = check_number(num_images, "images", 1, 64, integer=True)
     steps = None if steps is None else check_number(steps, "steps", 1, MAX_STEPS, integer=True)
     guidance = None if guidance is None else check_number(guidance, "guidance", 1.0, MAX_GUIDANCE)
+    if low_level_strength is not None:
+        low_level_strength = check_low_level_strength(check_number(low_level_strength, "low-level strength", 0.0, 1.0))
     out_dir = Path(out_dir)
-    used = engine.settings(steps, guidance)
+    used = engine.settings(steps, guidance, low_level_strength)
     steps, guidance = used["steps"], used["guidance"]
     as_stored = loaded.model_ready and engine.accepts_standardized(loaded.raw)
     if as_stored:
@@ -269,7 +273,8 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
     else:
         window = engine.window(loaded.raw, float(onset_s), mapping=mapping, source=loaded.source)
     images = engine.generate(window, steps=int(steps), guidance=float(guidance), seed=int(seed),
-                             num_images=int(num_images), on_step=on_step)
+                             num_images=int(num_images), on_step=on_step,
+                             low_level_strength=used.get("low_level_strength"))
     stem = Path(loaded.source).name.split(".")[0] or "eeg"
     paths = [save_image(img, out_dir / f"{stem}_t{onset_s:.2f}_seed{seed}_{i}.png") for i, img in enumerate(images)]
     record = GenerationRecord(source=loaded.source, onset_s=float(onset_s), mapping=mapping, steps=int(steps),
@@ -281,6 +286,8 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
                     f"band-pass, resample, {mapping} channel mapping",
                     "ground_truth": None if loaded.ground_truth is None else Path(loaded.ground_truth).name,
                     "settings_source": used["settings_source"], "conditioning": engine.conditioning}
+    if "low_level_strength" in used:
+        record.extra["low_level_strength"] = used["low_level_strength"]
     if "model_recommends" in used:
         record.extra["model_recommends"] = used["model_recommends"]
     manifest = atomic_write_bytes(out_dir / "manifest.json",
@@ -309,8 +316,13 @@ def _setting_defaults(engine: Engine) -> dict:
     info = (f"the model recommends {guidance:g}"
             + (f" (chosen on {recommends['chosen_on']})" if recommends.get("chosen_on") else "")
             if defaults["settings_source"]["guidance"] != "default" else "1: no guidance")
+    strength = float(defaults.get("low_level_strength", 1.0))
+    strength_info = ("share of the schedule the EEG's guess of the image is noised to: 1 = pure noise (the guess "
+                     "unused), lower keeps more of its layout; "
+                     + (f"the model recommends {strength:g}" if "low_level_strength" in defaults else "1: off"))
     return {"steps": int(defaults["steps"]), "guidance": guidance, "guidance_info": info,
-            "guidance_step": 0.5 if float((guidance - 1.0) / 0.5).is_integer() else 0.1}
+            "guidance_step": 0.5 if float((guidance - 1.0) / 0.5).is_integer() else 0.1,
+            "strength": strength, "strength_info": strength_info}
 
 
 class _Handlers:
@@ -359,7 +371,7 @@ class _Handlers:
         except Exception as exc:
             raise _page_error(exc) from None
 
-    def generate(self, loaded, onset, mapping, steps, guidance, seed, num_images, progress):
+    def generate(self, loaded, onset, mapping, steps, guidance, seed, num_images, progress, strength=None):
         try:
             if loaded is None:
                 raise EEGReadError("load an EEG file or a sample first")
@@ -371,7 +383,8 @@ class _Handlers:
 
             result = run_generation(self.engine, loaded, onset_s=onset, mapping=mapping, steps=steps,
                                     guidance=guidance, seed=seed, num_images=num_images,
-                                    out_dir=out_dir, on_step=on_step)
+                                    out_dir=out_dir, on_step=on_step,
+                                    low_level_strength=strength if self.engine.guesses_latents else None)
         except Exception as exc:
             raise _page_error(exc) from None
         files = [str(p) for p in result.image_paths] + [str(result.manifest_path)]
@@ -415,6 +428,9 @@ def _generate_panel(gr, engine: Engine, live_dir) -> dict:
                           elem_id="steps")
         guidance = gr.Slider(label="guidance", minimum=1.0, maximum=max(15.0, d["guidance"]), value=d["guidance"],
                              step=d["guidance_step"], elem_id="guidance", info=d["guidance_info"])
+        # Only for a model that guesses the image's latents from the EEG (the modern recipe's low-level route).
+        strength = gr.Slider(label="low-level strength", minimum=0.05, maximum=1.0, value=d["strength"], step=0.01,
+                             elem_id="low-level-strength", info=d["strength_info"], visible=engine.guesses_latents)
         seed = gr.Number(label="seed", value=0, precision=0)
         num_images = gr.Slider(label="images", minimum=1, maximum=8, value=1, step=1)
     gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -429,7 +445,8 @@ def _generate_panel(gr, engine: Engine, live_dir) -> dict:
         live = gr.Gallery(label="live", columns=8, height=200, object_fit="contain", elem_id="live")
         gr.Timer(1.0).tick(lambda: latest_stream_images(live_dir), None, live, concurrency_limit=None,
                            show_progress="hidden")
-    return {"steps": steps, "guidance": guidance, "seed": seed, "num_images": num_images, "generate": gen_btn,
+    return {"steps": steps, "guidance": guidance, "strength": strength, "seed": seed, "num_images": num_images,
+            "generate": gen_btn,
             "gallery": gallery, "truth": truth, "files": files, "manifest": manifest}
 
 
@@ -442,8 +459,8 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
     h = _Handlers(gr, engine, samples, max_upload_mb, max_eeg_mb, workdir)
 
-    def generate(loaded, onset, mapping, steps, guidance, seed, num_images, progress=gr.Progress()):
-        return h.generate(loaded, onset, mapping, steps, guidance, seed, num_images, progress)
+    def generate(loaded, onset, mapping, steps, guidance, seed, num_images, strength, progress=gr.Progress()):
+        return h.generate(loaded, onset, mapping, steps, guidance, seed, num_images, progress, strength)
 
     layouts = ", ".join(f"{lay.description}" for lay in LAYOUTS.values())
     with gr.Blocks(title="DreamDiffusion") as demo:
@@ -464,7 +481,7 @@ def build_app(engine: Engine, *, samples: Sequence[Sample] = (), max_upload_mb: 
         c["onset"].release(h.replot, [state, c["onset"]], c["plot"], concurrency_limit=None)
         # Only generation is heavy: it takes the queue's default concurrency limit (--concurrency).
         g["generate"].click(generate, [state, c["onset"], c["mapping"], g["steps"], g["guidance"], g["seed"],
-                                       g["num_images"]], [g["gallery"], g["files"], g["manifest"]],
+                                       g["num_images"], g["strength"]], [g["gallery"], g["files"], g["manifest"]],
                             concurrency_id="generate")
     return demo
 
