@@ -362,3 +362,23 @@ def test_align_contrastive_trains_a_temperature_in_warmup_and_joint_phase(parts,
     assert "val_clip_cos" in rows[-1] and -1 <= rows[-1]["val_clip_cos"] <= 1
     with pytest.raises(ConfigError, match="--align"):
         _cfg(parts, tmp_path / "p", align="mse").validate()
+
+
+def test_tokenizer_init_ridge_restarts_only_the_patch_embedding(parts, tmp_path):
+    """--tokenizer-init ridge replaces Stage A's patch embedding before the warm-up (recorded in tokenizer_init.json)
+    and leaves the rest of the encoder as Stage A left it; the default keeps the tokenizer."""
+    from dreamdiffusion.models.conditioner import load_encoder
+
+    before = load_encoder(parts / "enc").state_dict()
+    ridge = Trainer(_cfg(parts, tmp_path / "r", tokenizer_init="ridge"), PairList(8), PairList(2))
+    ridge.setup()
+    record = json.loads((tmp_path / "r" / "tokenizer_init.json").read_text())
+    assert record["n_train"] == 8 and record["filters"] >= 1 and record["alpha"] > 0
+    after = ridge.parts.conditioner.encoder.state_dict()
+    assert not torch.equal(after["patch_embed.weight"], before["patch_embed.weight"])
+    assert torch.all(after["patch_embed.bias"] == 0)
+    assert all(torch.equal(after[k], before[k]) for k in before if not k.startswith("patch_embed."))
+    kept = Trainer(_cfg(parts, tmp_path / "k"), PairList(8), PairList(2))
+    kept.setup()
+    assert not (tmp_path / "k" / "tokenizer_init.json").exists()
+    assert torch.equal(kept.parts.conditioner.encoder.state_dict()["patch_embed.weight"], before["patch_embed.weight"])

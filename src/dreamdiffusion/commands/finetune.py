@@ -101,6 +101,10 @@ def finetune_cmd(
                                           help="Steps of encoder + CLIP head on the CLIP loss alone first (0: off)."),
     clip_warmup_learning_rate: float | None = typer.Option(None, "--clip-warmup-learning-rate",
                                                               help="Learning rate of the warm-up (default: --learning-rate)."),
+    tokenizer_init: str = typer.Option(
+        _D.tokenizer_init, "--tokenizer-init",
+        help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "
+             "spatial filters of the ridge map binned train EEG -> CLIP image embedding)."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip NaN/Inf-loss batches instead of stopping."),
     num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
 ) -> None:

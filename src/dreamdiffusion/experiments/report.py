@@ -160,7 +160,9 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         f"{s['mask_ratio']}, {s['pretrain_steps']} steps at lr {s.get('pretrain_learning_rate')}"
         if s["pretrain"] else "- Stage A: skipped (random encoder)",
         f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "
-        f"{s['finetune_steps']} steps, pipeline = best val step",
+        f"{s['finetune_steps']} steps, pipeline = best val step"
+        + ("; the tokenizer started from the ridge map's spatial filters (`finetune/tokenizer_init.json`)"
+           if s.get("tokenizer_init") == "ridge" else ""),
         f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics.get('guidance', s['guidance'])} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",

@@ -12,6 +12,8 @@ from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models.encoders import ARCHS
 
+TOKENIZER_INITS = ("pretrained", "ridge")  # finetune --tokenizer-init (training/tokenizer_init.py)
+
 ALIGN_LOSSES = ("cosine", "contrastive")
 TRAIN_MODES = ("paper", "lora", "encoder")
 METRICS_FILE = "metrics.jsonl"
@@ -75,6 +77,9 @@ class FinetuneConfig:
     # before the diffusion loss starts (0 = off). The step with the best val cosine is kept.
     clip_warmup_steps: int = 0
     clip_warmup_learning_rate: float | None = None  # None: learning_rate
+    # The EEG tokenizer's start (the paper's transformer): pretrained = as Stage A left it (the paper); ridge = the
+    # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
+    tokenizer_init: str = "pretrained"
     weight_decay: float = 0.01  # AdamW default, as the reference
     max_grad_norm: float = 0.5  # gradient clipping (paper: 0.5)
     gradient_accumulation_steps: int = 1
@@ -131,6 +136,8 @@ class FinetuneConfig:
                 raise ConfigError(f"{name} must be at least 1")
         if self.align not in ALIGN_LOSSES:
             raise ConfigError(f"--align must be one of {', '.join(ALIGN_LOSSES)}, got {self.align!r}")
+        if self.tokenizer_init not in TOKENIZER_INITS:
+            raise ConfigError(f"--tokenizer-init must be one of {', '.join(TOKENIZER_INITS)}, got {self.tokenizer_init!r}")
         if self.clip_warmup_steps < 0:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):

@@ -54,6 +54,7 @@ from dreamdiffusion.training.stageb import (
     sample_timesteps,
     stack_eeg,
 )
+from dreamdiffusion.training.tokenizer_init import TOKENIZER_FILE, ridge_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,11 @@ class Trainer:
         cast_frozen(p, acc.device, self.weight_dtype)
         self.targets = FrozenTargets(p.clip, p.clip_processor, p.vae)
         self.targets.prepare([self.train_ds, self.val_ds], self.eval_transform, acc.device, self.weight_dtype)
+        if cfg.tokenizer_init == "ridge" and not cfg.resume:  # a resumed run's tokenizer is in its checkpoint
+            record = ridge_tokenizer(p.conditioner.encoder, self.train_ds, self.targets.clip_embeds)
+            if acc.is_main_process:
+                self.out.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(self.out / TOKENIZER_FILE, record)
         # Before `prepare`: every process runs the same seeded warm-up, and DDP starts from rank 0's weights.
         warm = {}
         if cfg.clip_warmup_steps and not cfg.resume:
