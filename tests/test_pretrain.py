@@ -325,14 +325,17 @@ def test_accelerate_launch_two_cpu_processes(corpus, tmp_path):
 
 
 def test_reconstruction_figure_shades_masked_runs(tmp_path):
-    from dreamdiffusion.training.plots import _true_runs, plot_loss_curves, plot_reconstruction
+    from dreamdiffusion.training.plots import _true_runs, masked_only, plot_loss_curves, plot_reconstruction
 
     assert _true_runs(np.array([0, 1, 1, 0, 0, 1, 0, 1], bool)) == [(1, 3), (5, 6), (7, 8)]
     assert _true_runs(np.zeros(4, bool)) == []
     x = np.random.default_rng(0).standard_normal((3, 32))
     mask = np.zeros(32, bool)
     mask[8:16] = True
-    png = plot_reconstruction(x, x * 0.5, mask, tmp_path / "r.png", sfreq=128.0)
+    # the reconstruction and interpolation are drawn where the model had to reconstruct, nowhere else
+    shown = masked_only(x[0], mask)
+    assert np.array_equal(shown[8:16], x[0, 8:16]) and np.isnan(shown[:8]).all() and np.isnan(shown[16:]).all()
+    png = plot_reconstruction(x, x * 0.5, mask, tmp_path / "r.png", sfreq=128.0, interpolation=x * 0.2)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="shapes do not match"):
         plot_reconstruction(x, x[:2], mask, tmp_path / "bad.png")

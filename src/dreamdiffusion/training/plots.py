@@ -23,6 +23,11 @@ def _true_runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
+def masked_only(values: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """``values`` where ``masked`` is True, NaN elsewhere (a plotted line breaks there)."""
+    return np.where(np.asarray(masked, dtype=bool), np.asarray(values, dtype=np.float64), np.nan)
+
+
 def plot_reconstruction(original: np.ndarray, reconstruction: np.ndarray, masked_samples: np.ndarray,
                         path: str | os.PathLike, sfreq: float | None = None,
                         channel_names: Sequence[str] | None = None, max_channels: int = 4,
@@ -32,6 +37,8 @@ def plot_reconstruction(original: np.ndarray, reconstruction: np.ndarray, masked
     ``masked_samples`` is a boolean ``[T]`` (or ``[C, T]``): True where the model saw no input and had
     to reconstruct (the only place the loss looks). ``interpolation`` ``[C, T]``, when given, is drawn
     beside the reconstruction: the straight-line guess across each gap that the model has to beat.
+    Both are drawn over the masked spans only: on the visible tokens the model's output is never trained
+    (MAE's loss ignores it), and drawn there it looked like spikes to zero on a signal it had in full.
     """
     original = np.asarray(original, dtype=np.float64)
     reconstruction = np.asarray(reconstruction, dtype=np.float64)
@@ -53,8 +60,10 @@ def plot_reconstruction(original: np.ndarray, reconstruction: np.ndarray, masked
             ax.axvspan(t[start], t[stop - 1] + step, color="0.85", lw=0)
         ax.plot(t, original[ch], color="tab:blue", lw=1.0, label="original")
         if interpolation is not None:
-            ax.plot(t, np.asarray(interpolation)[ch], color="0.35", lw=0.8, ls="--", label="interpolation")
-        ax.plot(t, reconstruction[ch], color="tab:orange", lw=1.0, label="reconstruction")
+            ax.plot(t, masked_only(np.asarray(interpolation)[ch], masked_samples[ch]), color="0.35", lw=0.8,
+                    ls="--", label="interpolation")
+        ax.plot(t, masked_only(reconstruction[ch], masked_samples[ch]), color="tab:orange", lw=1.0,
+                label="reconstruction (masked spans)")
         ax.set_ylabel(channel_names[ch] if channel_names else f"ch {ch}")
     axes[0].legend(loc="upper right", fontsize="small", ncols=3)
     axes[-1].set_xlabel("time (s)" if sfreq else "sample")
