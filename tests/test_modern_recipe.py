@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.cli import main
@@ -167,3 +168,27 @@ def test_the_app_applies_the_models_low_level_strength_or_the_slider(modern_run,
     # the embedded paper pipeline has no latent guess: no slider, and a value changes nothing
     paper = Engine.from_pretrained()
     assert not paper.guesses_latents and "low_level_strength" not in paper.settings(low_level_strength=0.5)
+
+
+def test_stream_images_take_the_models_low_level_strength_or_the_flag(modern_run, tmp_path):
+    """One image of `stream` (its _image step, on a recording window instead of a live buffer): the model's strength
+    by default, --low-level-strength when given, and the manifest line says which."""
+    from dreamdiffusion.app import web
+    from dreamdiffusion.app.stream import Trigger, _image
+
+    recommended = json.loads((modern_run / "pipeline" / "generation.json").read_text())["low_level_strength"]
+    engine = Engine.from_pretrained(modern_run / "pipeline")
+    (sample,) = web.benchmark_samples(tmp_path / "samples", n=1, benchmark=modern_run / "benchmark")
+    raw = web.load_sample(sample).raw
+    common = dict(stream_name="test", session="s", seed=5, mapping=None)
+    records = {}
+    for name, strength in (("model", None), ("given", 0.25 if recommended != 0.25 else 0.5)):
+        out = tmp_path / name
+        out.mkdir()
+        used = engine.settings(4, None, strength)
+        records[name] = _image(engine, raw, 0.0, Trigger("interval"), 0.0, 0, output=out, used=used, **common)
+    assert records["model"]["low_level_strength"] == recommended
+    assert records["model"]["settings_source"]["low_level_strength"] == "model (generation.json)"
+    assert records["given"]["settings_source"]["low_level_strength"] == "given"
+    pixels = [np.asarray(Image.open(tmp_path / n / records[n]["image"])) for n in ("model", "given")]
+    assert not np.array_equal(*pixels)

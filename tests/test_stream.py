@@ -80,6 +80,8 @@ def test_bad_triggers_and_missing_stream(engine, tmp_path):
         run_stream(engine, stream_name="x", output=tmp_path, every=1.0, on_marker="m")
     with pytest.raises(ConfigError, match="exactly one trigger"):
         run_stream(engine, stream_name="x", output=tmp_path)
+    with pytest.raises(ConfigError, match="low_level_strength"):  # checked before any stream is opened
+        run_stream(engine, stream_name="x", output=tmp_path, every=1.0, low_level_strength=0)
     with pytest.raises(DataError, match="no LSL stream named"):
         run_stream(engine, stream_name=f"absent-{uuid.uuid4().hex[:6]}", output=tmp_path, every=1.0, timeout=1.0)
 

@@ -26,6 +26,7 @@ import numpy as np
 from dreamdiffusion.app.devices import resolve_montage
 from dreamdiffusion.app.engine import Engine, append_jsonl, save_image
 from dreamdiffusion.core.errors import ConfigError, DataError
+from dreamdiffusion.core.generation_file import check_low_level_strength
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +139,13 @@ def _image(engine: Engine, raw, onset: float, trigger: Trigger, t_window: float,
     steps, guidance, window_s = used["steps"], used["guidance"], engine.window_s
     window = engine.window(raw, onset, mapping=mapping, source=f"lsl:{stream_name}")
     t0 = time.perf_counter()
-    image = engine.generate(window, steps=steps, guidance=guidance, seed=seed + index, num_images=1)[0]
+    image = engine.generate(window, steps=steps, guidance=guidance, seed=seed + index, num_images=1,
+                            low_level_strength=used.get("low_level_strength"))[0]
     path = save_image(image, output / f"{session}_{index:05d}.png")
     record = {"index": index, "image": path.name, "stream": stream_name, "trigger": trigger.reason,
               "marker": trigger.marker, "window_start_lsl": t_window, "window_s": window_s,
               "seed": seed + index, "steps": steps, "guidance": guidance,
+              **({"low_level_strength": used["low_level_strength"]} if "low_level_strength" in used else {}),
               "settings_source": used["settings_source"], "model": engine.name, "conditioning": engine.conditioning,
               "generate_s": round(time.perf_counter() - t0, 3), "wall_time": time.time()}
     append_jsonl(output / MANIFEST, record)
@@ -177,17 +180,20 @@ def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, e
                on_marker: str | None = None, max_images: int | None = None, duration: float | None = None,
                steps: int | None = None, guidance: float | None = None, seed: int = 0, mapping: str | None = None,
                montage: str | None = None, timeout: float = 10.0,
-               on_image: Callable[[dict], None] | None = None) -> list[dict]:
+               on_image: Callable[[dict], None] | None = None, low_level_strength: float | None = None) -> list[dict]:
     """Generate images from a live LSL EEG stream until ``max_images`` or ``duration`` is reached
     (or Ctrl-C). Returns the manifest records written (one per image). ``steps``/``guidance`` left as None
-    take the model's recommended values (its ``generation.json``), else 25 steps and guidance 1."""
+    take the model's recommended values (its ``generation.json``), else 25 steps and guidance 1;
+    ``low_level_strength`` likewise, for a model that guesses the image's latents (else it is ignored)."""
     if (every is None) == (on_marker is None):
         raise ConfigError("choose exactly one trigger: --every SECONDS or --on-marker STREAM")
     if every is not None and every <= 0:
         raise ConfigError(f"--every must be a positive number of seconds, got {every}")
     if max_images is None and duration is None:
         logger.info("no --max-images or --duration: streaming until interrupted (Ctrl-C)")
-    used = engine.settings(steps, guidance)
+    if low_level_strength is not None:
+        check_low_level_strength(low_level_strength)
+    used = engine.settings(steps, guidance, low_level_strength)
     steps, guidance = used["steps"], used["guidance"]
     if steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {steps}")

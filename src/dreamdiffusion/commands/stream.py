@@ -9,7 +9,17 @@ import typer
 
 from dreamdiffusion.app.engine import Engine
 from dreamdiffusion.app.stream import run_stream
-from dreamdiffusion.commands._options import GUIDANCE, POSITIVE, SEED, STEPS, Conditioning, IPAdapter, IPBase, number
+from dreamdiffusion.commands._options import (
+    GUIDANCE,
+    POSITIVE,
+    SEED,
+    STEPS,
+    Conditioning,
+    IPAdapter,
+    IPBase,
+    LowLevelStrength,
+    number,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -32,6 +42,7 @@ def register(app: typer.Typer) -> None:
                                             "model's generation.json, else 25)."),
         guidance: Optional[float] = typer.Option(None, "--guidance", parser=GUIDANCE, help="Classifier-free guidance scale (1: "
                                                  "none; default: the model's recommended scale, else 1)."),
+        low_level_strength: LowLevelStrength = None,
         seed: int = typer.Option(0, "--seed", parser=SEED, help="Seed of the first image (then +1 per image)."),
         mapping: Optional[str] = typer.Option(None, "--mapping", help="Channel mapping: montage (by electrode "
                                               "position) or repeat; default: the model's."),
@@ -43,5 +54,5 @@ def register(app: typer.Typer) -> None:
         engine = Engine.from_pretrained(model, conditioning, base, ip_adapter)
         records = run_stream(engine, stream_name=lsl_stream, output=output, every=every, on_marker=on_marker,
                              max_images=max_images, duration=duration, steps=steps, guidance=guidance, seed=seed,
-                             mapping=mapping, montage=montage, timeout=timeout)
+                             mapping=mapping, montage=montage, timeout=timeout, low_level_strength=low_level_strength)
         typer.echo(f"{len(records)} image(s) written to {output}")
