@@ -23,6 +23,7 @@ import torch
 from dreamdiffusion.conditioning import build_pipeline, conditioning_record, plan_conditioning
 from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
 from dreamdiffusion.core.files import atomic_write_png
+from dreamdiffusion.core.generation_file import check_low_level_strength
 from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
 from dreamdiffusion.generation import draw_images, resolve_generation_settings, steering
 from dreamdiffusion.pipeline import default_pipeline_folder
@@ -60,6 +61,8 @@ class Engine:
         """Steps and guidance to use (given values win, then the model's ``generation.json``, then 25 and 1),
         and the low-level strength where it applies, with ``settings_source``: see
         :func:`dreamdiffusion.generation.resolve_generation_settings`."""
+        if low_level_strength is not None:
+            check_low_level_strength(low_level_strength)  # the app's and the stream's one check of a given value
         if not self.guesses_latents:
             low_level_strength = None  # nothing to start from: the pipeline ignores it, and so do the records
         return resolve_generation_settings(self.pipe, steps, guidance, None, low_level_strength)

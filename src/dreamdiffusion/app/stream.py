@@ -26,7 +26,6 @@ import numpy as np
 from dreamdiffusion.app.devices import resolve_montage
 from dreamdiffusion.app.engine import Engine, append_jsonl, save_image
 from dreamdiffusion.core.errors import ConfigError, DataError
-from dreamdiffusion.core.generation_file import check_low_level_strength
 
 logger = logging.getLogger(__name__)
 
@@ -191,9 +190,7 @@ def run_stream(engine: Engine, *, stream_name: str, output: str | os.PathLike, e
         raise ConfigError(f"--every must be a positive number of seconds, got {every}")
     if max_images is None and duration is None:
         logger.info("no --max-images or --duration: streaming until interrupted (Ctrl-C)")
-    if low_level_strength is not None:
-        check_low_level_strength(low_level_strength)
-    used = engine.settings(steps, guidance, low_level_strength)
+    used = engine.settings(steps, guidance, low_level_strength)  # checks a given strength before any stream opens
     steps, guidance = used["steps"], used["guidance"]
     if steps < 1:
         raise ConfigError(f"--steps must be at least 1, got {steps}")

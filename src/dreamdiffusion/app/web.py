@@ -27,7 +27,6 @@ from dreamdiffusion.app.stream import latest_stream_images
 from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
 from dreamdiffusion.core.files import atomic_write_bytes
-from dreamdiffusion.core.generation_file import check_low_level_strength
 from dreamdiffusion.core.seeding import check_seed
 from dreamdiffusion.data.io import read_raw, write_raw_file
 from dreamdiffusion.data.montage import MONTAGE_SUFFIXES, builtin_montage_name, resolve_montage
@@ -260,8 +259,6 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
     num_images = check_number(num_images, "images", 1, 64, integer=True)
     steps = None if steps is None else check_number(steps, "steps", 1, MAX_STEPS, integer=True)
     guidance = None if guidance is None else check_number(guidance, "guidance", 1.0, MAX_GUIDANCE)
-    if low_level_strength is not None:
-        low_level_strength = check_low_level_strength(check_number(low_level_strength, "low-level strength", 0.0, 1.0))
     out_dir = Path(out_dir)
     used = engine.settings(steps, guidance, low_level_strength)
     steps, guidance = used["steps"], used["guidance"]
@@ -384,7 +381,7 @@ class _Handlers:
             result = run_generation(self.engine, loaded, onset_s=onset, mapping=mapping, steps=steps,
                                     guidance=guidance, seed=seed, num_images=num_images,
                                     out_dir=out_dir, on_step=on_step,
-                                    low_level_strength=strength if self.engine.guesses_latents else None)
+                                    low_level_strength=strength)
         except Exception as exc:
             raise _page_error(exc) from None
         files = [str(p) for p in result.image_paths] + [str(result.manifest_path)]
