@@ -21,11 +21,9 @@ Ridge penalties are chosen on the train split alone, holding out all trials of a
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -37,7 +35,8 @@ from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.pairs import keep_fraction_of_images, open_paired_dataset
 from dreamdiffusion.data.transforms import binned_means
 from dreamdiffusion.evaluation import metrics as M
-from dreamdiffusion.models import builtin, hub
+from dreamdiffusion.models import hub
+from dreamdiffusion.models.hub import class_conditioning
 from dreamdiffusion.pipeline import make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -106,28 +105,6 @@ def ridge_clip_scores(pred: torch.Tensor, truth: torch.Tensor, targets: Sequence
 
 # ----------------------------------------------------------------------------------------------- class lookup
 
-def class_conditioning(base: str) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
-    """``(class embeddings [K, L, D], null [L, D], class names)`` of a class-conditional base, else None.
-
-    A base is class-conditional here when its folder holds ``class_embeddings.safetensors`` (as ``builtin-tiny``);
-    a text-to-image base (Stable Diffusion) has a text encoder instead and gets no class-lookup baseline.
-    """
-    try:
-        folder = Path(hub.resolve(base, "base"))
-    except Exception:  # an unknown spec: evaluate reports the baseline as skipped, never fails for it
-        return None
-    path = folder / builtin.CLASS_EMBEDDINGS_FILE
-    if not path.is_file():
-        return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        names = json.loads((f.metadata() or {}).get("class_names", "null"))
-    embeds, null = builtin.class_embeddings(folder)
-    return embeds, null, [str(n) for n in (names or range(len(embeds)))]
-
-
-@torch.no_grad()
 def class_lookup_images(base: str, classes: Sequence[int], num_images: int, steps: int, guidance: float, seed: int,
                         scheduler_config: dict | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
                         indices: Sequence[int] | None = None) -> list[list[Image.Image]]:

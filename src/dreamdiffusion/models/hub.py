@@ -7,6 +7,7 @@ or a CLIP vision repository, built by :mod:`dreamdiffusion.models.builtin`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -171,6 +172,11 @@ def empty_prompt_context(where: str) -> torch.Tensor:
     """
     if Path(where, CLASS_EMBEDDINGS_FILE).is_file():
         return class_embeddings(where)[1]
+    return prompt_contexts(where, [""])[0]
+
+
+def prompt_contexts(where: str, prompts: list[str]) -> torch.Tensor:
+    """A Stable Diffusion repository's text-encoder output for each prompt, ``[len(prompts), 77, D]``."""
     checked(where)
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -178,11 +184,32 @@ def empty_prompt_context(where: str) -> torch.Tensor:
         tokenizer = CLIPTokenizer.from_pretrained(where, subfolder="tokenizer", trust_remote_code=False)
         text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder", **SAFE_LOAD)
     except LOAD_ERRORS as exc:
-        raise ConfigError(f"cannot load the base's text encoder for the empty prompt: {_first_line(exc)}",
-                          where) from exc
-    ids = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+        raise ConfigError(f"cannot load the base's text encoder: {_first_line(exc)}", where) from exc
+    ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
     with torch.no_grad():
-        return text_encoder(ids).last_hidden_state[0]
+        return text_encoder(ids).last_hidden_state
+
+
+def class_conditioning(base: str) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
+    """``(class embeddings [K, L, D], null [L, D], class names)`` of a class-conditional base, else None.
+
+    A base is class-conditional here when its folder holds ``class_embeddings.safetensors`` (as ``builtin-tiny``);
+    a text-to-image base (Stable Diffusion) has a text encoder instead.
+    """
+    try:
+        folder = Path(resolve(base, "base"))
+    except Exception:  # an unknown spec: the callers report what they skip, never fail for it
+        return None
+    path = folder / CLASS_EMBEDDINGS_FILE
+    if not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        names = json.loads((f.metadata() or {}).get("class_names", "null"))
+    embeds, null = class_embeddings(folder)
+    return embeds, null, [str(n) for n in (names or range(len(embeds)))]
 
 
 def unet_time_embed_dim(unet) -> int:
@@ -195,4 +222,5 @@ def clip_projection_dim(clip_model) -> int:
 
 
 __all__ = ["BUILTIN_NAME", "BaseModel", "ClipModel", "resolve", "load_base", "load_clip",
-           "unet_time_embed_dim", "clip_projection_dim", "clip_image_embeds", "empty_prompt_context"]
+           "unet_time_embed_dim", "clip_projection_dim", "clip_image_embeds", "empty_prompt_context",
+           "prompt_contexts", "class_conditioning"]

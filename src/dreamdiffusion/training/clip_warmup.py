@@ -1,5 +1,6 @@
 """Stage B's optional CLIP-alignment warm-up: the encoder + CLIP head alone on the CLIP-alignment loss
-(``--align cosine``: ``1 - cos(head, CLIP image)``; ``contrastive``: InfoNCE with a learnable temperature).
+(``--align cosine``: ``1 - cos(head, CLIP image)``; ``contrastive``: InfoNCE with a learnable temperature), and
+with ``--caption-weight`` the token mapper on the paired image's caption context (training/captions.py).
 
 Why: the diffusion loss gives the encoder a weak, noisy signal, and on a small set of noisy single
 trials the encoder learns to tell the train trials apart instead of what they show. The CLIP loss
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.training.captions import CaptionTargets
 from dreamdiffusion.training.finetune_config import FinetuneConfig
 from dreamdiffusion.training.loop import StepBatchSampler
 from dreamdiffusion.training.stageb import FrozenTargets, StageBParts, alignment_loss, image_ids, stack_eeg
@@ -57,7 +59,9 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     targets = targets or FrozenTargets(parts.clip, parts.clip_processor, parts.vae)
     cond = parts.conditioner
     cond.to(device)
-    params = [q for n, q in cond.named_parameters() if n.split(".")[0] in ("encoder", "clip_pool", "clip_proj")]
+    trained = ("encoder", "clip_pool", "clip_proj") + (("token_mapper", "dim_mapper") if cfg.caption_weight else ())
+    params = [q for n, q in cond.named_parameters() if n.split(".")[0] in trained]
+    captions = CaptionTargets(cfg.base, cfg.dataset) if cfg.caption_weight else None
     # --align contrastive: the warm-up's own learnable temperature, handed on to the joint phase.
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07))) if cfg.align == "contrastive" else None
     params += [logit_scale] if logit_scale is not None else []
@@ -78,15 +82,18 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     for step, idx in enumerate(sampler, start=1):
         items = [train_ds[i] for i in idx]
         target = targets.clip_embeds(items)
-        loss = alignment_loss(cfg.align, cond(stack_eeg(items).to(device)).clip_embeds, target, logit_scale,
-                              image_ids(items).to(device))
+        out_b = cond(stack_eeg(items).to(device))
+        clip_loss = alignment_loss(cfg.align, out_b.clip_embeds, target, logit_scale, image_ids(items).to(device))
+        caption_loss = captions.loss(out_b.cond, items) if captions is not None else None
+        loss = clip_loss if caption_loss is None else clip_loss + cfg.caption_weight * caption_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.max_grad_norm and cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
         if val is not None and (step % every == 0 or step == steps):
-            record = {"step": step, "clip_loss": float(loss.detach()),
+            record = {"step": step, "clip_loss": float(clip_loss.detach()),
+                      **({"caption_loss": float(caption_loss.detach())} if caption_loss is not None else {}),
                       "val_clip_cos": _val_cosine(cond, val, cfg.batch_size)}
             records.append(record)
             if record["val_clip_cos"] > best["val_clip_cos"]:

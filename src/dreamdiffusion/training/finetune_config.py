@@ -13,6 +13,7 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models.encoders import ARCHS
 
 TOKENIZER_INITS = ("pretrained", "ridge")  # finetune --tokenizer-init (training/tokenizer_init.py)
+NULL_INITS = ("random", "base")  # finetune --null-init
 
 ALIGN_LOSSES = ("cosine", "contrastive")
 TRAIN_MODES = ("paper", "lora", "encoder")
@@ -80,6 +81,13 @@ class FinetuneConfig:
     # The EEG tokenizer's start (the paper's transformer): pretrained = as Stage A left it (the paper); ridge = the
     # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
     tokenizer_init: str = "pretrained"
+    # Caption contexts (0 = off, the paper): in the CLIP warm-up the token mapper learns to put out the base's own
+    # context for the paired image's caption (a class-conditional base's class embedding; a Stable Diffusion base's
+    # text-encoder output for the label), weighted by this against the CLIP loss. The mapper then starts the joint
+    # phase speaking the UNet's language instead of from random weights (training/captions.py).
+    caption_weight: float = 0.0
+    # The null context's start: random (small noise) | base (the base's own "no prompt" context).
+    null_init: str = "random"
     weight_decay: float = 0.01  # AdamW default, as the reference
     max_grad_norm: float = 0.5  # gradient clipping (paper: 0.5)
     gradient_accumulation_steps: int = 1
@@ -138,6 +146,12 @@ class FinetuneConfig:
             raise ConfigError(f"--align must be one of {', '.join(ALIGN_LOSSES)}, got {self.align!r}")
         if self.tokenizer_init not in TOKENIZER_INITS:
             raise ConfigError(f"--tokenizer-init must be one of {', '.join(TOKENIZER_INITS)}, got {self.tokenizer_init!r}")
+        if self.null_init not in NULL_INITS:
+            raise ConfigError(f"--null-init must be one of {', '.join(NULL_INITS)}, got {self.null_init!r}")
+        if self.caption_weight < 0:
+            raise ConfigError(f"--caption-weight must be at least 0, got {self.caption_weight}")
+        if self.caption_weight > 0 and not self.clip_warmup_steps:
+            raise ConfigError("--caption-weight acts in the CLIP warm-up: set --clip-warmup-steps too")
         if self.clip_warmup_steps < 0:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):

@@ -26,6 +26,7 @@ from dreamdiffusion.evaluation.selection import clip_truths, distinct_image_item
 from dreamdiffusion.generation import draw_images
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 from dreamdiffusion.training.checkpoint import CheckpointManager
+from dreamdiffusion.training.captions import base_null_context
 from dreamdiffusion.training.clip_warmup import clip_warmup
 from dreamdiffusion.training.finetune_config import (
     BEST_FILE,
@@ -123,6 +124,13 @@ class Trainer:
             if acc.is_main_process:
                 self.out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(self.out / TOKENIZER_FILE, record)
+        if cfg.null_init == "base" and not cfg.resume:
+            null = base_null_context(cfg.base)
+            if null.shape != p.conditioner.null_cond.shape:
+                raise ConfigError(f"--null-init base: the base's null context is {tuple(null.shape)}, the "
+                                  f"conditioner's {tuple(p.conditioner.null_cond.shape)}", cfg.base)
+            with torch.no_grad():
+                p.conditioner.null_cond.copy_(null)
         # Before `prepare`: every process runs the same seeded warm-up, and DDP starts from rank 0's weights.
         warm = {}
         if cfg.clip_warmup_steps and not cfg.resume:
