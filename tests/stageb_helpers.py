@@ -99,3 +99,24 @@ def make_folder_dataset(root: Path, n_train: int = 6, n_val: int = 2, n_test: in
         rows.append(f"rec{i % 2}_raw.fif,{1.0 + 2.0 * i},{name},{label},{split}")
     (root / "pairs.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def add_text_encoder(folder: Path, seed: int = 0) -> Path:
+    """Give the base at ``folder`` a tiny CLIP text encoder + tokenizer (a Stable Diffusion repository's layout).
+
+    The vocabulary knows the digits and a few words; whatever else a prompt says maps to the unknown token."""
+    import json
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    words = ["<|startoftext|>", "<|endoftext|>", "a</w>", "photo</w>", "of</w>"] + [f"{d}</w>" for d in range(10)]
+    tok_dir = folder / "tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    (tok_dir / "vocab.json").write_text(json.dumps({w: i for i, w in enumerate(words)}))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77).save_pretrained(tok_dir)
+    torch.manual_seed(seed)
+    CLIPTextModel(CLIPTextConfig(vocab_size=len(words), hidden_size=CROSS, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
+                                 pad_token_id=1)).save_pretrained(folder / "text_encoder")
+    return folder
