@@ -105,6 +105,15 @@ def finetune_cmd(
         _D.tokenizer_init, "--tokenizer-init",
         help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "
              "spatial filters of the ridge map binned train EEG -> CLIP image embedding)."),
+    caption_weight: float = typer.Option(
+        _D.caption_weight, "--caption-weight",
+        help="In the CLIP warm-up, also pull the token mapper's context toward the base's own context for the paired "
+             "image's label ('a photo of a LABEL' through its text encoder; a class-conditional base's class "
+             "embedding), at this weight beside the CLIP loss (0: off, the paper). Needs --clip-warmup-steps."),
+    null_init: str = typer.Option(
+        _D.null_init, "--null-init",
+        help="Start of the null context (condition dropout, guidance): random (small noise) | base (the base's own "
+             "context for the empty prompt)."),
     skip_nonfinite: bool = typer.Option(False, "--skip-nonfinite", help="Skip NaN/Inf-loss batches instead of stopping."),
     num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
 ) -> None:

@@ -117,6 +117,7 @@ class DemoSettings:
     tokenizer_init: str = "ridge"
     caption_weight: float = 0.0
     null_init: str = "random"
+    clip_context: bool = False
     # Validation every N steps (and at the last); the best val step becomes the pipeline. 200 rather than 100 (two
     # validations fewer, ~6 CPU-s): on val the step kept and its generated-image CLIP 2-way at benchmark seed 1
     # 400 / 0.645 either way, seed 2 500 / 0.610 instead of 300 / 0.617 (400: 0.608), seed 0 500 / 0.730 either way.
@@ -359,6 +360,7 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
         # no CLIP supervision (the ablation's "no CLIP" rows) means no CLIP warm-up either
         clip_warmup_steps=s.clip_warmup_steps if s.clip_weight > 0 else 0, clip_warmup_learning_rate=s.clip_warmup_learning_rate,
         tokenizer_init=s.tokenizer_init, caption_weight=s.caption_weight, null_init=s.null_init,
+        clip_context=s.clip_context,
         max_steps=s.finetune_steps, checkpoint_every=0, train_fraction=s.pairs_fraction,
         checkpoints_total_limit=1, validate_every=s.validate_every, val_limit=s.val_limit, validation_images=0,
         select="best", seed=cfg.seed))

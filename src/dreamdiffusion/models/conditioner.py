@@ -96,6 +96,7 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         channel_index: list | None = None,
         time_pool: int = 1,
         clip_pool_tokens: int = 1,
+        clip_context: bool = False,
     ):
         super().__init__()
         if clip_pool_tokens < 1:
@@ -122,6 +123,17 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         # seeds and not at others. K > 1 mixtures (flattened, K * D -> CLIP) lift that bottleneck.
         self.clip_pool = nn.Conv1d(n_tokens, clip_pool_tokens, kernel_size=1)
         self.clip_proj = nn.Linear(clip_pool_tokens * embed_dim, clip_dim)
+        # clip_context: the CLIP head's prediction also enters every context token (a linear map, added to the
+        # mapped tokens; zero at the start, so a new conditioner puts out the paper's context). The token mapper
+        # reads each output token through ONE token mixture and one shared Linear, the bottleneck the CLIP head had
+        # with one mixture; the CLIP prediction is a full linear read-out of every token, so through it the
+        # context can say what the EEG decodes to (e.g. the base's caption context, --caption-weight).
+        if clip_context:
+            self.clip_context_proj = nn.Linear(clip_dim, num_cond_tokens * cross_attention_dim)
+            nn.init.zeros_(self.clip_context_proj.weight)
+            nn.init.zeros_(self.clip_context_proj.bias)
+        else:
+            self.clip_context_proj = None
         if time_embed_dim:
             half = max(1, num_cond_tokens // 2)
             self.time_cond = nn.Sequential(
@@ -210,6 +222,8 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         tokens = self.encoder(eeg.to(self.dtype))  # [B, N, D]
         cond = self.dim_mapper(self.token_mapper(tokens))  # [B, 77, D] -> [B, 77, Dx]
         clip_embeds = self.clip_proj(self.clip_pool(tokens).flatten(1))  # [B, K, D] -> [B, K * D] -> [B, P]
+        if self.clip_context_proj is not None:
+            cond = cond + self.clip_context_proj(clip_embeds).view_as(cond)
         return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
 
     def null_condition(self, batch_size: int) -> torch.Tensor:

@@ -59,7 +59,8 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     targets = targets or FrozenTargets(parts.clip, parts.clip_processor, parts.vae)
     cond = parts.conditioner
     cond.to(device)
-    trained = ("encoder", "clip_pool", "clip_proj") + (("token_mapper", "dim_mapper") if cfg.caption_weight else ())
+    trained = ("encoder", "clip_pool", "clip_proj") + (("token_mapper", "dim_mapper", "clip_context_proj")
+                                                     if cfg.caption_weight else ())
     params = [q for n, q in cond.named_parameters() if n.split(".")[0] in trained]
     captions = CaptionTargets(cfg.base, cfg.dataset) if cfg.caption_weight else None
     # --align contrastive: the warm-up's own learnable temperature, handed on to the joint phase.

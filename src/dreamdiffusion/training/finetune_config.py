@@ -86,6 +86,8 @@ class FinetuneConfig:
     # text-encoder output for the label), weighted by this against the CLIP loss. The mapper then starts the joint
     # phase speaking the UNet's language instead of from random weights (training/captions.py).
     caption_weight: float = 0.0
+    # The CLIP head's prediction also enters every context token (models/conditioner.py; False: the paper).
+    clip_context: bool = False
     # The null context's start: random (small noise) | base (the base's own "no prompt" context).
     null_init: str = "random"
     weight_decay: float = 0.01  # AdamW default, as the reference

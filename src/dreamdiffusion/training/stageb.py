@@ -245,7 +245,7 @@ def build_conditioner(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: fl
                       clip_dim: int, time_dim: int | None) -> EEGConditioner:
     """The pretrained encoder at ``cfg.encoder`` (``pretrain``'s transformer or ``align``'s encoder of any
     architecture), or a fresh ``encoder_arch`` (msm: of ``encoder_preset``), with new mappers and CLIP head."""
-    head = {"clip_pool_tokens": cfg.clip_pool_tokens}
+    head = {"clip_pool_tokens": cfg.clip_pool_tokens, "clip_context": cfg.clip_context}
     if cfg.encoder and cfg.encoder.lower() != "none":
         encoder = load_encoder(cfg.encoder, aligned=True)
         aligned = isinstance(encoder, AlignedEncoder)
