@@ -116,3 +116,22 @@ def test_clip_pool_tokens_reads_several_token_mixtures(parts, tmp_path):
     assert torch.allclose(again(eeg).clip_embeds, out)
     with pytest.raises(ConfigError):
         EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, clip_pool_tokens=0)
+
+
+def test_clip_context_adds_the_clip_prediction_to_every_context_token(parts, tmp_path):
+    torch.manual_seed(0)
+    plain = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM)
+    torch.manual_seed(0)
+    wide = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, clip_context=True)
+    eeg = torch.randn(2, N_CHANS, N_TIMES)
+    with torch.no_grad():
+        assert torch.equal(wide(eeg).cond, plain(eeg).cond)  # starts as the paper's context (the map is zero)
+        torch.nn.init.normal_(wide.clip_context_proj.weight, std=0.1)
+        out = wide(eeg)
+        added = wide.clip_context_proj(out.clip_embeds).view(2, 77, CROSS)
+        assert torch.allclose(out.cond, plain(eeg).cond + added, atol=1e-6)
+    assert plain.clip_context_proj is None
+    wide.save_pretrained(tmp_path / "c")
+    back = EEGConditioner.from_pretrained(tmp_path / "c")
+    with torch.no_grad():
+        assert back.config.clip_context and torch.allclose(back(eeg).cond, out.cond, atol=1e-6)
