@@ -110,6 +110,10 @@ def finetune_cmd(
         help="In the CLIP warm-up, also pull the token mapper's context toward the base's own context for the paired "
              "image's label ('a photo of a LABEL' through its text encoder; a class-conditional base's class "
              "embedding), at this weight beside the CLIP loss (0: off, the paper). Needs --clip-warmup-steps."),
+    clip_context: bool = typer.Option(
+        _D.clip_context, "--clip-context/--no-clip-context",
+        help="Add a linear map of the CLIP head's prediction to every context token (starts at zero; off: the "
+             "paper's context, the token mapper alone)."),
     null_init: str = typer.Option(
         _D.null_init, "--null-init",
         help="Start of the null context (condition dropout, guidance): random (small noise) | base (the base's own "

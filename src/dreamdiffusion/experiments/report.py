@@ -162,7 +162,11 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "
         f"{s['finetune_steps']} steps, pipeline = best val step"
         + ("; the tokenizer started from the ridge map's spatial filters (`finetune/tokenizer_init.json`)"
-           if s.get("tokenizer_init") == "ridge" else ""),
+           if s.get("tokenizer_init") == "ridge" else "")
+        + (f"; the warm-up taught the mapper the base's caption contexts (weight {s['caption_weight']})"
+           if s.get("caption_weight") else "")
+        + ("; the CLIP prediction enters every context token" if s.get("clip_context") else "")
+        + ("; the null context started from the base's" if s.get("null_init") == "base" else ""),
         f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics.get('guidance', s['guidance'])} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
