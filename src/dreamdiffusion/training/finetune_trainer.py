@@ -25,8 +25,8 @@ from dreamdiffusion.data.images import ImageTransform, image_grid
 from dreamdiffusion.evaluation.selection import clip_truths, distinct_image_items, generated_clip_scores
 from dreamdiffusion.generation import draw_images
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
-from dreamdiffusion.training.checkpoint import CheckpointManager
 from dreamdiffusion.training.captions import base_null_context
+from dreamdiffusion.training.checkpoint import CheckpointManager
 from dreamdiffusion.training.clip_warmup import clip_warmup
 from dreamdiffusion.training.finetune_config import (
     BEST_FILE,
