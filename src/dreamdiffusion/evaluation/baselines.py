@@ -105,6 +105,7 @@ def ridge_clip_scores(pred: torch.Tensor, truth: torch.Tensor, targets: Sequence
 
 # ----------------------------------------------------------------------------------------------- class lookup
 
+@torch.no_grad()
 def class_lookup_images(base: str, classes: Sequence[int], num_images: int, steps: int, guidance: float, seed: int,
                         scheduler_config: dict | None = None, batch_size: int = 64, device: str | torch.device = "cpu",
                         indices: Sequence[int] | None = None) -> list[list[Image.Image]]:

@@ -358,6 +358,8 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
     folder = out / name
     if folder.exists():
         shutil.rmtree(folder)
+    # no CLIP supervision (the ablation's "no CLIP" rows) means no CLIP warm-up, and so no caption contexts either
+    warmup = s.clip_warmup_steps if s.clip_weight > 0 else 0
     return finetune(FinetuneConfig(
         output=str(folder), dataset="synthetic", dataset_options={"root": str(bench)},
         encoder=None if encoder is None else str(encoder), encoder_preset=s.encoder_preset, base=cfg.base,
@@ -368,11 +370,8 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
         timestep_bias_multiplier=s.timestep_bias_multiplier, timestep_bias_portion=s.timestep_bias_portion,
         select_metric=s.select_metric, select_images=s.select_images, validation_inference_steps=s.select_steps,
         guidance_scale=s.select_guidance,
-        # no CLIP supervision (the ablation's "no CLIP" rows) means no CLIP warm-up either
-        clip_warmup_steps=s.clip_warmup_steps if s.clip_weight > 0 else 0, clip_warmup_learning_rate=s.clip_warmup_learning_rate,
-        tokenizer_init=s.tokenizer_init, null_init=s.null_init,
-        # the caption contexts are taught in the warm-up, so they go with it
-        caption_weight=s.caption_weight if s.clip_weight > 0 and s.clip_warmup_steps else 0.0,
+        clip_warmup_steps=warmup, clip_warmup_learning_rate=s.clip_warmup_learning_rate,
+        tokenizer_init=s.tokenizer_init, null_init=s.null_init, caption_weight=s.caption_weight if warmup else 0.0,
         clip_context=s.clip_context,
         max_steps=s.finetune_steps, checkpoint_every=0, train_fraction=s.pairs_fraction,
         checkpoints_total_limit=1, validate_every=s.validate_every, val_limit=s.val_limit, validation_images=0,

@@ -175,8 +175,8 @@ def empty_prompt_context(where: str) -> torch.Tensor:
     return prompt_contexts(where, [""])[0]
 
 
-def prompt_contexts(where: str, prompts: list[str]) -> torch.Tensor:
-    """A Stable Diffusion repository's text-encoder output for each prompt, ``[len(prompts), 77, D]``."""
+def load_text_encoder(where: str):
+    """``(tokenizer, text encoder)`` of a Stable Diffusion repository (safe loading only)."""
     checked(where)
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -185,10 +185,17 @@ def prompt_contexts(where: str, prompts: list[str]) -> torch.Tensor:
         text_encoder = CLIPTextModel.from_pretrained(where, subfolder="text_encoder", **SAFE_LOAD)
     except LOAD_ERRORS as exc:
         raise ConfigError(f"cannot load the base's text encoder: {_first_line(exc)}", where) from exc
+    return tokenizer, text_encoder
+
+
+def prompt_contexts(where: str, prompts: list[str], text_encoder=None) -> torch.Tensor:
+    """A Stable Diffusion repository's text-encoder output for each prompt, ``[len(prompts), 77, D]``
+    (``text_encoder``: a :func:`load_text_encoder` pair already loaded, so a caller asking often loads it once)."""
+    tokenizer, model = text_encoder or load_text_encoder(where)
     ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     with torch.no_grad():
-        return text_encoder(ids).last_hidden_state
+        return model(ids).last_hidden_state
 
 
 def class_conditioning(base: str) -> tuple[torch.Tensor, torch.Tensor, list[str]] | None:
@@ -223,4 +230,4 @@ def clip_projection_dim(clip_model) -> int:
 
 __all__ = ["BUILTIN_NAME", "BaseModel", "ClipModel", "resolve", "load_base", "load_clip",
            "unet_time_embed_dim", "clip_projection_dim", "clip_image_embeds", "empty_prompt_context",
-           "prompt_contexts", "class_conditioning"]
+           "prompt_contexts", "load_text_encoder", "class_conditioning"]

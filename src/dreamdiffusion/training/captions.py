@@ -15,13 +15,10 @@ base`` starts the null context (condition dropout, guidance) from the base's own
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.models import hub
-from dreamdiffusion.models.builtin import CLASS_EMBEDDINGS_FILE
 
 CAPTION_TEMPLATE = "a photo of a {}"
 
@@ -37,8 +34,10 @@ class CaptionTargets:
         self.where, self.source = hub.resolve(base, "base"), source
         self.contexts: dict[str, torch.Tensor] = {}
         self.classes: list[str] | None = None
-        if Path(self.where, CLASS_EMBEDDINGS_FILE).is_file():
-            embeds, _null, self.classes = hub.class_conditioning(base)
+        self._text_encoder = None  # loaded with the first labels a text-to-image base needs, then kept
+        lookup = hub.class_conditioning(base)
+        if lookup is not None:
+            embeds, _null, self.classes = lookup
             self.contexts = {name: e.float() for name, e in zip(self.classes, embeds)}
         # the loss is divided by the contexts' variance, so weight 1 sits on the CLIP loss's scale whatever the base
         self.scale: float | None = None
@@ -52,8 +51,9 @@ class CaptionTargets:
         if missing and self.classes is not None:
             raise DataError(f"labels {missing[:5]} are not among the base's classes {self.classes[:10]}", self.source)
         if missing:
-            self.contexts.update(zip(missing, hub.prompt_contexts(self.where, [CAPTION_TEMPLATE.format(n)
-                                                                               for n in missing]).float()))
+            self._text_encoder = self._text_encoder or hub.load_text_encoder(self.where)
+            prompts = [CAPTION_TEMPLATE.format(n) for n in missing]
+            self.contexts.update(zip(missing, hub.prompt_contexts(self.where, prompts, self._text_encoder).float()))
         if self.scale is None:
             self.scale = float(torch.stack(list(self.contexts.values())).var().clamp_min(1e-8))
         return torch.stack([self.contexts[n] for n in names]).to(device)
