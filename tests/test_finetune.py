@@ -118,6 +118,31 @@ def test_clip_warmup_aligns_encoder_only_and_keeps_best_val_step(parts, tmp_path
     assert len(lr_of) == sum(q.requires_grad for q in trainer.system.parameters())
 
 
+def test_encoder_learning_rate_0_freezes_the_encoder_after_the_warmup(parts, tmp_path):
+    cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=3, clip_warmup_learning_rate=3e-3, encoder_learning_rate=0.0,
+               max_steps=2, select="last")
+    trainer = Trainer(cfg, PairList(4), PairList(2))
+    from dreamdiffusion.models.conditioner import load_encoder
+
+    enc_start = load_encoder(parts / "enc").state_dict()
+    trainer.setup()
+    cond = trainer.parts.conditioner
+    after_warmup = {k: v.detach().clone() for k, v in cond.encoder.state_dict().items()}
+    assert any(not torch.equal(enc_start[k], after_warmup[k]) for k in enc_start)  # the warm-up trained it
+    assert not any(q.requires_grad for q in cond.encoder.parameters())
+    assert all(id(q) not in {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+               for q in cond.encoder.parameters())
+    mapper_before = {k: v.detach().clone() for k, v in cond.dim_mapper.state_dict().items()}
+    trainer.run()
+    after = cond.encoder.state_dict()
+    assert all(torch.equal(after_warmup[k], after[k]) for k in after)  # the joint phase did not move it
+    assert any(not torch.equal(mapper_before[k], v) for k, v in cond.dim_mapper.state_dict().items())
+    saved = _weights(tmp_path / "o" / "pipeline" / "eeg_conditioner")
+    assert all(torch.equal(after_warmup[k], saved[f"encoder.{k}"]) for k in after_warmup)
+    with pytest.raises(ConfigError, match="encoder_learning_rate"):
+        FinetuneConfig(output="x", encoder_learning_rate=-1.0).validate()
+
+
 def test_resume_matches_uninterrupted_run(parts, tmp_path):
     ds = PairList(6)
     kw = dict(checkpoint_every=1, select="last", cond_dropout=0.5)

@@ -94,7 +94,7 @@ def finetune_cmd(
     validation_steps: int = typer.Option(_D.validation_inference_steps, "--validation-steps",
                                          help="Sampler steps of the validation images (and of gen_clip)."),
     encoder_learning_rate: float | None = typer.Option(
-        None, "--encoder-learning-rate", help="Learning rate of the EEG encoder (default: --learning-rate)."),
+        None, "--encoder-learning-rate", help="Learning rate of the EEG encoder (default: --learning-rate; 0: frozen after the CLIP warm-up)."),
     unet_learning_rate: float | None = typer.Option(
         None, "--unet-learning-rate", help="Learning rate of the trained UNet weights (default: --learning-rate)."),
     clip_warmup_steps: int = typer.Option(_D.clip_warmup_steps, "--clip-warmup-steps",

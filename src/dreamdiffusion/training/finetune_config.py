@@ -70,7 +70,7 @@ class FinetuneConfig:
     lr_warmup_steps: int = 0
     # Encoder lr (None: learning_rate). Small noisy EEG sets: a lower encoder lr than the UNet's keeps
     # the joint loss from overwriting the CLIP alignment with memorised train trials.
-    encoder_learning_rate: float | None = None
+    encoder_learning_rate: float | None = None  # 0: the encoder is frozen in the joint phase (trained in the warm-up)
     # UNet lr (attn2/norm2 or LoRA; None: learning_rate). The mappers, CLIP head, time conditioning and null
     # context start from random weights and keep learning_rate; the UNet's cross-attention starts trained.
     unet_learning_rate: float | None = None
@@ -158,7 +158,8 @@ class FinetuneConfig:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            # the encoder's 0: frozen in the joint phase (after the warm-up, if any)
+            if value is not None and (value < 0 if name == "encoder_learning_rate" else value <= 0):
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")

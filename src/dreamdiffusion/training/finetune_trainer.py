@@ -138,6 +138,8 @@ class Trainer:
                 self.out.mkdir(parents=True, exist_ok=True)
             warm = clip_warmup(cfg, p, self.train_ds, self.val_ds, acc.device,
                                self.out if acc.is_main_process else None, targets=self.targets)
+        if cfg.encoder_learning_rate == 0:  # frozen from here on: no gradient through it at all
+            p.conditioner.encoder.requires_grad_(False)
         # The joint phase goes on at the temperature the warm-up reached.
         self.system = TrainableSystem(p.conditioner, p.unet, contrastive=cfg.align == "contrastive",
                                       **({"init_logit_scale": warm["logit_scale"]} if "logit_scale" in warm else {}))
