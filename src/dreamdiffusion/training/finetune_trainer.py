@@ -408,7 +408,7 @@ def plot_finetune_curves(metrics_file: Path, figure: Path) -> Path | None:
     if not rows:
         return None
     return plot_loss_curves(rows, figure, title="Stage B: fine-tuning",
-                            ylabel="eps MSE + clip_weight x (1 - cos)", logy=False)
+                            ylabel="loss (train: eps MSE + clip_weight x CLIP loss)", logy=False)
 
 
 __all__ = ["Trainer", "plot_finetune_curves", "RECORD_PAIRS_ENV"]

@@ -75,6 +75,9 @@ def plot_loss_curves(records: Sequence[dict], path: str | os.PathLike, title: st
                      ylabel: str = "reconstruction MSE (masked samples)", logy: bool = True) -> Path:
     """Training loss, validation masked MSE and Pearson r against the step, from metrics records.
 
+    Stage B's records: the train loss, its eps MSE alone beside the val MSE, and the val generated images' CLIP
+    2-way (the step selection's score) where Stage A draws the Pearson r.
+
     Where the records hold the reference predictors (``val_mse_zero``, ``val_mse_interp``, ...) they
     are drawn as flat lines at their level: the masks are fixed, so a model below the interpolation
     line reconstructs better than a straight line across each gap. ``logy``: a log scale when every
@@ -84,12 +87,18 @@ def plot_loss_curves(records: Sequence[dict], path: str | os.PathLike, title: st
         return [(r["step"], r[key]) for r in records if r.get(key) is not None]
 
     train = series("loss")
+    # Stage B's train loss adds the CLIP term to the diffusion MSE; its MSE alone is what the val MSE compares with
+    train_mse = series("mse")
     val = series("val_mse") or series("val_loss")
-    corr = series("val_pearson_r")
+    corr, corr_label = series("val_pearson_r"), "val Pearson r"
+    if not corr:  # Stage B: the score its val step is chosen by
+        corr, corr_label = series("val_gen_clip_2way"), "val generated images, CLIP 2-way"
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     if train:
         ax.plot(*zip(*train), color="tab:blue", lw=1.0, label="train loss")
+    if train_mse and train_mse != train:
+        ax.plot(*zip(*train_mse), color="tab:cyan", lw=0.8, label="train eps MSE")
     if val:
         ax.plot(*zip(*val), "o-", color="tab:red", ms=3, lw=1.0, label="val MSE")
     refs = {"zero": ("0.5", ":"), "interp": ("0.2", "--")}
@@ -104,11 +113,13 @@ def plot_loss_curves(records: Sequence[dict], path: str | os.PathLike, title: st
     handles, labels = ax.get_legend_handles_labels()
     if corr:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*corr), "s--", color="tab:green", ms=3, lw=1.0, label="val Pearson r")
+        ax2.plot(*zip(*corr), "s--", color="tab:green", ms=3, lw=1.0, label=corr_label)
         interp_r = series("val_pearson_r_interp")
         if interp_r:
             ax2.axhline(interp_r[-1][1], color="tab:green", ls=":", lw=1.0, label="val Pearson r, interpolation")
-        ax2.set_ylabel("Pearson r")
+        ax2.set_ylabel("Pearson r" if corr_label == "val Pearson r" else "CLIP 2-way")
+        if corr_label != "val Pearson r":
+            ax2.set_ylim(0.5, 1.0)  # from chance: a change of 0.002 must not fill the axis
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     if handles:
