@@ -195,7 +195,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
                 "each gap (interpolation), and the loss curve.\n\n" + stage_a_markdown(metrics),
                 [("MSM reconstruction", encoder / "reconstruction.png"), ("MSM loss", encoder / "loss.png")], root=out)
     ft = Path(pipeline).parent
-    rep.add("Stage B: fine-tuning", "Training loss and validation loss (the best val step became the pipeline).",
+    rep.add("Stage B: fine-tuning", "Training loss, its diffusion (eps) MSE beside the val MSE, and the val generated "
+                                          "images' CLIP 2-way, by which the best val step became the pipeline.",
             [("fine-tuning curves", ft / "loss.png")], root=out)
     rep.add("Ground truth vs generated (test split)", "First column: the image shown; then samples from its EEG.",
             [("ground truth vs generated", out / "evaluate" / "samples.png")], root=out)
