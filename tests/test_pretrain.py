@@ -343,3 +343,25 @@ def test_reconstruction_figure_shades_masked_runs(tmp_path):
     plot_loss_curves([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}, {"step": 2, "val_loss": 1.1,
                                                                           "val_pearson_r": 0.3}], tmp_path / "l.png")
     assert (tmp_path / "l.png").stat().st_size > 1000
+
+
+def test_stage_b_loss_figure_draws_the_train_mse_beside_the_val_mse(tmp_path, monkeypatch):
+    from dreamdiffusion.training import plots
+
+    drawn = {}
+
+    def keep(fig, path):
+        drawn["labels"] = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+        drawn["ylim"] = [ax.get_ylim() for ax in fig.axes]
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    records = [{"step": 1, "loss": 0.35, "mse": 0.07}, {"step": 2, "loss": 0.33, "mse": 0.06},
+               {"step": 2, "val_loss": 0.3, "val_mse": 0.075, "val_gen_clip_2way": 0.74}]
+    plots.plot_loss_curves(records, tmp_path / "b.png", title="Stage B")
+    assert drawn["labels"] == ["train loss", "train eps MSE", "val MSE", "val generated images, CLIP 2-way"]
+    assert drawn["ylim"][1] == (0.5, 1.0)  # the selection score from chance up
+    # Stage A's records (the loss is the MSE) draw no second train line and keep the Pearson r axis
+    plots.plot_loss_curves([{"step": 1, "loss": 1.0}, {"step": 2, "val_mse": 0.9, "val_pearson_r": 0.3}],
+                           tmp_path / "a.png")
+    assert drawn["labels"] == ["train loss", "val MSE", "val Pearson r"]
