@@ -158,8 +158,12 @@ class FinetuneConfig:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):
             value = getattr(self, name)
-            # the encoder's 0: frozen in the joint phase (after the warm-up, if any)
-            if value is not None and (value < 0 if name == "encoder_learning_rate" else value <= 0):
+            if value is None:
+                continue
+            if name == "encoder_learning_rate":  # 0: frozen in the joint phase (after the warm-up, if any)
+                if value < 0:
+                    raise ConfigError(f"{name} must be >= 0 (0 freezes the encoder), got {value}")
+            elif value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError("--max-steps must be at least 1")
