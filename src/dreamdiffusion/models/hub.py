@@ -188,10 +188,11 @@ def load_text_encoder(where: str):
     return tokenizer, text_encoder
 
 
-def prompt_contexts(where: str, prompts: list[str], text_encoder=None) -> torch.Tensor:
+def prompt_contexts(where: str, prompts: list[str], loaded=None) -> torch.Tensor:
     """A Stable Diffusion repository's text-encoder output for each prompt, ``[len(prompts), 77, D]``
-    (``text_encoder``: a :func:`load_text_encoder` pair already loaded, so a caller asking often loads it once)."""
-    tokenizer, model = text_encoder or load_text_encoder(where)
+    (``loaded``: the ``(tokenizer, text encoder)`` pair of :func:`load_text_encoder`, so a caller asking often loads
+    it once)."""
+    tokenizer, model = loaded or load_text_encoder(where)
     ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     with torch.no_grad():
