@@ -135,3 +135,32 @@ def test_strength_rides_in_generation_json_and_round_trips(pipes, tmp_path):
         (folder / "generation.json").write_text(json.dumps({"guidance_scale": 3.0, "low_level_strength": bad}))
         with pytest.raises(ConfigError, match="low_level_strength"):
             read_generation_defaults(folder)
+
+
+def test_paper_conditioner_gains_a_decoder_that_saves_loads_and_starts_the_sampler(tmp_path):
+    """The paper's EEG-token pipeline takes the same route: ``add_latent_decoder`` after Stage B, kept in the saved
+    folder's config and weights; strength 1 still draws exactly what the pipeline drew before it had one."""
+    from app_fixtures import tiny_pipeline
+
+    pipe = tiny_pipeline(n_chans=N_CHANS, n_times=N_TIMES, sfreq=128.0)
+    pipe.set_progress_bar_config(disable=True)
+    eeg = torch.randn(2, N_CHANS, N_TIMES)
+    before = _draw(pipe, eeg)
+    assert pipe.eeg_conditioner.init_latents(eeg) is None
+    unet = pipe.unet.config
+    decoder = pipe.eeg_conditioner.add_latent_decoder([unet.in_channels, unet.sample_size, unet.sample_size], 8)
+    with torch.no_grad():
+        decoder.linear.weight.normal_()
+    guess = pipe.eeg_conditioner.init_latents(eeg)
+    assert guess.shape == (2, unet.in_channels, unet.sample_size, unet.sample_size)
+    np.testing.assert_array_equal(_draw(pipe, eeg, low_level_strength=1.0), before)
+    half = _draw(pipe, eeg, low_level_strength=0.5)
+    assert np.abs(half - before).max() > 1e-3  # the guess decides the start
+
+    pipe.save_pretrained(tmp_path / "pipe")
+    config = json.loads((tmp_path / "pipe" / "eeg_conditioner" / "config.json").read_text())
+    assert config["latent_shape"] == list(guess.shape[1:]) and config["latent_bins"] == 8
+    loaded = DreamDiffusionPipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(loaded.eeg_conditioner.init_latents(eeg), guess)
+    np.testing.assert_allclose(_draw(loaded, eeg, low_level_strength=0.5), half, atol=1e-5)

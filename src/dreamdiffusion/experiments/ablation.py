@@ -29,7 +29,8 @@ from dreamdiffusion.experiments.demo import (
     machine_description,
     pretrain_stage,
 )
-from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage, low_level_stage, prior_stage
+from dreamdiffusion.experiments.low_level import low_level_stage
+from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage, prior_stage
 from dreamdiffusion.experiments.report import bar_chart, markdown_table
 from dreamdiffusion.models import builtin, eeg_encoder
 from dreamdiffusion.models.ip_adapter import resolve_ip_adapter

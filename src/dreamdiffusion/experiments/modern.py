@@ -27,7 +27,6 @@ import torch
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.synthetic import SyntheticPairs
-from dreamdiffusion.evaluation.selection import choose_low_level_strength, distinct_image_items
 from dreamdiffusion.experiments.demo import (
     DemoConfig,
     build_stage,
@@ -36,14 +35,15 @@ from dreamdiffusion.experiments.demo import (
     guidance_stage,
     run_demo,
 )
+from dreamdiffusion.experiments.low_level import fit_pipeline_latents, low_level_stage
 from dreamdiffusion.experiments.report import write_modern_report
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.encoders import load_aligned_encoder
 from dreamdiffusion.models.image_conditioner import ImageEmbeddingConditioner
 from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
-from dreamdiffusion.pipeline import DreamDiffusionPipeline, read_generation_defaults, write_generation_defaults
+from dreamdiffusion.pipeline import DreamDiffusionPipeline
 from dreamdiffusion.training.align import AlignConfig, align, collect_split
-from dreamdiffusion.training.prior import embedding_match, fit_latent_decoder, predict, train_prior
+from dreamdiffusion.training.prior import embedding_match, predict, train_prior
 
 logger = logging.getLogger(__name__)
 
@@ -112,37 +112,12 @@ def ip_pipeline_stage(out: Path, encoder: Path, cfg: DemoConfig, name: str = "pi
     pipe = DreamDiffusionPipeline.from_ip_adapter(cond, cfg.base, cfg.ip_adapter,
                                                   ip_adapter_scale=s.ip_adapter_scale,
                                                   preprocessing={"dataset": "synthetic"})
-    fit = None
-    if shape is not None:
-        fit = fit_latent_decoder(cond.latent_decoder, SyntheticPairs(bench, "train"), pipe.vae, pipe.image_processor)
+    fit = fit_pipeline_latents(pipe, bench, cfg) if shape is not None else None
     folder = out / name
     if folder.exists():
         shutil.rmtree(folder)
     pipe.save_pretrained(folder)
     return folder, fit
-
-
-def low_level_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, guidance: float,
-                    name: str = "low_level") -> dict:
-    """The low-level strength of the test images, chosen on val at ``guidance`` among
-    ``settings.low_level_strengths`` and recorded in the pipeline's generation.json (where every later call reads
-    it). Writes ``OUTPUT/<name>.json`` and returns it."""
-    s = cfg.settings
-    pipe = DreamDiffusionPipeline.from_pretrained(pipeline)
-    pipe.set_progress_bar_config(disable=True)
-    items = distinct_image_items(SyntheticPairs(bench, "val"), s.guidance_val_images)
-    clip = hub.load_clip(cfg.clip)
-    best, records = choose_low_level_strength(pipe, items, clip.model, clip.processor, s.low_level_strengths,
-                                              s.steps, guidance, cfg.seed)
-    chosen_on = f"val: CLIP 2-way identification of images generated for {len(items)} distinct val images"
-    result = {"low_level_strength": best, "guidance": guidance, "chosen_on": chosen_on, "records": records}
-    atomic_write_json(out / f"{name}.json", result)
-    # the guidance stage's recommendation (none when the settings fix the guidance), plus the strength
-    write_generation_defaults(pipeline, **{"guidance_scale": guidance, "num_inference_steps": s.steps,
-                                           "chosen_on": chosen_on, **read_generation_defaults(pipeline),
-                                           "low_level_strength": best})
-    logger.info("low-level strength %.2f (%s)", best, chosen_on)
-    return result
 
 
 def run_modern(config: DemoConfig) -> dict:
@@ -207,4 +182,4 @@ def run_recipe(config: DemoConfig) -> dict:
     return run_modern(config) if config.recipe == "modern" else run_demo(config)
 
 
-__all__ = ["RECIPES", "run_recipe", "run_modern", "align_stage", "prior_stage", "ip_pipeline_stage", "low_level_stage"]
+__all__ = ["RECIPES", "run_recipe", "run_modern", "align_stage", "prior_stage", "ip_pipeline_stage"]

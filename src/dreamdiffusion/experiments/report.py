@@ -170,6 +170,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics.get('guidance', s['guidance'])} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
+        _low_level_line(metrics.get("low_level")) + (" (not the paper's method: an addition after Stage B)"
+                                                      if metrics.get("low_level") else ""),
         "- stage times (s): " + ", ".join(f"{k[:-2]} {v}" for k, v in metrics["timings_s"].items()),
     ]))
     if metrics.get("builtin_trained") is False:

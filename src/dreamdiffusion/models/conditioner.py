@@ -50,6 +50,7 @@ from torch import nn
 from dreamdiffusion.core.config import check_model_folder, read_json_config
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, check_eeg_shape
+from dreamdiffusion.data.transforms import binned_means
 from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, ENCODER_OPTION_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
 from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, AlignedEncoder, TokenEncoder, load_aligned_encoder
 
@@ -67,6 +68,21 @@ class ConditionerOutput:
     cond: torch.Tensor  # [B, num_cond_tokens, cross_attention_dim]: UNet encoder_hidden_states
     clip_embeds: torch.Tensor  # [B, clip_dim]: compared with CLIP image_embeds
     tokens: torch.Tensor  # [B, N, D]: the encoder's raw tokens
+
+
+class LatentDecoder(nn.Module):
+    """EEG ``[B, C, T]`` -> VAE latents ``[B, *latent_shape]``: the EEG averaged in ``n_bins`` time bins per channel
+    (the linear ERP decoder's features, :func:`~dreamdiffusion.data.transforms.binned_means`), then one linear map."""
+
+    def __init__(self, n_chans: int, n_bins: int, latent_shape):
+        super().__init__()
+        self.n_bins = int(n_bins)
+        self.latent_shape = tuple(int(v) for v in latent_shape)
+        self.linear = nn.Linear(n_chans * self.n_bins, int(torch.tensor(self.latent_shape).prod()))
+
+    def forward(self, eeg: torch.Tensor) -> torch.Tensor:
+        features = binned_means(eeg.to(self.linear.weight.dtype), self.n_bins)
+        return self.linear(features).reshape(len(eeg), *self.latent_shape)
 
 
 class EEGConditioner(ModelMixin, ConfigMixin):
@@ -97,6 +113,8 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         time_pool: int = 1,
         clip_pool_tokens: int = 1,
         clip_context: bool = False,
+        latent_shape: list[int] | None = None,
+        latent_bins: int = 16,
     ):
         super().__init__()
         if clip_pool_tokens < 1:
@@ -146,6 +164,8 @@ class EEGConditioner(ModelMixin, ConfigMixin):
             self.time_cond = None
         # Learned "no EEG" context for condition dropout and classifier-free guidance.
         self.null_cond = nn.Parameter(torch.randn(num_cond_tokens, cross_attention_dim) * 0.02)
+        # Optional low-level guess of the VAE latents (not the paper's; :meth:`add_latent_decoder`).
+        self.latent_decoder = LatentDecoder(n_chans, latent_bins, latent_shape) if latent_shape else None
 
     @property
     def paper_layout(self) -> bool:
@@ -225,6 +245,24 @@ class EEGConditioner(ModelMixin, ConfigMixin):
         if self.clip_context_proj is not None:
             cond = cond + self.clip_context_proj(clip_embeds).view_as(cond)
         return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
+
+    def add_latent_decoder(self, latent_shape, n_bins: int = 16) -> LatentDecoder:
+        """Give the conditioner an (unfitted) :class:`LatentDecoder` of ``latent_shape`` and record it in the config,
+        so the saved folder loads with it. Fitted afterwards in closed form
+        (:func:`dreamdiffusion.training.prior.fit_latent_decoder`); the pipeline then starts sampling from its guess
+        (``low_level_strength``), as the modern recipe's conditioner does. Not part of the paper's method: the demo
+        adds it after Stage B, where val chooses how far to trust it (strength 1 = not at all)."""
+        shape = [int(v) for v in latent_shape]
+        self.latent_decoder = LatentDecoder(self.config.n_chans, n_bins, shape).to(self.device, self.dtype)
+        self.register_to_config(latent_shape=shape, latent_bins=int(n_bins))
+        return self.latent_decoder
+
+    def init_latents(self, eeg: torch.Tensor) -> torch.Tensor | None:
+        """The low-level guess of the image's VAE latents ``[B, *latent_shape]``; None without a latent decoder."""
+        if self.latent_decoder is None:
+            return None
+        self.check_eeg(eeg)
+        return self.latent_decoder(eeg)
 
     def null_condition(self, batch_size: int) -> torch.Tensor:
         """The learned no-EEG context, ``[B, 77, Dx]``."""
@@ -328,4 +366,4 @@ def _msm_of_aligned(folder: Path, config: dict) -> EEGEncoder:
     return load_aligned_encoder(folder).backbone.encoder
 
 
-__all__ = ["EEGConditioner", "ConditionerOutput", "load_encoder", "ENCODER_CONFIG_KEYS"]
+__all__ = ["EEGConditioner", "ConditionerOutput", "LatentDecoder", "load_encoder", "ENCODER_CONFIG_KEYS"]

@@ -31,8 +31,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from dreamdiffusion.core.errors import check_eeg_shape
-from dreamdiffusion.data.transforms import binned_means
-from dreamdiffusion.models.conditioner import ConditionerOutput
+from dreamdiffusion.models.conditioner import ConditionerOutput, LatentDecoder
 from dreamdiffusion.models.encoders import AlignedEncoder
 
 
@@ -47,21 +46,6 @@ class EmbeddingPrior(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.net(x)
-
-
-class LatentDecoder(nn.Module):
-    """EEG ``[B, C, T]`` -> VAE latents ``[B, *latent_shape]``: the EEG averaged in ``n_bins`` time bins per channel
-    (the linear ERP decoder's features, :func:`~dreamdiffusion.data.transforms.binned_means`), then one linear map."""
-
-    def __init__(self, n_chans: int, n_bins: int, latent_shape):
-        super().__init__()
-        self.n_bins = int(n_bins)
-        self.latent_shape = tuple(int(v) for v in latent_shape)
-        self.linear = nn.Linear(n_chans * self.n_bins, int(torch.tensor(self.latent_shape).prod()))
-
-    def forward(self, eeg: torch.Tensor) -> torch.Tensor:
-        features = binned_means(eeg.to(self.linear.weight.dtype), self.n_bins)
-        return self.linear(features).reshape(len(eeg), *self.latent_shape)
 
 
 class ImageEmbeddingConditioner(ModelMixin, ConfigMixin):
