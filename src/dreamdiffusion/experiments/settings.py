@@ -224,6 +224,9 @@ class DemoSettings:
     #   seed 1:  0.800 / 0.542 / 0.545, 0.823 / 0.539 / 0.552, 0.837 / 0.554 / 0.556, 0.846 / 0.522 / 0.560 (0.557)
     #   seed 11: 0.740 / 0.532 / 0.510, 0.782 / 0.543 / 0.535, 0.803 / 0.534 / 0.543, 0.792 / 0.532 / 0.547 (0.529)
     # (val CLIP 2-way chose 0.67 at both). It also runs fewer sampler steps per test image (4 of 6 at 0.67).
+    # With it at strength 0.5, the test images' CLIP guidance (clip_guidance below) 0 / 0.2 / 0.4 on val (top-1 / CLIP
+    # within-class): seed 1 0.782 / 0.515, 0.846 / 0.522, 0.821 / 0.509; seed 11 0.739 / 0.506, 0.792 / 0.532, 0.775 /
+    # 0.534: 0.2 stays.
     # With it, 200 joint Stage B steps instead of 300 (~25 s less) lost on val at strength 0.67 (top-1 / CLIP
     # within-class / retrieval top-5): seed 1 0.837 / 0.554 / 0.268 -> 0.817 / 0.529 / 0.244, seed 11 0.803 / 0.534 /
     # 0.258 -> 0.795 / 0.529 / 0.243.
