@@ -33,9 +33,9 @@ if TYPE_CHECKING:  # (demo imports this module: the type only, no import cycle a
 logger = logging.getLogger(__name__)
 
 
-def latent_shape(pipe: DreamDiffusionPipeline) -> list[int]:
-    """The shape of the latents ``pipe``'s UNet denoises, ``[channels, size, size]``."""
-    cfg = pipe.unet.config
+def latent_shape(unet_config) -> list[int]:
+    """The shape of the latents a UNet of ``unet_config`` denoises, ``[channels, size, size]``."""
+    cfg = unet_config
     size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
     return [int(cfg.in_channels), int(size), int(size)]
 
@@ -47,16 +47,17 @@ def fit_pipeline_latents(pipe: DreamDiffusionPipeline, bench: Path, cfg: DemoCon
     conditioner = pipe.eeg_conditioner
     decoder = conditioner.latent_decoder
     if decoder is None:
-        decoder = conditioner.add_latent_decoder(latent_shape(pipe), s.low_level_bins)
+        decoder = conditioner.add_latent_decoder(latent_shape(pipe.unet.config), s.low_level_bins)
     train = keep_fraction_of_images(SyntheticPairs(bench, "train"), s.pairs_fraction, cfg.seed)
     return fit_latent_decoder(decoder, train, pipe.vae, pipe.image_processor)
 
 
 def fit_latent_stage(pipeline: Path, bench: Path, cfg: DemoConfig) -> dict:
-    """:func:`fit_pipeline_latents` on the saved pipeline at ``pipeline``, saved back in place (atomically)."""
+    """:func:`fit_pipeline_latents` on the saved pipeline at ``pipeline``; only its EEG model changed, so only that
+    subfolder is written back (atomically)."""
     pipe = DreamDiffusionPipeline.from_pretrained(pipeline)
     fit = fit_pipeline_latents(pipe, bench, cfg)
-    atomic_save_pretrained(pipe, pipeline)
+    atomic_save_pretrained(pipe.eeg_conditioner, Path(pipeline) / "eeg_conditioner")
     return fit
 
 

@@ -35,7 +35,7 @@ from dreamdiffusion.experiments.demo import (
     guidance_stage,
     run_demo,
 )
-from dreamdiffusion.experiments.low_level import fit_pipeline_latents, low_level_stage
+from dreamdiffusion.experiments.low_level import fit_pipeline_latents, latent_shape, low_level_stage
 from dreamdiffusion.experiments.report import write_modern_report
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.encoders import load_aligned_encoder
@@ -103,8 +103,7 @@ def ip_pipeline_stage(out: Path, encoder: Path, cfg: DemoConfig, name: str = "pi
     aligned = load_aligned_encoder(encoder)
     unet_cfg = hub.load_base(cfg.base).unet.config
     hidden = prior.net[1].out_features if prior is not None else 0
-    size = unet_cfg.sample_size if isinstance(unet_cfg.sample_size, int) else unet_cfg.sample_size[0]
-    shape = [unet_cfg.in_channels, size, size] if s.low_level and bench is not None else None
+    shape = latent_shape(unet_cfg) if s.low_level and bench is not None else None
     cond = ImageEmbeddingConditioner.from_encoder(aligned, unet_cfg.cross_attention_dim, prior_hidden=hidden,
                                                   latent_shape=shape, latent_bins=s.low_level_bins)
     if prior is not None:

@@ -85,7 +85,33 @@ class LatentDecoder(nn.Module):
         return self.linear(features).reshape(len(eeg), *self.latent_shape)
 
 
-class EEGConditioner(ModelMixin, ConfigMixin):
+class LatentGuessMixin:
+    """The optional low-level guess both EEG models share: a :class:`LatentDecoder` in ``self.latent_decoder`` (built
+    from the ``latent_shape`` / ``latent_bins`` of the model's config, or added later) and :meth:`init_latents`, from
+    which the pipeline starts sampling (``low_level_strength``)."""
+
+    latent_decoder: LatentDecoder | None
+
+    def add_latent_decoder(self, latent_shape, n_bins: int = 16) -> LatentDecoder:
+        """Give the model an (unfitted) :class:`LatentDecoder` of ``latent_shape`` and record it in the config, so the
+        saved folder loads with it. Fitted afterwards in closed form
+        (:func:`dreamdiffusion.training.prior.fit_latent_decoder`). On the paper's conditioner it is not part of the
+        paper's method: the demo adds it after Stage B, where val chooses how far to trust it (strength 1 = not at
+        all)."""
+        shape = [int(v) for v in latent_shape]
+        self.latent_decoder = LatentDecoder(self.config.n_chans, n_bins, shape).to(self.device, self.dtype)
+        self.register_to_config(latent_shape=shape, latent_bins=int(n_bins))
+        return self.latent_decoder
+
+    def init_latents(self, eeg: torch.Tensor) -> torch.Tensor | None:
+        """The low-level guess of the image's VAE latents ``[B, *latent_shape]``; None without a latent decoder."""
+        if self.latent_decoder is None:
+            return None
+        self.check_eeg(eeg)
+        return self.latent_decoder(eeg)
+
+
+class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
     """EEG window ``[B, n_chans, n_times]`` -> cross-attention context, CLIP embedding, time conditioning."""
 
     _supports_gradient_checkpointing = True
@@ -246,24 +272,6 @@ class EEGConditioner(ModelMixin, ConfigMixin):
             cond = cond + self.clip_context_proj(clip_embeds).view_as(cond)
         return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
 
-    def add_latent_decoder(self, latent_shape, n_bins: int = 16) -> LatentDecoder:
-        """Give the conditioner an (unfitted) :class:`LatentDecoder` of ``latent_shape`` and record it in the config,
-        so the saved folder loads with it. Fitted afterwards in closed form
-        (:func:`dreamdiffusion.training.prior.fit_latent_decoder`); the pipeline then starts sampling from its guess
-        (``low_level_strength``), as the modern recipe's conditioner does. Not part of the paper's method: the demo
-        adds it after Stage B, where val chooses how far to trust it (strength 1 = not at all)."""
-        shape = [int(v) for v in latent_shape]
-        self.latent_decoder = LatentDecoder(self.config.n_chans, n_bins, shape).to(self.device, self.dtype)
-        self.register_to_config(latent_shape=shape, latent_bins=int(n_bins))
-        return self.latent_decoder
-
-    def init_latents(self, eeg: torch.Tensor) -> torch.Tensor | None:
-        """The low-level guess of the image's VAE latents ``[B, *latent_shape]``; None without a latent decoder."""
-        if self.latent_decoder is None:
-            return None
-        self.check_eeg(eeg)
-        return self.latent_decoder(eeg)
-
     def null_condition(self, batch_size: int) -> torch.Tensor:
         """The learned no-EEG context, ``[B, 77, Dx]``."""
         return self.null_cond.unsqueeze(0).expand(batch_size, -1, -1)
@@ -366,4 +374,4 @@ def _msm_of_aligned(folder: Path, config: dict) -> EEGEncoder:
     return load_aligned_encoder(folder).backbone.encoder
 
 
-__all__ = ["EEGConditioner", "ConditionerOutput", "LatentDecoder", "load_encoder", "ENCODER_CONFIG_KEYS"]
+__all__ = ["EEGConditioner", "ConditionerOutput", "LatentDecoder", "LatentGuessMixin", "load_encoder", "ENCODER_CONFIG_KEYS"]

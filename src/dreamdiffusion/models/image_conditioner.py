@@ -31,7 +31,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from dreamdiffusion.core.errors import check_eeg_shape
-from dreamdiffusion.models.conditioner import ConditionerOutput, LatentDecoder
+from dreamdiffusion.models.conditioner import ConditionerOutput, LatentDecoder, LatentGuessMixin
 from dreamdiffusion.models.encoders import AlignedEncoder
 
 
@@ -48,7 +48,7 @@ class EmbeddingPrior(nn.Module):
         return x + self.net(x)
 
 
-class ImageEmbeddingConditioner(ModelMixin, ConfigMixin):
+class ImageEmbeddingConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
     """EEG window ``[B, n_chans, n_times]`` -> predicted CLIP image embedding + the constant prompt context."""
 
     @register_to_config
@@ -90,13 +90,6 @@ class ImageEmbeddingConditioner(ModelMixin, ConfigMixin):
         if self.prior is not None:
             pred = self.prior(pred)
         return ConditionerOutput(cond=self.null_condition(len(eeg)), clip_embeds=pred, tokens=pred[:, None])
-
-    def init_latents(self, eeg: torch.Tensor) -> torch.Tensor | None:
-        """The low-level guess of the image's VAE latents ``[B, *latent_shape]``; None without a latent decoder."""
-        if self.latent_decoder is None:
-            return None
-        self.check_eeg(eeg)
-        return self.latent_decoder(eeg)
 
     def null_condition(self, batch_size: int) -> torch.Tensor:
         """The constant prompt context ``[B, 77, Dx]``."""
