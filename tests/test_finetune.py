@@ -1,6 +1,7 @@
 """Stage B fine-tuning (training/finetune.py) and the finetune/generate CLI, end to end on tiny models."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -116,6 +117,30 @@ def test_clip_warmup_aligns_encoder_only_and_keeps_best_val_step(parts, tmp_path
     assert {lr_of[id(q)] for q in unet.parameters() if q.requires_grad} == {5e-4}
     assert {lr_of[id(q)] for q in cond.dim_mapper.parameters()} | {lr_of[id(cond.null_cond)]} == {1e-3}
     assert len(lr_of) == sum(q.requires_grad for q in trainer.system.parameters())
+
+
+def test_clip_warmup_cosine_schedule_decays_to_zero(parts, tmp_path):
+    cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=6, clip_warmup_learning_rate=3e-3,
+               clip_warmup_schedule="cosine")
+    Trainer(cfg, PairList(4), PairList(2)).setup()
+    lrs = [r["lr"] for r in json.loads((tmp_path / "o" / "clip_warmup.json").read_text())["records"]]
+    assert lrs[0] == pytest.approx(3e-3) and all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert lrs[-1] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * 5 / 6)))  # the last step's rate: near 0
+    with pytest.raises(ConfigError, match="clip-warmup-schedule"):
+        FinetuneConfig(clip_warmup_schedule="linear").validate()
+
+
+def test_lr_scheduler_runs_over_the_joint_steps(parts, tmp_path):
+    # The schedule's length is the run's steps (it once was 10**9 steps, so "cosine" stayed constant).
+    trainer = Trainer(_cfg(parts, tmp_path / "o", max_steps=4, learning_rate=1e-3, lr_scheduler="cosine"),
+                      PairList(4), None)
+    trainer.setup()
+    trainer.run()
+    rows = [json.loads(s) for s in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    # each record holds the rate after its step: cos decay over 4 steps
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3, 4)])
+    with pytest.raises(ConfigError, match="lr-scheduler"):
+        FinetuneConfig(lr_scheduler="steep").validate()
 
 
 def test_encoder_learning_rate_0_freezes_the_encoder_after_the_warmup(parts, tmp_path):

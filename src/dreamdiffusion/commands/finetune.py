@@ -97,10 +97,16 @@ def finetune_cmd(
         None, "--encoder-learning-rate", help="Learning rate of the EEG encoder (default: --learning-rate; 0: frozen after the CLIP warm-up)."),
     unet_learning_rate: float | None = typer.Option(
         None, "--unet-learning-rate", help="Learning rate of the trained UNet weights (default: --learning-rate)."),
+    lr_scheduler: str = typer.Option(_D.lr_scheduler, "--lr-scheduler",
+                                     help="The joint phase's learning rate over its steps: any diffusers schedule "
+                                          "(constant, cosine, linear, ...; cosine and linear reach 0 at the last step)."),
     clip_warmup_steps: int = typer.Option(_D.clip_warmup_steps, "--clip-warmup-steps",
                                           help="Steps of encoder + CLIP head on the CLIP loss alone first (0: off)."),
     clip_warmup_learning_rate: float | None = typer.Option(None, "--clip-warmup-learning-rate",
                                                               help="Learning rate of the warm-up (default: --learning-rate)."),
+    clip_warmup_schedule: str = typer.Option(_D.clip_warmup_schedule, "--clip-warmup-schedule",
+                                             help="The warm-up's learning rate over its steps: constant | cosine "
+                                                  "(decays to 0 by its last step)."),
     tokenizer_init: str = typer.Option(
         _D.tokenizer_init, "--tokenizer-init",
         help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "

@@ -69,6 +69,11 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     opt = torch.optim.AdamW(params, lr=cfg.clip_warmup_learning_rate or cfg.learning_rate,
                             weight_decay=cfg.weight_decay)
     steps = cfg.clip_warmup_steps
+    schedule = None
+    if cfg.clip_warmup_schedule == "cosine":
+        from diffusers.optimization import get_scheduler
+
+        schedule = get_scheduler("cosine", opt, num_warmup_steps=0, num_training_steps=steps)
     if len(train_ds) < cfg.batch_size:
         raise DataError(f"the train split has {len(train_ds)} pairs, fewer than one batch of "
                         f"{cfg.batch_size} (lower --batch-size)", cfg.dataset)
@@ -92,8 +97,11 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
         if cfg.max_grad_norm and cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
+        lr = opt.param_groups[0]["lr"]  # the rate this step used
+        if schedule is not None:
+            schedule.step()
         if val is not None and (step % every == 0 or step == steps):
-            record = {"step": step, "clip_loss": float(clip_loss.detach()),
+            record = {"step": step, "lr": lr, "clip_loss": float(clip_loss.detach()),
                       **({"caption_loss": float(caption_loss.detach())} if caption_loss is not None else {}),
                       "val_clip_cos": _val_cosine(cond, val, cfg.batch_size)}
             records.append(record)

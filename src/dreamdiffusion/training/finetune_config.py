@@ -14,6 +14,7 @@ from dreamdiffusion.models.encoders import ARCHS
 
 TOKENIZER_INITS = ("pretrained", "ridge")  # finetune --tokenizer-init (training/tokenizer_init.py)
 NULL_INITS = ("random", "base")  # finetune --null-init
+WARMUP_SCHEDULES = ("constant", "cosine")  # finetune --clip-warmup-schedule
 
 ALIGN_LOSSES = ("cosine", "contrastive")
 TRAIN_MODES = ("paper", "lora", "encoder")
@@ -78,6 +79,9 @@ class FinetuneConfig:
     # before the diffusion loss starts (0 = off). The step with the best val cosine is kept.
     clip_warmup_steps: int = 0
     clip_warmup_learning_rate: float | None = None  # None: learning_rate
+    # The warm-up's learning rate over its steps: constant (as before) | cosine (decays to 0 by the last step; the
+    # val cosine then settles instead of wandering +-0.02 around its plateau at a constant rate).
+    clip_warmup_schedule: str = "constant"
     # The EEG tokenizer's start (the paper's transformer): pretrained = as Stage A left it (the paper); ridge = the
     # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
     tokenizer_init: str = "pretrained"
@@ -154,6 +158,14 @@ class FinetuneConfig:
             raise ConfigError(f"--caption-weight must be at least 0, got {self.caption_weight}")
         if self.caption_weight > 0 and not self.clip_warmup_steps:
             raise ConfigError("--caption-weight acts in the CLIP warm-up: set --clip-warmup-steps too")
+        from diffusers.optimization import SchedulerType
+
+        if self.lr_scheduler not in {t.value for t in SchedulerType}:
+            raise ConfigError(f"--lr-scheduler must be one of {', '.join(t.value for t in SchedulerType)}, got "
+                              f"{self.lr_scheduler!r}")
+        if self.clip_warmup_schedule not in WARMUP_SCHEDULES:
+            raise ConfigError(f"--clip-warmup-schedule must be one of {', '.join(WARMUP_SCHEDULES)}, got "
+                              f"{self.clip_warmup_schedule!r}")
         if self.clip_warmup_steps < 0:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):

@@ -143,22 +143,23 @@ class Trainer:
         # The joint phase goes on at the temperature the warm-up reached.
         self.system = TrainableSystem(p.conditioner, p.unet, contrastive=cfg.align == "contrastive",
                                       **({"init_logit_scale": warm["logit_scale"]} if "logit_scale" in warm else {}))
-        params = [q for q in self.system.parameters() if q.requires_grad]
-        self.n_trainable = sum(q.numel() for q in params)
-        optimizer = torch.optim.AdamW(param_groups(params, p.conditioner, p.unet, cfg), lr=cfg.learning_rate,
-                                      weight_decay=cfg.weight_decay)
-        from diffusers.optimization import get_scheduler
-
-        lr_sched = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps * self.world,
-                                 num_training_steps=10**9)
-        self.system, self.optimizer, self.lr_sched = acc.prepare(self.system, optimizer, lr_sched)
-
         self.per_epoch = len(self.train_ds) // (cfg.batch_size * self.world)
         if self.per_epoch == 0:
             raise DataError(f"the train split has {len(self.train_ds)} pairs, fewer than one batch of "
                             f"{cfg.batch_size} x {self.world} process(es) (lower --batch-size)", cfg.dataset)
         steps_per_epoch = max(1, self.per_epoch // cfg.gradient_accumulation_steps)
         self.max_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+        params = [q for q in self.system.parameters() if q.requires_grad]
+        self.n_trainable = sum(q.numel() for q in params)
+        optimizer = torch.optim.AdamW(param_groups(params, p.conditioner, p.unet, cfg), lr=cfg.learning_rate,
+                                      weight_decay=cfg.weight_decay)
+        from diffusers.optimization import get_scheduler
+
+        # Accelerate steps a prepared scheduler once per process each optimizer step, hence the "* world".
+        lr_sched = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps * self.world,
+                                 num_training_steps=self.max_steps * self.world)
+        self.system, self.optimizer, self.lr_sched = acc.prepare(self.system, optimizer, lr_sched)
+
         logger.info("finetune: %d train pairs, %s val pairs, %d steps (%d per epoch), %d trainable parameters (%s)",
                     len(self.train_ds), len(self.val_ds) if self.val_ds is not None else "no", self.max_steps,
                     steps_per_epoch, self.n_trainable, cfg.train)
