@@ -40,7 +40,7 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     # the low-level route (not the paper's; experiments/low_level.py): fitted on train, its strength chosen on val
     # before the guidance, and recorded where generate, the app and the stream read it
     low = json.loads((out / "low_level.json").read_text())
-    assert [r["low_level_strength"] for r in low["records"]] == [1.0, 0.67]
+    assert [r["low_level_strength"] for r in low["records"]] == [1.0, 0.5]  # the paper recipe's grid
     assert recommended["low_level_strength"] == low["low_level_strength"] == metrics["low_level"]["low_level_strength"]
     assert metrics["low_level"]["fit"]["n_train"] > 0 and "low-level route (ATM)" in report
     assert (out / "evaluate" / "metrics.md").is_file()

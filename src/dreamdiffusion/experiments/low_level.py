@@ -64,14 +64,14 @@ def fit_latent_stage(pipeline: Path, bench: Path, cfg: DemoConfig) -> dict:
 def low_level_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, guidance: float,
                     name: str = "low_level") -> dict:
     """The low-level strength of the test images, chosen on val at ``guidance`` among
-    ``settings.low_level_strengths`` and recorded in the pipeline's generation.json (where every later call reads
+    ``settings.strength_grid(cfg.recipe)`` and recorded in the pipeline's generation.json (where every later call reads
     it). Writes ``OUTPUT/<name>.json`` and returns it."""
     s = cfg.settings
     pipe = DreamDiffusionPipeline.from_pretrained(pipeline)
     pipe.set_progress_bar_config(disable=True)
     items = distinct_image_items(SyntheticPairs(bench, "val"), s.guidance_val_images)
     clip = hub.load_clip(cfg.clip)
-    best, records = choose_low_level_strength(pipe, items, clip.model, clip.processor, s.low_level_strengths,
+    best, records = choose_low_level_strength(pipe, items, clip.model, clip.processor, s.strength_grid(cfg.recipe),
                                               s.steps, guidance, cfg.seed)
     chosen_on = f"val: CLIP 2-way identification of images generated for {len(items)} distinct val images"
     result = {"low_level_strength": best, "guidance": guidance, "chosen_on": chosen_on, "records": records}
