@@ -245,7 +245,8 @@ class DemoSettings:
     #   seed 11:  0.792 / 0.532 / 0.547 / 0.840, 0.800 / 0.531 / 0.545 / 0.848 (0.529)
     # The CLIP 2-way the choice reads keeps rising below 0.33 while the judge falls (0.2: -0.02 at both), so the grid
     # stops at 0.33. The choice itself (128 distinct val images) over 1 .. 0.2 took 0.5 at seed 1 (0.843 vs 0.841 at
-    # 0.33), 0.5 at seed 11 (0.805 vs 0.802) and 0.2 at seed 131 (0.811 vs 0.808); at 0.33 the test images also run 2 of the 6 sampler steps, not 3.
+    # 0.33), 0.5 at seed 11 (0.805 vs 0.802) and 0.2 at seed 131 (0.811 vs 0.808); at 0.33 the test images also run
+    # 2 of the 6 sampler steps, not 3.
     paper_low_level_strengths: tuple[float, ...] = (1.0, 0.67, 0.5, 0.33)
 
     def strength_grid(self, recipe: str) -> tuple[float, ...]:
