@@ -147,7 +147,7 @@ def run_modern(config: DemoConfig) -> dict:
     t = time.perf_counter()
     # The strength first, at the val images' guidance, then the guidance with that start: chosen the other way round,
     # the guidance was picked for pure-noise starts (3), and with the guess 5 drew better on val at both seeds tried
-    # (DemoSettings.low_level_strengths says by how much).
+    # (DemoSettings.modern_low_level_strengths says by how much).
     low_level = low_level_stage(out, bench, pipeline, config, config.settings.select_guidance) if latent_fit else None
     chosen = guidance_stage(out, bench, pipeline, config)
     result = evaluate_stage(out, bench, pipeline, config, guidance=chosen["guidance"])

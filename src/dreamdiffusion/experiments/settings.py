@@ -209,7 +209,7 @@ class DemoSettings:
     # ATM's low-level route: a ridge map from the EEG (16 time bins per channel) to the VAE latents of the image seen,
     # fitted on train; the sampler noises its guess to low_level_strength of the schedule and denoises it under the
     # IP-Adapter (img2img). The strength is chosen per run on val (CLIP 2-way of generated images) among
-    # low_level_strengths; 1 = off. Val (first 400 EEGs, guidance 3, 6 steps), strength 1 / 0.67 / 0.5 / 0.33:
+    # modern_low_level_strengths; 1 = off. Val (first 400 EEGs, guidance 3, 6 steps), strength 1 / 0.67 / 0.5 / 0.33:
     #   seed 7: CLIP 2-way 0.833 / 0.863 / 0.867 / 0.865, CLIP within-class 0.537 / 0.541 / 0.547 / 0.549, SSIM 0.499 /
     #     0.543 / 0.555 / 0.564, judge 0.900 / 0.895 / 0.892 / 0.885
     #   seed 6: CLIP 2-way 0.845 / 0.874 / 0.876 / 0.873, CLIP within-class 0.541 / 0.561 / 0.563 / 0.561, SSIM 0.497 /
@@ -236,7 +236,7 @@ class DemoSettings:
     # 0.258 -> 0.795 / 0.529 / 0.243.
     low_level: bool = True
     low_level_bins: int = 16
-    low_level_strengths: tuple[float, ...] = (1.0, 0.84, 0.67, 0.5)  # the modern recipe's grid
+    modern_low_level_strengths: tuple[float, ...] = (1.0, 0.84, 0.67, 0.5)  # the modern recipe's grid
     # The paper recipe's grid: 0.33 in place of 0.84 (never chosen there). Val, all 716 val EEGs, guidance 3, CLIP
     # guidance 0.2, strength 0.5 / 0.33 / 0.2 (top-1 / CLIP within-class / pixel within-class / CLIP 2-way; ridge ->
     # CLIP within-class beside):
@@ -247,11 +247,11 @@ class DemoSettings:
     # stops at 0.33. The choice itself (128 distinct val images) over 1 .. 0.2 took 0.5 at seed 1 (0.843 vs 0.841 at
     # 0.33), 0.5 at seed 11 (0.805 vs 0.802) and 0.2 at seed 131 (0.811 vs 0.808); at 0.33 the test images also run
     # 2 of the 6 sampler steps, not 3.
-    paper_low_level_strengths: tuple[float, ...] = (1.0, 0.67, 0.5, 0.33)
+    low_level_strengths: tuple[float, ...] = (1.0, 0.67, 0.5, 0.33)
 
     def strength_grid(self, recipe: str) -> tuple[float, ...]:
         """The low-level strengths the demo of ``recipe`` chooses among on val."""
-        return self.low_level_strengths if recipe == "modern" else self.paper_low_level_strengths
+        return self.modern_low_level_strengths if recipe == "modern" else self.low_level_strengths
     # MLP prior from the aligned prediction to the CLIP embedding (training.prior), kept where val says it helps
     # (seed 1 val: cosine to the own image 0.21 -> 0.47, digit of the nearest val image 0.69 -> 0.72); 0: off.
     # 1,000 steps rather than 300 (val, seeds 1 / 2 / 4 / 5, the encoder above): retrieval top-5 0.334 / 0.304 /
@@ -284,7 +284,7 @@ class DemoSettings:
                    guidance_choices=(1.0, 3.0), guidance_val_images=4, trials=10, limit=8, candidates=2,
                    modern_candidates=2, clip_guidance=0.1, modern_clip_guidance=0.1,
                    align_steps=6, align_batch_size=32, align_validate_every=3, prior_steps=5,
-                   low_level_strengths=(1.0, 0.67), paper_low_level_strengths=(1.0, 0.5))
+                   modern_low_level_strengths=(1.0, 0.67), low_level_strengths=(1.0, 0.5))
 
 
 @dataclass
