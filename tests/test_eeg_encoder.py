@@ -125,3 +125,31 @@ def test_encoder_folder_written_before_alibi_still_loads(tmp_path):
     assert old.config.alibi is False
     cond = EEGConditioner.from_encoder(old, cross_attention_dim=8, clip_dim=8)
     assert cond.config.alibi is False and torch.equal(cond.encoder.patch_embed.weight, enc.patch_embed.weight)
+
+
+def test_orthogonal_patch_start_reads_orthonormal_spatial_filters_of_the_patch_mean(tmp_path):
+    import pytest
+
+    from dreamdiffusion.evaluation.probe import random_encoder_like
+    from dreamdiffusion.models.eeg_encoder import init_patch_embed
+
+    m = MaskedSignalModel.from_preset("tiny", n_chans=128, n_times=64, patch_init="orthogonal")
+    w = m.encoder.patch_embed.weight.detach()  # [64, 128, 4]
+    assert torch.equal(w[:, :, :1].expand_as(w), w)  # every sample of a patch read alike: the patch mean
+    flat = w.reshape(64, -1)
+    assert torch.allclose(flat @ flat.T, torch.eye(64), atol=1e-5)  # orthonormal rows, each of unit length
+    wide = torch.empty(16, 4, 2)  # wider than the channels: the filters' columns are orthonormal instead
+    init_patch_embed(wide, "orthogonal")
+    spatial = wide.sum(-1) / 2 ** 0.5
+    assert torch.allclose(spatial.T @ spatial, torch.eye(4), atol=1e-5)
+    # the paper's xavier start reads each sample on its own weights
+    xav = MaskedSignalModel.from_preset("tiny", n_chans=128, n_times=64).encoder.patch_embed.weight
+    assert not torch.allclose(xav[:, :, 0], xav[:, :, 1])
+    with pytest.raises(ValueError, match="patch_init"):
+        init_patch_embed(wide, "eye")
+    # the option is part of the encoder's config: saved, loaded, and kept by the probe's random twin
+    m.encoder.save_pretrained(tmp_path / "enc")
+    again = EEGEncoder.from_pretrained(tmp_path / "enc")
+    assert again.config.patch_init == "orthogonal" and torch.equal(again.patch_embed.weight, w)
+    twin = random_encoder_like(again, seed=1).patch_embed.weight.detach().reshape(64, -1)
+    assert torch.allclose(twin @ twin.T, torch.eye(64), atol=1e-5) and not torch.allclose(twin, flat)

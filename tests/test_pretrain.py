@@ -83,13 +83,14 @@ def test_config_paper_defaults_and_json_round_trip(tmp_path):
     cfg = PretrainConfig(corpus="c", output="o")
     assert (cfg.adam_beta1, cfg.adam_beta2, cfg.weight_decay, cfg.learning_rate) == (0.9, 0.95, 0.05, 2.5e-4)
     assert (cfg.max_grad_norm, cfg.batch_size, cfg.mask_ratio, cfg.preset) == (0.8, 100, 0.75, "paper")
+    assert cfg.patch_init == "xavier"  # the paper's (MAE's) start of the patch embedding
     cfg2 = PretrainConfig(corpus="c", output="o", preset="tiny", max_steps=3, checkpoints_total_limit=2)
     cfg2.to_json(tmp_path / "c.json", resolved={"total_steps": 3})
     assert PretrainConfig.from_json(tmp_path / "c.json") == cfg2
     with pytest.raises(ConfigError, match="unknown pretrain config keys: bogus"):
         PretrainConfig.from_dict({"bogus": 1})
     for bad in (dict(mask_ratio=1.0), dict(max_steps=3, epochs=2), dict(mixed_precision="fp8"),
-                dict(preset="huge"), dict(batch_size=0), dict(checkpoints_total_limit=0)):
+                dict(preset="huge"), dict(batch_size=0), dict(checkpoints_total_limit=0), dict(patch_init="eye")):
         with pytest.raises(ConfigError):
             PretrainConfig(corpus="c", output="o", **bad).validate()
 
@@ -365,3 +366,10 @@ def test_stage_b_loss_figure_draws_the_train_mse_beside_the_val_mse(tmp_path, mo
     plots.plot_loss_curves([{"step": 1, "loss": 1.0}, {"step": 2, "val_mse": 0.9, "val_pearson_r": 0.3}],
                            tmp_path / "a.png")
     assert drawn["labels"] == ["train loss", "val MSE", "val Pearson r"]
+
+
+def test_unknown_patch_init_is_one_line_naming_the_flag(tmp_path, capsys):
+    code = cli_main(["pretrain", "--corpus", str(tmp_path), "--output", str(tmp_path / "o"), "--preset", "tiny",
+                     "--patch-init", "eye"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--patch-init 'eye'" in err[0] and "orthogonal" in err[0], err

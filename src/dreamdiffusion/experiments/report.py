@@ -156,7 +156,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
     rep.add("What ran", "\n".join([
         f"- seed {metrics['seed']}; machine: {metrics['machine']}",
         f"- benchmark: scikit-learn digits with simulated 128-channel visual evoked EEG ({bench})",
-        f"- Stage A: MSM, `{s['encoder_preset']}` encoder{', ALiBi' if s.get('pretrain_alibi') else ''}, mask ratio "
+        f"- Stage A: MSM, `{s['encoder_preset']}` encoder{', ALiBi' if s.get('pretrain_alibi') else ''}"
+        f"{', orthogonal patch start' if s.get('pretrain_patch_init') == 'orthogonal' else ''}, mask ratio "
         f"{s['mask_ratio']}, {s['pretrain_steps']} steps at lr {s.get('pretrain_learning_rate')}"
         if s["pretrain"] else "- Stage A: skipped (random encoder)",
         f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "

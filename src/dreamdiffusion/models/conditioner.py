@@ -133,6 +133,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         mid_tokens: int = 64,
         time_embed_dim: int | None = 1280,
         alibi: bool = False,
+        patch_init: str = "xavier",
         arch: str = "msm",
         arch_options: dict | None = None,
         channel_index: list | None = None,
@@ -149,7 +150,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             # Keywords, not positions (why: MaskedSignalModel.__init__).
             self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
                                       embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                                      alibi=alibi)
+                                      alibi=alibi, patch_init=patch_init)
             n_tokens = self.encoder.num_tokens
         else:
             self.encoder = TokenEncoder(arch, n_chans, n_times, sfreq, arch_options, channel_index, time_pool)

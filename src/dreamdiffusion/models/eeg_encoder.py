@@ -37,7 +37,9 @@ PRESETS: dict[str, dict] = {
 }
 ENCODER_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
 # Encoder options beyond the paper's (absent from older config.json files: their defaults are the paper's).
-ENCODER_OPTION_KEYS = ("alibi",)
+ENCODER_OPTION_KEYS = ("alibi", "patch_init")
+# Starts of the patch embedding: xavier (MAE's, the reference code's) | orthogonal (init_patch_embed says why).
+PATCH_INITS = ("xavier", "orthogonal")
 
 
 def sincos_positions(n_positions: int, dim: int, cls_token: bool = True) -> torch.Tensor:
@@ -111,6 +113,27 @@ def alibi_bias(positions: torch.Tensor, num_heads: int) -> torch.Tensor:
     return F.pad(bias, (1, 0, 1, 0))  # cls row and column: 0
 
 
+def init_patch_embed(weight: torch.Tensor, how: str) -> None:
+    """Initialise a patch embedding's weight ``[D, C, p]`` in place.
+
+    ``xavier``: like a Linear over the flattened patch (MAE, the reference code). ``orthogonal``: output ``d`` reads
+    the patch's mean through spatial filter ``Q[d]``, the rows (or columns, when ``D > C``) of ``Q`` orthonormal, so
+    the flattened weight has orthonormal rows too. Why: a token narrower than ``C x p`` cannot keep everything, and
+    a random Gaussian projection is badly conditioned; masked signal modeling then spends the width on the
+    background, which dominates the variance, and a linear read-out of the evoked response (which varies slowly
+    within a 4-sample patch) loses most of it. Starting from orthonormal patch means keeps the slow part at its own
+    scale; training is free to add the within-patch detail (docs/pretrain.md has the probe numbers).
+    """
+    if how not in PATCH_INITS:
+        raise ValueError(f"unknown patch_init {how!r}; choose one of {', '.join(PATCH_INITS)}")
+    d_out, n_chans, patch = weight.shape
+    if how == "xavier":
+        nn.init.xavier_uniform_(weight.view(d_out, -1))
+        return
+    q = nn.init.orthogonal_(torch.empty(d_out, n_chans, dtype=weight.dtype))
+    weight.copy_(q[:, :, None].expand(d_out, n_chans, patch) / patch ** 0.5)
+
+
 def _init_weights(module: nn.Module) -> None:
     if isinstance(module, nn.Linear):
         nn.init.xavier_uniform_(module.weight)
@@ -143,6 +166,7 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         num_heads: int = 16,
         mlp_ratio: float = 1.0,
         alibi: bool = False,
+        patch_init: str = "xavier",
     ):
         super().__init__()
         if n_times % patch_size:
@@ -156,8 +180,7 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.gradient_checkpointing = False
         self.apply(_init_weights)
-        w = self.patch_embed.weight.data  # as MAE: initialise the patch projection like a Linear
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        init_patch_embed(self.patch_embed.weight.data, patch_init)
         nn.init.normal_(self.cls_token, std=0.02)
 
     def check_input(self, eeg: torch.Tensor) -> None:
@@ -239,13 +262,14 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         mask_span: int = 1,
         predict_stats: bool = False,
         alibi: bool = False,
+        patch_init: str = "xavier",
     ):
         super().__init__()
         # Keywords, not positions: diffusers' register_to_config lists positional arguments under
         # _use_default_values, and from_config(encoder.config) would then rebuild the *default* (paper-size) encoder.
         self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
                                   embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                                  alibi=alibi)
+                                  alibi=alibi, patch_init=patch_init)
         n_tokens = self.encoder.num_tokens
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
@@ -355,5 +379,5 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["EEGEncoder", "MaskedSignalModel", "PRESETS", "PAPER_SFREQ", "random_masking", "sincos_positions",
+__all__ = ["EEGEncoder", "MaskedSignalModel", "PRESETS", "PATCH_INITS", "PAPER_SFREQ", "init_patch_embed", "random_masking", "sincos_positions",
            "count_parameters"]

@@ -30,7 +30,7 @@ from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.corpus import CorpusDataset
 from dreamdiffusion.evaluation.reconstruction import masked_pearson_r  # re-exported
-from dreamdiffusion.models.eeg_encoder import PRESETS, MaskedSignalModel
+from dreamdiffusion.models.eeg_encoder import PATCH_INITS, PRESETS, MaskedSignalModel
 from dreamdiffusion.training.checkpoint import (
     CheckpointManager,
     atomic_save_pretrained,
@@ -81,6 +81,8 @@ class PretrainConfig:
     mask_span: int = 1                     # mask runs of this many neighbouring tokens (1: single tokens, paper)
     alibi: bool = False                    # ALiBi distance bias in encoder and decoder attention: a locality
                                            # prior that lets a small model learn in hundreds of steps (paper: off)
+    patch_init: str = "xavier"             # patch embedding's start: xavier (paper) | orthogonal (orthonormal
+                                           # spatial filters of the patch mean; keeps more of the evoked response)
     max_steps: int | None = None           # stop after this many optimizer steps (overrides epochs)
     epochs: int | None = None              # passes over the training windows; None and no max_steps: 500
     batch_size: int = 100                  # windows per process per step (paper: 100)
@@ -142,6 +144,8 @@ class PretrainConfig:
             bad("no output folder given (--output DIR)")
         if self.preset not in PRESETS:
             bad(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.patch_init not in PATCH_INITS:
+            bad(f"unknown --patch-init {self.patch_init!r}; choose one of {', '.join(PATCH_INITS)}")
         if not 0.0 <= self.mask_ratio < 1.0:
             bad(f"--mask-ratio must be in [0, 1), got {self.mask_ratio}")
         if self.max_steps is not None and self.epochs is not None:
@@ -223,7 +227,7 @@ def _check_output(config: PretrainConfig, manager: CheckpointManager) -> None:
 def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> None:
     # The model shape is checked by load_state itself; these only change what "the same run" means.
     for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus", "mask_span",
-                "predict_stats", "alibi"):
+                "predict_stats", "alibi", "patch_init"):
         if key in saved and saved[key] != getattr(config, key):
             logger.warning("resuming %s with %s=%r (the checkpoint was written with %r): the result will "
                            "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
@@ -236,7 +240,7 @@ def _build_model(config: PretrainConfig, train_set):
         model = MaskedSignalModel.from_preset(
             config.preset, n_chans=train_set.n_chans, n_times=train_set.n_times, sfreq=float(train_set.sfreq),
             mask_ratio=config.mask_ratio, norm_target=config.norm_target, mask_span=config.mask_span,
-            predict_stats=config.predict_stats, alibi=config.alibi)
+            predict_stats=config.predict_stats, alibi=config.alibi, patch_init=config.patch_init)
     except ValueError as exc:
         raise ConfigError(f"the corpus windows ({train_set.n_chans} x {train_set.n_times}) do not fit preset "
                           f"{config.preset!r}: {exc}", config.corpus) from None
