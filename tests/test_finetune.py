@@ -414,6 +414,23 @@ def test_align_contrastive_trains_a_temperature_in_warmup_and_joint_phase(parts,
         _cfg(parts, tmp_path / "p", align="mse").validate()
 
 
+def test_align_cosine_weight_adds_the_cosine_term_to_infonce(parts, tmp_path):
+    from dreamdiffusion.training.contrastive import info_nce
+    from dreamdiffusion.training.stageb import alignment_loss, cosine_loss
+
+    gen = torch.Generator().manual_seed(0)
+    pred, target, ids = torch.randn(6, 8, generator=gen), torch.randn(6, 8, generator=gen), torch.tensor([0, 0, 1, 2, 3, 4])
+    scale = torch.tensor(2.0)
+    plain = alignment_loss("contrastive", pred, target, scale, ids)
+    assert plain == pytest.approx(float(info_nce(pred, target, scale.exp(), ids)))
+    both = alignment_loss("contrastive", pred, target, scale, ids, cosine_weight=0.5)
+    assert both == pytest.approx(float(plain + 0.5 * cosine_loss(pred, target)))
+    assert alignment_loss("cosine", pred, target) == pytest.approx(float(cosine_loss(pred, target)))
+    for bad in (dict(align="cosine", align_cosine_weight=1.0), dict(align="contrastive", align_cosine_weight=-1.0)):
+        with pytest.raises(ConfigError, match="--align-cosine-weight"):
+            _cfg(parts, tmp_path / "p", **bad).validate()
+
+
 def test_tokenizer_init_ridge_restarts_only_the_patch_embedding(parts, tmp_path):
     """--tokenizer-init ridge replaces Stage A's patch embedding before the warm-up (recorded in tokenizer_init.json)
     and leaves the rest of the encoder as Stage A left it; the default keeps the tokenizer."""

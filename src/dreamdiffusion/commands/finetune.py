@@ -50,6 +50,8 @@ def finetune_cmd(
     clip_weight: float = typer.Option(_D.clip_weight, "--clip-weight", help="Weight of the CLIP alignment loss."),
     align: str = typer.Option(_D.align, "--align",
                               help="CLIP-alignment loss: cosine (1 - cos, the paper's) | contrastive (InfoNCE)."),
+    align_cosine_weight: float = typer.Option(_D.align_cosine_weight, "--align-cosine-weight",
+                                              help="With --align contrastive: + this x (1 - cos) beside InfoNCE."),
     cond_dropout: float = typer.Option(_D.cond_dropout, "--cond-dropout",
                                        help="Share of samples trained with the null EEG (enables --guidance)."),
     time_conditioning: bool = typer.Option(_D.time_conditioning, "--time-conditioning/--no-time-conditioning",

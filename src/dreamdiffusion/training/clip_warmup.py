@@ -89,7 +89,8 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
         items = [train_ds[i] for i in idx]
         target = targets.clip_embeds(items)
         out_b = cond(stack_eeg(items).to(device))
-        clip_loss = alignment_loss(cfg.align, out_b.clip_embeds, target, logit_scale, image_ids(items).to(device))
+        clip_loss = alignment_loss(cfg.align, out_b.clip_embeds, target, logit_scale, image_ids(items).to(device),
+                                   cfg.align_cosine_weight)
         caption_loss = captions.loss(out_b.cond, items) if captions is not None else None
         loss = clip_loss if caption_loss is None else clip_loss + cfg.caption_weight * caption_loss
         opt.zero_grad(set_to_none=True)

@@ -50,6 +50,7 @@ class FinetuneConfig:
     # symmetric InfoNCE against the batch's images with a learnable temperature (the field since 2024; repeated
     # trials of one image are positives of each other). See training/contrastive.py.
     align: str = "cosine"
+    align_cosine_weight: float = 0.0  # with align contrastive: + this x (1 - cos) to the own image (0: InfoNCE alone)
     cond_dropout: float = 0.1  # share of samples trained on the null-EEG context (enables guidance)
     time_conditioning: bool = True  # add pooled EEG context to the timestep embedding (paper)
     # Token mixtures the CLIP head reads (1: the paper's single pooled token; K > 1 gives a linear read-out K
@@ -150,6 +151,9 @@ class FinetuneConfig:
                 raise ConfigError(f"{name} must be at least 1")
         if self.align not in ALIGN_LOSSES:
             raise ConfigError(f"--align must be one of {', '.join(ALIGN_LOSSES)}, got {self.align!r}")
+        if self.align_cosine_weight < 0 or (self.align_cosine_weight and self.align != "contrastive"):
+            raise ConfigError("--align-cosine-weight must be >= 0 and is for --align contrastive (cosine is 1 - cos "
+                              f"alone), got {self.align_cosine_weight} with --align {self.align}")
         if self.tokenizer_init not in TOKENIZER_INITS:
             raise ConfigError(f"--tokenizer-init must be one of {', '.join(TOKENIZER_INITS)}, got {self.tokenizer_init!r}")
         if self.null_init not in NULL_INITS:

@@ -195,7 +195,8 @@ class Trainer:
         mse = F.mse_loss(eps_pred.float(), noise.float())
         cos_loss = cosine_loss(clip_pred, image_embeds)
         clip_loss = cos_loss if self.cfg.align == "cosine" else alignment_loss(
-            "contrastive", clip_pred, image_embeds, self.acc.unwrap_model(model).logit_scale, ids)
+            "contrastive", clip_pred, image_embeds, self.acc.unwrap_model(model).logit_scale, ids,
+            self.cfg.align_cosine_weight)
         return mse + self.cfg.clip_weight * clip_loss, mse, clip_loss, 1.0 - cos_loss.detach()
 
     # -- validation (main process only)
