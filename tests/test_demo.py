@@ -124,3 +124,24 @@ def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
     # the model folder is resolved first (its conditioning route decides what evaluate builds) and named
     assert str(tmp_path / "missing") in err and "pipeline folder not found" in err
+
+
+def test_settings_name_each_field_once():
+    """A dataclass silently keeps the last of two fields of one name: a second `align_cosine_weight` (the paper
+    recipe's, default 0) once overrode the modern recipe's 1 and the demo's Stage B refused its own settings."""
+    import ast
+    import inspect
+
+    from dreamdiffusion.experiments import settings
+
+    tree = ast.parse(inspect.getsource(settings))
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        names = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+        assert len(names) == len(set(names)), (cls.name, sorted({n for n in names if names.count(n) > 1}))
+    # and the demo's Stage B settings are ones finetune accepts
+    from dreamdiffusion.training.finetune import FinetuneConfig
+
+    s = settings.DemoSettings()
+    FinetuneConfig(output="o", dataset="synthetic", align=s.align, align_cosine_weight=s.finetune_align_cosine_weight,
+                   lr_scheduler=s.finetune_lr_scheduler, clip_warmup_schedule=s.clip_warmup_schedule,
+                   tokenizer_init=s.tokenizer_init, null_init=s.null_init).validate()

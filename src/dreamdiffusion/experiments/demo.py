@@ -119,7 +119,7 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
     return finetune(FinetuneConfig(
         output=str(folder), dataset="synthetic", dataset_options={"root": str(bench)},
         encoder=None if encoder is None else str(encoder), encoder_preset=s.encoder_preset, base=cfg.base,
-        clip=cfg.clip, train=s.train, clip_weight=s.clip_weight, align=s.align, align_cosine_weight=s.align_cosine_weight,
+        clip=cfg.clip, train=s.train, clip_weight=s.clip_weight, align=s.align, align_cosine_weight=s.finetune_align_cosine_weight,
         clip_pool_tokens=s.clip_pool_tokens,
         batch_size=s.finetune_batch_size,
         learning_rate=s.finetune_learning_rate, encoder_learning_rate=s.finetune_encoder_learning_rate,

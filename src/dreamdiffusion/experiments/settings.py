@@ -59,7 +59,7 @@ class DemoSettings:
     # against cosine alone, val, all 716 val EEGs, the demo's val-chosen strength and guidance (top-1 / retrieval
     # top-5 / CLIP within-class; ridge -> CLIP within-class beside): seed 1 0.835 / 0.249 / 0.541 -> 0.796 / 0.267 /
     # 0.550 (ridge 0.557); seed 131 0.690 / 0.205 / 0.526 -> 0.627 / 0.189 / 0.524 (0.525). Left out.
-    align_cosine_weight: float = 0.0
+    finetune_align_cosine_weight: float = 0.0
     # Token mixtures the CLIP head reads (1: the paper's; models/conditioner.py says why 1 is a bottleneck). The
     # CLIP warm-up alone (random tiny encoder, 600 steps, lr 3e-3) on val: benchmark seed 1 val cosine 0.377 (K=1)
     # -> 0.473 (K=16; ridge EEG -> CLIP 0.486), seed 2 0.365 -> 0.394; both still rising at 600 steps.
