@@ -127,8 +127,8 @@ def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
 
 
 def test_settings_name_each_field_once():
-    """A dataclass silently keeps the last of two fields of one name: a second `align_cosine_weight` (the paper
-    recipe's, default 0) once overrode the modern recipe's 1 and the demo's Stage B refused its own settings."""
+    """A dataclass silently keeps the last of two fields of one name: a second `align_cosine_weight` (meant as the
+    paper recipe's, default 0) once took the modern recipe's 1, and the demo's Stage B refused its own settings."""
     import ast
     import inspect
 
