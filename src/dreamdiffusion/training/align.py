@@ -329,9 +329,7 @@ def train_loop(model: AlignedEncoder, cfg: AlignConfig, train: tuple, targets: t
         z = model.forward_prepared(mixed_batch(x, idx, partners, cfg.trial_mix,
                                                np.random.default_rng(derived_seed(cfg.seed, STREAM_DATA, 17, step))))
         target = targets[levels[idx], ids[idx]]
-        loss = info_nce(z, target, model.temperature_scale(), torch.from_numpy(ids[idx]))
-        if cfg.cosine_weight:
-            loss = loss + cfg.cosine_weight * (1 - F.cosine_similarity(z.float(), target, dim=-1).mean())
+        loss = info_nce(z, target, model.temperature_scale(), torch.from_numpy(ids[idx]), cfg.cosine_weight)
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became {float(loss)} at step {step} (lower --learning-rate)", cfg.output)
         opt.zero_grad(set_to_none=True)

@@ -34,18 +34,23 @@ def _multi_positive_ce(logits: torch.Tensor, positives: torch.Tensor) -> torch.T
 
 
 def info_nce(eeg: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tensor | float,
-             image_ids: torch.Tensor | None = None) -> torch.Tensor:
+             image_ids: torch.Tensor | None = None, cosine_weight: float = 0.0) -> torch.Tensor:
     """Symmetric multi-positive InfoNCE of ``eeg [B, D]`` against ``image [B, D]`` (row i belongs to row i).
 
     ``logit_scale`` is the inverse temperature (``exp`` of the learnable log-scale, already applied).
     ``image_ids`` ``[B]``: rows with equal ids are repeated trials of one image, never each other's negatives.
+    ``cosine_weight``: + this x (1 - mean cos of each row to its own image). InfoNCE alone fixes only the ranking of
+    the directions; the cosine term also pulls each one onto its image (ATM adds such a term).
     """
     if eeg.shape != image.shape or eeg.ndim != 2:
         raise ValueError(f"eeg and image embeddings must both be [batch, dim], got {tuple(eeg.shape)} and "
                          f"{tuple(image.shape)}")
     logits = logit_scale * F.normalize(eeg.float(), dim=-1) @ F.normalize(image.float(), dim=-1).T  # [B, B]
     positives = positive_mask(image_ids, logits.shape[0], logits.device)
-    return 0.5 * (_multi_positive_ce(logits, positives).mean() + _multi_positive_ce(logits.T, positives.T).mean())
+    loss = 0.5 * (_multi_positive_ce(logits, positives).mean() + _multi_positive_ce(logits.T, positives.T).mean())
+    if cosine_weight:
+        loss = loss + cosine_weight * (1 - F.cosine_similarity(eeg.float(), image.float(), dim=-1).mean())
+    return loss
 
 
 __all__ = ["info_nce", "positive_mask"]

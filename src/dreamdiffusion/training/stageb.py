@@ -156,14 +156,12 @@ def image_ids(items: list) -> torch.Tensor:
 def alignment_loss(align: str, pred: torch.Tensor, target: torch.Tensor, logit_scale: torch.Tensor | None = None,
                    ids: torch.Tensor | None = None, cosine_weight: float = 0.0) -> torch.Tensor:
     """The CLIP head's loss: ``cosine`` (1 - cos, the paper's) or ``contrastive`` (InfoNCE at ``exp(logit_scale)``,
-    plus ``cosine_weight`` x (1 - cos): InfoNCE alone fixes only the directions' ranking, the cosine term their
-    distance to the own image too, as ``dreamdiffusion align --cosine-weight``)."""
+    plus ``cosine_weight`` x (1 - cos), as ``dreamdiffusion align --cosine-weight``)."""
     if align == "cosine":
         return cosine_loss(pred, target)
     if logit_scale is None:
         raise ValueError("contrastive alignment needs a logit scale")
-    loss = info_nce(pred, target, logit_scale.exp().clamp(max=100.0), ids)
-    return loss + cosine_weight * cosine_loss(pred, target) if cosine_weight else loss
+    return info_nce(pred, target, logit_scale.exp().clamp(max=100.0), ids, cosine_weight)
 
 
 # ------------------------------------------------------------------------------------ models
