@@ -153,3 +153,37 @@ def test_orthogonal_patch_start_reads_orthonormal_spatial_filters_of_the_patch_m
     assert again.config.patch_init == "orthogonal" and torch.equal(again.patch_embed.weight, w)
     twin = random_encoder_like(again, seed=1).patch_embed.weight.detach().reshape(64, -1)
     assert torch.allclose(twin @ twin.T, torch.eye(64), atol=1e-5) and not torch.allclose(twin, flat)
+
+
+def test_zero_block_start_is_the_identity_and_pca_start_reads_given_filters(tmp_path):
+    import pytest
+
+    from dreamdiffusion.models.eeg_encoder import init_blocks, init_patch_embed
+
+    torch.manual_seed(0)
+    enc = EEGEncoder(n_chans=8, n_times=32, patch_size=4, embed_dim=16, depth=2, num_heads=4, mlp_ratio=2.0,
+                     alibi=True, block_init="zero")
+    x = torch.randn(3, 8, 32)
+    with torch.no_grad():
+        # every block adds zero: the tokens are the final LayerNorm of the positioned patch embedding
+        assert torch.allclose(enc(x), enc.norm(enc.embed(x)), atol=1e-6)
+    paper = EEGEncoder(n_chans=8, n_times=32, patch_size=4, embed_dim=16, depth=2, num_heads=4, mlp_ratio=2.0)
+    with torch.no_grad():
+        assert not torch.allclose(paper(x), paper.norm(paper.embed(x)), atol=1e-3)  # the xavier blocks mix
+    # a zero branch still learns: its weight gets a gradient
+    enc(x).square().sum().backward()
+    assert enc.blocks[0].mlp[-1].weight.grad.abs().sum() > 0 and enc.blocks[0].attn.proj.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="block_init"):
+        init_blocks(enc.blocks, "ones")
+    enc.save_pretrained(tmp_path / "enc")
+    assert EEGEncoder.from_pretrained(tmp_path / "enc").config.block_init == "zero"
+    # pca: the patch mean read through the filters given; without filters (built from a config) orthogonal
+    filters = torch.randn(16, 8)
+    w = torch.empty(16, 8, 4)
+    init_patch_embed(w, "pca", filters)
+    assert torch.allclose(w, filters[:, :, None].expand(16, 8, 4) / 2.0)
+    with pytest.raises(ValueError, match="spatial filters"):
+        init_patch_embed(w, "pca", torch.randn(8, 8))
+    init_patch_embed(w, "pca")
+    spatial = w.sum(-1) / 2.0  # the filters (the weight is filter / sqrt(4) on each of the 4 samples)
+    assert torch.allclose(spatial.T @ spatial, torch.eye(8), atol=1e-5)  # wider than the channels: orthonormal columns

@@ -373,3 +373,29 @@ def test_unknown_patch_init_is_one_line_naming_the_flag(tmp_path, capsys):
                      "--patch-init", "eye"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--patch-init 'eye'" in err[0] and "orthogonal" in err[0], err
+
+
+def test_corpus_spatial_filters_whiten_the_patch_means_leading_components_first():
+    from dreamdiffusion.training.pretrain import corpus_spatial_filters
+
+    rng = np.random.default_rng(0)
+    mixing = np.linalg.qr(rng.standard_normal((6, 6)))[0]
+    scales = np.array([5.0, 3.0, 2.0, 1.0, 0.5, 0.25])  # source spreads, one per direction of the mixing
+    windows = [torch.from_numpy(mixing @ (scales[:, None] * rng.standard_normal((6, 64)))).float() for _ in range(300)]
+    filters = corpus_spatial_filters(windows, 4, patch_size=1, seed=0).double().numpy()  # [4, 6]
+    means = np.stack([w.numpy() for w in windows]).transpose(0, 2, 1).reshape(-1, 6)
+    cov = filters @ np.cov(means.T) @ filters.T
+    assert np.allclose(cov, np.eye(4), atol=1e-6)  # whitened: unit variance, uncorrelated
+    # leading components first: filter k reads source direction k (up to sign), the weakest two are dropped
+    cosines = np.abs(filters @ mixing) / np.linalg.norm(filters, axis=1, keepdims=True)
+    assert np.all(cosines.argmax(axis=1) == np.arange(4)) and cosines.max(axis=1).min() > 0.95
+    with pytest.raises(ConfigError, match="orthogonal"):
+        corpus_spatial_filters(windows, 7, patch_size=1, seed=0)
+
+
+def test_block_init_flag_and_pca_start_reach_the_saved_encoder(tmp_path, capsys):
+    code = cli_main(["pretrain", "--corpus", str(tmp_path), "--output", str(tmp_path / "o"), "--preset", "tiny",
+                     "--block-init", "ones"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--block-init 'ones'" in err[0] and "zero" in err[0], err
+    assert PretrainConfig(corpus="c", output="o").block_init == "xavier"  # the paper's

@@ -47,6 +47,11 @@ def test_linear_probe_reports_encoder_random_encoder_and_raw_eeg():
     assert labels == list(y[:160]) and images[:3] == ["img-0", "img-0", "img-1"] and enc.training
     with pytest.raises(ValueError):
         linear_probe(enc, [], val)
+    # a given untrained twin (pretrain's own start) is probed as the random encoder, instead of a fresh draw
+    twin = EEGEncoder(n_chans=c, n_times=t, patch_size=4, embed_dim=16, depth=1, num_heads=2, mlp_ratio=2.0)
+    given = linear_probe(enc, train, val, n_bins=4, seed=3, reference=twin)
+    alone = linear_probe(twin, train, val, n_bins=4, seed=3, baselines=False)
+    assert given["probe_random_encoder"] == alone["probe_encoder"] and given["probe_encoder"] == out["probe_encoder"]
 
 
 def test_random_encoder_has_the_encoders_shape():

@@ -37,7 +37,11 @@ def pretrain(
     alibi: bool = typer.Option(False, "--alibi", help="ALiBi distance bias in the attention (a locality prior)."),
     patch_init: str = typer.Option(_D.patch_init, "--patch-init",
                                    help="Start of the patch embedding: xavier (the paper's) | orthogonal (orthonormal "
-                                        "spatial filters of each patch's mean)."),
+                                        "spatial filters of each patch's mean) | pca (the corpus' whitened principal "
+                                        "components as those filters)."),
+    block_init: str = typer.Option(_D.block_init, "--block-init",
+                                   help="Start of the transformer blocks: xavier (the paper's) | zero (each block "
+                                        "starts as the identity)."),
     probe_dataset: str = typer.Option("", "--probe-dataset",
                                       help="Paired dataset (e.g. synthetic) for a linear probe of the encoder at the end."),
     probe_root: Optional[Path] = typer.Option(None, "--probe-root", help="Root folder of the probe dataset."),
@@ -71,7 +75,7 @@ def pretrain(
         checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, resume=resume,
         seed=seed, num_workers=num_workers, val_every=val_every, skip_nan_batches=skip_nan_batches,
         compile=compile, log_every=log_every, predict_stats=predict_stats,
-        mask_span=mask_span, alibi=alibi, patch_init=patch_init, probe_dataset=probe_dataset, probe_bins=probe_bins,
+        mask_span=mask_span, alibi=alibi, patch_init=patch_init, block_init=block_init, probe_dataset=probe_dataset, probe_bins=probe_bins,
         probe_dataset_options={"root": str(probe_root)} if probe_root else {},
     )
     out = pretrain_msm(config)

@@ -90,13 +90,20 @@ def random_encoder_like(encoder, seed: int):
     return type(encoder).from_config({k: v for k, v in encoder.config.items() if not k.startswith("_")})
 
 
-def linear_probe(encoder, train, val, n_bins: int = 16, seed: int = 0, baselines: bool = True) -> dict:
+def linear_probe(encoder, train, val, n_bins: int = 16, seed: int = 0, baselines: bool = True,
+                 reference=None) -> dict:
     """Probe accuracies on val: ``probe_encoder`` and, with ``baselines``, ``probe_random_encoder`` and
     ``probe_raw_eeg``; plus the counts and ``probe_chance`` (the most frequent train label's share of val).
 
+    ``reference``: the untrained encoder to probe as ``probe_random_encoder`` (``pretrain`` passes the start it
+    trained from); None: a fresh draw of the same config (:func:`random_encoder_like`, ``seed``).
+
     ``train``, ``val``: paired datasets (items with ``eeg`` and ``label``, as ``data.pairs`` gives them)."""
     encoders = {"encoder": encoder}
-    if baselines:
+    if baselines and reference is not None:
+        device = next(encoder.parameters()).device
+        encoders["random_encoder"] = reference if next(reference.parameters()).device == device else reference.to(device)
+    elif baselines:
         state = torch.random.get_rng_state()
         rand = random_encoder_like(encoder, seed)
         device = next(encoder.parameters()).device

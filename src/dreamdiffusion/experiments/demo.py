@@ -73,7 +73,8 @@ def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrai
         corpus=str(bench / "corpus"), output=str(folder), preset=s.encoder_preset, mask_ratio=s.mask_ratio,
         max_steps=s.pretrain_steps, batch_size=s.pretrain_batch_size, learning_rate=s.pretrain_learning_rate,
         warmup_steps=max(1, s.pretrain_steps // 10), checkpoint_every=0, val_every=0, seed=cfg.seed,
-        alibi=s.pretrain_alibi, patch_init=s.pretrain_patch_init, probe_dataset="synthetic" if s.probe else "",
+        alibi=s.pretrain_alibi, patch_init=s.pretrain_patch_init, block_init=s.pretrain_block_init,
+        probe_dataset="synthetic" if s.probe else "",
         probe_dataset_options={"root": str(bench)} if s.probe else {}))
 
 

@@ -134,6 +134,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         time_embed_dim: int | None = 1280,
         alibi: bool = False,
         patch_init: str = "xavier",
+        block_init: str = "xavier",
         arch: str = "msm",
         arch_options: dict | None = None,
         channel_index: list | None = None,
@@ -150,7 +151,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             # Keywords, not positions (why: MaskedSignalModel.__init__).
             self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
                                       embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                                      alibi=alibi, patch_init=patch_init)
+                                      alibi=alibi, patch_init=patch_init, block_init=block_init)
             n_tokens = self.encoder.num_tokens
         else:
             self.encoder = TokenEncoder(arch, n_chans, n_times, sfreq, arch_options, channel_index, time_pool)

@@ -37,9 +37,11 @@ PRESETS: dict[str, dict] = {
 }
 ENCODER_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
 # Encoder options beyond the paper's (absent from older config.json files: their defaults are the paper's).
-ENCODER_OPTION_KEYS = ("alibi", "patch_init")
-# Starts of the patch embedding: xavier (MAE's, the reference code's) | orthogonal (init_patch_embed says why).
-PATCH_INITS = ("xavier", "orthogonal")
+ENCODER_OPTION_KEYS = ("alibi", "patch_init", "block_init")
+# Starts of the patch embedding: xavier (MAE's, the reference code's) | orthogonal | pca (init_patch_embed says why).
+PATCH_INITS = ("xavier", "orthogonal", "pca")
+# Starts of the transformer blocks: xavier (the reference code's) | zero (init_blocks says why).
+BLOCK_INITS = ("xavier", "zero")
 
 
 def sincos_positions(n_positions: int, dim: int, cls_token: bool = True) -> torch.Tensor:
@@ -113,7 +115,7 @@ def alibi_bias(positions: torch.Tensor, num_heads: int) -> torch.Tensor:
     return F.pad(bias, (1, 0, 1, 0))  # cls row and column: 0
 
 
-def init_patch_embed(weight: torch.Tensor, how: str) -> None:
+def init_patch_embed(weight: torch.Tensor, how: str, filters: torch.Tensor | None = None) -> None:
     """Initialise a patch embedding's weight ``[D, C, p]`` in place.
 
     ``xavier``: like a Linear over the flattened patch (MAE, the reference code). ``orthogonal``: output ``d`` reads
@@ -123,6 +125,11 @@ def init_patch_embed(weight: torch.Tensor, how: str) -> None:
     background, which dominates the variance, and a linear read-out of the evoked response (which varies slowly
     within a 4-sample patch) loses most of it. Starting from orthonormal patch means keeps the slow part at its own
     scale; training is free to add the within-patch detail (docs/pretrain.md has the probe numbers).
+
+    ``pca``: the same read-out of the patch mean through given spatial ``filters`` ``[D, C]`` (``pretrain`` passes the
+    corpus' leading principal components, whitened: :func:`dreamdiffusion.training.pretrain.corpus_spatial_filters`).
+    Without ``filters`` (an encoder built from its config alone, e.g. to load saved weights) it starts as
+    ``orthogonal``.
     """
     if how not in PATCH_INITS:
         raise ValueError(f"unknown patch_init {how!r}; choose one of {', '.join(PATCH_INITS)}")
@@ -130,8 +137,30 @@ def init_patch_embed(weight: torch.Tensor, how: str) -> None:
     if how == "xavier":
         nn.init.xavier_uniform_(weight.view(d_out, -1))
         return
-    q = nn.init.orthogonal_(torch.empty(d_out, n_chans, dtype=weight.dtype))
+    if how == "pca" and filters is not None:
+        if tuple(filters.shape) != (d_out, n_chans):
+            raise ValueError(f"{tuple(filters.shape)} spatial filters for a [{d_out}, {n_chans}] patch embedding")
+        q = filters.to(weight.dtype)
+    else:
+        q = nn.init.orthogonal_(torch.empty(d_out, n_chans, dtype=weight.dtype))
     weight.copy_(q[:, :, None].expand(d_out, n_chans, patch) / patch ** 0.5)
+
+
+def init_blocks(blocks: nn.ModuleList, how: str) -> None:
+    """Start transformer blocks as ``how`` says: ``xavier`` (every Linear, the reference code's) leaves them as they
+    are; ``zero`` sets the last layer of every residual branch (the attention's output projection, the MLP's second
+    Linear) to zero, so each block starts as the identity and the tokens start as the patch embedding (ReZero,
+    Fixup and DiT's adaLN-Zero start the same way). Why: from the xavier start two random blocks and the final
+    LayerNorm mix the patch embedding with itself across time and width, and a linear read-out of the tokens keeps
+    less of the evoked response than the patch embedding had (docs/pretrain.md); masked signal modeling then has to
+    learn its way back. The branches still get gradients (their inputs are not zero) and grow as the loss asks.
+    """
+    if how not in BLOCK_INITS:
+        raise ValueError(f"unknown block_init {how!r}; choose one of {', '.join(BLOCK_INITS)}")
+    if how == "zero":
+        for blk in blocks:
+            nn.init.zeros_(blk.attn.proj.weight)
+            nn.init.zeros_(blk.mlp[-1].weight)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -167,6 +196,7 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         mlp_ratio: float = 1.0,
         alibi: bool = False,
         patch_init: str = "xavier",
+        block_init: str = "xavier",
     ):
         super().__init__()
         if n_times % patch_size:
@@ -181,6 +211,7 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         self.gradient_checkpointing = False
         self.apply(_init_weights)
         init_patch_embed(self.patch_embed.weight.data, patch_init)
+        init_blocks(self.blocks, block_init)
         nn.init.normal_(self.cls_token, std=0.02)
 
     def check_input(self, eeg: torch.Tensor) -> None:
@@ -263,13 +294,14 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         predict_stats: bool = False,
         alibi: bool = False,
         patch_init: str = "xavier",
+        block_init: str = "xavier",
     ):
         super().__init__()
         # Keywords, not positions: diffusers' register_to_config lists positional arguments under
         # _use_default_values, and from_config(encoder.config) would then rebuild the *default* (paper-size) encoder.
         self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
                                   embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                                  alibi=alibi, patch_init=patch_init)
+                                  alibi=alibi, patch_init=patch_init, block_init=block_init)
         n_tokens = self.encoder.num_tokens
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
@@ -379,5 +411,5 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["EEGEncoder", "MaskedSignalModel", "PRESETS", "PATCH_INITS", "PAPER_SFREQ", "init_patch_embed", "random_masking", "sincos_positions",
+__all__ = ["EEGEncoder", "MaskedSignalModel", "PRESETS", "PATCH_INITS", "BLOCK_INITS", "PAPER_SFREQ", "init_patch_embed", "init_blocks", "random_masking", "sincos_positions",
            "count_parameters"]

@@ -13,6 +13,7 @@ loadable with ``EEGEncoder.from_pretrained(OUTPUT)``), the whole MSM model in ``
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -30,7 +32,7 @@ from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.corpus import CorpusDataset
 from dreamdiffusion.evaluation.reconstruction import masked_pearson_r  # re-exported
-from dreamdiffusion.models.eeg_encoder import PATCH_INITS, PRESETS, MaskedSignalModel
+from dreamdiffusion.models.eeg_encoder import BLOCK_INITS, PATCH_INITS, PRESETS, MaskedSignalModel, init_patch_embed
 from dreamdiffusion.training.checkpoint import (
     CheckpointManager,
     atomic_save_pretrained,
@@ -83,6 +85,9 @@ class PretrainConfig:
                                            # prior that lets a small model learn in hundreds of steps (paper: off)
     patch_init: str = "xavier"             # patch embedding's start: xavier (paper) | orthogonal (orthonormal
                                            # spatial filters of the patch mean; keeps more of the evoked response)
+                                           # | pca (the corpus' whitened principal components as those filters)
+    block_init: str = "xavier"             # transformer blocks' start: xavier (paper) | zero (each residual
+                                           # branch's last layer zero: the blocks start as the identity)
     max_steps: int | None = None           # stop after this many optimizer steps (overrides epochs)
     epochs: int | None = None              # passes over the training windows; None and no max_steps: 500
     batch_size: int = 100                  # windows per process per step (paper: 100)
@@ -146,6 +151,8 @@ class PretrainConfig:
             bad(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.patch_init not in PATCH_INITS:
             bad(f"unknown --patch-init {self.patch_init!r}; choose one of {', '.join(PATCH_INITS)}")
+        if self.block_init not in BLOCK_INITS:
+            bad(f"unknown --block-init {self.block_init!r}; choose one of {', '.join(BLOCK_INITS)}")
         if not 0.0 <= self.mask_ratio < 1.0:
             bad(f"--mask-ratio must be in [0, 1), got {self.mask_ratio}")
         if self.max_steps is not None and self.epochs is not None:
@@ -227,7 +234,7 @@ def _check_output(config: PretrainConfig, manager: CheckpointManager) -> None:
 def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> None:
     # The model shape is checked by load_state itself; these only change what "the same run" means.
     for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus", "mask_span",
-                "predict_stats", "alibi", "patch_init"):
+                "predict_stats", "alibi", "patch_init", "block_init"):
         if key in saved and saved[key] != getattr(config, key):
             logger.warning("resuming %s with %s=%r (the checkpoint was written with %r): the result will "
                            "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
@@ -240,13 +247,43 @@ def _build_model(config: PretrainConfig, train_set):
         model = MaskedSignalModel.from_preset(
             config.preset, n_chans=train_set.n_chans, n_times=train_set.n_times, sfreq=float(train_set.sfreq),
             mask_ratio=config.mask_ratio, norm_target=config.norm_target, mask_span=config.mask_span,
-            predict_stats=config.predict_stats, alibi=config.alibi, patch_init=config.patch_init)
+            predict_stats=config.predict_stats, alibi=config.alibi, patch_init=config.patch_init,
+            block_init=config.block_init)
     except ValueError as exc:
         raise ConfigError(f"the corpus windows ({train_set.n_chans} x {train_set.n_times}) do not fit preset "
                           f"{config.preset!r}: {exc}", config.corpus) from None
+    if config.patch_init == "pca":
+        conv = model.encoder.patch_embed
+        filters = corpus_spatial_filters(train_set, conv.out_channels, conv.kernel_size[0], config.seed)
+        with torch.no_grad():
+            init_patch_embed(conv.weight, "pca", filters)
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     return model
+
+
+def corpus_spatial_filters(dataset, n_filters: int, patch_size: int, seed: int, n_windows: int = 512) -> torch.Tensor:
+    """The ``n_filters`` leading principal components ``[n_filters, C]`` of the patch means (``patch_size`` samples
+    averaged) of up to ``n_windows`` corpus windows drawn with ``seed``, each scaled to unit variance (whitened).
+
+    Unlabeled windows only: what Stage A may see. Why whitened: the encoder ends in a LayerNorm, which divides every
+    token by its spread; with raw components that spread is the background's few leading components, and dividing by
+    it multiplies the evoked part by noise. Whitened, the spread averages many components and hardly moves.
+    """
+    n = len(dataset)
+    if n == 0:
+        raise DataError("no training windows to compute spatial filters from (--patch-init pca)")
+    rows = np.random.default_rng(seed).choice(n, size=min(n, n_windows), replace=False)
+    x = np.stack([np.asarray(dataset[int(i)], dtype=np.float64) for i in sorted(rows)])  # [n, C, T]
+    n_chans = x.shape[1]
+    if n_filters > n_chans:
+        raise ConfigError(f"--patch-init pca gives at most {n_chans} filters (the channels), the encoder is "
+                          f"{n_filters} wide: use --patch-init orthogonal")
+    means = x[:, :, : x.shape[2] // patch_size * patch_size].reshape(len(x), n_chans, -1, patch_size).mean(-1)
+    evals, vecs = np.linalg.eigh(np.cov(means.transpose(0, 2, 1).reshape(-1, n_chans).T))
+    order = np.argsort(evals)[::-1][:n_filters]
+    filters = vecs[:, order] / np.sqrt(np.maximum(evals[order], 1e-12))
+    return torch.from_numpy(filters.T.copy()).float()
 
 
 def _prepare(accelerator, model, config: PretrainConfig, plan: dict):
@@ -292,6 +329,7 @@ class _Run:
     val_set: Any
     start_step: int
     resolved: dict
+    start_encoder: Any = None  # the encoder as training started: the probe's untrained twin
 
     def save_checkpoint(self, at_step: int) -> None:
         self.manager.save(self.accelerator, at_step, {"config": self.config.to_dict()},
@@ -383,7 +421,8 @@ class _Run:
             atomic_save_pretrained(msm.encoder, output)
             atomic_save_pretrained(msm, output / "msm")
             cfg.to_json(output / CONFIG_FILE, self.resolved)
-            probe = probe_encoder(msm.encoder, cfg.probe_dataset, cfg.probe_dataset_options, cfg.probe_bins, cfg.seed)
+            probe = probe_encoder(msm.encoder, cfg.probe_dataset, cfg.probe_dataset_options, cfg.probe_bins, cfg.seed,
+                                  reference=self.start_encoder)
             if probe:
                 self.metrics.write({"step": step, **probe})
             records = read_jsonl(output / METRICS_FILE) if (output / METRICS_FILE).exists() else []
@@ -418,6 +457,8 @@ def pretrain_msm(config: PretrainConfig) -> Path:
     val_set = CorpusDataset(config.corpus, "val", val_fraction=config.val_fraction)
     plan = _resolve_steps(config, len(train_set), accelerator.num_processes)
     model = _build_model(config, train_set)
+    # The probe's untrained twin is this start (a data-driven --patch-init pca included), not a fresh draw.
+    start_encoder = copy.deepcopy(model.encoder) if config.probe_dataset else None
     resolved = {**plan, "n_train_windows": len(train_set), "n_val_windows": len(val_set),
                 "model": dict(model.config), "n_parameters": sum(p.numel() for p in model.parameters()),
                 "n_encoder_parameters": sum(p.numel() for p in model.encoder.parameters())}
@@ -430,7 +471,7 @@ def pretrain_msm(config: PretrainConfig) -> Path:
     accelerator.wait_for_everyone()
 
     run = _Run(config, accelerator, model, optimizer, scheduler, manager, metrics, plan, train_set, val_set,
-               start_step, resolved)
+               start_step, resolved, start_encoder)
     run.finish(*run.train())
     return output
 

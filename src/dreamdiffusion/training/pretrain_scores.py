@@ -51,14 +51,14 @@ def evaluate_msm(model, dataset, batch_size: int, seed: int, device, max_batches
     return {"val_loss": total_loss / max(total_n, 1), **scores.result("val_"), "val_windows": total_n}
 
 
-def probe_encoder(encoder, dataset: str, options: dict, n_bins: int, seed: int) -> dict:
-    """Linear probe of the trained encoder (beside a random one and the raw EEG) on paired dataset ``dataset``'s val
-    (``{}`` when ``dataset`` is empty), with ``probe_s``, the seconds it took."""
+def probe_encoder(encoder, dataset: str, options: dict, n_bins: int, seed: int, reference=None) -> dict:
+    """Linear probe of the trained encoder (beside an untrained one, ``reference`` or a fresh draw, and the raw EEG)
+    on paired dataset ``dataset``'s val (``{}`` when ``dataset`` is empty), with ``probe_s``, the seconds it took."""
     if not dataset:
         return {}
     started = time.time()
     train, val = (open_paired_dataset(dataset, split, **options) for split in ("train", "val"))
-    result = linear_probe(encoder, train, val, n_bins=n_bins, seed=seed)
+    result = linear_probe(encoder, train, val, n_bins=n_bins, seed=seed, reference=reference)
     logger.info("linear probe on %s val: encoder %.3f, random encoder %.3f, raw EEG %.3f (%.0f s)", dataset,
                 result["probe_encoder"], result["probe_random_encoder"], result["probe_raw_eeg"],
                 time.time() - started)
