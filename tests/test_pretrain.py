@@ -393,7 +393,7 @@ def test_corpus_spatial_filters_whiten_the_patch_means_leading_components_first(
         corpus_spatial_filters(windows, 7, patch_size=1, seed=0)
 
 
-def test_block_init_flag_and_pca_start_reach_the_saved_encoder(tmp_path, capsys):
+def test_unknown_block_init_is_one_line_naming_the_flag(tmp_path, capsys):
     code = cli_main(["pretrain", "--corpus", str(tmp_path), "--output", str(tmp_path / "o"), "--preset", "tiny",
                      "--block-init", "ones"])
     err = capsys.readouterr().err.strip().splitlines()

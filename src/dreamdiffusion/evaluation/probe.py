@@ -100,13 +100,12 @@ def linear_probe(encoder, train, val, n_bins: int = 16, seed: int = 0, baselines
 
     ``train``, ``val``: paired datasets (items with ``eeg`` and ``label``, as ``data.pairs`` gives them)."""
     encoders = {"encoder": encoder}
+    device = next(encoder.parameters()).device
     if baselines and reference is not None:
-        device = next(encoder.parameters()).device
         encoders["random_encoder"] = reference if next(reference.parameters()).device == device else reference.to(device)
     elif baselines:
         state = torch.random.get_rng_state()
         rand = random_encoder_like(encoder, seed)
-        device = next(encoder.parameters()).device
         if device.type != "cpu":  # (ModelMixin.to costs seconds of imports even when nothing moves)
             rand = rand.to(device)
         torch.random.set_rng_state(state)  # probing must not move the caller's random stream

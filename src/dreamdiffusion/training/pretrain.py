@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.corpus import CorpusDataset
+from dreamdiffusion.data.transforms import binned_means
 from dreamdiffusion.evaluation.reconstruction import masked_pearson_r  # re-exported
 from dreamdiffusion.models.eeg_encoder import BLOCK_INITS, PATCH_INITS, PRESETS, MaskedSignalModel, init_patch_embed
 from dreamdiffusion.training.checkpoint import (
@@ -273,13 +274,14 @@ def corpus_spatial_filters(dataset, n_filters: int, patch_size: int, seed: int, 
     n = len(dataset)
     if n == 0:
         raise DataError("no training windows to compute spatial filters from (--patch-init pca)")
-    rows = np.random.default_rng(seed).choice(n, size=min(n, n_windows), replace=False)
-    x = np.stack([np.asarray(dataset[int(i)], dtype=np.float64) for i in sorted(rows)])  # [n, C, T]
-    n_chans = x.shape[1]
-    if n_filters > n_chans:
+    n_chans, n_times = np.asarray(dataset[0]).shape
+    if n_filters > n_chans:  # (before reading the windows)
         raise ConfigError(f"--patch-init pca gives at most {n_chans} filters (the channels), the encoder is "
                           f"{n_filters} wide: use --patch-init orthogonal")
-    means = x[:, :, : x.shape[2] // patch_size * patch_size].reshape(len(x), n_chans, -1, patch_size).mean(-1)
+    rows = np.random.default_rng(seed).choice(n, size=min(n, n_windows), replace=False)
+    x = np.stack([np.asarray(dataset[int(i)], dtype=np.float64) for i in sorted(rows)])  # [n, C, T]
+    n_patches = n_times // patch_size
+    means = binned_means(x, n_patches).reshape(len(x), n_chans, n_patches)  # each patch's mean
     evals, vecs = np.linalg.eigh(np.cov(means.transpose(0, 2, 1).reshape(-1, n_chans).T))
     order = np.argsort(evals)[::-1][:n_filters]
     filters = vecs[:, order] / np.sqrt(np.maximum(evals[order], 1e-12))
