@@ -117,3 +117,24 @@ def test_registered_as_paired_dataset(bench):
     pairs = pytest.importorskip("dreamdiffusion.data.pairs")
     ds = pairs.open_paired_dataset("synthetic", "val", root=bench)
     assert len(ds) == len(synthetic.SyntheticPairs(bench, "val")) and ds[0]["eeg"].shape == (128, 512)
+
+
+def test_center_subjects_removes_each_subjects_train_mean_and_keeps_the_rest(tmp_path, bench):
+    """Train trials of every subject average to zero; each trial differs from the simulated one by its subject's
+    mean train trial only (val and test trials never enter the means); the option is recorded and the corpus kept."""
+    root = synthetic.build_benchmark(tmp_path / "c", seed=0, center_subjects=True, **SMALL)
+    desc = json.loads((root / "benchmark.json").read_text())
+    assert desc["parameters"]["center_subjects"] is True
+    assert "center_subjects" not in json.loads((bench / "benchmark.json").read_text())["parameters"]
+    raw, cen = np.load(bench / "eeg.npy"), np.load(root / "eeg.npy")
+    trials = json.loads((bench / "trials.json").read_text())
+    subject, image = np.array(trials["subject"]), np.array(trials["image_index"])
+    train = np.isin(image, json.loads((bench / "splits.json").read_text())["train"])
+    for k in np.unique(subject):
+        rows = subject == k
+        mean = raw[rows & train].astype(np.float64).mean(0)
+        np.testing.assert_allclose(cen[rows], raw[rows] - mean.astype(np.float32), atol=1e-5)
+        assert np.abs(cen[rows & train].mean(0)).max() < 1e-5
+        assert np.abs(cen[rows & ~train].mean(0)).max() > 1e-3  # held-out trials: not centred on themselves
+    assert np.array_equal(np.load(next((root / "corpus").glob("*.npy"))),
+                          np.load(next((bench / "corpus").glob("*.npy"))))

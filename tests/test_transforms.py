@@ -232,3 +232,24 @@ def test_window_at_matches_the_full_recording_away_from_edges():
         T.window_at(raw, 29.9, spec)
     with pytest.raises(DataError):
         T.window_at(raw, -1.0, spec)
+
+
+def test_subject_means_and_centering_on_known_windows():
+    """Means per subject over the given rows only, read in chunks; centering subtracts each window's own
+    subject's mean; a subject with no mean is one DataError."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(10, 2, 3)).astype(np.float32)
+    subjects = np.array([0, 1, 0, 1, 2, 0, 1, 2, 0, 1])
+    rows = [0, 1, 2, 3, 4, 5]
+    means = A.subject_means(w, subjects, rows, chunk=4)
+    assert set(means) == {0, 1, 2}
+    np.testing.assert_allclose(means[0], w[[0, 2, 5]].mean(0), atol=1e-6)
+    np.testing.assert_allclose(means[1], w[[1, 3]].mean(0), atol=1e-6)
+    np.testing.assert_allclose(means[2], w[4], atol=1e-6)
+    out = A.center_by_subject(w.copy(), subjects, means)
+    for i, k in enumerate(subjects):
+        np.testing.assert_allclose(out[i], w[i] - means[int(k)], atol=1e-6)
+    with pytest.raises(DataError, match=r"subject\(s\) \[3\]"):
+        A.center_by_subject(w[:2].copy(), [0, 3], means)
+    with pytest.raises(ValueError):
+        A.subject_means(w, subjects[:5])

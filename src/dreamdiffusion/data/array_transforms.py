@@ -1,4 +1,5 @@
-"""The array steps of the recording -> window path: stretch in time, map channels, cut windows, normalise.
+"""The array steps of the recording -> window path: stretch in time, map channels, cut windows, normalise,
+centre each subject.
 
 They take and return plain arrays (``[C, T]`` or windows ``[n, C, T]``), with no MNE Raw and no
 :class:`~dreamdiffusion.data.transforms.InputSpec`: :mod:`dreamdiffusion.data.transforms` composes them into
@@ -139,3 +140,43 @@ def normalize_windows(windows: np.ndarray, how: str = "zscore", eps: float = 1e-
     floor = np.maximum(std.max(axis=-2, keepdims=True) * eps, np.finfo(np.float32).tiny)
     out /= np.where(std > floor, std, np.inf)
     return out
+
+
+def subject_means(windows: np.ndarray, subjects, rows=None, chunk: int = 256) -> dict:
+    """Each subject's mean window ``{subject: float32 [C, T]}`` over the windows ``rows`` (e.g. the train trials).
+
+    ``windows`` may be a memory map ``[n, C, T]``: it is read ``chunk`` windows at a time.
+    """
+    subjects = np.asarray(subjects)
+    if len(subjects) != len(windows):
+        raise ValueError(f"{len(subjects)} subject ids for {len(windows)} windows")
+    rows = np.arange(len(windows)) if rows is None else np.sort(np.asarray(rows, dtype=np.int64))
+    sums: dict = {}
+    counts: dict = {}
+    for start in range(0, len(rows), chunk):
+        idx = rows[start:start + chunk]
+        block = np.asarray(windows[idx], dtype=np.float64)
+        for k in np.unique(subjects[idx]):
+            pick = subjects[idx] == k
+            sums[k] = sums.get(k, 0.0) + block[pick].sum(axis=0)
+            counts[k] = counts.get(k, 0) + int(pick.sum())
+    return {k.item() if hasattr(k, "item") else k: (sums[k] / counts[k]).astype(np.float32) for k in sums}
+
+
+def center_by_subject(windows: np.ndarray, subjects, means: dict) -> np.ndarray:
+    """``windows [n, C, T]`` minus their subject's mean window (:func:`subject_means`), in place when writable.
+
+    Why: a linear read-out pooled over subjects also has to absorb each subject's own average response (its gain
+    and latency on the shared evoked components); removing it, with means from the train trials only, leaves the
+    part that varies with the stimulus. A subject without a mean is a :class:`DataError`.
+    """
+    subjects = np.asarray(subjects)
+    if len(subjects) != len(windows):
+        raise ValueError(f"{len(subjects)} subject ids for {len(windows)} windows")
+    missing = sorted({k.item() if hasattr(k, "item") else k for k in np.unique(subjects)} - set(means))
+    if missing:
+        raise DataError(f"no mean window for subject(s) {missing} (they have no train trials)")
+    for k in np.unique(subjects):
+        rows = np.where(subjects == k)[0]
+        windows[rows] = windows[rows] - means[k.item() if hasattr(k, "item") else k]
+    return windows

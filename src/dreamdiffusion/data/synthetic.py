@@ -50,6 +50,7 @@ from PIL import Image
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.core.ridge import RidgeSearch
+from dreamdiffusion.data.array_transforms import center_by_subject, subject_means
 from dreamdiffusion.data.corpus import CorpusWriter
 from dreamdiffusion.data.montage import make_montage
 from dreamdiffusion.data.transforms import binned_means
@@ -250,23 +251,30 @@ def split_images(labels: np.ndarray, seed: int, val_fraction: float = 0.1, test_
 
 
 # ----------------------------------------------------------------------------- building
-def _params(seed, n_subjects, snr, n_corpus_windows, resolution, trials_per_image, n_images) -> dict:
-    return dict(seed=int(seed), n_subjects=int(n_subjects), snr=float(snr), n_corpus_windows=int(n_corpus_windows),
-                resolution=int(resolution), trials_per_image=int(trials_per_image),
-                n_images=None if n_images is None else int(n_images), generator_version=GENERATOR_VERSION)
+def _params(seed, n_subjects, snr, n_corpus_windows, resolution, trials_per_image, n_images,
+            center_subjects=False) -> dict:
+    params = dict(seed=int(seed), n_subjects=int(n_subjects), snr=float(snr), n_corpus_windows=int(n_corpus_windows),
+                  resolution=int(resolution), trials_per_image=int(trials_per_image),
+                  n_images=None if n_images is None else int(n_images), generator_version=GENERATOR_VERSION)
+    if center_subjects:  # only when set, so benchmarks built before the option still match their parameters
+        params["center_subjects"] = True
+    return params
 
 
 def build_benchmark(output: str | os.PathLike, seed: int = 0, n_subjects: int = 6, snr: float = 0.05,
                     n_corpus_windows: int = 1000, resolution: int = 32, trials_per_image: int = 1,
-                    n_images: int | None = None, overwrite: bool = False) -> Path:
+                    n_images: int | None = None, overwrite: bool = False, center_subjects: bool = False) -> Path:
     """Simulate the benchmark into ``output`` (atomically) and return its path.
 
     ``n_images`` limits the benchmark to a stratified subset of the 1,797 digits (tests); each image is
-    shown ``trials_per_image`` times, each time to a random subject. If ``output`` already holds a
-    benchmark built with the same parameters it is reused; a different one needs ``overwrite=True``.
+    shown ``trials_per_image`` times, each time to a random subject. ``center_subjects``: every trial (train, val
+    and test) has its subject's mean train trial subtracted
+    (:func:`~dreamdiffusion.data.array_transforms.center_by_subject`; the unlabeled corpus is left as simulated).
+    If ``output`` already holds a benchmark built with the same parameters it is reused; a different one needs
+    ``overwrite=True``.
     """
     output = Path(output)
-    params = _params(seed, n_subjects, snr, n_corpus_windows, resolution, trials_per_image, n_images)
+    params = _params(seed, n_subjects, snr, n_corpus_windows, resolution, trials_per_image, n_images, center_subjects)
     if n_subjects < 1 or trials_per_image < 1 or n_corpus_windows < 0 or snr < 0 or resolution < 8:
         raise DataError(f"invalid benchmark parameters {params}", output)
     if (output / "benchmark.json").is_file() and not overwrite:
@@ -303,6 +311,9 @@ def build_benchmark(output: str | os.PathLike, seed: int = 0, n_subjects: int = 
             sl = slice(start, start + CHUNK)
             idx = image_index[sl]
             eeg[sl] = brain.simulate(features[idx], labels[idx], subject[sl], snr, rng)
+        if center_subjects:
+            train_rows = np.where(np.isin(image_index, splits["train"]))[0]
+            center_by_subject(eeg, subject, subject_means(eeg, subject, train_rows))
         eeg.flush()
         del eeg
         np.save(tmp / "images.npy", images)
