@@ -160,11 +160,12 @@ def subject_means(windows: np.ndarray, subjects, rows=None, chunk: int = 256) ->
             pick = subjects[idx] == k
             sums[k] = sums.get(k, 0.0) + block[pick].sum(axis=0)
             counts[k] = counts.get(k, 0) + int(pick.sum())
-    return {k.item() if hasattr(k, "item") else k: (sums[k] / counts[k]).astype(np.float32) for k in sums}
+    return {_plain(k): (sums[k] / counts[k]).astype(np.float32) for k in sums}
 
 
 def center_by_subject(windows: np.ndarray, subjects, means: dict) -> np.ndarray:
-    """``windows [n, C, T]`` minus their subject's mean window (:func:`subject_means`), in place when writable.
+    """``windows [n, C, T]`` minus their subject's mean window (:func:`subject_means`), in place (pass a copy to
+    keep the input; a writable memory map is centred on disk).
 
     Why: a linear read-out pooled over subjects also has to absorb each subject's own average response (its gain
     and latency on the shared evoked components); removing it, with means from the train trials only, leaves the
@@ -173,10 +174,15 @@ def center_by_subject(windows: np.ndarray, subjects, means: dict) -> np.ndarray:
     subjects = np.asarray(subjects)
     if len(subjects) != len(windows):
         raise ValueError(f"{len(subjects)} subject ids for {len(windows)} windows")
-    missing = sorted({k.item() if hasattr(k, "item") else k for k in np.unique(subjects)} - set(means))
+    missing = sorted({_plain(k) for k in np.unique(subjects)} - set(means))
     if missing:
         raise DataError(f"no mean window for subject(s) {missing} (they have no train trials)")
     for k in np.unique(subjects):
         rows = np.where(subjects == k)[0]
-        windows[rows] = windows[rows] - means[k.item() if hasattr(k, "item") else k]
+        windows[rows] = windows[rows] - means[_plain(k)]
     return windows
+
+
+def _plain(key):
+    """A numpy scalar subject id as the Python value it holds (so ``{0: ...}`` and ``np.int64(0)`` meet)."""
+    return key.item() if isinstance(key, np.generic) else key
