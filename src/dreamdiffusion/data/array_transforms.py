@@ -163,9 +163,9 @@ def subject_means(windows: np.ndarray, subjects, rows=None, chunk: int = 256) ->
     return {_plain(k): (sums[k] / counts[k]).astype(np.float32) for k in sums}
 
 
-def center_by_subject(windows: np.ndarray, subjects, means: dict) -> np.ndarray:
+def center_by_subject(windows: np.ndarray, subjects, means: dict, chunk: int = 256) -> np.ndarray:
     """``windows [n, C, T]`` minus their subject's mean window (:func:`subject_means`), in place (pass a copy to
-    keep the input; a writable memory map is centred on disk).
+    keep the input; a writable memory map is centred on disk, ``chunk`` windows at a time).
 
     Why: a linear read-out pooled over subjects also has to absorb each subject's own average response (its gain
     and latency on the shared evoked components); removing it, with means from the train trials only, leaves the
@@ -174,12 +174,15 @@ def center_by_subject(windows: np.ndarray, subjects, means: dict) -> np.ndarray:
     subjects = np.asarray(subjects)
     if len(subjects) != len(windows):
         raise ValueError(f"{len(subjects)} subject ids for {len(windows)} windows")
-    missing = sorted({_plain(k) for k in np.unique(subjects)} - set(means))
+    keys = [_plain(k) for k in np.unique(subjects)]
+    missing = sorted(set(keys) - set(means))
     if missing:
         raise DataError(f"no mean window for subject(s) {missing} (they have no train trials)")
-    for k in np.unique(subjects):
-        rows = np.where(subjects == k)[0]
-        windows[rows] = windows[rows] - means[_plain(k)]
+    stack = np.stack([means[k] for k in keys])  # [S, C, T], row i = keys[i]
+    which = np.searchsorted(np.unique(subjects), subjects)
+    for start in range(0, len(windows), chunk):
+        sl = slice(start, start + chunk)
+        windows[sl] = windows[sl] - stack[which[sl]]
     return windows
 
 
