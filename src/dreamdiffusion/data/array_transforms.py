@@ -174,12 +174,12 @@ def center_by_subject(windows: np.ndarray, subjects, means: dict, chunk: int = 2
     subjects = np.asarray(subjects)
     if len(subjects) != len(windows):
         raise ValueError(f"{len(subjects)} subject ids for {len(windows)} windows")
-    keys = [_plain(k) for k in np.unique(subjects)]
+    present, which = np.unique(subjects, return_inverse=True)  # which[i]: row of window i's subject in `present`
+    keys = [_plain(k) for k in present]
     missing = sorted(set(keys) - set(means))
     if missing:
         raise DataError(f"no mean window for subject(s) {missing} (they have no train trials)")
     stack = np.stack([means[k] for k in keys])  # [S, C, T], row i = keys[i]
-    which = np.searchsorted(np.unique(subjects), subjects)
     for start in range(0, len(windows), chunk):
         sl = slice(start, start + chunk)
         windows[sl] = windows[sl] - stack[which[sl]]
