@@ -240,6 +240,12 @@ class DemoSettings:
     align_learning_rate: float = 1e-3
     align_validate_every: int = 25
     align_select: str = "last"  # last | best (the step with the best val retrieval)
+    # The IP-Adapter's scale: 0.75 / 1 / 1.5 / 2 made no consistent difference on val (the demo's pipelines, every
+    # other val EEG (358), no low-level start; judge / CLIP within-class at guidance 3 and 5): seed 1 0.885-0.902 /
+    # 0.554-0.559 and 0.905-0.911 / 0.556-0.561; seed 131 0.849-0.860 / 0.530-0.535 and 0.855-0.872 / 0.533-0.543 (1:
+    # 0.891 / 0.559, 0.911 / 0.560, 0.860 / 0.532, 0.866 / 0.535). Nor did matching the spread of the predicted
+    # embeddings to the train images' (per dimension or one factor, from train statistics): seed 1 images'
+    # within-class 0.526 -> 0.529-0.530, seed 131 0.517 -> 0.511-0.514 at guidance 3, on all 179 distinct val images.
     ip_adapter_scale: float = 1.0
     # ATM's low-level route: a ridge map from the EEG (16 time bins per channel) to the VAE latents of the image seen,
     # fitted on train; the sampler noises its guess to low_level_strength of the schedule and denoises it under the
