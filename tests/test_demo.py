@@ -145,3 +145,16 @@ def test_settings_name_each_field_once():
     FinetuneConfig(output="o", dataset="synthetic", align=s.align, align_cosine_weight=s.finetune_align_cosine_weight,
                    lr_scheduler=s.finetune_lr_scheduler, clip_warmup_schedule=s.clip_warmup_schedule,
                    tokenizer_init=s.tokenizer_init, null_init=s.null_init).validate()
+
+
+def test_guidance_fixed_per_recipe_or_chosen_on_val():
+    """The paper recipe's test guidance is chosen on val; the modern recipe's is the one its settings fix; a fixed
+    ``guidance`` (the ablation's) wins for both."""
+    from dreamdiffusion.experiments.settings import DemoSettings
+
+    s = DemoSettings()
+    assert s.fixed_guidance("paper") is None
+    assert s.fixed_guidance("modern") == s.modern_guidance == 5.0
+    assert DemoSettings(modern_guidance=None).fixed_guidance("modern") is None
+    ablation = DemoSettings.ablation()
+    assert ablation.fixed_guidance("paper") == ablation.fixed_guidance("modern") == ablation.guidance == 3.0

@@ -1,4 +1,4 @@
-"""``demo --recipe modern`` end to end (reduced): align -> IP-Adapter pipeline -> val guidance -> evaluate; the
+"""``demo --recipe modern`` end to end (reduced): align -> IP-Adapter pipeline -> val strength -> evaluate; the
 pipeline it writes is an ordinary pipeline folder that generate and the app's engine load."""
 
 import json
@@ -32,14 +32,16 @@ def test_modern_demo_end_to_end(modern_run):
     assert 0.0 <= metrics["retrieval_top1"] <= metrics["retrieval_top5"] <= 1.0
     assert {"align_s", "pipeline_s", "evaluate_s"} <= set(metrics["timings_s"])
     # the aligned encoder kept the step the settings name (the last: DemoSettings.align_select), with its val
-    # retrieval in the summary; the guidance was chosen on val and rides with the pipeline
+    # retrieval in the summary; the guidance is the recipe's fixed one (DemoSettings.modern_guidance), recorded and
+    # riding with the pipeline
     assert metrics["config"]["settings"]["align_select"] == "last"
     assert metrics["align_summary"]["chosen_on"] == "last step"
     assert metrics["align_summary"]["selected_step"] == metrics["config"]["settings"]["align_steps"]
     assert 0.0 <= metrics["align_summary"]["val"]["top1"] <= metrics["align_summary"]["val"]["top5"] <= 1.0
     assert metrics["align_summary"]["init_ridge"]["alpha"] > 0  # the demo starts the linear encoder at the ridge map
     chosen = json.loads((out / "guidance.json").read_text())
-    assert metrics["guidance"] == chosen["guidance"] in (1.0, 3.0)
+    assert metrics["guidance"] == chosen["guidance"] == metrics["config"]["settings"]["modern_guidance"] == 5.0
+    assert chosen["records"] == [] and "modern_guidance" in chosen["chosen_on"]
     recommended = json.loads((out / "pipeline" / "generation.json").read_text())
     assert recommended["guidance_scale"] == chosen["guidance"]
     index = json.loads((out / "pipeline" / "model_index.json").read_text())

@@ -138,13 +138,16 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
 
 
 def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name: str = "guidance") -> dict:
-    """The test images' guidance scale: ``settings.guidance``, or the best of ``guidance_choices`` on val.
+    """The test images' guidance scale: fixed by the settings (``DemoSettings.fixed_guidance``), or the best of
+    ``guidance_choices`` on val.
 
     Writes ``OUTPUT/<name>.json`` (``{"guidance": g, "chosen_on": ..., "records": [...]}``) and returns it.
     """
     s = cfg.settings
-    if s.guidance is not None:
-        result = {"guidance": float(s.guidance), "chosen_on": "fixed in the settings", "records": []}
+    fixed = s.fixed_guidance(cfg.recipe)
+    if fixed is not None:
+        where = "DemoSettings.guidance" if s.guidance is not None else f"DemoSettings.{cfg.recipe}_guidance"
+        result = {"guidance": float(fixed), "chosen_on": f"fixed in the settings ({where})", "records": []}
     else:
         pipe = DreamDiffusionPipeline.from_pretrained(pipeline)
         pipe.set_progress_bar_config(disable=True)
@@ -156,7 +159,7 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
                                                  f"{len(items)} distinct val images",
                   "records": records}
     atomic_write_json(out / f"{name}.json", result)
-    if s.guidance is None:  # the pipeline carries its val-chosen settings to generate, app and stream
+    if s.guidance is None:  # the pipeline carries the demo's settings (val-chosen or the recipe's) to generate, app, stream
         steer = s.steering(cfg.recipe)[1]
         # what the folder already recommends (the modern recipe's low-level strength) stays
         write_generation_defaults(pipeline, **{**read_generation_defaults(pipeline), "guidance_scale": result["guidance"],
