@@ -44,6 +44,9 @@ def test_modern_demo_end_to_end(modern_run):
     assert chosen["records"] == [] and "modern_guidance" in chosen["chosen_on"]
     recommended = json.loads((out / "pipeline" / "generation.json").read_text())
     assert recommended["guidance_scale"] == chosen["guidance"]
+    # where each recommendation came from: the strength's val choice, then the fixed guidance
+    assert recommended["chosen_on"].startswith("val: ") and recommended["chosen_on"].endswith(
+        "; guidance fixed in the settings (DemoSettings.modern_guidance)")
     index = json.loads((out / "pipeline" / "model_index.json").read_text())
     assert index["conditioning"] == "ip-adapter"
     # ATM's low-level route: the latent decoder fitted on train, its strength chosen on val and recommended

@@ -161,9 +161,12 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
     atomic_write_json(out / f"{name}.json", result)
     if s.guidance is None:  # the pipeline carries the demo's settings (val-chosen or the recipe's) to generate, app, stream
         steer = s.steering(cfg.recipe)[1]
-        # what the folder already recommends (the modern recipe's low-level strength) stays
-        write_generation_defaults(pipeline, **{**read_generation_defaults(pipeline), "guidance_scale": result["guidance"],
-                                               "num_inference_steps": s.steps, "chosen_on": result["chosen_on"],
+        # what the folder already recommends (the low-level strength, chosen on val) stays, and so does where it came from
+        earlier = read_generation_defaults(pipeline)
+        chosen_on = result["chosen_on"] if fixed is None else "; ".join(
+            x for x in (earlier.get("chosen_on"), f"guidance {result['chosen_on']}") if x)
+        write_generation_defaults(pipeline, **{**earlier, "guidance_scale": result["guidance"],
+                                               "num_inference_steps": s.steps, "chosen_on": chosen_on,
                                                "clip_guidance": steer or None,
                                                "steering_clip": cfg.clip if steer else None})
     logger.info("test guidance %.2f (%s)", result["guidance"], result["chosen_on"])
