@@ -158,3 +158,6 @@ def test_guidance_fixed_per_recipe_or_chosen_on_val():
     assert DemoSettings(modern_guidance=None).fixed_guidance("modern") is None
     ablation = DemoSettings.ablation()
     assert ablation.fixed_guidance("paper") == ablation.fixed_guidance("modern") == ablation.guidance == 3.0
+    # each recipe's steering of its test images (best of N, CLIP guidance), chosen on val
+    assert s.steering("paper") == (1, 0.2) and s.steering("modern") == (1, 0.1)
+    assert ablation.steering("paper") == ablation.steering("modern") == (1, 0.0)

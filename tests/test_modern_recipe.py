@@ -44,6 +44,9 @@ def test_modern_demo_end_to_end(modern_run):
     assert chosen["records"] == [] and "modern_guidance" in chosen["chosen_on"]
     recommended = json.loads((out / "pipeline" / "generation.json").read_text())
     assert recommended["guidance_scale"] == chosen["guidance"]
+    # the recipe's CLIP guidance rides with the pipeline, with the CLIP it steers by, as the paper recipe's does
+    assert recommended["clip_guidance"] == metrics["config"]["settings"]["modern_clip_guidance"] > 0
+    assert recommended["steering_clip"] == metrics["config"]["clip"]
     # where each recommendation came from: the strength's val choice, then the fixed guidance
     assert recommended["chosen_on"].startswith("val: ") and recommended["chosen_on"].endswith(
         "; guidance fixed in the settings (DemoSettings.modern_guidance)")
