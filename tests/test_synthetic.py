@@ -138,3 +138,22 @@ def test_center_subjects_removes_each_subjects_train_mean_and_keeps_the_rest(tmp
         assert np.abs(cen[rows & ~train].mean(0)).max() > 1e-3  # held-out trials: not centred on themselves
     assert np.array_equal(np.load(next((root / "corpus").glob("*.npy"))),
                           np.load(next((bench / "corpus").glob("*.npy"))))
+
+
+def test_a_failed_build_leaves_nothing_and_keeps_the_previous_benchmark(tmp_path, monkeypatch):
+    out = tmp_path / "bench"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(synthetic, "_write_corpus", broken)
+    with pytest.raises(RuntimeError):
+        synthetic.build_benchmark(out, seed=0, n_subjects=2, n_corpus_windows=0, n_images=60)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a half-written sibling
+    monkeypatch.undo()
+    built = synthetic.build_benchmark(out, seed=0, n_subjects=2, n_corpus_windows=0, n_images=60)
+    before = (built / "benchmark.json").read_text()
+    monkeypatch.setattr(synthetic, "_write_corpus", broken)
+    with pytest.raises(RuntimeError):
+        synthetic.build_benchmark(out, seed=1, n_subjects=2, n_corpus_windows=0, n_images=60, overwrite=True)
+    assert (out / "benchmark.json").read_text() == before and [p.name for p in tmp_path.iterdir()] == ["bench"]

@@ -392,6 +392,25 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         cond = self.eeg_conditioner.null_condition(embeds.shape[0]).to(self.device, dtype)  # the empty prompt
         return cond, {"added_cond_kwargs": {"image_embeds": [embeds.to(dtype)]}}, contextlib.nullcontext()
 
+    def _start_latents(self, shape, num_inference_steps: int, latents, guess, strength: float, generator):
+        """``(latents, timesteps)`` the sampling loop starts from: pure noise over the whole schedule, or (with a
+        low-level ``guess``) the guess noised to the first of the last ``round(steps x strength)`` timesteps."""
+        device, dtype = self.device, self.unet.dtype
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device, dtype)
+        if guess is None:
+            return latents * self.scheduler.init_noise_sigma, timesteps
+        # img2img: the guess noised with the noise drawn above, so seeds still hold
+        start = len(timesteps) - max(1, round(len(timesteps) * strength))
+        timesteps = timesteps[start:]
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(start * getattr(self.scheduler, "order", 1))
+        return self.scheduler.add_noise(guess.to(device, dtype), latents, timesteps[:1]), timesteps
+
     @torch.no_grad()
     def __call__(
         self,
@@ -428,30 +447,17 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         sample_size = sample_size[0] if isinstance(sample_size, (list, tuple)) else sample_size
         height = height or sample_size * self.vae_scale_factor
         width = width or sample_size * self.vae_scale_factor
-        device, dtype = self.device, self.unet.dtype
+        device = self.device
         use_cfg = guidance_scale > 1.0
         cond, unet_kwargs, conditioning = self._context(eeg, ip_adapter_image_embeds, num_images_per_eeg, use_cfg)
         batch = cond.shape[0] // 2 if use_cfg else cond.shape[0]
 
         shape = (batch, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        strength = self.low_level_strength(low_level_strength)
         guess = None
+        strength = self.low_level_strength(low_level_strength)
         if strength < 1 and latents is None and ip_adapter_image_embeds is None:
             guess = self._latent_guess(eeg, num_images_per_eeg, shape)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        else:
-            latents = latents.to(device, dtype)
-        if guess is None:
-            latents = latents * self.scheduler.init_noise_sigma
-        else:  # img2img: the guess noised to the first kept timestep (the noise drawn above, so seeds still hold)
-            start = len(timesteps) - max(1, round(len(timesteps) * strength))
-            timesteps = timesteps[start:]
-            if hasattr(self.scheduler, "set_begin_index"):
-                self.scheduler.set_begin_index(start * getattr(self.scheduler, "order", 1))
-            latents = self.scheduler.add_noise(guess.to(device, dtype), latents, timesteps[:1])
+        latents, timesteps = self._start_latents(shape, num_inference_steps, latents, guess, strength, generator)
 
         # Only stochastic samplers take a generator (PNDM's step() has no such argument).
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}

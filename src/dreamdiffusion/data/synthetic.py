@@ -38,8 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -49,6 +47,7 @@ from PIL import Image
 
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import DataError
+from dreamdiffusion.core.files import staged_folder
 from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.data.array_transforms import center_by_subject, subject_means
 from dreamdiffusion.data.corpus import CorpusWriter
@@ -277,18 +276,9 @@ def build_benchmark(output: str | os.PathLike, seed: int = 0, n_subjects: int = 
     params = _params(seed, n_subjects, snr, n_corpus_windows, resolution, trials_per_image, n_images, center_subjects)
     if n_subjects < 1 or trials_per_image < 1 or n_corpus_windows < 0 or snr < 0 or resolution < 8:
         raise DataError(f"invalid benchmark parameters {params}", output)
-    if (output / "benchmark.json").is_file() and not overwrite:
-        try:
-            existing = json.loads((output / "benchmark.json").read_text()).get("parameters")
-        except (OSError, ValueError):
-            existing = None
-        if existing == params:
-            logger.info("reusing the benchmark in %s", output)
-            return output
-        raise DataError("folder holds a benchmark built with other parameters (pass overwrite=True / --overwrite)",
-                        output)
-    if output.exists() and not overwrite and any(output.iterdir()):
-        raise DataError("output folder exists and is not empty (pass overwrite=True / --overwrite)", output)
+    if _reusable(output, params, overwrite):
+        logger.info("reusing the benchmark in %s", output)
+        return output
 
     images, labels = load_digit_images(resolution)
     features = image_features(images)
@@ -302,9 +292,8 @@ def build_benchmark(output: str | os.PathLike, seed: int = 0, n_subjects: int = 
     image_index = np.repeat(np.arange(len(images)), trials_per_image)
     subject = rng.integers(0, n_subjects, len(image_index))
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=output.name + ".tmp-", dir=output.parent))
-    try:
+    # _reusable has refused a folder this call may not replace, hence overwrite=True here
+    with staged_folder(output, overwrite=True) as tmp:
         eeg = np.lib.format.open_memmap(tmp / "eeg.npy", mode="w+", dtype=np.float32,
                                         shape=(len(image_index), N_CHANS, N_TIMES))
         for start in range(0, len(image_index), CHUNK):
@@ -323,27 +312,44 @@ def build_benchmark(output: str | os.PathLike, seed: int = 0, n_subjects: int = 
         (tmp / "splits.json").write_text(json.dumps(splits))
         _write_corpus(tmp / "corpus", brain, features, labels, splits["train"], n_corpus_windows, n_subjects,
                       snr, np.random.default_rng([seed, 7]))
-        description = {
-            "format": FORMAT_NAME, "version": 1, "parameters": params,
-            "n_chans": N_CHANS, "n_times": N_TIMES, "sfreq": SFREQ, "t_start": T_START, "units": "z-scored",
-            "montage": MONTAGE, "ch_names": brain.ch_names,
-            "components": [dict(name=c[0], latency_s=c[1], width_s=c[2], polarity=c[3]) for c in COMPONENTS],
-            "n_sources": N_SOURCES, "n_images": int(len(images)), "n_trials": int(len(image_index)),
-            "n_classes": int(labels.max() + 1), "class_names": [str(c) for c in range(int(labels.max() + 1))],
-            "splits": {k: len(v) for k, v in splits.items()},
-            "images": "images.npy", "labels": "labels.npy", "eeg": "eeg.npy", "trials": "trials.json",
-            "split_file": "splits.json", "corpus": "corpus",
-            "source": "images: scikit-learn load_digits (UCI optical recognition of handwritten digits); "
-                      "EEG: simulated by dreamdiffusion.data.synthetic",
-        }
+        description = _description(params, brain, images, labels, image_index, splits)
         (tmp / "benchmark.json").write_text(json.dumps(description, indent=1))
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output
+
+
+def _reusable(output: Path, params: dict, overwrite: bool) -> bool:
+    """True when ``output`` already holds a benchmark of ``params``; refuses (``DataError``) a folder that holds
+    something else, unless ``overwrite``."""
+    if (output / "benchmark.json").is_file() and not overwrite:
+        try:
+            existing = json.loads((output / "benchmark.json").read_text()).get("parameters")
+        except (OSError, ValueError):
+            existing = None
+        if existing == params:
+            return True
+        raise DataError("folder holds a benchmark built with other parameters (pass overwrite=True / --overwrite)",
+                        output)
+    if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
+        raise DataError("output folder exists and is not empty (pass overwrite=True / --overwrite)", output)
+    return False
+
+
+def _description(params: dict, brain: SimulatedBrain, images, labels, image_index, splits) -> dict:
+    """``benchmark.json``: what was simulated, with what, and where each part lies."""
+    n_classes = int(labels.max() + 1)
+    return {
+        "format": FORMAT_NAME, "version": 1, "parameters": params,
+        "n_chans": N_CHANS, "n_times": N_TIMES, "sfreq": SFREQ, "t_start": T_START, "units": "z-scored",
+        "montage": MONTAGE, "ch_names": brain.ch_names,
+        "components": [dict(name=c[0], latency_s=c[1], width_s=c[2], polarity=c[3]) for c in COMPONENTS],
+        "n_sources": N_SOURCES, "n_images": int(len(images)), "n_trials": int(len(image_index)),
+        "n_classes": n_classes, "class_names": [str(c) for c in range(n_classes)],
+        "splits": {k: len(v) for k, v in splits.items()},
+        "images": "images.npy", "labels": "labels.npy", "eeg": "eeg.npy", "trials": "trials.json",
+        "split_file": "splits.json", "corpus": "corpus",
+        "source": "images: scikit-learn load_digits (UCI optical recognition of handwritten digits); "
+                  "EEG: simulated by dreamdiffusion.data.synthetic",
+    }
 
 
 def _write_corpus(folder: Path, brain: SimulatedBrain, features, labels, train_images, n_windows: int,
