@@ -11,7 +11,7 @@ Layout of a corpus folder::
                                 "spec": {InputSpec}, "skipped": [...], "excluded": [...]}
     DIR/shard-00000.npy        float32 [n, n_chans, n_times], read with np.load(mmap_mode="r")
 
-A corpus is written to ``DIR.tmp-*`` and renamed to ``DIR`` when complete, so a folder with a
+A corpus is written to a hidden sibling ``.DIR.partial-PID-*`` and renamed to ``DIR`` when complete, so a folder with a
 manifest is always whole. Shards are streamed to disk window chunk by window chunk (memory stays
 flat however large the corpus), and read back through memory maps.
 """
