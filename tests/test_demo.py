@@ -5,7 +5,13 @@ import json
 import pytest
 
 from dreamdiffusion.cli import main
-from dreamdiffusion.experiments.ablation import MODERN_VARIANT, ablation_markdown, ablation_variants, summarise_ablation
+from dreamdiffusion.experiments.ablation import (
+    MODERN_VARIANT,
+    ablation_markdown,
+    ablation_variants,
+    run_row,
+    summarise_ablation,
+)
 from dreamdiffusion.experiments.demo import METRIC_KEYS
 
 
@@ -109,6 +115,29 @@ def test_ablation_summary_mean_and_spread():
     summary.update(seeds=2, machine="test", seconds=1.0, encoders={})
     md = ablation_markdown(summary)
     assert "0.500 ± 0.141" in md and variants[0].name in md
+    assert "baseline" not in md  # no run carried baselines: no baseline rows
+
+
+def test_ablation_baselines_count_each_seed_once():
+    variants = ablation_variants()[:2]
+
+    def run(seed, top1, ridge_top1, ridge_ret):
+        return run_row({"top1_accuracy": top1, "n_way": 10, "chance": 0.1, "clip_within_class_2way": 0.55,
+                        "baseline_ridge_class": {"top1_accuracy": ridge_top1},
+                        "baseline_ridge_clip": {"retrieval_top1": ridge_ret, "retrieval_top5": 0.3,
+                                                "clip_within_class_2way": 0.54}}, seed)
+
+    # both variants of a seed saw the same test EEGs, so they carry the same baselines: seed 0 must count once
+    results = {variants[0].name: [run(0, 0.5, 0.9, 0.05), run(1, 0.7, 0.8, 0.07)],
+               variants[1].name: [run(0, 0.3, 0.9, 0.05)]}
+    summary = summarise_ablation(variants, results)
+    assert summary["baselines"]["ridge_class_top1"]["runs"] == [0.9, 0.8]
+    assert summary["baselines"]["ridge_clip_retrieval_top1"]["mean"] == pytest.approx(0.06)
+    assert summary["rows"][0]["clip_within_class_2way_mean"] == pytest.approx(0.55)
+    summary.update(seeds=2, machine="test", seconds=1.0, encoders={})
+    md = ablation_markdown(summary)
+    assert "baseline: ridge -> class" in md and "0.850 ± 0.071" in md  # sample sd of (0.9, 0.8)
+    assert "baseline: ridge -> CLIP" in md and "0.060 ± 0.014" in md
 
 
 def test_demo_rejects_bad_seeds(capsys):

@@ -146,7 +146,8 @@ def test_report_figures_and_markdown(tmp_path):
     grid = R.comparison_grid(gt, [[g, g] for g in gt], tmp_path / "grid.png", row_titles=["a", "b", "c"])
     traces = R.eeg_traces(np.random.default_rng(0).normal(size=(16, 128)), 256.0, tmp_path / "eeg.png")
     curve = R.curves({"train": ([1, 2, 3], [3.0, 2.0, 1.0])}, tmp_path / "curve.png")
-    bars = R.bar_chart(["a", "b"], [0.5, 0.7], [0.1, 0.0], tmp_path / "bars.png", "acc", chance=0.1)
+    bars = R.bar_chart(["a", "b"], [0.5, 0.7], [0.1, 0.0], tmp_path / "bars.png", "acc", chance=0.1,
+                       references={"ridge": 0.8, "unknown": None})
     for f in (grid, traces, curve, bars):
         assert Path(f).stat().st_size > 1000
         assert Image.open(f).format == "PNG"

@@ -37,6 +37,16 @@ from dreamdiffusion.models.ip_adapter import resolve_ip_adapter
 
 logger = logging.getLogger(__name__)
 
+# Beside the method's own numbers (evaluate's metrics.json): its images' within-class 2-way, and the baselines
+# evaluate computed on the same test EEGs, as (summary key, path in metrics.json). The baselines are the same for
+# every variant of a seed (same benchmark, same test EEGs): each seed counts once.
+ROW_KEYS = METRIC_KEYS + ("clip_within_class_2way",)
+BASELINE_KEYS = {"ridge_class_top1": ("baseline_ridge_class", "top1_accuracy"),
+                 "ridge_class_eeg_accuracy": ("baseline_ridge_class", "eeg_accuracy"),
+                 "ridge_clip_within_class_2way": ("baseline_ridge_clip", "clip_within_class_2way"),
+                 "ridge_clip_retrieval_top1": ("baseline_ridge_clip", "retrieval_top1"),
+                 "ridge_clip_retrieval_top5": ("baseline_ridge_clip", "retrieval_top5")}
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -123,12 +133,12 @@ def run_ablation(config: AblationConfig) -> dict:
             done = seed_dir / f"evaluate-{tag}" / "metrics.json"
             if reuse and done.is_file():  # finished earlier with the same settings (metrics.json is written last)
                 res = json.loads(done.read_text())
-                results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
+                results[v.name].append(run_row(res, seed))
                 logger.info("reusing %s", done)
                 continue
             if v.recipe == "modern":
                 res = _modern_variant(seed_dir, bench, cfg, tag)
-                results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
+                results[v.name].append(run_row(res, seed))
                 continue
             encoder = None
             if v.pretrain:  # one pretraining per (encoder, mask ratio), shared by the CLIP on/off rows
@@ -138,7 +148,7 @@ def run_ablation(config: AblationConfig) -> dict:
                 encoder = encoders[key]
             pipeline = finetune_stage(seed_dir, bench, encoder, cfg, name=f"finetune-{tag}")
             res = evaluate_stage(seed_dir, bench, pipeline, cfg, name=f"evaluate-{tag}", progress=False)
-            results[v.name].append({k: res.get(k) for k in METRIC_KEYS} | {"seed": seed})
+            results[v.name].append(run_row(res, seed))
             shutil.rmtree(Path(pipeline).parent / "checkpoints", ignore_errors=True)
     summary = summarise_ablation(variants, results)
     summary.update({"seeds": config.seeds,
@@ -153,7 +163,8 @@ def run_ablation(config: AblationConfig) -> dict:
     bar_chart([r["variant"] for r in rows], [r["top1_accuracy_mean"] for r in rows],
               [r["top1_accuracy_std"] for r in rows], out / "ablation.png",
               ylabel=f"{summary['n_way']}-way top-1 (mean +- sd over seeds)", chance=summary["chance"],
-              title="Ablation on the digits benchmark (structure of the paper's Table 1)")
+              title="Ablation on the digits benchmark (structure of the paper's Table 1)",
+              references={"ridge -> class lookup": summary["baselines"]["ridge_class_top1"]["mean"]})
     return summary
 
 
@@ -199,6 +210,26 @@ def slug(text: str) -> str:
     return "".join(c if c.isalnum() or c == "." else "-" for c in text.lower()).strip("-").replace("--", "-")
 
 
+def metric_at(metrics: dict, path: tuple[str, ...]):
+    """``metrics[path[0]][path[1]]...``, None where any level is missing."""
+    for key in path:
+        metrics = (metrics or {}).get(key)
+    return metrics
+
+
+def run_row(metrics: dict, seed: int) -> dict:
+    """What the summary keeps of one run's ``metrics.json``: the method's numbers and the baselines beside them."""
+    return ({k: metrics.get(k) for k in ROW_KEYS} | {k: metric_at(metrics, path) for k, path in BASELINE_KEYS.items()}
+            | {"seed": seed})
+
+
+def stats(values) -> dict:
+    """Mean, sample sd (0 for one value) and every value, of the values that are not None."""
+    v = np.array([x for x in values if x is not None], dtype=float)
+    return {"mean": float(v.mean()) if len(v) else None, "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "runs": v.tolist()}
+
+
 def summarise_ablation(variants: list[Variant], results: dict[str, list[dict]]) -> dict:
     """Mean and sample standard deviation over seeds of each metric, per variant."""
     rows = []
@@ -207,15 +238,19 @@ def summarise_ablation(variants: list[Variant], results: dict[str, list[dict]]) 
         runs = results[v.name]
         row = {"variant": v.name, "msm_pretraining": v.pretrain, "clip_supervision": v.clip, "encoder": v.encoder,
                "mask_ratio": v.mask_ratio if v.pretrain else None, "n_seeds": len(runs)}
-        for key in ("top1_accuracy", "retrieval_top1", "retrieval_top5", "ssim", "pcc"):
-            vals = np.array([r[key] for r in runs if r.get(key) is not None], dtype=float)
-            row[f"{key}_mean"] = float(vals.mean()) if len(vals) else None
-            row[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-            row[f"{key}_runs"] = vals.tolist()
+        for key in ("top1_accuracy", "retrieval_top1", "retrieval_top5", "clip_within_class_2way", "ssim", "pcc"):
+            st = stats(r.get(key) for r in runs)
+            row[f"{key}_mean"], row[f"{key}_std"], row[f"{key}_runs"] = st["mean"], st["sd"], st["runs"]
         n_way = runs[0]["n_way"] if runs else n_way
         chance = runs[0]["chance"] if runs else chance
         rows.append(row)
-    return {"rows": rows, "n_way": n_way, "chance": chance}
+    per_seed: dict = {}  # seed -> the first run's baselines that has them
+    for runs in results.values():
+        for r in runs:
+            if r.get("ridge_class_top1") is not None or r.get("ridge_clip_retrieval_top1") is not None:
+                per_seed.setdefault(r.get("seed"), r)
+    baselines = {k: stats(r.get(k) for r in per_seed.values()) for k in BASELINE_KEYS}
+    return {"rows": rows, "n_way": n_way, "chance": chance, "baselines": baselines}
 
 
 def ablation_markdown(summary: dict) -> str:
@@ -223,12 +258,26 @@ def ablation_markdown(summary: dict) -> str:
         m, s = row[f"{key}_mean"], row[f"{key}_std"]
         return "n/a" if m is None else f"{m:.3f} ± {s:.3f}"
 
+    rows = [(r["variant"], r["msm_pretraining"], r["clip_supervision"], r["encoder"],
+             "-" if r["mask_ratio"] is None else r["mask_ratio"], pm(r, "top1_accuracy"), pm(r, "retrieval_top1"),
+             pm(r, "retrieval_top5"), pm(r, "clip_within_class_2way"), pm(r, "ssim"), r["n_seeds"])
+            for r in summary["rows"]]
+    base = summary.get("baselines") or {}
+
+    def bm(key):
+        st = base.get(key) or {}
+        return "-" if st.get("mean") is None else f"{st['mean']:.3f} ± {st['sd']:.3f}"
+
+    n_base = len((base.get("ridge_clip_retrieval_top1") or {}).get("runs", []))
+    if n_base:  # the simplest pipelines on the same test EEGs (no Stage A, no Stage B)
+        rows.append(("baseline: ridge -> class -> the base's class conditioning", "-", "-", "-", "-",
+                     bm("ridge_class_top1"), "-", "-", "-", "-", n_base))
+        rows.append(("baseline: ridge -> CLIP image embedding (no image drawn)", "-", "-", "-", "-", "-",
+                     bm("ridge_clip_retrieval_top1"), bm("ridge_clip_retrieval_top5"),
+                     bm("ridge_clip_within_class_2way"), "-", n_base))
     table = markdown_table(
-        ["variant", "MSM", "CLIP", "encoder", "mask", f"top-1 ({summary['n_way']}-way)", "retrieval top-1", "SSIM",
-         "seeds"],
-        [(r["variant"], r["msm_pretraining"], r["clip_supervision"], r["encoder"],
-          "-" if r["mask_ratio"] is None else r["mask_ratio"], pm(r, "top1_accuracy"), pm(r, "retrieval_top1"),
-          pm(r, "ssim"), r["n_seeds"]) for r in summary["rows"]])
+        ["variant", "MSM", "CLIP", "encoder", "mask", f"top-1 ({summary['n_way']}-way)", "retrieval top-1",
+         "retrieval top-5", "CLIP within-class 2-way", "SSIM", "seeds"], rows)
     enc = summary.get("encoders", {})
     return ("# Ablation (structure of DreamDiffusion's Table 1) on the digits benchmark\n\n" + table + "\n\n"
             f"- mean ± sample sd over {summary.get('seeds')} seed(s) (each seed: its own benchmark brain, subjects, "
@@ -238,4 +287,5 @@ def ablation_markdown(summary: dict) -> str:
 
 
 __all__ = ["AblationConfig", "run_ablation", "ablation_variants", "summarise_ablation", "ablation_markdown", "Variant",
-           "ENCODER_PRESETS", "TINY_PAPER_PRESET", "resolve_components", "MODERN_VARIANT"]
+           "ENCODER_PRESETS", "TINY_PAPER_PRESET", "resolve_components", "MODERN_VARIANT", "BASELINE_KEYS",
+           "metric_at", "run_row", "stats"]

@@ -27,7 +27,14 @@ import numpy as np
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_text, save_figure
 from dreamdiffusion.evaluation.figures import headless_pyplot, markdown_table
-from dreamdiffusion.experiments.ablation import resolve_components, same_settings, slug
+from dreamdiffusion.experiments.ablation import (
+    BASELINE_KEYS,
+    metric_at,
+    resolve_components,
+    same_settings,
+    slug,
+    stats,
+)
 from dreamdiffusion.experiments.demo import (
     DemoConfig,
     DemoSettings,
@@ -40,13 +47,10 @@ from dreamdiffusion.experiments.demo import (
 
 logger = logging.getLogger(__name__)
 
-# (summary key, where it is in evaluate's metrics.json): the method's numbers, then the baselines'
+# (summary key, where it is in evaluate's metrics.json): the method's numbers; the baselines' are ablate's
+# BASELINE_KEYS
 METHOD_KEYS = {"top1_accuracy": ("top1_accuracy",), "clip_within_class_2way": ("clip_within_class_2way",),
                "retrieval_top5": ("retrieval_top5",), "pcc_within_class_2way": ("pcc_within_class_2way",)}
-BASELINE_KEYS = {"ridge_class_top1": ("baseline_ridge_class", "top1_accuracy"),
-                 "ridge_class_eeg_accuracy": ("baseline_ridge_class", "eeg_accuracy"),
-                 "ridge_clip_within_class_2way": ("baseline_ridge_clip", "clip_within_class_2way"),
-                 "ridge_clip_retrieval_top5": ("baseline_ridge_clip", "retrieval_top5")}
 
 
 @dataclass
@@ -60,12 +64,6 @@ class PairsAblationConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _get(metrics: dict, path: tuple[str, ...]):
-    for key in path:
-        metrics = (metrics or {}).get(key)
-    return metrics
 
 
 def _run_variant(seed_dir: Path, bench: Path, encoder: Path | None, cfg: DemoConfig, tag: str,
@@ -103,17 +101,11 @@ def _run_seed(config: PairsAblationConfig, seed: int, components: dict, runs: li
                 res = _run_variant(seed_dir, bench, encoder if msm else None, cfg, tag, baselines=msm)
             row = {"seed": seed, "fraction": float(fraction), "msm": msm, "n_way": res.get("n_way"),
                    "chance": res.get("chance"), "retrieval_chance_top5": res.get("retrieval_chance_top5")}
-            row.update({k: _get(res, path) for k, path in {**METHOD_KEYS, **BASELINE_KEYS}.items()})
+            row.update({k: metric_at(res, path) for k, path in {**METHOD_KEYS, **BASELINE_KEYS}.items()})
             runs.append(row)
     summary = seed_dir / "pretrain-msm" / "pretrain_summary.json"
     if summary.is_file():
         runs.append({"seed": seed, "stage_a": json.loads(summary.read_text())})
-
-
-def _stats(values) -> dict:
-    v = np.array([x for x in values if x is not None], dtype=float)
-    return {"mean": float(v.mean()) if len(v) else None, "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "runs": v.tolist()}
 
 
 def summarise_pairs(runs: list[dict], fractions) -> dict:
@@ -124,10 +116,10 @@ def summarise_pairs(runs: list[dict], fractions) -> dict:
         row: dict = {"fraction": float(f)}
         for msm, name in ((True, "msm"), (False, "no_msm")):
             sel = [r for r in scored if r["fraction"] == float(f) and r["msm"] is msm]
-            row[name] = {k: _stats(r[k] for r in sel) for k in METHOD_KEYS}
+            row[name] = {k: stats(r[k] for r in sel) for k in METHOD_KEYS}
             row[name]["seeds"] = [r["seed"] for r in sel]
         base = [r for r in scored if r["fraction"] == float(f) and r["msm"] is True]
-        row["baselines"] = {k: _stats(r[k] for r in base) for k in BASELINE_KEYS}
+        row["baselines"] = {k: stats(r[k] for r in base) for k in BASELINE_KEYS}
         rows.append(row)
     first = scored[0] if scored else {}
     return {"rows": rows, "n_way": first.get("n_way"), "chance": first.get("chance"),

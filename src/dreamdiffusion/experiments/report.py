@@ -83,14 +83,20 @@ def bar_chart(
     ylabel: str,
     chance: float | None = None,
     title: str | None = None,
+    references: dict[str, float | None] | None = None,
 ) -> Path:
-    """Bars with error bars (mean +- spread over seeds) and an optional chance line."""
+    """Bars with error bars (mean +- spread over seeds), an optional chance line and ``references``: name -> level,
+    each drawn as a dotted line (a baseline beside the bars; None: not drawn)."""
     plt = headless_pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(labels) + 2), 3.6))
     x = np.arange(len(labels))
     ax.bar(x, means, yerr=spreads, capsize=3, color="#4C72B0")
     if chance is not None:
         ax.axhline(chance, ls="--", color="gray", lw=1, label=f"chance ({chance:.2f})")
+    for (name, level), color in zip((references or {}).items(), ("#C44E52", "#55A868", "#8172B2")):
+        if level is not None:
+            ax.axhline(level, ls=":", color=color, lw=1.5, label=f"{name} ({level:.2f})")
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
