@@ -10,6 +10,7 @@ from dreamdiffusion.experiments.ablation import (
     ablation_markdown,
     ablation_variants,
     run_row,
+    seconds_note,
     summarise_ablation,
 )
 from dreamdiffusion.experiments.demo import METRIC_KEYS
@@ -138,6 +139,13 @@ def test_ablation_baselines_count_each_seed_once():
     md = ablation_markdown(summary)
     assert "baseline: ridge -> class" in md and "0.850 ± 0.071" in md  # sample sd of (0.9, 0.8)
     assert "baseline: ridge -> CLIP" in md and "0.060 ± 0.014" in md
+
+
+def test_ablation_time_says_when_runs_were_read_back():
+    # a call that only gathers finished runs takes seconds: its time must not read as the ablation's
+    assert seconds_note({"seconds": 2700.0, "runs_reused": 0, "runs_total": 11}) == "2700.0 s in this call"
+    note = seconds_note({"seconds": 0.4, "runs_reused": 22, "runs_total": 22})
+    assert note.startswith("0.4 s in this call") and "22 of 22 runs read back" in note
 
 
 def test_demo_rejects_bad_seeds(capsys):

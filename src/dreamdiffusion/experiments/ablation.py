@@ -115,6 +115,7 @@ def run_ablation(config: AblationConfig) -> dict:
     results: dict[str, list[dict]] = {v.name: [] for v in variants}
     components = resolve_components()  # fixed folders: every variant sees the same base, CLIP and judge
     t0 = time.perf_counter()
+    reused = 0  # runs read back from an earlier call (their time is not in this call's seconds)
     for seed in range(config.first_seed, config.first_seed + config.seeds):
         seed_dir = out / f"seed{seed}"
         reuse = same_settings(seed_dir, config.settings, components)
@@ -135,6 +136,7 @@ def run_ablation(config: AblationConfig) -> dict:
                 res = json.loads(done.read_text())
                 results[v.name].append(run_row(res, seed))
                 logger.info("reusing %s", done)
+                reused += 1
                 continue
             if v.recipe == "modern":
                 res = _modern_variant(seed_dir, bench, cfg, tag)
@@ -154,6 +156,7 @@ def run_ablation(config: AblationConfig) -> dict:
     summary.update({"seeds": config.seeds,
                     "seed_list": list(range(config.first_seed, config.first_seed + config.seeds)),
                     "components": components, "seconds": round(time.perf_counter() - t0, 1), "machine": machine_description(),
+                    "runs_reused": reused, "runs_total": len(variants) * config.seeds,
                     "config": config.to_dict(), "encoders": {
                         "small": {"preset": "tiny", **_preset("tiny")},
                         "paper-shaped": {"preset": "tiny-paper", **TINY_PAPER_PRESET}}})
@@ -283,9 +286,19 @@ def ablation_markdown(summary: dict) -> str:
             f"- mean ± sample sd over {summary.get('seeds')} seed(s) (each seed: its own benchmark brain, subjects, "
             f"splits, initialisation and noise); chance = {summary['chance']}\n"
             f"- encoders: small = {enc.get('small')}, paper-shaped = {enc.get('paper-shaped')}\n"
-            f"- machine: {summary.get('machine')}; {summary.get('seconds')} s in all\n")
+            f"- machine: {summary.get('machine')}; {seconds_note(summary)}\n")
+
+
+def seconds_note(summary: dict) -> str:
+    """How long the call that wrote the summary took, and how many of its runs it read back instead of running
+    (their time is not in it: a gathering call over finished runs takes seconds)."""
+    note = f"{summary.get('seconds')} s in this call"
+    if summary.get("runs_reused"):
+        note += (f"; {summary['runs_reused']} of {summary.get('runs_total')} runs read back from earlier calls "
+                 "(their time is not in it)")
+    return note
 
 
 __all__ = ["AblationConfig", "run_ablation", "ablation_variants", "summarise_ablation", "ablation_markdown", "Variant",
            "ENCODER_PRESETS", "TINY_PAPER_PRESET", "resolve_components", "MODERN_VARIANT", "BASELINE_KEYS",
-           "metric_at", "run_row", "stats"]
+           "metric_at", "run_row", "stats", "seconds_note"]

@@ -32,6 +32,7 @@ from dreamdiffusion.experiments.ablation import (
     metric_at,
     resolve_components,
     same_settings,
+    seconds_note,
     slug,
     stats,
 )
@@ -91,7 +92,8 @@ def _run_seed(config: PairsAblationConfig, seed: int, components: dict, runs: li
             settings = dataclasses.replace(config.settings, pretrain=msm, pairs_fraction=float(fraction),
                                            pretrain_steps=config.msm_steps)
             cfg = dataclasses.replace(base_cfg, settings=settings)
-            if reuse and done.is_file():
+            was_done = reuse and done.is_file()  # finished by an earlier call with the same settings
+            if was_done:
                 res = json.loads(done.read_text())
                 logger.info("reusing %s", done)
             else:
@@ -99,7 +101,7 @@ def _run_seed(config: PairsAblationConfig, seed: int, components: dict, runs: li
                     encoder = pretrain_stage(seed_dir, bench, cfg, name="pretrain-msm")
                 logger.info("== pairs ablation seed %d: %s", seed, tag)
                 res = _run_variant(seed_dir, bench, encoder if msm else None, cfg, tag, baselines=msm)
-            row = {"seed": seed, "fraction": float(fraction), "msm": msm, "n_way": res.get("n_way"),
+            row = {"seed": seed, "fraction": float(fraction), "msm": msm, "reused": was_done, "n_way": res.get("n_way"),
                    "chance": res.get("chance"), "retrieval_chance_top5": res.get("retrieval_chance_top5")}
             row.update({k: metric_at(res, path) for k, path in {**METHOD_KEYS, **BASELINE_KEYS}.items()})
             runs.append(row)
@@ -140,7 +142,9 @@ def run_pairs_ablation(config: PairsAblationConfig) -> dict:
     for seed in range(config.first_seed, config.first_seed + config.seeds):
         _run_seed(config, seed, components, runs)
     summary = summarise_pairs(runs, config.fractions)
-    summary.update({"runs": [r for r in runs if "fraction" in r], "seconds": round(time.perf_counter() - t0, 1),
+    scored = [r for r in runs if "fraction" in r]
+    summary.update({"runs": scored, "seconds": round(time.perf_counter() - t0, 1),
+                    "runs_reused": sum(bool(r.get("reused")) for r in scored), "runs_total": len(scored),
                     "machine": machine_description(), "components": components, "config": config.to_dict()})
     atomic_write_json(out / "pairs_ablation.json", summary)
     atomic_write_text(out / "pairs_ablation.md", pairs_markdown(summary))
@@ -168,7 +172,7 @@ def pairs_markdown(summary: dict) -> str:
             f"{summary.get('chance')}); within-class = CLIP 2-way within the own class (chance 0.5)\n"
             f"- pairs = share of the train images Stage B and the baselines saw (all their trials); val and test whole\n"
             f"- MSM rows: Stage A {cfg.get('msm_steps')} steps on the unlabeled corpus, one run per seed\n"
-            f"- machine: {summary.get('machine')}; {summary.get('seconds')} s in all\n")
+            f"- machine: {summary.get('machine')}; {seconds_note(summary)}\n")
 
 
 def pairs_figure(summary: dict, path) -> Path:
