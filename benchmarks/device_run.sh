@@ -47,7 +47,8 @@ if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
 fi
 "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
     "$WHEELS"/*.whl 2>&1 | tee -a "$LOG" || { say "pip install failed"; exit 3; }
-export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+# src/ too: the model files gpu_bench loads import dreamdiffusion.core.
+export PYTHONPATH="$SITE:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 "$PYTHON" -c 'import diffusers; print("diffusers", diffusers.__version__, "from", diffusers.__file__)' 2>&1 \
     | tee -a "$LOG" || { say "diffusers does not import"; exit 3; }
 
