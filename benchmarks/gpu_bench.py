@@ -186,12 +186,17 @@ def first_call(fn, device) -> float:
 
 
 def build(factory, device):
-    """Build a module straight on ``device`` (fast random init on a GPU); fall back to CPU init + move."""
+    """Build a module straight on ``device`` (fast random init on a GPU); fall back to CPU init + move.
+
+    Moved to ``device`` afterwards as well: a tensor made from numpy (the encoder's sine-cosine positions) stays on
+    the CPU under a device context, and the first forward on a GPU then fails on mixed devices (the H200 run of
+    2026-12-04 did, in every generation variant)."""
     try:
         with torch.device(device):
-            return factory()
+            module = factory()
     except Exception:
-        return factory().to(device)
+        module = factory()
+    return module.to(device)
 
 
 def run_variant(rows: list, make_row, fn, compiles: bool = False):

@@ -99,3 +99,23 @@ def test_device_run_script_parses_and_refuses_without_wheels(tmp_path):
     assert 'call run with carry=[".whl"]' in proc.stdout
     assert not (tmp_path / "out" / "gpu_bench.json").exists()
     assert "install the carried wheels" in (tmp_path / "out" / "log").read_text()
+
+
+def test_build_puts_every_tensor_on_the_device():
+    """Under a device context a tensor made from numpy stays on the CPU (the encoder's positions): build moves it."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("gpu_bench_for_test", ROOT / "benchmarks" / "gpu_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # (its dataclasses look their module up)
+    try:
+        spec.loader.exec_module(bench)
+        kwargs = {k: bench.PRESETS["tiny"][k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")}
+        for factory in (lambda: bench.EEGEncoder(**kwargs), lambda: bench.sd15_unet(True)):
+            module = bench.build(factory, torch.device("meta"))
+            tensors = dict(module.named_parameters()) | dict(module.named_buffers())
+            assert tensors and {n for n, t in tensors.items() if t.device.type != "meta"} == set()
+    finally:
+        sys.modules.pop(spec.name, None)
