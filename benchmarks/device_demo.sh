@@ -4,8 +4,9 @@
 #
 #   run(command="bash benchmarks/device_demo.sh", carry=[".whl"], timeout_s=...)
 #
-# .whl/ holds the wheels the device image lacks (diffusers, importlib_metadata, mne, pooch, decorator, platformdirs,
-# typer; benchmarks/RESULTS.md says how to fetch them). In this order:
+# .whl/ holds the wheels the device image lacks: diffusers, importlib_metadata, lazy_importer, mne, pooch, decorator,
+# platformdirs, typer, pydantic, pydantic_core, typing_inspection, annotated_types (benchmarks/RESULTS.md, "Next run",
+# says how to fetch them; without pydantic the CLI stops at its first line). In this order:
 #   1. the card, torch, and the carried wheels installed into $SITE;
 #   2. `demo --fast` of each recipe (seconds): a CUDA-only bug shows here, with its traceback, before any long run;
 #   3. only if both passed: the full demo of each recipe at DEMO_SEED, each under DEMO_LIMIT_S, timed
