@@ -119,3 +119,47 @@ def test_build_puts_every_tensor_on_the_device():
             assert tensors and {n for n, t in tensors.items() if t.device.type != "meta"} == set()
     finally:
         sys.modules.pop(spec.name, None)
+
+
+def _fake_python(tmp_path, fast_status: int) -> Path:
+    """A stand-in for python3: imports succeed; `-m dreamdiffusion demo` records its arguments and exits
+    ``fast_status`` for a --fast run, 0 otherwise (writing the files a finished demo leaves)."""
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/usr/bin/env bash
+[ "$1" = "-c" ] && exit 0
+echo "$@" >> {tmp_path}/calls
+out=""; prev=""
+for a in "$@"; do [ "$prev" = "--output" ] && out=$a; prev=$a; done
+case " $* " in *" --fast "*) exit {fast_status};; esac
+mkdir -p "$out/evaluate" && echo '{{}}' > "$out/metrics.json" && echo report > "$out/report.md"
+""")
+    fake.chmod(0o755)
+    return fake
+
+
+@pytest.mark.parametrize("fast_status", [0, 1])
+def test_device_demo_script_runs_the_full_demos_only_after_the_fast_ones(tmp_path, fast_status):
+    """benchmarks/device_demo.sh: the fast demo of each recipe first; the full runs (timed, packed into $OUT) only if
+    every fast one passed, and a failed fast run makes the script fail."""
+    script = ROOT / "benchmarks" / "device_demo.sh"
+    check = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "WHEELS": str(tmp_path / "no_wheels"), "WORK": str(tmp_path / "work"),
+           "PYTHON": str(_fake_python(tmp_path, fast_status)), "DEMO_SEED": "5"}
+    proc = subprocess.run(["bash", str(script)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    fast = [c for c in calls if "--fast" in c]
+    full = [c for c in calls if "--fast" not in c]
+    assert len(fast) == 2 and all("--seed 11" in c for c in fast)
+    if fast_status == 0:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert [c.split("--recipe ")[1].split()[0] for c in full] == ["modern", "paper"]
+        assert all("--seed 5" in c for c in full)
+        import tarfile
+
+        with tarfile.open(out / "demo_paper.tgz") as tar:
+            assert {"./metrics.json", "./report.md"} <= set(tar.getnames())
+    else:
+        assert proc.returncode != 0 and full == []
+        assert "a fast demo failed" in (out / "log").read_text()
