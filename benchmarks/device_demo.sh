@@ -17,32 +17,15 @@
 # DEMO_FULL (1; 0: the fast runs only), PYTHON (python3), WHEELS (.whl), SITE (/tmp/site), WORK (/tmp/dd_demo).
 set -uo pipefail
 
-OUT="${OUT:-/tmp/dd_device_out}"
-mkdir -p "$OUT"
-LOG="$OUT/log"
 DEMO_SEED="${DEMO_SEED:-359}"
 DEMO_RECIPES="${DEMO_RECIPES:-modern paper}"
 DEMO_LIMIT_S="${DEMO_LIMIT_S:-240}"
 FAST_LIMIT_S="${FAST_LIMIT_S:-150}"
 DEMO_FULL="${DEMO_FULL:-1}"
-PYTHON="${PYTHON:-python3}"
-WHEELS="${WHEELS:-.whl}"
-SITE="${SITE:-/tmp/site}"
 WORK="${WORK:-/tmp/dd_demo}"
-T0=$(date +%s)
-
-say() { echo "== $* (t=$(($(date +%s) - T0)) s)" | tee -a "$LOG"; }
-
-say "machine: $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ), $(getconf _NPROCESSORS_ONLN) CPUs"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-        "$WHEELS"/*.whl 2>&1 | tee -a "$LOG" || { say "pip install failed"; exit 3; }
-    export PYTHONPATH="$SITE:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-else
-    say "no $WHEELS/*.whl: using the installed packages"
-    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-fi
+# shellcheck source=benchmarks/device_common.sh
+source "$(dirname "$0")/device_common.sh"
+install_wheels optional
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 "$PYTHON" -c 'import sys, torch, diffusers, transformers, mne; print("python", sys.version.split()[0], "torch",
 torch.__version__, "cuda", torch.cuda.is_available(), "diffusers", diffusers.__version__, "transformers",

@@ -20,35 +20,19 @@
 # so they override), PYTHON (python3), WHEELS (.whl), SITE (/tmp/site).
 set -uo pipefail
 
-OUT="${OUT:-/tmp/dd_device_out}"
-mkdir -p "$OUT"
-LOG="$OUT/log"
 BUDGET_S="${BUDGET_S:-450}"
 COMPILE_TIMEOUT_S="${COMPILE_TIMEOUT_S:-180}"
 CHILD_ORDER="${CHILD_ORDER:-smoke,generation,msm,stageb}"
 BENCH_ARGS="${BENCH_ARGS:-}"
-PYTHON="${PYTHON:-python3}"
-WHEELS="${WHEELS:-.whl}"
-SITE="${SITE:-/tmp/site}"
 HARD_S=$((BUDGET_S + 60))
-T0=$(date +%s)
+# shellcheck source=benchmarks/device_common.sh
+source "$(dirname "$0")/device_common.sh"
 
-say() { echo "== $* (t=$(($(date +%s) - T0)) s)" | tee -a "$LOG"; }
-
-say "machine: $(hostname), $(date -u +%Y-%m-%dT%H:%M:%SZ), $(getconf _NPROCESSORS_ONLN) CPUs"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$LOG"
 "$PYTHON" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda",
 torch.version.cuda, "gpu", torch.cuda.is_available())' 2>&1 | tee -a "$LOG"
 
 say "install the carried wheels into $SITE"
-if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-    say "no $WHEELS/*.whl here: call run with carry=[\".whl\"]"
-    exit 2
-fi
-"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
-    "$WHEELS"/*.whl 2>&1 | tee -a "$LOG" || { say "pip install failed"; exit 3; }
-# src/ too: the model files gpu_bench loads import dreamdiffusion.core.
-export PYTHONPATH="$SITE:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+install_wheels required
 "$PYTHON" -c 'import diffusers; print("diffusers", diffusers.__version__, "from", diffusers.__file__)' 2>&1 \
     | tee -a "$LOG" || { say "diffusers does not import"; exit 3; }
 
