@@ -103,3 +103,21 @@ def test_one_shape_check_one_error(tiny_pipeline_folder):
     assert len({e.message for e in errors}) == 1  # the same sentence wherever it is caught
     assert "expects 128 EEG channels, found 14" in errors[0].message and "--channel-mapping" in errors[0].message
     assert all(isinstance(e, ConfigError) and isinstance(e, ValueError) for e in errors)
+
+
+def test_montage_fallback_is_said_once_per_recording(tiny_pipeline_folder, tmp_path, caplog):
+    """One channel has too few positions for montage mapping: the fall-back to repeat is logged once for the file,
+    not once per window (``generate --onset`` repeated, the app's slider, a stream's every marker)."""
+    info = mne.create_info(["Fp1"], 128.0, ch_types="eeg")
+    raw = mne.io.RawArray(np.random.default_rng(0).normal(0, 1e-5, (1, 128 * 20)), info, verbose="error")
+    path = tmp_path / "one_channel_raw.fif"
+    raw.save(path, verbose="error")
+    pipe = load_pipeline(tiny_pipeline_folder, device="cpu")
+    with caplog.at_level("WARNING", logger="dreamdiffusion.data.transforms"):
+        sources = sources_from_file(path, pipe.input_spec(), [0.0, 1.0, 2.0])
+    said = [r for r in caplog.records if "using channel_mapping='repeat'" in r.getMessage()]
+    assert len(sources) == 3 and len(said) == 1
+    assert str(path) in said[0].getMessage() and "1 of 1 channels" in said[0].getMessage()
+    # tiled, as the message says: every model channel is the one recorded channel
+    eeg = sources[0].eeg.numpy()
+    assert np.array_equal(eeg[0], eeg[5])

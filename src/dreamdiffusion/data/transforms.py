@@ -13,6 +13,7 @@ All signal processing is MNE's (``Raw.filter``, ``Raw.notch_filter``, ``Raw.resa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -231,8 +232,15 @@ def channel_map(ch_names: list[str], spec: InputSpec, source: str | None = None)
             return map_channels_montage(np.eye(c), list(ch_names), targets, spec.montage, spec.sfreq)
         except DataError as exc:
             reason = exc.message.split("; use ")[0]  # drop the hint meant for direct callers
-            logger.warning("%s: %s; using channel_mapping='repeat' for it", source or "recording", reason)
+            _warn_repeat_fallback(os.fspath(source) if source is not None else "recording", reason)
     return map_channels_repeat(np.eye(c), spec.n_chans)
+
+
+@functools.lru_cache(maxsize=256)
+def _warn_repeat_fallback(source: str, reason: str) -> None:
+    """Say once per recording and reason that montage mapping fell back to repeat (every window of a file would
+    say it again: ``generate --onset`` repeated, the app's slider, a stream's every marker)."""
+    logger.warning("%s: %s; using channel_mapping='repeat' for it", source, reason)
 
 
 def _selection(m: np.ndarray) -> np.ndarray | None:
