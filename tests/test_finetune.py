@@ -168,6 +168,27 @@ def test_encoder_learning_rate_0_freezes_the_encoder_after_the_warmup(parts, tmp
         FinetuneConfig(output="x", encoder_learning_rate=-1.0).validate()
 
 
+def test_freeze_clip_head_keeps_the_warmups_head_through_the_joint_phase(parts, tmp_path):
+    cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=3, clip_warmup_learning_rate=3e-3, freeze_clip_head=True,
+               max_steps=2, select="last")
+    trainer = Trainer(cfg, PairList(4), PairList(2))
+    trainer.setup()
+    cond = trainer.parts.conditioner
+    head = {n: q.detach().clone() for n, q in cond.named_parameters() if n.split(".")[0] in ("clip_pool", "clip_proj")}
+    in_optimizer = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert head and not any(q.requires_grad or id(q) in in_optimizer
+                            for n, q in cond.named_parameters() if n in head)
+    encoder_before = {k: v.detach().clone() for k, v in cond.encoder.state_dict().items()}
+    trainer.run()
+    params = dict(cond.named_parameters())
+    assert all(torch.equal(head[n], params[n]) for n in head)  # the joint phase left the head where the warm-up did
+    assert any(not torch.equal(encoder_before[k], v) for k, v in cond.encoder.state_dict().items())  # not the encoder
+    saved = _weights(tmp_path / "o" / "pipeline" / "eeg_conditioner")
+    assert all(torch.equal(head[n], saved[n]) for n in head)
+    with pytest.raises(ConfigError, match="clip-warmup-steps"):
+        FinetuneConfig(output="x", freeze_clip_head=True).validate()
+
+
 def test_resume_matches_uninterrupted_run(parts, tmp_path):
     ds = PairList(6)
     kw = dict(checkpoint_every=1, select="last", cond_dropout=0.5)

@@ -109,6 +109,10 @@ def finetune_cmd(
     clip_warmup_schedule: str = typer.Option(_D.clip_warmup_schedule, "--clip-warmup-schedule",
                                              help="The warm-up's learning rate over its steps: constant | cosine "
                                                   "(decays to 0 by its last step)."),
+    freeze_clip_head: bool = typer.Option(
+        _D.freeze_clip_head, "--freeze-clip-head/--no-freeze-clip-head",
+        help="Keep the CLIP head as the warm-up left it (its best val-cosine step) through the joint phase, whose CLIP "
+             "loss then trains the encoder alone (off: the paper's, the head trains on). Needs --clip-warmup-steps."),
     tokenizer_init: str = typer.Option(
         _D.tokenizer_init, "--tokenizer-init",
         help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "

@@ -129,7 +129,7 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
         select_metric=s.select_metric, select_images=s.select_images, validation_inference_steps=s.select_steps,
         guidance_scale=s.select_guidance,
         clip_warmup_steps=warmup, clip_warmup_learning_rate=s.clip_warmup_learning_rate,
-        clip_warmup_schedule=s.clip_warmup_schedule,
+        clip_warmup_schedule=s.clip_warmup_schedule, freeze_clip_head=s.freeze_clip_head and bool(warmup),
         tokenizer_init=s.tokenizer_init, null_init=s.null_init, caption_weight=s.caption_weight if warmup else 0.0,
         clip_context=s.clip_context,
         max_steps=s.finetune_steps, checkpoint_every=0, train_fraction=s.pairs_fraction,

@@ -83,6 +83,11 @@ class FinetuneConfig:
     # The warm-up's learning rate over its steps: constant (as before) | cosine (decays to 0 by the last step; the
     # val cosine then settles instead of wandering +-0.02 around its plateau at a constant rate).
     clip_warmup_schedule: str = "constant"
+    # Keep the CLIP head (clip_pool, clip_proj) as the warm-up left it (its best val-cosine step) through the joint
+    # phase; the joint phase's CLIP loss then trains the encoder alone. Why: trained on in the joint phase the head
+    # drifts from CLIP (val cosine 0.591 after the warm-up -> 0.551 after 300 joint steps, benchmark seed 1), and the
+    # context, the steering and retrieval all read it. Needs clip_warmup_steps.
+    freeze_clip_head: bool = False
     # The EEG tokenizer's start (the paper's transformer): pretrained = as Stage A left it (the paper); ridge = the
     # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
     tokenizer_init: str = "pretrained"
@@ -172,6 +177,8 @@ class FinetuneConfig:
                               f"{self.clip_warmup_schedule!r}")
         if self.clip_warmup_steps < 0:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
+        if self.freeze_clip_head and not self.clip_warmup_steps:
+            raise ConfigError("--freeze-clip-head keeps the head the CLIP warm-up trained: set --clip-warmup-steps too")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):
             value = getattr(self, name)
             if value is None:

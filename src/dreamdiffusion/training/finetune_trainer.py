@@ -140,6 +140,9 @@ class Trainer:
                                self.out if acc.is_main_process else None, targets=self.targets)
         if cfg.encoder_learning_rate == 0:  # frozen from here on: no gradient through it at all
             p.conditioner.encoder.requires_grad_(False)
+        if cfg.freeze_clip_head:  # (on resume too: the checkpoint holds the head the warm-up left)
+            p.conditioner.clip_pool.requires_grad_(False)
+            p.conditioner.clip_proj.requires_grad_(False)
         # The joint phase goes on at the temperature the warm-up reached.
         self.system = TrainableSystem(p.conditioner, p.unet, contrastive=cfg.align == "contrastive",
                                       **({"init_logit_scale": warm["logit_scale"]} if "logit_scale" in warm else {}))
