@@ -55,8 +55,8 @@ def _probe_within(m: dict, section: str) -> bool | None:
 
 
 def _stage_a_beats_interpolation(m: dict) -> bool | None:
-    a = m.get("stage_a") or {}
-    return None if a.get("val_mse") is None or a.get("val_mse_interp") is None else a["val_mse"] < a["val_mse_interp"]
+    """Stage A's own verdict (``pretrain_summary.json``'s ``val_beats_interpolation``), not a second comparison."""
+    return (m.get("stage_a") or {}).get("val_beats_interpolation")
 
 
 def goals(recipe: str) -> list[Goal]:
