@@ -7,6 +7,10 @@
 # Runs land in $RUNS/RECIPE-SEED (default runs/seeds; a folder already there is replaced: the demo owns it), each
 # with wall_s.txt, the whole process's wall clock. Run it with nothing else on the machine: the wall column is the
 # goal's. DREAMDIFFUSION and PYTHON name the programs (default: the set-up's .venv).
+#
+# Each run folder is ~2.1 GB, 2.0 of it the benchmark's EEG (benchmark/eeg.npy and the Stage A corpus shards), which
+# the demo rebuilds from the seed: after the wall clock is written they are deleted, so twenty seeds do not fill a
+# disk (a full disk stopped a run of this script). KEEP_BENCHMARK=1 keeps them.
 set -euo pipefail
 
 if [ $# -lt 2 ] || { [ "$1" != paper ] && [ "$1" != modern ]; }; then
@@ -28,6 +32,9 @@ for seed in "$@"; do
   end=$(date +%s.%N)
   # written after the demo, into the folder it made: a run that failed leaves no wall file and stops the script
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f\n", b - a }' > "$out/wall_s.txt"
+  if [ "${KEEP_BENCHMARK:-0}" != 1 ]; then
+    rm -f "$out/benchmark/eeg.npy" "$out"/benchmark/corpus/shard-*.npy
+  fi
   folders+=("$out")
 done
 "$py" "$here/seed_table.py" "${folders[@]}"

@@ -96,7 +96,8 @@ FAKE_DEMO = """#!/usr/bin/env bash
 # fake `dreamdiffusion demo --recipe R --seed S --output DIR --overwrite`: writes a metrics.json, fails at seed 13
 recipe=$3; seed=$5; out=$7
 [ "$seed" = 13 ] && { echo "demo failed" >&2; exit 1; }
-mkdir -p "$out"
+mkdir -p "$out/benchmark/corpus"
+touch "$out/benchmark/eeg.npy" "$out/benchmark/corpus/shard-00000.npy" "$out/benchmark/labels.npy"
 sed -e "s/SEED/$seed/" -e "s/RECIPE/$recipe/" "$TEMPLATE" > "$out/metrics.json"
 """
 
@@ -116,7 +117,14 @@ def test_seeds_sh_times_each_run_and_prints_the_table(tmp_path):
         wall = float((tmp_path / "runs" / f"modern-{seed}" / "wall_s.txt").read_text())
         assert 0 <= wall < 60
         assert f"| {seed} | **0.900** |" in proc.stdout
+        # the rebuildable EEG is dropped after the run (2 GB each), the rest of the folder stays
+        bench = tmp_path / "runs" / f"modern-{seed}" / "benchmark"
+        assert not (bench / "eeg.npy").exists() and not list((bench / "corpus").glob("shard-*.npy"))
+        assert (bench / "labels.npy").exists()
     assert "- top-1 at least 0.85: 2 of 2" in proc.stdout
+    kept = subprocess.run(["bash", str(script), "modern", "7"], env={**env, "KEEP_BENCHMARK": "1"},
+                          capture_output=True, text=True)
+    assert kept.returncode == 0 and (tmp_path / "runs" / "modern-7" / "benchmark" / "eeg.npy").exists()
 
     # a failed demo stops the script, with no wall file that would pass for a finished run
     failed = subprocess.run(["bash", str(script), "paper", "13"], env=env, capture_output=True, text=True)
