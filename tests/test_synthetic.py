@@ -87,6 +87,18 @@ def test_reuse_and_refusal(tmp_path, bench):
         synthetic.SyntheticPairs(bench, "holdout")
 
 
+def test_a_benchmark_with_files_missing_is_rebuilt_the_same(tmp_path, bench):
+    """benchmarks/seeds.sh deletes the EEG after each run; the demo's next run at that seed must rebuild it, not
+    reuse the folder and fail on the missing file."""
+    copy = synthetic.build_benchmark(tmp_path / "copy", seed=0, **SMALL)
+    (copy / "eeg.npy").unlink()
+    (copy / "corpus" / "shard-00000.npy").unlink()
+    assert synthetic.build_benchmark(copy, seed=0, **SMALL) == copy
+    assert np.array_equal(np.load(copy / "eeg.npy"), np.load(bench / "eeg.npy"))
+    assert np.array_equal(np.load(copy / "corpus" / "shard-00000.npy"), np.load(bench / "corpus" / "shard-00000.npy"))
+    assert len(synthetic.SyntheticPairs(copy, "train")) == len(synthetic.SyntheticPairs(bench, "train"))
+
+
 def test_evoked_component_latencies_and_topography():
     """The evoked response peaks where a visual ERP does and is largest over posterior channels."""
     brain = synthetic.SimulatedBrain(0, 2)

@@ -326,12 +326,34 @@ def _reusable(output: Path, params: dict, overwrite: bool) -> bool:
         except (OSError, ValueError):
             existing = None
         if existing == params:
-            return True
+            missing = _missing_files(output)
+            if not missing:
+                return True
+            # Ours, same parameters, a file gone (benchmarks/seeds.sh deletes the 2 GB of EEG after a run): the
+            # simulation is deterministic in the parameters, so rebuilding gives back the same folder.
+            logger.info("rebuilding the benchmark in %s: %s missing", output, ", ".join(missing))
+            return False
         raise DataError("folder holds a benchmark built with other parameters (pass overwrite=True / --overwrite)",
                         output)
     if output.exists() and not overwrite and (not output.is_dir() or any(output.iterdir())):
         raise DataError("output folder exists and is not empty (pass overwrite=True / --overwrite)", output)
     return False
+
+
+def _missing_files(output: Path) -> list[str]:
+    """The files that ``output/benchmark.json`` names (and its corpus manifest's shards) that are not there."""
+    try:
+        description = json.loads((output / "benchmark.json").read_text())
+        names = [description[k] for k in ("eeg", "images", "labels", "trials", "split_file")]
+        corpus = output / description.get("corpus", "corpus")
+        if (corpus / "manifest.json").is_file():
+            names += [f"{corpus.name}/{shard['file']}"
+                      for shard in json.loads((corpus / "manifest.json").read_text()).get("shards", [])]
+        else:
+            names.append(f"{corpus.name}/manifest.json")
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["a readable benchmark.json"]
+    return [name for name in names if not (output / name).is_file()]
 
 
 def _description(params: dict, brain: SimulatedBrain, images, labels, image_index, splits) -> dict:
