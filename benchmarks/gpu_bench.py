@@ -66,7 +66,7 @@ def _load_model_file():
 
 
 _m = _load_model_file()
-PRESETS, EEGEncoder, MaskedSignalModel = _m.PRESETS, _m.EEGEncoder, _m.MaskedSignalModel
+PRESETS, EEGEncoder, MaskedSignalModel, EEGBlock = _m.PRESETS, _m.EEGEncoder, _m.MaskedSignalModel, _m.Block
 
 
 @dataclass
@@ -120,7 +120,9 @@ def timed(fn, device, warmup: int, iters: int) -> float:
 
 
 def count_flops(fn) -> float:
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of one call, counted on the eager graph: modules compiled in place (regional compilation) run eagerly
+    here, where the counter sees every operation."""
+    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
         fn()
     return float(counter.get_total_flops())
 
@@ -172,6 +174,22 @@ def compiled(model, mode: str | None = None):
     if COMPILE["backend"] == "inductor":
         return torch.compile(model, mode=mode, dynamic=False)
     return torch.compile(model, backend=COMPILE["backend"], dynamic=False)
+
+
+def compile_regions(model: nn.Module, kinds: tuple) -> int:
+    """Regional compilation: each submodule of one of ``kinds`` compiled in place (``nn.Module.compile``), the rest
+    eager. Repeated blocks of one shape share one compiled graph, so the compiler builds a block's kernels once
+    instead of the whole model's (run 4: the whole MSM model was still compiling after 150-180 s). Returns how many
+    modules were compiled."""
+    n = 0
+    for module in model.modules():
+        if isinstance(module, kinds):
+            if COMPILE["backend"] == "inductor":
+                module.compile(dynamic=False)
+            else:
+                module.compile(backend=COMPILE["backend"], dynamic=False)
+            n += 1
+    return n
 
 
 def first_call(fn, device) -> float:
@@ -280,7 +298,7 @@ def bench_msm(device, tiny, ceiling, rows, batch_sizes):
     preset = "tiny" if tiny else "paper"
     n_times = 512
 
-    def variant(name, batch, dtype_autocast, fused, compile_model):
+    def variant(name, batch, dtype_autocast, fused, compile_model, regional=False):
         def make_row():
             return Row("MSM pretraining step", f"{name}, batch {batch}", "samples/s")
 
@@ -290,7 +308,10 @@ def bench_msm(device, tiny, ceiling, rows, batch_sizes):
             model = build(lambda: MaskedSignalModel.from_preset(preset, mask_ratio=0.75), device).train()
             opt = torch.optim.AdamW(model.parameters(), lr=2.5e-4, betas=(0.9, 0.95), weight_decay=0.05,
                                     fused=fused if device.type == "cuda" else False)
-            step_model = compiled(model) if compile_model else model
+            if regional:  # the transformer blocks only (encoder and decoder)
+                step_model, n_regions = model, compile_regions(model, (EEGBlock,))
+            else:
+                step_model, n_regions = (compiled(model) if compile_model else model), None
             eeg = torch.randn(batch, 128, n_times, device=device)
 
             def step():
@@ -308,6 +329,8 @@ def bench_msm(device, tiny, ceiling, rows, batch_sizes):
             opt.zero_grad(set_to_none=True)
             row = fill(make_row(), s, batch, flops, ceiling, device)
             row.compile_s = compile_s
+            if n_regions is not None:
+                row.extra["compiled_blocks"] = n_regions
             return row
 
         run_variant(rows, make_row, go, compiles=compile_model)
@@ -320,6 +343,8 @@ def bench_msm(device, tiny, ceiling, rows, batch_sizes):
     variant("bf16 + SDPA + fused AdamW", batch_sizes[0], True, True, False)
     for b in batch_sizes:
         variant("bf16 + SDPA + fused AdamW + torch.compile", b, True, True, True)
+    variant("bf16 + SDPA + fused AdamW + regional torch.compile (each block)", batch_sizes[0], True, True, True,
+            regional=True)
 
 
 # ----------------------------------------------------------------------------------------------- Stage B
@@ -381,7 +406,7 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
     enc_kwargs = {k: enc_preset[k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")}
     latent = 8 if tiny else 64
 
-    def variant(name, batch, classic, bf16, compile_unet, checkpointing, frozen_bf16=False):
+    def variant(name, batch, classic, bf16, compile_unet, checkpointing, frozen_bf16=False, regional=False):
         def make_row():
             return Row("Stage B step (paper trainable set)", f"{name}, batch {batch}", "images/s")
 
@@ -408,7 +433,14 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
             params = [p for m in (unet, encoder, mapper) for p in m.parameters() if p.requires_grad]
             opt = torch.optim.AdamW(params, lr=5.3e-5, fused=device.type == "cuda")
             sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-            unet_call = compiled(unet) if compile_unet else unet
+            n_regions = None
+            if regional:  # the UNet's transformer and ResNet blocks, each on its own; the loop between them eager
+                from diffusers.models.attention import BasicTransformerBlock
+                from diffusers.models.resnet import ResnetBlock2D
+
+                unet_call, n_regions = unet, compile_regions(unet, (BasicTransformerBlock, ResnetBlock2D))
+            else:
+                unet_call = compiled(unet) if compile_unet else unet
             eeg = torch.randn(batch, 128, 512, device=device)
             latents = torch.randn(batch, 4, latent, latent, device=device)
             t = torch.randint(0, 1000, (batch,), device=device)
@@ -436,6 +468,8 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
             row = fill(make_row(), s, batch, flops, ceiling, device)
             row.compile_s = compile_s
             row.extra["trainable_params_M"] = sum(p.numel() for p in params) / 1e6
+            if n_regions is not None:
+                row.extra["compiled_blocks"] = n_regions
             return row
 
         run_variant(rows, make_row, go, compiles=compile_unet)
@@ -444,6 +478,8 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
     variant("reference-style fp32, classic attention", b_small, True, False, False, False)
     variant("bf16 autocast + SDPA + channels-last", b_big, False, True, False, False)
     variant("bf16 + SDPA + channels-last + torch.compile", b_big, False, True, True, False)
+    variant("bf16 + SDPA + channels-last + regional torch.compile (each block)", b_big, False, True, True, False,
+            regional=True)
     # The 24 GB recipe: frozen weights in bf16, gradient checkpointing, batch 8: peak memory is the number.
     variant("24 GB recipe: bf16 frozen weights + grad checkpointing", 8 if not tiny else 2, False, True, False, True,
             frozen_bf16=True)

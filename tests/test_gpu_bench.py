@@ -68,6 +68,25 @@ def test_compile_variant_runs_in_a_child_process(tmp_path):
 
 
 @pytest.mark.slow
+def test_regional_compile_variant_compiles_each_block(tmp_path):
+    """The regional variant (run 4's next step) compiles every transformer block of the MSM model in place, runs, and
+    still counts the FLOPs of the whole step (on the eager graph)."""
+    result, _, _ = _bench(tmp_path, "--only", "msm", "--compile", "--compile-backend", "eager",
+                          "--select", "regional")
+    rows = result["rows"]
+    assert [r["variant"] for r in rows] == [
+        "bf16 + SDPA + fused AdamW + regional torch.compile (each block), batch 4"], rows
+    row = rows[0]
+    assert row["note"] == "" and row["throughput"] > 0 and row["compile_s"] > 0
+    # tiny preset: 2 encoder blocks + 1 decoder block
+    assert row["extra"]["compiled_blocks"] == 3
+    eager = _bench(tmp_path, "--only", "msm", "--select", "bf16-sdpa-fused-adamw-batch-4")[0]["rows"][0]
+    assert row["tflops"] is not None and eager["tflops"] is not None
+    assert abs(row["tflops"] * row["seconds_per_item"] - eager["tflops"] * eager["seconds_per_item"]) <= 1e-6 * max(
+        1.0, eager["tflops"] * eager["seconds_per_item"])
+
+
+@pytest.mark.slow
 def test_compile_variant_over_its_limit_is_killed_with_its_workers(tmp_path):
     """A child that stalls in its compile is killed at --compile-timeout-s, with the processes it started; its row
     says so, its Python stack is printed first, and the run goes on."""
