@@ -169,11 +169,16 @@ def phase(name: str) -> None:
             time.sleep(RUN["sleep_s"])
 
 
-def compiled(model, mode: str | None = None):
-    """``torch.compile`` with static shapes on the chosen backend (modes are inductor's)."""
+def compile_options(mode: str | None = None) -> dict:
+    """``torch.compile`` keywords: static shapes on the chosen backend (modes are inductor's)."""
     if COMPILE["backend"] == "inductor":
-        return torch.compile(model, mode=mode, dynamic=False)
-    return torch.compile(model, backend=COMPILE["backend"], dynamic=False)
+        return {"mode": mode, "dynamic": False}
+    return {"backend": COMPILE["backend"], "dynamic": False}
+
+
+def compiled(model, mode: str | None = None):
+    """The whole model under ``torch.compile`` (:func:`compile_options`)."""
+    return torch.compile(model, **compile_options(mode))
 
 
 def compile_regions(model: nn.Module, kinds: tuple) -> int:
@@ -184,10 +189,7 @@ def compile_regions(model: nn.Module, kinds: tuple) -> int:
     n = 0
     for module in model.modules():
         if isinstance(module, kinds):
-            if COMPILE["backend"] == "inductor":
-                module.compile(dynamic=False)
-            else:
-                module.compile(backend=COMPILE["backend"], dynamic=False)
+            module.compile(**compile_options())
             n += 1
     return n
 

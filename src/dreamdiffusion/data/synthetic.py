@@ -50,7 +50,7 @@ from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.core.files import staged_folder
 from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.data.array_transforms import center_by_subject, subject_means
-from dreamdiffusion.data.corpus import CorpusWriter
+from dreamdiffusion.data.corpus import CorpusWriter, read_manifest
 from dreamdiffusion.data.montage import make_montage
 from dreamdiffusion.data.transforms import binned_means
 
@@ -322,11 +322,12 @@ def _reusable(output: Path, params: dict, overwrite: bool) -> bool:
     something else, unless ``overwrite``."""
     if (output / "benchmark.json").is_file() and not overwrite:
         try:
-            existing = json.loads((output / "benchmark.json").read_text()).get("parameters")
-        except (OSError, ValueError):
-            existing = None
+            description = json.loads((output / "benchmark.json").read_text())
+            existing = description.get("parameters")
+        except (OSError, ValueError, AttributeError):
+            description, existing = None, None
         if existing == params:
-            missing = _missing_files(output)
+            missing = _missing_files(output, description)
             if not missing:
                 return True
             # Ours, same parameters, a file gone (benchmarks/seeds.sh deletes the 2 GB of EEG after a run): the
@@ -340,19 +341,15 @@ def _reusable(output: Path, params: dict, overwrite: bool) -> bool:
     return False
 
 
-def _missing_files(output: Path) -> list[str]:
-    """The files that ``output/benchmark.json`` names (and its corpus manifest's shards) that are not there."""
+def _missing_files(output: Path, description: dict) -> list[str]:
+    """The files that a benchmark's ``description`` (its ``benchmark.json``) and its corpus manifest name that are
+    not in ``output``."""
     try:
-        description = json.loads((output / "benchmark.json").read_text())
         names = [description[k] for k in ("eeg", "images", "labels", "trials", "split_file")]
-        corpus = output / description.get("corpus", "corpus")
-        if (corpus / "manifest.json").is_file():
-            names += [f"{corpus.name}/{shard['file']}"
-                      for shard in json.loads((corpus / "manifest.json").read_text()).get("shards", [])]
-        else:
-            names.append(f"{corpus.name}/manifest.json")
-    except (OSError, ValueError, KeyError, TypeError):
-        return ["a readable benchmark.json"]
+        corpus = output / description["corpus"]
+        names += [f"{corpus.name}/{shard['file']}" for shard in read_manifest(corpus)["shards"]]
+    except (DataError, KeyError, TypeError):
+        return ["a readable benchmark.json and corpus manifest"]
     return [name for name in names if not (output / name).is_file()]
 
 
