@@ -1,5 +1,7 @@
 """The command line itself: one-line errors, and --debug as one global option accepted anywhere."""
 
+import errno
+
 import pytest
 
 from dreamdiffusion.cli import main
@@ -11,6 +13,29 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "missing.edf" in err[0]
 
+
+
+def _raise(exc):
+    def fail(*args, **kwargs):
+        raise exc
+    return fail
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_status_2(tmp_path, monkeypatch, capsys):
+    """A write that runs out of disk is the machine's state, not a bug: no "internal error", the file named."""
+    from dreamdiffusion.commands import data
+    monkeypatch.setattr(data, "inspect_recording", _raise(OSError(errno.ENOSPC, "No space left on device",
+                                                                  str(tmp_path / "eeg.npy"))))
+    assert main(["data", "inspect", str(tmp_path / "x.edf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error" not in err[0], err
+    assert "eeg.npy" in err[0] and "no space left" in err[0]
+    # any other OSError is still reported as a bug, and --debug still shows the exception
+    monkeypatch.setattr(data, "inspect_recording", _raise(OSError(errno.EIO, "I/O error")))
+    assert main(["data", "inspect", str(tmp_path / "x.edf")]) == 1
+    assert "internal error: OSError" in capsys.readouterr().err
+    with pytest.raises(OSError):
+        main(["--debug", "data", "inspect", str(tmp_path / "x.edf")])
 
 @pytest.mark.parametrize("where", ["first", "last"])
 def test_debug_shows_the_exception_wherever_it_is_written(tmp_path, where):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamdiffusion.core.errors import DataError
+from dreamdiffusion.core.errors import DataError, DiskSpaceError
 from dreamdiffusion.data import synthetic
 from dreamdiffusion.data.corpus import CorpusDataset, read_manifest
 
@@ -98,6 +98,23 @@ def test_a_benchmark_with_files_missing_is_rebuilt_the_same(tmp_path, bench):
     assert np.array_equal(np.load(copy / "corpus" / "shard-00000.npy"), np.load(bench / "corpus" / "shard-00000.npy"))
     assert len(synthetic.SyntheticPairs(copy, "train")) == len(synthetic.SyntheticPairs(bench, "train"))
 
+
+
+def test_a_benchmark_that_does_not_fit_on_the_disk_is_refused_before_writing(tmp_path, monkeypatch):
+    """The EEG is written through a memory map, which on a full disk kills the process (SIGBUS): the space is
+    checked first, and nothing is left behind."""
+    from collections import namedtuple
+
+    from dreamdiffusion.core import files
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(2**40, 2**40 - 2**20, 2**20))
+    with pytest.raises(DiskSpaceError) as info:
+        synthetic.build_benchmark(tmp_path / "full" / "bench", seed=0, **SMALL)
+    message = str(info.value)
+    assert "the benchmark needs about" in message and "1 MB" in message and str(tmp_path / "full") in message
+    assert not (tmp_path / "full" / "bench").exists() and not list((tmp_path / "full").glob("*"))
+    monkeypatch.undo()  # (files.shutil is the shutil module: the patch was global)
+    assert synthetic.build_benchmark(tmp_path / "full" / "bench", seed=0, **SMALL).is_dir()
 
 def test_evoked_component_latencies_and_topography():
     """The evoked response peaks where a visual ERP does and is largest over posterior channels."""

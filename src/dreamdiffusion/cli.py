@@ -9,6 +9,7 @@ traceback instead.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
@@ -100,6 +101,9 @@ def _global_options_first(argv: list[str]) -> list[str]:
     return ["--debug"] + [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
 
 
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # no space left; over quota
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status (the console script exits with it)."""
     argv = _global_options_first(list(sys.argv[1:] if argv is None else argv))
@@ -127,13 +131,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except OSError as exc:
+        if _state["debug"]:
+            raise
+        if exc.errno not in _DISK_FULL:
+            return _internal_error(exc)
+        # a full disk is the machine's state, not a bug: say which file, and that nothing half-written was kept
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"error: {where}no space left on the disk ({exc.strerror or exc}); outputs are written "
+                         "atomically, so no finished file was replaced by a partial one: free some space and run again\n")
+        return 2
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
         if _state["debug"]:
             raise
-        sys.stderr.write(f"error: internal error: {type(exc).__name__}: {one_line(exc)} "
-                         "(run again with --debug for the traceback)\n")
-        return 1
+        return _internal_error(exc)
     return 0
+
+
+def _internal_error(exc: BaseException) -> int:
+    sys.stderr.write(f"error: internal error: {type(exc).__name__}: {one_line(exc)} "
+                     "(run again with --debug for the traceback)\n")
+    return 1
 
 
 if __name__ == "__main__":  # python -m dreamdiffusion.cli

@@ -38,6 +38,10 @@ class TrainingError(DreamDiffusionError):
     """Training cannot go on (a NaN/Inf loss, for example); the last good checkpoint is kept."""
 
 
+class DiskSpaceError(DreamDiffusionError):
+    """The file system of an output lacks the space a write needs (checked before it starts, or hit while writing)."""
+
+
 class EEGShapeError(ConfigError, ValueError):
     """EEG whose shape does not fit the model (also a ``ValueError``, as a shape error in PyTorch is)."""
 

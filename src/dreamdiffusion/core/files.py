@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from dreamdiffusion.core.errors import CheckpointError, ConfigError
+from dreamdiffusion.core.errors import CheckpointError, ConfigError, DiskSpaceError
 
 
 def _read_umask() -> int:
@@ -245,6 +245,25 @@ def check_output_folder(output: str | os.PathLike, overwrite: bool = False, flag
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {flag} here (permission denied)", output)
     return output
+
+
+def require_free_space(folder: str | os.PathLike, nbytes: int, what: str) -> None:
+    """Raise :class:`DiskSpaceError` naming ``folder`` unless its file system has ``nbytes`` free for ``what``.
+
+    Called before a long write whose size is known up front. Why not just let the write fail: a memory-mapped
+    array that runs out of disk kills the process with SIGBUS (no Python error, no clean-up of the staging
+    folder), and a plain write fails minutes into the job.
+    """
+    folder = Path(folder)
+    probe = next((p for p in (folder, *folder.absolute().parents) if p.exists()), folder)
+    free = shutil.disk_usage(probe).free
+    if free < nbytes:
+        raise DiskSpaceError(f"{what} needs about {_gigabytes(nbytes)} of free disk, the file system has "
+                             f"{_gigabytes(free)} (free some space or write elsewhere)", folder)
+
+
+def _gigabytes(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GB" if nbytes >= 2**27 else f"{nbytes / 2**20:.0f} MB"
 
 
 def begin_staging(output: str | os.PathLike, overwrite: bool = False, flag: str = "--output") -> Path:

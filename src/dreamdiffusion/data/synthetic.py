@@ -47,7 +47,7 @@ from PIL import Image
 
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import DataError
-from dreamdiffusion.core.files import staged_folder
+from dreamdiffusion.core.files import require_free_space, staged_folder
 from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.data.array_transforms import center_by_subject, subject_means
 from dreamdiffusion.data.corpus import CorpusWriter, read_manifest
@@ -292,6 +292,11 @@ def build_benchmark(output: str | os.PathLike, seed: int = 0, n_subjects: int = 
     image_index = np.repeat(np.arange(len(images)), trials_per_image)
     subject = rng.integers(0, n_subjects, len(image_index))
 
+    # The EEG and the corpus, float32 (the images and JSON files are a few MB): written through a memory map, which
+    # on a full disk dies by SIGBUS instead of raising, so the space is checked first.
+    window_bytes = N_CHANS * N_TIMES * 4
+    require_free_space(output.absolute().parent, (len(image_index) + n_corpus_windows) * window_bytes + 2**26,
+                       "the benchmark")
     # _reusable has refused a folder this call may not replace, hence overwrite=True here
     with staged_folder(output, overwrite=True) as tmp:
         eeg = np.lib.format.open_memmap(tmp / "eeg.npy", mode="w+", dtype=np.float32,
