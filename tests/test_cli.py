@@ -14,7 +14,6 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "missing.edf" in err[0]
 
 
-
 def _raise(exc):
     def fail(*args, **kwargs):
         raise exc
@@ -36,6 +35,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_status_2(tmp_path, monkeypa
     assert "internal error: OSError" in capsys.readouterr().err
     with pytest.raises(OSError):
         main(["--debug", "data", "inspect", str(tmp_path / "x.edf")])
+
 
 @pytest.mark.parametrize("where", ["first", "last"])
 def test_debug_shows_the_exception_wherever_it_is_written(tmp_path, where):

@@ -99,7 +99,6 @@ def test_a_benchmark_with_files_missing_is_rebuilt_the_same(tmp_path, bench):
     assert len(synthetic.SyntheticPairs(copy, "train")) == len(synthetic.SyntheticPairs(bench, "train"))
 
 
-
 def test_a_benchmark_that_does_not_fit_on_the_disk_is_refused_before_writing(tmp_path, monkeypatch):
     """The EEG is written through a memory map, which on a full disk kills the process (SIGBUS): the space is
     checked first, and nothing is left behind."""
@@ -115,6 +114,7 @@ def test_a_benchmark_that_does_not_fit_on_the_disk_is_refused_before_writing(tmp
     assert not (tmp_path / "full" / "bench").exists() and not list((tmp_path / "full").glob("*"))
     monkeypatch.undo()  # (files.shutil is the shutil module: the patch was global)
     assert synthetic.build_benchmark(tmp_path / "full" / "bench", seed=0, **SMALL).is_dir()
+
 
 def test_evoked_component_latencies_and_topography():
     """The evoked response peaks where a visual ERP does and is largest over posterior channels."""

@@ -39,7 +39,7 @@ class TrainingError(DreamDiffusionError):
 
 
 class DiskSpaceError(DreamDiffusionError):
-    """The file system of an output lacks the space a write needs (checked before it starts, or hit while writing)."""
+    """The file system of an output lacks the space a write needs (checked before the write starts)."""
 
 
 class EEGShapeError(ConfigError, ValueError):

@@ -292,8 +292,8 @@ def build_benchmark(output: str | os.PathLike, seed: int = 0, n_subjects: int = 
     image_index = np.repeat(np.arange(len(images)), trials_per_image)
     subject = rng.integers(0, n_subjects, len(image_index))
 
-    # The EEG and the corpus, float32 (the images and JSON files are a few MB): written through a memory map, which
-    # on a full disk dies by SIGBUS instead of raising, so the space is checked first.
+    # The EEG and the corpus windows, float32 (the images and JSON files are a few MB). The EEG is written through a
+    # memory map, which on a full disk dies by SIGBUS instead of raising, so the space is checked first.
     window_bytes = N_CHANS * N_TIMES * 4
     require_free_space(output.absolute().parent, (len(image_index) + n_corpus_windows) * window_bytes + 2**26,
                        "the benchmark")
