@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dreamdiffusion.cli import main
+from dreamdiffusion.conditioning import aligned_preprocessing
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data import synthetic
 from dreamdiffusion.data.channel_sets import CHANNEL_SETS, resolve_channels
@@ -124,6 +125,8 @@ def test_align_end_to_end(bench, tmp_path):
     assert [r["step"] for r in records] == list(range(1, 7)) and "val_top1" in records[2]
     model = load_aligned_encoder(out)
     assert model.config.channel_names and len(model.config.channel_index) == 17
+    pre = aligned_preprocessing(out)  # how a recording becomes its input, for the pipelines built on it
+    assert pre["dataset"] == "synthetic" and pre["channel_mapping"] == "montage" and pre["montage"] == "biosemi128"
     emb = model.embed(torch.as_tensor(val[0]["eeg"])[None])
     assert abs(float(emb.norm()) - model.config.target_scale) < 1e-4  # CLIP's own length, for an IP-Adapter
     with pytest.raises(ConfigError, match="earlier align run"):

@@ -142,6 +142,15 @@ def test_eeg_is_class_informative_but_not_trivially(tmp_path):
     assert synthetic.linear_baseline(flat, "test") < 0.2
 
 
+def test_a_benchmark_model_reads_recordings_by_the_caps_positions(bench):
+    """What a pipeline trained on the benchmark records as its input: the 128 BioSemi positions the EEG was simulated
+    on, mapped by position (a headset's channels land where they sit on the head), at the benchmark's rate."""
+    spec = synthetic.SyntheticPairs(bench, "train").spec
+    desc = json.loads((bench / "benchmark.json").read_text())
+    assert spec.channel_mapping == "montage" and spec.montage == "biosemi128"
+    assert spec.target_channels == desc["ch_names"] and spec.n_chans == 128 and spec.sfreq == desc["sfreq"]
+    assert spec.n_times == desc["n_times"]
+
 def test_registered_as_paired_dataset(bench):
     pairs = pytest.importorskip("dreamdiffusion.data.pairs")
     ds = pairs.open_paired_dataset("synthetic", "val", root=bench)

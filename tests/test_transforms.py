@@ -6,6 +6,7 @@ import pytest
 
 from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.data import array_transforms as A
+from dreamdiffusion.data import montage as M
 from dreamdiffusion.data import transforms as T
 
 
@@ -185,6 +186,37 @@ def test_h_freq_above_nyquist_is_skipped_and_logged(caplog):
     with pytest.raises(DataError, match="too low"):
         T.standardize_raw(_raw(np.ones((1, 100)), 8.0), T.InputSpec(n_chans=1, sfreq=8.0))
 
+
+def test_a_headsets_10_05_names_are_placed_by_position_on_a_cap_of_other_names():
+    """A model whose channels are BioSemi-128's (the built-in benchmark's) reads a 14-channel headset named in 10-05:
+    each headset channel lands on the cap channel at its position, not on the 128 in file order."""
+    cap = mne.channels.make_standard_montage("biosemi128").ch_names
+    emotiv = ["AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4"]
+    m = A.map_channels_montage(np.eye(len(emotiv)), emotiv, cap, "biosemi128")
+    assert m.shape == (128, 14) and np.allclose(m.sum(axis=1), 1.0, atol=1e-6)  # a spline reproduces a constant
+    cap_dirs, std_dirs = M.montage_directions("biosemi128"), M.montage_directions("standard_1005")
+    for ch in ("O1", "T7", "F3"):
+        row = int(np.argmin([np.linalg.norm(cap_dirs[c.lower()] - std_dirs[ch.lower()]) for c in cap]))
+        assert emotiv[int(np.argmax(m[row]))] == ch  # the cap channel at O1's place reads O1 most
+    # A cap's own names stay its own, even where 10-05 has the same name (BioSemi's A1 is the vertex, 10-20's the ear).
+    assert A._source_montage(cap[:40], "biosemi128") == "biosemi128"
+    assert A._source_montage(["Fz", "Cz", "Pz", "O1", "O2", "A1", "A2"], "biosemi128") == "standard_1005"
+    own = A.map_channels_montage(np.eye(40), cap[:40], cap[:3], "biosemi128")
+    np.testing.assert_allclose(own, np.eye(40)[:3])  # targets that are recorded channels: those channels
+    with pytest.raises(DataError, match="'biosemi128' or 'standard_1005'"):
+        A.map_channels_montage(np.eye(2), ["X1", "X2"], cap, "biosemi128")
+
+
+def test_repeat_mapping_of_another_channel_count_is_said_once(caplog):
+    spec = T.InputSpec(n_chans=8, sfreq=256.0, channel_mapping="repeat")
+    T._TILING_LOGGED.discard((3, 8))
+    with caplog.at_level("WARNING", logger="dreamdiffusion.data.transforms"):
+        for _ in range(3):
+            m = T.channel_map(["Fz", "Cz", "Pz"], spec, "cap.edf")
+        T.channel_map(["Fz", "Cz", "Pz", "Oz", "O1", "O2", "C3", "C4"], spec, "full.edf")  # same count: nothing
+    said = [r.getMessage() for r in caplog.records if "in file order" in r.getMessage()]
+    assert len(said) == 1 and "cap.edf: 3 EEG channels tiled" in said[0] and "'montage'" in said[0]
+    assert m.argmax(axis=1).tolist() == [0, 1, 2, 0, 1, 2, 0, 1]  # and it still tiles, as asked
 
 def test_standardize_picks_eeg_only_and_maps_channels():
     info = mne.create_info(["Fz", "Cz", "STI 014", "EOG1"], 256.0, ["eeg", "eeg", "stim", "eog"])

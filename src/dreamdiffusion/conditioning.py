@@ -176,8 +176,17 @@ def _aligned_conditioner(plan: ConditioningPlan):
         raise ConfigError(f"cannot read the base's UNet config: {str(exc).strip().splitlines()[0]} (offline? pass a "
                           "local folder)", plan.base) from None
     cond = ImageEmbeddingConditioner.from_encoder(aligned, int(unet["cross_attention_dim"]))
-    dataset = recorded_setting(plan.folder, "dataset")
-    return cond, None, {"dataset": dataset} if dataset else {}, "the aligned encoder's predicted embedding"
+    return cond, None, aligned_preprocessing(plan.folder), "the aligned encoder's predicted embedding"
+
+
+def aligned_preprocessing(folder: str | os.PathLike) -> dict:
+    """The ``preprocessing.json`` an aligned encoder was saved with (its dataset's input spec: channels, rate,
+    channel mapping), for a pipeline built around it; from an older ``align`` run without one, only the dataset."""
+    spec = Path(folder) / PREPROCESSING_FILE
+    if spec.is_file():
+        return read_json_config(spec)
+    dataset = recorded_setting(folder, "dataset")
+    return {"dataset": dataset} if dataset else {}
 
 
 def _clip_head_conditioner(plan: ConditioningPlan, src: IPAdapterSource):
@@ -225,5 +234,5 @@ def conditioning_record(pipe) -> dict:
     return dict(record) if record else {"route": getattr(getattr(pipe, "config", None), "conditioning", "tokens")}
 
 
-__all__ = ["ALIGNED_ENCODER", "CONDITIONING_CHOICES", "TRAINING_CONFIG_FILES", "ConditioningPlan",
+__all__ = ["ALIGNED_ENCODER", "CONDITIONING_CHOICES", "aligned_preprocessing", "TRAINING_CONFIG_FILES", "ConditioningPlan",
            "aligned_encoder_folder", "build_pipeline", "conditioning_record", "plan_conditioning", "recorded_setting"]

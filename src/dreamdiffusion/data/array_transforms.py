@@ -15,7 +15,7 @@ import mne
 import numpy as np
 
 from dreamdiffusion.core.errors import ConfigError, DataError
-from dreamdiffusion.data.montage import DEFAULT_MONTAGE, default_target_channels, montage_positions
+from dreamdiffusion.data.montage import DEFAULT_MONTAGE, default_target_channels, montage_directions
 
 logger = logging.getLogger(__name__)
 
@@ -61,32 +61,41 @@ def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str
     14-channel headset onto 128). Source channels without a position are dropped (logged);
     fewer than 3 positioned channels cannot define a field, so the caller should fall back to
     ``map_channels_repeat``. ``target`` is a list of names in ``montage`` or a count.
+
+    The recording's channels are placed by their names in ``montage`` or, where more of them are 10-05 names, in
+    the 10-05 template: a headset's ``O1``, ``Pz`` on a model whose channels are another cap's (the built-in
+    benchmark's BioSemi-128 ``A1`` .. ``D32``). One layout per recording, because names collide (10-20 ``A1`` is the
+    left ear, BioSemi's ``A1`` the vertex). The spline works on directions from the head's centre, so positions
+    of the two templates are compared as unit vectors.
     """
     data = np.asarray(data, dtype=np.float64)
     if data.ndim != 2 or data.shape[0] != len(ch_names):
         raise DataError(f"data shape {data.shape} does not match {len(ch_names)} channel names")
     targets = default_target_channels(target, montage) if isinstance(target, (int, np.integer)) else list(target)
-    pos = montage_positions(montage)
+    pos = montage_directions(montage)
     missing_t = [t for t in targets if t.lower() not in pos]
     if missing_t:
         raise ConfigError(f"target channels not in montage {montage!r}: {missing_t[:5]}")
-    keep = [i for i, c in enumerate(ch_names) if str(c).lower() in pos]
+    src_montage = _source_montage(ch_names, montage)
+    src_pos = montage_directions(src_montage)
+    keep = [i for i, c in enumerate(ch_names) if str(c).lower() in src_pos]
     if len(keep) < 3:
-        raise DataError(f"only {len(keep)} of {len(ch_names)} channels have a position in {montage!r} "
+        where = repr(montage) if montage == DEFAULT_MONTAGE else f"{montage!r} or {DEFAULT_MONTAGE!r}"
+        raise DataError(f"only {len(keep)} of {len(ch_names)} channels have a position in {where} "
                         f"(names like {list(ch_names)[:4]}); use channel_mapping='repeat'")
     dropped = [ch_names[i] for i in range(len(ch_names)) if i not in set(keep)]
     if dropped:
         logger.info("montage mapping: %d channel(s) without a position in %s are left out: %s",
-                    len(dropped), montage, dropped[:8])
+                    len(dropped), src_montage, dropped[:8])
     src_names = [str(ch_names[i]) for i in keep]
     # If every target already is a source channel, the spline is the identity: skip it.
     src_index = {c.lower(): i for i, c in enumerate(src_names)}
-    if all(t.lower() in src_index for t in targets):
+    if src_montage == montage and all(t.lower() in src_index for t in targets):
         return data[keep][[src_index[t.lower()] for t in targets]]
     info = mne.create_info(src_names, sfreq, "eeg")
     raw = mne.io.RawArray(data[keep], info, verbose="error")
     raw.set_montage(mne.channels.make_dig_montage(
-        {c: pos[c.lower()] for c in src_names}, coord_frame="head"), verbose="error")
+        {c: src_pos[c.lower()] for c in src_names}, coord_frame="head"), verbose="error")
     dst = mne.channels.make_dig_montage({t: pos[t.lower()] for t in targets}, coord_frame="head")
     # origin=(0,0,0): MNE's standard montages are centred on the head origin, and a fit to few
     # sensors (the 'auto' default) is unstable.
@@ -95,6 +104,16 @@ def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str
     out_names = out.ch_names
     return out.get_data()[[out_names.index(t) for t in targets]]
 
+
+
+def _source_montage(ch_names: list[str], montage: str) -> str:
+    """Where a recording's channel names are looked up: the model's ``montage``, or the 10-05 template when more of
+    them are 10-05 names (ties stay with the model's)."""
+    if montage == DEFAULT_MONTAGE:
+        return montage
+    names = [str(c).lower() for c in ch_names]
+    own, template = montage_directions(montage), montage_directions(DEFAULT_MONTAGE)
+    return DEFAULT_MONTAGE if sum(c in template for c in names) > sum(c in own for c in names) else montage
 
 def make_windows(data: np.ndarray, n_times: int, stride: int | None = None) -> np.ndarray:
     """Cut ``data [C, T]`` into windows ``[n, C, n_times]`` every ``stride`` samples (a copy).

@@ -10,8 +10,9 @@ One home for what the readers, the transforms and the app need to know about mon
   ``DigMontage``, or ``None`` for "keep the file's own positions".
 - :func:`apply_montage`, :func:`has_positions`, :func:`snap_to_standard_names`: positions on a
   recording, and channels with foreign names (``E1``, ``A12``) renamed to the nearest 10-05 name.
-- :func:`montage_positions`, :func:`default_target_channels`: positions by lower-cased name, and the
-  model's default channel layout for the montage mapping.
+- :func:`montage_positions`, :func:`montage_directions`, :func:`default_target_channels`: positions (and their
+  directions from the head's centre) by lower-cased name, and the model's default channel layout for the montage
+  mapping.
 """
 
 from __future__ import annotations
@@ -145,8 +146,9 @@ def unit_positions(montage: mne.channels.DigMontage) -> dict[str, np.ndarray]:
 
 
 def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) -> mne.io.BaseRaw:
-    """Rename EEG channels that are not 10-05 names but have positions to the nearest free
-    10-05 name of ``montage`` (a copy; ``raw`` itself when nothing needs renaming).
+    """Rename EEG channels that are not names of ``montage`` (10-05 unless the model's cap is another, such as the
+    built-in benchmark's BioSemi-128) but have positions to its nearest free name (a copy; ``raw`` itself when
+    nothing needs renaming).
 
     The positional mapping onto the model's channels (``array_transforms.map_channels_montage``)
     places channels by name in a standard montage; this lets a cap with its own names
@@ -178,7 +180,7 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
                 break
     if not renames:
         return raw
-    logger.info("placing %d channel(s) at the nearest 10-05 positions: %s", len(renames),
+    logger.info("placing %d channel(s) at the nearest free positions of %s: %s", len(renames), montage,
                 ", ".join(f"{a}->{b}" for a, b in list(renames.items())[:8]))
     out = raw.copy()
     out.rename_channels(renames, verbose="error")
@@ -211,6 +213,13 @@ def _template_in_frame_of(standard: mne.channels.DigMontage, template: dict[str,
 def montage_positions(montage: str) -> dict[str, np.ndarray]:
     """Lower-cased channel name -> position (metres, head frame) in the standard ``montage``."""
     return {k.lower(): v for k, v in _positions_cased(montage).items()}
+
+
+@lru_cache(maxsize=8)
+def montage_directions(montage: str) -> dict[str, np.ndarray]:
+    """Lower-cased channel name -> unit direction from the head origin in the standard ``montage`` (positions of
+    two templates compare as directions; the spherical spline uses nothing else)."""
+    return unit_positions(make_montage(montage))
 
 
 @lru_cache(maxsize=8)
@@ -253,5 +262,5 @@ def default_target_channels(n: int, montage: str = DEFAULT_MONTAGE) -> list[str]
 
 __all__ = ["DEFAULT_MONTAGE", "MONTAGE_RENAMES", "OLD_CHANNEL_NAMES", "MONTAGE_SUFFIXES", "builtin_montage_name",
            "standard_montage_name", "make_montage", "resolve_montage", "has_positions", "has_any_position",
-           "apply_montage", "unit_positions", "snap_to_standard_names", "montage_positions",
+           "apply_montage", "unit_positions", "snap_to_standard_names", "montage_positions", "montage_directions",
            "default_target_channels"]

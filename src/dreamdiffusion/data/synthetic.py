@@ -52,7 +52,7 @@ from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.data.array_transforms import center_by_subject, subject_means
 from dreamdiffusion.data.corpus import CorpusWriter, read_manifest
 from dreamdiffusion.data.montage import make_montage
-from dreamdiffusion.data.transforms import binned_means
+from dreamdiffusion.data.transforms import InputSpec, binned_means
 
 logger = logging.getLogger(__name__)
 
@@ -447,6 +447,7 @@ class SyntheticPairs(torch.utils.data.Dataset):
         self.class_names = self.description["class_names"]
         self.sfreq = self.description["sfreq"]
         self.ch_names = self.description["ch_names"]
+        self.spec = benchmark_input_spec(self.description)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -470,6 +471,16 @@ class SyntheticPairs(torch.utils.data.Dataset):
                 "label": int(self.labels[img]), "subject": int(self.trial_subject[t]),
                 "image_name": f"digit-{img:04d}.png", "image_index": img}
 
+
+def benchmark_input_spec(description: dict) -> InputSpec:
+    """How a recording becomes the input of a model trained on the benchmark (its pipeline's ``preprocessing.json``).
+
+    The simulated cap is MNE's BioSemi-128, so a recording's channels are interpolated onto those 128 positions by
+    name (``channel_mapping="montage"``; a headset's 10-05 names are placed through the 10-05 template), not tiled
+    in file order, which would put a 14-channel headset's frontal channels where the model expects occipital ones."""
+    return InputSpec(n_chans=int(description["n_chans"]), n_times=int(description["n_times"]),
+                     sfreq=float(description["sfreq"]), channel_mapping="montage",
+                     montage=str(description.get("montage", MONTAGE)), target_channels=list(description["ch_names"]))
 
 def eeg_features(eeg: np.ndarray, n_bins: int = 16) -> np.ndarray:
     """Deprecated alias of :func:`dreamdiffusion.data.transforms.binned_means` (moved there; kept one release)."""
@@ -495,4 +506,4 @@ def linear_baseline(root: str | os.PathLike, split: str = "test") -> float:
 
 
 __all__ = ["build_benchmark", "SyntheticPairs", "SimulatedBrain", "load_digit_images", "split_images",
-           "read_benchmark", "linear_baseline", "eeg_features", "montage_positions"]
+           "read_benchmark", "linear_baseline", "eeg_features", "montage_positions", "benchmark_input_spec"]

@@ -233,7 +233,18 @@ def channel_map(ch_names: list[str], spec: InputSpec, source: str | None = None)
         except DataError as exc:
             reason = exc.message.split("; use ")[0]  # drop the hint meant for direct callers
             _warn_repeat_fallback(os.fspath(source) if source is not None else "recording", reason)
+    elif c != spec.n_chans and (c, spec.n_chans) not in _TILING_LOGGED:
+        # Asked for, but a 14-channel headset tiled onto a 128-channel model puts its channels wherever file order
+        # says: say so once per channel count (a corpus of many such files would say it for each).
+        _TILING_LOGGED.add((c, spec.n_chans))
+        how = "tiled" if c < spec.n_chans else f"cut to the first {spec.n_chans}"
+        logger.warning("%s: %d EEG channels %s in file order for the model's %d (channel_mapping='repeat', the "
+                       "paper's); channel_mapping='montage' places them by electrode position",
+                       os.fspath(source) if source is not None else "recording", c, how, spec.n_chans)
     return map_channels_repeat(np.eye(c), spec.n_chans)
+
+
+_TILING_LOGGED: set = set()  # (recording's channels, model's channels) already said
 
 
 @functools.lru_cache(maxsize=256)

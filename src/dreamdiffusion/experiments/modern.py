@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from dreamdiffusion.conditioning import aligned_preprocessing
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.synthetic import SyntheticPairs
@@ -111,7 +112,7 @@ def ip_pipeline_stage(out: Path, encoder: Path, cfg: DemoConfig, name: str = "pi
         cond.prior.load_state_dict(prior.state_dict())
     pipe = DreamDiffusionPipeline.from_ip_adapter(cond, cfg.base, cfg.ip_adapter,
                                                   ip_adapter_scale=s.ip_adapter_scale,
-                                                  preprocessing={"dataset": "synthetic"})
+                                                  preprocessing=aligned_preprocessing(encoder))
     fit = fit_pipeline_latents(pipe, bench, cfg) if shape is not None else None
     folder = out / name
     if folder.exists():

@@ -44,6 +44,7 @@ from dreamdiffusion.evaluation.metrics import retrieval_accuracy
 from dreamdiffusion.models.conditioner import ENCODER_CONFIG_KEYS, load_encoder
 from dreamdiffusion.models.encoders import ARCHS, AlignedEncoder
 from dreamdiffusion.models.hub import clip_image_embeds, load_clip
+from dreamdiffusion.pipeline import PREPROCESSING_FILE
 from dreamdiffusion.training.contrastive import info_nce
 from dreamdiffusion.training.loop import JsonlLog, StepBatchSampler, adamw_param_groups, warmup_cosine_scheduler
 
@@ -448,6 +449,9 @@ def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_datase
     # Written into a temporary sibling, renamed to --output when complete: a killed run leaves nothing there.
     with staged_folder(out) as tmp:
         summary = _train_and_save(cfg, model, clip, data, tmp, test_dataset, t0, t_data)
+        spec = getattr(train_ds, "spec", None)
+        if hasattr(spec, "to_dict"):  # how a recording becomes this encoder's input (pipelines built on it copy it)
+            atomic_write_json(tmp / PREPROCESSING_FILE, {**spec.to_dict(), "dataset": cfg.dataset})
     v = summary["val"] or {}
     logger.info("align: val top-1 %s top-5 %s (step %s) in %.1f s -> %s", v.get("top1"), v.get("top5"),
                 summary["selected_step"], summary["seconds"], out)
