@@ -207,6 +207,15 @@ def test_a_headsets_10_05_names_are_placed_by_position_on_a_cap_of_other_names()
         A.map_channels_montage(np.eye(2), ["X1", "X2"], cap, "biosemi128")
 
 
+def test_template_directions_are_taken_from_the_templates_own_centre():
+    """10-05's positions sit 1.6 cm behind their frame's origin; from the fitted centre T7 and T8 lie in Cz's coronal
+    plane, as 10-20 defines them (from the origin they lean 11 degrees back), and BioSemi's A1 is the vertex."""
+    d = M.montage_directions("standard_1005")
+    assert abs(d["t7"][1]) < 0.03 and abs(d["t8"][1]) < 0.03 and d["t7"][0] < -0.95 < 0.95 < d["t8"][0]
+    assert abs(M.unit_positions(M.make_montage("standard_1005"))["t7"][1]) > 0.15  # what the centre corrects
+    assert d["cz"][2] > 0.99 and abs(np.linalg.norm(d["oz"]) - 1) < 1e-9
+    assert M.montage_directions("biosemi128")["a1"][2] > 0.999
+
 def test_repeat_mapping_of_another_channel_count_is_said_once(caplog):
     spec = T.InputSpec(n_chans=8, sfreq=256.0, channel_mapping="repeat")
     T._TILING_LOGGED.discard((3, 8))

@@ -97,8 +97,8 @@ def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str
     raw.set_montage(mne.channels.make_dig_montage(
         {c: src_pos[c.lower()] for c in src_names}, coord_frame="head"), verbose="error")
     dst = mne.channels.make_dig_montage({t: pos[t.lower()] for t in targets}, coord_frame="head")
-    # origin=(0,0,0): MNE's standard montages are centred on the head origin, and a fit to few
-    # sensors (the 'auto' default) is unstable.
+    # origin=(0,0,0): the positions are unit directions from each template's own fitted centre (montage_directions);
+    # MNE's 'auto' would fit a sphere to the few source sensors, which is unstable.
     with mne.use_log_level("error"):
         out = raw.interpolate_to(dst, origin=(0.0, 0.0, 0.0), method="spline")
     out_names = out.ch_names

@@ -145,6 +145,11 @@ def unit_positions(montage: mne.channels.DigMontage) -> dict[str, np.ndarray]:
     return out
 
 
+# Unit-direction distance (~29 degrees) beyond which a measured channel is not at its name's place in a template:
+# templates and digitised caps differ by well under half of it, two different caps' same names by far more.
+_ELSEWHERE = 0.5
+
+
 def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) -> mne.io.BaseRaw:
     """Rename EEG channels that are not names of ``montage`` (10-05 unless the model's cap is another, such as the
     built-in benchmark's BioSemi-128) but have positions to its nearest free name (a copy; ``raw`` itself when
@@ -158,12 +163,18 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
     template = unit_positions(standard)
     eeg = [raw.ch_names[i] for i in mne.pick_types(raw.info, eeg=True, exclude=())]
     foreign = [c for c in eeg if c.lower() not in template]
-    if not foreign:
-        return raw
     measured = raw.get_montage()
     positions = unit_positions(measured) if measured is not None else {}
+    if positions and len(foreign) < len(eeg):
+        # A name of the cap measured far from where the cap has it is another cap's channel of the same name
+        # (10-20's A1 is the left ear, BioSemi's the vertex): its position decides, as for a foreign name.
+        template = _template_in_frame_of(standard, template, positions)
+        foreign += [c for c in eeg if c.lower() in template and c.lower() in positions
+                    and np.linalg.norm(positions[c.lower()] - template[c.lower()]) > _ELSEWHERE]
+    if not foreign:
+        return raw
     template = _template_in_frame_of(standard, template, positions)
-    taken = {c.lower() for c in eeg if c.lower() in template}
+    taken = {c.lower() for c in eeg if c.lower() in template and c not in foreign}
     old = {n.lower() for n in OLD_CHANNEL_NAMES}
     names = [n for n in template if n not in old]
     grid = np.array([template[n] for n in names])
@@ -217,9 +228,20 @@ def montage_positions(montage: str) -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=8)
 def montage_directions(montage: str) -> dict[str, np.ndarray]:
-    """Lower-cased channel name -> unit direction from the head origin in the standard ``montage`` (positions of
-    two templates compare as directions; the spherical spline uses nothing else)."""
-    return unit_positions(make_montage(montage))
+    """Lower-cased channel name -> unit direction from the centre of the standard ``montage``'s own sphere.
+
+    The spherical spline reads nothing else, and two templates compare this way. The centre is the sphere fitted
+    to all of the template's positions: MNE's templates sit up to ~2 cm off their frame's origin (10-05's is 1.6 cm
+    behind it, BioSemi's at it), and a fit to a few hundred positions is stable where one to a recording's few
+    sensors is not."""
+    pos = _positions_cased(montage)
+    names = [k for k, v in pos.items() if np.all(np.isfinite(v))]
+    xyz = np.array([pos[k] for k in names], dtype=float)
+    # |x|^2 = 2 x.c + (r^2 - |c|^2): linear least squares in (c, r^2 - |c|^2)
+    solution = np.linalg.lstsq(np.c_[2 * xyz, np.ones(len(xyz))], (xyz ** 2).sum(axis=1), rcond=None)[0]
+    rel = xyz - solution[:3]
+    rel /= np.linalg.norm(rel, axis=1, keepdims=True)
+    return {k.lower(): v for k, v in zip(names, rel)}
 
 
 @lru_cache(maxsize=8)
