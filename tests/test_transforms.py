@@ -216,6 +216,22 @@ def test_template_directions_are_taken_from_the_templates_own_centre():
     assert d["cz"][2] > 0.99 and abs(np.linalg.norm(d["oz"]) - 1) < 1e-9
     assert M.montage_directions("biosemi128")["a1"][2] > 0.999
 
+def test_a_cap_name_measured_elsewhere_is_placed_by_its_position():
+    """10-20's ear electrodes A1 / A2 carry names that BioSemi-128 gives the vertex and its neighbour: with measured
+    positions they are placed where they were measured, not where the name says; a BioSemi recording keeps its names."""
+    names = ["Fz", "Cz", "Pz", "O1", "O2", "C3", "C4", "A1", "A2"]
+    raw = mne.io.RawArray(np.zeros((len(names), 10)), mne.create_info(names, 100.0, "eeg"), verbose="error")
+    raw.set_montage("standard_1005", verbose="error")
+    placed = dict(zip(names, M.snap_to_standard_names(raw, "biosemi128").ch_names))
+    cap = M.montage_directions("biosemi128")
+    for ear in ("A1", "A2"):
+        assert cap[placed[ear].lower()][2] < 0.2  # low on the head, beside the ears, not at the top
+    assert cap[placed["Cz"].lower()][2] > 0.95
+    biosemi = mne.channels.make_standard_montage("biosemi128")
+    own = mne.io.RawArray(np.zeros((128, 10)), mne.create_info(biosemi.ch_names, 100.0, "eeg"), verbose="error")
+    own.set_montage(biosemi, verbose="error")
+    assert M.snap_to_standard_names(own, "biosemi128") is own
+
 def test_repeat_mapping_of_another_channel_count_is_said_once(caplog):
     spec = T.InputSpec(n_chans=8, sfreq=256.0, channel_mapping="repeat")
     T._TILING_LOGGED.discard((3, 8))
