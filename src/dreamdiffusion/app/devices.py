@@ -23,6 +23,7 @@ from dreamdiffusion.data.montage import (  # noqa: F401
     apply_montage,
     has_positions,
     make_montage,
+    montage_directions,
     resolve_montage,
     snap_to_standard_names,
     standard_montage_name,
@@ -129,8 +130,10 @@ def nearest_channels(wanted: list[str] | tuple[str, ...], available: list[str],
     Lets a headset layout be simulated on a cap that lacks its exact positions (a 10-20 subset
     of a BioSemi 128 recording, for example).
     """
-    template = unit_positions(make_montage(standard_montage_name()))
-    cap = unit_positions(make_montage(montage))
+    # directions as the channel mapping compares them (each template from its own centre), so that the channel
+    # chosen for an electrode is the one the mapping puts that electrode on
+    template = montage_directions(standard_montage_name())
+    cap = montage_directions(montage)
     missing = [c for c in wanted if c.lower() not in template] + [c for c in available if c.lower() not in cap]
     if missing:
         raise ConfigError(f"channel(s) {', '.join(missing[:8])} have no position in the montage")
