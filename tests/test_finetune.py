@@ -76,6 +76,9 @@ def test_cli_finetune_then_generate(parts, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     items = json.loads((tmp_path / "g2" / "manifest.json").read_text())["items"]
     assert [i["eeg"]["onset_s"] for i in items] == [1.5, 4.0] and items[0]["ground_truth"] is None
+    channels = items[0]["eeg"]["channels"]  # the manifest says how the file's channels were mapped
+    assert channels["requested"] == "montage" and channels["used"] in ("montage", "repeat")
+    assert channels["recorded_channels"] == len(channels["names"]) and channels == items[1]["eeg"]["channels"]
 
 
 def test_clip_frozen_and_clip_loss_falls(parts, tmp_path):

@@ -199,8 +199,8 @@ def test_a_headsets_10_05_names_are_placed_by_position_on_a_cap_of_other_names()
         row = int(np.argmin([np.linalg.norm(cap_dirs[c.lower()] - std_dirs[ch.lower()]) for c in cap]))
         assert emotiv[int(np.argmax(m[row]))] == ch  # the cap channel at O1's place reads O1 most
     # A cap's own names stay its own, even where 10-05 has the same name (BioSemi's A1 is the vertex, 10-20's the ear).
-    assert A._source_montage(cap[:40], "biosemi128") == "biosemi128"
-    assert A._source_montage(["Fz", "Cz", "Pz", "O1", "O2", "A1", "A2"], "biosemi128") == "standard_1005"
+    assert A.source_montage(cap[:40], "biosemi128") == "biosemi128"
+    assert A.source_montage(["Fz", "Cz", "Pz", "O1", "O2", "A1", "A2"], "biosemi128") == "standard_1005"
     own = A.map_channels_montage(np.eye(40), cap[:40], cap[:3], "biosemi128")
     np.testing.assert_allclose(own, np.eye(40)[:3])  # targets that are recorded channels: those channels
     with pytest.raises(DataError, match="'biosemi128' or 'standard_1005'"):
@@ -242,6 +242,10 @@ def test_repeat_mapping_of_another_channel_count_is_said_once(caplog):
     said = [r.getMessage() for r in caplog.records if "in file order" in r.getMessage()]
     assert len(said) == 1 and "cap.edf: 3 EEG channels tiled" in said[0] and "'montage'" in said[0]
     assert m.argmax(axis=1).tolist() == [0, 1, 2, 0, 1, 2, 0, 1]  # and it still tiles, as asked
+    _, record = T.channel_plan(["Fz", "Cz", "Pz"], spec)
+    assert record == {"requested": "repeat", "recorded_channels": 3, "model_channels": 8, "used": "repeat"}
+    _, fell = T.channel_plan(["Fz", "Cz"], T.InputSpec(n_chans=8, sfreq=256.0, channel_mapping="montage"))
+    assert fell["used"] == "repeat" and "only 2 of 2 channels" in fell["fallback"]
 
 def test_standardize_picks_eeg_only_and_maps_channels():
     info = mne.create_info(["Fz", "Cz", "STI 014", "EOG1"], 256.0, ["eeg", "eeg", "stim", "eog"])

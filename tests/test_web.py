@@ -62,6 +62,9 @@ def test_run_generation_writes_images_and_manifest(engine, emotiv_fif, tmp_path)
     assert manifest["images"] == [p.name for p in res.image_paths]
     assert manifest["source"] == "emotiv_raw.fif" and manifest["seed"] == 7 and manifest["onset_s"] == 2.0
     assert manifest["n_channels_recorded"] == 14 and manifest["model_channels"] == 128
+    channels = manifest["channels"]  # how the recording's channels reached the model's, as generate records it too
+    assert channels["used"] == "montage" and channels["recorded_channels"] == 14 and len(channels["names"]) == 14
+    assert channels["names_placed_in"] == "standard_1005" and channels["model_channels"] == 128
     assert not list((tmp_path / "a").glob("*.tmp"))  # atomic writes leave no temporaries
 
     # Same EEG and seed -> same image; another window of the recording -> another image.

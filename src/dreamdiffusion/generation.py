@@ -42,7 +42,7 @@ from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.images import image_grid
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.pairs import open_paired_dataset
-from dreamdiffusion.data.transforms import recording_window
+from dreamdiffusion.data.transforms import recording_channels, recording_window
 from dreamdiffusion.models import hub
 from dreamdiffusion.pipeline import COMPILE_MODES, read_generation_defaults
 from dreamdiffusion.steering import ClipGuidance, ClipRanker, predicted_embeddings
@@ -179,6 +179,9 @@ def sources_from_file(path: str | os.PathLike, spec, onsets: list[float], sfreq:
         win = recording_window(raw, onset, spec, source=path)
         out.append(EEGSource(eeg=torch.from_numpy(np.asarray(win, dtype=np.float32)),
                              source={"file": os.fspath(path), "onset_s": float(onset)}))
+    channels = recording_channels(raw, spec, source=path)  # the same for every window of the file
+    for s in out:
+        s.source["channels"] = channels
     return out
 
 

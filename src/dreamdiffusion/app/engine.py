@@ -24,7 +24,13 @@ from dreamdiffusion.conditioning import build_pipeline, conditioning_record, pla
 from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, check_eeg_shape
 from dreamdiffusion.core.files import atomic_write_png
 from dreamdiffusion.core.generation_file import check_low_level_strength
-from dreamdiffusion.data.transforms import CHANNEL_MAPPINGS, default_target_channels, recording_window, window_at
+from dreamdiffusion.data.transforms import (
+    CHANNEL_MAPPINGS,
+    default_target_channels,
+    recording_channels,
+    recording_window,
+    window_at,
+)
 from dreamdiffusion.generation import draw_images, resolve_generation_settings, steering
 from dreamdiffusion.pipeline import default_pipeline_folder
 
@@ -121,6 +127,12 @@ class Engine:
         positions are snapped to 10-05 names; ``repeat``: tile the recorded channels).
         """
         return recording_window(raw, onset_s, self.spec, mapping, source)
+
+    def channels(self, raw: mne.io.BaseRaw, mapping: str | None = None,
+                 source: str | os.PathLike | None = None) -> dict:
+        """How :meth:`window` maps ``raw``'s channels (:func:`dreamdiffusion.data.transforms.recording_channels`),
+        for the manifest."""
+        return recording_channels(raw, self.spec, mapping, source)
 
     def accepts_standardized(self, raw: mne.io.BaseRaw) -> bool:
         """True when ``raw`` already has the model's channel count and sampling rate."""

@@ -283,6 +283,8 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
                     f"band-pass, resample, {mapping} channel mapping",
                     "ground_truth": None if loaded.ground_truth is None else Path(loaded.ground_truth).name,
                     "settings_source": used["settings_source"], "conditioning": engine.conditioning}
+    if not as_stored:
+        record.extra["channels"] = engine.channels(loaded.raw, mapping, loaded.source)
     if "low_level_strength" in used:
         record.extra["low_level_strength"] = used["low_level_strength"]
     if "model_recommends" in used:

@@ -76,7 +76,7 @@ def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str
     missing_t = [t for t in targets if t.lower() not in pos]
     if missing_t:
         raise ConfigError(f"target channels not in montage {montage!r}: {missing_t[:5]}")
-    src_montage = _source_montage(ch_names, montage)
+    src_montage = source_montage(ch_names, montage)
     src_pos = montage_directions(src_montage)
     keep = [i for i, c in enumerate(ch_names) if str(c).lower() in src_pos]
     if len(keep) < 3:
@@ -106,7 +106,7 @@ def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str
 
 
 
-def _source_montage(ch_names: list[str], montage: str) -> str:
+def source_montage(ch_names: list[str], montage: str) -> str:
     """Where a recording's channel names are looked up: the model's ``montage``, or the 10-05 template when more of
     them are 10-05 names (ties stay with the model's)."""
     if montage == DEFAULT_MONTAGE:

@@ -33,6 +33,7 @@ from dreamdiffusion.data.array_transforms import (
     map_channels_montage,
     map_channels_repeat,
     normalize_windows,
+    source_montage,
 )
 from dreamdiffusion.data.montage import (  # noqa: F401 (re-exported)
     DEFAULT_MONTAGE,
@@ -225,14 +226,25 @@ def channel_map(ch_names: list[str], spec: InputSpec, source: str | None = None)
     spherical-spline interpolation applied to the identity (the spline is linear in the data, so
     its matrix is its response to unit inputs) and falls back to repeat, with a warning, when
     fewer than 3 channels have standard positions."""
+    return channel_plan(ch_names, spec, source)[0]
+
+
+def channel_plan(ch_names: list[str], spec: InputSpec, source: str | None = None) -> tuple[np.ndarray, dict]:
+    """:func:`channel_map`'s matrix and a record of what it did (a manifest's ``channels``): ``used`` (``montage``
+    or ``repeat``), ``requested``, the channel counts, for montage the model's cap and where the recording's names
+    were looked up (``names_placed_in``), and a fall-back's ``fallback`` reason."""
     c = len(ch_names)
+    record = {"requested": spec.channel_mapping, "recorded_channels": c, "model_channels": spec.n_chans}
     if spec.channel_mapping == "montage":
         targets = spec.target_channels or spec.n_chans
         try:
-            return map_channels_montage(np.eye(c), list(ch_names), targets, spec.montage, spec.sfreq)
+            m = map_channels_montage(np.eye(c), list(ch_names), targets, spec.montage, spec.sfreq)
+            return m, {**record, "used": "montage", "model_montage": spec.montage,
+                       "names_placed_in": source_montage(list(ch_names), spec.montage)}
         except DataError as exc:
             reason = exc.message.split("; use ")[0]  # drop the hint meant for direct callers
             _warn_repeat_fallback(os.fspath(source) if source is not None else "recording", reason)
+            record["fallback"] = reason
     elif c != spec.n_chans and (c, spec.n_chans) not in _TILING_LOGGED:
         # Asked for, but a 14-channel headset tiled onto a 128-channel model puts its channels wherever file order
         # says: say so once per channel count (a corpus of many such files would say it for each).
@@ -241,7 +253,7 @@ def channel_map(ch_names: list[str], spec: InputSpec, source: str | None = None)
         logger.warning("%s: %d EEG channels %s in file order for the model's %d (channel_mapping='repeat', the "
                        "paper's); channel_mapping='montage' places them by electrode position",
                        os.fspath(source) if source is not None else "recording", c, how, spec.n_chans)
-    return map_channels_repeat(np.eye(c), spec.n_chans)
+    return map_channels_repeat(np.eye(c), spec.n_chans), {**record, "used": "repeat"}
 
 
 _TILING_LOGGED: set = set()  # (recording's channels, model's channels) already said
@@ -380,18 +392,33 @@ def recording_window(raw: mne.io.BaseRaw, onset_s: float, spec: InputSpec, mappi
     renamed to the nearest 10-05 position (:func:`~dreamdiffusion.data.montage.snap_to_standard_names`),
     so the positional mapping works for any cap. Errors name ``source`` when it is given.
     """
-    mapping = mapping or spec.channel_mapping
-    if mapping not in CHANNEL_MAPPINGS:
-        raise ConfigError(f"unknown channel mapping {mapping!r} (use one of: {', '.join(CHANNEL_MAPPINGS)})")
     try:
         onset = float(onset_s)
         if not math.isfinite(onset):
             raise DataError(f"onset must be a finite number of seconds, got {onset_s!r}")
-        spec = dataclasses.replace(spec, channel_mapping=mapping)
-        if mapping == "montage":
-            raw = snap_to_standard_names(raw, spec.montage)
+        raw, spec = _as_mapped(raw, spec, mapping)
         return window_at(raw, onset, spec)
     except DreamDiffusionError as exc:
         if source is None:
             raise
         raise type(exc)(exc.message, source) from exc
+
+
+def recording_channels(raw: mne.io.BaseRaw, spec: InputSpec, mapping: str | None = None,
+                       source: str | os.PathLike | None = None) -> dict:
+    """How :func:`recording_window` maps this recording's channels, for a manifest: the good EEG channels it reads
+    (``names``, after the same renaming by position) and :func:`channel_plan`'s record."""
+    raw, spec = _as_mapped(raw, spec, mapping)
+    types = raw.get_channel_types()
+    names = [n for n, t in zip(raw.ch_names, types) if t in _EEG_TYPES and n not in raw.info["bads"]]
+    return {"names": names, **channel_plan(names, spec, None if source is None else os.fspath(source))[1]}
+
+
+def _as_mapped(raw: mne.io.BaseRaw, spec: InputSpec, mapping: str | None) -> tuple[mne.io.BaseRaw, InputSpec]:
+    """``(raw, spec)`` under ``mapping`` (None: the spec's): montage mapping first renames channels of other names
+    that have positions to the nearest of the model's cap (:func:`snap_to_standard_names`)."""
+    mapping = mapping or spec.channel_mapping
+    if mapping not in CHANNEL_MAPPINGS:
+        raise ConfigError(f"unknown channel mapping {mapping!r} (use one of: {', '.join(CHANNEL_MAPPINGS)})")
+    spec = dataclasses.replace(spec, channel_mapping=mapping)
+    return (snap_to_standard_names(raw, spec.montage) if mapping == "montage" else raw), spec
