@@ -223,6 +223,10 @@ def test_a_cap_name_measured_elsewhere_is_placed_by_its_position():
     raw = mne.io.RawArray(np.zeros((len(names), 10)), mne.create_info(names, 100.0, "eeg"), verbose="error")
     raw.set_montage("standard_1005", verbose="error")
     placed = dict(zip(names, M.snap_to_standard_names(raw, "biosemi128").ch_names))
+    spec = T.InputSpec(n_chans=128, sfreq=100.0, channel_mapping="montage", montage="biosemi128",
+                       target_channels=mne.channels.make_standard_montage("biosemi128").ch_names)
+    record = T.recording_channels(raw, spec)  # what a manifest says: the names read, and who was renamed to what
+    assert record["renamed_by_position"] == placed and record["names"] == [placed[n] for n in names]
     cap = M.montage_directions("biosemi128")
     for ear in ("A1", "A2"):
         assert cap[placed[ear].lower()][2] < 0.2  # low on the head, beside the ears, not at the top

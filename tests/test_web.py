@@ -65,6 +65,7 @@ def test_run_generation_writes_images_and_manifest(engine, emotiv_fif, tmp_path)
     channels = manifest["channels"]  # how the recording's channels reached the model's, as generate records it too
     assert channels["used"] == "montage" and channels["recorded_channels"] == 14 and len(channels["names"]) == 14
     assert channels["names_placed_in"] == "standard_1005" and channels["model_channels"] == 128
+    assert "renamed_by_position" not in channels  # 10-05 names on a 10-05 model: nothing renamed
     assert not list((tmp_path / "a").glob("*.tmp"))  # atomic writes leave no temporaries
 
     # Same EEG and seed -> same image; another window of the recording -> another image.

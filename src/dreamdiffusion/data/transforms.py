@@ -407,11 +407,14 @@ def recording_window(raw: mne.io.BaseRaw, onset_s: float, spec: InputSpec, mappi
 def recording_channels(raw: mne.io.BaseRaw, spec: InputSpec, mapping: str | None = None,
                        source: str | os.PathLike | None = None) -> dict:
     """How :func:`recording_window` maps this recording's channels, for a manifest: the good EEG channels it reads
-    (``names``, after the same renaming by position) and :func:`channel_plan`'s record."""
-    raw, spec = _as_mapped(raw, spec, mapping)
-    types = raw.get_channel_types()
-    names = [n for n, t in zip(raw.ch_names, types) if t in _EEG_TYPES and n not in raw.info["bads"]]
-    return {"names": names, **channel_plan(names, spec, None if source is None else os.fspath(source))[1]}
+    (``names``, after the same renaming by position, which ``renamed_by_position`` lists) and :func:`channel_plan`'s
+    record."""
+    mapped, spec = _as_mapped(raw, spec, mapping)
+    types = mapped.get_channel_types()
+    names = [n for n, t in zip(mapped.ch_names, types) if t in _EEG_TYPES and n not in mapped.info["bads"]]
+    record = {"names": names, **channel_plan(names, spec, None if source is None else os.fspath(source))[1]}
+    renamed = {a: b for a, b in zip(raw.ch_names, mapped.ch_names) if a != b}
+    return {**record, "renamed_by_position": renamed} if renamed else record
 
 
 def _as_mapped(raw: mne.io.BaseRaw, spec: InputSpec, mapping: str | None) -> tuple[mne.io.BaseRaw, InputSpec]:
