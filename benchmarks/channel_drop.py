@@ -56,19 +56,16 @@ class ImageJudge:
     """A pipeline's images of EEG windows at its recommended settings, named by the built-in judge."""
 
     def __init__(self, run: Path):
-        from dreamdiffusion.core.generation_file import read_generation_defaults
         from dreamdiffusion.evaluation.classifier import ImageClassifier
-        from dreamdiffusion.generation import load_pipeline, steering
+        from dreamdiffusion.generation import load_pipeline, resolve_generation_settings, steering
         from dreamdiffusion.pipeline import resolve_pipeline_folder
 
         folder = resolve_pipeline_folder(run)
         self.pipe = load_pipeline(folder, device="cpu")
         self.pipe.set_progress_bar_config(disable=True)
         self.spec = self.pipe.input_spec()
-        rec = read_generation_defaults(folder)
-        self.settings = {"steps": rec.get("num_inference_steps") or 10, "guidance": rec.get("guidance_scale", 3.0),
-                         "clip_guidance": rec.get("clip_guidance") or 0.0,
-                         "low_level_strength": rec.get("low_level_strength")}
+        used = resolve_generation_settings(self.pipe)  # the model's recommendations, as generate uses them
+        self.settings = {k: used.get(k) for k in ("steps", "guidance", "clip_guidance", "low_level_strength")}
         self.guide = steering(1, self.settings["clip_guidance"], None, folder)[1]
         self.judge = ImageClassifier.load("builtin-tiny")
 

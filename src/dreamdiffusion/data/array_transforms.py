@@ -105,7 +105,6 @@ def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str
     return out.get_data()[[out_names.index(t) for t in targets]]
 
 
-
 def source_montage(ch_names: list[str], montage: str) -> str:
     """Where a recording's channel names are looked up: the model's ``montage``, or the 10-05 template when more of
     them are 10-05 names (ties stay with the model's)."""
@@ -114,6 +113,7 @@ def source_montage(ch_names: list[str], montage: str) -> str:
     names = [str(c).lower() for c in ch_names]
     own, template = montage_directions(montage), montage_directions(DEFAULT_MONTAGE)
     return DEFAULT_MONTAGE if sum(c in template for c in names) > sum(c in own for c in names) else montage
+
 
 def make_windows(data: np.ndarray, n_times: int, stride: int | None = None) -> np.ndarray:
     """Cut ``data [C, T]`` into windows ``[n, C, n_times]`` every ``stride`` samples (a copy).

@@ -165,15 +165,15 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
     foreign = [c for c in eeg if c.lower() not in template]
     measured = raw.get_montage()
     positions = unit_positions(measured) if measured is not None else {}
-    if positions and len(foreign) < len(eeg):
-        # A name of the cap measured far from where the cap has it is another cap's channel of the same name
-        # (10-20's A1 is the left ear, BioSemi's the vertex): its position decides, as for a foreign name.
-        template = _template_in_frame_of(standard, template, positions)
-        foreign += [c for c in eeg if c.lower() in template and c.lower() in positions
-                    and np.linalg.norm(positions[c.lower()] - template[c.lower()]) > _ELSEWHERE]
+    if not positions and not foreign:
+        return raw  # nothing to rename, nothing measured to check the names against
+    template = _template_in_frame_of(standard, template, positions)
+    # A name of the cap measured far from where the cap has it is another cap's channel of the same name
+    # (10-20's A1 is the left ear, BioSemi's the vertex): its position decides, as for a foreign name.
+    foreign += [c for c in eeg if c.lower() in template and c.lower() in positions
+                and np.linalg.norm(positions[c.lower()] - template[c.lower()]) > _ELSEWHERE]
     if not foreign:
         return raw
-    template = _template_in_frame_of(standard, template, positions)
     taken = {c.lower() for c in eeg if c.lower() in template and c not in foreign}
     old = {n.lower() for n in OLD_CHANNEL_NAMES}
     names = [n for n in template if n not in old]

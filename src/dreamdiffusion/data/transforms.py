@@ -153,14 +153,19 @@ def binned_means(x: np.ndarray, n_bins: int) -> np.ndarray:
 
 def pick_eeg(raw: mne.io.BaseRaw) -> mne.io.BaseRaw:
     """A copy of ``raw`` with only its EEG channels (bad ones dropped), data loaded."""
-    types = set(raw.get_channel_types())
-    picks = [i for i, t in enumerate(raw.get_channel_types()) if t in _EEG_TYPES and raw.ch_names[i] not in raw.info["bads"]]
+    picks = _good_eeg(raw)
     if not picks:
-        raise DataError(f"no good EEG channels (channel types present: {sorted(types)})", _source(raw))
+        raise DataError(f"no good EEG channels (channel types present: {sorted(set(raw.get_channel_types()))})",
+                        _source(raw))
     out = raw.copy().pick(picks)
     if not out.preload:
         out.load_data(verbose="error")
     return out
+
+
+def _good_eeg(raw: mne.io.BaseRaw) -> list[int]:
+    """Indices of the EEG channels not marked bad: what every recording path reads."""
+    return [i for i, t in enumerate(raw.get_channel_types()) if t in _EEG_TYPES and raw.ch_names[i] not in raw.info["bads"]]
 
 
 def _source(raw: mne.io.BaseRaw) -> str | None:
@@ -410,8 +415,7 @@ def recording_channels(raw: mne.io.BaseRaw, spec: InputSpec, mapping: str | None
     (``names``, after the same renaming by position, which ``renamed_by_position`` lists) and :func:`channel_plan`'s
     record."""
     mapped, spec = _as_mapped(raw, spec, mapping)
-    types = mapped.get_channel_types()
-    names = [n for n, t in zip(mapped.ch_names, types) if t in _EEG_TYPES and n not in mapped.info["bads"]]
+    names = [mapped.ch_names[i] for i in _good_eeg(mapped)]
     record = {"names": names, **channel_plan(names, spec, None if source is None else os.fspath(source))[1]}
     renamed = {a: b for a, b in zip(raw.ch_names, mapped.ch_names) if a != b}
     return {**record, "renamed_by_position": renamed} if renamed else record
