@@ -101,12 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.pipeline:  # the benchmark the demo trained its pipeline on (its subjects, trials and centring)
         from dreamdiffusion.experiments.settings import DemoSettings
 
-        d = DemoSettings()
-        params = dict(n_subjects=d.n_subjects, trials_per_image=d.trials_per_image, center_subjects=d.center_subjects)
+        params = {**DemoSettings().benchmark_params(), "n_corpus_windows": 0}
     else:
-        params = {}
-    folder = args.benchmark or Path(tempfile.gettempdir()) / f"dd-{'demo-' if params else ''}benchmark-seed{args.seed}"
-    root = build_benchmark(folder, seed=args.seed, n_corpus_windows=0, **params)
+        params = {"n_corpus_windows": 0}
+    folder = args.benchmark or Path(tempfile.gettempdir()) / f"dd-{'demo-' if args.pipeline else ''}benchmark-seed{args.seed}"
+    root = build_benchmark(folder, seed=args.seed, **params)
     train, test = SyntheticPairs(root, "train"), SyntheticPairs(root, "test")
 
     def arrays(ds):

@@ -198,3 +198,18 @@ def test_guidance_fixed_per_recipe_or_chosen_on_val():
     # each recipe's steering of its test images (best of N, CLIP guidance), chosen on val
     assert s.steering("paper") == (1, 0.2) and s.steering("modern") == (1, 0.1)
     assert ablation.steering("paper") == ablation.steering("modern") == (1, 0.0)
+
+
+def test_benchmark_params_are_what_the_demo_builds(tmp_path, monkeypatch):
+    """The demo's benchmark and the headset benchmark's (``channel_drop --pipeline``) read one set of keywords: the
+    settings' subjects, trials, images and centring, and snr / corpus size only where set."""
+    from dreamdiffusion.experiments import demo as D
+    from dreamdiffusion.experiments.settings import DemoConfig, DemoSettings
+
+    seen = {}
+    monkeypatch.setattr(D, "build_benchmark", lambda folder, **kw: seen.update(kw) or folder)
+    s = DemoSettings(n_subjects=3, trials_per_image=2, n_corpus_windows=10)
+    D.build_stage(tmp_path, DemoConfig(output=str(tmp_path), seed=5, settings=s))
+    assert seen == {"seed": 5, "overwrite": False, "n_subjects": 3, "n_images": None, "trials_per_image": 2,
+                    "center_subjects": True, "n_corpus_windows": 10}
+    assert "snr" not in DemoSettings().benchmark_params() and DemoSettings(snr=0.1).benchmark_params()["snr"] == 0.1

@@ -318,3 +318,16 @@ def test_subject_means_and_centering_on_known_windows():
         A.center_by_subject(w[:2].copy(), [0, 3], means)
     with pytest.raises(ValueError):
         A.subject_means(w, subjects[:5])
+
+
+def test_preprocessing_record_is_the_spec_and_the_dataset_name():
+    """A model's ``preprocessing.json``: the dataset's InputSpec with its name, or only the name without a spec;
+    the record round-trips through InputSpec (the name aside)."""
+    class WithSpec:
+        spec = T.InputSpec(n_chans=4, n_times=64, sfreq=128.0, channel_mapping="montage", montage="standard_1005",
+                           target_channels=["O1", "Oz", "O2", "Pz"])
+
+    rec = T.preprocessing_record(WithSpec(), "synthetic")
+    assert rec["dataset"] == "synthetic" and rec["target_channels"] == ["O1", "Oz", "O2", "Pz"]
+    assert T.InputSpec.from_dict({k: v for k, v in rec.items() if k != "dataset"}) == WithSpec.spec
+    assert T.preprocessing_record(object(), "things_eeg2") == {"dataset": "things_eeg2"}

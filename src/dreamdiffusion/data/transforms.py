@@ -135,6 +135,14 @@ class InputSpec:
             raise ConfigError(f"input spec is not valid JSON: {exc}") from None
 
 
+def preprocessing_record(dataset, name: str) -> dict:
+    """The ``preprocessing.json`` of a model trained on ``dataset``: the dataset's :class:`InputSpec` (how a recording
+    becomes its input), where it has one, and the dataset's name. ``finetune`` and ``align`` write it; pipelines built
+    on an aligned encoder copy it."""
+    spec = getattr(dataset, "spec", None)
+    return {**(spec.to_dict() if isinstance(spec, InputSpec) else {}), "dataset": name}
+
+
 # ---------------------------------------------------------------------------------------------
 # Whole recordings
 

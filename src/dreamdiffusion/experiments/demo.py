@@ -57,11 +57,7 @@ def _stage(name: str):
 
 
 def build_stage(out: Path, cfg: DemoConfig) -> Path:
-    s = cfg.settings
-    extra = {k: v for k, v in (("snr", s.snr), ("n_corpus_windows", s.n_corpus_windows)) if v is not None}
-    return build_benchmark(out / "benchmark", seed=cfg.seed, n_subjects=s.n_subjects, n_images=s.n_images,
-                           trials_per_image=s.trials_per_image, center_subjects=s.center_subjects,
-                           overwrite=False, **extra)
+    return build_benchmark(out / "benchmark", seed=cfg.seed, overwrite=False, **cfg.settings.benchmark_params())
 
 
 def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrain") -> Path:

@@ -36,6 +36,12 @@ class DemoSettings:
     #   paper:  0.841 / 0.254 / 0.534 (0.557) -> 0.841 / 0.257 / 0.554 (0.554); 0.687 / 0.214 / 0.525 (0.525) ->
     #           0.697 / 0.184 / 0.524 (0.528)
     center_subjects: bool = True
+
+    def benchmark_params(self) -> dict:
+        """``build_benchmark``'s keywords for the benchmark these settings run on (all but its folder and seed)."""
+        extra = {k: v for k, v in (("snr", self.snr), ("n_corpus_windows", self.n_corpus_windows)) if v is not None}
+        return dict(n_subjects=self.n_subjects, n_images=self.n_images, trials_per_image=self.trials_per_image,
+                    center_subjects=self.center_subjects, **extra)
     # Stage A (dreamdiffusion.training.pretrain)
     encoder_preset: str = "tiny"  # 64 wide, 2 blocks
     pretrain: bool = True  # False: random encoder (the no-pretraining ablation)

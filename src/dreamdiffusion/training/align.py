@@ -39,6 +39,7 @@ from dreamdiffusion.core.seeding import STREAM_DATA, STREAM_INIT, derived_seed, 
 from dreamdiffusion.data.channel_sets import resolve_channels
 from dreamdiffusion.data.image_targets import VIEW_KINDS, blur_image, degraded_view
 from dreamdiffusion.data.pairs import open_paired_dataset
+from dreamdiffusion.data.transforms import preprocessing_record
 from dreamdiffusion.evaluation.baselines import eeg_feature_matrix
 from dreamdiffusion.evaluation.metrics import retrieval_accuracy
 from dreamdiffusion.models.conditioner import ENCODER_CONFIG_KEYS, load_encoder
@@ -449,9 +450,8 @@ def align(config: AlignConfig, train_dataset=None, val_dataset=None, test_datase
     # Written into a temporary sibling, renamed to --output when complete: a killed run leaves nothing there.
     with staged_folder(out) as tmp:
         summary = _train_and_save(cfg, model, clip, data, tmp, test_dataset, t0, t_data)
-        spec = getattr(train_ds, "spec", None)
-        if hasattr(spec, "to_dict"):  # how a recording becomes this encoder's input (pipelines built on it copy it)
-            atomic_write_json(tmp / PREPROCESSING_FILE, {**spec.to_dict(), "dataset": cfg.dataset})
+        # how a recording becomes this encoder's input (pipelines built on it copy it)
+        atomic_write_json(tmp / PREPROCESSING_FILE, preprocessing_record(train_ds, cfg.dataset))
     v = summary["val"] or {}
     logger.info("align: val top-1 %s top-5 %s (step %s) in %.1f s -> %s", v.get("top1"), v.get("top5"),
                 summary["selected_step"], summary["seconds"], out)

@@ -22,6 +22,7 @@ from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.core.files import atomic_save_pretrained, atomic_write_bytes, atomic_write_json, atomic_write_png
 from dreamdiffusion.core.seeding import step_seed
 from dreamdiffusion.data.images import ImageTransform, image_grid
+from dreamdiffusion.data.transforms import preprocessing_record
 from dreamdiffusion.evaluation.selection import clip_truths, distinct_image_items, generated_clip_scores
 from dreamdiffusion.generation import draw_images
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
@@ -242,9 +243,7 @@ class Trainer:
 
     def make_pipeline(self, model, scheduler_name: str = "dpm", unet=None, vae=None) -> DreamDiffusionPipeline:
         sched = make_scheduler(scheduler_name, self.parts.scheduler_config)
-        spec = getattr(self.train_ds, "spec", None)  # the pairs' InputSpec: how raw EEG became the input
-        pre = dict(spec.to_dict()) if hasattr(spec, "to_dict") else {}
-        pre["dataset"] = self.cfg.dataset
+        pre = preprocessing_record(self.train_ds, self.cfg.dataset)  # how raw EEG became the pairs' input
         return DreamDiffusionPipeline(unet=model.unet if unet is None else unet,
                                       vae=self.parts.vae if vae is None else vae, scheduler=sched,
                                       eeg_conditioner=model.conditioner, preprocessing=pre)
