@@ -81,8 +81,8 @@ def map_channels_montage(data: np.ndarray, ch_names: list[str], target: list[str
     keep = [i for i, c in enumerate(ch_names) if str(c).lower() in src_pos]
     if len(keep) < 3:
         where = repr(montage) if montage == DEFAULT_MONTAGE else f"{montage!r} or {DEFAULT_MONTAGE!r}"
-        raise DataError(f"only {len(keep)} of {len(ch_names)} channels have a position in {where} "
-                        f"(names like {list(ch_names)[:4]}); use channel_mapping='repeat'")
+        raise DataError(f"{len(keep)} of {len(ch_names)} channels have a position in {where} (names like "
+                        f"{list(ch_names)[:4]}), and a scalp field needs at least 3; use channel_mapping='repeat'")
     dropped = [ch_names[i] for i in range(len(ch_names)) if i not in set(keep)]
     if dropped:
         logger.info("montage mapping: %d channel(s) without a position in %s are left out: %s",
