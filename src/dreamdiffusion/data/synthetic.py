@@ -482,6 +482,7 @@ def benchmark_input_spec(description: dict) -> InputSpec:
                      sfreq=float(description["sfreq"]), channel_mapping="montage",
                      montage=str(description.get("montage", MONTAGE)), target_channels=list(description["ch_names"]))
 
+
 def eeg_features(eeg: np.ndarray, n_bins: int = 16) -> np.ndarray:
     """Deprecated alias of :func:`dreamdiffusion.data.transforms.binned_means` (moved there; kept one release)."""
     warnings.warn("dreamdiffusion.data.synthetic.eeg_features moved to dreamdiffusion.data.transforms.binned_means",
