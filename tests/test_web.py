@@ -90,7 +90,9 @@ def test_window_mapping_and_bad_onset(engine, emotiv_fif):
     assert "emotiv_raw.fif" in str(info.value)
 
 
-def test_files_without_positions_take_a_montage(tmp_path, spkit_raw):
+def test_files_without_positions_take_a_montage(tmp_path, spkit_raw, caplog, monkeypatch):
+    import logging
+
     import mne
 
     names = spkit_raw.ch_names
@@ -110,8 +112,12 @@ def test_files_without_positions_take_a_montage(tmp_path, spkit_raw):
     from dreamdiffusion.app.devices import has_positions, snap_to_standard_names
 
     assert has_positions(loaded.raw.info)
-    snapped = snap_to_standard_names(loaded.raw)
-    assert snapped.ch_names == names  # each E<i> lands on its 10-20 position
+    monkeypatch.setattr("dreamdiffusion.data.montage._last_placing", [""])  # whatever an earlier test logged
+    with caplog.at_level(logging.INFO, logger="dreamdiffusion.data.montage"):
+        snapped = snap_to_standard_names(loaded.raw)
+        again = snap_to_standard_names(loaded.raw)  # a second read of the same file (its manifest, another window)
+    assert snapped.ch_names == names == again.ch_names  # each E<i> lands on its 10-20 position
+    assert sum("placing" in r.getMessage() for r in caplog.records) == 1  # said once, not per read
 
 
 def test_page_errors_are_sentences():

@@ -148,6 +148,7 @@ def unit_positions(montage: mne.channels.DigMontage) -> dict[str, np.ndarray]:
 # Unit-direction distance (~29 degrees) beyond which a measured channel is not at its name's place in a template:
 # templates and digitised caps differ by well under half of it, two different caps' same names by far more.
 _ELSEWHERE = 0.5
+_last_placing = [""]  # the last renaming logged (snap_to_standard_names)
 
 
 def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) -> mne.io.BaseRaw:
@@ -191,8 +192,12 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
                 break
     if not renames:
         return raw
-    logger.info("placing %d channel(s) at the nearest free positions of %s: %s", len(renames), montage,
-                ", ".join(f"{a}->{b}" for a, b in list(renames.items())[:8]))
+    message = (f"placing {len(renames)} channel(s) at the nearest free positions of {montage}: "
+               + ", ".join(f"{a}->{b}" for a, b in list(renames.items())[:8]))
+    # A file is snapped once for its manifest and once per window read from it: say it once, not each time.
+    if message != _last_placing[0]:
+        _last_placing[0] = message
+        logger.info(message)
     out = raw.copy()
     out.rename_channels(renames, verbose="error")
     return out
