@@ -164,6 +164,8 @@ def table(runs: list[dict]) -> tuple[str, dict]:
             line += f" (missed at {', '.join(missed)})" if missed else ""
             line += f" (no number at {', '.join(unknown)})" if unknown else ""
             out.append(line)
+        machines = sorted({str(m.get("machine", "?")) for m in mine})
+        out.append(f"- machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}")
         if any(not m["_wall_measured"] for m in mine):
             out.append(f"- wall: the demo's own total where the run folder has no {WALL_FILE}")
         out.append("")
