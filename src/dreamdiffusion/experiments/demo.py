@@ -107,13 +107,19 @@ def stage_a_summary(encoder: Path | None) -> dict:
 
 
 def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig, name: str = "finetune") -> Path:
-    s = cfg.settings
     folder = out / name
     if folder.exists():
         shutil.rmtree(folder)
+    return finetune(stage_b_config(folder, bench, encoder, cfg))
+
+
+def stage_b_config(folder: Path, bench: Path, encoder: Path | None, cfg: DemoConfig) -> FinetuneConfig:
+    """The demo's Stage B as a :class:`FinetuneConfig` (output ``folder``, the benchmark at ``bench``, Stage A's
+    ``encoder`` or None for a random one); ``benchmarks/head_val.py`` runs its warm-up alone from it."""
+    s = cfg.settings
     # no CLIP supervision (the ablation's "no CLIP" rows) means no CLIP warm-up, and so no caption contexts either
     warmup = s.clip_warmup_steps if s.clip_weight > 0 else 0
-    return finetune(FinetuneConfig(
+    return FinetuneConfig(
         output=str(folder), dataset="synthetic", dataset_options={"root": str(bench)},
         encoder=None if encoder is None else str(encoder), encoder_preset=s.encoder_preset, base=cfg.base,
         clip=cfg.clip, train=s.train, clip_weight=s.clip_weight, align=s.align, align_cosine_weight=s.finetune_align_cosine_weight,
@@ -130,7 +136,7 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
         clip_context=s.clip_context,
         max_steps=s.finetune_steps, checkpoint_every=0, train_fraction=s.pairs_fraction,
         checkpoints_total_limit=1, validate_every=s.validate_every, val_limit=s.val_limit, validation_images=0,
-        select="best", seed=cfg.seed))
+        select="best", seed=cfg.seed)
 
 
 def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name: str = "guidance") -> dict:
@@ -292,4 +298,5 @@ def _cpu_model() -> str | None:
 
 
 __all__ = ["DemoSettings", "DemoConfig", "run_demo", "write_demo_report", "METRIC_KEYS", "build_stage",
-           "pretrain_stage", "finetune_stage", "guidance_stage", "evaluate_stage", "demo_metrics", "machine_description"]
+           "pretrain_stage", "finetune_stage", "stage_b_config", "guidance_stage", "evaluate_stage", "demo_metrics",
+           "machine_description"]

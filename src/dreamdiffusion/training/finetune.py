@@ -60,6 +60,12 @@ def finetune(config: FinetuneConfig, train_dataset=None, val_dataset=None):
     ``train_dataset`` / ``val_dataset`` (items: dicts with ``eeg`` [C, T] and ``image`` PIL) replace
     ``config.dataset`` when given (the demo and tests pass in-memory datasets).
     """
+    return prepared_trainer(config, train_dataset, val_dataset).run()
+
+
+def prepared_trainer(config: FinetuneConfig, train_dataset=None, val_dataset=None) -> Trainer:
+    """A :class:`Trainer` after its setup (frozen targets, the tokenizer's start, the CLIP warm-up), before the
+    joint phase: :func:`finetune` runs it on; ``benchmarks/head_val.py`` scores the warm-up's CLIP head from it."""
     config.validate()
     if train_dataset is None:
         train_dataset, opened_val = open_datasets(config)
@@ -68,8 +74,8 @@ def finetune(config: FinetuneConfig, train_dataset=None, val_dataset=None):
     torch.manual_seed(config.seed)  # only affects freshly initialised layers (mappers, null context)
     trainer = Trainer(config, train_dataset, val_dataset)
     trainer.setup()
-    return trainer.run()
+    return trainer
 
 
-__all__ = ["FinetuneConfig", "finetune", "TRAIN_MODES", "paper_unet_parameters", "configure_trainable",
+__all__ = ["FinetuneConfig", "finetune", "prepared_trainer", "TRAIN_MODES", "paper_unet_parameters", "configure_trainable",
            "TrainableSystem", "Trainer"]

@@ -1,0 +1,146 @@
+"""The paper recipe's CLIP head after Stage B's warm-up, scored on val beside the ridge map: the harness behind the
+CLIP-head comparisons on val in docs/finetune.md.
+
+    python benchmarks/head_val.py --seed 1 --output runs/head_val
+    python benchmarks/head_val.py --seed 1 --output runs/head_val --set clip_pool_tokens=32 --set align=contrastive
+
+Builds (or reuses) the demo's benchmark and Stage A for the seed under ``OUTPUT/seed-S``, runs Stage B's setup as
+the demo configures it (``experiments.demo.stage_b_config``: the ridge start of the tokenizer, the CLIP warm-up that
+keeps its best val-cosine step) without the joint phase, and scores the head's prediction for every val EEG:
+retrieval top-1 / top-5 among the distinct val images, CLIP within-class 2-way and the mean cosine to the own image,
+beside the same numbers for the ridge map from the binned train EEG to the CLIP image embedding (the demo's
+``baseline_ridge_clip``, fitted the same way). ``--set FIELD=VALUE`` changes a ``DemoSettings`` field for the run
+(Stage A's fields get their own Stage A folder; the benchmark's cannot change here: use the demo). Only the train
+and val splits are read. A minute or two per run on 2 CPU cores after the first (benchmark and Stage A ~45 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.core.ridge import RidgeSearch
+from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, ridge_clip_scores
+from dreamdiffusion.experiments.demo import build_stage, pretrain_stage, stage_b_config
+from dreamdiffusion.experiments.settings import DemoConfig, DemoSettings
+from dreamdiffusion.training.finetune import prepared_trainer
+
+BENCHMARK_FIELDS = {"n_subjects", "snr", "n_corpus_windows", "n_images", "trials_per_image", "center_subjects"}
+STAGE_A_FIELDS = {"encoder_preset", "pretrain", "mask_ratio", "pretrain_alibi", "pretrain_patch_init",
+                  "pretrain_block_init", "pretrain_steps", "pretrain_batch_size", "pretrain_learning_rate", "probe"}
+
+
+def parse_sets(settings: DemoSettings, pairs: list[str]) -> DemoSettings:
+    """``settings`` with each ``FIELD=VALUE`` applied, the value read as the field's current type."""
+    fields = {f.name for f in dataclasses.fields(settings)}
+    changes = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"error: --set {pair!r}: expected FIELD=VALUE with FIELD a DemoSettings field")
+        if key in BENCHMARK_FIELDS:
+            raise SystemExit(f"error: --set {key}: the benchmark's settings cannot change here (run the demo)")
+        current = getattr(settings, key)
+        try:
+            if raw.lower() == "none":
+                value = None
+            elif isinstance(current, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("true", "1")
+            elif isinstance(current, (int, float)):
+                value = type(current)(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise SystemExit(f"error: --set {pair!r}: {raw!r} is not a valid {type(current).__name__}") from None
+        changes[key] = value
+    return dataclasses.replace(settings, **changes)
+
+
+def _tag(pairs: list[str]) -> str:
+    return "default" if not pairs else hashlib.sha1("\n".join(sorted(pairs)).encode()).hexdigest()[:8]
+
+
+def _scores(pred: torch.Tensor, truths: torch.Tensor, names: list, labels: list, seed: int) -> dict:
+    """Retrieval and within-class 2-way of predictions ``[N, P]`` against the per-EEG truths ``[N, P]``."""
+    first = {}
+    for i, name in enumerate(names):
+        first.setdefault(name, i)
+    distinct = list(first)
+    index = {name: j for j, name in enumerate(distinct)}
+    out = ridge_clip_scores(pred, truths[[first[n] for n in distinct]], [index[n] for n in names],
+                            [labels[first[n]] for n in distinct], seed=seed)
+    out["cosine"] = float(F.cosine_similarity(pred, truths, dim=-1).mean())
+    keys = ("retrieval_top1", "retrieval_top5", "clip_within_class_2way", "cosine", "retrieval_n_way")
+    return {k: out[k] for k in keys}
+
+
+def score(trainer, seed: int) -> dict:
+    """The warm-up's CLIP head and the ridge map on every val EEG (``trainer``: after ``prepared_trainer``)."""
+    val = [trainer.val_ds[i] for i in range(len(trainer.val_ds))]
+    train = [trainer.train_ds[i] for i in range(len(trainer.train_ds))]
+    names, labels = [it["image_name"] for it in val], [str(it.get("label")) for it in val]
+    truths = trainer.targets.clip_embeds(val).float().cpu()
+    eeg = torch.stack([torch.as_tensor(it["eeg"]) for it in val]).float()
+    cond = trainer.parts.conditioner.eval()
+    device = next(cond.parameters()).device
+    with torch.no_grad():
+        head = torch.cat([cond(eeg[i:i + 64].to(device)).clip_embeds.float().cpu() for i in range(0, len(eeg), 64)])
+    reg = RidgeSearch(eeg_feature_matrix([it["eeg"] for it in train]), [it["image_name"] for it in train])
+    ridge = reg.fit(trainer.targets.clip_embeds(train).float().cpu().numpy())
+    ridge_pred = torch.from_numpy(ridge.predict(eeg_feature_matrix([it["eeg"] for it in val]))).float()
+    return {"n_val": len(val), "head": _scores(head, truths, names, labels, seed),
+            "ridge": {**_scores(ridge_pred, truths, names, labels, seed), "ridge_alpha": ridge.alpha}}
+
+
+def run(seed: int, output: Path, pairs: list[str], settings: DemoSettings | None = None) -> dict:
+    settings = parse_sets(settings or DemoSettings(), pairs)
+    tag = _tag(pairs)
+    out = Path(output) / f"seed-{seed}"
+    cfg = DemoConfig(output=str(out), seed=seed, settings=settings)
+    start = time.perf_counter()
+    bench = build_stage(out, cfg)
+    encoder = None
+    if settings.pretrain:
+        stage_a = "pretrain" if not STAGE_A_FIELDS & {p.partition("=")[0] for p in pairs} else f"pretrain-{tag}"
+        encoder = out / stage_a
+        if not (encoder / "pretrain_summary.json").is_file():
+            encoder = pretrain_stage(out, bench, cfg, name=stage_a)
+    trainer = prepared_trainer(stage_b_config(out / f"stage_b-{tag}", bench, encoder, cfg))
+    result = {"seed": seed, "set": pairs, **score(trainer, seed),
+              "warmup": json.loads((out / f"stage_b-{tag}" / "clip_warmup.json").read_text()).get("best"),
+              "seconds": round(time.perf_counter() - start, 1)}
+    atomic_write_json(out / f"head_val-{tag}.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, required=True, help="benchmark seed (its val split is scored)")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the benchmark, Stage A and results")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a DemoSettings field (repeatable)")
+    parser.add_argument("--fast", action="store_true", help="DemoSettings.fast() (the test suite's reduced run)")
+    args = parser.parse_args(argv)
+    r = run(args.seed, args.output, args.set, DemoSettings.fast() if args.fast else None)
+    h, g = r["head"], r["ridge"]
+    print(f"seed {r['seed']} {' '.join(r['set']) or 'demo settings'}: head within-class {h['clip_within_class_2way']:.3f} "
+          f"(ridge {g['clip_within_class_2way']:.3f}), retrieval {h['retrieval_top1']:.3f} / {h['retrieval_top5']:.3f} "
+          f"(ridge {g['retrieval_top1']:.3f} / {g['retrieval_top5']:.3f}), cosine {h['cosine']:.3f} "
+          f"(ridge {g['cosine']:.3f}); {r['n_val']} val EEGs, warm-up kept step {(r['warmup'] or {}).get('step')}, "
+          f"{r['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""benchmarks/head_val.py: the warm-up's CLIP head scored on val beside the ridge map."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("head_val_for_test", ROOT / "benchmarks" / "head_val.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_set_parses_fields_by_type_and_refuses_the_rest():
+    from dreamdiffusion.experiments.settings import DemoSettings
+
+    hv = _load()
+    s = hv.parse_sets(DemoSettings(), ["clip_pool_tokens=32", "align=contrastive", "freeze_clip_head=false",
+                                       "clip_warmup_learning_rate=none", "clip_weight=0.5"])
+    assert (s.clip_pool_tokens, s.align, s.freeze_clip_head, s.clip_warmup_learning_rate, s.clip_weight) == (
+        32, "contrastive", False, None, 0.5)
+    for bad, message in (("no_such_field=1", "DemoSettings field"), ("clip_pool_tokens", "FIELD=VALUE"),
+                         ("clip_pool_tokens=many", "not a valid int"), ("n_subjects=3", "benchmark"),
+                         ("freeze_clip_head=maybe", "not a valid bool")):
+        with pytest.raises(SystemExit, match=message):
+            hv.parse_sets(DemoSettings(), [bad])
+
+
+def test_fast_run_scores_head_and_ridge_on_val(tmp_path, capsys):
+    hv = _load()
+    assert hv.main(["--seed", "3", "--output", str(tmp_path), "--fast"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("seed 3 demo settings: head within-class")
+    result = json.loads((tmp_path / "seed-3" / "head_val-default.json").read_text())
+    # the val split only: its distinct images are the retrieval candidates, each scored once per val EEG
+    assert result["n_val"] > 0 and result["head"]["retrieval_n_way"] <= result["n_val"]
+    for side in ("head", "ridge"):
+        scores = result[side]
+        assert 0.0 <= scores["retrieval_top1"] <= scores["retrieval_top5"] <= 1.0
+        assert 0.0 <= scores["clip_within_class_2way"] <= 1.0 and -1.0 <= scores["cosine"] <= 1.0
+    assert result["warmup"]["step"] >= 0 and result["ridge"]["ridge_alpha"] > 0
+    # a second run with a Stage B setting reuses the benchmark and Stage A, and writes its own result
+    assert hv.main(["--seed", "3", "--output", str(tmp_path), "--fast", "--set", "clip_pool_tokens=2"]) == 0
+    assert len(list((tmp_path / "seed-3").glob("head_val-*.json"))) == 2
+    assert [p.name for p in (tmp_path / "seed-3").glob("pretrain*")] == ["pretrain"]
