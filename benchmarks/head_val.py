@@ -41,7 +41,7 @@ STAGE_A_FIELDS = {"encoder_preset", "pretrain", "mask_ratio", "pretrain_alibi", 
 
 def parse_sets(settings: DemoSettings, pairs: list[str]) -> DemoSettings:
     """``settings`` with each ``FIELD=VALUE`` applied, the value read as the field's current type."""
-    fields = {f.name for f in dataclasses.fields(settings)}
+    fields = {f.name: str(f.type) for f in dataclasses.fields(settings)}
     changes = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
@@ -49,22 +49,30 @@ def parse_sets(settings: DemoSettings, pairs: list[str]) -> DemoSettings:
             raise SystemExit(f"error: --set {pair!r}: expected FIELD=VALUE with FIELD a DemoSettings field")
         if key in BENCHMARK_FIELDS:
             raise SystemExit(f"error: --set {key}: the benchmark's settings cannot change here (run the demo)")
-        current = getattr(settings, key)
+        kind = _kind(fields[key])
         try:
-            if raw.lower() == "none":
-                value = None
-            elif isinstance(current, bool):
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                value = raw.lower() in ("true", "1")
-            elif isinstance(current, (int, float)):
-                value = type(current)(raw)
-            else:
-                value = raw
+            changes[key] = None if raw.lower() == "none" else _parse(raw, kind)
         except ValueError:
-            raise SystemExit(f"error: --set {pair!r}: {raw!r} is not a valid {type(current).__name__}") from None
-        changes[key] = value
+            raise SystemExit(f"error: --set {pair!r}: {raw!r} is not a valid {kind}") from None
     return dataclasses.replace(settings, **changes)
+
+
+def _kind(annotation: str) -> str:
+    """``bool``, ``int``, ``float``, ``floats`` (a tuple) or ``str`` from a field's annotation (``float | None``)."""
+    for kind in ("tuple", "bool", "int", "float"):
+        if annotation.startswith(kind) or f"{kind} |" in annotation or f"| {kind}" in annotation:
+            return "floats" if kind == "tuple" else kind
+    return "str"
+
+
+def _parse(raw: str, kind: str):
+    if kind == "bool":
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(raw)
+        return raw.lower() in ("true", "1")
+    if kind == "floats":
+        return tuple(float(v) for v in raw.split(","))
+    return {"int": int, "float": float}.get(kind, str)(raw)
 
 
 def _tag(pairs: list[str]) -> str:

@@ -25,11 +25,15 @@ def test_set_parses_fields_by_type_and_refuses_the_rest():
 
     hv = _load()
     s = hv.parse_sets(DemoSettings(), ["clip_pool_tokens=32", "align=contrastive", "freeze_clip_head=false",
-                                       "clip_warmup_learning_rate=none", "clip_weight=0.5"])
-    assert (s.clip_pool_tokens, s.align, s.freeze_clip_head, s.clip_warmup_learning_rate, s.clip_weight) == (
+                                       "guidance=none", "clip_weight=0.5", "clip_warmup_learning_rate=0.001",
+                                       "low_level_strengths=1,0.5"])
+    assert (s.clip_pool_tokens, s.align, s.freeze_clip_head, s.guidance, s.clip_weight) == (
         32, "contrastive", False, None, 0.5)
+    # a field whose default is None takes its annotation's type, not a string
+    assert s.clip_warmup_learning_rate == 0.001 and isinstance(s.clip_warmup_learning_rate, float)
+    assert s.low_level_strengths == (1.0, 0.5)
     for bad, message in (("no_such_field=1", "DemoSettings field"), ("clip_pool_tokens", "FIELD=VALUE"),
-                         ("clip_pool_tokens=many", "not a valid int"), ("n_subjects=3", "benchmark"),
+                         ("clip_pool_tokens=many", "not a valid int"), ("clip_warmup_learning_rate=fast", "not a valid float"), ("n_subjects=3", "benchmark"),
                          ("freeze_clip_head=maybe", "not a valid bool")):
         with pytest.raises(SystemExit, match=message):
             hv.parse_sets(DemoSettings(), [bad])
