@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.core.ridge import RidgeSearch
-from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, ridge_clip_scores
+from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, load_train_pairs, ridge_clip_scores
 from dreamdiffusion.experiments.demo import build_stage, pretrain_stage, stage_b_config
 from dreamdiffusion.experiments.settings import DemoConfig, DemoSettings
 from dreamdiffusion.training.finetune import prepared_trainer
@@ -93,10 +93,12 @@ def _scores(pred: torch.Tensor, truths: torch.Tensor, names: list, labels: list,
     return {k: out[k] for k in keys}
 
 
-def score(trainer, seed: int) -> dict:
-    """The warm-up's CLIP head and the ridge map on every val EEG (``trainer``: after ``prepared_trainer``)."""
+def score(trainer, bench: Path, seed: int) -> dict:
+    """The warm-up's CLIP head and the ridge map on every val EEG (``trainer``: after ``prepared_trainer`` on the
+    benchmark at ``bench``)."""
     val = [trainer.val_ds[i] for i in range(len(trainer.val_ds))]
-    train = [trainer.train_ds[i] for i in range(len(trainer.train_ds))]
+    # the train side as the demo's baseline reads it: binned item by item, never all of its EEG in memory
+    train = load_train_pairs("synthetic", {"root": str(bench)})
     names, labels = [it["image_name"] for it in val], [str(it.get("label")) for it in val]
     truths = trainer.targets.clip_embeds(val).float().cpu()
     eeg = torch.stack([torch.as_tensor(it["eeg"]) for it in val]).float()
@@ -104,8 +106,8 @@ def score(trainer, seed: int) -> dict:
     device = next(cond.parameters()).device
     with torch.no_grad():
         head = torch.cat([cond(eeg[i:i + 64].to(device)).clip_embeds.float().cpu() for i in range(0, len(eeg), 64)])
-    reg = RidgeSearch(eeg_feature_matrix([it["eeg"] for it in train]), [it["image_name"] for it in train])
-    ridge = reg.fit(trainer.targets.clip_embeds(train).float().cpu().numpy())
+    targets = trainer.targets.clip_embeds([{"image_name": k, "image": train.images.get(k)} for k in train.image_ids])
+    ridge = RidgeSearch(train.features, train.image_ids).fit(targets.float().cpu().numpy())
     ridge_pred = torch.from_numpy(ridge.predict(eeg_feature_matrix([it["eeg"] for it in val]))).float()
     return {"n_val": len(val), "head": _scores(head, truths, names, labels, seed),
             "ridge": {**_scores(ridge_pred, truths, names, labels, seed), "ridge_alpha": ridge.alpha}}
@@ -125,7 +127,7 @@ def run(seed: int, output: Path, pairs: list[str], settings: DemoSettings | None
         if not (encoder / "pretrain_summary.json").is_file():
             encoder = pretrain_stage(out, bench, cfg, name=stage_a)
     trainer = prepared_trainer(stage_b_config(out / f"stage_b-{tag}", bench, encoder, cfg))
-    result = {"seed": seed, "set": pairs, **score(trainer, seed),
+    result = {"seed": seed, "set": pairs, **score(trainer, bench, seed),
               "warmup": json.loads((out / f"stage_b-{tag}" / "clip_warmup.json").read_text()).get("best"),
               "seconds": round(time.perf_counter() - start, 1)}
     atomic_write_json(out / f"head_val-{tag}.json", result)
