@@ -121,3 +121,28 @@ def test_montage_fallback_is_said_once_per_recording(tiny_pipeline_folder, tmp_p
     # tiled, as the message says: every model channel is the one recorded channel
     eeg = sources[0].eeg.numpy()
     assert np.array_equal(eeg[0], eeg[5])
+
+
+def test_a_file_is_mapped_once_for_all_its_windows(tiny_pipeline_folder, tmp_path, spkit_raw, monkeypatch):
+    from dreamdiffusion.data import transforms
+
+    foreign = _foreign_names_fif(tmp_path, spkit_raw)  # needs the renaming by position and the spline
+    spec = load_pipeline(tiny_pipeline_folder, device="cpu").input_spec()
+    singles = [_generate_window(tiny_pipeline_folder, foreign, onset) for onset in (1.0, 2.0, 3.5)]
+    calls = {"snap": 0, "plan": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(transforms, "snap_to_standard_names", counted("snap", transforms.snap_to_standard_names))
+    monkeypatch.setattr(transforms, "channel_plan", counted("plan", transforms.channel_plan))
+    sources = sources_from_file(foreign, spec, [1.0, 2.0, 3.5])
+    assert calls == {"snap": 1, "plan": 1}  # not once per window, nor again for the manifest
+    for single, source in zip(singles, sources):
+        assert np.array_equal(single, source.eeg.numpy())  # the same window as a file read for it alone
+    channels = sources[0].source["channels"]
+    assert channels["used"] == "montage" and channels["renamed_by_position"]["E1"] != "E1"
+    assert all(s.source["channels"] == channels for s in sources)

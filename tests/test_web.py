@@ -115,7 +115,7 @@ def test_files_without_positions_take_a_montage(tmp_path, spkit_raw, caplog, mon
     monkeypatch.setattr("dreamdiffusion.data.montage._last_placing", [""])  # whatever an earlier test logged
     with caplog.at_level(logging.INFO, logger="dreamdiffusion.data.montage"):
         snapped = snap_to_standard_names(loaded.raw)
-        again = snap_to_standard_names(loaded.raw)  # a second read of the same file (its manifest, another window)
+        again = snap_to_standard_names(loaded.raw)  # the same recording again (another request; the stream: each window)
     assert snapped.ch_names == names == again.ch_names  # each E<i> lands on its 10-20 position
     assert sum("placing" in r.getMessage() for r in caplog.records) == 1  # said once, not per read
 

@@ -42,7 +42,7 @@ from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.images import image_grid
 from dreamdiffusion.data.io import read_raw
 from dreamdiffusion.data.pairs import open_paired_dataset
-from dreamdiffusion.data.transforms import recording_channels, recording_window
+from dreamdiffusion.data.transforms import MappedRecording
 from dreamdiffusion.models import hub
 from dreamdiffusion.pipeline import COMPILE_MODES, read_generation_defaults
 from dreamdiffusion.steering import ClipGuidance, ClipRanker, predicted_embeddings
@@ -172,17 +172,13 @@ def sources_from_dataset(dataset: str, split: str, options: dict, limit: int | N
 
 def sources_from_file(path: str | os.PathLike, spec, onsets: list[float], sfreq: float | None = None) -> list[EEGSource]:
     """Windows of a recording at ``onsets`` (seconds), prepared by ``spec`` (the model's InputSpec) through
-    :func:`~dreamdiffusion.data.transforms.recording_window`, the path the web app and the stream take too."""
-    raw = read_raw(path, sfreq=sfreq)
-    out = []
-    for onset in onsets or [0.0]:
-        win = recording_window(raw, onset, spec, source=path)
-        out.append(EEGSource(eeg=torch.from_numpy(np.asarray(win, dtype=np.float32)),
-                             source={"file": os.fspath(path), "onset_s": float(onset)}))
-    channels = recording_channels(raw, spec, source=path)  # the same for every window of the file
-    for s in out:
-        s.source["channels"] = channels
-    return out
+    :class:`~dreamdiffusion.data.transforms.MappedRecording`, the path the web app and the stream take too: the
+    channels are mapped once for the file, not once per window."""
+    recording = MappedRecording(read_raw(path, sfreq=sfreq), spec, source=path)
+    channels = recording.channels()  # the same for every window of the file
+    return [EEGSource(eeg=torch.from_numpy(np.asarray(recording.window(onset), dtype=np.float32)),
+                      source={"file": os.fspath(path), "onset_s": float(onset), "channels": channels})
+            for onset in onsets or [0.0]]
 
 
 def draw_images(pipe, eegs: Sequence[torch.Tensor] | torch.Tensor, num_images: int, steps: int, guidance: float,

@@ -26,9 +26,8 @@ from dreamdiffusion.core.files import atomic_write_png
 from dreamdiffusion.core.generation_file import check_low_level_strength
 from dreamdiffusion.data.transforms import (
     CHANNEL_MAPPINGS,
+    MappedRecording,
     default_target_channels,
-    recording_channels,
-    recording_window,
     window_at,
 )
 from dreamdiffusion.generation import draw_images, resolve_generation_settings, steering
@@ -117,22 +116,22 @@ class Engine:
     def target_channels(self) -> list[str]:
         return list(self.spec.target_channels or default_target_channels(self.spec.n_chans, self.spec.montage))
 
-    def window(self, raw: mne.io.BaseRaw, onset_s: float, mapping: str | None = None,
-               source: str | os.PathLike | None = None) -> np.ndarray:
-        """The model's input ``float32 [n_chans, n_times]`` for the window of ``raw`` at ``onset_s``:
-        :func:`dreamdiffusion.data.transforms.recording_window`, the path ``generate --eeg-file`` takes too.
+    def mapped(self, raw: mne.io.BaseRaw, mapping: str | None = None,
+               source: str | os.PathLike | None = None) -> MappedRecording:
+        """``raw`` mapped onto the model's channels once (:class:`dreamdiffusion.data.transforms.MappedRecording`,
+        the path ``generate --eeg-file`` takes too): its ``window(onset_s)`` and, for the manifest, ``channels()``.
 
         ``mapping`` overrides the spec's channel mapping (``montage``: spherical-spline
         interpolation from electrode positions, after channels with foreign names but known
         positions are snapped to 10-05 names; ``repeat``: tile the recorded channels).
         """
-        return recording_window(raw, onset_s, self.spec, mapping, source)
+        return MappedRecording(raw, self.spec, mapping, source)
 
-    def channels(self, raw: mne.io.BaseRaw, mapping: str | None = None,
-                 source: str | os.PathLike | None = None) -> dict:
-        """How :meth:`window` maps ``raw``'s channels (:func:`dreamdiffusion.data.transforms.recording_channels`),
-        for the manifest."""
-        return recording_channels(raw, self.spec, mapping, source)
+    def window(self, raw: mne.io.BaseRaw, onset_s: float, mapping: str | None = None,
+               source: str | os.PathLike | None = None) -> np.ndarray:
+        """The model's input ``float32 [n_chans, n_times]`` for the one window of ``raw`` at ``onset_s``
+        (:meth:`mapped`)."""
+        return self.mapped(raw, mapping, source).window(onset_s)
 
     def accepts_standardized(self, raw: mne.io.BaseRaw) -> bool:
         """True when ``raw`` already has the model's channel count and sampling rate."""

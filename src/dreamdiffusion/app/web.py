@@ -268,7 +268,8 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
         # them again would change the input; only the window is cut and z-scored.
         window = engine.window_standardized(loaded.raw, float(onset_s), source=loaded.source)
     else:
-        window = engine.window(loaded.raw, float(onset_s), mapping=mapping, source=loaded.source)
+        recording = engine.mapped(loaded.raw, mapping=mapping, source=loaded.source)  # its channels mapped once
+        window = recording.window(float(onset_s))
     images = engine.generate(window, steps=int(steps), guidance=float(guidance), seed=int(seed),
                              num_images=int(num_images), on_step=on_step,
                              low_level_strength=used.get("low_level_strength"))
@@ -284,7 +285,7 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
                     "ground_truth": None if loaded.ground_truth is None else Path(loaded.ground_truth).name,
                     "settings_source": used["settings_source"], "conditioning": engine.conditioning}
     if not as_stored:
-        record.extra["channels"] = engine.channels(loaded.raw, mapping, loaded.source)
+        record.extra["channels"] = recording.channels()
     if "low_level_strength" in used:
         record.extra["low_level_strength"] = used["low_level_strength"]
     if "model_recommends" in used:

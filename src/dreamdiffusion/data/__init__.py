@@ -23,6 +23,7 @@ _EXPORTS = {
     "CorpusDataset": "dreamdiffusion.data.corpus",
     "InputSpec": "dreamdiffusion.data.transforms",
     "recording_window": "dreamdiffusion.data.transforms",
+    "MappedRecording": "dreamdiffusion.data.transforms",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -194,7 +194,8 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
         return raw
     message = (f"placing {len(renames)} channel(s) at the nearest free positions of {montage}: "
                + ", ".join(f"{a}->{b}" for a, b in list(renames.items())[:8]))
-    # A file is snapped once for its manifest and once per window read from it: say it once, not each time.
+    # The live stream makes a new recording of its buffer for every window, and the app maps a file again at
+    # each request: say the same renaming once, not each time.
     if message != _last_placing[0]:
         _last_placing[0] = message
         logger.info(message)

@@ -12,6 +12,7 @@ All signal processing is MNE's (``Raw.filter``, ``Raw.notch_filter``, ``Raw.resa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -294,15 +295,16 @@ def _apply_map(m: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.matmul(m.astype(x.dtype, copy=False), x)
 
 
-def standardize_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
+def standardize_raw(raw: mne.io.BaseRaw, spec: InputSpec, plan: np.ndarray | None = None) -> np.ndarray:
     """``raw`` -> ``float32 [spec.n_chans, n_samples]`` at ``spec.sfreq``, not windowed.
 
     EEG channels picked, band-passed (MNE FIR, zero phase), notch-filtered if asked, resampled
     to the common rate, then mapped onto ``spec.n_chans`` channels. Values are in microvolts;
-    normalisation happens per window (``normalize_windows``).
+    normalisation happens per window (``normalize_windows``). ``plan``: the recording's
+    :func:`channel_map`, when the caller already has it (:class:`MappedRecording`, once per file).
     """
     data, names = prepare_raw(raw, spec)
-    m = channel_map(names, spec, _source(raw))
+    m = plan if plan is not None else channel_map(names, spec, _source(raw))
     return np.ascontiguousarray(_apply_map(m, data), dtype=np.float32)
 
 
@@ -352,7 +354,7 @@ def windows_from_raw(raw: mne.io.BaseRaw, spec: InputSpec) -> np.ndarray:
 
 
 def window_at(raw_or_data, onset_s: float, spec: InputSpec, sfreq: float | None = None,
-              ch_names: list[str] | None = None, pad_s: float = 2.0) -> np.ndarray:
+              ch_names: list[str] | None = None, pad_s: float = 2.0, plan: np.ndarray | None = None) -> np.ndarray:
     """One model input ``float32 [n_chans, n_times]`` starting ``onset_s`` seconds into the data.
 
     ``raw_or_data`` is an MNE Raw, or an array ``[C, T]``: with ``sfreq`` (its rate) it is
@@ -385,7 +387,7 @@ def window_at(raw_or_data, onset_s: float, spec: InputSpec, sfreq: float | None 
     tmin = max(0.0, onset_s - pad_s)
     tmax = min(duration - 1.0 / raw.info["sfreq"], onset_s + spec.window_s + pad_s)
     piece = raw.copy().crop(tmin, tmax, include_tmax=True)
-    data = standardize_raw(piece, spec)
+    data = standardize_raw(piece, spec, plan)
     start = int(round((onset_s - tmin) * spec.sfreq))
     start = min(start, data.shape[1] - spec.n_times)
     if start < 0:
@@ -393,40 +395,73 @@ def window_at(raw_or_data, onset_s: float, spec: InputSpec, sfreq: float | None 
     return normalize_windows(data[None, :, start:start + spec.n_times], spec.normalize)[0]
 
 
+class MappedRecording:
+    """A recording mapped onto the model's channels once, and the windows read from it: the one path from a
+    recording to model windows (``generate --eeg-file``, the web app and the live stream all take it), so the same
+    file, onset and mapping give the same window everywhere.
+
+    ``mapping`` overrides ``spec.channel_mapping`` (``montage``: spherical-spline interpolation from electrode
+    positions; ``repeat``: tile the recorded channels). Under ``montage``, channels whose names are not 10-05
+    names but which have positions (from the file or ``--montage``) are first renamed to the nearest 10-05
+    position (:func:`~dreamdiffusion.data.montage.snap_to_standard_names`), so the positional mapping works for
+    any cap. The renaming and the channel plan (for ``montage`` the spline's matrix) are worked out once here,
+    not once per window. Errors name ``source`` when it is given.
+    """
+
+    def __init__(self, raw: mne.io.BaseRaw, spec: InputSpec, mapping: str | None = None,
+                 source: str | os.PathLike | None = None):
+        self.original, self.source = raw, source
+        with self._naming():
+            self.raw, self.spec = _as_mapped(raw, spec, mapping)
+        self._plan: tuple[np.ndarray, dict] | None = None
+
+    @contextlib.contextmanager
+    def _naming(self):
+        try:
+            yield
+        except DreamDiffusionError as exc:
+            if self.source is None:
+                raise
+            raise type(exc)(exc.message, self.source) from exc
+
+    def _channel_plan(self) -> tuple[np.ndarray, dict]:
+        if self._plan is None:
+            names = [self.raw.ch_names[i] for i in _good_eeg(self.raw)]
+            if not names:
+                pick_eeg(self.raw)  # raises the error every path gives a recording without good EEG channels
+            where = self.source if self.source is not None else _source(self.raw)
+            matrix, record = channel_plan(names, self.spec, None if where is None else os.fspath(where))
+            self._plan = matrix, {"names": names, **record}
+        return self._plan
+
+    def window(self, onset_s: float) -> np.ndarray:
+        """The model's input ``float32 [n_chans, n_times]`` for the window at ``onset_s`` seconds."""
+        with self._naming():
+            onset = float(onset_s)
+            if not math.isfinite(onset):
+                raise DataError(f"onset must be a finite number of seconds, got {onset_s!r}")
+            return window_at(self.raw, onset, self.spec, plan=self._channel_plan()[0])
+
+    def channels(self) -> dict:
+        """How the windows map this recording's channels, for a manifest: the good EEG channels read (``names``,
+        after the renaming by position, which ``renamed_by_position`` lists) and :func:`channel_plan`'s record."""
+        with self._naming():
+            record = dict(self._channel_plan()[1])
+        renamed = {a: b for a, b in zip(self.original.ch_names, self.raw.ch_names) if a != b}
+        return {**record, "renamed_by_position": renamed} if renamed else record
+
+
 def recording_window(raw: mne.io.BaseRaw, onset_s: float, spec: InputSpec, mapping: str | None = None,
                      source: str | os.PathLike | None = None) -> np.ndarray:
-    """The model's input ``float32 [n_chans, n_times]`` for the window of a recording at ``onset_s``.
-
-    The one path from a recording to a model window: ``generate --eeg-file``, the web app and the
-    live stream all call it, so the same file, onset and mapping give the same window everywhere.
-    ``mapping`` overrides ``spec.channel_mapping`` (``montage``: spherical-spline interpolation from
-    electrode positions; ``repeat``: tile the recorded channels). Under ``montage``, channels whose
-    names are not 10-05 names but which have positions (from the file or ``--montage``) are first
-    renamed to the nearest 10-05 position (:func:`~dreamdiffusion.data.montage.snap_to_standard_names`),
-    so the positional mapping works for any cap. Errors name ``source`` when it is given.
-    """
-    try:
-        onset = float(onset_s)
-        if not math.isfinite(onset):
-            raise DataError(f"onset must be a finite number of seconds, got {onset_s!r}")
-        raw, spec = _as_mapped(raw, spec, mapping)
-        return window_at(raw, onset, spec)
-    except DreamDiffusionError as exc:
-        if source is None:
-            raise
-        raise type(exc)(exc.message, source) from exc
+    """The model's input ``float32 [n_chans, n_times]`` for the window of a recording at ``onset_s``: one window of
+    :class:`MappedRecording` (use that for several windows of one recording: it maps the channels once)."""
+    return MappedRecording(raw, spec, mapping, source).window(onset_s)
 
 
 def recording_channels(raw: mne.io.BaseRaw, spec: InputSpec, mapping: str | None = None,
                        source: str | os.PathLike | None = None) -> dict:
-    """How :func:`recording_window` maps this recording's channels, for a manifest: the good EEG channels it reads
-    (``names``, after the same renaming by position, which ``renamed_by_position`` lists) and :func:`channel_plan`'s
-    record."""
-    mapped, spec = _as_mapped(raw, spec, mapping)
-    names = [mapped.ch_names[i] for i in _good_eeg(mapped)]
-    record = {"names": names, **channel_plan(names, spec, None if source is None else os.fspath(source))[1]}
-    renamed = {a: b for a, b in zip(raw.ch_names, mapped.ch_names) if a != b}
-    return {**record, "renamed_by_position": renamed} if renamed else record
+    """How :func:`recording_window` maps this recording's channels, for a manifest (:meth:`MappedRecording.channels`)."""
+    return MappedRecording(raw, spec, mapping, source).channels()
 
 
 def _as_mapped(raw: mne.io.BaseRaw, spec: InputSpec, mapping: str | None) -> tuple[mne.io.BaseRaw, InputSpec]:
