@@ -12,6 +12,11 @@ beside the same numbers for the ridge map from the binned train EEG to the CLIP 
 ``baseline_ridge_clip``, fitted the same way). ``--set FIELD=VALUE`` changes a ``DemoSettings`` field for the run
 (Stage A's fields get their own Stage A folder; the benchmark's cannot change here: use the demo). Only the train
 and val splits are read. A minute or two per run on 2 CPU cores after the first (benchmark and Stage A ~45 s).
+
+``--images`` goes on as the demo does, on val instead of test: the whole of Stage B, the low-level strength and the
+guidance scale chosen on their val images, then ``evaluate --split val`` of every val EEG at those settings (the
+judge's top-1, retrieval, CLIP and pixel within-class 2-way, the ridge baselines beside): what a change does to the
+images, about four minutes per run.
 """
 
 from __future__ import annotations
@@ -30,7 +35,15 @@ import torch.nn.functional as F
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, load_train_pairs, ridge_clip_scores
-from dreamdiffusion.experiments.demo import build_stage, pretrain_stage, stage_b_config
+from dreamdiffusion.experiments.demo import (
+    build_stage,
+    evaluate_stage,
+    finetune_stage,
+    guidance_stage,
+    pretrain_stage,
+    stage_b_config,
+)
+from dreamdiffusion.experiments.low_level import fit_latent_stage, low_level_stage
 from dreamdiffusion.experiments.settings import DemoConfig, DemoSettings
 from dreamdiffusion.training.finetune import prepared_trainer
 
@@ -113,7 +126,29 @@ def score(trainer, bench: Path, seed: int) -> dict:
             "ridge": {**_scores(ridge_pred, truths, names, labels, seed), "ridge_alpha": ridge.alpha}}
 
 
-def run(seed: int, output: Path, pairs: list[str], settings: DemoSettings | None = None) -> dict:
+IMAGE_KEYS = ("top1_accuracy", "retrieval_top1", "retrieval_top5", "clip_within_class_2way", "pcc_within_class_2way",
+              "ssim_within_class_2way", "num_eeg")
+
+
+def val_images(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig, tag: str) -> dict:
+    """The demo's Stage B and val choices, then the val split's images scored (the demo's evaluate on val)."""
+    s = cfg.settings
+    pipeline = finetune_stage(out, bench, encoder, cfg, name=f"finetune-{tag}")
+    strength = None
+    if s.low_level:
+        fit_latent_stage(pipeline, bench, cfg)
+        strength = low_level_stage(out, bench, pipeline, cfg, s.select_guidance, name=f"low_level-{tag}")
+    chosen = guidance_stage(out, bench, pipeline, cfg, name=f"guidance-{tag}")
+    result = evaluate_stage(out, bench, pipeline, cfg, name=f"val_images-{tag}", guidance=chosen["guidance"],
+                            split="val")
+    ridge = result.get("baseline_ridge_clip") or {}
+    return {**{k: result.get(k) for k in IMAGE_KEYS}, "guidance": chosen["guidance"],
+            "low_level_strength": None if strength is None else strength["low_level_strength"],
+            "ridge": {k: ridge.get(k) for k in ("retrieval_top1", "retrieval_top5", "clip_within_class_2way")},
+            "ridge_class_top1": (result.get("baseline_ridge_class") or {}).get("top1_accuracy")}
+
+
+def run(seed: int, output: Path, pairs: list[str], settings: DemoSettings | None = None, images: bool = False) -> dict:
     settings = parse_sets(settings or DemoSettings(), pairs)
     tag = _tag(pairs)
     out = Path(output) / f"seed-{seed}"
@@ -126,11 +161,16 @@ def run(seed: int, output: Path, pairs: list[str], settings: DemoSettings | None
         encoder = out / stage_a
         if not (encoder / "pretrain_summary.json").is_file():
             encoder = pretrain_stage(out, bench, cfg, name=stage_a)
-    trainer = prepared_trainer(stage_b_config(out / f"stage_b-{tag}", bench, encoder, cfg))
-    result = {"seed": seed, "set": pairs, **score(trainer, bench, seed),
-              "warmup": json.loads((out / f"stage_b-{tag}" / "clip_warmup.json").read_text()).get("best"),
-              "seconds": round(time.perf_counter() - start, 1)}
-    atomic_write_json(out / f"head_val-{tag}.json", result)
+    if images:
+        result = {"seed": seed, "set": pairs, "images": val_images(out, bench, encoder, cfg, tag)}
+        name = f"val_images-{tag}.json"
+    else:
+        trainer = prepared_trainer(stage_b_config(out / f"stage_b-{tag}", bench, encoder, cfg))
+        result = {"seed": seed, "set": pairs, **score(trainer, bench, seed),
+                  "warmup": json.loads((out / f"stage_b-{tag}" / "clip_warmup.json").read_text()).get("best")}
+        name = f"head_val-{tag}.json"
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    atomic_write_json(out / name, result)
     return result
 
 
@@ -141,8 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change a DemoSettings field (repeatable)")
     parser.add_argument("--fast", action="store_true", help="DemoSettings.fast() (the test suite's reduced run)")
+    parser.add_argument("--images", action="store_true",
+                        help="the whole Stage B and the val images scored as the demo scores test (~4 min a run)")
     args = parser.parse_args(argv)
-    r = run(args.seed, args.output, args.set, DemoSettings.fast() if args.fast else None)
+    r = run(args.seed, args.output, args.set, DemoSettings.fast() if args.fast else None, images=args.images)
+    if args.images:
+        m, g = r["images"], r["images"]["ridge"]
+        print(f"seed {r['seed']} {' '.join(r['set']) or 'demo settings'}: val images top-1 {m['top1_accuracy']:.3f} "
+              f"(ridge -> class {m['ridge_class_top1']}), retrieval {m['retrieval_top1']:.3f} / "
+              f"{m['retrieval_top5']:.3f} (ridge {g['retrieval_top1']:.3f} / {g['retrieval_top5']:.3f}), CLIP "
+              f"within-class {m['clip_within_class_2way']:.3f} (ridge {g['clip_within_class_2way']:.3f}), pixel "
+              f"{m['pcc_within_class_2way']:.3f}; strength {m['low_level_strength']}, guidance {m['guidance']}; "
+              f"{m['num_eeg']} val EEGs, {r['seconds']:.0f} s")
+        return 0
     h, g = r["head"], r["ridge"]
     print(f"seed {r['seed']} {' '.join(r['set']) or 'demo settings'}: head within-class {h['clip_within_class_2way']:.3f} "
           f"(ridge {g['clip_within_class_2way']:.3f}), retrieval {h['retrieval_top1']:.3f} / {h['retrieval_top5']:.3f} "

@@ -56,3 +56,11 @@ def test_fast_run_scores_head_and_ridge_on_val(tmp_path, capsys):
     assert hv.main(["--seed", "3", "--output", str(tmp_path), "--fast", "--set", "clip_pool_tokens=2"]) == 0
     assert len(list((tmp_path / "seed-3").glob("head_val-*.json"))) == 2
     assert [p.name for p in (tmp_path / "seed-3").glob("pretrain*")] == ["pretrain"]
+    # --images: the whole Stage B, the val choices, and every val EEG's image scored as the demo scores test
+    assert hv.main(["--seed", "3", "--output", str(tmp_path), "--fast", "--images"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("seed 3 demo settings: val images top-1")
+    images = json.loads((tmp_path / "seed-3" / "val_images-default.json").read_text())["images"]
+    scored = json.loads((tmp_path / "seed-3" / "val_images-default" / "metrics.json").read_text())
+    assert scored["split"] == "val" and 0 < images["num_eeg"] <= result["n_val"]  # val, never test
+    assert 0.0 <= images["top1_accuracy"] <= 1.0 and 0.0 <= images["clip_within_class_2way"] <= 1.0
+    assert 0.0 <= images["ridge"]["retrieval_top1"] <= images["ridge"]["retrieval_top5"] <= 1.0

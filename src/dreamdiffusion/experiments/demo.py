@@ -176,12 +176,15 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
 
 
 def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name: str = "evaluate",
-                   progress: bool = True, guidance: float | None = None, baselines: bool = True) -> dict:
+                   progress: bool = True, guidance: float | None = None, baselines: bool = True,
+                   split: str = "test") -> dict:
+    """``evaluate`` of the pipeline at the demo's settings on the benchmark's ``split`` (the demo: test;
+    ``benchmarks/head_val.py --images``: val, for choosing settings)."""
     s = cfg.settings
     guidance = guidance if guidance is not None else (s.guidance if s.guidance is not None else 1.0)
     return evaluate(EvaluateConfig(
         output=str(out / name), model=str(pipeline), dataset="synthetic", dataset_options={"root": str(bench)},
-        split="test", classifier=cfg.classifier, clip=cfg.clip, base=cfg.base, n_way=s.n_way, trials=s.trials,
+        split=split, classifier=cfg.classifier, clip=cfg.clip, base=cfg.base, n_way=s.n_way, trials=s.trials,
         num_images=s.num_images, steps=s.steps, guidance=guidance, seed=cfg.seed, limit=s.limit, fid=True,
         candidates=s.steering(cfg.recipe)[0], clip_guidance=s.steering(cfg.recipe)[1],
         baselines=baselines, baseline_train_fraction=s.pairs_fraction,
