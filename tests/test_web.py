@@ -110,9 +110,10 @@ def test_files_without_positions_take_a_montage(tmp_path, spkit_raw, caplog, mon
         web.load_recording(path, montage="standard_1020")
     loaded = web.load_recording(path, montage=str(pos_file))
     from dreamdiffusion.app.devices import has_positions, snap_to_standard_names
+    from dreamdiffusion.data import montage as montage_module
 
     assert has_positions(loaded.raw.info)
-    monkeypatch.setattr("dreamdiffusion.data.montage._last_placing", [""])  # whatever an earlier test logged
+    montage_module._say_placing.cache_clear()  # whatever an earlier test logged
     with caplog.at_level(logging.INFO, logger="dreamdiffusion.data.montage"):
         snapped = snap_to_standard_names(loaded.raw)
         again = snap_to_standard_names(loaded.raw)  # the same recording again (another request; the stream: each window)

@@ -148,7 +148,13 @@ def unit_positions(montage: mne.channels.DigMontage) -> dict[str, np.ndarray]:
 # Unit-direction distance (~29 degrees) beyond which a measured channel is not at its name's place in a template:
 # templates and digitised caps differ by well under half of it, two different caps' same names by far more.
 _ELSEWHERE = 0.5
-_last_placing = [""]  # the last renaming logged (snap_to_standard_names)
+
+
+@lru_cache(maxsize=256)
+def _say_placing(message: str) -> None:
+    """Log a renaming by position once per process: the live stream makes a new recording of its buffer for every
+    window, and the app maps a file again at each request."""
+    logger.info(message)
 
 
 def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) -> mne.io.BaseRaw:
@@ -194,11 +200,7 @@ def snap_to_standard_names(raw: mne.io.BaseRaw, montage: str = DEFAULT_MONTAGE) 
         return raw
     message = (f"placing {len(renames)} channel(s) at the nearest free positions of {montage}: "
                + ", ".join(f"{a}->{b}" for a, b in list(renames.items())[:8]))
-    # The live stream makes a new recording of its buffer for every window, and the app maps a file again at
-    # each request: say the same renaming once, not each time.
-    if message != _last_placing[0]:
-        _last_placing[0] = message
-        logger.info(message)
+    _say_placing(message)
     out = raw.copy()
     out.rename_channels(renames, verbose="error")
     return out
