@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from dreamdiffusion.core.machine import machine_description
 
 N_CHANS, N_TIMES = 128, 512
 
@@ -174,18 +175,8 @@ def _in_child(kind: str, root: Path, n: int, batch_size: int) -> dict:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores visible, {mem:.0f} GiB RAM, torch {torch.__version__}, " \
-           f"{torch.get_num_threads()} torch threads"
+    return f"{machine_description()}, {mem:.0f} GiB RAM, {torch.get_num_threads()} torch threads"
 
 
 def main(argv=None) -> int:

@@ -16,11 +16,11 @@ import argparse
 import functools
 import json
 import os
-import platform
 import time
 
 import torch
 
+from dreamdiffusion.core.machine import machine_description
 from dreamdiffusion.experiments import demo as D
 
 STAGES = ("build_stage", "pretrain_stage", "finetune_stage", "stage_b_probe", "guidance_stage", "evaluate_stage")
@@ -53,7 +53,7 @@ def main() -> None:
     result = {"total": {"cpu_s": round(time.process_time() - cpu, 1), "wall_s": round(time.perf_counter() - wall, 1)},
               "stages": stages, "demo_timings_s": metrics["timings_s"], "seed": args.seed, "fast": args.fast,
               "threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores visible, torch {torch.__version__}",
+              "machine": machine_description(),
               "load_average": os.getloadavg()}
     print(json.dumps(result, indent=1))
     if args.json:

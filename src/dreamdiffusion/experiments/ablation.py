@@ -19,6 +19,7 @@ import numpy as np
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_text
+from dreamdiffusion.core.machine import machine_description
 from dreamdiffusion.experiments.demo import (
     METRIC_KEYS,
     DemoConfig,
@@ -26,7 +27,6 @@ from dreamdiffusion.experiments.demo import (
     build_stage,
     evaluate_stage,
     finetune_stage,
-    machine_description,
     pretrain_stage,
 )
 from dreamdiffusion.experiments.low_level import low_level_stage

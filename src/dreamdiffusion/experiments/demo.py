@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.core.machine import machine_description
 from dreamdiffusion.data.synthetic import SyntheticPairs, build_benchmark
 from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
 from dreamdiffusion.evaluation.probe import linear_probe
@@ -277,29 +276,5 @@ def _builtin_trained(config: DemoConfig) -> bool | None:
     return bool(builtin.is_trained())
 
 
-def machine_description() -> str:
-    """The CPU's model and the vector instructions torch's kernels use, the cores and torch's version.
-
-    The model and the instruction set are part of a result: the same seed and code on an AVX2 host and an AVX-512
-    host give numbers that differ in the third decimal (float sums in another order) and walls a third apart."""
-    model = _cpu_model() or platform.processor() or platform.machine()
-    isa = torch.backends.cpu.get_cpu_capability()
-    return (f"{platform.machine()} CPU ({model}, {isa}), {os.cpu_count()} cores visible, torch {torch.__version__} "
-            f"({platform.system()})")
-
-
-def _cpu_model() -> str | None:
-    """``model name`` from /proc/cpuinfo (Linux); None where there is none."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip() or None
-    except OSError:
-        return None
-    return None
-
-
 __all__ = ["DemoSettings", "DemoConfig", "run_demo", "write_demo_report", "METRIC_KEYS", "build_stage",
-           "pretrain_stage", "finetune_stage", "stage_b_config", "guidance_stage", "evaluate_stage", "demo_metrics",
-           "machine_description"]
+           "pretrain_stage", "finetune_stage", "stage_b_config", "guidance_stage", "evaluate_stage", "demo_metrics"]

@@ -26,6 +26,7 @@ import numpy as np
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_text, save_figure
+from dreamdiffusion.core.machine import machine_description
 from dreamdiffusion.evaluation.figures import headless_pyplot, markdown_table
 from dreamdiffusion.experiments.ablation import (
     BASELINE_KEYS,
@@ -42,7 +43,6 @@ from dreamdiffusion.experiments.demo import (
     build_stage,
     evaluate_stage,
     finetune_stage,
-    machine_description,
     pretrain_stage,
 )
 
