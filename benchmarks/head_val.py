@@ -37,13 +37,12 @@ from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, load_train_pairs, ridge_clip_scores
 from dreamdiffusion.experiments.demo import (
     build_stage,
-    evaluate_stage,
+    choose_and_evaluate,
     finetune_stage,
-    guidance_stage,
     pretrain_stage,
     stage_b_config,
 )
-from dreamdiffusion.experiments.low_level import fit_latent_stage, low_level_stage
+from dreamdiffusion.experiments.low_level import fit_latent_stage
 from dreamdiffusion.experiments.settings import DemoConfig, DemoSettings
 from dreamdiffusion.training.finetune import prepared_trainer
 
@@ -134,13 +133,10 @@ def val_images(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig, ta
     """The demo's Stage B and val choices, then the val split's images scored (the demo's evaluate on val)."""
     s = cfg.settings
     pipeline = finetune_stage(out, bench, encoder, cfg, name=f"finetune-{tag}")
-    strength = None
     if s.low_level:
         fit_latent_stage(pipeline, bench, cfg)
-        strength = low_level_stage(out, bench, pipeline, cfg, s.select_guidance, name=f"low_level-{tag}")
-    chosen = guidance_stage(out, bench, pipeline, cfg, name=f"guidance-{tag}")
-    result = evaluate_stage(out, bench, pipeline, cfg, name=f"val_images-{tag}", guidance=chosen["guidance"],
-                            split="val")
+    strength, chosen, result = choose_and_evaluate(out, bench, pipeline, cfg, s.low_level, split="val",
+                                                   suffix=f"-{tag}", name=f"val_images-{tag}")
     ridge = result.get("baseline_ridge_clip") or {}
     return {**{k: result.get(k) for k in IMAGE_KEYS}, "guidance": chosen["guidance"],
             "low_level_strength": None if strength is None else strength["low_level_strength"],

@@ -191,6 +191,20 @@ def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         progress=progress)
 
 
+def choose_and_evaluate(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, low_level: bool, split: str = "test",
+                        suffix: str = "", name: str = "evaluate") -> tuple[dict | None, dict, dict]:
+    """The demo's last stage for a fine-tuned pipeline of either recipe: the low-level strength (``low_level``: the
+    pipeline has its latent decoder) at the val images' guidance, then the test guidance with that start, both
+    chosen on val; then ``evaluate`` on ``split`` (``benchmarks/head_val.py --images``: val). Returns
+    ``(low-level record or None, guidance record, evaluate's metrics)``; the records land in ``OUTPUT/low_level<suffix>.json``,
+    ``guidance<suffix>.json`` and the evaluation in ``OUTPUT/<name>``."""
+    strength = (low_level_stage(out, bench, pipeline, cfg, cfg.settings.select_guidance, name=f"low_level{suffix}")
+                if low_level else None)
+    chosen = guidance_stage(out, bench, pipeline, cfg, name=f"guidance{suffix}")
+    return strength, chosen, evaluate_stage(out, bench, pipeline, cfg, name=name, guidance=chosen["guidance"],
+                                            split=split)
+
+
 # --------------------------------------------------------------------------------------------------- the demo
 
 def run_demo(config: DemoConfig) -> dict:
@@ -222,9 +236,7 @@ def run_demo(config: DemoConfig) -> dict:
                "evaluating")
     # Not the paper's: the ridge guess of the image's latents (experiments/low_level.py), trusted as far as val says.
     latent_fit = fit_latent_stage(pipeline, bench, config) if config.settings.low_level else None
-    low_level = low_level_stage(out, bench, pipeline, config, config.settings.select_guidance) if latent_fit else None
-    chosen = guidance_stage(out, bench, pipeline, config)
-    result = evaluate_stage(out, bench, pipeline, config, guidance=chosen["guidance"])
+    low_level, chosen, result = choose_and_evaluate(out, bench, pipeline, config, bool(latent_fit))
     timings["evaluate_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_all
 
@@ -277,4 +289,5 @@ def _builtin_trained(config: DemoConfig) -> bool | None:
 
 
 __all__ = ["DemoSettings", "DemoConfig", "run_demo", "write_demo_report", "METRIC_KEYS", "build_stage",
-           "pretrain_stage", "finetune_stage", "stage_b_config", "guidance_stage", "evaluate_stage", "demo_metrics"]
+           "pretrain_stage", "finetune_stage", "stage_b_config", "guidance_stage", "evaluate_stage",
+           "choose_and_evaluate", "demo_metrics"]
