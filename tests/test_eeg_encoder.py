@@ -37,6 +37,23 @@ def test_loss_covers_masked_tokens_only():
     assert not torch.allclose(model.forward_loss(eeg, pred3, mask), loss)
 
 
+def test_visible_loss_weight_adds_the_visible_tokens_error_at_its_weight():
+    torch.manual_seed(0)
+    eeg = torch.randn(2, 4, 32)
+    plain = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=32)
+    weighted = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=32, visible_loss_weight=0.5)
+    mask = (torch.arange(8) % 2).float().expand(2, 8)  # tokens 1, 3, 5, 7 masked
+    perfect = plain.patchify(eeg)
+    off_visible = perfect.clone()
+    off_visible[mask == 0] += 2.0  # every visible value off by 2: squared error 4 there, nothing on masked tokens
+    assert plain.forward_loss(eeg, off_visible, mask) < 1e-10  # the paper's loss never looks at them
+    assert torch.allclose(weighted.forward_loss(eeg, off_visible, mask), torch.tensor(0.5 * 4.0))
+    off_masked = perfect.clone()
+    off_masked[mask == 1] += 1.0
+    assert torch.allclose(weighted.forward_loss(eeg, off_masked, mask), plain.forward_loss(eeg, off_masked, mask))
+    assert torch.allclose(plain.forward_loss(eeg, off_masked, mask), torch.tensor(1.0))
+
+
 def test_patchify_roundtrip():
     model = MaskedSignalModel.from_preset("tiny")
     eeg = torch.randn(3, 128, 512)

@@ -399,3 +399,22 @@ def test_unknown_block_init_is_one_line_naming_the_flag(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--block-init 'ones'" in err[0] and "zero" in err[0], err
     assert PretrainConfig(corpus="c", output="o").block_init == "xavier"  # the paper's
+
+
+def test_visible_loss_weight_reaches_the_model_and_a_bad_one_is_one_line(corpus, tmp_path, capsys):
+    out = tmp_path / "vis"
+    code = cli_main(["pretrain", "--corpus", str(corpus), "--output", str(out), "--preset", "tiny",
+                     "--max-steps", "2", "--batch-size", "8", "--checkpoint-every", "0", "--val-every", "0",
+                     "--visible-loss-weight", "0.5"])
+    assert code == 0
+    assert MaskedSignalModel.from_pretrained(out / "msm").config.visible_loss_weight == 0.5
+    assert PretrainConfig.from_json(out / "pretrain_config.json").visible_loss_weight == 0.5
+    # the val loss is the training loss (masked + 0.5 x visible); the val MSE beside interpolation stays masked only
+    summary = json.loads((out / "pretrain_summary.json").read_text())
+    assert summary["val_loss"] > summary["val_mse"] * 1.2
+    capsys.readouterr()
+    code = cli_main(["pretrain", "--corpus", str(corpus), "--output", str(tmp_path / "bad"), "--preset", "tiny",
+                     "--visible-loss-weight", "-1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--visible-loss-weight" in err[0], err
+    assert PretrainConfig(corpus="c", output="o").visible_loss_weight == 0.0  # the paper's: masked tokens only

@@ -42,6 +42,9 @@ def pretrain(
     block_init: str = typer.Option(_D.block_init, "--block-init",
                                    help="Start of the transformer blocks: xavier (the paper's) | zero (each block "
                                         "starts as the identity)."),
+    visible_loss_weight: float = typer.Option(_D.visible_loss_weight, "--visible-loss-weight",
+                                              help="Also rebuild the visible tokens, at this weight beside the masked "
+                                                   "ones (0: the paper's, masked tokens only)."),
     probe_dataset: str = typer.Option("", "--probe-dataset",
                                       help="Paired dataset (e.g. synthetic) for a linear probe of the encoder at the end."),
     probe_root: Optional[Path] = typer.Option(None, "--probe-root", help="Root folder of the probe dataset."),
@@ -75,7 +78,8 @@ def pretrain(
         checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, resume=resume,
         seed=seed, num_workers=num_workers, val_every=val_every, skip_nan_batches=skip_nan_batches,
         compile=compile, log_every=log_every, predict_stats=predict_stats,
-        mask_span=mask_span, alibi=alibi, patch_init=patch_init, block_init=block_init, probe_dataset=probe_dataset, probe_bins=probe_bins,
+        mask_span=mask_span, alibi=alibi, patch_init=patch_init, block_init=block_init,
+        visible_loss_weight=visible_loss_weight, probe_dataset=probe_dataset, probe_bins=probe_bins,
         probe_dataset_options={"root": str(probe_root)} if probe_root else {},
     )
     out = pretrain_msm(config)

@@ -157,6 +157,10 @@ def stage_a_markdown(metrics: dict) -> str:
 _STARTS = {"orthogonal": ", orthogonal patch start", "pca": ", patch start from the corpus' whitened principal components"}
 
 
+def _visible_loss(weight) -> str:
+    return f", visible tokens rebuilt too (weight {weight:g})" if weight else ""
+
+
 def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Path, metrics: dict) -> Path:
     """``report.md``: EEG traces, MSM reconstruction, training curves, ground truth vs generated, the table."""
     figures = out / "figures"
@@ -168,7 +172,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         f"- benchmark: scikit-learn digits with simulated 128-channel visual evoked EEG ({bench})",
         f"- Stage A: MSM, `{s['encoder_preset']}` encoder{', ALiBi' if s.get('pretrain_alibi') else ''}"
         f"{_STARTS.get(s.get('pretrain_patch_init'), '')}"
-        f"{', blocks started as the identity' if s.get('pretrain_block_init') == 'zero' else ''}, mask ratio "
+        f"{', blocks started as the identity' if s.get('pretrain_block_init') == 'zero' else ''}"
+        f"{_visible_loss(s.get('pretrain_visible_loss_weight'))}, mask ratio "
         f"{s['mask_ratio']}, {s['pretrain_steps']} steps at lr {s.get('pretrain_learning_rate')}"
         if s["pretrain"] else "- Stage A: skipped (random encoder)",
         f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "

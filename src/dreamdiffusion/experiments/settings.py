@@ -69,6 +69,11 @@ class DemoSettings:
     # top-1 lower at both; the whitened components with xavier blocks (probe 0.800 / 0.712): 0.834 / 0.246 / 0.540 /
     # 0.569 and 0.658 / 0.197 / 0.517 / 0.553, lower too. Left out (docs/pretrain.md has the table).
     pretrain_block_init: str = "xavier"
+    # Masked tokens only (the paper's loss). Tried: --visible-loss-weight 1 (the visible tokens rebuilt too). Val,
+    # seeds 1 / 131 / 11: Stage A Pearson r +0.027 / +0.019 / +0.022, probe +0.013 / +0.047 / +0.005; the images'
+    # top-1 0.876 / 0.749 / 0.845 -> 0.873 / 0.726 / 0.845, CLIP within-class 0.556 / 0.510 / 0.503 -> 0.553 / 0.516 /
+    # 0.519: within noise, top-1 lower at 131. Left out (docs/pretrain.md has the tables).
+    pretrain_visible_loss_weight: float = 0.0
     pretrain_steps: int = 300
     pretrain_batch_size: int = 32
     pretrain_learning_rate: float = 3e-3  # higher than the paper's 2.5e-4: a tiny model, few steps

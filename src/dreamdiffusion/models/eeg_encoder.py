@@ -4,7 +4,8 @@ The paper's tokenizer (Bai et al. 2023, Sec. 3.2; reference ``code/sc_mbm/mae_fo
 a Conv1d with kernel = stride = ``patch_size`` (4) over *all* channels turns a window of
 ``n_chans x n_times`` (128 x 512) into ``n_times / patch_size`` (128) time tokens. A share of the
 tokens (best: 0.75) is masked, the encoder sees only the visible ones (as in MAE), and a lighter
-decoder reconstructs the masked tokens in the time domain. The loss covers masked tokens only.
+decoder reconstructs the masked tokens in the time domain. The loss covers masked tokens only (the
+paper's; ``visible_loss_weight`` adds the visible ones at that weight).
 
 Pure model file: no data reading, no training loop. Shapes are commented as ``[B, N, D]``
 (batch, tokens, width). Attention runs on ``torch.nn.functional.scaled_dot_product_attention``
@@ -295,6 +296,7 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         alibi: bool = False,
         patch_init: str = "xavier",
         block_init: str = "xavier",
+        visible_loss_weight: float = 0.0,
     ):
         super().__init__()
         # Keywords, not positions: diffusers' register_to_config lists positional arguments under
@@ -366,7 +368,8 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         return tokens.mean(dim=-1, keepdim=True), (tokens.var(dim=-1, keepdim=True) + 1e-6).sqrt()
 
     def forward_loss(self, eeg: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over masked tokens only."""
+        """Mean squared error over masked tokens (the paper's loss), plus ``visible_loss_weight`` x the same over the
+        visible ones where that weight is set."""
         target = self.patchify(eeg).float()
         pred = pred.float()
         extra = 0.0
@@ -377,7 +380,12 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
                 stats = torch.cat([mean, std.log()], dim=-1)  # [B, N, 2]
                 extra = ((pred[..., -2:] - stats) ** 2).mean(dim=-1)
         per_token = ((pred[..., : target.shape[-1]] - target) ** 2).mean(dim=-1) + extra  # [B, N]
-        return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
+        loss = (per_token * mask).sum() / mask.sum().clamp_min(1.0)
+        weight = self.config.visible_loss_weight
+        if weight:  # the visible tokens rebuilt too: the encoder must pass on what each token holds, not just context
+            visible = 1.0 - mask
+            loss = loss + weight * (per_token * visible).sum() / visible.sum().clamp_min(1.0)
+        return loss
 
     def reconstruct(self, eeg: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """Predicted tokens -> signal ``[B, C, T]`` in the input's units.

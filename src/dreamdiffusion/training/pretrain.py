@@ -89,6 +89,8 @@ class PretrainConfig:
                                            # | pca (the corpus' whitened principal components as those filters)
     block_init: str = "xavier"             # transformer blocks' start: xavier (paper) | zero (each residual
                                            # branch's last layer zero: the blocks start as the identity)
+    visible_loss_weight: float = 0.0       # also rebuild the visible tokens, at this weight beside the masked
+                                           # ones (paper: 0, masked tokens only)
     max_steps: int | None = None           # stop after this many optimizer steps (overrides epochs)
     epochs: int | None = None              # passes over the training windows; None and no max_steps: 500
     batch_size: int = 100                  # windows per process per step (paper: 100)
@@ -179,6 +181,8 @@ class PretrainConfig:
             bad(f"--mask-span must be at least 1, got {self.mask_span}")
         if self.predict_stats and not self.norm_target:
             bad("--predict-stats needs --norm-target (it predicts the statistics the normalisation removes)")
+        if self.visible_loss_weight < 0 or not math.isfinite(self.visible_loss_weight):
+            bad(f"--visible-loss-weight must be a finite number >= 0, got {self.visible_loss_weight}")
         if self.probe_bins < 1:
             bad(f"--probe-bins must be at least 1, got {self.probe_bins}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -235,7 +239,7 @@ def _check_output(config: PretrainConfig, manager: CheckpointManager) -> None:
 def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> None:
     # The model shape is checked by load_state itself; these only change what "the same run" means.
     for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus", "mask_span",
-                "predict_stats", "alibi", "patch_init", "block_init"):
+                "predict_stats", "alibi", "patch_init", "block_init", "visible_loss_weight"):
         if key in saved and saved[key] != getattr(config, key):
             logger.warning("resuming %s with %s=%r (the checkpoint was written with %r): the result will "
                            "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
@@ -249,7 +253,7 @@ def _build_model(config: PretrainConfig, train_set):
             config.preset, n_chans=train_set.n_chans, n_times=train_set.n_times, sfreq=float(train_set.sfreq),
             mask_ratio=config.mask_ratio, norm_target=config.norm_target, mask_span=config.mask_span,
             predict_stats=config.predict_stats, alibi=config.alibi, patch_init=config.patch_init,
-            block_init=config.block_init)
+            block_init=config.block_init, visible_loss_weight=config.visible_loss_weight)
     except ValueError as exc:
         raise ConfigError(f"the corpus windows ({train_set.n_chans} x {train_set.n_times}) do not fit preset "
                           f"{config.preset!r}: {exc}", config.corpus) from None
