@@ -213,3 +213,16 @@ def test_benchmark_params_are_what_the_demo_builds(tmp_path, monkeypatch):
     assert seen == {"seed": 5, "overwrite": False, "n_subjects": 3, "n_images": None, "trials_per_image": 2,
                     "center_subjects": True, "n_corpus_windows": 10}
     assert "snr" not in DemoSettings().benchmark_params() and DemoSettings(snr=0.1).benchmark_params()["snr"] == 0.1
+
+
+def test_the_report_names_stage_a_options_beyond_the_papers_only_when_set():
+    import dataclasses
+
+    from dreamdiffusion.experiments.report import _stage_a_options
+    from dreamdiffusion.experiments.settings import DemoSettings
+
+    assert _stage_a_options(dataclasses.asdict(DemoSettings())) == ""  # the demo's Stage A has none of them
+    words = _stage_a_options({"encoder_embed_dim": 128, "pretrain_final_norm": False,
+                              "pretrain_visible_loss_weight": 0.5})
+    assert words == ", width 128, no final norm, visible tokens rebuilt too (weight 0.5)"
+    assert _stage_a_options({}) == ""  # a metrics.json written before the options

@@ -204,3 +204,30 @@ def test_zero_block_start_is_the_identity_and_pca_start_reads_given_filters(tmp_
     init_patch_embed(w, "pca")
     spatial = w.sum(-1) / 2.0  # the filters (the weight is filter / sqrt(4) on each of the 4 samples)
     assert torch.allclose(spatial.T @ spatial, torch.eye(8), atol=1e-5)  # wider than the channels: orthonormal columns
+
+
+def test_an_encoder_without_its_final_norm_round_trips_through_the_conditioner(tmp_path):
+    from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
+
+    torch.manual_seed(0)
+    m = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=32, final_norm=False, block_init="zero")
+    assert isinstance(m.encoder.norm, torch.nn.Identity)
+    eeg = torch.randn(2, 4, 32)
+    with torch.no_grad():
+        # identity blocks and no norm: the tokens are the positioned patch embedding, unscaled
+        assert torch.allclose(m.encoder.eval()(eeg), m.encoder.embed(eeg), atol=1e-6)
+    m.save_pretrained(tmp_path / "msm")
+    enc = load_encoder(tmp_path / "msm")
+    assert enc.config.final_norm is False and isinstance(enc.norm, torch.nn.Identity)
+    cond = EEGConditioner.from_encoder(enc, cross_attention_dim=16, clip_dim=8, time_embed_dim=None)
+    assert cond.config.final_norm is False
+    with torch.no_grad():
+        assert torch.equal(cond.encoder.eval()(eeg), enc.eval()(eeg))
+    # a folder written before the option (no final_norm key) loads with the paper's norm
+    import json
+
+    EEGEncoder(n_chans=4, n_times=32, embed_dim=8, depth=1, num_heads=2).save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["final_norm"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    assert isinstance(load_encoder(tmp_path / "old").norm, torch.nn.LayerNorm)

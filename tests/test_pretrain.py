@@ -401,14 +401,18 @@ def test_unknown_block_init_is_one_line_naming_the_flag(tmp_path, capsys):
     assert PretrainConfig(corpus="c", output="o").block_init == "xavier"  # the paper's
 
 
-def test_visible_loss_weight_reaches_the_model_and_a_bad_one_is_one_line(corpus, tmp_path, capsys):
+def test_loss_and_encoder_options_reach_the_model_and_a_bad_one_is_one_line(corpus, tmp_path, capsys):
     out = tmp_path / "vis"
     code = cli_main(["pretrain", "--corpus", str(corpus), "--output", str(out), "--preset", "tiny",
                      "--max-steps", "2", "--batch-size", "8", "--checkpoint-every", "0", "--val-every", "0",
-                     "--visible-loss-weight", "0.5"])
+                     "--visible-loss-weight", "0.5", "--no-final-norm", "--embed-dim", "32"])
     assert code == 0
-    assert MaskedSignalModel.from_pretrained(out / "msm").config.visible_loss_weight == 0.5
-    assert PretrainConfig.from_json(out / "pretrain_config.json").visible_loss_weight == 0.5
+    msm = MaskedSignalModel.from_pretrained(out / "msm")
+    assert (msm.config.visible_loss_weight, msm.config.final_norm, msm.config.embed_dim) == (0.5, False, 32)
+    enc = EEGEncoder.from_pretrained(out)
+    assert isinstance(enc.norm, torch.nn.Identity) and enc.config.embed_dim == 32
+    saved = PretrainConfig.from_json(out / "pretrain_config.json")
+    assert (saved.visible_loss_weight, saved.final_norm, saved.embed_dim) == (0.5, False, 32)
     # the val loss is the training loss (masked + 0.5 x visible); the val MSE beside interpolation stays masked only
     summary = json.loads((out / "pretrain_summary.json").read_text())
     assert summary["val_loss"] > summary["val_mse"] * 1.2
@@ -417,4 +421,9 @@ def test_visible_loss_weight_reaches_the_model_and_a_bad_one_is_one_line(corpus,
                      "--visible-loss-weight", "-1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--visible-loss-weight" in err[0], err
-    assert PretrainConfig(corpus="c", output="o").visible_loss_weight == 0.0  # the paper's: masked tokens only
+    code = cli_main(["pretrain", "--corpus", str(corpus), "--output", str(tmp_path / "bad"), "--preset", "tiny",
+                     "--embed-dim", "30"])  # the tiny preset's 4 heads do not divide 30
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "tiny" in err[0], err
+    paper = PretrainConfig(corpus="c", output="o")  # the paper's: masked tokens only, the final norm, the preset's width
+    assert (paper.visible_loss_weight, paper.final_norm, paper.embed_dim) == (0.0, True, None)

@@ -45,6 +45,10 @@ def pretrain(
     visible_loss_weight: float = typer.Option(_D.visible_loss_weight, "--visible-loss-weight",
                                               help="Also rebuild the visible tokens, at this weight beside the masked "
                                                    "ones (0: the paper's, masked tokens only)."),
+    final_norm: bool = typer.Option(True, "--final-norm/--no-final-norm",
+                                    help="The encoder's last LayerNorm (on: the paper's); off hands Stage B the "
+                                         "blocks' output as it is."),
+    embed_dim: Optional[int] = typer.Option(None, "--embed-dim", help="Token width instead of the preset's."),
     probe_dataset: str = typer.Option("", "--probe-dataset",
                                       help="Paired dataset (e.g. synthetic) for a linear probe of the encoder at the end."),
     probe_root: Optional[Path] = typer.Option(None, "--probe-root", help="Root folder of the probe dataset."),
@@ -79,7 +83,8 @@ def pretrain(
         seed=seed, num_workers=num_workers, val_every=val_every, skip_nan_batches=skip_nan_batches,
         compile=compile, log_every=log_every, predict_stats=predict_stats,
         mask_span=mask_span, alibi=alibi, patch_init=patch_init, block_init=block_init,
-        visible_loss_weight=visible_loss_weight, probe_dataset=probe_dataset, probe_bins=probe_bins,
+        visible_loss_weight=visible_loss_weight, final_norm=final_norm, embed_dim=embed_dim,
+        probe_dataset=probe_dataset, probe_bins=probe_bins,
         probe_dataset_options={"root": str(probe_root)} if probe_root else {},
     )
     out = pretrain_msm(config)

@@ -135,6 +135,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         alibi: bool = False,
         patch_init: str = "xavier",
         block_init: str = "xavier",
+        final_norm: bool = True,
         arch: str = "msm",
         arch_options: dict | None = None,
         channel_index: list | None = None,
@@ -151,7 +152,8 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             # Keywords, not positions (why: MaskedSignalModel.__init__).
             self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
                                       embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                                      alibi=alibi, patch_init=patch_init, block_init=block_init)
+                                      alibi=alibi, patch_init=patch_init, block_init=block_init,
+                                      final_norm=final_norm)
             n_tokens = self.encoder.num_tokens
         else:
             self.encoder = TokenEncoder(arch, n_chans, n_times, sfreq, arch_options, channel_index, time_pool)

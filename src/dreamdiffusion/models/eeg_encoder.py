@@ -38,7 +38,7 @@ PRESETS: dict[str, dict] = {
 }
 ENCODER_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio")
 # Encoder options beyond the paper's (absent from older config.json files: their defaults are the paper's).
-ENCODER_OPTION_KEYS = ("alibi", "patch_init", "block_init")
+ENCODER_OPTION_KEYS = ("alibi", "patch_init", "block_init", "final_norm")
 # Starts of the patch embedding: xavier (MAE's, the reference code's) | orthogonal | pca (init_patch_embed says why).
 PATCH_INITS = ("xavier", "orthogonal", "pca")
 # Starts of the transformer blocks: xavier (the reference code's) | zero (init_blocks says why).
@@ -198,6 +198,7 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         alibi: bool = False,
         patch_init: str = "xavier",
         block_init: str = "xavier",
+        final_norm: bool = True,
     ):
         super().__init__()
         if n_times % patch_size:
@@ -208,7 +209,9 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.register_buffer("pos_embed", sincos_positions(self.num_tokens, embed_dim)[None], persistent=False)
         self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        # The paper's (MAE's) last LayerNorm divides every token by its own spread, which the background dominates;
+        # final_norm=False hands Stage B the blocks' output as it is (docs/pretrain.md measures what that keeps).
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6) if final_norm else nn.Identity()
         self.gradient_checkpointing = False
         self.apply(_init_weights)
         init_patch_embed(self.patch_embed.weight.data, patch_init)
@@ -297,13 +300,14 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         patch_init: str = "xavier",
         block_init: str = "xavier",
         visible_loss_weight: float = 0.0,
+        final_norm: bool = True,
     ):
         super().__init__()
         # Keywords, not positions: diffusers' register_to_config lists positional arguments under
         # _use_default_values, and from_config(encoder.config) would then rebuild the *default* (paper-size) encoder.
         self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
                                   embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                                  alibi=alibi, patch_init=patch_init, block_init=block_init)
+                                  alibi=alibi, patch_init=patch_init, block_init=block_init, final_norm=final_norm)
         n_tokens = self.encoder.num_tokens
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))

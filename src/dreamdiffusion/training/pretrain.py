@@ -91,6 +91,8 @@ class PretrainConfig:
                                            # branch's last layer zero: the blocks start as the identity)
     visible_loss_weight: float = 0.0       # also rebuild the visible tokens, at this weight beside the masked
                                            # ones (paper: 0, masked tokens only)
+    final_norm: bool = True                # the encoder's last LayerNorm (paper: on); off hands on the blocks' output
+    embed_dim: int | None = None           # token width instead of the preset's (None: the preset's)
     max_steps: int | None = None           # stop after this many optimizer steps (overrides epochs)
     epochs: int | None = None              # passes over the training windows; None and no max_steps: 500
     batch_size: int = 100                  # windows per process per step (paper: 100)
@@ -181,6 +183,8 @@ class PretrainConfig:
             bad(f"--mask-span must be at least 1, got {self.mask_span}")
         if self.predict_stats and not self.norm_target:
             bad("--predict-stats needs --norm-target (it predicts the statistics the normalisation removes)")
+        if self.embed_dim is not None and self.embed_dim < 1:
+            bad(f"--embed-dim must be at least 1, got {self.embed_dim}")
         if self.visible_loss_weight < 0 or not math.isfinite(self.visible_loss_weight):
             bad(f"--visible-loss-weight must be a finite number >= 0, got {self.visible_loss_weight}")
         if self.probe_bins < 1:
@@ -239,7 +243,8 @@ def _check_output(config: PretrainConfig, manager: CheckpointManager) -> None:
 def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> None:
     # The model shape is checked by load_state itself; these only change what "the same run" means.
     for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus", "mask_span",
-                "predict_stats", "alibi", "patch_init", "block_init", "visible_loss_weight"):
+                "predict_stats", "alibi", "patch_init", "block_init", "visible_loss_weight", "final_norm",
+                "embed_dim"):
         if key in saved and saved[key] != getattr(config, key):
             logger.warning("resuming %s with %s=%r (the checkpoint was written with %r): the result will "
                            "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
@@ -253,10 +258,12 @@ def _build_model(config: PretrainConfig, train_set):
             config.preset, n_chans=train_set.n_chans, n_times=train_set.n_times, sfreq=float(train_set.sfreq),
             mask_ratio=config.mask_ratio, norm_target=config.norm_target, mask_span=config.mask_span,
             predict_stats=config.predict_stats, alibi=config.alibi, patch_init=config.patch_init,
-            block_init=config.block_init, visible_loss_weight=config.visible_loss_weight)
+            block_init=config.block_init, visible_loss_weight=config.visible_loss_weight, final_norm=config.final_norm,
+            **({} if config.embed_dim is None else {"embed_dim": config.embed_dim}))
     except ValueError as exc:
-        raise ConfigError(f"the corpus windows ({train_set.n_chans} x {train_set.n_times}) do not fit preset "
-                          f"{config.preset!r}: {exc}", config.corpus) from None
+        width = "" if config.embed_dim is None else f" at --embed-dim {config.embed_dim}"
+        raise ConfigError(f"preset {config.preset!r}{width} cannot be built for the corpus windows "
+                          f"({train_set.n_chans} x {train_set.n_times}): {exc}", config.corpus) from None
     if config.patch_init == "pca":
         conv = model.encoder.patch_embed
         filters = corpus_spatial_filters(train_set, conv.out_channels, conv.kernel_size[0], config.seed)
