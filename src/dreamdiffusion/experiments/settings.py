@@ -76,7 +76,8 @@ class DemoSettings:
     pretrain_visible_loss_weight: float = 0.0
     # The encoder's last LayerNorm (the paper's) and the preset's width. Tried: width 128, no final norm, identity
     # blocks, lr 1e-3: Stage A probe within 0.05 of the raw EEG at seeds 1 / 131 / 11 (val), but at seed 131 the images'
-    # top-1 0.749 -> 0.638 and the run 185 s -> 256 s. Left out (docs/pretrain.md).
+    # top-1 0.749 -> 0.638 and the run 185 s -> 256 s. Left out (docs/pretrain.md). Both shape Stage A's encoder,
+    # which Stage B inherits; a run without Stage A (pretrain=False) builds the preset's.
     pretrain_final_norm: bool = True
     encoder_embed_dim: int | None = None
     pretrain_steps: int = 300
