@@ -76,8 +76,8 @@ class DemoSettings:
     pretrain_visible_loss_weight: float = 0.0
     # The encoder's last LayerNorm (the paper's) and the preset's width. Tried: width 128, no final norm, identity
     # blocks, lr 1e-3: Stage A probe within 0.05 of the raw EEG at seeds 1 / 131 / 11 (val), but the images' top-1
-    # 0.876 / 0.749 / 0.845 -> 0.810 / 0.638 / 0.778 and each run ~70 s longer. Left out (docs/pretrain.md). Both shape Stage A's encoder,
-    # which Stage B inherits; a run without Stage A (pretrain=False) builds the preset's.
+    # 0.876 / 0.749 / 0.845 -> 0.810 / 0.638 / 0.778 and each run ~70 s longer. Left out (docs/pretrain.md). Both
+    # shape Stage A's encoder, which Stage B inherits; a run without Stage A (pretrain=False) builds the preset's.
     pretrain_final_norm: bool = True
     encoder_embed_dim: int | None = None
     pretrain_steps: int = 300
