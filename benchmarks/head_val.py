@@ -185,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     r = run(args.seed, args.output, args.set, DemoSettings.fast() if args.fast else None, images=args.images)
     if args.images:
         m, g = r["images"], r["images"]["ridge"]
+        ridge_class = "-" if m["ridge_class_top1"] is None else f"{m['ridge_class_top1']:.3f}"  # a class-free base: none
         print(f"seed {r['seed']} {' '.join(r['set']) or 'demo settings'}: val images top-1 {m['top1_accuracy']:.3f} "
-              f"(ridge -> class {m['ridge_class_top1']}), retrieval {m['retrieval_top1']:.3f} / "
+              f"(ridge -> class {ridge_class}), retrieval {m['retrieval_top1']:.3f} / "
               f"{m['retrieval_top5']:.3f} (ridge {g['retrieval_top1']:.3f} / {g['retrieval_top5']:.3f}), CLIP "
               f"within-class {m['clip_within_class_2way']:.3f} (ridge {g['clip_within_class_2way']:.3f}), pixel "
               f"{m['pcc_within_class_2way']:.3f}; strength {m['low_level_strength']}, guidance {m['guidance']}; "
