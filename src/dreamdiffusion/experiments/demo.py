@@ -69,7 +69,8 @@ def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrai
         max_steps=s.pretrain_steps, batch_size=s.pretrain_batch_size, learning_rate=s.pretrain_learning_rate,
         warmup_steps=max(1, s.pretrain_steps // 10), checkpoint_every=0, val_every=0, seed=cfg.seed,
         alibi=s.pretrain_alibi, patch_init=s.pretrain_patch_init, block_init=s.pretrain_block_init,
-        visible_loss_weight=s.pretrain_visible_loss_weight, final_norm=s.pretrain_final_norm, embed_dim=s.encoder_embed_dim,
+        visible_loss_weight=s.pretrain_visible_loss_weight, final_norm=s.pretrain_final_norm,
+        embed_dim=s.encoder_embed_dim,
         probe_dataset="synthetic" if s.probe else "",
         probe_dataset_options={"root": str(bench)} if s.probe else {}))
 

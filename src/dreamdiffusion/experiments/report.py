@@ -160,7 +160,8 @@ _STARTS = {"orthogonal": ", orthogonal patch start", "pca": ", patch start from 
 def _stage_a_options(s: dict) -> str:
     """The report's words for Stage A's options beyond the paper's that the demo settings ``s`` turned on."""
     weight, width = s.get("pretrain_visible_loss_weight"), s.get("encoder_embed_dim")
-    return ((f", width {width}" if width else "") + (", no final norm" if s.get("pretrain_final_norm") is False else "")
+    return ((", blocks started as the identity" if s.get("pretrain_block_init") == "zero" else "")
+            + (f", width {width}" if width else "") + (", no final norm" if s.get("pretrain_final_norm") is False else "")
             + (f", visible tokens rebuilt too (weight {weight:g})" if weight else ""))
 
 
@@ -175,7 +176,6 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         f"- benchmark: scikit-learn digits with simulated 128-channel visual evoked EEG ({bench})",
         f"- Stage A: MSM, `{s['encoder_preset']}` encoder{', ALiBi' if s.get('pretrain_alibi') else ''}"
         f"{_STARTS.get(s.get('pretrain_patch_init'), '')}"
-        f"{', blocks started as the identity' if s.get('pretrain_block_init') == 'zero' else ''}"
         f"{_stage_a_options(s)}, mask ratio "
         f"{s['mask_ratio']}, {s['pretrain_steps']} steps at lr {s.get('pretrain_learning_rate')}"
         if s["pretrain"] else "- Stage A: skipped (random encoder)",
