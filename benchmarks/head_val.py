@@ -49,7 +49,8 @@ from dreamdiffusion.training.finetune import prepared_trainer
 BENCHMARK_FIELDS = {"n_subjects", "snr", "n_corpus_windows", "n_images", "trials_per_image", "center_subjects"}
 STAGE_A_FIELDS = {"encoder_preset", "encoder_embed_dim", "pretrain", "mask_ratio", "pretrain_alibi",
                   "pretrain_patch_init", "pretrain_block_init", "pretrain_visible_loss_weight", "pretrain_final_norm",
-                  "pretrain_steps", "pretrain_batch_size", "pretrain_learning_rate", "probe"}
+                  "pretrain_patch_whiten", "pretrain_freeze_patch_embed", "pretrain_steps", "pretrain_batch_size",
+                  "pretrain_learning_rate", "probe"}
 
 
 def parse_sets(settings: DemoSettings, pairs: list[str]) -> DemoSettings:

@@ -226,3 +226,7 @@ def test_the_report_names_stage_a_options_beyond_the_papers_only_when_set():
                               "pretrain_visible_loss_weight": 0.5})
     assert words == ", width 128, no final norm, visible tokens rebuilt too (weight 0.5)"
     assert _stage_a_options({}) == ""  # a metrics.json written before the options
+    assert _stage_a_options({"pretrain_patch_init": "pca", "pretrain_patch_whiten": False,
+                             "pretrain_freeze_patch_embed": True}) == " (unwhitened), the patch embedding frozen"
+    assert _stage_a_options({"pretrain_patch_init": "pca"}) == " (whitened)"
+    assert _stage_a_options({"pretrain_patch_init": "orthogonal", "pretrain_patch_whiten": False}) == ""

@@ -231,3 +231,26 @@ def test_an_encoder_without_its_final_norm_round_trips_through_the_conditioner(t
     del config["final_norm"]
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     assert isinstance(load_encoder(tmp_path / "old").norm, torch.nn.LayerNorm)
+
+
+def test_stage_b_can_give_a_norm_free_encoder_a_fresh_layernorm_and_nothing_else_changes():
+    from dreamdiffusion.models.conditioner import EEGConditioner
+
+    torch.manual_seed(0)
+    enc = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=32, final_norm=False).encoder.eval()
+    cond = EEGConditioner.from_encoder(enc, cross_attention_dim=16, clip_dim=8, time_embed_dim=None, final_norm=True)
+    assert cond.config.final_norm is True and isinstance(cond.encoder.norm, torch.nn.LayerNorm)
+    assert torch.equal(cond.encoder.norm.weight, torch.ones(enc.config.embed_dim))
+    assert torch.equal(cond.encoder.norm.bias, torch.zeros(enc.config.embed_dim))
+    eeg = torch.randn(2, 4, 32)
+    with torch.no_grad():  # the same tokens, normalised: every trained weight came across
+        expected = torch.nn.functional.layer_norm(enc(eeg), (enc.config.embed_dim,), eps=1e-6)
+        assert torch.allclose(cond.encoder.eval()(eeg), expected, atol=1e-5)
+    # an encoder with its norm keeps its own (trained) norm; False drops it
+    normed = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=32).encoder
+    with torch.no_grad():
+        normed.norm.weight.fill_(2.0)
+    kept = EEGConditioner.from_encoder(normed, cross_attention_dim=16, clip_dim=8, final_norm=True)
+    assert torch.equal(kept.encoder.norm.weight, normed.norm.weight)
+    dropped = EEGConditioner.from_encoder(normed, cross_attention_dim=16, clip_dim=8, final_norm=False)
+    assert isinstance(dropped.encoder.norm, torch.nn.Identity)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from dreamdiffusion.cli import main
 from dreamdiffusion.core.errors import ConfigError, TrainingError
+from dreamdiffusion.models.eeg_encoder import EEGEncoder
 from dreamdiffusion.training.finetune import FinetuneConfig, Trainer, finetune
 from dreamdiffusion.training.finetune_trainer import RECORD_PAIRS_ENV
 from dreamdiffusion.training.loop import StepBatchSampler
@@ -473,3 +474,24 @@ def test_tokenizer_init_ridge_restarts_only_the_patch_embedding(parts, tmp_path)
     kept.setup()
     assert not (tmp_path / "k" / "tokenizer_init.json").exists()
     assert torch.equal(kept.parts.conditioner.encoder.state_dict()["patch_embed.weight"], before["patch_embed.weight"])
+
+
+def test_encoder_norm_layernorm_gives_a_norm_free_stage_a_encoder_a_fresh_norm(parts, tmp_path):
+    """--encoder-norm layernorm: Stage B's encoder gets a LayerNorm (identity at the start) where Stage A trained
+    without one; the default keeps the encoder as pretrained; a bad value is a ConfigError naming the flag."""
+    from dreamdiffusion.models.conditioner import load_encoder
+
+    enc = load_encoder(parts / "enc")
+    free = EEGEncoder.from_config({**{k: v for k, v in enc.config.items() if not k.startswith("_")}, "final_norm": False})
+    free.load_state_dict({k: v for k, v in enc.state_dict().items() if not k.startswith("norm.")})
+    free.save_pretrained(tmp_path / "free")
+    normed = Trainer(_cfg(parts, tmp_path / "n", encoder=str(tmp_path / "free"), encoder_norm="layernorm"),
+                     PairList(8), PairList(2))
+    normed.setup()
+    norm = normed.parts.conditioner.encoder.norm
+    assert isinstance(norm, torch.nn.LayerNorm) and torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
+    kept = Trainer(_cfg(parts, tmp_path / "k", encoder=str(tmp_path / "free")), PairList(8), PairList(2))
+    kept.setup()
+    assert isinstance(kept.parts.conditioner.encoder.norm, torch.nn.Identity)
+    with pytest.raises(ConfigError, match="--encoder-norm"):
+        _cfg(parts, tmp_path / "b", encoder_norm="batchnorm").validate()

@@ -391,6 +391,11 @@ def test_corpus_spatial_filters_whiten_the_patch_means_leading_components_first(
     assert np.all(cosines.argmax(axis=1) == np.arange(4)) and cosines.max(axis=1).min() > 0.95
     with pytest.raises(ConfigError, match="orthogonal"):
         corpus_spatial_filters(windows, 7, patch_size=1, seed=0)
+    # unwhitened: the same components at unit norm, the EEG's own scales kept (variance = the source's spread^2)
+    raw = corpus_spatial_filters(windows, 4, patch_size=1, seed=0, whiten=False).double().numpy()
+    assert np.allclose(raw @ raw.T, np.eye(4), atol=1e-6)
+    assert np.allclose(np.abs(raw @ mixing[:, :4]), np.eye(4), atol=0.05)
+    assert np.allclose(np.diag(raw @ np.cov(means.T) @ raw.T), scales[:4] ** 2, rtol=0.15)
 
 
 def test_unknown_block_init_is_one_line_naming_the_flag(tmp_path, capsys):
@@ -427,3 +432,26 @@ def test_loss_and_encoder_options_reach_the_model_and_a_bad_one_is_one_line(corp
     assert code == 2 and len(err) == 1 and "tiny" in err[0], err
     paper = PretrainConfig(corpus="c", output="o")  # the paper's: masked tokens only, the final norm, the preset's width
     assert (paper.visible_loss_weight, paper.final_norm, paper.embed_dim) == (0.0, True, None)
+
+
+def test_a_frozen_unwhitened_pca_start_stays_as_the_corpus_gave_it(corpus, tmp_path):
+    from dreamdiffusion.data.corpus import CorpusDataset
+    from dreamdiffusion.training.pretrain import corpus_spatial_filters
+
+    out = tmp_path / "frozen"
+    code = cli_main(["pretrain", "--corpus", str(corpus), "--output", str(out), "--preset", "tiny",
+                     "--max-steps", "3", "--batch-size", "8", "--checkpoint-every", "0", "--val-every", "0",
+                     "--patch-init", "pca", "--no-patch-whiten", "--freeze-patch-embed", "--no-final-norm",
+                     "--embed-dim", "8"])  # the corpus has 14 channels: at most 14 components
+    assert code == 0
+    enc = EEGEncoder.from_pretrained(out)
+    d, c, p = enc.patch_embed.weight.shape
+    filters = corpus_spatial_filters(CorpusDataset(corpus, "train", val_fraction=PretrainConfig(corpus="c", output="o").val_fraction),
+                                     d, p, seed=PretrainConfig(corpus="c", output="o").seed, whiten=False)
+    assert torch.allclose(enc.patch_embed.weight, filters[:, :, None].expand(d, c, p) / p ** 0.5, atol=1e-6)
+    first = MaskedSignalModel.from_pretrained(out / "msm")  # the blocks did train
+    assert any(v.abs().sum() > 0 for k, v in first.encoder.state_dict().items() if "blocks.0.attn.proj" in k)
+    saved = PretrainConfig.from_json(out / "pretrain_config.json")
+    assert (saved.patch_whiten, saved.freeze_patch_embed) == (False, True)
+    paper = PretrainConfig(corpus="c", output="o")
+    assert (paper.patch_whiten, paper.freeze_patch_embed) == (True, False)

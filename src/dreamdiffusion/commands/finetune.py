@@ -117,6 +117,10 @@ def finetune_cmd(
         _D.tokenizer_init, "--tokenizer-init",
         help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "
              "spatial filters of the ridge map binned train EEG -> CLIP image embedding)."),
+    encoder_norm: str = typer.Option(
+        _D.encoder_norm, "--encoder-norm",
+        help="The encoder's last norm in Stage B: pretrained (as Stage A trained it) | layernorm (a fresh LayerNorm "
+             "where Stage A trained without one, `pretrain --no-final-norm`)."),
     caption_weight: float = typer.Option(
         _D.caption_weight, "--caption-weight",
         help="In the CLIP warm-up, also pull the token mapper's context toward the base's own context for the paired "

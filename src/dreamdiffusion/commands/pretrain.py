@@ -39,6 +39,12 @@ def pretrain(
                                    help="Start of the patch embedding: xavier (the paper's) | orthogonal (orthonormal "
                                         "spatial filters of each patch's mean) | pca (the corpus' whitened principal "
                                         "components as those filters)."),
+    patch_whiten: bool = typer.Option(True, "--patch-whiten/--no-patch-whiten",
+                                      help="With --patch-init pca: each component scaled to unit variance (on) or "
+                                           "of unit norm, the EEG's own scales kept (off; for --no-final-norm)."),
+    freeze_patch_embed: bool = typer.Option(False, "--freeze-patch-embed",
+                                            help="Keep the patch embedding at its start through Stage A (the blocks "
+                                                 "and the decoder train)."),
     block_init: str = typer.Option(_D.block_init, "--block-init",
                                    help="Start of the transformer blocks: xavier (the paper's) | zero (each block "
                                         "starts as the identity)."),
@@ -82,7 +88,8 @@ def pretrain(
         checkpoint_every=checkpoint_every, checkpoints_total_limit=checkpoints_total_limit, resume=resume,
         seed=seed, num_workers=num_workers, val_every=val_every, skip_nan_batches=skip_nan_batches,
         compile=compile, log_every=log_every, predict_stats=predict_stats,
-        mask_span=mask_span, alibi=alibi, patch_init=patch_init, block_init=block_init,
+        mask_span=mask_span, alibi=alibi, patch_init=patch_init, block_init=block_init, patch_whiten=patch_whiten,
+        freeze_patch_embed=freeze_patch_embed,
         visible_loss_weight=visible_loss_weight, final_norm=final_norm, embed_dim=embed_dim,
         probe_dataset=probe_dataset, probe_bins=probe_bins,
         probe_dataset_options={"root": str(probe_root)} if probe_root else {},

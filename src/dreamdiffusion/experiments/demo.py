@@ -70,7 +70,8 @@ def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrai
         warmup_steps=max(1, s.pretrain_steps // 10), checkpoint_every=0, val_every=0, seed=cfg.seed,
         alibi=s.pretrain_alibi, patch_init=s.pretrain_patch_init, block_init=s.pretrain_block_init,
         visible_loss_weight=s.pretrain_visible_loss_weight, final_norm=s.pretrain_final_norm,
-        embed_dim=s.encoder_embed_dim,
+        embed_dim=s.encoder_embed_dim, patch_whiten=s.pretrain_patch_whiten,
+        freeze_patch_embed=s.pretrain_freeze_patch_embed,
         probe_dataset="synthetic" if s.probe else "",
         probe_dataset_options={"root": str(bench)} if s.probe else {}))
 
@@ -133,7 +134,7 @@ def stage_b_config(folder: Path, bench: Path, encoder: Path | None, cfg: DemoCon
         guidance_scale=s.select_guidance,
         clip_warmup_steps=warmup, clip_warmup_learning_rate=s.clip_warmup_learning_rate,
         clip_warmup_schedule=s.clip_warmup_schedule, freeze_clip_head=s.freeze_clip_head and bool(warmup),
-        tokenizer_init=s.tokenizer_init, null_init=s.null_init, caption_weight=s.caption_weight if warmup else 0.0,
+        tokenizer_init=s.tokenizer_init, encoder_norm=s.encoder_norm, null_init=s.null_init, caption_weight=s.caption_weight if warmup else 0.0,
         clip_context=s.clip_context,
         max_steps=s.finetune_steps, checkpoint_every=0, train_fraction=s.pairs_fraction,
         checkpoints_total_limit=1, validate_every=s.validate_every, val_limit=s.val_limit, validation_images=0,

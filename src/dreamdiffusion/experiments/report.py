@@ -154,13 +154,16 @@ def stage_a_markdown(metrics: dict) -> str:
 
 
 # how the report names a Stage A patch-embedding start other than the paper's (xavier)
-_STARTS = {"orthogonal": ", orthogonal patch start", "pca": ", patch start from the corpus' whitened principal components"}
+_STARTS = {"orthogonal": ", orthogonal patch start", "pca": ", patch start from the corpus' principal components"}
 
 
 def _stage_a_options(s: dict) -> str:
     """The report's words for Stage A's options beyond the paper's that the demo settings ``s`` turned on."""
     weight, width = s.get("pretrain_visible_loss_weight"), s.get("encoder_embed_dim")
-    return ((", blocks started as the identity" if s.get("pretrain_block_init") == "zero" else "")
+    pca = s.get("pretrain_patch_init") == "pca"
+    return ((" (unwhitened)" if s.get("pretrain_patch_whiten") is False else " (whitened)") * pca
+            + (", the patch embedding frozen" if s.get("pretrain_freeze_patch_embed") else "")
+            + (", blocks started as the identity" if s.get("pretrain_block_init") == "zero" else "")
             + (f", width {width}" if width else "") + (", no final norm" if s.get("pretrain_final_norm") is False else "")
             + (f", visible tokens rebuilt too (weight {weight:g})" if weight else ""))
 
@@ -186,7 +189,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         + (f"; the warm-up taught the mapper the base's caption contexts (weight {s['caption_weight']})"
            if s.get("caption_weight") else "")
         + ("; the CLIP prediction enters every context token" if s.get("clip_context") else "")
-        + ("; the null context started from the base's" if s.get("null_init") == "base" else ""),
+        + ("; the null context started from the base's" if s.get("null_init") == "base" else "")
+        + ("; the encoder given a fresh final LayerNorm" if s.get("encoder_norm") == "layernorm" else ""),
         f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics.get('guidance', s['guidance'])} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",

@@ -211,15 +211,26 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         cross_attention_dim: int,
         clip_dim: int,
         time_embed_dim: int | None = None,
+        final_norm: bool | None = None,
         **kwargs,
     ) -> "EEGConditioner":
-        """A conditioner around a pretrained encoder (an ``EEGEncoder`` or its folder)."""
+        """A conditioner around a pretrained encoder (an ``EEGEncoder`` or its folder).
+
+        ``final_norm``: None keeps the encoder's; True where the encoder has none adds a fresh LayerNorm (weight 1,
+        bias 0), the rest of the encoder as trained; False drops the encoder's norm."""
         if not isinstance(encoder, EEGEncoder):
             encoder = load_encoder(encoder)
         enc_cfg = {k: encoder.config[k] for k in ENCODER_CONFIG_KEYS}
+        if final_norm is not None:
+            enc_cfg["final_norm"] = bool(final_norm)
         model = cls(**enc_cfg, cross_attention_dim=cross_attention_dim, clip_dim=clip_dim,
                     time_embed_dim=time_embed_dim, **kwargs)
-        model.encoder.load_state_dict(encoder.state_dict())
+        state = encoder.state_dict()
+        if not model.config.final_norm:
+            state = {k: v for k, v in state.items() if not k.startswith("norm.")}
+        missing, unexpected = model.encoder.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("norm.") for k in missing):  # only a norm Stage A did not have
+            raise ConfigError(f"the encoder's weights do not fit its config: missing {missing}, unexpected {unexpected}")
         return model
 
     @classmethod

@@ -13,6 +13,7 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models.encoders import ARCHS
 
 TOKENIZER_INITS = ("pretrained", "ridge")  # finetune --tokenizer-init (training/tokenizer_init.py)
+ENCODER_NORMS = ("pretrained", "layernorm")  # finetune --encoder-norm
 NULL_INITS = ("random", "base")  # finetune --null-init
 WARMUP_SCHEDULES = ("constant", "cosine")  # finetune --clip-warmup-schedule
 
@@ -91,6 +92,11 @@ class FinetuneConfig:
     # The EEG tokenizer's start (the paper's transformer): pretrained = as Stage A left it (the paper); ridge = the
     # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
     tokenizer_init: str = "pretrained"
+    # The encoder's last norm in Stage B: pretrained = as Stage A trained it (with or without, `pretrain
+    # --no-final-norm`); layernorm = a fresh LayerNorm (identity at the start) where Stage A trained without one.
+    # Why: Stage A without the norm keeps the EEG's scales for a linear read-out (docs/pretrain.md), and Stage B's
+    # heads and token mapper train on normalised tokens as they always did.
+    encoder_norm: str = "pretrained"
     # Caption contexts (0 = off, the paper): in the CLIP warm-up the token mapper learns to put out the base's own
     # context for the paired image's caption (a class-conditional base's class embedding; a Stable Diffusion base's
     # text-encoder output for the label), weighted by this against the CLIP loss. The mapper then starts the joint
@@ -161,6 +167,8 @@ class FinetuneConfig:
                               f"alone), got {self.align_cosine_weight} with --align {self.align}")
         if self.tokenizer_init not in TOKENIZER_INITS:
             raise ConfigError(f"--tokenizer-init must be one of {', '.join(TOKENIZER_INITS)}, got {self.tokenizer_init!r}")
+        if self.encoder_norm not in ENCODER_NORMS:
+            raise ConfigError(f"--encoder-norm must be one of {', '.join(ENCODER_NORMS)}, got {self.encoder_norm!r}")
         if self.null_init not in NULL_INITS:
             raise ConfigError(f"--null-init must be one of {', '.join(NULL_INITS)}, got {self.null_init!r}")
         if self.caption_weight < 0:

@@ -87,6 +87,10 @@ class PretrainConfig:
     patch_init: str = "xavier"             # patch embedding's start: xavier (paper) | orthogonal (orthonormal
                                            # spatial filters of the patch mean; keeps more of the evoked response)
                                            # | pca (the corpus' whitened principal components as those filters)
+    patch_whiten: bool = True              # with pca: each component scaled to unit variance; off: the unit-norm
+                                           # components as they are (the background keeps its larger scale)
+    freeze_patch_embed: bool = False       # keep the patch embedding at its start through Stage A (the blocks and
+                                           # decoder train): what the start keeps of the EEG stays in the tokens
     block_init: str = "xavier"             # transformer blocks' start: xavier (paper) | zero (each residual
                                            # branch's last layer zero: the blocks start as the identity)
     visible_loss_weight: float = 0.0       # also rebuild the visible tokens, at this weight beside the masked
@@ -244,7 +248,7 @@ def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> 
     # The model shape is checked by load_state itself; these only change what "the same run" means.
     for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus", "mask_span",
                 "predict_stats", "alibi", "patch_init", "block_init", "visible_loss_weight", "final_norm",
-                "embed_dim"):
+                "embed_dim", "patch_whiten", "freeze_patch_embed"):
         if key in saved and saved[key] != getattr(config, key):
             logger.warning("resuming %s with %s=%r (the checkpoint was written with %r): the result will "
                            "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
@@ -266,21 +270,29 @@ def _build_model(config: PretrainConfig, train_set):
                           f"({train_set.n_chans} x {train_set.n_times}): {exc}", config.corpus) from None
     if config.patch_init == "pca":
         conv = model.encoder.patch_embed
-        filters = corpus_spatial_filters(train_set, conv.out_channels, conv.kernel_size[0], config.seed)
+        filters = corpus_spatial_filters(train_set, conv.out_channels, conv.kernel_size[0], config.seed,
+                                         whiten=config.patch_whiten)
         with torch.no_grad():
             init_patch_embed(conv.weight, "pca", filters)
+    if config.freeze_patch_embed:  # (AdamW's groups skip frozen weights: no update, no weight decay either)
+        model.encoder.patch_embed.requires_grad_(False)
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     return model
 
 
-def corpus_spatial_filters(dataset, n_filters: int, patch_size: int, seed: int, n_windows: int = 512) -> torch.Tensor:
+def corpus_spatial_filters(dataset, n_filters: int, patch_size: int, seed: int, n_windows: int = 512,
+                           whiten: bool = True) -> torch.Tensor:
     """The ``n_filters`` leading principal components ``[n_filters, C]`` of the patch means (``patch_size`` samples
-    averaged) of up to ``n_windows`` corpus windows drawn with ``seed``, each scaled to unit variance (whitened).
+    averaged) of up to ``n_windows`` corpus windows drawn with ``seed``, each scaled to unit variance (``whiten``) or
+    of unit norm.
 
     Unlabeled windows only: what Stage A may see. Why whitened: the encoder ends in a LayerNorm, which divides every
     token by its spread; with raw components that spread is the background's few leading components, and dividing by
-    it multiplies the evoked part by noise. Whitened, the spread averages many components and hardly moves.
+    it multiplies the evoked part by noise. Whitened, the spread averages many components and hardly moves. Without
+    the final norm (``--no-final-norm``) nothing divides, and the components as they are keep the EEG's own scales: a
+    ridge read-out of them is as good as one of the raw EEG (docs/pretrain.md), where whitening lifts 64 background
+    directions to the evoked part's level.
     """
     n = len(dataset)
     if n == 0:
@@ -295,7 +307,7 @@ def corpus_spatial_filters(dataset, n_filters: int, patch_size: int, seed: int, 
     means = binned_means(x, n_patches).reshape(len(x), n_chans, n_patches)  # each patch's mean
     evals, vecs = np.linalg.eigh(np.cov(means.transpose(0, 2, 1).reshape(-1, n_chans).T))
     order = np.argsort(evals)[::-1][:n_filters]
-    filters = vecs[:, order] / np.sqrt(np.maximum(evals[order], 1e-12))
+    filters = vecs[:, order] / np.sqrt(np.maximum(evals[order], 1e-12)) if whiten else vecs[:, order]
     return torch.from_numpy(filters.T.copy()).float()
 
 

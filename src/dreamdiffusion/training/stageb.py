@@ -263,7 +263,8 @@ def build_conditioner(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: fl
                 f"or pretrain an encoder for this montage)", cfg.encoder)
         if aligned:
             return EEGConditioner.from_aligned(encoder, cross, clip_dim, time_dim, **head)
-        return EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim, **head)
+        norm = True if cfg.encoder_norm == "layernorm" else None
+        return EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim, final_norm=norm, **head)
     sfreq = sfreq or PAPER_SFREQ
     if (cfg.encoder_arch or "msm") != "msm":
         return EEGConditioner.from_arch(cfg.encoder_arch, n_chans, n_times, sfreq, cross, clip_dim, time_dim, **head)
