@@ -455,3 +455,5 @@ def test_a_frozen_unwhitened_pca_start_stays_as_the_corpus_gave_it(corpus, tmp_p
     assert (saved.patch_whiten, saved.freeze_patch_embed) == (False, True)
     paper = PretrainConfig(corpus="c", output="o")
     assert (paper.patch_whiten, paper.freeze_patch_embed) == (True, False)
+    with pytest.raises(ConfigError, match="--no-patch-whiten is for --patch-init pca"):
+        PretrainConfig(corpus="c", output="o", patch_init="orthogonal", patch_whiten=False).validate()

@@ -160,6 +160,8 @@ class PretrainConfig:
             bad(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.patch_init not in PATCH_INITS:
             bad(f"unknown --patch-init {self.patch_init!r}; choose one of {', '.join(PATCH_INITS)}")
+        if not self.patch_whiten and self.patch_init != "pca":
+            bad(f"--no-patch-whiten is for --patch-init pca (the corpus' components), not {self.patch_init}")
         if self.block_init not in BLOCK_INITS:
             bad(f"unknown --block-init {self.block_init!r}; choose one of {', '.join(BLOCK_INITS)}")
         if not 0.0 <= self.mask_ratio < 1.0:
