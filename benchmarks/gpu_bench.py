@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import gc
-import json
 import os
 import platform
 import signal
@@ -47,6 +46,8 @@ import time
 from dataclasses import asdict
 
 import torch
+
+from dreamdiffusion.core.files import atomic_write_json
 
 # The harness and the workloads sit beside this file (also when it is loaded by path, as the tests do).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -58,7 +59,6 @@ from gpu_harness import (
     RUN,
     TINY,
     EEGEncoder,  # noqa: F401
-    Row,
     build,  # noqa: F401
     matmul_ceiling,
     run_deferred,
@@ -68,7 +68,7 @@ from gpu_workloads import bench_generation, bench_msm, bench_smoke, bench_stageb
 WORKLOADS = ("msm", "generation", "stageb")
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--tiny", action="store_true", help="small shapes: checks the script on any machine")
@@ -98,16 +98,16 @@ def main(argv=None):
     ap.add_argument("--child-deadline", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-sleep-s", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--matmul-ceiling", type=float, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def configure(args, argv) -> dict:
+    """Set the run's shared state (``COMPILE``, ``TINY``, ``RUN``, ``DEADLINE``) from the options; return the run's
+    ``meta`` record (the matrix-product ceiling measured, or given by the parent to a child)."""
     device = torch.device(args.device)
-    tiny = args.tiny
-    only = set(args.only.split(","))
-    unknown = only - set(WORKLOADS) - {"smoke"}
-    if unknown:
-        ap.error(f"--only: unknown workload(s) {', '.join(sorted(unknown))}; choose from msm, generation, stageb, smoke")
     COMPILE["on"] = not args.no_compile and (device.type == "cuda" or args.compile or args.child is not None)
     COMPILE["backend"] = args.compile_backend
-    TINY["on"] = tiny
+    TINY["on"] = args.tiny
     RUN.update(child=args.child, select=args.select.split(",") if args.select else None,
                isolate=not args.in_process, sleep_s=args.child_sleep_s)
     if args.child is not None and args.child_deadline:
@@ -115,38 +115,41 @@ def main(argv=None):
         left = args.child_deadline - time.time()
         faulthandler.dump_traceback_later(max(0.5, left - min(10.0, 0.2 * left)), exit=False)
     DEADLINE["t"] = time.monotonic() + args.budget_s
-    rows: list[Row] = []
     meta = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "tiny": tiny, "date": time.strftime("%Y-%m-%d"),
+            "torch": torch.__version__, "tiny": args.tiny, "date": time.strftime("%Y-%m-%d"),
             "compile_backend": args.compile_backend, "compile_timeout_s": args.compile_timeout_s,
             "argv": sys.argv[1:] if argv is None else list(argv)}
-    if args.child is not None and args.matmul_ceiling:
-        ceiling = args.matmul_ceiling  # the parent measured it
-    else:
-        ceiling = matmul_ceiling(device, tiny)
-    RUN["ceiling"] = ceiling
-    meta["matmul_ceiling_tflops"] = ceiling
+    # a child reuses the ceiling its parent measured
+    ceiling = args.matmul_ceiling if args.child is not None and args.matmul_ceiling else matmul_ceiling(device, args.tiny)
+    RUN["ceiling"] = meta["matmul_ceiling_tflops"] = ceiling
     if args.child is None:
         print(f"device {meta['device']}, torch {torch.__version__}; matrix-product ceiling {ceiling:.1f} TFLOP/s",
               flush=True)
         print("| workload | variant | throughput | time per item | first call (compile) | peak memory | TFLOP/s | MFU "
               "| note |\n|---|---|---|---|---|---|---|---|---|", flush=True)
+    return meta
 
-    def save():
-        if args.json:
-            tmp = args.json + ".tmp"
-            with open(tmp, "w") as fh:
-                json.dump({"meta": meta, "rows": [asdict(r) for r in rows]}, fh, indent=1)
-            os.replace(tmp, args.json)
 
-    class SavingList(list):
-        def append(self, item):
-            super().append(item)
-            save()
+class SavedRows(list):
+    """The rows measured so far, written to ``--json`` (with the run's ``meta``) after every one, atomically."""
 
-    rows = SavingList()
+    def __init__(self, path: str | None, meta: dict):
+        super().__init__()
+        self.path, self.meta = path, meta
 
-    def on_term(signum, _frame):  # e.g. `timeout` in device_run.sh: end the running child, keep what was measured
+    def append(self, item):
+        super().append(item)
+        self.save()
+
+    def save(self) -> None:
+        if self.path:  # NaN (an undefined MFU) is written as null
+            atomic_write_json(self.path, {"meta": self.meta, "rows": [asdict(r) for r in self]}, nonfinite_as_null=True)
+
+
+def stop_on_signal(rows: SavedRows):
+    """A SIGTERM handler (e.g. ``timeout`` in device_run.sh): end the running child, keep what was measured."""
+
+    def on_term(signum, _frame):
         current = RUN.get("current_child")
         if current is not None:
             proc, make_row, state = current
@@ -158,13 +161,17 @@ def main(argv=None):
             row.note = f"stopped by signal {signum} (the run's hard limit) in phase {state['phase']}"
             row.extra.update({"child_pid": proc.pid, "phase_started_s": state["times"]})
             list.append(rows, row)
-        meta["stopped_by_signal"] = signum
-        save()
+        rows.meta["stopped_by_signal"] = signum
+        rows.save()
         print(f"stopped by signal {signum}; {len(rows)} rows saved", flush=True)
         os._exit(128 + signum)
 
-    if args.child is None:
-        signal.signal(signal.SIGTERM, on_term)
+    return on_term
+
+
+def run_workloads(args, only: set, rows: SavedRows) -> None:
+    """The eager variants of each workload asked for, then the deferred torch.compile variants."""
+    device, tiny, ceiling, meta = torch.device(args.device), args.tiny, RUN["ceiling"], rows.meta
     t_start = time.monotonic()
     smoke = ("smoke" in only or (device.type == "cuda" and not args.no_smoke and args.compile_backend == "inductor"
                                  and args.child is None and RUN["isolate"]))
@@ -190,7 +197,20 @@ def main(argv=None):
               f"each, limit {args.compile_timeout_s:.0f} s", flush=True)
         run_deferred(args, rows)
     meta["total_s"] = round(time.monotonic() - t_start, 1)
-    save()
+
+
+def main(argv=None):
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    only = set(args.only.split(","))
+    unknown = only - set(WORKLOADS) - {"smoke"}
+    if unknown:
+        ap.error(f"--only: unknown workload(s) {', '.join(sorted(unknown))}; choose from msm, generation, stageb, smoke")
+    rows = SavedRows(args.json, configure(args, argv))
+    if args.child is None:
+        signal.signal(signal.SIGTERM, stop_on_signal(rows))
+    run_workloads(args, only, rows)
+    rows.save()
     return rows
 
 

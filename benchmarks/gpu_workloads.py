@@ -245,29 +245,35 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
 
 
 # ----------------------------------------------------------------------------------------------- generation
-def bench_generation(device, tiny, ceiling, rows, gen_batch, baseline_steps, fast_steps):
-    from diffusers import DPMSolverMultistepScheduler, PNDMScheduler
+class GenerationBench:
+    """Generation's shared parts (fp32 models, the sampler loop, FLOP counts) and its three kinds of variant."""
 
-    enc_preset = PRESETS["tiny" if tiny else "paper"]
-    enc_kwargs = {k: enc_preset[k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")}
-    latent = 8 if tiny else 64
-    torch.manual_seed(0)
-    unet32 = build(lambda: sd15_unet(tiny), device).eval()
-    vae32 = build(lambda: sd_vae(tiny), device).eval()
-    encoder32 = build(lambda: EEGEncoder(**enc_kwargs), device).eval()
-    mapper32 = build(lambda: TokenMapper(encoder32.num_tokens, enc_kwargs["embed_dim"],
-                                         unet32.config.cross_attention_dim), device)
-    null_cond = torch.zeros(1, 77, unet32.config.cross_attention_dim, device=device)
-    sched_kw = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+
+    def __init__(self, device, tiny, ceiling, gen_batch, baseline_steps, fast_steps):
+        self.device, self.tiny, self.ceiling = device, tiny, ceiling
+        self.gen_batch, self.baseline_steps, self.fast_steps = gen_batch, baseline_steps, fast_steps
+        enc_preset = PRESETS["tiny" if tiny else "paper"]
+        enc_kwargs = {k: enc_preset[k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")}
+        self.latent = 8 if tiny else 64
+        torch.manual_seed(0)
+        self.unet32 = build(lambda: sd15_unet(tiny), device).eval()
+        self.vae32 = build(lambda: sd_vae(tiny), device).eval()
+        self.encoder32 = build(lambda: EEGEncoder(**enc_kwargs), device).eval()
+        self.mapper32 = build(lambda: TokenMapper(self.encoder32.num_tokens, enc_kwargs["embed_dim"],
+                                                  self.unet32.config.cross_attention_dim), device)
+        self.null_cond = torch.zeros(1, 77, self.unet32.config.cross_attention_dim, device=device)
+        self.images_plain = {}  # batch -> the plain path's images, which the compiled path must match
 
     @torch.no_grad()
-    def generate(unet, vae, encoder, mapper, eeg, steps, scheduler, guidance, dtype, seed=0):
+    def generate(self, unet, vae, encoder, mapper, eeg, steps, scheduler, guidance, dtype, seed=0):
+        device = self.device
         scheduler.set_timesteps(steps, device=device)
         cond = mapper(encoder(eeg.to(dtype)))
         if guidance > 1.0:
-            cond = torch.cat([null_cond.to(dtype).expand(len(eeg), -1, -1), cond])
+            cond = torch.cat([self.null_cond.to(dtype).expand(len(eeg), -1, -1), cond])
         g = torch.Generator(device=device).manual_seed(seed)
-        lat = torch.randn(len(eeg), 4, latent, latent, generator=g, device=device, dtype=torch.float32)
+        lat = torch.randn(len(eeg), 4, self.latent, self.latent, generator=g, device=device, dtype=torch.float32)
         lat = lat * scheduler.init_noise_sigma
         for t in scheduler.timesteps:
             inp = torch.cat([lat, lat]) if guidance > 1.0 else lat
@@ -280,96 +286,109 @@ def bench_generation(device, tiny, ceiling, rows, gen_batch, baseline_steps, fas
         img = vae.decode((lat / 0.18215).to(dtype)).sample
         return ((img.float() + 1) / 2).clamp(0, 1)
 
-    def flops_of(unet, vae, enc, mapper, eeg, steps, sched, guidance, dtype):
-        return count_flops(lambda: generate(unet, vae, enc, mapper, eeg, steps, sched, guidance, dtype))
+    def flops_of(self, *args):
+        return count_flops(lambda: self.generate(*args))
 
-    def row(name, batch):
-        return Row("generation 512 px" if not tiny else "generation (tiny)", f"{name}, batch {batch}", "images/s")
+    def row(self, name, batch):
+        return Row("generation 512 px" if not self.tiny else "generation (tiny)", f"{name}, batch {batch}", "images/s")
 
-    # Reference style: fp32, classic attention, PLMS 250 steps, no guidance.
-    def baseline():
+    def eeg(self, batch):
+        return torch.randn(batch, 128, 512, device=self.device, generator=torch.Generator(self.device).manual_seed(batch))
+
+    def baseline(self):
+        """Reference style: fp32, classic attention, PLMS at the reference step count, no guidance."""
+        from diffusers import PNDMScheduler
+
+        device, n = self.device, self.gen_batch
+        models = (self.unet32, self.vae32, self.encoder32, self.mapper32)
         reset_peak(device)
-        set_attention(unet32, classic=True)
+        set_attention(self.unet32, classic=True)
         torch.backends.cuda.matmul.allow_tf32 = False
-        eeg = torch.randn(gen_batch, 128, 512, device=device)
-        sched = PNDMScheduler(skip_prk_steps=True, **sched_kw)
-        s = timed(lambda: generate(unet32, vae32, encoder32, mapper32, eeg, baseline_steps, sched, 1.0,
-                                   torch.float32), device, warmup=0 if not tiny else 1, iters=1)
+        eeg = torch.randn(n, 128, 512, device=device)
+        sched = PNDMScheduler(skip_prk_steps=True, **self.SCHEDULE)
+        s = timed(lambda: self.generate(*models, eeg, self.baseline_steps, sched, 1.0, torch.float32), device,
+                  warmup=0 if not self.tiny else 1, iters=1)
         # Count one and two steps: their difference is one UNet step; the rest (encoder, VAE decode) is once.
-        f1 = flops_of(unet32, vae32, encoder32, mapper32, eeg, 1, sched, 1.0, torch.float32)
-        f2 = flops_of(unet32, vae32, encoder32, mapper32, eeg, 2, sched, 1.0, torch.float32)
-        flops = f1 + (baseline_steps - 1) * (f2 - f1)
+        f1 = self.flops_of(*models, eeg, 1, sched, 1.0, torch.float32)
+        f2 = self.flops_of(*models, eeg, 2, sched, 1.0, torch.float32)
+        flops = f1 + (self.baseline_steps - 1) * (f2 - f1)
         torch.backends.cuda.matmul.allow_tf32 = True
-        set_attention(unet32, classic=False)
-        r = fill(row(f"reference-style fp32, classic attention, PLMS {baseline_steps} steps, no CFG", gen_batch),
-                 s, gen_batch, flops, ceiling, device)
+        set_attention(self.unet32, classic=False)
+        r = fill(self.row(f"reference-style fp32, classic attention, PLMS {self.baseline_steps} steps, no CFG", n), s,
+                 n, flops, self.ceiling, device)
         r.note = "FLOPs: 1 and 2 counted steps extrapolated to the step count"
         return r
 
-    run_variant(rows, lambda: row("reference-style", gen_batch), baseline)
+    def make_fast(self):
+        """The fast path's parts: bf16 weights (on a GPU), SDPA, channels-last, DPM-Solver++."""
+        from diffusers import DPMSolverMultistepScheduler
 
-    # Fast: bf16 weights, SDPA, channels-last, DPM-Solver++, CFG 7.5-like guidance on the learned null.
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    unet = build(lambda: sd15_unet(tiny), device).to(dtype).eval()
-    unet.load_state_dict({k: v.to(dtype) for k, v in unet32.state_dict().items()})
-    vae = build(lambda: sd_vae(tiny), device).to(dtype).eval()
-    vae.load_state_dict({k: v.to(dtype) for k, v in vae32.state_dict().items()})
-    encoder = encoder32.to(dtype)
-    mapper = mapper32.to(dtype)
-    set_attention(unet, classic=False)
-    unet.to(memory_format=torch.channels_last)
-    vae.to(memory_format=torch.channels_last)
-    dpm = DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", **sched_kw)
-    images_plain = {}
+        device, tiny = self.device, self.tiny
+        self.dtype = dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        unet = build(lambda: sd15_unet(tiny), device).to(dtype).eval()
+        unet.load_state_dict({k: v.to(dtype) for k, v in self.unet32.state_dict().items()})
+        vae = build(lambda: sd_vae(tiny), device).to(dtype).eval()
+        vae.load_state_dict({k: v.to(dtype) for k, v in self.vae32.state_dict().items()})
+        set_attention(unet, classic=False)
+        unet.to(memory_format=torch.channels_last)
+        vae.to(memory_format=torch.channels_last)
+        self.unet, self.vae = unet, vae
+        self.encoder, self.mapper = self.encoder32.to(dtype), self.mapper32.to(dtype)
+        self.dpm = DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", **self.SCHEDULE)
 
+    def fast_call(self, unet, eeg):
+        return self.generate(unet, self.vae, self.encoder, self.mapper, eeg, self.fast_steps, self.dpm, 3.0, self.dtype)
+
+    def plain(self, batch):
+        device, eeg = self.device, self.eeg(batch)
+        reset_peak(device)
+        self.images_plain[batch] = self.fast_call(self.unet, eeg)
+        s = timed(lambda: self.fast_call(self.unet, eeg), device, warmup=1, iters=2 if self.tiny else 3)
+        flops = self.flops_of(self.unet, self.vae, self.encoder, self.mapper, eeg, self.fast_steps, self.dpm, 3.0,
+                              self.dtype)
+        return fill(self.row(f"bf16 + SDPA + channels-last, DPM-Solver++ {self.fast_steps} steps, CFG", batch), s,
+                    batch, flops, self.ceiling, device)
+
+    def compiled_variant(self, batch, mode):
+        """torch.compile of the UNet (``mode`` "default" or "reduce-overhead" = CUDA graphs), checked against the
+        plain path's images for the same seed."""
+        device, eeg = self.device, self.eeg(batch)
+        reset_peak(device)
+        ref = self.images_plain.get(batch)  # (a child process has not run the plain variant)
+        if ref is None:
+            ref = self.fast_call(self.unet, eeg)
+        cunet = compiled(self.unet, mode=None if mode == "default" else mode)
+        cuda_graphs = mode == "reduce-overhead" and device.type == "cuda"
+
+        def unet_step(*a, **k):  # CUDA graphs: mark each step, copy the output out of the graph's pool
+            if cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            out = cunet(*a, **k)
+            return type(out)(sample=out.sample.clone()) if cuda_graphs else out
+
+        compile_s = first_call(lambda: self.fast_call(unet_step, eeg), device)
+        s = timed(lambda: self.fast_call(unet_step, eeg), device, warmup=2, iters=2 if self.tiny else 5)
+        img = self.fast_call(unet_step, eeg)
+        phase("flops")
+        flops = self.flops_of(self.unet, self.vae, self.encoder, self.mapper, eeg, self.fast_steps, self.dpm, 3.0,
+                              self.dtype)
+        r = fill(self.row(f"+ torch.compile ({mode}), DPM-Solver++ {self.fast_steps} steps, CFG", batch), s, batch,
+                 flops, self.ceiling, device)
+        r.compile_s = compile_s
+        diff = (img - ref).abs()
+        r.extra["max_abs_diff_vs_plain"] = float(diff.max())
+        r.extra["mean_abs_diff_vs_plain"] = float(diff.mean())
+        return r
+
+
+def bench_generation(device, tiny, ceiling, rows, gen_batch, baseline_steps, fast_steps):
+    bench = GenerationBench(device, tiny, ceiling, gen_batch, baseline_steps, fast_steps)
+    run_variant(rows, lambda: bench.row("reference-style", gen_batch), bench.baseline)
+    bench.make_fast()
     for batch in (gen_batch, 1):
-        eeg = torch.randn(batch, 128, 512, device=device, generator=torch.Generator(device).manual_seed(batch))
-
-        def plain(batch=batch, eeg=eeg):
-            reset_peak(device)
-            images_plain[batch] = generate(unet, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)
-            s = timed(lambda: generate(unet, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype), device,
-                      warmup=1, iters=2 if tiny else 3)
-            flops = flops_of(unet, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)
-            return fill(row(f"bf16 + SDPA + channels-last, DPM-Solver++ {fast_steps} steps, CFG", batch), s, batch,
-                        flops, ceiling, device)
-
-        run_variant(rows, lambda batch=batch: row("bf16 plain", batch), plain)
-
+        run_variant(rows, lambda batch=batch: bench.row("bf16 plain", batch), lambda batch=batch: bench.plain(batch))
     # torch.compile of the UNet (the VAE decode runs once per image: not worth its compile time);
     # CUDA graphs ("reduce-overhead") where kernel launches dominate (batch 1).
     for batch, mode in ((gen_batch, "default"), (1, "reduce-overhead")):
-        eeg = torch.randn(batch, 128, 512, device=device, generator=torch.Generator(device).manual_seed(batch))
-
-        def fast(batch=batch, eeg=eeg, mode=mode):
-            reset_peak(device)
-            # the plain path's images for this seed (a child process has not run the plain variant)
-            ref = images_plain.get(batch)
-            if ref is None:
-                ref = generate(unet, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)
-            cunet = compiled(unet, mode=None if mode == "default" else mode)
-            cuda_graphs = mode == "reduce-overhead" and device.type == "cuda"
-
-            def unet_step(*a, **k):  # CUDA graphs: mark each step, copy the output out of the graph's pool
-                if cuda_graphs:
-                    torch.compiler.cudagraph_mark_step_begin()
-                out = cunet(*a, **k)
-                return type(out)(sample=out.sample.clone()) if cuda_graphs else out
-
-            call = lambda: generate(unet_step, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)
-            compile_s = first_call(call, device)
-            s = timed(call, device, warmup=2, iters=2 if tiny else 5)
-            img = call()
-            phase("flops")
-            flops = flops_of(unet, vae, encoder, mapper, eeg, fast_steps, dpm, 3.0, dtype)
-            r = fill(row(f"+ torch.compile ({mode}), DPM-Solver++ {fast_steps} steps, CFG", batch), s, batch, flops,
-                     ceiling, device)
-            r.compile_s = compile_s
-            diff = (img - ref).abs()
-            r.extra["max_abs_diff_vs_plain"] = float(diff.max())
-            r.extra["mean_abs_diff_vs_plain"] = float(diff.mean())
-            return r
-
-        run_variant(rows, lambda batch=batch: row(f"+ torch.compile ({mode})", batch), fast, compiles=True)
-
-
+        run_variant(rows, lambda batch=batch, mode=mode: bench.row(f"+ torch.compile ({mode})", batch),
+                    lambda batch=batch, mode=mode: bench.compiled_variant(batch, mode), compiles=True)
