@@ -160,9 +160,31 @@ def paper_trainable(unet):
     return names
 
 
-def bench_stageb(device, tiny, ceiling, rows, batches):
+def stageb_parts(device, tiny, classic, checkpointing, frozen_bf16):
+    """One Stage B variant's models (seeded), the paper's trainable set and its AdamW."""
     enc_preset = PRESETS["tiny" if tiny else "paper"]
     enc_kwargs = {k: enc_preset[k] for k in ("embed_dim", "depth", "num_heads", "mlp_ratio")}
+    torch.manual_seed(0)
+    unet = build(lambda: sd15_unet(tiny), device)
+    set_attention(unet, classic)
+    paper_trainable(unet)
+    if frozen_bf16:  # frozen weights in bf16 halve their memory; trainable ones stay fp32
+        for p in unet.parameters():
+            if not p.requires_grad:
+                p.data = p.data.to(torch.bfloat16)
+    encoder = build(lambda: EEGEncoder(**enc_kwargs), device)
+    mapper = build(lambda: TokenMapper(encoder.num_tokens, enc_kwargs["embed_dim"], unet.config.cross_attention_dim),
+                   device)
+    if checkpointing:
+        unet.enable_gradient_checkpointing()
+        encoder.gradient_checkpointing = True
+    if not classic:
+        unet.to(memory_format=torch.channels_last)
+    params = [p for m in (unet, encoder, mapper) for p in m.parameters() if p.requires_grad]
+    return unet, encoder, mapper, params, torch.optim.AdamW(params, lr=5.3e-5, fused=device.type == "cuda")
+
+
+def bench_stageb(device, tiny, ceiling, rows, batches):
     latent = 8 if tiny else 64
 
     def variant(name, batch, classic, bf16, compile_unet, checkpointing, frozen_bf16=False, regional=False):
@@ -173,24 +195,7 @@ def bench_stageb(device, tiny, ceiling, rows, batches):
             from diffusers import DDPMScheduler
 
             reset_peak(device)
-            torch.manual_seed(0)
-            unet = build(lambda: sd15_unet(tiny), device)
-            set_attention(unet, classic)
-            paper_trainable(unet)
-            if frozen_bf16:  # frozen weights in bf16 halve their memory; trainable ones stay fp32
-                for p in unet.parameters():
-                    if not p.requires_grad:
-                        p.data = p.data.to(torch.bfloat16)
-            encoder = build(lambda: EEGEncoder(**enc_kwargs), device)
-            mapper = build(lambda: TokenMapper(encoder.num_tokens, enc_kwargs["embed_dim"],
-                                               unet.config.cross_attention_dim), device)
-            if checkpointing:
-                unet.enable_gradient_checkpointing()
-                encoder.gradient_checkpointing = True
-            if not classic:
-                unet.to(memory_format=torch.channels_last)
-            params = [p for m in (unet, encoder, mapper) for p in m.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=5.3e-5, fused=device.type == "cuda")
+            unet, encoder, mapper, params, opt = stageb_parts(device, tiny, classic, checkpointing, frozen_bf16)
             sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
             n_regions = None
             if regional:  # the UNet's transformer and ResNet blocks, each on its own; the loop between them eager
