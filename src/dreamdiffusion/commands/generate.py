@@ -98,6 +98,7 @@ def generate_cmd(
              "Sets channels-last and torch.compile's the UNet; the first batch of each size compiles (slow)."),
 ) -> None:
     """Generate images from EEG with a fine-tuned DreamDiffusionPipeline."""
+    # Longer than 80 lines only by its option declarations (one Typer parameter per flag).
     quiet_model_loading()
     if (dataset is None) == (eeg_file is None):
         raise ConfigError("give either --dataset (with --split) or --eeg-file")

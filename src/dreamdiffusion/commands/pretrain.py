@@ -73,6 +73,7 @@ def pretrain(
     log_every: int = typer.Option(_D.log_every, "--log-every", help="Write a metrics record every N steps."),
 ) -> None:
     """Stage A: pretrain the EEG encoder by masked signal modeling (on Accelerate; `accelerate launch` for many GPUs)."""
+    # Longer than 80 lines only by its option declarations (one Typer parameter per flag).
     if encoder_arch != "msm":
         # MSM masks and reconstructs the transformer's patch tokens; the conv nets and the linear encoder have no
         # such tokens to mask, and the field trains them from scratch against CLIP instead.
