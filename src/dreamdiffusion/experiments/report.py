@@ -160,8 +160,10 @@ _STARTS = {"orthogonal": ", orthogonal patch start", "pca": ", patch start from 
 def _stage_a_options(s: dict) -> str:
     """The report's words for Stage A's options beyond the paper's that the demo settings ``s`` turned on."""
     weight, width = s.get("pretrain_visible_loss_weight"), s.get("encoder_embed_dim")
-    pca = s.get("pretrain_patch_init") == "pca"
-    return ((" (unwhitened)" if s.get("pretrain_patch_whiten") is False else " (whitened)") * pca
+    whitening = ""
+    if s.get("pretrain_patch_init") == "pca":
+        whitening = " (unwhitened)" if s.get("pretrain_patch_whiten") is False else " (whitened)"
+    return (whitening
             + (", the patch embedding frozen" if s.get("pretrain_freeze_patch_embed") else "")
             + (", blocks started as the identity" if s.get("pretrain_block_init") == "zero" else "")
             + (f", width {width}" if width else "") + (", no final norm" if s.get("pretrain_final_norm") is False else "")

@@ -85,9 +85,9 @@ class DemoSettings:
     # patch embedding frozen, and Stage B given a fresh LayerNorm (encoder_norm "layernorm"). Val, seeds 1 / 131 / 11:
     # probe after Stage A 0.901 / 0.839 / 0.885 (within 0.05 at two of three; at lr 1e-3 at all three, but its
     # Pearson r falls below interpolation's), the images' top-1 0.876 / 0.749 / 0.845 -> 0.888 / 0.701 / 0.832 (at lr
-    # 1e-3 0.876 / 0.677 / 0.824): lower on the mean, 0.05-0.07 lower at 131. At seeds 2 / 4 as well: top-1 0.827 /
-    # 0.736 -> 0.830 / 0.749, probe 0.693 / 0.554 -> 0.894 / 0.792 (raw 0.909 / 0.853): over five seeds the images level
-    # on the mean, the probe within 0.05 at three of five. Left out for now (docs/pretrain.md has the tables).
+    # 1e-3 0.876 / 0.677 / 0.824): lower on these three seeds' mean, 0.05-0.07 lower at 131. At seeds 2 / 4 as well:
+    # top-1 0.827 / 0.736 -> 0.830 / 0.749, probe 0.693 / 0.554 -> 0.894 / 0.792 (raw 0.909 / 0.853): over all five
+    # seeds the images level on the mean, the probe within 0.05 at three of five. Left out for now (docs/pretrain.md).
     pretrain_patch_whiten: bool = True  # with pretrain_patch_init "pca" (pretrain --no-patch-whiten)
     pretrain_freeze_patch_embed: bool = False  # pretrain --freeze-patch-embed
     encoder_norm: str = "pretrained"  # Stage B's last norm of the encoder (finetune --encoder-norm)
