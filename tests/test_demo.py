@@ -221,7 +221,11 @@ def test_the_report_names_stage_a_options_beyond_the_papers_only_when_set():
     from dreamdiffusion.experiments.report import _stage_a_options
     from dreamdiffusion.experiments.settings import DemoSettings
 
-    assert _stage_a_options(dataclasses.asdict(DemoSettings())) == ""  # the demo's Stage A has none of them
+    assert _stage_a_options(dataclasses.asdict(DemoSettings())) == (  # the demo's own start, named in full
+        " (unwhitened), the patch embedding frozen, blocks started as the identity, no final norm")
+    paper = dataclasses.replace(DemoSettings(), pretrain_patch_init="xavier", pretrain_block_init="xavier",
+                                pretrain_freeze_patch_embed=False, pretrain_final_norm=True)
+    assert _stage_a_options(dataclasses.asdict(paper)) == ""  # the paper's Stage A has none of them
     words = _stage_a_options({"encoder_embed_dim": 128, "pretrain_final_norm": False,
                               "pretrain_visible_loss_weight": 0.5})
     assert words == ", width 128, no final norm, visible tokens rebuilt too (weight 0.5)"
