@@ -128,7 +128,7 @@ def score(trainer, bench: Path, seed: int) -> dict:
 
 
 IMAGE_KEYS = ("top1_accuracy", "retrieval_top1", "retrieval_top5", "clip_within_class_2way", "pcc_within_class_2way",
-              "ssim_within_class_2way", "num_eeg")
+              "ssim_within_class_2way", "embed_within_class_2way", "num_eeg")
 
 
 def val_images(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig, tag: str) -> dict:
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {r['seed']} {' '.join(r['set']) or 'demo settings'}: val images top-1 {m['top1_accuracy']:.3f} "
               f"(ridge -> class {ridge_class}), retrieval {m['retrieval_top1']:.3f} / "
               f"{m['retrieval_top5']:.3f} (ridge {g['retrieval_top1']:.3f} / {g['retrieval_top5']:.3f}), CLIP "
-              f"within-class {m['clip_within_class_2way']:.3f} (ridge {g['clip_within_class_2way']:.3f}), pixel "
+              f"within-class {m['clip_within_class_2way']:.3f} (ridge {g['clip_within_class_2way']:.3f}; the head's own "
+              f"prediction {m.get('embed_within_class_2way') or float('nan'):.3f}), pixel "
               f"{m['pcc_within_class_2way']:.3f}; strength {m['low_level_strength']}, guidance {m['guidance']}; "
               f"{m['num_eeg']} val EEGs, {r['seconds']:.0f} s")
         return 0

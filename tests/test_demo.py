@@ -66,6 +66,8 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     for p in (a, b):
         assert 0.0 <= p["probe_encoder"] <= 1.0 and 0.0 <= p["probe_raw_eeg"] <= 1.0 and p["probe_n_val"] > 0
     assert "| interpolation |" in report and "| after Stage B |" in report
+    # the untrained encoder beside the probe is named for what it is (the pca start is data-derived, not random)
+    assert "| untrained encoder |" in report and "the corpus' principal components, untrained" in report
 
     # Same seed, same numbers: a second run in another folder agrees on every metric and every generated image.
     twin = tmp_path / "demo-again"

@@ -147,9 +147,14 @@ def stage_a_markdown(metrics: dict) -> str:
     probes = [(name, p) for name, p in (("after Stage A", a), ("after Stage B", b)) if p.get("probe_encoder") is not None]
     if probes:
         lines.append(markdown_table(
-            ["linear probe (val accuracy)", "encoder", "random encoder", "raw binned EEG", "chance"],
+            ["linear probe (val accuracy)", "encoder", "untrained encoder", "raw binned EEG", "chance"],
             [(name, *(f"{p[k]:.3f}" for k in ("probe_encoder", "probe_random_encoder", "probe_raw_eeg", "probe_chance")))
              for name, p in probes]))
+        # A start taken from the corpus (pca) is untrained but not random: say which untrained encoder each row has,
+        # so a Stage A probe level with it reads as "kept", not "learned".
+        lines.append("Untrained encoder: after Stage A, the start Stage A trained from (with `--patch-init pca` the "
+                     "corpus' principal components, untrained); after Stage B, the same where Stage B kept the encoder's "
+                     "config, else a fresh random draw of its config.")
     return "\n\n".join(lines)
 
 
