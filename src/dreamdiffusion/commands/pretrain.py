@@ -28,21 +28,21 @@ def pretrain(
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps",
                                                help="Linear warm-up steps (default: 8% of the run, as the paper)."),
     mixed_precision: str = typer.Option(_D.mixed_precision, "--mixed-precision", help="no | fp16 | bf16."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
+    gradient_checkpointing: bool = typer.Option(_D.gradient_checkpointing, "--gradient-checkpointing",
                                                 help="Recompute blocks in backward to save memory."),
-    norm_target: bool = typer.Option(False, "--norm-target", help="Reconstruct per-token normalised targets."),
-    predict_stats: bool = typer.Option(False, "--predict-stats",
+    norm_target: bool = typer.Option(_D.norm_target, "--norm-target", help="Reconstruct per-token normalised targets."),
+    predict_stats: bool = typer.Option(_D.predict_stats, "--predict-stats",
                                        help="With --norm-target: also predict each token's mean and log-std."),
     mask_span: int = typer.Option(_D.mask_span, "--mask-span", help="Mask runs of N neighbouring tokens together."),
-    alibi: bool = typer.Option(False, "--alibi", help="ALiBi distance bias in the attention (a locality prior)."),
+    alibi: bool = typer.Option(_D.alibi, "--alibi", help="ALiBi distance bias in the attention (a locality prior)."),
     patch_init: str = typer.Option(_D.patch_init, "--patch-init",
                                    help="Start of the patch embedding: xavier (the paper's) | orthogonal (orthonormal "
                                         "spatial filters of each patch's mean) | pca (the corpus' whitened principal "
                                         "components as those filters)."),
-    patch_whiten: bool = typer.Option(True, "--patch-whiten/--no-patch-whiten",
+    patch_whiten: bool = typer.Option(_D.patch_whiten, "--patch-whiten/--no-patch-whiten",
                                       help="With --patch-init pca: each component scaled to unit variance (on) or "
                                            "of unit norm, the EEG's own scales kept (off; for --no-final-norm)."),
-    freeze_patch_embed: bool = typer.Option(False, "--freeze-patch-embed",
+    freeze_patch_embed: bool = typer.Option(_D.freeze_patch_embed, "--freeze-patch-embed",
                                             help="Keep the patch embedding at its start through Stage A (the blocks "
                                                  "and the decoder train)."),
     block_init: str = typer.Option(_D.block_init, "--block-init",
@@ -51,7 +51,7 @@ def pretrain(
     visible_loss_weight: float = typer.Option(_D.visible_loss_weight, "--visible-loss-weight",
                                               help="Also rebuild the visible tokens, at this weight beside the masked "
                                                    "ones (0: the paper's, masked tokens only)."),
-    final_norm: bool = typer.Option(True, "--final-norm/--no-final-norm",
+    final_norm: bool = typer.Option(_D.final_norm, "--final-norm/--no-final-norm",
                                     help="The encoder's last LayerNorm (on: the paper's); off hands Stage B the "
                                          "blocks' output as it is."),
     embed_dim: Optional[int] = typer.Option(None, "--embed-dim", help="Token width instead of the preset's."),
@@ -63,13 +63,13 @@ def pretrain(
                                          help="Save a resumable checkpoint every N steps (0: none)."),
     checkpoints_total_limit: Optional[int] = typer.Option(None, "--checkpoints-total-limit",
                                                           help="Keep only the newest K checkpoints."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the newest complete checkpoint in --output."),
+    resume: bool = typer.Option(_D.resume, "--resume", help="Continue from the newest complete checkpoint in --output."),
     seed: int = typer.Option(_D.seed, "--seed", help="Seed of init, data order and masks."),
     num_workers: int = typer.Option(_D.num_workers, "--num-workers", help="DataLoader worker processes."),
     val_every: int = typer.Option(_D.val_every, "--val-every", help="Validate every N steps (0: only at the end)."),
-    skip_nan_batches: bool = typer.Option(False, "--skip-nan-batches",
+    skip_nan_batches: bool = typer.Option(_D.skip_nan_batches, "--skip-nan-batches",
                                           help="Skip a step with a NaN/Inf loss instead of stopping."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    compile: bool = typer.Option(_D.compile, "--compile", help="torch.compile the model."),
     log_every: int = typer.Option(_D.log_every, "--log-every", help="Write a metrics record every N steps."),
 ) -> None:
     """Stage A: pretrain the EEG encoder by masked signal modeling (on Accelerate; `accelerate launch` for many GPUs)."""
