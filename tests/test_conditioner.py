@@ -7,7 +7,7 @@ import torch
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
-from dreamdiffusion.models.conditioner import EEGConditioner, load_encoder
+from dreamdiffusion.models.conditioner import EEGConditioner, filters_head, load_encoder
 from dreamdiffusion.models.eeg_encoder import EEGEncoder
 from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
@@ -116,6 +116,35 @@ def test_clip_pool_tokens_reads_several_token_mixtures(parts, tmp_path):
     assert torch.allclose(again(eeg).clip_embeds, out)
     with pytest.raises(ConfigError):
         EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, clip_pool_tokens=0)
+
+
+def test_filters_head_replaces_the_pooled_head_and_round_trips(parts, tmp_path):
+    """use_filters_head swaps the pooled head for a trained filters head (its unit prediction x the scale); the
+    saved conditioner loads with that head and gives the same outputs; the context path is untouched."""
+    cond = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM).eval()
+    n_tokens, width = cond.token_shape()
+    assert (n_tokens, width) == (N_TIMES // 4, cond.encoder.config.embed_dim)
+    eeg = torch.randn(3, N_CHANS, N_TIMES)
+    cond_before = cond(eeg).cond
+    torch.manual_seed(1)
+    head = filters_head(width, n_tokens, CLIP_DIM, filters=4, bins=8).eval()
+    cond.use_filters_head(head, scale=2.5)
+    assert cond.clip_pool is None and cond.clip_proj is None
+    assert [type(m).__name__ for m in cond.clip_head_modules()] == ["AlignedEncoder"]
+    out = cond(eeg)
+    tokens = cond.encoder(eeg)
+    expected = torch.nn.functional.normalize(head(tokens.transpose(1, 2)), dim=-1) * 2.5
+    assert torch.allclose(out.clip_embeds, expected, atol=1e-6)
+    assert torch.allclose(out.clip_embeds.norm(dim=-1), torch.full((3,), 2.5), atol=1e-5)
+    assert torch.equal(out.cond, cond_before)  # no clip_context: the context does not read the head
+    cond.save_pretrained(tmp_path / "c")
+    again = EEGConditioner.from_pretrained(tmp_path / "c").eval()
+    assert (again.config.clip_head, again.config.clip_head_filters, again.config.clip_head_bins) == ("filters", 4, 8)
+    assert again.clip_pool is None and torch.allclose(again(eeg).clip_embeds, out.clip_embeds, atol=1e-6)
+    with pytest.raises(ConfigError, match="CLIP head"):
+        EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM, clip_head="mlp")
+    with pytest.raises(ConfigError, match="clip_head_bins"):
+        filters_head(width, n_tokens, CLIP_DIM, filters=4, bins=n_tokens + 1)
 
 
 def test_clip_context_adds_the_clip_prediction_to_every_context_token(parts, tmp_path):

@@ -193,15 +193,44 @@ def test_freeze_clip_head_keeps_the_warmups_head_through_the_joint_phase(parts, 
         FinetuneConfig(output="x", freeze_clip_head=True).validate()
 
 
-def test_resume_matches_uninterrupted_run(parts, tmp_path):
+def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipeline(parts, tmp_path):
+    """--clip-head filters: after the warm-up the encoder's frozen tokens get a new low-rank head (ridge start, then
+    InfoNCE + cos), which replaces the pooled one, stays frozen through the joint phase and loads with the pipeline."""
+    cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=2, freeze_clip_head=True, clip_head="filters",
+               clip_head_filters=2, clip_head_bins=4, clip_head_steps=3, max_steps=1, select="last")
+    trainer = Trainer(cfg, PairList(6), PairList(2))
+    trainer.setup()
+    cond = trainer.parts.conditioner
+    record = json.loads((tmp_path / "o" / "clip_head_refit.json").read_text())
+    assert record["steps"] == 3 and record["train_trials"] == 6 and record["scale"] > 0
+    assert math.isfinite(record["val_clip_cos_after"]) and math.isfinite(record["ridge_alpha"])
+    assert cond.clip_pool is None and cond.config.clip_head == "filters"
+    assert cond.config.clip_head_scale == pytest.approx(record["scale"])
+    head = {n: q.detach().clone() for n, q in cond.named_parameters() if n.startswith("clip_filters.")}
+    assert head and not any(q.requires_grad for n, q in cond.named_parameters() if n in head)
+    assert len((tmp_path / "o" / "clip_head_refit.jsonl").read_text().splitlines()) == 3
+    trainer.run()
+    saved = _weights(tmp_path / "o" / "pipeline" / "eeg_conditioner")
+    assert all(torch.equal(head[n], saved[n]) for n in head)
+    assert not any(k.startswith(("clip_pool.", "clip_proj.")) for k in saved)
+    with pytest.raises(ConfigError, match="clip-head"):
+        FinetuneConfig(output="x", clip_head="mlp").validate()
+
+
+@pytest.mark.parametrize("head", [{}, dict(clip_warmup_steps=2, freeze_clip_head=True, clip_head="filters",
+                                          clip_head_filters=2, clip_head_bins=4, clip_head_steps=3)],
+                         ids=["paper", "clip-head-filters"])
+def test_resume_matches_uninterrupted_run(parts, tmp_path, head):
     ds = PairList(6)
-    kw = dict(checkpoint_every=1, select="last", cond_dropout=0.5)
+    kw = dict(checkpoint_every=1, select="last", cond_dropout=0.5, **head)
     full = finetune(_cfg(parts, tmp_path / "full", max_steps=3, **kw), ds)
     finetune(_cfg(parts, tmp_path / "cut", max_steps=1, **kw), ds)  # stands for a run killed after step 1
     resumed = finetune(_cfg(parts, tmp_path / "cut", max_steps=3, resume=True, **kw), ds)
     for sub in ("unet", "eeg_conditioner"):
         a, b = _weights(full / sub), _weights(resumed / sub)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
+    configs = [json.loads((run / "eeg_conditioner" / "config.json").read_text()) for run in (full, resumed)]
+    assert configs[0]["clip_head_scale"] == configs[1]["clip_head_scale"]  # the refit's scale, not a default
     steps = [json.loads(s)["step"] for s in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
     with pytest.raises(ConfigError, match="earlier run; pass --resume"):  # never silently overwrite a run

@@ -113,6 +113,16 @@ def finetune_cmd(
         _D.freeze_clip_head, "--freeze-clip-head/--no-freeze-clip-head",
         help="Keep the CLIP head as the warm-up left it (its best val-cosine step) through the joint phase, whose CLIP "
              "loss then trains the encoder alone (off: the paper's, the head trains on). Needs --clip-warmup-steps."),
+    clip_head: str = typer.Option(
+        _D.clip_head, "--clip-head",
+        help="The CLIP head after the warm-up: pool (the pooled tokens + Linear it trained, the paper's) | filters (a "
+             "new low-rank head fitted on the frozen encoder's tokens with InfoNCE + (1 - cos) from a ridge start)."),
+    clip_head_filters: int = typer.Option(_D.clip_head_filters, "--clip-head-filters",
+                                          help="--clip-head filters: learned mixtures of the token features."),
+    clip_head_bins: int = typer.Option(_D.clip_head_bins, "--clip-head-bins",
+                                       help="--clip-head filters: time bins the tokens are averaged into."),
+    clip_head_steps: int = typer.Option(_D.clip_head_steps, "--clip-head-steps",
+                                        help="--clip-head filters: its training steps (batch 256)."),
     tokenizer_init: str = typer.Option(
         _D.tokenizer_init, "--tokenizer-init",
         help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "

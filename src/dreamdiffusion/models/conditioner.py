@@ -8,6 +8,9 @@ Diffusion's CLIP-text context with a mapping of the pretrained EEG encoder's tok
 - CLIP head: a 1x1 ``Conv1d`` N -> 1 over the raw encoder tokens, then a ``Linear`` to CLIP's
   projection size; trained with ``1 - cos(head, CLIP image_embeds)`` against the paired image
   (``clip_pool_tokens`` K > 1: N -> K mixtures, flattened before the ``Linear``; the paper's is 1);
+  ``clip_head="filters"`` replaces it by the field's low-rank head on the same tokens (a few learned filters over
+  the token width, the tokens averaged into time bins, UBP's projector), fitted after the CLIP warm-up
+  (``training/clip_head_refit.py``);
 - optional time conditioning: the context pooled by two 1x1 ``Conv1d`` (77 -> 38 -> 1) and
   projected to the UNet's time-embedding width, added to the timestep embedding so that the EEG
   also modulates every ResBlock.
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -55,6 +59,8 @@ from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, ENCODER_OPTION_KEYS,
 from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, AlignedEncoder, TokenEncoder, load_aligned_encoder
 
 logger = logging.getLogger(__name__)
+
+CLIP_HEADS = ("pool", "filters")  # the paper's pooled tokens + Linear | the field's low-rank head (filters_head)
 
 ENCODER_CONFIG_KEYS = ("n_chans", "n_times", "sfreq", "patch_size") + ENCODER_KEYS + ENCODER_OPTION_KEYS
 
@@ -144,10 +150,16 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         clip_context: bool = False,
         latent_shape: list[int] | None = None,
         latent_bins: int = 16,
+        clip_head: str = "pool",
+        clip_head_filters: int = 8,
+        clip_head_bins: int = 16,
+        clip_head_scale: float = 1.0,
     ):
         super().__init__()
         if clip_pool_tokens < 1:
             raise ConfigError(f"clip_pool_tokens must be at least 1, got {clip_pool_tokens}")
+        if clip_head not in CLIP_HEADS:
+            raise ConfigError(f"unknown CLIP head {clip_head!r}; choose one of {', '.join(CLIP_HEADS)}")
         if _paper_layout(arch, channel_index, time_pool):
             # Keywords, not positions (why: MaskedSignalModel.__init__).
             self.encoder = EEGEncoder(n_chans=n_chans, n_times=n_times, sfreq=sfreq, patch_size=patch_size,
@@ -169,8 +181,14 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         # weighting shared by every feature: an evoked response whose components differ in latency AND
         # topography then loses most of what tells images apart, and the warm-up finds the signal at some
         # seeds and not at others. K > 1 mixtures (flattened, K * D -> CLIP) lift that bottleneck.
-        self.clip_pool = nn.Conv1d(n_tokens, clip_pool_tokens, kernel_size=1)
-        self.clip_proj = nn.Linear(clip_pool_tokens * embed_dim, clip_dim)
+        # clip_head="filters": the head :func:`filters_head` builds instead (the pool and its Linear are then None).
+        if clip_head == "pool":
+            self.clip_pool = nn.Conv1d(n_tokens, clip_pool_tokens, kernel_size=1)
+            self.clip_proj = nn.Linear(clip_pool_tokens * embed_dim, clip_dim)
+            self.clip_filters = None
+        else:
+            self.clip_pool = self.clip_proj = None
+            self.clip_filters = filters_head(embed_dim, n_tokens, clip_dim, clip_head_filters, clip_head_bins)
         # clip_context: the CLIP head's prediction also enters every context token (a linear map, added to the
         # mapped tokens; zero at the start, so a new conditioner puts out the paper's context). The token mapper
         # reads each output token through ONE token mixture and one shared Linear, the bottleneck the CLIP head had
@@ -282,10 +300,40 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         self.check_eeg(eeg)
         tokens = self.encoder(eeg.to(self.dtype))  # [B, N, D]
         cond = self.dim_mapper(self.token_mapper(tokens))  # [B, 77, D] -> [B, 77, Dx]
-        clip_embeds = self.clip_proj(self.clip_pool(tokens).flatten(1))  # [B, K, D] -> [B, K * D] -> [B, P]
+        clip_embeds = self.clip_embeds(tokens)
         if self.clip_context_proj is not None:
             cond = cond + self.clip_context_proj(clip_embeds).view_as(cond)
         return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
+
+    def clip_embeds(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The CLIP head's prediction ``[B, P]`` from the encoder's tokens ``[B, N, D]``."""
+        if self.clip_filters is None:
+            return self.clip_proj(self.clip_pool(tokens).flatten(1))  # [B, K, D] -> [B, K * D] -> [B, P]
+        # The filters head ends in a LayerNorm; its direction is the prediction, and clip_head_scale gives it the
+        # length the pooled head's predictions had, which the context's linear read (clip_context) was fitted on.
+        out = self.clip_filters(tokens.transpose(1, 2))
+        return F.normalize(out, dim=-1) * float(self.config.clip_head_scale)
+
+    def token_shape(self) -> tuple[int, int]:
+        """``(N, D)`` of the encoder's tokens ``[B, N, D]``."""
+        enc = self.encoder
+        return int(enc.num_tokens), int(getattr(enc, "token_dim", None) or enc.config.embed_dim)
+
+    def clip_head_modules(self) -> list[nn.Module]:
+        """The modules of the CLIP head in use (to freeze or train it as one)."""
+        return [m for m in (self.clip_pool, self.clip_proj, self.clip_filters) if m is not None]
+
+    def use_filters_head(self, head: AlignedEncoder, scale: float) -> None:
+        """Replace the CLIP head by ``head`` (a trained :func:`filters_head` of this encoder's tokens, as
+        ``training/clip_head_refit.py`` fits it), its unit prediction times ``scale``."""
+        opts = head.config.arch_options or {}
+        new = filters_head(head.config.in_chans, head.config.in_times, head.config.clip_dim,
+                           int(opts.get("spatial_filters", 0)), head.config.in_times // head.config.time_pool)
+        new.load_state_dict(head.state_dict())
+        self.clip_pool = self.clip_proj = None
+        self.clip_filters = new.to(self.device, self.dtype)
+        self.register_to_config(clip_head="filters", clip_head_filters=int(opts.get("spatial_filters", 0)),
+                                clip_head_bins=new.n_times, clip_head_scale=float(scale))
 
     def null_condition(self, batch_size: int) -> torch.Tensor:
         """The learned no-EEG context, ``[B, 77, Dx]``."""
@@ -332,6 +380,21 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             yield
         finally:
             handle.remove()
+
+
+def filters_head(width: int, n_tokens: int, clip_dim: int, filters: int, bins: int,
+                 dropout: float = 0.0) -> AlignedEncoder:
+    """The ``filters`` CLIP head on tokens ``[B, N, D]`` (given as ``[B, D, N]``): ``filters`` learned mixtures of
+    the D token features, the N tokens averaged into ``bins`` time bins, then UBP's projector. It is the modern
+    recipe's linear aligner (:class:`AlignedEncoder`, arch ``linear``) with the tokens in place of the channels, so
+    the alignment's ridge start and training loop (``training/align.py``) fit it as they are."""
+    if not 1 <= bins <= n_tokens:
+        raise ConfigError(f"clip_head_bins must be in [1, {n_tokens}] (the encoder's tokens), got {bins}")
+    if filters < 0 or filters > width:
+        raise ConfigError(f"clip_head_filters must be in [0, {width}] (the token width), got {filters}")
+    return AlignedEncoder(arch="linear", in_chans=width, in_times=n_tokens, in_sfreq=1.0, clip_dim=clip_dim,
+                          time_pool=n_tokens // bins, arch_options={"spatial_filters": filters} if filters else None,
+                          proj_dropout=dropout)
 
 
 def load_encoder(path: str | os.PathLike, aligned: bool = False) -> EEGEncoder | AlignedEncoder:

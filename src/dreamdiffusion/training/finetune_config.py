@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.models.conditioner import CLIP_HEADS
 from dreamdiffusion.models.encoders import ARCHS
 
 TOKENIZER_INITS = ("pretrained", "ridge")  # finetune --tokenizer-init (training/tokenizer_init.py)
@@ -89,6 +90,14 @@ class FinetuneConfig:
     # drifts from CLIP (val cosine 0.591 after the warm-up -> 0.551 after 300 joint steps, benchmark seed 1), and the
     # context, the steering and retrieval all read it. Needs clip_warmup_steps.
     freeze_clip_head: bool = False
+    # The CLIP head after the warm-up: pool = the paper's (the pooled tokens + Linear the warm-up trained); filters =
+    # a new low-rank head fitted on the frozen warm-up encoder's tokens with InfoNCE + (1 - cos) from a ridge start
+    # (training/clip_head_refit.py says why), clip_head_filters mixtures of the token features, the tokens averaged
+    # into clip_head_bins time bins, clip_head_steps steps (~10-20 CPU-s on the built-in benchmark).
+    clip_head: str = "pool"
+    clip_head_filters: int = 8
+    clip_head_bins: int = 16
+    clip_head_steps: int = 1000
     # The EEG tokenizer's start (the paper's transformer): pretrained = as Stage A left it (the paper); ridge = the
     # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
     tokenizer_init: str = "pretrained"
@@ -185,6 +194,10 @@ class FinetuneConfig:
                               f"{self.clip_warmup_schedule!r}")
         if self.clip_warmup_steps < 0:
             raise ConfigError(f"--clip-warmup-steps must be >= 0, got {self.clip_warmup_steps}")
+        if self.clip_head not in CLIP_HEADS:
+            raise ConfigError(f"--clip-head must be one of {', '.join(CLIP_HEADS)}, got {self.clip_head!r}")
+        if self.clip_head_steps < 1 or self.clip_head_bins < 1 or self.clip_head_filters < 0:
+            raise ConfigError("--clip-head-steps and --clip-head-bins must be at least 1, --clip-head-filters at least 0")
         if self.freeze_clip_head and not self.clip_warmup_steps:
             raise ConfigError("--freeze-clip-head keeps the head the CLIP warm-up trained: set --clip-warmup-steps too")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):

@@ -25,9 +25,11 @@ from dreamdiffusion.data.images import ImageTransform, image_grid
 from dreamdiffusion.data.transforms import preprocessing_record
 from dreamdiffusion.evaluation.selection import clip_truths, distinct_image_items, generated_clip_scores
 from dreamdiffusion.generation import draw_images
+from dreamdiffusion.models.conditioner import filters_head
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 from dreamdiffusion.training.captions import base_null_context
 from dreamdiffusion.training.checkpoint import CheckpointManager
+from dreamdiffusion.training.clip_head_refit import refit_clip_head, refit_scale
 from dreamdiffusion.training.clip_warmup import clip_warmup
 from dreamdiffusion.training.finetune_config import (
     BEST_FILE,
@@ -139,11 +141,20 @@ class Trainer:
                 self.out.mkdir(parents=True, exist_ok=True)
             warm = clip_warmup(cfg, p, self.train_ds, self.val_ds, acc.device,
                                self.out if acc.is_main_process else None, targets=self.targets)
+        if cfg.clip_head == "filters":
+            if cfg.resume:  # the checkpoint holds the fitted head (its scale is in the refit's record)
+                n_tokens, width = p.conditioner.token_shape()
+                p.conditioner.use_filters_head(filters_head(width, n_tokens, p.conditioner.config.clip_dim,
+                                                            cfg.clip_head_filters, cfg.clip_head_bins),
+                                               refit_scale(self.out))
+            else:
+                refit_clip_head(cfg, p.conditioner, self.train_ds, self.val_ds, self.targets, acc.device,
+                                self.out if acc.is_main_process else None)
         if cfg.encoder_learning_rate == 0:  # frozen from here on: no gradient through it at all
             p.conditioner.encoder.requires_grad_(False)
         if cfg.freeze_clip_head:  # (on resume too: the checkpoint holds the head the warm-up left)
-            p.conditioner.clip_pool.requires_grad_(False)
-            p.conditioner.clip_proj.requires_grad_(False)
+            for module in p.conditioner.clip_head_modules():
+                module.requires_grad_(False)
         # The joint phase goes on at the temperature the warm-up reached.
         self.system = TrainableSystem(p.conditioner, p.unet, contrastive=cfg.align == "contrastive",
                                       **({"init_logit_scale": warm["logit_scale"]} if "logit_scale" in warm else {}))

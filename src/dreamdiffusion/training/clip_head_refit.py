@@ -1,0 +1,135 @@
+"""Stage B's optional refit of the CLIP head after the warm-up: ``finetune --clip-head filters``.
+
+The paper's CLIP head pools the encoder's tokens and regresses the image's CLIP embedding with ``1 - cos``. That
+loss is dominated by what the images of one class share, so the head learns the class and little of what tells two
+images of a class apart, although the warm-up's encoder carries it: on the built-in benchmark's val split (benchmark
+seeds 1 / 131 / 11, the demo's Stage A and warm-up, every val EEG) the pooled head identifies an image against the
+other images of its digit (CLIP within-class 2-way) 0.544 / 0.512 / 0.506, a ridge map from the raw EEG 0.554 /
+0.528 / 0.533, and the head below, fitted on the same frozen tokens, 0.574 / 0.553 / 0.541.
+
+``filters`` fits a new head on the warm-up encoder's tokens, the encoder frozen: the modern recipe's linear aligner
+(``models.conditioner.filters_head``: a few learned mixtures of the token features, the tokens averaged into time
+bins, UBP's projector) started from the closed-form ridge map of those features and trained with InfoNCE plus
+``1 - cos`` (``training/align.py``'s ridge start and loop, at the modern recipe's settings). Its unit prediction is
+scaled to the pooled head's mean length, so the context's linear read of the prediction (``clip_context``), fitted
+in the warm-up, keeps its scale. The joint phase then runs as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.models.conditioner import filters_head
+from dreamdiffusion.training.align import AlignConfig, ridge_start, train_loop
+from dreamdiffusion.training.finetune_config import FinetuneConfig
+from dreamdiffusion.training.loop import JsonlLog
+from dreamdiffusion.training.stageb import FrozenTargets, stack_eeg
+
+logger = logging.getLogger(__name__)
+
+REFIT_FILE = "clip_head_refit.json"  # the record of the refit, in the finetune output folder
+# The modern recipe's aligner settings (experiments/settings.py, chosen there on val): InfoNCE + (1 - cos) at
+# weight 1, weight decay 1, batch 256, lr 1e-3 with 5 % warm-up and a cosine decay, the last step kept.
+REFIT_BATCH, REFIT_LR, REFIT_WEIGHT_DECAY, REFIT_COSINE_WEIGHT = 256, 1e-3, 1.0, 1.0
+REFIT_DROPOUT = 0.3  # the projector's dropout while it trains (the conditioner's copy has none)
+
+
+@torch.no_grad()
+def _tokens_and_ids(cond, dataset, device, chunk: int = 128) -> tuple[torch.Tensor, np.ndarray, list]:
+    """Every item's tokens as the head reads them ``[N, D, n_tokens]`` (the encoder in eval mode), each item's index
+    among the distinct images, and the first item of each distinct image."""
+    was_training = cond.training
+    cond.eval()
+    xs, ids, index, firsts = [], [], {}, []
+    for start in range(0, len(dataset), chunk):
+        items = [dataset[i] for i in range(start, min(start + chunk, len(dataset)))]
+        xs.append(cond.encoder(stack_eeg(items).to(device, cond.dtype)).transpose(1, 2).float().cpu())
+        for it in items:
+            key = it.get("image_name")
+            if key not in index:
+                index[key] = len(firsts)
+                firsts.append(it)
+            ids.append(index[key])
+    cond.train(was_training)
+    return torch.cat(xs), np.asarray(ids, dtype=np.int64), firsts
+
+
+@torch.no_grad()
+def _val_cosine(cond, tokens: torch.Tensor, truth: torch.Tensor, device) -> float:
+    """Mean cosine of the CLIP head's prediction from val ``tokens [n, D, N]`` to the images' embeddings."""
+    pred = cond.clip_embeds(tokens.transpose(1, 2).to(device, cond.dtype)).float().cpu()
+    return float(F.cosine_similarity(pred, truth, dim=-1).mean())
+
+
+def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: FrozenTargets, device,
+                    out: Path | None) -> dict:
+    """Fit the ``filters`` head on the frozen tokens of ``cond.encoder`` and put it in ``cond`` in place of its CLIP
+    head. Writes ``out/clip_head_refit.json`` (``out`` None: nothing written) and returns its record."""
+    t0 = time.perf_counter()
+    x, ids, firsts = _tokens_and_ids(cond, train_ds, device)
+    width, n_tokens = int(x.shape[1]), int(x.shape[2])
+    head = filters_head(width, n_tokens, int(cond.config.clip_dim), cfg.clip_head_filters, cfg.clip_head_bins,
+                        dropout=REFIT_DROPOUT)
+    unit = F.normalize(targets.clip_embeds(firsts).float().cpu(), dim=-1)[None]  # [1, M, P]: one target level
+    prepared = head.prepare(x)
+    acfg = AlignConfig(output=str(out or ""), batch_size=REFIT_BATCH, learning_rate=REFIT_LR,
+                       weight_decay=REFIT_WEIGHT_DECAY, cosine_weight=REFIT_COSINE_WEIGHT,
+                       max_steps=cfg.clip_head_steps, warmup_steps=max(1, cfg.clip_head_steps // 20),
+                       select="last", seed=cfg.seed)
+    start = ridge_start(head, (prepared, ids), unit)
+    log = JsonlLog(Path(out) / "clip_head_refit.jsonl", enabled=out is not None)
+    train_loop(head, acfg, (prepared, ids), unit, None, log)
+    head.eval()
+    # The pooled head's mean prediction length on train: the scale its consumers were fitted to.
+    with torch.no_grad():
+        old = torch.cat([cond.clip_embeds(x[i:i + 256].transpose(1, 2).to(device, cond.dtype)).float().cpu()
+                         for i in range(0, len(x), 256)])
+    scale = float(old.norm(dim=-1).mean())
+    record = {"filters": cfg.clip_head_filters, "bins": cfg.clip_head_bins, "steps": cfg.clip_head_steps,
+              "ridge_alpha": start["alpha"], "scale": scale, "train_trials": int(len(x))}
+    val = _val_tokens(cond, val_ds, targets, device, cfg.val_limit)
+    if val is not None:
+        record["val_clip_cos_before"] = _val_cosine(cond, *val, device)
+    cond.use_filters_head(head, scale)
+    if val is not None:
+        record["val_clip_cos_after"] = _val_cosine(cond, *val, device)
+    record["seconds"] = round(time.perf_counter() - t0, 2)
+    logger.info("CLIP head refit: %s", record)
+    if out is not None:
+        atomic_write_json(Path(out) / REFIT_FILE, record)
+    return record
+
+
+def refit_scale(out: Path) -> float:
+    """The scale a refit recorded in ``out`` (``--resume``: the checkpoint holds the head's weights, not its scale)."""
+    path = Path(out) / REFIT_FILE
+    try:
+        return float(json.loads(path.read_text())["scale"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError("--resume with --clip-head filters needs the refit's record of the run being resumed",
+                          path) from None
+
+
+@torch.no_grad()
+def _val_tokens(cond, val_ds, targets: FrozenTargets, device, limit: int | None):
+    """(tokens ``[n, D, N]``, CLIP targets) of the first ``limit`` val pairs, or None without a val split."""
+    if val_ds is None or not len(val_ds):
+        return None
+    n = len(val_ds) if limit is None else min(limit, len(val_ds))
+    items = [val_ds[i] for i in range(n)]
+    cond.eval()
+    x = cond.encoder(stack_eeg(items).to(device, cond.dtype)).transpose(1, 2).float().cpu()
+    cond.train()
+    return x, targets.clip_embeds(items).float().cpu()
+
+
+__all__ = ["refit_clip_head", "refit_scale", "REFIT_FILE"]
