@@ -176,19 +176,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             nn.Conv1d(mid_tokens, num_cond_tokens, kernel_size=1),
         )
         self.dim_mapper = nn.Linear(embed_dim, cross_attention_dim)
-        # CLIP head on the raw tokens (before the mapper), as the reference's `mapping`. The paper pools the
-        # tokens into ONE mixture (clip_pool_tokens=1), so a linear read-out of the tokens gets one temporal
-        # weighting shared by every feature: an evoked response whose components differ in latency AND
-        # topography then loses most of what tells images apart, and the warm-up finds the signal at some
-        # seeds and not at others. K > 1 mixtures (flattened, K * D -> CLIP) lift that bottleneck.
-        # clip_head="filters": the head :func:`filters_head` builds instead (the pool and its Linear are then None).
-        if clip_head == "pool":
-            self.clip_pool = nn.Conv1d(n_tokens, clip_pool_tokens, kernel_size=1)
-            self.clip_proj = nn.Linear(clip_pool_tokens * embed_dim, clip_dim)
-            self.clip_filters = None
-        else:
-            self.clip_pool = self.clip_proj = None
-            self.clip_filters = filters_head(embed_dim, n_tokens, clip_dim, clip_head_filters, clip_head_bins)
+        self._build_clip_head(n_tokens, embed_dim, clip_dim)
         # clip_context: the CLIP head's prediction also enters every context token (a linear map, added to the
         # mapped tokens; zero at the start, so a new conditioner puts out the paper's context). The token mapper
         # reads each output token through ONE token mixture and one shared Linear, the bottleneck the CLIP head had
@@ -214,6 +202,23 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         self.null_cond = nn.Parameter(torch.randn(num_cond_tokens, cross_attention_dim) * 0.02)
         # Optional low-level guess of the VAE latents (not the paper's; :meth:`add_latent_decoder`).
         self.latent_decoder = LatentDecoder(n_chans, latent_bins, latent_shape) if latent_shape else None
+
+    def _build_clip_head(self, n_tokens: int, embed_dim: int, clip_dim: int) -> None:
+        """The CLIP head on the raw tokens (before the mapper), as the reference's `mapping`.
+
+        The paper pools the tokens into ONE mixture (clip_pool_tokens=1), so a linear read-out of the tokens gets
+        one temporal weighting shared by every feature: an evoked response whose components differ in latency AND
+        topography then loses most of what tells images apart, and the warm-up finds the signal at some seeds and
+        not at others. K > 1 mixtures (flattened, K * D -> CLIP) lift that bottleneck. clip_head="filters": the
+        head :func:`filters_head` builds instead (the pool and its Linear are then None)."""
+        cfg = self.config
+        if cfg.clip_head == "pool":
+            self.clip_pool = nn.Conv1d(n_tokens, cfg.clip_pool_tokens, kernel_size=1)
+            self.clip_proj = nn.Linear(cfg.clip_pool_tokens * embed_dim, clip_dim)
+            self.clip_filters = None
+        else:
+            self.clip_pool = self.clip_proj = None
+            self.clip_filters = filters_head(embed_dim, n_tokens, clip_dim, cfg.clip_head_filters, cfg.clip_head_bins)
 
     @property
     def paper_layout(self) -> bool:
