@@ -44,15 +44,19 @@ REFIT_DROPOUT = 0.3  # the projector's dropout while it trains (the conditioner'
 
 
 @torch.no_grad()
-def _tokens_and_ids(cond, dataset, device, chunk: int = 128) -> tuple[torch.Tensor, np.ndarray, list]:
-    """Every item's tokens as the head reads them ``[N, D, n_tokens]`` (the encoder in eval mode), each item's index
-    among the distinct images, and the first item of each distinct image."""
+def _collect(cond, dataset, device, prepare, chunk: int = 128) -> tuple[torch.Tensor, np.ndarray, list, float]:
+    """Every item's tokens as the new head reads them, already pooled into its time bins (``prepare``; the whole
+    token sequences of a large set at the paper's width would not fit in memory), each item's index among the
+    distinct images, the first item of each distinct image, and the mean length of the current head's predictions
+    (the scale the new head's unit prediction takes). The encoder runs in eval mode."""
     was_training = cond.training
     cond.eval()
-    xs, ids, index, firsts = [], [], {}, []
+    xs, ids, index, firsts, total = [], [], {}, [], 0.0
     for start in range(0, len(dataset), chunk):
         items = [dataset[i] for i in range(start, min(start + chunk, len(dataset)))]
-        xs.append(cond.encoder(stack_eeg(items).to(device, cond.dtype)).transpose(1, 2).float().cpu())
+        tokens = cond.encoder(stack_eeg(items).to(device, cond.dtype))
+        total += float(cond.clip_embeds(tokens).float().norm(dim=-1).sum())
+        xs.append(prepare(tokens.transpose(1, 2).float().cpu()))
         for it in items:
             key = it.get("image_name")
             if key not in index:
@@ -60,7 +64,7 @@ def _tokens_and_ids(cond, dataset, device, chunk: int = 128) -> tuple[torch.Tens
                 firsts.append(it)
             ids.append(index[key])
     cond.train(was_training)
-    return torch.cat(xs), np.asarray(ids, dtype=np.int64), firsts
+    return torch.cat(xs), np.asarray(ids, dtype=np.int64), firsts, total / max(1, len(ids))
 
 
 @torch.no_grad()
@@ -75,12 +79,12 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     """Fit the ``filters`` head on the frozen tokens of ``cond.encoder`` and put it in ``cond`` in place of its CLIP
     head. Writes ``out/clip_head_refit.json`` (``out`` None: nothing written) and returns its record."""
     t0 = time.perf_counter()
-    x, ids, firsts = _tokens_and_ids(cond, train_ds, device)
-    width, n_tokens = int(x.shape[1]), int(x.shape[2])
+    n_tokens, width = cond.token_shape()
+    # trained on the CPU: the ridge start is numpy's, and the head is small beside the encoder
     head = filters_head(width, n_tokens, int(cond.config.clip_dim), cfg.clip_head_filters, cfg.clip_head_bins,
                         dropout=REFIT_DROPOUT)
+    prepared, ids, firsts, scale = _collect(cond, train_ds, device, head.prepare)
     unit = F.normalize(targets.clip_embeds(firsts).float().cpu(), dim=-1)[None]  # [1, M, P]: one target level
-    prepared = head.prepare(x)
     acfg = AlignConfig(output=str(out or ""), batch_size=REFIT_BATCH, learning_rate=REFIT_LR,
                        weight_decay=REFIT_WEIGHT_DECAY, cosine_weight=REFIT_COSINE_WEIGHT,
                        max_steps=cfg.clip_head_steps, warmup_steps=max(1, cfg.clip_head_steps // 20),
@@ -89,13 +93,8 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     log = JsonlLog(Path(out) / "clip_head_refit.jsonl", enabled=out is not None)
     train_loop(head, acfg, (prepared, ids), unit, None, log)
     head.eval()
-    # The pooled head's mean prediction length on train: the scale its consumers were fitted to.
-    with torch.no_grad():
-        old = torch.cat([cond.clip_embeds(x[i:i + 256].transpose(1, 2).to(device, cond.dtype)).float().cpu()
-                         for i in range(0, len(x), 256)])
-    scale = float(old.norm(dim=-1).mean())
     record = {"filters": cfg.clip_head_filters, "bins": cfg.clip_head_bins, "steps": cfg.clip_head_steps,
-              "ridge_alpha": start["alpha"], "scale": scale, "train_trials": int(len(x))}
+              "ridge_alpha": start["alpha"], "scale": scale, "train_trials": int(len(prepared))}
     val = _val_tokens(cond, val_ds, targets, device, cfg.val_limit)
     if val is not None:
         record["val_clip_cos_before"] = _val_cosine(cond, *val, device)
