@@ -30,6 +30,7 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.models.conditioner import filters_head
 from dreamdiffusion.training.align import AlignConfig, ridge_start, train_loop
+from dreamdiffusion.training.clip_warmup import _val_cosine, _val_set
 from dreamdiffusion.training.finetune_config import FinetuneConfig
 from dreamdiffusion.training.loop import JsonlLog
 from dreamdiffusion.training.stageb import FrozenTargets, stack_eeg
@@ -67,13 +68,6 @@ def _collect(cond, dataset, device, prepare, chunk: int = 128) -> tuple[torch.Te
     return torch.cat(xs), np.asarray(ids, dtype=np.int64), firsts, total / max(1, len(ids))
 
 
-@torch.no_grad()
-def _val_cosine(cond, tokens: torch.Tensor, truth: torch.Tensor, device) -> float:
-    """Mean cosine of the CLIP head's prediction from val ``tokens [n, D, N]`` to the images' embeddings."""
-    pred = cond.clip_embeds(tokens.transpose(1, 2).to(device, cond.dtype)).float().cpu()
-    return float(F.cosine_similarity(pred, truth, dim=-1).mean())
-
-
 def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: FrozenTargets, device,
                     out: Path | None) -> dict:
     """Fit the ``filters`` head on the frozen tokens of ``cond.encoder`` and put it in ``cond`` in place of its CLIP
@@ -95,12 +89,12 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     head.eval()
     record = {"filters": cfg.clip_head_filters, "bins": cfg.clip_head_bins, "steps": cfg.clip_head_steps,
               "ridge_alpha": start["alpha"], "scale": scale, "train_trials": int(len(prepared))}
-    val = _val_tokens(cond, val_ds, targets, device, cfg.val_limit)
+    val = _val_set(cfg, targets, val_ds, device)  # the warm-up's val pairs and cosine
     if val is not None:
-        record["val_clip_cos_before"] = _val_cosine(cond, *val, device)
+        record["val_clip_cos_before"] = _val_cosine(cond, val, cfg.batch_size)
     cond.use_filters_head(head, scale)
     if val is not None:
-        record["val_clip_cos_after"] = _val_cosine(cond, *val, device)
+        record["val_clip_cos_after"] = _val_cosine(cond, val, cfg.batch_size)
     record["seconds"] = round(time.perf_counter() - t0, 2)
     logger.info("CLIP head refit: %s", record)
     if out is not None:
@@ -116,19 +110,6 @@ def refit_scale(out: Path) -> float:
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigError("--resume with --clip-head filters needs the refit's record of the run being resumed",
                           path) from None
-
-
-@torch.no_grad()
-def _val_tokens(cond, val_ds, targets: FrozenTargets, device, limit: int | None):
-    """(tokens ``[n, D, N]``, CLIP targets) of the first ``limit`` val pairs, or None without a val split."""
-    if val_ds is None or not len(val_ds):
-        return None
-    n = len(val_ds) if limit is None else min(limit, len(val_ds))
-    items = [val_ds[i] for i in range(n)]
-    cond.eval()
-    x = cond.encoder(stack_eeg(items).to(device, cond.dtype)).transpose(1, 2).float().cpu()
-    cond.train()
-    return x, targets.clip_embeds(items).float().cpu()
 
 
 __all__ = ["refit_clip_head", "refit_scale", "REFIT_FILE"]
