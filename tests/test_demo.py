@@ -198,7 +198,8 @@ def test_guidance_fixed_per_recipe_or_chosen_on_val():
     ablation = DemoSettings.ablation()
     assert ablation.fixed_guidance("paper") == ablation.fixed_guidance("modern") == ablation.guidance == 3.0
     # each recipe's steering of its test images (best of N, CLIP guidance), chosen on val
-    assert s.steering("paper") == (1, 0.2) and s.steering("modern") == (1, 0.1)
+    assert s.steering("paper") == (1, 0.07) and s.steering("modern") == (1, 0.1)
+    assert s.guidance_moves("paper") == 3 and s.guidance_moves("modern") == 1
     assert ablation.steering("paper") == ablation.steering("modern") == (1, 0.0)
 
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from app_fixtures import tiny_pipeline_dir
 from dreamdiffusion.core.errors import ConfigError
+from dreamdiffusion.generation import resolve_generation_settings
 from dreamdiffusion.pipeline import (
     GENERATION_FILE,
     DreamDiffusionPipeline,
@@ -70,6 +71,15 @@ def test_round_trip_through_the_folder_and_save_pretrained(model_dir, tmp_path):
         write_generation_defaults(folder, 0.5)
     assert read_generation_defaults(folder)["guidance_scale"] == 2.0  # the bad call left the file as it was
 
+    # The steering recommendation, its moves per sampler step included, round-trips too.
+    write_generation_defaults(folder, 3, clip_guidance=0.07, clip_guidance_steps=3, steering_clip="builtin-tiny")
+    pipe = DreamDiffusionPipeline.from_pretrained(folder)
+    assert pipe.generation_defaults["clip_guidance_steps"] == 3 and pipe.generation_defaults["clip_guidance"] == 0.07
+    settings = resolve_generation_settings(pipe)
+    assert (settings["clip_guidance"], settings["clip_guidance_steps"]) == (0.07, 3)
+    assert settings["settings_source"]["clip_guidance_steps"] == "model (generation.json)"
+    assert resolve_generation_settings(pipe, clip_guidance_steps=1)["settings_source"]["clip_guidance_steps"] == "given"
+
 
 @pytest.mark.parametrize("text, problem", [
     ("{not json", "not valid JSON"),
@@ -80,6 +90,7 @@ def test_round_trip_through_the_folder_and_save_pretrained(model_dir, tmp_path):
     ('{"guidance_scale": true}', "guidance_scale must be a number between 1 and 100, got True"),
     ('{"guidance_scale": 5, "num_inference_steps": 0}', "num_inference_steps must be an integer between 1 and 10000"),
     ('{"guidance_scale": 5, "num_inference_steps": 2.5}', "num_inference_steps must be an integer between 1 and 10000"),
+    ('{"guidance_scale": 5, "clip_guidance_steps": 0}', "clip_guidance_steps must be an integer between 1 and 100"),
 ])
 def test_a_bad_file_is_one_line_naming_it(tmp_path, text, problem):
     (tmp_path / GENERATION_FILE).write_text(text)
@@ -115,19 +126,20 @@ def test_generate_cli_uses_the_file_unless_a_flag_is_given(model_dir, tmp_path, 
     m = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert m["guidance"] == 3.5 and m["steps"] == 2
     assert m["settings_source"] == {"steps": "model (generation.json)", "guidance": "model (generation.json)",
-                                    "clip_guidance": "default"}
+                                    "clip_guidance": "default", "clip_guidance_steps": "default"}
     assert m["model_recommends"]["chosen_on"] == "val: test"
 
     assert main(common + ["--output", str(tmp_path / "flag"), "--guidance", "1", "--steps", "3"]) == 0
     f = json.loads((tmp_path / "flag" / "manifest.json").read_text())
     assert f["guidance"] == 1.0 and f["steps"] == 3
-    assert f["settings_source"] == {"steps": "given", "guidance": "given", "clip_guidance": "default"}
+    assert f["settings_source"] == {"steps": "given", "guidance": "given", "clip_guidance": "default",
+                                    "clip_guidance_steps": "default"}
 
     # The guidance taken from the file is the one sampled with: the same image as --guidance 3.5 given.
     assert main(common + ["--output", str(tmp_path / "same"), "--guidance", "3.5"]) == 0
     s = json.loads((tmp_path / "same" / "manifest.json").read_text())
     assert s["steps"] == 2 and s["settings_source"] == {"steps": "model (generation.json)", "guidance": "given",
-                                                        "clip_guidance": "default"}
+                                                        "clip_guidance": "default", "clip_guidance_steps": "default"}
 
     # Without the file: today's defaults (25 steps is slow even here, so steps are given).
     (folder / GENERATION_FILE).unlink()

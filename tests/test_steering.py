@@ -102,3 +102,42 @@ def test_clip_guidance_brings_the_images_toward_the_prediction(tiny_pipe, parts)
     assert seen == [0, 1, 2]
     with pytest.raises(ConfigError, match="--clip-guidance"):
         ClipGuidance(ranker.clip, 0.0)
+
+
+class _Counting(ClipGuidance):
+    """Counts the gradient reads (each :meth:`guide` call decodes and reads CLIP once)."""
+
+    reads = 0
+
+    def guide(self, pipe, latents, target):
+        self.reads += 1
+        return super().guide(pipe, latents, target)
+
+
+def test_clip_guidance_steps_moves_k_times_per_sampler_step_from_fresh_gradients(tiny_pipe, parts):
+    pipe, eegs = tiny_pipe
+    ranker = ClipRanker(str(parts / "clip"))
+    one = _Counting(ranker.clip, 0.1)
+    three = _Counting(ranker.clip, 0.1, steps=3)
+    plain = draw_images(pipe, eegs, 1, 4, 1.0, seed=2)
+    once = draw_images(pipe, eegs, 1, 4, 1.0, seed=2, guidance_clip=one)
+    thrice = draw_images(pipe, eegs, 1, 4, 1.0, seed=2, guidance_clip=three)
+    assert (one.reads, three.reads) == (4, 12)  # one batch, 4 sampler steps
+    before, after = _cosines(ranker, pipe, eegs, plain), _cosines(ranker, pipe, eegs, thrice)
+    assert (after > before).all(), (before, after)
+    assert not np.array_equal(_arrays(once), _arrays(thrice))
+    # one sampler step's callback = three guide calls in a row, each from where the last one left the latents
+    gen = torch.Generator().manual_seed(3)
+    target = torch.nn.functional.normalize(torch.randn(1, one.width(), generator=gen), dim=-1)
+    c, n = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    latents = torch.randn(1, c, n, n, generator=gen)
+    by_hand = latents
+    for _ in range(3):
+        by_hand = one.guide(pipe, by_hand, target)
+    out = three.callback(target)(pipe, 0, 0, {"latents": latents})["latents"]
+    torch.testing.assert_close(out, by_hand)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="--clip-guidance-steps"):
+            ClipGuidance(ranker.clip, 0.1, steps=bad)
+    with pytest.raises(ConfigError, match="--clip-guidance-steps"):
+        steering(1, 0.1, str(parts / "clip"), clip_guidance_steps=0)

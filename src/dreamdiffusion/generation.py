@@ -35,7 +35,7 @@ from dreamdiffusion.conditioning import (
     plan_conditioning,
     recorded_setting,
 )
-from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
+from dreamdiffusion.core.config import MAX_CLIP_GUIDANCE_STEPS, MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import ConfigError, DataError
 from dreamdiffusion.core.files import atomic_write_json, atomic_write_png, check_output_folder, staged_folder
 from dreamdiffusion.core.seeding import sample_seed
@@ -68,11 +68,13 @@ SOURCE_GIVEN, SOURCE_MODEL, SOURCE_DEFAULT = "given", "model (generation.json)",
 
 
 def resolve_generation_settings(pipe, steps: int | None = None, guidance: float | None = None,
-                                clip_guidance: float | None = None, low_level_strength: float | None = None) -> dict:
+                                clip_guidance: float | None = None, low_level_strength: float | None = None,
+                                clip_guidance_steps: int | None = None) -> dict:
     """The steps, guidance and CLIP guidance to use: given values win, then the model's ``generation.json``, then
-    the defaults (CLIP guidance: 0, off).
+    the defaults (CLIP guidance: 0, off; its moves per sampler step: 1).
 
-    Returns ``{"steps": int, "guidance": float, "clip_guidance": float, "settings_source": {...}}`` plus
+    Returns ``{"steps": int, "guidance": float, "clip_guidance": float, "clip_guidance_steps": int,
+    "settings_source": {...}}`` plus
     ``"model_recommends"`` (the pipeline's ``generation_defaults``) when the model has any.
     """
     recommended = dict(getattr(pipe, "generation_defaults", None) or {})
@@ -87,8 +89,11 @@ def resolve_generation_settings(pipe, steps: int | None = None, guidance: float 
     steps_used, steps_from = pick(steps, "num_inference_steps", DEFAULT_STEPS, int)
     guidance_used, guidance_from = pick(guidance, "guidance_scale", DEFAULT_GUIDANCE, float)
     clip_used, clip_from = pick(clip_guidance, "clip_guidance", 0.0, float)
+    moves_used, moves_from = pick(clip_guidance_steps, "clip_guidance_steps", 1, int)
     out = {"steps": steps_used, "guidance": guidance_used, "clip_guidance": clip_used,
-           "settings_source": {"steps": steps_from, "guidance": guidance_from, "clip_guidance": clip_from}}
+           "clip_guidance_steps": moves_used,
+           "settings_source": {"steps": steps_from, "guidance": guidance_from, "clip_guidance": clip_from,
+                               "clip_guidance_steps": moves_from}}
     # The low-level strength matters only to a pipeline whose EEG model guesses latents; the pipeline applies the
     # model's own when the call gives none, so it is reported here, not defaulted twice.
     if low_level_strength is not None or recommended.get("low_level_strength") is not None:
@@ -119,6 +124,7 @@ class GenerateConfig:
     candidates: int = 1  # best-of-N: draw N per image, keep the closest to the EEG's predicted CLIP embedding
     clip_guidance: float | None = None  # CLIP guidance toward it (share of the latents' norm per step; 0: off; None:
     # the model's generation.json, else 0)
+    clip_guidance_steps: int | None = None  # its moves per sampler step (None: the model's generation.json, else 1)
     clip: str | None = None  # the CLIP of both (None: the one the model was trained against)
     low_level_strength: float | None = None  # img2img from the EEG model's latent guess (None: the model's, else 1)
 
@@ -251,8 +257,9 @@ def generate_images(config: GenerateConfig, sources: list[EEGSource], pipe=None)
         if config.compile != "none":
             pipe.enable_fast_path(config.compile)
     settings = resolve_generation_settings(pipe, config.steps, config.guidance, config.clip_guidance,
-                                           config.low_level_strength)
-    ranker, guide = steering(config.candidates, settings["clip_guidance"], config.clip, config.model)
+                                           config.low_level_strength, config.clip_guidance_steps)
+    ranker, guide = steering(config.candidates, settings["clip_guidance"], config.clip, config.model,
+                             clip_guidance_steps=settings["clip_guidance_steps"])
     if ranker is not None or guide is not None:
         settings.update(candidates=config.candidates, steering_clip=(ranker or guide).source)
     with staged_folder(config.output, config.overwrite) as out:
@@ -275,16 +282,19 @@ def steering_clip(clip: str | None, model=None) -> str:
 
 
 def steering(candidates: int, clip_guidance: float, clip: str | None, model=None,
-             device: str | None = None) -> tuple[ClipRanker | None, ClipGuidance | None]:
-    """The best-of-N ranker (None for 1 candidate) and the CLIP guidance (None for 0) of ``--candidates`` and
-    ``--clip-guidance``, sharing one CLIP: ``clip``, else the one ``model`` was trained against."""
+             device: str | None = None, clip_guidance_steps: int = 1) -> tuple[ClipRanker | None, ClipGuidance | None]:
+    """The best-of-N ranker (None for 1 candidate) and the CLIP guidance (None for 0) of ``--candidates``,
+    ``--clip-guidance`` and ``--clip-guidance-steps``, sharing one CLIP: ``clip``, else the one ``model`` was trained
+    against."""
     check_number(candidates, "--candidates", 1, None, integer=True)
     check_number(clip_guidance, "--clip-guidance", 0.0, 1.0)
+    check_number(clip_guidance_steps, "--clip-guidance-steps", 1, MAX_CLIP_GUIDANCE_STEPS, integer=True)
     if candidates == 1 and clip_guidance == 0:
         return None, None
     loaded = hub.load_clip(steering_clip(clip, model))
     return (ClipRanker(loaded, device or "cpu") if candidates > 1 else None,
-            ClipGuidance(loaded, clip_guidance, device or "cpu") if clip_guidance > 0 else None)
+            ClipGuidance(loaded, clip_guidance, device or "cpu", int(clip_guidance_steps)) if clip_guidance > 0
+            else None)
 
 
 def _write_images(config: GenerateConfig, sources: list[EEGSource], pipe, settings: dict, out: Path,

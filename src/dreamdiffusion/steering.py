@@ -13,7 +13,9 @@ ground-truth image, so both are part of the generator and ``evaluate`` scores th
   along the gradient of the cosine between the CLIP embedding of their decoded image and the prediction, by ``S``
   times the latents' norm (the gradient-of-a-scorer idea of classifier guidance, with CLIP as the scorer and the
   decoded current latents standing in for the clean image). One VAE decode and one CLIP forward and backward pass
-  per step.
+  per step. ``--clip-guidance-steps K`` takes K such moves per sampler step, the gradient read again before each:
+  the image's CLIP embedding bends away from a straight line as the latents move, so K short moves reach closer to
+  the prediction than one long one (K passes per step).
 
 A caveat for reading the numbers: both push the images toward what the CLIP given here prefers, so the CLIP-space
 metrics of ``evaluate`` (when they use the same CLIP) rise by construction; the independent judge and the pixel
@@ -84,16 +86,20 @@ class ClipGuidance:
     """CLIP guidance toward the EEG's predicted CLIP image embedding, as a pipeline ``callback_on_step_end``.
 
     ``scale``: the length of each latent update as a share of the latents' norm (per image; 0.1 moves them by a
-    tenth), along the unit gradient of ``cos(CLIP(decode(latents)), prediction)``. ``clip`` as for
+    tenth), along the unit gradient of ``cos(CLIP(decode(latents)), prediction)``; ``steps`` such updates after
+    every sampler step, each from the gradient at the latents the previous one left. ``clip`` as for
     :class:`ClipRanker`.
     """
 
-    def __init__(self, clip, scale: float, device: str | torch.device = "cpu"):
+    def __init__(self, clip, scale: float, device: str | torch.device = "cpu", steps: int = 1):
         if not scale > 0:
             raise ConfigError(f"--clip-guidance must be above 0 (0 switches it off), got {scale}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"--clip-guidance-steps must be a whole number of at least 1, got {steps}")
         self.clip = _load(clip, device)
         self.source = getattr(self.clip, "source", None)
         self.scale = float(scale)
+        self.steps = steps
         proc = self.clip.processor
         crop = getattr(proc, "crop_size", None) or {}
         size = (int(crop.get("height", self.clip.model.config.image_size)),
@@ -110,7 +116,9 @@ class ClipGuidance:
         one per image drawn), then calls ``then`` (e.g. a progress bar) with the guided latents."""
 
         def step(pipe, i, t, kwargs):
-            latents = self.guide(pipe, kwargs["latents"], target)
+            latents = kwargs["latents"]
+            for _ in range(self.steps):
+                latents = self.guide(pipe, latents, target)
             out = then(pipe, i, t, {**kwargs, "latents": latents}) if then is not None else None
             return out if out and "latents" in out else {"latents": latents}
 

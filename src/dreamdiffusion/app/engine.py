@@ -175,11 +175,13 @@ class Engine:
     def _clip_guidance(self, used: dict):
         """The recommended CLIP guidance (``generation.json``: ``clip_guidance`` and ``steering_clip``), loaded once."""
         scale = float(used.get("clip_guidance") or 0.0)
+        moves = int(used.get("clip_guidance_steps") or 1)
         if scale <= 0:
             return None
         cached = getattr(self, "_guide", None)
-        if cached is None or cached.scale != scale:
-            self._guide = steering(1, scale, self.generation_defaults.get("steering_clip"))[1]
+        if cached is None or cached.scale != scale or cached.steps != moves:
+            self._guide = steering(1, scale, self.generation_defaults.get("steering_clip"),
+                                   clip_guidance_steps=moves)[1]
         return self._guide
 
 

@@ -84,6 +84,14 @@ ClipGuidanceScale = Annotated[float, typer.Option("--clip-guidance", parser=numb
 ModelClipGuidance = Annotated[float | None, typer.Option(
     "--clip-guidance", parser=number(0.0, 1.0), help=CLIP_GUIDANCE_HELP + " Default: the model's generation.json, "
                                                                           "else 0.")]
+CLIP_GUIDANCE_STEPS_HELP = ("Moves of --clip-guidance per sampler step, the gradient read again before each (one VAE "
+                            "decode and one CLIP forward and backward pass each): K short moves follow the prediction "
+                            "more closely than one long one.")
+ClipGuidanceSteps = Annotated[int, typer.Option("--clip-guidance-steps", parser=integer(1, 100),
+                                                help=CLIP_GUIDANCE_STEPS_HELP)]
+ModelClipGuidanceSteps = Annotated[int | None, typer.Option(
+    "--clip-guidance-steps", parser=integer(1, 100), help=CLIP_GUIDANCE_STEPS_HELP + " Default: the model's "
+                                                                                     "generation.json, else 1.")]
 
 
 LowLevelStrength = Annotated[float | None, typer.Option(

@@ -48,6 +48,10 @@ def register(app: typer.Typer) -> None:
         clip_guidance: Optional[float] = typer.Option(
             None, "--clip-guidance", parser=number(0.0, 1.0), help="CLIP guidance of the test images toward the EEG's "
                                                                    "own prediction (default: the recipe's)."),
+        clip_guidance_steps: Optional[int] = typer.Option(
+            None, "--clip-guidance-steps", parser=POSITIVE, help="Moves of that CLIP guidance per sampler step, the "
+                                                                 "gradient read again before each (default: the "
+                                                                 "recipe's)."),
     ) -> None:
         """Run the whole method on the built-in digits benchmark and write metrics.json and report.md."""
         check_output_folder(output, overwrite)
@@ -56,7 +60,9 @@ def register(app: typer.Typer) -> None:
         settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                     "num_images": num_images, "steps": steps, "limit": limit,
                                     "candidates": candidates, "modern_candidates": candidates,
-                                    "clip_guidance": clip_guidance, "modern_clip_guidance": clip_guidance})
+                                    "clip_guidance": clip_guidance, "modern_clip_guidance": clip_guidance,
+                                    "clip_guidance_steps": clip_guidance_steps,
+                                    "modern_clip_guidance_steps": clip_guidance_steps})
         m = run_recipe(DemoConfig(output=str(output), recipe=recipe, seed=seed, settings=settings))
         typer.echo(f"top-1 ({m['n_way']}-way): {m['top1_accuracy']:.3f} (chance {m['chance']:.3f}); "
                    f"retrieval top-1/5: {_f(m['retrieval_top1'])}/{_f(m['retrieval_top5'])}; SSIM {m['ssim']:.3f}; "

@@ -32,6 +32,7 @@ from dreamdiffusion.commands._options import (
     IPBase,
     LowLevelStrength,
     ModelClipGuidance,
+    ModelClipGuidanceSteps,
     dataset_options,
 )
 from dreamdiffusion.conditioning import plan_conditioning
@@ -78,6 +79,7 @@ def generate_cmd(
     num_images: int = typer.Option(5, "--num-images", parser=NUM_IMAGES, help="Samples per EEG (paper: 5)."),
     candidates: Candidates = 1,
     clip_guidance: ModelClipGuidance = None,
+    clip_guidance_steps: ModelClipGuidanceSteps = None,
     low_level_strength: LowLevelStrength = None,
     clip: Optional[str] = typer.Option(
         None, "--clip", help="The CLIP that ranks --candidates (default: the one the model was trained against)."),
@@ -129,7 +131,8 @@ def generate_cmd(
                             guidance=guidance, seed=seed, scheduler=scheduler, batch_size=batch_size,
                             compile=compile, overwrite=overwrite, conditioning=conditioning, base=plan.base,
                             ip_adapter=plan.ip_adapter, candidates=candidates, clip=clip,
-                            clip_guidance=clip_guidance, low_level_strength=low_level_strength)
+                            clip_guidance=clip_guidance, low_level_strength=low_level_strength,
+                            clip_guidance_steps=clip_guidance_steps)
     manifest = generate_images(config, sources, pipe=pipe)
     src = manifest["settings_source"]
     route = manifest["conditioning"]["route"] + (" (built on the fly)" if plan.built else "")

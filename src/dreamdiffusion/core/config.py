@@ -69,6 +69,7 @@ def _range_text(lo, hi) -> str:
 # ("int|ints", ...): either. The ranges hold every real model (SD-XL, CLIP ViT-bigG, 128-channel EEG).
 MAX_STEPS = 10_000  # sampler steps: generation.json, --steps
 MAX_GUIDANCE = 100.0
+MAX_CLIP_GUIDANCE_STEPS = 100  # CLIP-guidance moves per sampler step: generation.json, --clip-guidance-steps
 FIELD_BOUNDS: dict[str, tuple] = {
     # EEG input and encoder (EEGEncoder, MaskedSignalModel, EEGConditioner, preprocessing.json)
     "n_chans": ("int", 1, 4096), "n_times": ("int", 1, 100_000), "sfreq": ("num", 1e-3, 100_000.0),
@@ -93,7 +94,8 @@ FIELD_BOUNDS: dict[str, tuple] = {
     "beta_start": ("num", 0.0, 1.0), "beta_end": ("num", 0.0, 1.0),
     # generation.json
     "num_inference_steps": ("int", 1, MAX_STEPS), "guidance_scale": ("num", 1.0, MAX_GUIDANCE),
-    "clip_guidance": ("num", 0.0, 1.0), "low_level_strength": ("num", 0.0, 1.0),
+    "clip_guidance": ("num", 0.0, 1.0), "clip_guidance_steps": ("int", 1, MAX_CLIP_GUIDANCE_STEPS),
+    "low_level_strength": ("num", 0.0, 1.0),
     # transformers (CLIP vision, image classifiers) and their image processors
     "hidden_size": ("int", 1, 16_384), "intermediate_size": ("int", 1, 131_072), "num_hidden_layers": ("int", 0, 512),
     "projection_dim": ("int", 1, 16_384), "image_size": ("int|ints", 1, 8192, 4), "num_channels": ("int", 1, 64),
@@ -280,4 +282,4 @@ def check_model_folder(folder: str | os.PathLike) -> Path:
 
 
 __all__ = ["dataclass_from_dict", "check_number", "check_config_values", "read_json_config", "check_model_folder",
-           "check_model_index", "FIELD_BOUNDS", "MAX_STEPS", "MAX_GUIDANCE"]
+           "check_model_index", "FIELD_BOUNDS", "MAX_STEPS", "MAX_GUIDANCE", "MAX_CLIP_GUIDANCE_STEPS"]

@@ -58,13 +58,15 @@ def read_generation_defaults(folder) -> dict:
 
 def write_generation_defaults(folder, guidance_scale: float, num_inference_steps: int | None = None,
                               chosen_on: str | None = None, clip_guidance: float | None = None,
-                              steering_clip: str | None = None, low_level_strength: float | None = None) -> Path:
+                              steering_clip: str | None = None, low_level_strength: float | None = None,
+                              clip_guidance_steps: int | None = None) -> Path:
     """Write a pipeline folder's recommended settings (``generation.json``, atomically); returns its path.
 
     ``guidance_scale`` (>= 1) and ``num_inference_steps`` (>= 1, or None: no recommendation) are what
     ``dreamdiffusion generate``/``stream``/``app`` use when the user does not choose; ``chosen_on`` says how
     they were chosen (e.g. ``"val: CLIP 2-way identification of 128 generated images"``). ``clip_guidance`` and
-    ``steering_clip``: the CLIP guidance ``generate`` applies when ``--clip-guidance`` is not given, and its CLIP.
+    ``steering_clip``: the CLIP guidance ``generate`` applies when ``--clip-guidance`` is not given, and its CLIP;
+    ``clip_guidance_steps``: its moves per sampler step (``--clip-guidance-steps``).
     ``low_level_strength``: how far the pipeline noises its EEG model's low-level latent guess before denoising
     (the default of every call; see :meth:`DreamDiffusionPipeline.__call__`).
     """
@@ -72,8 +74,9 @@ def write_generation_defaults(folder, guidance_scale: float, num_inference_steps
     if not folder.is_dir():
         raise ConfigError("pipeline folder not found", folder)
     path = folder / GENERATION_FILE
-    extra = {k: v for k, v in (("clip_guidance", clip_guidance), ("steering_clip", steering_clip),
-                               ("low_level_strength", low_level_strength)) if v is not None}
+    extra = {k: v for k, v in (("clip_guidance", clip_guidance), ("clip_guidance_steps", clip_guidance_steps),
+                               ("steering_clip", steering_clip), ("low_level_strength", low_level_strength))
+             if v is not None}
     data = check_generation_defaults({"guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
                                        "chosen_on": chosen_on, **extra}, path)
     atomic_write_json(path, data)

@@ -60,6 +60,7 @@ class EvaluateConfig:
     num_images: int = 5  # samples per EEG
     candidates: int = 1  # best-of-N: draw N per sample, keep the closest to the EEG's prediction (ranked by `clip`)
     clip_guidance: float = 0.0  # CLIP guidance toward that prediction (share of the latents' norm per step; 0: off)
+    clip_guidance_steps: int = 1  # its moves per sampler step, the gradient read again before each
     steps: int = 25  # sampler steps
     guidance: float = 1.0  # classifier-free guidance scale (1 = none, as in the paper)
     scheduler: str | None = None  # dpm | pndm | ddim | euler; None = the pipeline's own
@@ -309,7 +310,7 @@ def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dic
 
     clip_spec = config.clip or find_clip_for_model(config.model)
     ranker, guide = (None, None) if config.generated else steering(config.candidates, config.clip_guidance, clip_spec,
-                                                                   config.model, device)
+                                                                   config.model, device, config.clip_guidance_steps)
     if config.generated is not None:
         samples = read_samples(config.generated, len(items))
     else:
@@ -319,7 +320,8 @@ def _evaluate_into(config: EvaluateConfig, out_dir: Path, progress: bool) -> dic
         save_samples(samples, items, out_dir / SAMPLES_DIR,
                      {"model": os.fspath(config.model), "dataset": config.dataset, "split": config.split,
                       "seed": config.seed, "steps": config.steps, "guidance": config.guidance,
-                      "candidates": config.candidates, "clip_guidance": config.clip_guidance, "scheduler": type(pipe.scheduler).__name__,
+                      "candidates": config.candidates, "clip_guidance": config.clip_guidance,
+                      "clip_guidance_steps": config.clip_guidance_steps, "scheduler": type(pipe.scheduler).__name__,
                       "low_level_strength": pipe.low_level_strength() if hasattr(pipe, "low_level_strength") else None,
                       "conditioning": conditioning_record(pipe)})
 

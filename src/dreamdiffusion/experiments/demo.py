@@ -173,6 +173,7 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         write_generation_defaults(pipeline, **{**earlier, "guidance_scale": result["guidance"],
                                                "num_inference_steps": s.steps, "chosen_on": chosen_on,
                                                "clip_guidance": steer or None,
+                                               "clip_guidance_steps": s.guidance_moves(cfg.recipe) if steer else None,
                                                "steering_clip": cfg.clip if steer else None})
     logger.info("test guidance %.2f (%s)", result["guidance"], result["chosen_on"])
     return result
@@ -190,6 +191,7 @@ def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         split=split, classifier=cfg.classifier, clip=cfg.clip, base=cfg.base, n_way=s.n_way, trials=s.trials,
         num_images=s.num_images, steps=s.steps, guidance=guidance, seed=cfg.seed, limit=s.limit, fid=True,
         candidates=s.steering(cfg.recipe)[0], clip_guidance=s.steering(cfg.recipe)[1],
+        clip_guidance_steps=s.guidance_moves(cfg.recipe),
         baselines=baselines, baseline_train_fraction=s.pairs_fraction,
         overwrite=True),  # the demo owns its run folder: a rerun replaces its evaluation
         progress=progress)

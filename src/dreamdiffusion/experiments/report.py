@@ -200,7 +200,7 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
            "`finetune/clip_head_refit.json`)" if s.get("clip_head") == "filters" and s.get("clip_weight") else "")
         + ("; the null context started from the base's" if s.get("null_init") == "base" else "")
         + ("; the encoder given a fresh final LayerNorm" if s.get("encoder_norm") == "layernorm" else ""),
-        f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'))}, "
+        f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'), s.get('clip_guidance_steps'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics.get('guidance', s['guidance'])} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
         _low_level_line(metrics.get("low_level")) + (" (not the paper's method: an addition after Stage B)"
@@ -238,11 +238,14 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
     return rep.write(out / "report.md")
 
 
-def best_of(candidates: int | None, ranked_by: str, clip_guidance: float | None = None) -> str:
-    """The report's words for ``--candidates`` and ``--clip-guidance`` (nothing when both are off)."""
+def best_of(candidates: int | None, ranked_by: str, clip_guidance: float | None = None,
+            moves: int | None = None) -> str:
+    """The report's words for ``--candidates``, ``--clip-guidance`` and ``--clip-guidance-steps`` (nothing when
+    both are off)."""
     words = []
     if clip_guidance:
-        words.append(f"CLIP guidance {clip_guidance} toward the EEG's {ranked_by}")
+        per_step = f", {moves} moves per sampler step" if moves and moves > 1 else ""
+        words.append(f"CLIP guidance {clip_guidance}{per_step} toward the EEG's {ranked_by}")
     if candidates and candidates > 1:
         words.append(f"each the best of {candidates} draws by CLIP cosine to the EEG's {ranked_by}")
     return f" ({'; '.join(words)})" if words else ""
@@ -265,7 +268,8 @@ def write_modern_report(out: Path, bench: Path, encoder: Path, pipeline: Path, m
         f"top-5 {fmt(align.get('top5'))}, {align.get('n_way')}-way)",
         f"- generation: predicted CLIP image embedding -> `{metrics['config']['ip_adapter']}` IP-Adapter (scale "
         f"{s['ip_adapter_scale']}) on the `{metrics['config']['base']}` base, {s['num_images']} sample per test EEG"
-        f"{best_of(s.get('modern_candidates'), 'aligned prediction', s.get('modern_clip_guidance'))}, "
+        + best_of(s.get('modern_candidates'), 'aligned prediction', s.get('modern_clip_guidance'),
+                  s.get('modern_clip_guidance_steps')) + ", "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics['guidance']} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",
         _low_level_line(metrics.get("low_level")),
