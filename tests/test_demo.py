@@ -5,6 +5,8 @@ import json
 import pytest
 
 from dreamdiffusion.cli import main
+from dreamdiffusion.data.synthetic import SyntheticPairs
+from dreamdiffusion.evaluation.selection import distinct_image_items, generated_clip_scores
 from dreamdiffusion.experiments.ablation import (
     MODERN_VARIANT,
     ablation_markdown,
@@ -14,6 +16,9 @@ from dreamdiffusion.experiments.ablation import (
     summarise_ablation,
 )
 from dreamdiffusion.experiments.demo import METRIC_KEYS
+from dreamdiffusion.experiments.settings import DemoSettings
+from dreamdiffusion.models import hub
+from dreamdiffusion.pipeline import DreamDiffusionPipeline
 
 
 @pytest.mark.slow
@@ -50,6 +55,20 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     assert [r["low_level_strength"] for r in low["records"]] == [1.0, 0.5]  # the paper recipe's grid
     assert recommended["low_level_strength"] == low["low_level_strength"] == metrics["low_level"]["low_level_strength"]
     assert metrics["low_level"]["fit"]["n_train"] > 0 and "low-level route (ATM)" in report
+    # the guidance choice takes the strength choice's draw at select_guidance as it is: drawing it again from the
+    # saved pipeline (which now carries that strength) gives the same scores
+    settings = DemoSettings.fast()
+    kept = next(r for r in chosen["records"] if r["guidance"] == settings.select_guidance)
+    kept.pop("guidance")
+    drawn = next(r for r in low["records"] if r["low_level_strength"] == low["low_level_strength"])
+    assert kept == {k: v for k, v in drawn.items() if k != "low_level_strength"}
+    pipe = DreamDiffusionPipeline.from_pretrained(out / "finetune" / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    clip = hub.load_clip("builtin-tiny")
+    items = distinct_image_items(SyntheticPairs(out / "benchmark", "val"), settings.guidance_val_images)
+    again = generated_clip_scores(pipe, items, clip.model, clip.processor, settings.steps, settings.select_guidance,
+                                  seed=1)
+    assert again == pytest.approx(kept)
     assert (out / "evaluate" / "metrics.md").is_file()
     # the baselines, fitted on the benchmark's train split and scored as the method (evaluation/baselines.py)
     scored = json.loads((out / "evaluate" / "metrics.json").read_text())

@@ -59,6 +59,21 @@ def test_choose_guidance_picks_the_scale_whose_images_match(clip, items):
     assert best == 2.0
 
 
+def test_choose_guidance_draws_no_scale_it_already_has_scores_for(clip, items):
+    """Scores passed as ``known`` (the demo's strength choice drew the val images at one of the scales) enter the
+    choice as they are and that scale is not drawn again; they can still win it."""
+    pipe = FakePipe(items, lambda g: 1)  # every drawn scale gets the wrong images
+    known = {3.0: {"val_gen_clip_2way": 0.9, "val_gen_clip_cos": 0.8}}
+    best, records = choose_guidance(pipe, items, clip.model, clip.processor, [5.0, 3.0], 2, 0, known=known)
+    assert pipe.calls == [5.0]
+    assert best == 3.0 and records[0] == {"guidance": 3.0, "val_gen_clip_2way": 0.9, "val_gen_clip_cos": 0.8}
+    assert records[1]["val_gen_clip_2way"] < 0.5
+    # every scale known: nothing drawn at all
+    pipe = FakePipe(items, lambda g: 0)
+    best, _ = choose_guidance(pipe, items, clip.model, clip.processor, [3.0], 2, 0, known=known)
+    assert best == 3.0 and pipe.calls == []
+
+
 def test_repeated_trials_count_once(clip, items):
     """Trials of one image (same image_name) are one ground truth: a perfect generator still scores 1."""
     trials = [dict(it, image_name=f"img{i}") for i, it in enumerate(items[:5]) for _ in range(3)]

@@ -90,14 +90,17 @@ def generated_clip_scores(pipe, items: Sequence[dict], clip_model, clip_processo
 
 
 def choose_guidance(pipe, items: Sequence[dict], clip_model, clip_processor, choices: Sequence[float], steps: int,
-                    seed: int, batch_size: int = 32, metric: str = "val_gen_clip_2way") -> tuple[float, list[dict]]:
+                    seed: int, batch_size: int = 32, metric: str = "val_gen_clip_2way",
+                    known: dict[float, dict] | None = None) -> tuple[float, list[dict]]:
     """The guidance scale among ``choices`` with the best ``metric`` (a key of :func:`generated_clip_scores`) on
     ``items`` (val pairs).
 
-    Returns ``(best, records)``; ties go to the smaller scale (closer to the paper's 1).
+    ``known``: scores of :func:`generated_clip_scores` already drawn for some scales on the same ``items``, steps
+    and seed with this pipeline as it is (the demo's strength choice draws at one of the choices): those are not
+    drawn again. Returns ``(best, records)``; ties go to the smaller scale (closer to the paper's 1).
     """
     return _choose(pipe, items, clip_model, clip_processor, "guidance", sorted(set(map(float, choices))),
-                   lambda g: {"guidance": g}, steps, seed, batch_size, metric)
+                   lambda g: {"guidance": g}, steps, seed, batch_size, metric, known)
 
 
 def choose_low_level_strength(pipe, items: Sequence[dict], clip_model, clip_processor, choices: Sequence[float],
@@ -110,19 +113,27 @@ def choose_low_level_strength(pipe, items: Sequence[dict], clip_model, clip_proc
 
 
 def _choose(pipe, items, clip_model, clip_processor, name: str, values: list[float], kwargs, steps: int, seed: int,
-            batch_size: int, metric: str = "val_gen_clip_2way") -> tuple[float, list[dict]]:
-    """The first of ``values`` with the best ``metric`` (``kwargs(value)``: how to draw with it)."""
+            batch_size: int, metric: str = "val_gen_clip_2way",
+            known: dict[float, dict] | None = None) -> tuple[float, list[dict]]:
+    """The first of ``values`` with the best ``metric`` (``kwargs(value)``: how to draw with it; ``known``: scores
+    already drawn for some values, used as they are)."""
     if not values:
         raise ValueError(f"choosing {name} needs at least one value")
-    records, truths = [], clip_truths(items, clip_model, clip_processor)
+    known = {float(k): v for k, v in (known or {}).items()}
+    records = []
+    truths = None if all(v in known for v in values) else clip_truths(items, clip_model, clip_processor)
     for value in values:
-        scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, seed=seed,
-                                       batch_size=batch_size, truths=truths, **kwargs(value))
+        if value in known:
+            scores = known[value]
+        else:
+            scores = generated_clip_scores(pipe, items, clip_model, clip_processor, steps, seed=seed,
+                                           batch_size=batch_size, truths=truths, **kwargs(value))
         if scores.get(metric) is None:
             raise ValueError(f"cannot choose {name} by {metric}: the val items give no such score "
                              f"(it has {', '.join(sorted(scores))})")
-        records.append({name: value, **scores})
-        logger.info("%s %.2f on val: %s %.3f", name, value, metric, scores[metric])
+        records.append({**scores, name: value})
+        logger.info("%s %.2f on val: %s %.3f%s", name, value, metric, scores[metric],
+                    " (drawn before)" if value in known else "")
     best = max(records, key=lambda r: (r[metric], -values.index(r[name])))
     return best[name], records
 

@@ -142,9 +142,10 @@ def stage_b_config(folder: Path, bench: Path, encoder: Path | None, cfg: DemoCon
         select="best", seed=cfg.seed)
 
 
-def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name: str = "guidance") -> dict:
+def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name: str = "guidance",
+                   known: dict[float, dict] | None = None) -> dict:
     """The test images' guidance scale: fixed by the settings (``DemoSettings.fixed_guidance``), or the best of
-    ``guidance_choices`` on val.
+    ``guidance_choices`` on val (``known``: val scores already drawn at some scales with the pipeline as it is).
 
     Writes ``OUTPUT/<name>.json`` (``{"guidance": g, "chosen_on": ..., "records": [...]}``) and returns it.
     """
@@ -159,7 +160,8 @@ def guidance_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         val = SyntheticPairs(bench, "val")
         items = distinct_image_items(val, s.guidance_val_images)
         clip = hub.load_clip(cfg.clip)
-        best, records = choose_guidance(pipe, items, clip.model, clip.processor, s.guidance_choices, s.steps, cfg.seed)
+        best, records = choose_guidance(pipe, items, clip.model, clip.processor, s.guidance_choices, s.steps, cfg.seed,
+                                        known=known)
         result = {"guidance": best, "chosen_on": f"val: CLIP 2-way identification of images generated for "
                                                  f"{len(items)} distinct val images",
                   "records": records}
@@ -206,9 +208,20 @@ def choose_and_evaluate(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig,
     ``guidance<suffix>.json`` and the evaluation in ``OUTPUT/<name>``."""
     strength = (low_level_stage(out, bench, pipeline, cfg, cfg.settings.select_guidance, name=f"low_level{suffix}")
                 if low_level else None)
-    chosen = guidance_stage(out, bench, pipeline, cfg, name=f"guidance{suffix}")
+    chosen = guidance_stage(out, bench, pipeline, cfg, name=f"guidance{suffix}", known=_drawn_at_guidance(strength))
     return strength, chosen, evaluate_stage(out, bench, pipeline, cfg, name=name, guidance=chosen["guidance"],
                                             split=split)
+
+
+def _drawn_at_guidance(strength: dict | None) -> dict[float, dict]:
+    """The strength choice's val scores at the strength it chose, keyed by the guidance it drew them at: the
+    guidance choice draws the same val images with the same seed and steps from the pipeline that now carries that
+    strength, so the same scores (a generation of the val images saved)."""
+    if not strength:
+        return {}
+    chosen = next(r for r in strength["records"] if r["low_level_strength"] == strength["low_level_strength"])
+    return {float(strength["guidance"]): {k: v for k, v in chosen.items()
+                                          if k not in ("low_level_strength", "guidance")}}
 
 
 # --------------------------------------------------------------------------------------------------- the demo
