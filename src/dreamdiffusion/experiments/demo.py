@@ -208,12 +208,12 @@ def choose_and_evaluate(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig,
     ``guidance<suffix>.json`` and the evaluation in ``OUTPUT/<name>``."""
     strength = (low_level_stage(out, bench, pipeline, cfg, cfg.settings.select_guidance, name=f"low_level{suffix}")
                 if low_level else None)
-    chosen = guidance_stage(out, bench, pipeline, cfg, name=f"guidance{suffix}", known=_drawn_at_guidance(strength))
+    chosen = guidance_stage(out, bench, pipeline, cfg, name=f"guidance{suffix}", known=drawn_at_guidance(strength))
     return strength, chosen, evaluate_stage(out, bench, pipeline, cfg, name=name, guidance=chosen["guidance"],
                                             split=split)
 
 
-def _drawn_at_guidance(strength: dict | None) -> dict[float, dict]:
+def drawn_at_guidance(strength: dict | None) -> dict[float, dict]:
     """The strength choice's val scores at the strength it chose, keyed by the guidance it drew them at: the
     guidance choice draws the same val images with the same seed and steps from the pipeline that now carries that
     strength, so the same scores (a generation of the val images saved)."""
@@ -309,4 +309,4 @@ def _builtin_trained(config: DemoConfig) -> bool | None:
 
 __all__ = ["DemoSettings", "DemoConfig", "run_demo", "write_demo_report", "METRIC_KEYS", "build_stage",
            "pretrain_stage", "finetune_stage", "stage_b_config", "guidance_stage", "evaluate_stage",
-           "choose_and_evaluate", "demo_metrics"]
+           "choose_and_evaluate", "drawn_at_guidance", "demo_metrics"]

@@ -272,10 +272,10 @@ class DemoSettings:
         return self.modern_clip_guidance_steps if recipe == "modern" else self.clip_guidance_steps
     # Classifier-free guidance of the test images. None: chosen on val among guidance_choices (the one whose
     # generated val images score best in CLIP space; 1 = none, as in the paper). Seed 0 val: 1 -> 0.32,
-    # 3 -> 0.61, 5 -> 0.64 images judged right. 1 left the grid at b607ba2's acceptance runs (seeds 0, 883-1031,
-    # the choice's own val scores, 128 distinct val images): CLIP 2-way at 1 / 3 / 5 0.763-0.870 / 0.842-0.894 /
-    # 0.849-0.904, 1 last at all 14, never chosen; with the strength choice's draw at select_guidance reused, the
-    # paper demo's guidance choice now draws one set of val images (5) instead of three.
+    # 3 -> 0.61, 5 -> 0.64 images judged right. 1 left the grid at b607ba2's acceptance runs (the 18 seeds of the
+    # README's table; the choice's own val scores, 128 distinct val images): CLIP 2-way at 1 / 3 / 5
+    # 0.763-0.870 / 0.842-0.901 / 0.837-0.904, 1 last at all 18, never chosen; with the strength choice's draw at
+    # select_guidance reused, the paper demo's guidance choice now draws one set of val images (5) instead of three.
     guidance: float | None = None
     guidance_choices: tuple[float, ...] = (3.0, 5.0)
     guidance_val_images: int = 128  # val EEGs for that choice
@@ -395,9 +395,10 @@ class DemoSettings:
     # The CLIP 2-way the choice reads keeps rising below 0.33 while the judge falls (0.2: -0.02 at both), so the grid
     # stops at 0.33. The choice itself (128 distinct val images) over 1 .. 0.2 took 0.5 at seed 1 (0.843 vs 0.841 at
     # 0.33), 0.5 at seed 11 (0.805 vs 0.802) and 0.2 at seed 131 (0.811 vs 0.808); at 0.33 the test images also run
-    # 2 of the 6 sampler steps, not 3. 1 (no guess) left the grid at b607ba2's acceptance runs (seeds 0, 883-1031,
-    # the choice's own val scores): CLIP 2-way 0.749-0.807 against the chosen strength's 0.842-0.894, last at all 14
-    # seeds (chosen: 0.33 at 12, 0.5 at 983, 0.67 at 883), and it was the dearest draw of the choice (all 6 steps).
+    # 2 of the 6 sampler steps, not 3. 1 (no guess) left the grid at b607ba2's acceptance runs (the 18 seeds of the
+    # README's table, the choice's own val scores): CLIP 2-way 0.749-0.807 against the chosen strength's 0.842-0.901,
+    # last at all 18 (chosen: 0.33 at 15, 0.5 at 983, 0.67 at 883 and 937), and the dearest draw of the choice (all 6
+    # steps). Both changes together: the choice on seed 953's run 33.9 s -> 15.2 s (AVX2 host), the same choices.
     low_level_strengths: tuple[float, ...] = (0.67, 0.5, 0.33)
 
     def strength_grid(self, recipe: str) -> tuple[float, ...]:
