@@ -14,6 +14,14 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "missing.edf" in err[0]
 
 
+def test_demo_refuses_more_clip_guidance_moves_than_generation_json_holds(tmp_path, capsys):
+    """Refused before any work, not after Stage B when generation.json is written (it holds 1..100)."""
+    assert main(["demo", "--output", str(tmp_path / "demo"), "--clip-guidance-steps", "101"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--clip-guidance-steps" in err[0] and "between 1 and 100" in err[0], err
+    assert not (tmp_path / "demo").exists()
+
+
 def _raise(exc):
     def fail(*args, **kwargs):
         raise exc

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
+from dreamdiffusion.core.config import MAX_CLIP_GUIDANCE_STEPS, MAX_GUIDANCE, MAX_STEPS, check_number
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.seeding import MAX_SEED
 from dreamdiffusion.data.pairs import paired_dataset_options
@@ -64,6 +64,7 @@ def integer(lo: int | None = None, hi: int | None = None) -> Number:
 STEPS = integer(1, MAX_STEPS)
 GUIDANCE = number(1.0, MAX_GUIDANCE)
 SEED = integer(0, MAX_SEED)
+CLIP_GUIDANCE_STEPS = integer(1, MAX_CLIP_GUIDANCE_STEPS)  # generation.json holds no more
 POSITIVE = integer(1, None)
 BATCH = integer(1, 65_536)
 NUM_IMAGES = integer(1, 1024)
@@ -87,10 +88,10 @@ ModelClipGuidance = Annotated[float | None, typer.Option(
 CLIP_GUIDANCE_STEPS_HELP = ("Moves of --clip-guidance per sampler step, the gradient read again before each (one VAE "
                             "decode and one CLIP forward and backward pass each): K short moves follow the prediction "
                             "more closely than one long one.")
-ClipGuidanceSteps = Annotated[int, typer.Option("--clip-guidance-steps", parser=integer(1, 100),
+ClipGuidanceSteps = Annotated[int, typer.Option("--clip-guidance-steps", parser=CLIP_GUIDANCE_STEPS,
                                                 help=CLIP_GUIDANCE_STEPS_HELP)]
 ModelClipGuidanceSteps = Annotated[int | None, typer.Option(
-    "--clip-guidance-steps", parser=integer(1, 100), help=CLIP_GUIDANCE_STEPS_HELP + " Default: the model's "
+    "--clip-guidance-steps", parser=CLIP_GUIDANCE_STEPS, help=CLIP_GUIDANCE_STEPS_HELP + " Default: the model's "
                                                                                      "generation.json, else 1.")]
 
 
