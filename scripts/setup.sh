@@ -19,8 +19,10 @@ if [ ! -f .venv/.setup-done ] || [ pyproject.toml -nt .venv/.setup-done ]; then
   .venv/bin/pip install -q --no-compile -e ".[dev,docs,moabb,web,stream,eval]"
   # spkit ships a real 14-channel Emotiv recording; its own dependencies are not needed to read it.
   .venv/bin/pip install -q --no-compile --no-deps "spkit==0.0.9.7"
-  UNUSED='/tests?/|/diffusers/(modular_pipelines/|pipelines/(?!(__init__|pipeline_|stable_diffusion/)))'
-  UNUSED="$UNUSED|/transformers/models/(?!(__init__|(auto|clip|siglip|bloom|dinov2_with_registers|encoder_decoder|vit_mae|vit|resnet)/))"
+  # (anchored at site-packages/, so that a checkout under a folder named tests/ still compiles; tests/test_setup.py
+  # checks that no module the project imports matches)
+  UNUSED='site-packages/(.+/)?tests?/|site-packages/diffusers/(modular_pipelines/|pipelines/(?!(__init__|pipeline_|stable_diffusion/)))'
+  UNUSED="$UNUSED|site-packages/transformers/models/(?!(__init__|(auto|clip|siglip|bloom|dinov2_with_registers|encoder_decoder|vit_mae|vit|resnet)/))"
   PYTHONDONTWRITEBYTECODE= .venv/bin/python -m compileall -q -j 0 -x "$UNUSED" .venv/lib/python*/site-packages \
     >/dev/null 2>&1 || true
   touch .venv/.setup-done
