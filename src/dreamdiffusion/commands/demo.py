@@ -8,7 +8,15 @@ from typing import List, Optional
 
 import typer
 
-from dreamdiffusion.commands._options import CLIP_GUIDANCE_STEPS, NUM_IMAGES, POSITIVE, SEED, STEPS, number
+from dreamdiffusion.commands._options import (
+    CLIP_GUIDANCE_STEPS,
+    CLIP_GUIDANCE_STEPS_HELP,
+    NUM_IMAGES,
+    POSITIVE,
+    SEED,
+    STEPS,
+    number,
+)
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import check_output_folder
 from dreamdiffusion.experiments.ablation import AblationConfig, run_ablation
@@ -49,9 +57,8 @@ def register(app: typer.Typer) -> None:
             None, "--clip-guidance", parser=number(0.0, 1.0), help="CLIP guidance of the test images toward the EEG's "
                                                                    "own prediction (default: the recipe's)."),
         clip_guidance_steps: Optional[int] = typer.Option(
-            None, "--clip-guidance-steps", parser=CLIP_GUIDANCE_STEPS, help="Moves of that CLIP guidance per sampler step, the "
-                                                                 "gradient read again before each (default: the "
-                                                                 "recipe's)."),
+            None, "--clip-guidance-steps", parser=CLIP_GUIDANCE_STEPS,
+            help=CLIP_GUIDANCE_STEPS_HELP + " Default: the recipe's."),
     ) -> None:
         """Run the whole method on the built-in digits benchmark and write metrics.json and report.md."""
         check_output_folder(output, overwrite)
