@@ -147,6 +147,33 @@ def test_filters_head_replaces_the_pooled_head_and_round_trips(parts, tmp_path):
         filters_head(width, n_tokens, CLIP_DIM, filters=4, bins=n_tokens + 1)
 
 
+def test_eeg_head_reads_the_window_and_round_trips(parts, tmp_path):
+    """use_filters_head(kind="eeg"): the CLIP prediction comes from the EEG window (channels mixed, samples binned),
+    not the tokens; the context still comes from the encoder; the saved conditioner loads with the same head."""
+    cond = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM).eval()
+    assert cond.head_input_shape("eeg") == (N_CHANS, N_TIMES)
+    eeg = torch.randn(3, N_CHANS, N_TIMES)
+    cond_before = cond(eeg).cond
+    torch.manual_seed(2)
+    head = filters_head(N_CHANS, N_TIMES, CLIP_DIM, filters=2, bins=4).eval()
+    cond.use_filters_head(head, scale=1.5, kind="eeg")
+    out = cond(eeg)
+    expected = torch.nn.functional.normalize(head(eeg), dim=-1) * 1.5
+    assert torch.allclose(out.clip_embeds, expected, atol=1e-6)
+    assert torch.equal(out.cond, cond_before)
+    tokens = cond.encoder(eeg)
+    with pytest.raises(ConfigError, match="reads the EEG window"):
+        cond.clip_embeds(tokens)
+    # two windows with the same tokens' shape but another signal: the prediction follows the window
+    assert not torch.allclose(cond(eeg.flip(0)).clip_embeds[0], out.clip_embeds[0])
+    cond.save_pretrained(tmp_path / "c")
+    again = EEGConditioner.from_pretrained(tmp_path / "c").eval()
+    assert (again.config.clip_head, again.config.clip_head_filters, again.config.clip_head_bins) == ("eeg", 2, 4)
+    assert torch.allclose(again(eeg).clip_embeds, out.clip_embeds, atol=1e-6)
+    with pytest.raises(ConfigError, match="'filters' or 'eeg'"):
+        cond.use_filters_head(head, scale=1.0, kind="pool")
+
+
 def test_clip_context_adds_the_clip_prediction_to_every_context_token(parts, tmp_path):
     torch.manual_seed(0)
     plain = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM)

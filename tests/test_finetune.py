@@ -193,18 +193,21 @@ def test_freeze_clip_head_keeps_the_warmups_head_through_the_joint_phase(parts, 
         FinetuneConfig(output="x", freeze_clip_head=True).validate()
 
 
-def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipeline(parts, tmp_path):
-    """--clip-head filters: after the warm-up the encoder's frozen tokens get a new low-rank head (ridge start, then
-    InfoNCE + cos), which replaces the pooled one, stays frozen through the joint phase and loads with the pipeline."""
-    cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=2, freeze_clip_head=True, clip_head="filters",
+@pytest.mark.parametrize("kind", ["filters", "eeg"])
+def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipeline(parts, tmp_path, kind):
+    """--clip-head filters|eeg: after the warm-up the encoder's frozen tokens (eeg: the EEG windows) get a new
+    low-rank head (ridge start, then InfoNCE + cos), which replaces the pooled one, stays frozen through the joint
+    phase and loads with the pipeline."""
+    cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=2, freeze_clip_head=True, clip_head=kind,
                clip_head_filters=2, clip_head_bins=4, clip_head_steps=3, max_steps=1, select="last")
     trainer = Trainer(cfg, PairList(6), PairList(2))
     trainer.setup()
     cond = trainer.parts.conditioner
     record = json.loads((tmp_path / "o" / "clip_head_refit.json").read_text())
-    assert record["steps"] == 3 and record["train_trials"] == 6 and record["scale"] > 0
+    assert record["steps"] == 3 and record["train_trials"] == 6 and record["scale"] > 0 and record["head"] == kind
     assert math.isfinite(record["val_clip_cos_after"]) and math.isfinite(record["ridge_alpha"])
-    assert cond.clip_pool is None and cond.config.clip_head == "filters"
+    assert cond.clip_pool is None and cond.config.clip_head == kind
+    assert cond.clip_filters.config.in_chans == cond.head_input_shape(kind)[0]
     assert cond.config.clip_head_scale == pytest.approx(record["scale"])
     head = {n: q.detach().clone() for n, q in cond.named_parameters() if n.startswith("clip_filters.")}
     assert head and not any(q.requires_grad for n, q in cond.named_parameters() if n in head)
@@ -218,8 +221,10 @@ def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipel
 
 
 @pytest.mark.parametrize("head", [{}, dict(clip_warmup_steps=2, freeze_clip_head=True, clip_head="filters",
-                                          clip_head_filters=2, clip_head_bins=4, clip_head_steps=3)],
-                         ids=["paper", "clip-head-filters"])
+                                          clip_head_filters=2, clip_head_bins=4, clip_head_steps=3),
+                                  dict(clip_warmup_steps=2, freeze_clip_head=True, clip_head="eeg",
+                                       clip_head_filters=2, clip_head_bins=4, clip_head_steps=3)],
+                         ids=["paper", "clip-head-filters", "clip-head-eeg"])
 def test_resume_matches_uninterrupted_run(parts, tmp_path, head):
     ds = PairList(6)
     kw = dict(checkpoint_every=1, select="last", cond_dropout=0.5, **head)

@@ -116,13 +116,16 @@ def finetune_cmd(
     clip_head: str = typer.Option(
         _D.clip_head, "--clip-head",
         help="The CLIP head after the warm-up: pool (the pooled tokens + Linear it trained, the paper's) | filters (a "
-             "new low-rank head fitted on the frozen encoder's tokens with InfoNCE + (1 - cos) from a ridge start)."),
+             "new low-rank head fitted on the frozen encoder's tokens with InfoNCE + (1 - cos) from a ridge start) | eeg (the "
+             "same head fitted on the EEG window itself, beside the encoder, which still makes the context)."),
     clip_head_filters: int = typer.Option(_D.clip_head_filters, "--clip-head-filters",
-                                          help="--clip-head filters: learned mixtures of the token features."),
+                                          help="--clip-head filters|eeg: learned mixtures of the token features "
+                                               "(eeg: of the channels)."),
     clip_head_bins: int = typer.Option(_D.clip_head_bins, "--clip-head-bins",
-                                       help="--clip-head filters: time bins the tokens are averaged into."),
+                                       help="--clip-head filters|eeg: time bins the tokens (eeg: the samples) "
+                                            "are averaged into."),
     clip_head_steps: int = typer.Option(_D.clip_head_steps, "--clip-head-steps",
-                                        help="--clip-head filters: its training steps (batch 256)."),
+                                        help="--clip-head filters|eeg: its training steps (batch 256)."),
     tokenizer_init: str = typer.Option(
         _D.tokenizer_init, "--tokenizer-init",
         help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "

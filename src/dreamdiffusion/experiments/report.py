@@ -198,6 +198,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         + ("; the CLIP prediction enters every context token" if s.get("clip_context") else "")
         + ("; after the warm-up a low-rank CLIP head refitted on its frozen tokens (InfoNCE + cos, "
            "`finetune/clip_head_refit.json`)" if s.get("clip_head") == "filters" and s.get("clip_weight") else "")
+        + ("; after the warm-up a low-rank CLIP head fitted on the EEG window beside the encoder (InfoNCE + cos, "
+           "`finetune/clip_head_refit.json`)" if s.get("clip_head") == "eeg" and s.get("clip_weight") else "")
         + ("; the null context started from the base's" if s.get("null_init") == "base" else "")
         + ("; the encoder given a fresh final LayerNorm" if s.get("encoder_norm") == "layernorm" else ""),
         f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'), s.get('clip_guidance_steps'))}, "

@@ -10,7 +10,8 @@ Diffusion's CLIP-text context with a mapping of the pretrained EEG encoder's tok
   (``clip_pool_tokens`` K > 1: N -> K mixtures, flattened before the ``Linear``; the paper's is 1);
   ``clip_head="filters"`` replaces it by the field's low-rank head on the same tokens (a few learned filters over
   the token width, the tokens averaged into time bins, UBP's projector), fitted after the CLIP warm-up
-  (``training/clip_head_refit.py``);
+  (``training/clip_head_refit.py``); ``clip_head="eeg"`` fits the same head on the EEG window the tokens are made
+  of (channels in place of the token width), beside the encoder, which still makes the context;
 - optional time conditioning: the context pooled by two 1x1 ``Conv1d`` (77 -> 38 -> 1) and
   projected to the UNet's time-embedding width, added to the timestep embedding so that the EEG
   also modulates every ResBlock.
@@ -60,7 +61,9 @@ from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, AlignedEncoder, 
 
 logger = logging.getLogger(__name__)
 
-CLIP_HEADS = ("pool", "filters")  # the paper's pooled tokens + Linear | the field's low-rank head (filters_head)
+# the paper's pooled tokens + Linear | the field's low-rank head (filters_head) on the tokens | the same head on the
+# EEG window itself (beside the encoder, which still makes the context)
+CLIP_HEADS = ("pool", "filters", "eeg")
 
 ENCODER_CONFIG_KEYS = ("n_chans", "n_times", "sfreq", "patch_size") + ENCODER_KEYS + ENCODER_OPTION_KEYS
 
@@ -218,7 +221,8 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             self.clip_filters = None
         else:
             self.clip_pool = self.clip_proj = None
-            self.clip_filters = filters_head(embed_dim, n_tokens, clip_dim, cfg.clip_head_filters, cfg.clip_head_bins)
+            width, length = (cfg.n_chans, cfg.n_times) if cfg.clip_head == "eeg" else (embed_dim, n_tokens)
+            self.clip_filters = filters_head(width, length, clip_dim, cfg.clip_head_filters, cfg.clip_head_bins)
 
     @property
     def paper_layout(self) -> bool:
@@ -305,18 +309,24 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         self.check_eeg(eeg)
         tokens = self.encoder(eeg.to(self.dtype))  # [B, N, D]
         cond = self.dim_mapper(self.token_mapper(tokens))  # [B, 77, D] -> [B, 77, Dx]
-        clip_embeds = self.clip_embeds(tokens)
+        clip_embeds = self.clip_embeds(tokens, eeg)
         if self.clip_context_proj is not None:
             cond = cond + self.clip_context_proj(clip_embeds).view_as(cond)
         return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
 
-    def clip_embeds(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The CLIP head's prediction ``[B, P]`` from the encoder's tokens ``[B, N, D]``."""
+    def clip_embeds(self, tokens: torch.Tensor, eeg: torch.Tensor | None = None) -> torch.Tensor:
+        """The CLIP head's prediction ``[B, P]`` from the encoder's tokens ``[B, N, D]`` (``clip_head="eeg"``: from
+        the EEG window ``eeg [B, C, T]`` the tokens were made of)."""
         if self.clip_filters is None:
             return self.clip_proj(self.clip_pool(tokens).flatten(1))  # [B, K, D] -> [B, K * D] -> [B, P]
         # The filters head ends in a LayerNorm; its direction is the prediction, and clip_head_scale gives it the
         # length the pooled head's predictions had, which the context's linear read (clip_context) was fitted on.
-        out = self.clip_filters(tokens.transpose(1, 2))
+        if self.config.clip_head == "eeg":
+            if eeg is None:
+                raise ConfigError("the CLIP head of this conditioner reads the EEG window: pass it beside the tokens")
+            out = self.clip_filters(eeg.to(self.dtype))
+        else:
+            out = self.clip_filters(tokens.transpose(1, 2))
         return F.normalize(out, dim=-1) * float(self.config.clip_head_scale)
 
     def token_shape(self) -> tuple[int, int]:
@@ -324,20 +334,31 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         enc = self.encoder
         return int(enc.num_tokens), int(getattr(enc, "token_dim", None) or enc.config.embed_dim)
 
+    def head_input_shape(self, kind: str) -> tuple[int, int]:
+        """``(width, length)`` of what a fitted CLIP head of ``kind`` reads: the tokens' ``(D, N)`` for ``filters``,
+        the EEG window's ``(C, T)`` for ``eeg``."""
+        if kind == "eeg":
+            return int(self.config.n_chans), int(self.config.n_times)
+        n_tokens, width = self.token_shape()
+        return width, n_tokens
+
     def clip_head_modules(self) -> list[nn.Module]:
         """The modules of the CLIP head in use (to freeze or train it as one)."""
         return [m for m in (self.clip_pool, self.clip_proj, self.clip_filters) if m is not None]
 
-    def use_filters_head(self, head: AlignedEncoder, scale: float) -> None:
-        """Replace the CLIP head by ``head`` (a trained :func:`filters_head` of this encoder's tokens, as
-        ``training/clip_head_refit.py`` fits it), its unit prediction times ``scale``."""
+    def use_filters_head(self, head: AlignedEncoder, scale: float, kind: str = "filters") -> None:
+        """Replace the CLIP head by ``head`` (a trained :func:`filters_head` of this encoder's tokens, or with
+        ``kind="eeg"`` of the EEG window, as ``training/clip_head_refit.py`` fits it), its unit prediction times
+        ``scale``."""
+        if kind not in CLIP_HEADS[1:]:
+            raise ConfigError(f"a fitted CLIP head is 'filters' or 'eeg', got {kind!r}")
         opts = head.config.arch_options or {}
         new = filters_head(head.config.in_chans, head.config.in_times, head.config.clip_dim,
                            int(opts.get("spatial_filters", 0)), head.config.in_times // head.config.time_pool)
         new.load_state_dict(head.state_dict())
         self.clip_pool = self.clip_proj = None
         self.clip_filters = new.to(self.device, self.dtype)
-        self.register_to_config(clip_head="filters", clip_head_filters=int(opts.get("spatial_filters", 0)),
+        self.register_to_config(clip_head=kind, clip_head_filters=int(opts.get("spatial_filters", 0)),
                                 clip_head_bins=new.n_times, clip_head_scale=float(scale))
 
     def null_condition(self, batch_size: int) -> torch.Tensor:
@@ -392,11 +413,12 @@ def filters_head(width: int, n_tokens: int, clip_dim: int, filters: int, bins: i
     """The ``filters`` CLIP head on tokens ``[B, N, D]`` (given as ``[B, D, N]``): ``filters`` learned mixtures of
     the D token features, the N tokens averaged into ``bins`` time bins, then UBP's projector. It is the modern
     recipe's linear aligner (:class:`AlignedEncoder`, arch ``linear``) with the tokens in place of the channels, so
-    the alignment's ridge start and training loop (``training/align.py``) fit it as they are."""
+    the alignment's ridge start and training loop (``training/align.py``) fit it as they are. The ``eeg`` head is
+    the same on the EEG window ``[B, C, T]`` (``width`` C channels, ``n_tokens`` T samples)."""
     if not 1 <= bins <= n_tokens:
-        raise ConfigError(f"clip_head_bins must be in [1, {n_tokens}] (the encoder's tokens), got {bins}")
+        raise ConfigError(f"clip_head_bins must be in [1, {n_tokens}] (the head's input length), got {bins}")
     if filters < 0 or filters > width:
-        raise ConfigError(f"clip_head_filters must be in [0, {width}] (the token width), got {filters}")
+        raise ConfigError(f"clip_head_filters must be in [0, {width}] (the head's input width), got {filters}")
     return AlignedEncoder(arch="linear", in_chans=width, in_times=n_tokens, in_sfreq=1.0, clip_dim=clip_dim,
                           time_pool=n_tokens // bins, arch_options={"spatial_filters": filters} if filters else None,
                           proj_dropout=dropout)

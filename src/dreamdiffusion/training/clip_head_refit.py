@@ -1,4 +1,4 @@
-"""Stage B's optional refit of the CLIP head after the warm-up: ``finetune --clip-head filters``.
+"""Stage B's optional refit of the CLIP head after the warm-up: ``finetune --clip-head filters|eeg``.
 
 The paper's CLIP head pools the encoder's tokens and regresses the image's CLIP embedding with ``1 - cos``. That
 loss is dominated by what the images of one class share, so the head learns the class and little of what tells two
@@ -13,6 +13,12 @@ bins, UBP's projector) started from the closed-form ridge map of those features 
 ``1 - cos`` (``training/align.py``'s ridge start and loop, at the modern recipe's settings). Its unit prediction is
 scaled to the pooled head's mean length, so the context's linear read of the prediction (``clip_context``), fitted
 in the warm-up, keeps its scale. The joint phase then runs as before.
+
+``eeg`` fits the same head on the EEG window itself (the channels in place of the token features, the samples
+averaged into the time bins), beside the encoder: the head the modern recipe aligns, read where the paper recipe's
+prediction is read (the context's CLIP read, the steering, retrieval), while the encoder's tokens still make the
+context. Why: on val the tokens' head fell below the ridge map at the seeds where the ridge map is strong (see
+``docs/finetune.md``).
 """
 
 from __future__ import annotations
@@ -45,19 +51,22 @@ REFIT_DROPOUT = 0.3  # the projector's dropout while it trains (the conditioner'
 
 
 @torch.no_grad()
-def _collect(cond, dataset, device, prepare, chunk: int = 128) -> tuple[torch.Tensor, np.ndarray, list, float]:
-    """Every item's tokens as the new head reads them, already pooled into its time bins (``prepare``; the whole
-    token sequences of a large set at the paper's width would not fit in memory), each item's index among the
-    distinct images, the first item of each distinct image, and the mean length of the current head's predictions
-    (the scale the new head's unit prediction takes). The encoder runs in eval mode."""
+def _collect(cond, dataset, device, prepare, kind: str = "filters",
+             chunk: int = 128) -> tuple[torch.Tensor, np.ndarray, list, float]:
+    """Every item's input as the new head reads it (``kind``: the encoder's tokens, or the EEG window for ``eeg``),
+    already pooled into its time bins (``prepare``; the whole token sequences of a large set at the paper's width
+    would not fit in memory), each item's index among the distinct images, the first item of each distinct image,
+    and the mean length of the current head's predictions (the scale the new head's unit prediction takes). The
+    encoder runs in eval mode."""
     was_training = cond.training
     cond.eval()
     xs, ids, index, firsts, total = [], [], {}, [], 0.0
     for start in range(0, len(dataset), chunk):
         items = [dataset[i] for i in range(start, min(start + chunk, len(dataset)))]
-        tokens = cond.encoder(stack_eeg(items).to(device, cond.dtype))
-        total += float(cond.clip_embeds(tokens).float().norm(dim=-1).sum())
-        xs.append(prepare(tokens.transpose(1, 2).float().cpu()))
+        eeg = stack_eeg(items).to(device, cond.dtype)
+        tokens = cond.encoder(eeg)
+        total += float(cond.clip_embeds(tokens, eeg).float().norm(dim=-1).sum())
+        xs.append(prepare((eeg if kind == "eeg" else tokens.transpose(1, 2)).float().cpu()))
         for it in items:
             key = it.get("image_name")
             if key not in index:
@@ -73,11 +82,11 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     """Fit the ``filters`` head on the frozen tokens of ``cond.encoder`` and put it in ``cond`` in place of its CLIP
     head. Writes ``out/clip_head_refit.json`` (``out`` None: nothing written) and returns its record."""
     t0 = time.perf_counter()
-    n_tokens, width = cond.token_shape()
+    width, length = cond.head_input_shape(cfg.clip_head)
     # trained on the CPU: the ridge start is numpy's, and the head is small beside the encoder
-    head = filters_head(width, n_tokens, int(cond.config.clip_dim), cfg.clip_head_filters, cfg.clip_head_bins,
+    head = filters_head(width, length, int(cond.config.clip_dim), cfg.clip_head_filters, cfg.clip_head_bins,
                         dropout=REFIT_DROPOUT)
-    prepared, ids, firsts, scale = _collect(cond, train_ds, device, head.prepare)
+    prepared, ids, firsts, scale = _collect(cond, train_ds, device, head.prepare, cfg.clip_head)
     unit = F.normalize(targets.clip_embeds(firsts).float().cpu(), dim=-1)[None]  # [1, M, P]: one target level
     acfg = AlignConfig(output=str(out or ""), batch_size=REFIT_BATCH, learning_rate=REFIT_LR,
                        weight_decay=REFIT_WEIGHT_DECAY, cosine_weight=REFIT_COSINE_WEIGHT,
@@ -87,12 +96,12 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     log = JsonlLog(Path(out) / "clip_head_refit.jsonl", enabled=out is not None)
     train_loop(head, acfg, (prepared, ids), unit, None, log)
     head.eval()
-    record = {"filters": cfg.clip_head_filters, "bins": cfg.clip_head_bins, "steps": cfg.clip_head_steps,
+    record = {"head": cfg.clip_head, "filters": cfg.clip_head_filters, "bins": cfg.clip_head_bins, "steps": cfg.clip_head_steps,
               "ridge_alpha": start["alpha"], "scale": scale, "train_trials": int(len(prepared))}
     val = _val_set(cfg, targets, val_ds, device)  # the warm-up's val pairs and cosine
     if val is not None:
         record["val_clip_cos_before"] = _val_cosine(cond, val, cfg.batch_size)
-    cond.use_filters_head(head, scale)
+    cond.use_filters_head(head, scale, cfg.clip_head)
     if val is not None:
         record["val_clip_cos_after"] = _val_cosine(cond, val, cfg.batch_size)
     record["seconds"] = round(time.perf_counter() - t0, 2)

@@ -141,12 +141,12 @@ class Trainer:
                 self.out.mkdir(parents=True, exist_ok=True)
             warm = clip_warmup(cfg, p, self.train_ds, self.val_ds, acc.device,
                                self.out if acc.is_main_process else None, targets=self.targets)
-        if cfg.clip_head == "filters":
+        if cfg.clip_head != "pool":
             if cfg.resume:  # the checkpoint holds the fitted head (its scale is in the refit's record)
-                n_tokens, width = p.conditioner.token_shape()
-                p.conditioner.use_filters_head(filters_head(width, n_tokens, p.conditioner.config.clip_dim,
+                width, length = p.conditioner.head_input_shape(cfg.clip_head)
+                p.conditioner.use_filters_head(filters_head(width, length, p.conditioner.config.clip_dim,
                                                             cfg.clip_head_filters, cfg.clip_head_bins),
-                                               refit_scale(self.out))
+                                               refit_scale(self.out), cfg.clip_head)
             else:
                 refit_clip_head(cfg, p.conditioner, self.train_ds, self.val_ds, self.targets, acc.device,
                                 self.out if acc.is_main_process else None)
