@@ -24,7 +24,12 @@ from dreamdiffusion.evaluation.figures import (  # noqa: F401  (re-exported: the
 logger = logging.getLogger(__name__)
 
 
+# what a refitted CLIP head reads, as the report names it (finetune --clip-head)
+REFIT_INPUT = {"filters": "its frozen tokens", "eeg": "the EEG window beside the encoder"}
+
+
 # ----------------------------------------------------------------------------------------------- figures
+
 
 def eeg_traces(
     eeg,
@@ -196,10 +201,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         + (f"; the warm-up taught the mapper the base's caption contexts (weight {s['caption_weight']})"
            if s.get("caption_weight") else "")
         + ("; the CLIP prediction enters every context token" if s.get("clip_context") else "")
-        + ("; after the warm-up a low-rank CLIP head refitted on its frozen tokens (InfoNCE + cos, "
-           "`finetune/clip_head_refit.json`)" if s.get("clip_head") == "filters" and s.get("clip_weight") else "")
-        + ("; after the warm-up a low-rank CLIP head fitted on the EEG window beside the encoder (InfoNCE + cos, "
-           "`finetune/clip_head_refit.json`)" if s.get("clip_head") == "eeg" and s.get("clip_weight") else "")
+        + (f"; after the warm-up a low-rank CLIP head refitted on {REFIT_INPUT[s['clip_head']]} (InfoNCE + cos, "
+           "`finetune/clip_head_refit.json`)" if s.get("clip_head") in REFIT_INPUT and s.get("clip_weight") else "")
         + ("; the null context started from the base's" if s.get("null_init") == "base" else "")
         + ("; the encoder given a fresh final LayerNorm" if s.get("encoder_norm") == "layernorm" else ""),
         f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'), s.get('clip_guidance_steps'))}, "

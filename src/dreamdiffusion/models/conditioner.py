@@ -221,7 +221,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             self.clip_filters = None
         else:
             self.clip_pool = self.clip_proj = None
-            width, length = (cfg.n_chans, cfg.n_times) if cfg.clip_head == "eeg" else (embed_dim, n_tokens)
+            width, length = self.head_input_shape(cfg.clip_head)
             self.clip_filters = filters_head(width, length, clip_dim, cfg.clip_head_filters, cfg.clip_head_bins)
 
     @property

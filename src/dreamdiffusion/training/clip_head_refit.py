@@ -79,8 +79,8 @@ def _collect(cond, dataset, device, prepare, kind: str = "filters",
 
 def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: FrozenTargets, device,
                     out: Path | None) -> dict:
-    """Fit the ``filters`` head on the frozen tokens of ``cond.encoder`` and put it in ``cond`` in place of its CLIP
-    head. Writes ``out/clip_head_refit.json`` (``out`` None: nothing written) and returns its record."""
+    """Fit the ``cfg.clip_head`` head (``filters``: on the frozen tokens of ``cond.encoder``; ``eeg``: on the EEG
+    window) and put it in ``cond`` in place of its CLIP head. Writes ``out/clip_head_refit.json`` (``out`` None: nothing written) and returns its record."""
     t0 = time.perf_counter()
     width, length = cond.head_input_shape(cfg.clip_head)
     # trained on the CPU: the ridge start is numpy's, and the head is small beside the encoder
