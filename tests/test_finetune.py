@@ -123,6 +123,24 @@ def test_clip_warmup_aligns_encoder_only_and_keeps_best_val_step(parts, tmp_path
     assert len(lr_of) == sum(q.requires_grad for q in trainer.system.parameters())
 
 
+def test_clip_warmup_encoder_learning_rate_0_keeps_stage_as_encoder_and_trains_the_head(parts, tmp_path):
+    from dreamdiffusion.models.conditioner import load_encoder
+
+    cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=4, clip_warmup_learning_rate=3e-3,
+               clip_warmup_encoder_learning_rate=0.0)
+    trainer = Trainer(cfg, PairList(4), PairList(2))
+    enc_before = load_encoder(parts / "enc").state_dict()
+    trainer.setup()
+    cond = trainer.parts.conditioner
+    assert all(torch.equal(enc_before[k], v) for k, v in cond.encoder.state_dict().items())
+    records = json.loads((tmp_path / "o" / "clip_warmup.json").read_text())["records"]
+    assert len({r["val_clip_cos"] for r in records}) == len(records)  # the head alone moved the val cosine
+    # the joint phase trains the encoder again (its flags restored after the warm-up)
+    assert all(q.requires_grad for q in cond.encoder.parameters())
+    with pytest.raises(ConfigError, match="clip_warmup_encoder_learning_rate"):
+        _cfg(parts, tmp_path / "p", clip_warmup_steps=4, clip_warmup_encoder_learning_rate=-1.0).validate()
+
+
 def test_clip_warmup_cosine_schedule_decays_to_zero(parts, tmp_path):
     cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=6, clip_warmup_learning_rate=3e-3,
                clip_warmup_schedule="cosine")

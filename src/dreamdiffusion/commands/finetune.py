@@ -106,6 +106,9 @@ def finetune_cmd(
                                           help="Steps of encoder + CLIP head on the CLIP loss alone first (0: off)."),
     clip_warmup_learning_rate: float | None = typer.Option(None, "--clip-warmup-learning-rate",
                                                               help="Learning rate of the warm-up (default: --learning-rate)."),
+    clip_warmup_encoder_learning_rate: float | None = typer.Option(
+        None, "--clip-warmup-encoder-learning-rate",
+        help="The encoder's learning rate in the warm-up (default: the warm-up's; 0: kept as Stage A left it)."),
     clip_warmup_schedule: str = typer.Option(_D.clip_warmup_schedule, "--clip-warmup-schedule",
                                              help="The warm-up's learning rate over its steps: constant | cosine "
                                                   "(decays to 0 by its last step)."),

@@ -133,6 +133,7 @@ def stage_b_config(folder: Path, bench: Path, encoder: Path | None, cfg: DemoCon
         select_metric=s.select_metric, select_images=s.select_images, validation_inference_steps=s.select_steps,
         guidance_scale=s.select_guidance,
         clip_warmup_steps=warmup, clip_warmup_learning_rate=s.clip_warmup_learning_rate,
+        clip_warmup_encoder_learning_rate=s.clip_warmup_encoder_learning_rate,
         clip_warmup_schedule=s.clip_warmup_schedule, freeze_clip_head=s.freeze_clip_head and bool(warmup),
         clip_head=s.clip_head if warmup else "pool", clip_head_steps=s.clip_head_steps,
         tokenizer_init=s.tokenizer_init, encoder_norm=s.encoder_norm, null_init=s.null_init,

@@ -128,6 +128,7 @@ class DemoSettings:
     # contexts and 300 joint steps (~20 s less) on val, seeds 1 / 11: top-1 0.800 -> 0.750, 0.740 -> 0.694.
     clip_warmup_steps: int = 1000
     clip_warmup_learning_rate: float | None = None  # None: finetune_learning_rate
+    clip_warmup_encoder_learning_rate: float | None = None  # None: the warm-up's rate; 0: Stage A's encoder kept
     # constant rather than cosine (val, 716 EEGs, low-level strength 0.5, top-1 at seeds 1 / 131): a 700-step cosine
     # warm-up (~25 s less) 0.846 / 0.689 -> 0.800 / 0.651; the joint phase cosine (finetune_lr_scheduler) 0.827 / 0.701.
     clip_warmup_schedule: str = "constant"

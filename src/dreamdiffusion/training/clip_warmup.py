@@ -61,13 +61,22 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     cond.to(device)
     trained = ("encoder", "clip_pool", "clip_proj") + (("token_mapper", "dim_mapper", "clip_context_proj")
                                                      if cfg.caption_weight else ())
-    params = [q for n, q in cond.named_parameters() if n.split(".")[0] in trained]
+    warmup_lr = cfg.clip_warmup_learning_rate or cfg.learning_rate
+    encoder_lr = warmup_lr if cfg.clip_warmup_encoder_learning_rate is None else cfg.clip_warmup_encoder_learning_rate
+    groups = [{"params": [q for n, q in cond.named_parameters() if n.split(".")[0] in trained[1:]]}]
+    encoder_grad = [q.requires_grad for q in cond.encoder.parameters()]
+    if encoder_lr == 0:  # as Stage A left it: no gradient through it at all (its flags restored after the loop)
+        cond.encoder.requires_grad_(False)
+    else:  # a group of its own: the same update as one group when the rates are equal (AdamW is per parameter)
+        groups.append({"params": list(cond.encoder.parameters()), "lr": encoder_lr})
     captions = CaptionTargets(cfg.base, cfg.dataset) if cfg.caption_weight else None
     # --align contrastive: the warm-up's own learnable temperature, handed on to the joint phase.
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07))) if cfg.align == "contrastive" else None
+    groups[0]["params"] += [logit_scale] if logit_scale is not None else []
+    # in the module's order, as before the groups: the clipped norm sums them in this order
+    params = [q for n, q in cond.named_parameters() if n.split(".")[0] in trained and q.requires_grad]
     params += [logit_scale] if logit_scale is not None else []
-    opt = torch.optim.AdamW(params, lr=cfg.clip_warmup_learning_rate or cfg.learning_rate,
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=warmup_lr, weight_decay=cfg.weight_decay)
     steps = cfg.clip_warmup_steps
     schedule = None
     if cfg.clip_warmup_schedule == "cosine":
@@ -116,6 +125,8 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
             for n, q in cond.named_parameters():
                 q.copy_(best_state[n])
     opt.zero_grad(set_to_none=True)
+    for q, flag in zip(cond.encoder.parameters(), encoder_grad):
+        q.requires_grad_(flag)
     logger.info("CLIP warm-up: %d steps, kept step %d (val CLIP cosine %s)", steps, best["step"], best["val_clip_cos"])
     if logit_scale is not None:
         best["logit_scale"] = float(logit_scale.detach())

@@ -82,6 +82,10 @@ class FinetuneConfig:
     # before the diffusion loss starts (0 = off). The step with the best val cosine is kept.
     clip_warmup_steps: int = 0
     clip_warmup_learning_rate: float | None = None  # None: learning_rate
+    # The encoder's rate in the warm-up (None: the warm-up's; 0: the encoder stays as Stage B starts it through the
+    # warm-up). Why: Stage B's start (a ridge-started tokenizer, a fresh norm) costs the encoder's linear probe and the
+    # warm-up wins part of it back, on val more at a lower rate than the head's (docs/finetune.md, "Other training knobs").
+    clip_warmup_encoder_learning_rate: float | None = None
     # The warm-up's learning rate over its steps: constant (as before) | cosine (decays to 0 by the last step; the
     # val cosine then settles instead of wandering +-0.02 around its plateau at a constant rate).
     clip_warmup_schedule: str = "constant"
@@ -200,11 +204,12 @@ class FinetuneConfig:
             raise ConfigError("--clip-head-steps and --clip-head-bins must be at least 1, --clip-head-filters at least 0")
         if self.freeze_clip_head and not self.clip_warmup_steps:
             raise ConfigError("--freeze-clip-head keeps the head the CLIP warm-up trained: set --clip-warmup-steps too")
-        for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate"):
+        for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate",
+                     "clip_warmup_encoder_learning_rate"):
             value = getattr(self, name)
             if value is None:
                 continue
-            if name == "encoder_learning_rate":  # 0: frozen in the joint phase (after the warm-up, if any)
+            if name in ("encoder_learning_rate", "clip_warmup_encoder_learning_rate"):  # 0: frozen (that phase)
                 if value < 0:
                     raise ConfigError(f"{name} must be >= 0 (0 freezes the encoder), got {value}")
             elif value <= 0:
