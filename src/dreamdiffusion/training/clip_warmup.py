@@ -59,13 +59,14 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     targets = targets or FrozenTargets(parts.clip, parts.clip_processor, parts.vae)
     cond = parts.conditioner
     cond.to(device)
-    trained = ("encoder", "clip_pool", "clip_proj") + (("token_mapper", "dim_mapper", "clip_context_proj")
-                                                     if cfg.caption_weight else ())
+    heads = ("clip_pool", "clip_proj") + (("token_mapper", "dim_mapper", "clip_context_proj")
+                                          if cfg.caption_weight else ())
+    trained = ("encoder",) + heads
     warmup_lr = cfg.clip_warmup_learning_rate or cfg.learning_rate
     encoder_lr = warmup_lr if cfg.clip_warmup_encoder_learning_rate is None else cfg.clip_warmup_encoder_learning_rate
-    groups = [{"params": [q for n, q in cond.named_parameters() if n.split(".")[0] in trained[1:]]}]
+    groups = [{"params": [q for n, q in cond.named_parameters() if n.split(".")[0] in heads]}]
     encoder_grad = [q.requires_grad for q in cond.encoder.parameters()]
-    if encoder_lr == 0:  # as Stage A left it: no gradient through it at all (its flags restored after the loop)
+    if encoder_lr == 0:  # as Stage B starts it: no gradient through it at all (its flags restored after the loop)
         cond.encoder.requires_grad_(False)
     else:  # a group of its own: the same update as one group when the rates are equal (AdamW is per parameter)
         groups.append({"params": list(cond.encoder.parameters()), "lr": encoder_lr})
