@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from dreamdiffusion.models.eeg_encoder import PRESETS, EEGEncoder, MaskedSignalModel, count_parameters, random_masking
@@ -231,6 +232,47 @@ def test_an_encoder_without_its_final_norm_round_trips_through_the_conditioner(t
     del config["final_norm"]
     (tmp_path / "old" / "config.json").write_text(json.dumps(config))
     assert isinstance(load_encoder(tmp_path / "old").norm, torch.nn.LayerNorm)
+
+
+def test_the_affine_norm_scales_the_tokens_to_unit_spread_without_losing_any_linear_read_out(tmp_path):
+    """final_norm "affine": identity until calibrated; then the calibration EEG's tokens are centred per feature at
+    unit spread overall, each token an affine map of the norm-free one (one scale: the relative sizes kept); it
+    round-trips through save/load, and an encoder that had a LayerNorm gets a fresh affine map, not the LN's weights."""
+    from dreamdiffusion.models.conditioner import EEGConditioner
+    from dreamdiffusion.models.eeg_encoder import TokenAffine
+
+    torch.manual_seed(0)
+    free = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=32, final_norm=False).encoder.eval()
+    cond = EEGConditioner.from_encoder(free, cross_attention_dim=16, clip_dim=8, final_norm="affine")
+    enc = cond.encoder.eval()
+    assert cond.config.final_norm == "affine" and isinstance(enc.norm, TokenAffine)
+    eeg = 3.0 * torch.randn(16, 4, 32) + 1.0
+    with torch.no_grad():
+        raw = free(eeg)
+        assert torch.equal(enc(eeg), raw)  # the identity before calibration
+        record = enc.calibrate_norm(eeg)
+        out = enc(eeg)
+    centred = raw - raw.reshape(-1, raw.shape[-1]).mean(0)
+    assert record["spread"] == pytest.approx(float(centred.std()), rel=1e-5)
+    flat = out.reshape(-1, out.shape[-1])
+    assert torch.allclose(flat.mean(0), torch.zeros(out.shape[-1]), atol=1e-4)
+    assert float(flat.std()) == pytest.approx(1.0, abs=1e-4)
+    # one scale for every feature: out = (raw - feature mean) / overall spread
+    expected = centred / centred.std()
+    assert torch.allclose(out, expected, atol=1e-4)
+    cond.save_pretrained(tmp_path / "cond")
+    back = EEGConditioner.from_pretrained(tmp_path / "cond").eval()
+    with torch.no_grad():
+        assert isinstance(back.encoder.norm, TokenAffine) and torch.equal(back.encoder(eeg), out)
+    normed = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=32).encoder
+    with torch.no_grad():
+        normed.norm.weight.fill_(2.0)
+    fresh = EEGConditioner.from_encoder(normed, cross_attention_dim=16, clip_dim=8, final_norm="affine").encoder
+    assert torch.equal(fresh.norm.weight, torch.ones(fresh.config.embed_dim))
+    with pytest.raises(ValueError, match="affine"):
+        free.calibrate_norm(eeg)  # a norm-free encoder has nothing to calibrate
+    with pytest.raises(ValueError, match="final_norm"):
+        EEGEncoder(n_chans=4, n_times=32, embed_dim=8, depth=1, num_heads=2, final_norm="batchnorm")
 
 
 def test_stage_b_can_give_a_norm_free_encoder_a_fresh_layernorm_and_nothing_else_changes():

@@ -545,5 +545,14 @@ def test_encoder_norm_layernorm_gives_a_norm_free_stage_a_encoder_a_fresh_norm(p
     kept = Trainer(_cfg(parts, tmp_path / "k", encoder=str(tmp_path / "free")), PairList(8), PairList(2))
     kept.setup()
     assert isinstance(kept.parts.conditioner.encoder.norm, torch.nn.Identity)
+    # affine: a per-feature affine map, set after the tokenizer's start from the train EEG's tokens, and recorded
+    affine = Trainer(_cfg(parts, tmp_path / "a", encoder=str(tmp_path / "free"), encoder_norm="affine"),
+                     PairList(8), PairList(2))
+    affine.setup()
+    norm = affine.parts.conditioner.encoder.norm
+    record = json.loads((tmp_path / "a" / "encoder_norm.json").read_text())
+    assert type(norm).__name__ == "TokenAffine" and record["n_windows"] == 8
+    assert torch.allclose(norm.weight, torch.full_like(norm.weight, record["scale"]))
+    assert record["scale"] == pytest.approx(1.0 / record["spread"])
     with pytest.raises(ConfigError, match="--encoder-norm"):
         _cfg(parts, tmp_path / "b", encoder_norm="batchnorm").validate()

@@ -136,7 +136,8 @@ def finetune_cmd(
     encoder_norm: str = typer.Option(
         _D.encoder_norm, "--encoder-norm",
         help="The encoder's last norm in Stage B: pretrained (as Stage A trained it) | layernorm (a fresh LayerNorm "
-             "where Stage A trained without one, `pretrain --no-final-norm`)."),
+             "where Stage A trained without one, `pretrain --no-final-norm`) | affine (a fresh per-feature affine map "
+             "set to centre the train EEG's tokens at unit spread: scaled as a LayerNorm's output, but linear)."),
     caption_weight: float = typer.Option(
         _D.caption_weight, "--caption-weight",
         help="In the CLIP warm-up, also pull the token mapper's context toward the base's own context for the paired "

@@ -204,7 +204,9 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         + (f"; after the warm-up a low-rank CLIP head refitted on {REFIT_INPUT[s['clip_head']]} (InfoNCE + cos, "
            "`finetune/clip_head_refit.json`)" if s.get("clip_head") in REFIT_INPUT and s.get("clip_weight") else "")
         + ("; the null context started from the base's" if s.get("null_init") == "base" else "")
-        + ("; the encoder given a fresh final LayerNorm" if s.get("encoder_norm") == "layernorm" else ""),
+        + {"layernorm": "; the encoder given a fresh final LayerNorm",
+           "affine": "; the encoder's tokens scaled to unit spread by a fresh affine map (`finetune/encoder_norm.json`)",
+           }.get(s.get("encoder_norm"), ""),
         f"- generation: {s['num_images']} samples per test EEG{best_of(s.get('candidates'), 'CLIP head', s.get('clip_guidance'), s.get('clip_guidance_steps'))}, "
         f"{s['steps']} DPM-Solver++ steps, guidance {metrics.get('guidance', s['guidance'])} "
         f"({metrics.get('guidance_selection', {}).get('chosen_on', 'fixed')})",

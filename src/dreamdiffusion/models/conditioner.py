@@ -120,6 +120,13 @@ class LatentGuessMixin:
         return self.latent_decoder(eeg)
 
 
+def _norm_kind(final_norm) -> str:
+    """An encoder's ``final_norm`` config value as one name: layernorm | affine | none."""
+    if final_norm is True or final_norm == "layernorm":
+        return "layernorm"
+    return "affine" if final_norm == "affine" else "none"
+
+
 class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
     """EEG window ``[B, n_chans, n_times]`` -> cross-attention context, CLIP embedding, time conditioning."""
 
@@ -144,7 +151,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         alibi: bool = False,
         patch_init: str = "xavier",
         block_init: str = "xavier",
-        final_norm: bool = True,
+        final_norm: bool | str = True,
         arch: str = "msm",
         arch_options: dict | None = None,
         channel_index: list | None = None,
@@ -238,22 +245,23 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         cross_attention_dim: int,
         clip_dim: int,
         time_embed_dim: int | None = None,
-        final_norm: bool | None = None,
+        final_norm: bool | str | None = None,
         **kwargs,
     ) -> "EEGConditioner":
         """A conditioner around a pretrained encoder (an ``EEGEncoder`` or its folder).
 
-        ``final_norm``: None keeps the encoder's; True where the encoder has none adds a fresh LayerNorm (weight 1,
-        bias 0), the rest of the encoder as trained; False drops the encoder's norm."""
+        ``final_norm``: None keeps the encoder's; True (or "layernorm") where the encoder has none adds a fresh
+        LayerNorm (weight 1, bias 0), "affine" a fresh ``TokenAffine`` (the identity until
+        ``EEGEncoder.calibrate_norm``), the rest of the encoder as trained; False drops the encoder's norm."""
         if not isinstance(encoder, EEGEncoder):
             encoder = load_encoder(encoder)
         enc_cfg = {k: encoder.config[k] for k in ENCODER_CONFIG_KEYS}
         if final_norm is not None:
-            enc_cfg["final_norm"] = bool(final_norm)
+            enc_cfg["final_norm"] = final_norm if isinstance(final_norm, str) else bool(final_norm)
         model = cls(**enc_cfg, cross_attention_dim=cross_attention_dim, clip_dim=clip_dim,
                     time_embed_dim=time_embed_dim, **kwargs)
         state = encoder.state_dict()
-        if not model.config.final_norm:
+        if _norm_kind(model.config.final_norm) != _norm_kind(encoder.config.final_norm):  # another kind: a fresh one
             state = {k: v for k, v in state.items() if not k.startswith("norm.")}
         missing, unexpected = model.encoder.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith("norm.") for k in missing):  # only a norm Stage A did not have

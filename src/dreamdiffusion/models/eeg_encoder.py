@@ -174,6 +174,34 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+class TokenAffine(nn.Module):
+    """``x * weight + bias`` per feature: the encoder's ``final_norm="affine"``. It starts as the identity;
+    :meth:`EEGEncoder.calibrate_norm` sets it from the tokens of some EEG. Its parameters have a LayerNorm's names and
+    shapes, so a folder saved with either loads into the other's state keys."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight + self.bias
+
+
+FINAL_NORMS = ("layernorm", "affine")  # the kinds of final_norm beside True (= "layernorm") and False (none)
+
+
+def final_norm_module(kind: bool | str, dim: int) -> nn.Module:
+    """The encoder's last norm from its config value: True / "layernorm", "affine", or False (none)."""
+    if kind is True or kind == "layernorm":
+        return nn.LayerNorm(dim, eps=1e-6)
+    if kind == "affine":
+        return TokenAffine(dim)
+    if kind is False or kind is None:
+        return nn.Identity()
+    raise ValueError(f"final_norm must be True, False or one of {', '.join(FINAL_NORMS)}, got {kind!r}")
+
+
 class EEGEncoder(ModelMixin, ConfigMixin):
     """EEG window ``[B, n_chans, n_times]`` -> tokens ``[B, n_times / patch_size, embed_dim]``.
 
@@ -198,7 +226,7 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         alibi: bool = False,
         patch_init: str = "xavier",
         block_init: str = "xavier",
-        final_norm: bool = True,
+        final_norm: bool | str = True,
     ):
         super().__init__()
         if n_times % patch_size:
@@ -210,8 +238,10 @@ class EEGEncoder(ModelMixin, ConfigMixin):
         self.register_buffer("pos_embed", sincos_positions(self.num_tokens, embed_dim)[None], persistent=False)
         self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
         # The paper's (MAE's) last LayerNorm divides every token by its own spread, which the background dominates;
-        # final_norm=False hands Stage B the blocks' output as it is (docs/pretrain.md measures what that keeps).
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6) if final_norm else nn.Identity()
+        # final_norm=False hands Stage B the blocks' output as it is (docs/pretrain.md measures what that keeps);
+        # "affine" a per-feature affine map (TokenAffine) that Stage B sets to unit spread: scaled like a LayerNorm's
+        # output but linear, so no token loses what a linear read-out of it finds.
+        self.norm = final_norm_module(final_norm, embed_dim)
         self.gradient_checkpointing = False
         self.apply(_init_weights)
         init_patch_embed(self.patch_embed.weight.data, patch_init)
@@ -246,6 +276,23 @@ class EEGEncoder(ModelMixin, ConfigMixin):
     def forward(self, eeg: torch.Tensor) -> torch.Tensor:
         """All tokens, cls dropped: the conditioning sequence of Stage B, ``[B, N, D]``."""
         return self.encode_tokens(self.embed(eeg))[:, 1:, :]
+
+    @torch.no_grad()
+    def calibrate_norm(self, eeg: torch.Tensor) -> dict:
+        """Set a ``TokenAffine`` final norm so the tokens of ``eeg`` ``[B, C, T]`` come out centred per feature with
+        unit spread over all features (one scale: the features keep their relative sizes, as the probe reads them).
+        Returns ``{"scale", "spread"}`` (the spread the centred tokens had before)."""
+        if not isinstance(self.norm, TokenAffine):
+            raise ValueError(f"calibrate_norm needs final_norm='affine', this encoder has {self.config.final_norm!r}")
+        self.norm.weight.fill_(1.0)
+        self.norm.bias.zero_()
+        tokens = self(eeg).float().reshape(-1, self.config.embed_dim)
+        mean = tokens.mean(0)
+        spread = float((tokens - mean).std())
+        scale = 1.0 / max(spread, 1e-12)
+        self.norm.weight.fill_(scale)
+        self.norm.bias.copy_(-mean * scale)
+        return {"scale": scale, "spread": spread}
 
 
 def random_masking(x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None, span: int = 1):
@@ -300,7 +347,7 @@ class MaskedSignalModel(ModelMixin, ConfigMixin):
         patch_init: str = "xavier",
         block_init: str = "xavier",
         visible_loss_weight: float = 0.0,
-        final_norm: bool = True,
+        final_norm: bool | str = True,
     ):
         super().__init__()
         # Keywords, not positions: diffusers' register_to_config lists positional arguments under

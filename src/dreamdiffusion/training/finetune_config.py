@@ -14,7 +14,7 @@ from dreamdiffusion.models.conditioner import CLIP_HEADS
 from dreamdiffusion.models.encoders import ARCHS
 
 TOKENIZER_INITS = ("pretrained", "ridge")  # finetune --tokenizer-init (training/tokenizer_init.py)
-ENCODER_NORMS = ("pretrained", "layernorm")  # finetune --encoder-norm
+ENCODER_NORMS = ("pretrained", "layernorm", "affine")  # finetune --encoder-norm
 NULL_INITS = ("random", "base")  # finetune --null-init
 WARMUP_SCHEDULES = ("constant", "cosine")  # finetune --clip-warmup-schedule
 
@@ -106,9 +106,12 @@ class FinetuneConfig:
     # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
     tokenizer_init: str = "pretrained"
     # The encoder's last norm in Stage B: pretrained = as Stage A trained it (with or without, `pretrain
-    # --no-final-norm`); layernorm = a fresh LayerNorm (identity at the start) where Stage A trained without one.
-    # Why: Stage A without the norm keeps the EEG's scales for a linear read-out (docs/pretrain.md), and Stage B's
-    # heads and token mapper train on normalised tokens as they always did.
+    # --no-final-norm`); layernorm = a fresh LayerNorm (identity at the start) where Stage A trained without one;
+    # affine = a fresh per-feature affine map set from the train EEG's tokens (centred, unit spread) after the
+    # tokenizer's start. Why: Stage A without the norm keeps the EEG's scales for a linear read-out
+    # (docs/pretrain.md), and Stage B's heads and token mapper train on tokens of unit scale as they always did;
+    # a LayerNorm divides each token by its own spread, which loses part of what a linear read-out finds, the
+    # affine map does not.
     encoder_norm: str = "pretrained"
     # Caption contexts (0 = off, the paper): in the CLIP warm-up the token mapper learns to put out the base's own
     # context for the paired image's caption (a class-conditional base's class embedding; a Stable Diffusion base's

@@ -58,7 +58,7 @@ from dreamdiffusion.training.stageb import (
     sample_timesteps,
     stack_eeg,
 )
-from dreamdiffusion.training.tokenizer_init import TOKENIZER_FILE, ridge_tokenizer
+from dreamdiffusion.training.tokenizer_init import NORM_FILE, TOKENIZER_FILE, calibrate_affine_norm, ridge_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,11 @@ class Trainer:
             if acc.is_main_process:
                 self.out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(self.out / TOKENIZER_FILE, record)
+        if cfg.encoder_norm == "affine" and not cfg.resume:  # after the tokenizer's start: the tokens it makes
+            record = calibrate_affine_norm(p.conditioner.encoder, self.train_ds, acc.device)
+            if record is not None and acc.is_main_process:
+                self.out.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(self.out / NORM_FILE, record)
         if cfg.null_init == "base" and not cfg.resume:
             null = base_null_context(cfg.base)
             if null.shape != p.conditioner.null_cond.shape:

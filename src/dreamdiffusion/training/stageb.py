@@ -263,7 +263,7 @@ def build_conditioner(cfg: FinetuneConfig, n_chans: int, n_times: int, sfreq: fl
                 f"or pretrain an encoder for this montage)", cfg.encoder)
         if aligned:
             return EEGConditioner.from_aligned(encoder, cross, clip_dim, time_dim, **head)
-        norm = True if cfg.encoder_norm == "layernorm" else None
+        norm = None if cfg.encoder_norm == "pretrained" else cfg.encoder_norm
         return EEGConditioner.from_encoder(encoder, cross, clip_dim, time_dim, final_norm=norm, **head)
     sfreq = sfreq or PAPER_SFREQ
     if (cfg.encoder_arch or "msm") != "msm":

@@ -1,4 +1,5 @@
-"""Stage B's optional closed-form start of the EEG tokenizer: ``finetune --tokenizer-init ridge``.
+"""Stage B's optional closed-form starts of the EEG tokenizer (``finetune --tokenizer-init ridge``) and of the
+encoder's last norm (``finetune --encoder-norm affine``, :func:`calibrate_affine_norm` at the end).
 
 The paper's transformer cuts the EEG into tokens with one linear map per patch (all channels x ``patch_size``
 samples -> ``embed_dim``). At the ``tiny`` width that squeezes 128 channels x 4 samples into 64 numbers, and masked
@@ -25,12 +26,14 @@ import torch
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.data.transforms import binned_means
+from dreamdiffusion.models.eeg_encoder import TokenAffine
 from dreamdiffusion.training.finetune_config import TOKENIZER_INITS
 from dreamdiffusion.training.stageb import stack_eeg
 
 logger = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer_init.json"  # the record of a ridge start, in the finetune output folder
+NORM_FILE = "encoder_norm.json"  # the record of an affine norm's calibration (finetune --encoder-norm affine)
 # Time bins of the ridge map's features: the linear probe's 16. On val the ridge baselines' 8 did as well (benchmark
 # seeds 1 / 11: top-1 0.673 / 0.500 with 8 bins, 0.649 / 0.508 with 16; warm-up val cosine 0.527 / 0.382 and
 # 0.546 / 0.393; the paper's tokenizer 0.529 / 0.402, cosine 0.463 / 0.358).
@@ -82,4 +85,25 @@ def ridge_tokenizer(encoder, train_ds, clip_embeds, n_bins: int = RIDGE_BINS, ba
     return record
 
 
-__all__ = ["TOKENIZER_INITS", "TOKENIZER_FILE", "ridge_tokenizer"]
+@torch.no_grad()
+def calibrate_affine_norm(encoder, train_ds, device, n_windows: int = 512) -> dict | None:
+    """``finetune --encoder-norm affine``: set the encoder's ``TokenAffine`` final norm from the tokens of up to
+    ``n_windows`` train EEGs spread evenly over the split (deterministic: no random stream is touched).
+    Returns the record written to ``encoder_norm.json``: ``{"scale", "spread", "n_windows"}``; None where the
+    encoder has no such norm (a fresh preset encoder, like ``layernorm``, keeps its own)."""
+    if not isinstance(getattr(encoder, "norm", None), TokenAffine):
+        return None
+    idx = np.unique(np.linspace(0, len(train_ds) - 1, min(n_windows, len(train_ds))).round().astype(int))
+    mode = encoder.training
+    encoder.eval()
+    try:
+        eeg = stack_eeg([train_ds[int(i)] for i in idx]).to(device, next(encoder.parameters()).dtype)
+        record = encoder.calibrate_norm(eeg)
+    finally:
+        encoder.train(mode)
+    record["n_windows"] = len(idx)
+    logger.info("encoder norm: affine, tokens' spread %.3g on %d train EEGs scaled to 1", record["spread"], len(idx))
+    return record
+
+
+__all__ = ["TOKENIZER_INITS", "TOKENIZER_FILE", "NORM_FILE", "calibrate_affine_norm", "ridge_tokenizer"]
