@@ -32,7 +32,7 @@ from dreamdiffusion.data.pairs import open_paired_dataset
 from dreamdiffusion.evaluation import baselines as B
 from dreamdiffusion.evaluation import metrics as M
 from dreamdiffusion.evaluation.classifier import BUILTIN_CLASSIFIER, DEFAULT_IMAGENET_CLASSIFIER, ImageClassifier
-from dreamdiffusion.evaluation.figures import comparison_grid, metrics_markdown
+from dreamdiffusion.evaluation.figures import comparison_grid, fmt, metrics_markdown
 from dreamdiffusion.evaluation.samples import SAMPLES_DIR, read_samples, save_samples
 from dreamdiffusion.generation import draw_images, load_pipeline, steering
 from dreamdiffusion.models.hub import clip_image_embeds, load_clip
@@ -288,7 +288,7 @@ def evaluate(config: EvaluateConfig, progress: bool = True) -> dict:
     with staged_folder(config.output, config.overwrite) as out_dir:
         result = _evaluate_into(config, out_dir, progress)
     logger.info("top-1 (%d-way) %.3f (chance %.3f); retrieval top-1 %s; SSIM %.3f; PCC %.3f  -> %s",
-                result["n_way"], result["top1_accuracy"], result["chance"], result.get("retrieval_top1"),
+                result["n_way"], result["top1_accuracy"], result["chance"], fmt(result.get("retrieval_top1")),
                 result["ssim"], result["pcc"], Path(config.output) / "metrics.json")
     return result
 

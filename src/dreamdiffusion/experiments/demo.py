@@ -27,6 +27,7 @@ from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.core.machine import machine_description
 from dreamdiffusion.data.synthetic import SyntheticPairs, build_benchmark
 from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
+from dreamdiffusion.evaluation.figures import fmt
 from dreamdiffusion.evaluation.probe import linear_probe
 from dreamdiffusion.evaluation.selection import choose_guidance, distinct_image_items
 from dreamdiffusion.experiments.low_level import fit_latent_stage, low_level_stage
@@ -272,7 +273,7 @@ def run_demo(config: DemoConfig) -> dict:
         write_demo_report(out, bench, encoder, pipeline, metrics)
     logger.info("demo done in %.0f s: top-1 %.3f (%d-way, chance %.3f), retrieval top-1 %s, SSIM %.3f, PCC %.3f -> %s",
                 timings["total_s"], metrics["top1_accuracy"], metrics["n_way"], metrics["chance"],
-                metrics["retrieval_top1"], metrics["ssim"], metrics["pcc"], out / "report.md")
+                fmt(metrics["retrieval_top1"]), metrics["ssim"], metrics["pcc"], out / "report.md")
     return metrics
 
 

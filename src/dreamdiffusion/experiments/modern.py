@@ -29,6 +29,7 @@ from dreamdiffusion.conditioning import aligned_preprocessing
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.synthetic import SyntheticPairs
+from dreamdiffusion.evaluation.figures import fmt
 from dreamdiffusion.experiments.demo import (
     DemoConfig,
     build_stage,
@@ -163,7 +164,7 @@ def run_modern(config: DemoConfig) -> dict:
         write_modern_report(out, bench, encoder, pipeline, metrics)
     logger.info("modern demo done in %.0f s: top-1 %.3f (%d-way, chance %.3f), retrieval top-1 %s -> %s",
                 timings["total_s"], metrics["top1_accuracy"], metrics["n_way"], metrics["chance"],
-                metrics["retrieval_top1"], out)
+                fmt(metrics["retrieval_top1"]), out)
     return metrics
 
 
