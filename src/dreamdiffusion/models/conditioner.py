@@ -56,7 +56,14 @@ from dreamdiffusion.core.config import check_model_folder, read_json_config
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, check_eeg_shape
 from dreamdiffusion.data.transforms import binned_means
-from dreamdiffusion.models.eeg_encoder import ENCODER_KEYS, ENCODER_OPTION_KEYS, PRESETS, EEGEncoder, MaskedSignalModel
+from dreamdiffusion.models.eeg_encoder import (
+    ENCODER_KEYS,
+    ENCODER_OPTION_KEYS,
+    PRESETS,
+    EEGEncoder,
+    MaskedSignalModel,
+    final_norm_kind,
+)
 from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, AlignedEncoder, TokenEncoder, load_aligned_encoder
 
 logger = logging.getLogger(__name__)
@@ -118,13 +125,6 @@ class LatentGuessMixin:
             return None
         self.check_eeg(eeg)
         return self.latent_decoder(eeg)
-
-
-def _norm_kind(final_norm) -> str:
-    """An encoder's ``final_norm`` config value as one name: layernorm | affine | none."""
-    if final_norm is True or final_norm == "layernorm":
-        return "layernorm"
-    return "affine" if final_norm == "affine" else "none"
 
 
 class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
@@ -261,7 +261,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         model = cls(**enc_cfg, cross_attention_dim=cross_attention_dim, clip_dim=clip_dim,
                     time_embed_dim=time_embed_dim, **kwargs)
         state = encoder.state_dict()
-        if _norm_kind(model.config.final_norm) != _norm_kind(encoder.config.final_norm):  # another kind: a fresh one
+        if final_norm_kind(model.config.final_norm) != final_norm_kind(encoder.config.final_norm):  # another kind: a fresh one
             state = {k: v for k, v in state.items() if not k.startswith("norm.")}
         missing, unexpected = model.encoder.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith("norm.") for k in missing):  # only a norm Stage A did not have

@@ -191,15 +191,21 @@ class TokenAffine(nn.Module):
 FINAL_NORMS = ("layernorm", "affine")  # the kinds of final_norm beside True (= "layernorm") and False (none)
 
 
+def final_norm_kind(value: bool | str | None) -> str:
+    """An encoder's ``final_norm`` config value as one name: "layernorm" (True), "affine" or "none" (False)."""
+    if value is True or value == "layernorm":
+        return "layernorm"
+    if value == "affine":
+        return "affine"
+    if value is False or value is None:
+        return "none"
+    raise ValueError(f"final_norm must be True, False or one of {', '.join(FINAL_NORMS)}, got {value!r}")
+
+
 def final_norm_module(kind: bool | str, dim: int) -> nn.Module:
     """The encoder's last norm from its config value: True / "layernorm", "affine", or False (none)."""
-    if kind is True or kind == "layernorm":
-        return nn.LayerNorm(dim, eps=1e-6)
-    if kind == "affine":
-        return TokenAffine(dim)
-    if kind is False or kind is None:
-        return nn.Identity()
-    raise ValueError(f"final_norm must be True, False or one of {', '.join(FINAL_NORMS)}, got {kind!r}")
+    return {"layernorm": lambda: nn.LayerNorm(dim, eps=1e-6), "affine": lambda: TokenAffine(dim),
+            "none": nn.Identity}[final_norm_kind(kind)]()
 
 
 class EEGEncoder(ModelMixin, ConfigMixin):
