@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.evaluation.figures import fmt
 from dreamdiffusion.models.conditioner import filters_head
 from dreamdiffusion.training.align import AlignConfig, ridge_start, train_loop
 from dreamdiffusion.training.clip_warmup import _val_cosine, _val_set
@@ -105,7 +106,9 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     if val is not None:
         record["val_clip_cos_after"] = _val_cosine(cond, val, cfg.batch_size)
     record["seconds"] = round(time.perf_counter() - t0, 2)
-    logger.info("CLIP head refit: %s", record)
+    logger.info("CLIP head refit (%s, %d filters x %d bins, %d steps from the ridge map): val CLIP cosine %s -> %s (%.0f s)",
+                cfg.clip_head, cfg.clip_head_filters, cfg.clip_head_bins, cfg.clip_head_steps,
+                fmt(record.get("val_clip_cos_before")), fmt(record.get("val_clip_cos_after")), record["seconds"])
     if out is not None:
         atomic_write_json(Path(out) / REFIT_FILE, record)
     return record

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from dreamdiffusion.core.errors import DataError
 from dreamdiffusion.core.files import atomic_write_json
+from dreamdiffusion.evaluation.figures import fmt
 from dreamdiffusion.training.captions import CaptionTargets
 from dreamdiffusion.training.finetune_config import FinetuneConfig
 from dreamdiffusion.training.loop import StepBatchSampler
@@ -128,7 +129,8 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     opt.zero_grad(set_to_none=True)
     for q, flag in zip(cond.encoder.parameters(), encoder_grad):
         q.requires_grad_(flag)
-    logger.info("CLIP warm-up: %d steps, kept step %d (val CLIP cosine %s)", steps, best["step"], best["val_clip_cos"])
+    logger.info("CLIP warm-up: %d steps, kept step %d (val CLIP cosine %s)", steps, best["step"],
+                fmt(best["val_clip_cos"]))
     if logit_scale is not None:
         best["logit_scale"] = float(logit_scale.detach())
     if out is not None:

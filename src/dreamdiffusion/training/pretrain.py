@@ -32,6 +32,7 @@ from dreamdiffusion.core.config import dataclass_from_dict
 from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.corpus import CorpusDataset
 from dreamdiffusion.data.transforms import binned_means
+from dreamdiffusion.evaluation.figures import fmt
 from dreamdiffusion.evaluation.reconstruction import masked_pearson_r  # re-exported
 from dreamdiffusion.models.eeg_encoder import BLOCK_INITS, PATCH_INITS, PRESETS, MaskedSignalModel, init_patch_embed
 from dreamdiffusion.training.checkpoint import (
@@ -463,8 +464,8 @@ class _Run:
             atomic_write_json(output / SUMMARY_FILE, summary)
             pretrain_figures(msm, self.val_set if len(self.val_set) else self.train_set, output, records, acc.device,
                              cfg.seed, cfg.mask_ratio)
-            logger.info("pretraining done: encoder in %s (val loss %s, Pearson r %s)", output,
-                        val.get("val_loss"), val.get("val_pearson_r"))
+            logger.info("pretraining done: encoder in %s (val masked MSE %s, interpolation %s; Pearson r %s)", output,
+                        fmt(val.get("val_mse")), fmt(val.get("val_mse_interp")), fmt(val.get("val_pearson_r")))
         acc.wait_for_everyone()
         acc.end_training()
 
