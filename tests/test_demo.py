@@ -256,3 +256,20 @@ def test_the_report_names_stage_a_options_beyond_the_papers_only_when_set():
                              "pretrain_freeze_patch_embed": True}) == " (unwhitened), the patch embedding frozen"
     assert _stage_a_options({"pretrain_patch_init": "pca"}) == " (whitened)"
     assert _stage_a_options({"pretrain_patch_init": "orthogonal", "pretrain_patch_whiten": False}) == ""
+
+
+def test_the_report_names_the_clip_warm_up_and_the_encoders_own_rate_in_it():
+    import dataclasses
+
+    from dreamdiffusion.experiments.report import _warmup_phrase
+    from dreamdiffusion.experiments.settings import DemoSettings
+
+    demo = dataclasses.asdict(DemoSettings())
+    assert _warmup_phrase(demo) == (f"; first a {demo['clip_warmup_steps']}-step CLIP warm-up at lr 0.003 "
+                                    "(the encoder at 0.0003), its best val-cosine step kept")
+    assert "(the encoder" not in _warmup_phrase({**demo, "clip_warmup_encoder_learning_rate": None})
+    assert "(the encoder kept)" in _warmup_phrase({**demo, "clip_warmup_encoder_learning_rate": 0.0})
+    assert "lr 0.01" in _warmup_phrase({**demo, "clip_warmup_learning_rate": 0.01})
+    assert _warmup_phrase({**demo, "clip_warmup_steps": 0}) == ""  # no warm-up, no words
+    assert _warmup_phrase({**demo, "clip_weight": 0.0}) == ""  # the no-CLIP ablation has no warm-up
+    assert _warmup_phrase({}) == ""  # a metrics.json written before the warm-up

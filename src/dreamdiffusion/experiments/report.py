@@ -167,6 +167,17 @@ def stage_a_markdown(metrics: dict) -> str:
 _STARTS = {"orthogonal": ", orthogonal patch start", "pca": ", patch start from the corpus' principal components"}
 
 
+def _warmup_phrase(s: dict) -> str:
+    """The report's words for Stage B's CLIP warm-up (the encoder's own rate there when it has one)."""
+    steps = s.get("clip_warmup_steps")
+    if not steps or not s.get("clip_weight"):
+        return ""
+    rate = s.get("clip_warmup_learning_rate") or s.get("finetune_learning_rate")
+    enc = s.get("clip_warmup_encoder_learning_rate")
+    enc_words = "" if enc is None else (" (the encoder kept)" if enc == 0 else f" (the encoder at {enc:g})")
+    return f"; first a {steps}-step CLIP warm-up at lr {rate:g}{enc_words}, its best val-cosine step kept"
+
+
 def _stage_a_options(s: dict) -> str:
     """The report's words for Stage A's options beyond the paper's that the demo settings ``s`` turned on."""
     weight, width = s.get("pretrain_visible_loss_weight"), s.get("encoder_embed_dim")
@@ -196,6 +207,7 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         if s["pretrain"] else "- Stage A: skipped (random encoder)",
         f"- Stage B: `builtin-tiny` base, train set `{s['train']}`, CLIP weight {s['clip_weight']}, "
         f"{s['finetune_steps']} steps, pipeline = best val step"
+        + _warmup_phrase(s)
         + ("; the tokenizer started from the ridge map's spatial filters (`finetune/tokenizer_init.json`)"
            if s.get("tokenizer_init") == "ridge" else "")
         + (f"; the warm-up taught the mapper the base's caption contexts (weight {s['caption_weight']})"
