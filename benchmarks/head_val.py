@@ -16,7 +16,11 @@ and val splits are read. A minute or two per run on 2 CPU cores after the first 
 ``--images`` goes on as the demo does, on val instead of test: the whole of Stage B, the low-level strength and the
 guidance scale chosen on their val images, then ``evaluate --split val`` of every val EEG at those settings (the
 judge's top-1, retrieval, CLIP and pixel within-class 2-way, the ridge baselines beside): what a change does to the
-images, about four minutes per run.
+images, about four minutes per run. ``--redraw SCALExMOVES`` (after such a run with the same ``--set``) draws that run's
+pipeline again on every val EEG with other CLIP-guidance steering, Stage B and the val choices held (~1 min each):
+
+    python benchmarks/head_val.py --seed 1 --output runs/head_val --images
+    python benchmarks/head_val.py --seed 1 --output runs/head_val --redraw 0.1x3 --redraw 0.07x5
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dreamdiffusion.evaluation.baselines import eeg_feature_matrix, load_train_p
 from dreamdiffusion.experiments.demo import (
     build_stage,
     choose_and_evaluate,
+    evaluate_stage,
     finetune_stage,
     pretrain_stage,
     stage_b_config,
@@ -146,13 +151,41 @@ def val_images(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig, ta
             "ridge_class_top1": (result.get("baseline_ridge_class") or {}).get("top1_accuracy")}
 
 
-def run(seed: int, output: Path, pairs: list[str], settings: DemoSettings | None = None, images: bool = False) -> dict:
+def redraw(out: Path, bench: Path, cfg: DemoConfig, tag: str, steering: list[str]) -> list[dict]:
+    """The ``--images`` run's pipeline (``finetune-TAG``, its strength and guidance as chosen for it) drawn again on
+    every val EEG with other CLIP-guidance steering, ``SCALExMOVES`` each: what the steering alone does."""
+    chosen = out / f"guidance-{tag}.json"
+    if not chosen.is_file():
+        raise SystemExit(f"--redraw: {chosen} not found: run the same --set with --images first")
+    guidance = json.loads(chosen.read_text())["guidance"]
+    rows = []
+    for variant in steering:
+        scale, _, moves = variant.partition("x")
+        try:
+            move = {"clip_guidance": float(scale), "clip_guidance_steps": int(moves)}
+        except ValueError:
+            raise SystemExit(f"--redraw {variant}: expected SCALExMOVES, e.g. 0.1x3") from None
+        run_cfg = dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, **move))
+        result = evaluate_stage(out, bench, out / f"finetune-{tag}" / "pipeline", run_cfg, name=f"redraw-{tag}-{variant}",
+                                guidance=guidance, split="val", progress=False)
+        rows.append({"steering": variant, "guidance": guidance, **{k: result.get(k) for k in IMAGE_KEYS},
+                     "ridge_clip_within_class_2way": (result.get("baseline_ridge_clip") or {}).get("clip_within_class_2way")})
+    return rows
+
+
+def run(seed: int, output: Path, pairs: list[str], settings: DemoSettings | None = None, images: bool = False,
+        steering: list[str] | None = None) -> dict:
     settings = parse_sets(settings or DemoSettings(), pairs)
     tag = _tag(pairs)
     out = Path(output) / f"seed-{seed}"
     cfg = DemoConfig(output=str(out), seed=seed, settings=settings)
     start = time.perf_counter()
     bench = build_stage(out, cfg)
+    if steering:
+        result = {"seed": seed, "set": pairs, "redraw": redraw(out, bench, cfg, tag, steering),
+                  "seconds": round(time.perf_counter() - start, 1)}
+        atomic_write_json(out / f"redraw-{tag}.json", result)
+        return result
     encoder = None
     if settings.pretrain:
         stage_a = "pretrain" if not STAGE_A_FIELDS & {p.partition("=")[0] for p in pairs} else f"pretrain-{tag}"
@@ -181,8 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="DemoSettings.fast() (the test suite's reduced run)")
     parser.add_argument("--images", action="store_true",
                         help="the whole Stage B and the val images scored as the demo scores test (~4 min a run)")
+    parser.add_argument("--redraw", action="append", default=[], metavar="SCALExMOVES",
+                        help="after an --images run of the same --set: its pipeline drawn again on val with this CLIP "
+                             "guidance steering (e.g. 0.1x3; repeatable), Stage B and the val choices held")
     args = parser.parse_args(argv)
-    r = run(args.seed, args.output, args.set, DemoSettings.fast() if args.fast else None, images=args.images)
+    r = run(args.seed, args.output, args.set, DemoSettings.fast() if args.fast else None, images=args.images,
+            steering=args.redraw)
+    if args.redraw:
+        for row in r["redraw"]:
+            print(f"seed {r['seed']} steering {row['steering']}: val images top-1 {row['top1_accuracy']:.3f}, CLIP "
+                  f"within-class {row['clip_within_class_2way']:.3f} (ridge {row['ridge_clip_within_class_2way']:.3f}), "
+                  f"pixel {row['pcc_within_class_2way']:.3f}; {row['num_eeg']} val EEGs")
+        return 0
     if args.images:
         m, g = r["images"], r["images"]["ridge"]
         ridge_class = "-" if m["ridge_class_top1"] is None else f"{m['ridge_class_top1']:.3f}"  # a class-free base: none

@@ -64,3 +64,19 @@ def test_fast_run_scores_head_and_ridge_on_val(tmp_path, capsys):
     assert scored["split"] == "val" and 0 < images["num_eeg"] <= result["n_val"]  # val, never test
     assert 0.0 <= images["top1_accuracy"] <= 1.0 and 0.0 <= images["clip_within_class_2way"] <= 1.0
     assert 0.0 <= images["ridge"]["retrieval_top1"] <= images["ridge"]["retrieval_top5"] <= 1.0
+    # --redraw: the same pipeline drawn again on val; at the run's own steering it gives the run's scores exactly
+    from dreamdiffusion.experiments.settings import DemoSettings
+
+    fast = DemoSettings.fast()
+    same = f"{fast.clip_guidance:g}x{fast.clip_guidance_steps}"
+    assert hv.main(["--seed", "3", "--output", str(tmp_path), "--fast", "--redraw", same, "--redraw", "0x1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].startswith(f"seed 3 steering {same}: val images top-1") and "steering 0x1" in lines[-1]
+    rows = json.loads((tmp_path / "seed-3" / "redraw-default.json").read_text())["redraw"]
+    assert [r["steering"] for r in rows] == [same, "0x1"]
+    for key in ("top1_accuracy", "clip_within_class_2way", "pcc_within_class_2way", "num_eeg"):
+        assert rows[0][key] == images[key]
+    with pytest.raises(SystemExit, match="SCALExMOVES"):
+        hv.main(["--seed", "3", "--output", str(tmp_path), "--fast", "--redraw", "strong"])
+    with pytest.raises(SystemExit, match="--images first"):  # no --images run with these settings yet
+        hv.main(["--seed", "3", "--output", str(tmp_path), "--fast", "--set", "clip_pool_tokens=2", "--redraw", "0x1"])
