@@ -193,6 +193,8 @@ class DemoSettings:
     # top-1, CLIP and pixel within-class up at all three, above the ridge map's within-class at all three (filters:
     # one); top-1 level on the mean (down at 1, up at 4 and 131).
     clip_head: str = "eeg"
+    # 2000 instead (2370e9b, val seeds 1 / 4 / 131, the head alone, `benchmarks/head_val.py`): its CLIP within-class 0.577 /
+    # 0.594 / 0.552 -> 0.580 / 0.589 / 0.550 (ridge 0.554 / 0.567 / 0.528): no gain, 1000 kept.
     clip_head_steps: int = 1000
     # Stage B's start of the tokenizer (training/tokenizer_init.py): pretrained (Stage A's, the paper) | ridge (the
     # 16 leading spatial filters of the ridge map binned train EEG -> CLIP embedding). Val, all 716 val EEGs, one
