@@ -166,10 +166,13 @@ def redraw(out: Path, bench: Path, cfg: DemoConfig, tag: str, steering: list[str
         except ValueError:
             raise SystemExit(f"--redraw {variant}: expected SCALExMOVES, e.g. 0.1x3") from None
         run_cfg = dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, **move))
+        # the ridge baselines do not depend on the steering: fitted with the first draw only
         result = evaluate_stage(out, bench, out / f"finetune-{tag}" / "pipeline", run_cfg, name=f"redraw-{tag}-{variant}",
-                                guidance=guidance, split="val", progress=False)
+                                guidance=guidance, split="val", progress=False, baselines=not rows)
+        ridge = (rows[0]["ridge_clip_within_class_2way"] if rows
+                 else (result.get("baseline_ridge_clip") or {}).get("clip_within_class_2way"))
         rows.append({"steering": variant, "guidance": guidance, **{k: result.get(k) for k in IMAGE_KEYS},
-                     "ridge_clip_within_class_2way": (result.get("baseline_ridge_clip") or {}).get("clip_within_class_2way")})
+                     "ridge_clip_within_class_2way": ridge})
     return rows
 
 
