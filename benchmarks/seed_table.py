@@ -13,7 +13,9 @@ within-class 2-way above the ``ridge -> CLIP`` baseline's from the same ``evalua
 tie, not a win; a retrieval top-1 above the ridge's is shown in bold for both), at most 300 s for the whole command;
 n-way top-1 at least 0.75 (paper) or 0.85 (modern); for the paper recipe also Stage A below
 linear interpolation's masked MSE on val, and the encoder's linear probe within 0.05 of the raw EEG's after Stage A
-and after Stage B.
+and after Stage B. Where the runs carry ``evaluate``'s margins over the ridge map (``baseline_ridge_clip_margins``),
+each margin goal's line also counts the runs whose 95 % interval of the margin lies above 0, and gives each miss's
+interval: a miss whose interval holds 0 is one the test split cannot tell from a tie.
 """
 
 from __future__ import annotations
@@ -36,6 +38,26 @@ TOP1_GOAL = {"paper": 0.75, "modern": 0.85}
 class Goal:
     name: str
     met: Callable[[dict], bool | None]  # None: the run has no number for it
+    margin: str | None = None  # the key of its margin over the ridge map in baseline_ridge_clip_margins
+
+
+def _interval(m: dict, key: str) -> dict | None:
+    """The run's margin over ridge -> CLIP on ``key`` with its 95 % bootstrap interval (runs before it: None)."""
+    return (m.get("baseline_ridge_clip_margins") or {}).get(key)
+
+
+def _margin_line(goal: Goal, mine: list[dict]) -> str:
+    """How many runs' margins are clear of 0 at 95 %, and the interval of each miss: whether the test split can
+    tell a miss from a tie."""
+    rated = [(str(m.get("seed")), _interval(m, goal.margin)) for m in mine]
+    rated = [(seed, iv) for seed, iv in rated if iv is not None]
+    if not rated:
+        return ""
+    clear = sum(iv["low"] > 0 for _, iv in rated)
+    text = f"; its 95 % interval above 0 at {clear} of {len(rated)}"
+    missed = [f"{seed} {iv['difference']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]"
+              for seed, iv in rated if iv["difference"] <= 0]
+    return text + (f" (the misses: {'; '.join(missed)})" if missed else "")
 
 
 def _ridge(m: dict, key: str) -> float | None:
@@ -64,12 +86,14 @@ def goals(recipe: str) -> list[Goal]:
     top1 = TOP1_GOAL[recipe]
     shared = [
         Goal(f"top-1 at least {top1}", lambda m: m["top1_accuracy"] >= top1),
-        Goal("retrieval top-5 above ridge -> CLIP", lambda m: _above(m, "retrieval_top5")),
-        Goal("CLIP within-class 2-way above ridge -> CLIP", lambda m: _above(m, "clip_within_class_2way")),
+        Goal("retrieval top-5 above ridge -> CLIP", lambda m: _above(m, "retrieval_top5"), "retrieval_top5"),
+        Goal("CLIP within-class 2-way above ridge -> CLIP", lambda m: _above(m, "clip_within_class_2way"),
+             "clip_within_class_2way"),
         Goal(f"at most {MAX_WALL_S:.0f} s wall", lambda m: m["_wall_s"] <= MAX_WALL_S),
     ]
     if recipe == "modern":  # its issue asks for retrieval top-1 above the ridge's too (the paper's bolds it only)
-        return shared[:1] + [Goal("retrieval top-1 above ridge -> CLIP", lambda m: _above(m, "retrieval_top1"))] + shared[1:]
+        top1_goal = Goal("retrieval top-1 above ridge -> CLIP", lambda m: _above(m, "retrieval_top1"), "retrieval_top1")
+        return shared[:1] + [top1_goal] + shared[1:]
     return shared + [
         Goal("Stage A below interpolation's masked MSE", _stage_a_beats_interpolation),
         Goal(f"probe after Stage A within {PROBE_GAP} of the raw EEG", lambda m: _probe_within(m, "stage_a")),
@@ -163,6 +187,7 @@ def table(runs: list[dict]) -> tuple[str, dict]:
             line = f"- {goal.name}: {len(met)} of {len(mine)}"
             line += f" (missed at {', '.join(missed)})" if missed else ""
             line += f" (no number at {', '.join(unknown)})" if unknown else ""
+            line += _margin_line(goal, mine) if goal.margin else ""
             out.append(line)
         machines = sorted({str(m.get("machine", "?")) for m in mine})
         out.append(f"- machine{'s' if len(machines) > 1 else ''}: {'; '.join(machines)}")

@@ -32,6 +32,35 @@ def test_ridge_clip_scores_known_answers():
     assert out["clip_within_class_2way"] == pytest.approx(0.5)
 
 
+def test_margins_over_the_ridge_map_are_the_reported_differences_with_an_interval():
+    rng = np.random.default_rng(1)
+    truth = torch.as_tensor(rng.standard_normal((12, 16)))
+    targets = [i % 12 for i in range(48)]  # four trials of each image
+    classes = ["a"] * 6 + ["b"] * 6
+    noisy = lambda scale: truth[targets] + scale * torch.as_tensor(rng.standard_normal((48, 16)))
+    ridge, head, images = noisy(3.0), noisy(0.5), noisy(1.0)[:, None]
+    side = B.TestSide(eegs=[], labels=None, targets=targets, distinct_classes=classes, truth_embeds=truth,
+                      num_images=1, steps=1, guidance=1.0, seed=0, n_way_retrieval=6, trials=7,
+                      method_eeg_embeds=head, method_gen_embeds=images)
+    margins = B.ridge_clip_margins(ridge, side, n_boot=500)
+    assert set(margins) == {"retrieval_top1", "retrieval_top5", "clip_within_class_2way", "embed_within_class_2way"}
+    ridge_scores = B.ridge_clip_scores(ridge, truth, targets, classes, n_way=6, trials=7, seed=0)
+    head_scores = B.ridge_clip_scores(head, truth, targets, classes, n_way=6, trials=7, seed=0)
+    # each difference is exactly that of the two reported numbers (the same 6-way trials on both sides)
+    for key in ("retrieval_top1", "retrieval_top5"):
+        assert margins[key]["difference"] == pytest.approx(head_scores[key] - ridge_scores[key])
+    assert margins["embed_within_class_2way"]["difference"] == pytest.approx(
+        head_scores["clip_within_class_2way"] - ridge_scores["clip_within_class_2way"])
+    image_scores = B.ridge_clip_scores(images[:, 0], truth, targets, classes, n_way=6, trials=7, seed=0)
+    assert margins["clip_within_class_2way"]["difference"] == pytest.approx(
+        image_scores["clip_within_class_2way"] - ridge_scores["clip_within_class_2way"])
+    for m in margins.values():  # a far better predictor: intervals above 0, drawn over the 12 images
+        assert 0 < m["low"] <= m["difference"] <= m["high"] and m["n_groups"] == 12 and m["n_boot"] == 500
+    # no method embeddings: no margins
+    assert B.ridge_clip_margins(ridge, B.TestSide(**{**side.__dict__, "method_eeg_embeds": None,
+                                                      "method_gen_embeds": None})) == {}
+
+
 def test_class_lookup_draws_the_class_and_is_seeded():
     classes = list(range(10))
     images = B.class_lookup_images("builtin-tiny", classes, num_images=1, steps=6, guidance=3.0, seed=0)

@@ -1,6 +1,8 @@
 """The demo end to end (reduced), and the ablation's bookkeeping."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +21,8 @@ from dreamdiffusion.experiments.demo import METRIC_KEYS
 from dreamdiffusion.experiments.settings import DemoSettings
 from dreamdiffusion.models import hub
 from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -77,6 +81,12 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     assert 0.0 <= scored["clip_within_class_2way"] <= 1.0
     assert "ridge -> class lookup" in (out / "evaluate" / "metrics.md").read_text()
     assert metrics["baseline_ridge_clip"] == scored["baseline_ridge_clip"] and "ridge -> CLIP embedding" in report
+    # the method's margins over the ridge map, each with its bootstrap interval, in both files and the report
+    margins = scored["baseline_ridge_clip_margins"]
+    assert metrics["baseline_ridge_clip_margins"] == margins and "paired bootstrap" in report
+    assert margins["retrieval_top5"]["difference"] == pytest.approx(
+        scored["retrieval_top5"] - scored["baseline_ridge_clip"]["retrieval_top5"])
+    assert margins["clip_within_class_2way"]["low"] <= margins["clip_within_class_2way"]["difference"]
     assert metrics["linear_eeg_baseline_test"] == scored["baseline_ridge_class"]["eeg_accuracy"]
     assert "top-1 (10-way)" in capsys.readouterr().out
     # Stage A beside its reference predictors; the encoder's linear probes after Stage A and after Stage B
@@ -112,6 +122,18 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     for key in ("top1_accuracy", "ssim", "pcc", "ssim_2way", "judge_accuracy_real"):
         assert second[key] == first[key], key
     assert second["retrieval_top1"] is None and "retrieval" in second["retrieval_skipped"]
+
+    # A run whose simulated EEG is gone (seeds.sh deletes it) gets its margins back from its saved images: the
+    # benchmark rebuilt from its seed, every number checked against the run's (benchmarks/rescore_margins.py)
+    spec = importlib.util.spec_from_file_location("rescore_for_test", ROOT / "benchmarks" / "rescore_margins.py")
+    rescore = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rescore)
+    (twin / "benchmark" / "eeg.npy").unlink()
+    kept = json.loads((twin / "metrics.json").read_text())["baseline_ridge_clip_margins"]
+    rescored = rescore.rescore(twin)
+    assert set(rescored) == set(kept)
+    for key, m in rescored.items():
+        assert [m["difference"], m["low"], m["high"]] == pytest.approx([kept[key][k] for k in ("difference", "low", "high")])
 
 
 def test_ablation_grid_has_the_papers_structure():

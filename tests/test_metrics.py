@@ -251,3 +251,42 @@ def test_within_class_lookup_of_random_class_members_is_near_half():
     assert out["pcc_2way"] > 0.6  # across classes the same images look identified: the class alone does that
     perfect = M.low_level_metrics([[t] for t in truths], truths, classes=list(classes))
     assert perfect["pcc_within_class_2way"] == 1.0 and perfect["ssim_within_class_2way"] == 1.0
+
+
+def test_paired_bootstrap_resamples_whole_images_and_holds_the_difference():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(50), 4)  # 50 images, 4 trials each
+    base = rng.random(200)
+    # the same scores on both sides: no difference and an interval of width 0
+    same = M.paired_bootstrap(base, base, groups, n_boot=300)
+    assert same["difference"] == 0.0 and same["low"] == same["high"] == 0.0 and same["n_groups"] == 50
+    # a shift of 0.1 on every row: exactly 0.1, whatever is drawn
+    shifted = M.paired_bootstrap(base + 0.1, base, groups, n_boot=300)
+    assert shifted["difference"] == pytest.approx(0.1) and shifted["low"] == pytest.approx(0.1)
+    # noise per image: the interval holds the true 0 about 95 % of the time; here wide and across 0
+    noise = np.repeat(rng.standard_normal(50), 4)
+    noisy = M.paired_bootstrap(base + noise, base, groups, n_boot=1000, seed=3)
+    assert noisy["low"] < noisy["difference"] < noisy["high"] and noisy["low"] < 0 < noisy["high"]
+    # trials of one image move together: resampled by image the interval is wider than resampled by trial
+    by_trial = M.paired_bootstrap(base + noise, base, np.arange(200), n_boot=1000, seed=3)
+    assert noisy["high"] - noisy["low"] > 1.5 * (by_trial["high"] - by_trial["low"])
+    # NaN rows (a class with one image) are left out of both sides
+    with_nan = np.where(np.arange(200) < 4, np.nan, base + 0.1)
+    assert M.paired_bootstrap(with_nan, base, groups, n_boot=100)["n_groups"] == 49
+    with pytest.raises(ValueError, match="three"):
+        M.paired_bootstrap(base, base[:10], groups)
+
+
+def test_retrieval_hits_are_retrieval_accuracy_per_query():
+    g = torch.Generator().manual_seed(0)
+    q, c = torch.randn(30, 8), torch.randn(12, 8)
+    targets = [i % 12 for i in range(30)]
+    for n_way in (None, 5):
+        out = M.retrieval_accuracy(q, c, top_k=(1, 5), n_way=n_way, num_trials=9, targets=targets,
+                                   generator=torch.Generator().manual_seed(4))
+        way, hits = M.retrieval_hits(q, c, top_k=(1, 5), n_way=n_way, num_trials=9, targets=targets,
+                                     generator=torch.Generator().manual_seed(4))
+        assert way == out["retrieval_n_way"] and hits[1].shape == (30,)
+        assert hits[1].mean() == pytest.approx(out["retrieval_top1"]) and hits[5].mean() == pytest.approx(
+            out["retrieval_top5"])
+    assert set(np.unique(M.retrieval_hits(q, c, top_k=(1,), targets=targets, generator=g)[1][1])) <= {0.0, 1.0}

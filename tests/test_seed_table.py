@@ -86,6 +86,20 @@ def test_a_run_without_baselines_has_no_verdict_rather_than_a_miss(tmp_path, cap
     assert "n/a / n/a, n/a" in text
 
 
+def test_margin_goals_count_the_intervals_clear_of_zero_and_give_each_miss_its_interval(tmp_path, capsys):
+    table = _load()
+    clear, tie = _metrics(5), _metrics(6, wc=0.549)
+    clear["baseline_ridge_clip_margins"] = {"clip_within_class_2way": {"difference": 0.01, "low": 0.002, "high": 0.02}}
+    tie["baseline_ridge_clip_margins"] = {"clip_within_class_2way": {"difference": -0.001, "low": -0.012,
+                                                                      "high": 0.011}}
+    older = _metrics(7)  # a run from before the margins: counted for the goal, not for the intervals
+    table.main([str(_run_folder(tmp_path, f"paper-{m['seed']}", m, wall=280.0)) for m in (clear, tie, older)])
+    text = capsys.readouterr().out
+    assert ("- CLIP within-class 2-way above ridge -> CLIP: 2 of 3 (missed at 6); its 95 % interval above 0 at "
+            "1 of 2 (the misses: 6 -0.001 [-0.012, +0.011])") in text
+    assert "- retrieval top-5 above ridge -> CLIP: 3 of 3\n" in text  # no run has that margin: no interval words
+
+
 def test_a_folder_without_metrics_is_one_clear_line(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "seed_table.py"), str(tmp_path)],
                           capture_output=True, text=True)

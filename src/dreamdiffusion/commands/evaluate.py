@@ -129,6 +129,10 @@ def evaluate_cmd(
             typer.echo(f"{name}: top-1 {_f(b.get('top1_accuracy'))}; retrieval top-1/5 "
                        f"{_f(b.get('retrieval_top1'))}/{_f(b.get('retrieval_top5'))}; "
                        f"CLIP within-class 2-way {_f(b.get('clip_within_class_2way'))}")
+    margins = result.get("baseline_ridge_clip_margins") or {}
+    if margins:
+        typer.echo("method - baseline_ridge_clip (95 % bootstrap interval over the test images): " + "; ".join(
+            f"{k} {m['difference']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}]" for k, m in margins.items()))
 
 
 def register(app: typer.Typer) -> None:

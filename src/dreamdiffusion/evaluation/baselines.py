@@ -178,12 +178,17 @@ class TestSide:
     n_way_retrieval: int | None = None
     trials: int = 50
     scheduler_config: dict | None = None
+    # the method's own CLIP-space outputs, for its margins over the ridge map (None: no margins): the CLIP head's
+    # prediction per EEG [N, P] and the generated images' CLIP embeddings [N, S, P]
+    method_eeg_embeds: torch.Tensor | None = None
+    method_gen_embeds: torch.Tensor | None = None
 
 
 def run_baselines(train: TrainPairs, test: TestSide, base: str | None,
                   embed_images: Callable[[Sequence[Image.Image]], torch.Tensor] | None,
                   score_images: Callable[[list[list[Image.Image]]], dict]) -> dict:
-    """``{"baseline_ridge_class": {...} | None, "baseline_ridge_clip": {...} | None}`` plus ``*_skipped`` reasons.
+    """``{"baseline_ridge_class": {...} | None, "baseline_ridge_clip": {...} | None}`` plus ``*_skipped`` reasons,
+    and ``baseline_ridge_clip_margins`` (:func:`ridge_clip_margins`) where ``test`` carries the method's embeddings.
 
     ``embed_images``: the CLIP image embedding (None: no CLIP, no ridge-CLIP baseline); ``score_images(images,
     rows)``: the method's own scoring of generated images (judge, pixels, CLIP), applied to the class-lookup images
@@ -222,7 +227,51 @@ def run_baselines(train: TrainPairs, test: TestSide, base: str | None,
     scores = ridge_clip_scores(pred, test.truth_embeds, test.targets, test.distinct_classes,
                                n_way=test.n_way_retrieval, trials=test.trials, seed=test.seed)
     out["baseline_ridge_clip"] = {**scores, "ridge_alpha": reg.alpha}
+    margins = ridge_clip_margins(pred, test)
+    if margins:
+        out["baseline_ridge_clip_margins"] = margins
     return out
+
+
+# (the method's metric key, the ridge's key, which of the method's outputs is scored)
+MARGIN_KEYS = (("retrieval_top1", "retrieval_top1", "eeg"), ("retrieval_top5", "retrieval_top5", "eeg"),
+               ("clip_within_class_2way", "clip_within_class_2way", "images"),
+               ("embed_within_class_2way", "clip_within_class_2way", "eeg"))
+
+
+def ridge_clip_margins(ridge_pred: torch.Tensor, test: TestSide, n_boot: int = 2000) -> dict:
+    """The method minus ``baseline_ridge_clip`` on the same test EEGs, each with a 95 % interval from a paired
+    bootstrap that resamples the distinct test images (:func:`~dreamdiffusion.evaluation.metrics.paired_bootstrap`):
+    ``{metric: {"difference", "low", "high", "n_groups", "n_boot"}}`` for retrieval top-1 / top-5 and CLIP
+    within-class 2-way (the generated images and the predicted embedding itself). Each side's per-EEG scores are
+    those whose means ``evaluate`` reports (the same retrieval trials: the same generator seed). Empty without the
+    method's embeddings."""
+    truth, targets = test.truth_embeds, test.targets
+    if truth is None or len(targets) < 2:
+        return {}
+
+    def rows(pred: torch.Tensor) -> dict:
+        way, hits = M.retrieval_hits(pred, truth, top_k=(1, 5), n_way=test.n_way_retrieval, num_trials=test.trials,
+                                     generator=torch.Generator().manual_seed(int(test.seed) + 1), targets=targets)
+        out = {"retrieval_top1": hits[1], "retrieval_top5": hits[5]}
+        if test.distinct_classes is not None:
+            out["clip_within_class_2way"] = M.clip_within_class_rows(pred, truth, test.distinct_classes, targets)
+        return out
+
+    ridge = rows(ridge_pred.float())
+    method = {"eeg": None if test.method_eeg_embeds is None else rows(test.method_eeg_embeds.float()), "images": None}
+    if test.method_gen_embeds is not None and test.distinct_classes is not None:
+        method["images"] = {"clip_within_class_2way": M.clip_within_class_rows(
+            test.method_gen_embeds.float(), truth, test.distinct_classes, targets)}
+    margins = {}
+    for key, ridge_key, side in MARGIN_KEYS:
+        if method[side] is None or ridge_key not in ridge or method[side].get(ridge_key) is None:
+            continue
+        ours, theirs = method[side][ridge_key], ridge[ridge_key]
+        if not (np.isfinite(ours) & np.isfinite(theirs)).any():  # within class: no class with two test images
+            continue
+        margins[key] = M.paired_bootstrap(ours, theirs, targets, n_boot=n_boot, seed=test.seed)
+    return margins
 
 
 def _ridge_class_unavailable(train: TrainPairs, test: TestSide, base: str | None) -> str | None:
@@ -239,4 +288,5 @@ def _ridge_class_unavailable(train: TrainPairs, test: TestSide, base: str | None
 
 
 __all__ = ["TrainPairs", "TestSide", "eeg_feature_matrix", "load_train_pairs", "ridge_clip_scores",
-           "class_conditioning", "class_lookup_images", "base_class_indices", "run_baselines", "N_BINS"]
+           "class_conditioning", "class_lookup_images", "base_class_indices", "run_baselines", "N_BINS",
+           "ridge_clip_margins", "MARGIN_KEYS"]

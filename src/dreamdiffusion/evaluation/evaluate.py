@@ -398,7 +398,8 @@ def _baselines(config: EvaluateConfig, items, eegs, ground_truth, pipe, clip: _C
                       truth_embeds=None if clip.image_embeds is None else clip.image_embeds[distinct],
                       num_images=config.num_images, steps=config.steps, guidance=guidance, seed=config.seed,
                       n_way_retrieval=config.retrieval_n_way, trials=config.trials,
-                      scheduler_config=None if pipe is None else dict(pipe.scheduler.config))
+                      scheduler_config=None if pipe is None else dict(pipe.scheduler.config),
+                      method_eeg_embeds=clip.eeg_embeds, method_gen_embeds=clip.gen_embeds)
 
     def score(images, rows):
         """The method's scoring of the class-lookup images of EEGs ``rows`` (SSIM left out: its matrix is the

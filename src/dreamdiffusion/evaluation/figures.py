@@ -164,10 +164,23 @@ def baselines_markdown(metrics: Mapping) -> str:
         notes.append(f"ridge -> class lookup: a ridge classifier on binned train EEG (its test accuracy "
                      f"{fmt(klass.get('eeg_accuracy'))}) picks the class; the base draws it from its own class "
                      f"conditioning (guidance {klass.get('guidance')}, {klass.get('steps')} steps, the method's noise)")
+    margins = metrics.get("baseline_ridge_clip_margins") or {}
+    if margins:
+        first = next(iter(margins.values()))
+        parts = [f"{dict((k, w) for k, w, _ in BASELINE_ROWS).get(key, key)} {_signed(m['difference'])} "
+                 f"[{_signed(m['low'])}, {_signed(m['high'])}]" for key, m in margins.items()]
+        notes.append(f"method minus ridge -> CLIP embedding, with the 95 % interval of a paired bootstrap over the "
+                     f"{first['n_groups']} distinct test images ({first['n_boot']} draws; an interval that holds 0 "
+                     f"is a difference the test split cannot tell from none): " + "; ".join(parts))
     for key in ("baseline_ridge_class_skipped", "baseline_ridge_clip_skipped"):
         if metrics.get(key):
             notes.append(f"{key[:-8]} skipped: {metrics[key]}")
     return text + "\n\n" + "".join(f"- {n}\n" for n in notes)
+
+
+def _signed(value: float) -> str:
+    """A difference with its sign, as the tables round (``+0.021``, ``-0.004``)."""
+    return f"{value:+.3f}"
 
 
 __all__ = ["headless_pyplot", "comparison_grid", "markdown_table", "metrics_markdown", "fmt", "METRIC_ROWS",

@@ -208,6 +208,19 @@ def retrieval_accuracy(
     test images); otherwise each trial draws ``n_way - 1`` other candidates at random. Returns
     ``retrieval_top{k}`` for each k, ``retrieval_n_way`` and ``retrieval_chance_top1``.
     """
+    way, hits = retrieval_hits(query, candidates, top_k, n_way, num_trials, generator, targets)
+    out: dict = {"retrieval_n_way": way, "retrieval_chance_top1": 1.0 / way}
+    for k in top_k:
+        out[f"retrieval_top{k}"] = float(hits[k].mean())
+    return out
+
+
+def retrieval_hits(query: torch.Tensor, candidates: torch.Tensor, top_k: Sequence[int] = (1, 5),
+                   n_way: int | None = None, num_trials: int = 50, generator: torch.Generator | None = None,
+                   targets: Sequence[int] | None = None) -> tuple[int, dict[int, np.ndarray]]:
+    """:func:`retrieval_accuracy` per query: ``(n-way, {k: [N] share of the trials where query i's own candidate
+    is in the top k})`` (0 or 1 when every candidate competes). The same generator draws the same trials, so the
+    mean of each row vector is ``retrieval_accuracy``'s number."""
     sims = cosine_similarity_matrix(query, candidates)  # [N, M]
     n, m = sims.shape
     t = own_targets(n, m, targets)
@@ -221,12 +234,9 @@ def retrieval_accuracy(
     way = m if n_way is None or n_way >= m else int(n_way)
     if way < 2:
         raise ValueError(f"n_way must be at least 2, got {n_way}")
-    out: dict = {"retrieval_n_way": way, "retrieval_chance_top1": 1.0 / way}
     if way == m:
         rank = beats.sum(dim=1)  # how many others beat the truth
-        for k in top_k:
-            out[f"retrieval_top{k}"] = float((rank < k).double().mean())
-        return out
+        return way, {k: (rank < k).double().numpy() for k in top_k}
     totals = {k: torch.zeros(n, dtype=torch.float64) for k in top_k}
     for _ in range(num_trials):
         keys = torch.rand(n, m, generator=generator, dtype=torch.float64)
@@ -235,9 +245,38 @@ def retrieval_accuracy(
         rank = beats.gather(1, distractors).sum(dim=1)
         for k in top_k:
             totals[k] += (rank < k).double()
-    for k in top_k:
-        out[f"retrieval_top{k}"] = float((totals[k] / num_trials).mean())
-    return out
+    return way, {k: (totals[k] / num_trials).numpy() for k in top_k}
+
+
+def paired_bootstrap(method: Sequence[float], baseline: Sequence[float], groups: Sequence[int],
+                     n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """How far a method's mean score is above a baseline's on the same test rows, with a bootstrap interval.
+
+    ``method[i]``, ``baseline[i]``: the two scores of test row i (NaN rows are left out); ``groups[i]``: the
+    unit rows are drawn by. Repeated EEG trials of one image are not independent, so whole images are resampled
+    with replacement (the cluster bootstrap), and both scores move together (paired): the interval is that of the
+    *difference*, far narrower than the two scores' own intervals when they err on the same rows. Returns
+    ``difference`` (method mean - baseline mean over the kept rows), ``low`` and ``high`` (the percentile
+    interval at ``level``), ``n_groups`` and ``n_boot``.
+    """
+    a, b = np.asarray(method, dtype=np.float64), np.asarray(baseline, dtype=np.float64)
+    g = np.asarray(groups)
+    if not (a.shape == b.shape == g.shape) or a.ndim != 1:
+        raise ValueError(f"paired bootstrap needs three [N] vectors, got {a.shape}, {b.shape} and {g.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    if not keep.any():
+        raise ValueError("paired bootstrap: no row has both scores")
+    _, index = np.unique(g[keep], return_inverse=True)
+    n_groups = int(index.max()) + 1
+    diff_sum = np.bincount(index, weights=a[keep] - b[keep], minlength=n_groups)
+    count = np.bincount(index, minlength=n_groups).astype(np.float64)
+    # each draw: how often each image is picked (a multinomial over the images), then the pooled row mean
+    picks = np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
+    draws = (picks @ diff_sum) / np.maximum(picks @ count, 1.0)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return {"difference": float(diff_sum.sum() / count.sum()), "low": float(low), "high": float(high),
+            "n_groups": n_groups, "n_boot": int(n_boot)}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -304,17 +343,23 @@ def clip_identification(embeds: torch.Tensor, truths: torch.Tensor, targets: Seq
     within-class 2-way. Returns ``clip_2way`` and, with classes, ``clip_within_class_2way``."""
     e = torch.as_tensor(embeds)
     e = e[:, None] if e.ndim == 2 else e
-    out: dict = {"clip_2way": [], "clip_within_class_2way": []}
-    for slot in range(e.shape[1]):
-        sim = cosine_similarity_matrix(e[:, slot], truths).numpy()
-        if sim.shape[1] >= 2:
-            out["clip_2way"].append(pairwise_identification(sim, targets=targets).mean())
-        if classes is not None:
-            out["clip_within_class_2way"].append(within_class_identification(sim, classes, targets=targets))
-    result = {"clip_2way": float(np.mean(out["clip_2way"])) if out["clip_2way"] else None}
+    two_way = [pairwise_identification(cosine_similarity_matrix(e[:, slot], truths).numpy(), targets=targets).mean()
+               for slot in range(e.shape[1])] if truths.shape[0] >= 2 else []
+    result = {"clip_2way": float(np.mean(two_way)) if two_way else None}
     if classes is not None:
-        result["clip_within_class_2way"] = nan_mean(out["clip_within_class_2way"])
+        result["clip_within_class_2way"] = nan_mean(clip_within_class_rows(e, truths, classes, targets))
     return result
+
+
+def clip_within_class_rows(embeds: torch.Tensor, truths: torch.Tensor, classes: Sequence,
+                           targets: Sequence[int] | None = None) -> np.ndarray:
+    """:func:`clip_identification`'s within-class 2-way per EEG: ``[N]``, the mean over the S slots (NaN where
+    the own class has no other truth); its NaN-free mean is ``clip_within_class_2way``."""
+    e = torch.as_tensor(embeds)
+    e = e[:, None] if e.ndim == 2 else e
+    rows = [within_class_identification(cosine_similarity_matrix(e[:, s], truths).numpy(), classes, targets=targets)
+            for s in range(e.shape[1])]
+    return np.mean(rows, axis=0)
 
 
 def nan_mean(values) -> float | None:
@@ -407,5 +452,7 @@ def fid_and_is(generated, ground_truth) -> dict:
 __all__ = [
     "default_n_way", "n_way_top_k_accuracy", "semantic_accuracy", "classification_accuracy",
     "cosine_similarity_matrix", "retrieval_accuracy", "to_uint8_array", "ssim", "ssim_matrix", "pcc", "pcc_matrix",
-    "pairwise_identification", "within_class_identification", "clip_identification", "nan_mean", "low_level_metrics", "inception_weights_available", "fid_and_is",
+    "pairwise_identification", "within_class_identification", "clip_identification", "clip_within_class_rows",
+    "retrieval_hits", "paired_bootstrap", "nan_mean", "low_level_metrics", "inception_weights_available",
+    "fid_and_is",
 ]

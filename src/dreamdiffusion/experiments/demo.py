@@ -46,7 +46,7 @@ METRIC_KEYS = ("top1_accuracy", "chance", "n_way", "retrieval_top1", "retrieval_
 BESIDE_KEYS = ("clip_2way", "clip_within_class_2way", "embed_2way", "embed_within_class_2way",
                "ssim_within_class_2way", "pcc_within_class_2way",
                "baseline_ridge_class", "baseline_ridge_class_skipped", "baseline_ridge_clip",
-               "baseline_ridge_clip_skipped")
+               "baseline_ridge_clip_skipped", "baseline_ridge_clip_margins")
 
 
 # --------------------------------------------------------------------------------------------------- stages
