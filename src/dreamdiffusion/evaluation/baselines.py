@@ -251,8 +251,8 @@ def ridge_clip_margins(ridge_pred: torch.Tensor, test: TestSide, n_boot: int = 2
         return {}
 
     def rows(pred: torch.Tensor) -> dict:
-        way, hits = M.retrieval_hits(pred, truth, top_k=(1, 5), n_way=test.n_way_retrieval, num_trials=test.trials,
-                                     generator=torch.Generator().manual_seed(int(test.seed) + 1), targets=targets)
+        _, hits = M.retrieval_hits(pred, truth, top_k=(1, 5), n_way=test.n_way_retrieval, num_trials=test.trials,
+                                   generator=torch.Generator().manual_seed(int(test.seed) + 1), targets=targets)
         out = {"retrieval_top1": hits[1], "retrieval_top5": hits[5]}
         if test.distinct_classes is not None:
             out["clip_within_class_2way"] = M.clip_within_class_rows(pred, truth, test.distinct_classes, targets)
