@@ -48,6 +48,27 @@ def test_repeated_trials_are_positives_never_negatives():
         info_nce(eeg, img, 1.0, image_ids=ids[:3])
 
 
+def test_the_within_class_term_counts_only_the_own_class_as_negatives():
+    img = _unit(8)
+    classes = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    plain = float(info_nce(img.clone(), img, 1.0))
+    # every class alone in the batch: no same-class negative, the term adds exactly 0
+    assert float(info_nce(img.clone(), img, 1.0, class_ids=torch.arange(8), within_class_weight=1.0)) == \
+        pytest.approx(plain)
+    # an EEG that knows its class but not which image within it (the class centre, equally far from each of the
+    # class's images): the within-class term sits at chance, log 4 among the own class's four images
+    basis = torch.linalg.qr(torch.randn(64, 64, generator=torch.Generator().manual_seed(3)))[0].T
+    centres, offsets = basis[:2], basis[2:10]
+    images = F.normalize(centres[classes] + offsets, dim=-1)
+    lookup = float(info_nce(centres[classes], images, 100.0))
+    both = float(info_nce(centres[classes], images, 100.0, class_ids=classes, within_class_weight=1.0))
+    assert both - lookup == pytest.approx(math.log(4), abs=1e-4)
+    # a perfect EEG: both terms at their minimum
+    assert float(info_nce(img.clone(), img, 100.0, class_ids=classes, within_class_weight=1.0)) < 1e-3
+    with pytest.raises(ValueError, match="class_ids"):
+        info_nce(img, img, 1.0, within_class_weight=1.0)
+
+
 def test_adaptive_blur_levels_follow_the_match():
     sims, levels = np.zeros(40), np.ones(40, dtype=np.int64)
     diag = np.r_[np.zeros(38), 5.0, -5.0]

@@ -211,18 +211,20 @@ def test_freeze_clip_head_keeps_the_warmups_head_through_the_joint_phase(parts, 
         FinetuneConfig(output="x", freeze_clip_head=True).validate()
 
 
-@pytest.mark.parametrize("kind", ["filters", "eeg"])
-def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipeline(parts, tmp_path, kind):
+@pytest.mark.parametrize("kind,within", [("filters", 0.0), ("eeg", 0.0), ("eeg", 1.0)])
+def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipeline(parts, tmp_path, kind, within):
     """--clip-head filters|eeg: after the warm-up the encoder's frozen tokens (eeg: the EEG windows) get a new
     low-rank head (ridge start, then InfoNCE + cos), which replaces the pooled one, stays frozen through the joint
     phase and loads with the pipeline."""
     cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=2, freeze_clip_head=True, clip_head=kind,
-               clip_head_filters=2, clip_head_bins=4, clip_head_steps=3, max_steps=1, select="last")
+               clip_head_filters=2, clip_head_bins=4, clip_head_steps=3, max_steps=1, select="last",
+               clip_head_within_class_weight=within)
     trainer = Trainer(cfg, PairList(6), PairList(2))
     trainer.setup()
     cond = trainer.parts.conditioner
     record = json.loads((tmp_path / "o" / "clip_head_refit.json").read_text())
     assert record["steps"] == 3 and record["train_trials"] == 6 and record["scale"] > 0 and record["head"] == kind
+    assert record["within_class_weight"] == within
     assert math.isfinite(record["val_clip_cos_after"]) and math.isfinite(record["ridge_alpha"])
     assert cond.clip_pool is None and cond.config.clip_head == kind
     assert cond.clip_filters.config.in_chans == cond.head_input_shape(kind)[0]
@@ -236,6 +238,11 @@ def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipel
     assert not any(k.startswith(("clip_pool.", "clip_proj.")) for k in saved)
     with pytest.raises(ConfigError, match="clip-head"):
         FinetuneConfig(output="x", clip_head="mlp").validate()
+    if within:  # the within-class loss reads each train image's label, and says so where there is none
+        from dreamdiffusion.training.clip_head_refit import _image_classes
+        assert _image_classes([{"label": 7}, {"label": 3}, {"label": 7}]).tolist() == [1, 0, 1]
+        with pytest.raises(ConfigError, match="labelled"):
+            _image_classes([{"image_name": "a"}])
 
 
 @pytest.mark.parametrize("head", [{}, dict(clip_warmup_steps=2, freeze_clip_head=True, clip_head="filters",

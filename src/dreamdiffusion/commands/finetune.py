@@ -129,6 +129,10 @@ def finetune_cmd(
                                             "are averaged into."),
     clip_head_steps: int = typer.Option(_D.clip_head_steps, "--clip-head-steps",
                                         help="--clip-head filters|eeg: its training steps (batch 256)."),
+    clip_head_within_class_weight: float = typer.Option(
+        _D.clip_head_within_class_weight, "--clip-head-within-class-weight",
+        help="--clip-head filters|eeg: + this x InfoNCE among the batch's images of the own class only (needs "
+             "labels; 0: off)."),
     tokenizer_init: str = typer.Option(
         _D.tokenizer_init, "--tokenizer-init",
         help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "

@@ -95,6 +95,8 @@ class AlignConfig:
     # image (a cleaner example of the same response; the val and test trials stay single). 0: off.
     trial_mix: float = 0.0
     cosine_weight: float = 0.0  # + weight x (1 - cos) to the own target beside InfoNCE (ATM adds such a term)
+    # + weight x InfoNCE among the batch's images of the own class only (contrastive.info_nce; needs labels)
+    within_class_weight: float = 0.0
     # linear arch: start from the closed-form ridge map of the prepared train EEG to the unit targets (penalty by
     # leave-one-image-out on train; with spatial filters, its leading channel subspace), then train as usual
     init_ridge: bool = False
@@ -315,9 +317,13 @@ def _better(r: dict, best: dict | None) -> bool:
 
 def train_loop(model: AlignedEncoder, cfg: AlignConfig, train: tuple, targets: torch.Tensor,
                val: tuple | None, log: JsonlLog) -> dict:
-    """Optimise ``model`` on ``train = (x, image ids)`` against ``targets [L, M, D]``; returns the best record
-    (its weights are loaded back into ``model`` when ``cfg.select == "best"``)."""
-    x, ids = train
+    """Optimise ``model`` on ``train = (x, image ids[, class of each image id])`` against ``targets [L, M, D]``;
+    returns the best record (its weights are loaded back into ``model`` when ``cfg.select == "best"``). The classes
+    are read only for ``cfg.within_class_weight``."""
+    x, ids = train[:2]
+    image_classes = torch.as_tensor(train[2]) if len(train) > 2 and train[2] is not None else None
+    if cfg.within_class_weight and image_classes is None:
+        raise ConfigError("the within-class loss needs the class of each training image (labels)", cfg.output)
     sampler = StepBatchSampler(len(x), min(cfg.batch_size, len(x)), cfg.seed, cfg.max_steps)
     opt = torch.optim.AdamW(adamw_param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
     sched = warmup_cosine_scheduler(opt, min(cfg.warmup_steps, cfg.max_steps // 2), cfg.max_steps)
@@ -331,7 +337,9 @@ def train_loop(model: AlignedEncoder, cfg: AlignConfig, train: tuple, targets: t
         z = model.forward_prepared(mixed_batch(x, idx, partners, cfg.trial_mix,
                                                np.random.default_rng(derived_seed(cfg.seed, STREAM_DATA, 17, step))))
         target = targets[levels[idx], ids[idx]]
-        loss = info_nce(z, target, model.temperature_scale(), torch.from_numpy(ids[idx]), cfg.cosine_weight)
+        batch_ids = torch.from_numpy(ids[idx])
+        loss = info_nce(z, target, model.temperature_scale(), batch_ids, cfg.cosine_weight,
+                        None if image_classes is None else image_classes[batch_ids], cfg.within_class_weight)
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became {float(loss)} at step {step} (lower --learning-rate)", cfg.output)
         opt.zero_grad(set_to_none=True)

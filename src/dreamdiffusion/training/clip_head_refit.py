@@ -78,6 +78,15 @@ def _collect(cond, dataset, device, prepare, kind: str = "filters",
     return torch.cat(xs), np.asarray(ids, dtype=np.int64), firsts, total / max(1, len(ids))
 
 
+def _image_classes(firsts: list) -> np.ndarray:
+    """The class of each distinct train image (its first item's label), as integers, for the within-class loss."""
+    labels = [it.get("label") for it in firsts]
+    if any(lab is None for lab in labels):
+        raise ConfigError("--clip-head-within-class-weight needs labelled train pairs (the dataset has no labels)")
+    names = {lab: i for i, lab in enumerate(sorted({str(lab) for lab in labels}))}
+    return np.asarray([names[str(lab)] for lab in labels], dtype=np.int64)
+
+
 def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: FrozenTargets, device,
                     out: Path | None) -> dict:
     """Fit the ``cfg.clip_head`` head (``filters``: on the frozen tokens of ``cond.encoder``; ``eeg``: on the EEG
@@ -92,12 +101,14 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     acfg = AlignConfig(output=str(out or ""), batch_size=REFIT_BATCH, learning_rate=REFIT_LR,
                        weight_decay=REFIT_WEIGHT_DECAY, cosine_weight=REFIT_COSINE_WEIGHT,
                        max_steps=cfg.clip_head_steps, warmup_steps=max(1, cfg.clip_head_steps // 20),
-                       select="last", seed=cfg.seed)
+                       within_class_weight=cfg.clip_head_within_class_weight, select="last", seed=cfg.seed)
     start = ridge_start(head, (prepared, ids), unit)
     log = JsonlLog(Path(out) / "clip_head_refit.jsonl", enabled=out is not None)
-    train_loop(head, acfg, (prepared, ids), unit, None, log)
+    classes = _image_classes(firsts) if cfg.clip_head_within_class_weight else None
+    train_loop(head, acfg, (prepared, ids, classes), unit, None, log)
     head.eval()
     record = {"head": cfg.clip_head, "filters": cfg.clip_head_filters, "bins": cfg.clip_head_bins, "steps": cfg.clip_head_steps,
+              "within_class_weight": cfg.clip_head_within_class_weight,
               "ridge_alpha": start["alpha"], "scale": scale, "train_trials": int(len(prepared))}
     val = _val_set(cfg, targets, val_ds, device)  # the warm-up's val pairs and cosine
     if val is not None:

@@ -34,13 +34,18 @@ def _multi_positive_ce(logits: torch.Tensor, positives: torch.Tensor) -> torch.T
 
 
 def info_nce(eeg: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tensor | float,
-             image_ids: torch.Tensor | None = None, cosine_weight: float = 0.0) -> torch.Tensor:
+             image_ids: torch.Tensor | None = None, cosine_weight: float = 0.0,
+             class_ids: torch.Tensor | None = None, within_class_weight: float = 0.0) -> torch.Tensor:
     """Symmetric multi-positive InfoNCE of ``eeg [B, D]`` against ``image [B, D]`` (row i belongs to row i).
 
     ``logit_scale`` is the inverse temperature (``exp`` of the learnable log-scale, already applied).
     ``image_ids`` ``[B]``: rows with equal ids are repeated trials of one image, never each other's negatives.
     ``cosine_weight``: + this x (1 - mean cos of each row to its own image). InfoNCE alone fixes only the ranking of
     the directions; the cosine term also pulls each one onto its image (ATM adds such a term).
+    ``class_ids [B]`` with ``within_class_weight``: + this x the same loss with the negatives restricted to the
+    batch's images *of the own class*. In-batch negatives are mostly of other classes, so InfoNCE alone is won
+    largely by the class; this term asks for what tells two images of one class apart (the within-class 2-way).
+    A row with no other image of its class in the batch adds 0.
     """
     if eeg.shape != image.shape or eeg.ndim != 2:
         raise ValueError(f"eeg and image embeddings must both be [batch, dim], got {tuple(eeg.shape)} and "
@@ -48,6 +53,13 @@ def info_nce(eeg: torch.Tensor, image: torch.Tensor, logit_scale: torch.Tensor |
     logits = logit_scale * F.normalize(eeg.float(), dim=-1) @ F.normalize(image.float(), dim=-1).T  # [B, B]
     positives = positive_mask(image_ids, logits.shape[0], logits.device)
     loss = 0.5 * (_multi_positive_ce(logits, positives).mean() + _multi_positive_ce(logits.T, positives.T).mean())
+    if within_class_weight:
+        if class_ids is None:
+            raise ValueError("within_class_weight needs the class of each batch element (class_ids)")
+        same = positive_mask(class_ids, logits.shape[0], logits.device)  # (positives are of the own class too)
+        within = logits.masked_fill(~same, float("-inf"))
+        loss = loss + within_class_weight * 0.5 * (_multi_positive_ce(within, positives).mean()
+                                                   + _multi_positive_ce(within.T, positives.T).mean())
     if cosine_weight:
         loss = loss + cosine_weight * (1 - F.cosine_similarity(eeg.float(), image.float(), dim=-1).mean())
     return loss

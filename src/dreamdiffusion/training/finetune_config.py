@@ -102,6 +102,9 @@ class FinetuneConfig:
     clip_head_filters: int = 8
     clip_head_bins: int = 16
     clip_head_steps: int = 1000
+    # + this x InfoNCE among the batch's images of the own class only in the refit (training/contrastive.py; needs
+    # labels): asks the head for what tells two images of one class apart. 0: off.
+    clip_head_within_class_weight: float = 0.0
     # The EEG tokenizer's start (the paper's transformer): pretrained = as Stage A left it (the paper); ridge = the
     # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
     tokenizer_init: str = "pretrained"
