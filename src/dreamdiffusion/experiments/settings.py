@@ -196,7 +196,10 @@ class DemoSettings:
     # 2000 instead (2370e9b, val seeds 1 / 4 / 131, the head alone, `benchmarks/head_val.py`): its CLIP within-class 0.577 /
     # 0.594 / 0.552 -> 0.580 / 0.589 / 0.550 (ridge 0.554 / 0.567 / 0.528): no gain, 1000 kept.
     clip_head_steps: int = 1000
-    # The refit's within-class InfoNCE (finetune --clip-head-within-class-weight; 0: off).
+    # The refit's within-class InfoNCE (finetune --clip-head-within-class-weight; 0: off). Val seeds 1 / 4 / 131 (all
+    # 716 val EEGs, the demo's whole Stage B), 0 -> 1: the head's own CLIP within-class 0.577 / 0.594 / 0.552 -> 0.587 /
+    # 0.599 / 0.559, but the images' top-1 / CLIP within-class 0.848 / 0.569, 0.778 / 0.578, 0.736 / 0.547 -> 0.814 /
+    # 0.578, 0.744 / 0.581, 0.689 / 0.545: the digit lost at every seed for little within-class gain. Off.
     clip_head_within_class_weight: float = 0.0
     # Stage B's start of the tokenizer (training/tokenizer_init.py): pretrained (Stage A's, the paper) | ridge (the
     # 16 leading spatial filters of the ridge map binned train EEG -> CLIP embedding). Val, all 716 val EEGs, one
