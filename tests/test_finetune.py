@@ -238,6 +238,8 @@ def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipel
     assert not any(k.startswith(("clip_pool.", "clip_proj.")) for k in saved)
     with pytest.raises(ConfigError, match="clip-head"):
         FinetuneConfig(output="x", clip_head="mlp").validate()
+    with pytest.raises(ConfigError, match="within-class-weight"):  # the paper's pooled head is not refitted
+        FinetuneConfig(output="x", clip_head_within_class_weight=1.0).validate()
     if within:  # the within-class loss reads each train image's label, and says so where there is none
         from dreamdiffusion.training.clip_head_refit import _image_classes
         assert _image_classes([{"label": 7}, {"label": 3}, {"label": 7}]).tolist() == [1, 0, 1]

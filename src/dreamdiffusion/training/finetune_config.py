@@ -208,6 +208,9 @@ class FinetuneConfig:
             raise ConfigError(f"--clip-head must be one of {', '.join(CLIP_HEADS)}, got {self.clip_head!r}")
         if self.clip_head_steps < 1 or self.clip_head_bins < 1 or self.clip_head_filters < 0:
             raise ConfigError("--clip-head-steps and --clip-head-bins must be at least 1, --clip-head-filters at least 0")
+        if self.clip_head_within_class_weight < 0 or (self.clip_head_within_class_weight and self.clip_head == "pool"):
+            raise ConfigError("--clip-head-within-class-weight must be >= 0 and applies to --clip-head filters|eeg "
+                              f"(got {self.clip_head_within_class_weight} with --clip-head {self.clip_head})")
         if self.freeze_clip_head and not self.clip_warmup_steps:
             raise ConfigError("--freeze-clip-head keeps the head the CLIP warm-up trained: set --clip-warmup-steps too")
         for name in ("encoder_learning_rate", "unet_learning_rate", "clip_warmup_learning_rate",
