@@ -26,6 +26,7 @@ import numpy as np
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.data.synthetic import build_benchmark
 from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
+from dreamdiffusion.evaluation.figures import margins_text
 
 # numbers the rescoring must give back exactly as the run wrote them (the proof that it scored the same thing)
 CHECKED = ("retrieval_top1", "retrieval_top5", "clip_within_class_2way", "embed_within_class_2way")
@@ -80,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in args.runs:
         margins = rescore(run)
         seed = json.loads((run / "metrics.json").read_text()).get("seed")
-        print(f"{run} (seed {seed}): " + "; ".join(
-            f"{k} {m['difference']:+.4f} [{m['low']:+.4f}, {m['high']:+.4f}]" for k, m in margins.items()))
+        print(f"{run} (seed {seed}): {margins_text(margins, digits=4)}")
         if args.write:
             for name in ("metrics.json", "evaluate/metrics.json"):
                 path = run / name

@@ -33,6 +33,7 @@ from dreamdiffusion.commands._options import (
 )
 from dreamdiffusion.core.files import atomic_write_text, check_output_folder, staged_folder
 from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
+from dreamdiffusion.evaluation.figures import margins_text
 from dreamdiffusion.evaluation.retrieval_table import retrieval_table
 
 
@@ -131,8 +132,8 @@ def evaluate_cmd(
                        f"CLIP within-class 2-way {_f(b.get('clip_within_class_2way'))}")
     margins = result.get("baseline_ridge_clip_margins") or {}
     if margins:
-        typer.echo("method - baseline_ridge_clip (95 % bootstrap interval over the test images): " + "; ".join(
-            f"{k} {m['difference']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}]" for k, m in margins.items()))
+        typer.echo("method - baseline_ridge_clip (95 % bootstrap interval over the test images): "
+                   + margins_text(margins))
 
 
 def register(app: typer.Typer) -> None:

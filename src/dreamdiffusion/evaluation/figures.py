@@ -167,21 +167,23 @@ def baselines_markdown(metrics: Mapping) -> str:
     margins = metrics.get("baseline_ridge_clip_margins") or {}
     if margins:
         first = next(iter(margins.values()))
-        parts = [f"{dict((k, w) for k, w, _ in BASELINE_ROWS).get(key, key)} {_signed(m['difference'])} "
-                 f"[{_signed(m['low'])}, {_signed(m['high'])}]" for key, m in margins.items()]
+        words = {k: w for k, w, _ in BASELINE_ROWS}
         notes.append(f"method minus ridge -> CLIP embedding, with the 95 % interval of a paired bootstrap over the "
                      f"{first['n_groups']} distinct test images ({first['n_boot']} draws; an interval that holds 0 "
-                     f"is a difference the test split cannot tell from none): " + "; ".join(parts))
+                     f"is a difference the test split cannot tell from none): " + margins_text(margins, words))
     for key in ("baseline_ridge_class_skipped", "baseline_ridge_clip_skipped"):
         if metrics.get(key):
             notes.append(f"{key[:-8]} skipped: {metrics[key]}")
     return text + "\n\n" + "".join(f"- {n}\n" for n in notes)
 
 
-def _signed(value: float) -> str:
-    """A difference with its sign, as the tables round (``+0.021``, ``-0.004``)."""
-    return f"{value:+.3f}"
+def margins_text(margins: Mapping, names: Mapping | None = None, digits: int = 3) -> str:
+    """``baseline_ridge_clip_margins`` in one line: ``NAME +0.021 [+0.005, +0.038]; ...`` (``names``: words per
+    metric key, default the keys)."""
+    sign = lambda v: f"{v:+.{digits}f}"
+    return "; ".join(f"{(names or {}).get(key, key)} {sign(m['difference'])} [{sign(m['low'])}, {sign(m['high'])}]"
+                     for key, m in margins.items())
 
 
 __all__ = ["headless_pyplot", "comparison_grid", "markdown_table", "metrics_markdown", "fmt", "METRIC_ROWS",
-           "baselines_markdown", "BASELINE_ROWS", "RIDGE_KEY"]
+           "baselines_markdown", "BASELINE_ROWS", "RIDGE_KEY", "margins_text"]

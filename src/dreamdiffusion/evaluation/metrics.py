@@ -341,13 +341,11 @@ def clip_identification(embeds: torch.Tensor, truths: torch.Tensor, targets: Seq
     """2-way identification in CLIP space: ``embeds [N, S, P]`` (S generated images per EEG, or ``[N, P]``) against
     the distinct truths ``[M, P]`` by cosine; mean over the S slots. ``classes`` (one per truth) adds the
     within-class 2-way. Returns ``clip_2way`` and, with classes, ``clip_within_class_2way``."""
-    e = torch.as_tensor(embeds)
-    e = e[:, None] if e.ndim == 2 else e
-    two_way = [pairwise_identification(cosine_similarity_matrix(e[:, slot], truths).numpy(), targets=targets).mean()
-               for slot in range(e.shape[1])] if truths.shape[0] >= 2 else []
+    sims = _slot_similarities(embeds, truths)
+    two_way = [pairwise_identification(sim, targets=targets).mean() for sim in sims] if truths.shape[0] >= 2 else []
     result = {"clip_2way": float(np.mean(two_way)) if two_way else None}
     if classes is not None:
-        result["clip_within_class_2way"] = nan_mean(clip_within_class_rows(e, truths, classes, targets))
+        result["clip_within_class_2way"] = nan_mean(_within_class_rows(sims, classes, targets))
     return result
 
 
@@ -355,11 +353,18 @@ def clip_within_class_rows(embeds: torch.Tensor, truths: torch.Tensor, classes: 
                            targets: Sequence[int] | None = None) -> np.ndarray:
     """:func:`clip_identification`'s within-class 2-way per EEG: ``[N]``, the mean over the S slots (NaN where
     the own class has no other truth); its NaN-free mean is ``clip_within_class_2way``."""
+    return _within_class_rows(_slot_similarities(embeds, truths), classes, targets)
+
+
+def _slot_similarities(embeds: torch.Tensor, truths: torch.Tensor) -> list[np.ndarray]:
+    """Cosine ``[N, M]`` of each sample slot of ``embeds [N, S, P]`` (or ``[N, P]``: one slot) against the truths."""
     e = torch.as_tensor(embeds)
     e = e[:, None] if e.ndim == 2 else e
-    rows = [within_class_identification(cosine_similarity_matrix(e[:, s], truths).numpy(), classes, targets=targets)
-            for s in range(e.shape[1])]
-    return np.mean(rows, axis=0)
+    return [cosine_similarity_matrix(e[:, slot], truths).numpy() for slot in range(e.shape[1])]
+
+
+def _within_class_rows(sims: list[np.ndarray], classes: Sequence, targets: Sequence[int] | None) -> np.ndarray:
+    return np.mean([within_class_identification(sim, classes, targets=targets) for sim in sims], axis=0)
 
 
 def nan_mean(values) -> float | None:
