@@ -94,6 +94,7 @@ def test_fast_demo_runs_end_to_end(tmp_path, capsys):
     assert a["val_mse_zero"] > 0 and a["val_mse_interp"] > 0 and a["val_beats_interpolation"] in (True, False)
     for p in (a, b):
         assert 0.0 <= p["probe_encoder"] <= 1.0 and 0.0 <= p["probe_raw_eeg"] <= 1.0 and p["probe_n_val"] > 0
+    assert b["probe_raw_eeg"] == a["probe_raw_eeg"]  # the same benchmark, bins and counts: Stage A's number reused
     assert "| interpolation |" in report and "| after Stage B |" in report
     # the untrained encoder beside the probe is named for what it is (the pca start is data-derived, not random)
     assert "| untrained encoder |" in report and "the corpus' principal components, untrained" in report

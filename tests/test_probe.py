@@ -52,6 +52,11 @@ def test_linear_probe_reports_encoder_random_encoder_and_raw_eeg():
     given = linear_probe(enc, train, val, n_bins=4, seed=3, reference=twin)
     alone = linear_probe(twin, train, val, n_bins=4, seed=3, baselines=False)
     assert given["probe_random_encoder"] == alone["probe_encoder"] and given["probe_encoder"] == out["probe_encoder"]
+    # the raw EEG's probe reads no encoder: the twin's run gives the same number, and raw=False leaves it out (the
+    # demo's probe after Stage B reuses Stage A's) while the random encoder is still probed
+    assert given["probe_raw_eeg"] == out["probe_raw_eeg"]
+    no_raw = linear_probe(enc, train, val, n_bins=4, seed=3, raw=False)
+    assert "probe_raw_eeg" not in no_raw and no_raw == {k: v for k, v in out.items() if k != "probe_raw_eeg"}
 
 
 def test_random_encoder_has_the_encoders_shape():

@@ -30,6 +30,8 @@ from dreamdiffusion.data.transforms import binned_means
 
 logger = logging.getLogger(__name__)
 
+PROBE_BINS = 16  # time bins of the features: the default everywhere a probe is run (pretrain, the demo)
+
 
 def ridge_accuracy(x_train: np.ndarray, y_train, x_val: np.ndarray, y_val, groups=None) -> float:
     """Val accuracy of a ridge classifier fit on the train features as they are (``groups``: each train row's image;
@@ -43,7 +45,7 @@ def ridge_accuracy(x_train: np.ndarray, y_train, x_val: np.ndarray, y_val, group
 
 
 @torch.inference_mode()
-def probe_features(dataset, encoders: dict, n_bins: int = 16, raw: bool = True,
+def probe_features(dataset, encoders: dict, n_bins: int = PROBE_BINS, raw: bool = True,
                    batch_size: int = 64) -> tuple[dict[str, np.ndarray], list, list]:
     """``({name: features [N, F]}, labels, images)`` of a paired dataset in one pass.
 
@@ -90,10 +92,11 @@ def random_encoder_like(encoder, seed: int):
     return type(encoder).from_config({k: v for k, v in encoder.config.items() if not k.startswith("_")})
 
 
-def linear_probe(encoder, train, val, n_bins: int = 16, seed: int = 0, baselines: bool = True,
-                 reference=None) -> dict:
+def linear_probe(encoder, train, val, n_bins: int = PROBE_BINS, seed: int = 0, baselines: bool = True,
+                 reference=None, raw: bool | None = None) -> dict:
     """Probe accuracies on val: ``probe_encoder`` and, with ``baselines``, ``probe_random_encoder`` and
     ``probe_raw_eeg``; plus the counts and ``probe_chance`` (the most frequent train label's share of val).
+    ``raw``: whether to probe the raw EEG (None: as ``baselines``), for a caller that already has that number.
 
     ``reference``: the untrained encoder to probe as ``probe_random_encoder`` (``pretrain`` passes the start it
     trained from); None: a fresh draw of the same config (:func:`random_encoder_like`, ``seed``).
@@ -110,8 +113,9 @@ def linear_probe(encoder, train, val, n_bins: int = 16, seed: int = 0, baselines
             rand = rand.to(device)
         torch.random.set_rng_state(state)  # probing must not move the caller's random stream
         encoders["random_encoder"] = rand
-    x_tr, y_tr, images = probe_features(train, encoders, n_bins, raw=baselines)
-    x_va, y_va, _ = probe_features(val, encoders, n_bins, raw=baselines)
+    raw = baselines if raw is None else raw
+    x_tr, y_tr, images = probe_features(train, encoders, n_bins, raw=raw)
+    x_va, y_va, _ = probe_features(val, encoders, n_bins, raw=raw)
     result = {f"probe_{name}": ridge_accuracy(x_tr[name], y_tr, x_va[name], y_va, images) for name in x_tr}
     majority = Counter(map(str, y_tr)).most_common(1)[0][0]
     result.update({"probe_chance": float(np.mean([str(v) == majority for v in y_va])),
@@ -119,4 +123,4 @@ def linear_probe(encoder, train, val, n_bins: int = 16, seed: int = 0, baselines
     return result
 
 
-__all__ = ["linear_probe", "probe_features", "ridge_accuracy", "random_encoder_like"]
+__all__ = ["PROBE_BINS", "linear_probe", "probe_features", "ridge_accuracy", "random_encoder_like"]

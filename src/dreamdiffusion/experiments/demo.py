@@ -28,7 +28,7 @@ from dreamdiffusion.core.machine import machine_description
 from dreamdiffusion.data.synthetic import SyntheticPairs, build_benchmark
 from dreamdiffusion.evaluation.evaluate import EvaluateConfig, evaluate
 from dreamdiffusion.evaluation.figures import fmt
-from dreamdiffusion.evaluation.probe import linear_probe
+from dreamdiffusion.evaluation.probe import PROBE_BINS, linear_probe
 from dreamdiffusion.evaluation.selection import choose_guidance, distinct_image_items
 from dreamdiffusion.experiments.low_level import fit_latent_stage, low_level_stage
 from dreamdiffusion.experiments.report import write_demo_report
@@ -80,18 +80,24 @@ def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrai
 def stage_b_probe(bench: Path, pipeline: Path, cfg: DemoConfig, encoder: Path | None = None) -> dict:
     """Linear probe of the fine-tuned pipeline's EEG encoder on val (beside a random encoder and the raw EEG).
 
-    The random encoder's and the raw EEG's probes are Stage A's where Stage A probed an encoder of the same config
-    (``encoder``: its folder): same benchmark, same seed, so they would come out the same (half the probe's time).
+    Stage A's numbers are reused where they would come out the same (same benchmark, same seed, same bins and
+    counts; ``encoder``: its folder): the raw EEG's always, the random encoder's where Stage A probed an encoder of
+    the same config (Stage B's ``--encoder-norm`` changes it, and with it the fresh draw). Each reuse halves a probe.
     """
     if not cfg.settings.probe:
         return {}
     tuned = load_encoder(Path(pipeline) / "eeg_conditioner")
     stage_a = stage_a_summary(encoder)
+    train, val = SyntheticPairs(bench, "train"), SyntheticPairs(bench, "val")
     config = _public_config(tuned)
-    same = "probe_raw_eeg" in stage_a and config is not None and config == _public_config(load_encoder(encoder))
-    result = linear_probe(tuned, SyntheticPairs(bench, "train"), SyntheticPairs(bench, "val"), seed=cfg.seed,
-                          baselines=not same)
-    return {**result, **({k: stage_a[k] for k in ("probe_random_encoder", "probe_raw_eeg")} if same else {})}
+    same_config = "probe_random_encoder" in stage_a and config is not None and config == _public_config(
+        load_encoder(encoder))
+    same_raw = ("probe_raw_eeg" in stage_a and stage_a.get("probe_n_bins") == PROBE_BINS
+                and (stage_a.get("probe_n_train"), stage_a.get("probe_n_val")) == (len(train), len(val)))
+    result = linear_probe(tuned, train, val, n_bins=PROBE_BINS, seed=cfg.seed, baselines=not same_config,
+                          raw=not same_raw)
+    kept = (["probe_random_encoder"] if same_config else []) + (["probe_raw_eeg"] if same_raw else [])
+    return {**result, **{k: stage_a[k] for k in kept}}
 
 
 def _public_config(model) -> dict | None:

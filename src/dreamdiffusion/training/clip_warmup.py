@@ -49,6 +49,30 @@ def _val_set(cfg: FinetuneConfig, targets: FrozenTargets, val_ds, device):
     return stack_eeg(items).to(device), targets.clip_embeds(items)
 
 
+def _warmup_optimizer(cfg: FinetuneConfig, cond, logit_scale) -> tuple[torch.optim.Optimizer, list]:
+    """AdamW over the warm-up's parameters, and the list whose gradient norm is clipped.
+
+    The heads (and ``logit_scale``) at the warm-up's rate; the encoder in a group of its own at
+    ``clip_warmup_encoder_learning_rate`` (the same update as one group when the rates are equal: AdamW is per
+    parameter), or with no gradient through it at all at rate 0, as Stage B starts it (the caller restores its
+    flags after the loop)."""
+    heads = ("clip_pool", "clip_proj") + (("token_mapper", "dim_mapper", "clip_context_proj")
+                                          if cfg.caption_weight else ())
+    trained = ("encoder",) + heads
+    warmup_lr = cfg.clip_warmup_learning_rate or cfg.learning_rate
+    encoder_lr = warmup_lr if cfg.clip_warmup_encoder_learning_rate is None else cfg.clip_warmup_encoder_learning_rate
+    groups = [{"params": [q for n, q in cond.named_parameters() if n.split(".")[0] in heads]}]
+    if encoder_lr == 0:
+        cond.encoder.requires_grad_(False)
+    else:
+        groups.append({"params": list(cond.encoder.parameters()), "lr": encoder_lr})
+    groups[0]["params"] += [logit_scale] if logit_scale is not None else []
+    # in the module's order, as before the groups: the clipped norm sums them in this order
+    params = [q for n, q in cond.named_parameters() if n.split(".")[0] in trained and q.requires_grad]
+    params += [logit_scale] if logit_scale is not None else []
+    return torch.optim.AdamW(groups, lr=warmup_lr, weight_decay=cfg.weight_decay), params
+
+
 def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, device, out: Path | None,
                 targets: FrozenTargets | None = None) -> dict:
     """Train the encoder + CLIP head of ``parts.conditioner`` in place; keep the step with the best val cosine.
@@ -60,25 +84,11 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     targets = targets or FrozenTargets(parts.clip, parts.clip_processor, parts.vae)
     cond = parts.conditioner
     cond.to(device)
-    heads = ("clip_pool", "clip_proj") + (("token_mapper", "dim_mapper", "clip_context_proj")
-                                          if cfg.caption_weight else ())
-    trained = ("encoder",) + heads
-    warmup_lr = cfg.clip_warmup_learning_rate or cfg.learning_rate
-    encoder_lr = warmup_lr if cfg.clip_warmup_encoder_learning_rate is None else cfg.clip_warmup_encoder_learning_rate
-    groups = [{"params": [q for n, q in cond.named_parameters() if n.split(".")[0] in heads]}]
-    encoder_grad = [q.requires_grad for q in cond.encoder.parameters()]
-    if encoder_lr == 0:  # as Stage B starts it: no gradient through it at all (its flags restored after the loop)
-        cond.encoder.requires_grad_(False)
-    else:  # a group of its own: the same update as one group when the rates are equal (AdamW is per parameter)
-        groups.append({"params": list(cond.encoder.parameters()), "lr": encoder_lr})
     captions = CaptionTargets(cfg.base, cfg.dataset) if cfg.caption_weight else None
     # --align contrastive: the warm-up's own learnable temperature, handed on to the joint phase.
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07))) if cfg.align == "contrastive" else None
-    groups[0]["params"] += [logit_scale] if logit_scale is not None else []
-    # in the module's order, as before the groups: the clipped norm sums them in this order
-    params = [q for n, q in cond.named_parameters() if n.split(".")[0] in trained and q.requires_grad]
-    params += [logit_scale] if logit_scale is not None else []
-    opt = torch.optim.AdamW(groups, lr=warmup_lr, weight_decay=cfg.weight_decay)
+    encoder_grad = [q.requires_grad for q in cond.encoder.parameters()]
+    opt, params = _warmup_optimizer(cfg, cond, logit_scale)
     steps = cfg.clip_warmup_steps
     schedule = None
     if cfg.clip_warmup_schedule == "cosine":

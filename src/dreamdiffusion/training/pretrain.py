@@ -33,6 +33,7 @@ from dreamdiffusion.core.errors import ConfigError, DataError, TrainingError
 from dreamdiffusion.data.corpus import CorpusDataset
 from dreamdiffusion.data.transforms import binned_means
 from dreamdiffusion.evaluation.figures import fmt
+from dreamdiffusion.evaluation.probe import PROBE_BINS
 from dreamdiffusion.evaluation.reconstruction import masked_pearson_r  # re-exported
 from dreamdiffusion.models.eeg_encoder import BLOCK_INITS, PATCH_INITS, PRESETS, MaskedSignalModel, init_patch_embed
 from dreamdiffusion.training.checkpoint import (
@@ -124,7 +125,7 @@ class PretrainConfig:
     record_indices: bool = False           # write the window indices each rank trained on (debugging)
     probe_dataset: str = ""                # paired dataset (e.g. synthetic) for a linear probe at the end ("": none)
     probe_dataset_options: dict = dataclasses.field(default_factory=dict)  # its options, e.g. {"root": DIR}
-    probe_bins: int = 16                   # time bins the probe averages tokens (and the raw EEG) into
+    probe_bins: int = PROBE_BINS           # time bins the probe averages tokens (and the raw EEG) into
 
     # ---- JSON round trip
 
