@@ -83,7 +83,7 @@ def stage_b_probe(bench: Path, pipeline: Path, cfg: DemoConfig, encoder: Path | 
     Stage A's numbers are reused where they would come out the same (same benchmark, same seed, same bins and
     counts; ``encoder``: its folder): the raw EEG's always, the random encoder's where Stage A probed an encoder of
     the same config (Stage B's ``--encoder-norm`` changes it, and with it the fresh draw). Each reuse saves a ridge
-    search and a pass over the features.
+    search (seconds on the full benchmark).
     """
     if not cfg.settings.probe:
         return {}
