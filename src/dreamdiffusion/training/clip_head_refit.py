@@ -83,8 +83,7 @@ def _image_classes(firsts: list) -> np.ndarray:
     labels = [it.get("label") for it in firsts]
     if any(lab is None for lab in labels):
         raise ConfigError("--clip-head-within-class-weight needs labelled train pairs (the dataset has no labels)")
-    names = {lab: i for i, lab in enumerate(sorted({str(lab) for lab in labels}))}
-    return np.asarray([names[str(lab)] for lab in labels], dtype=np.int64)
+    return np.unique([str(lab) for lab in labels], return_inverse=True)[1].astype(np.int64)
 
 
 def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: FrozenTargets, device,
