@@ -9,6 +9,7 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.models import hub
 from dreamdiffusion.models.conditioner import EEGConditioner, filters_head, load_encoder
 from dreamdiffusion.models.eeg_encoder import EEGEncoder
+from dreamdiffusion.models.encoders import EmbeddingPrior
 from stageb_helpers import CLIP_DIM, CROSS, N_CHANS, N_TIMES  # parts: conftest.py
 
 
@@ -172,6 +173,31 @@ def test_eeg_head_reads_the_window_and_round_trips(parts, tmp_path):
     assert torch.allclose(again(eeg).clip_embeds, out.clip_embeds, atol=1e-6)
     with pytest.raises(ConfigError, match="'filters' or 'eeg'"):
         cond.use_filters_head(head, scale=1.0, kind="pool")
+
+
+def test_fitted_head_prior_reads_the_heads_prediction_and_round_trips(parts, tmp_path):
+    """use_filters_head(prior=...): the head's scaled prediction goes through the prior, whose output direction is
+    given the same length; the prior is part of the head (frozen with it) and loads with the conditioner."""
+    cond = EEGConditioner.from_encoder(parts / "enc", CROSS, CLIP_DIM).eval()
+    eeg = torch.randn(3, N_CHANS, N_TIMES)
+    torch.manual_seed(3)
+    head = filters_head(N_CHANS, N_TIMES, CLIP_DIM, filters=2, bins=4).eval()
+    prior = EmbeddingPrior(CLIP_DIM, 16)
+    torch.nn.init.normal_(prior.net[-1].weight, std=0.5)  # not the identity it starts as
+    cond.use_filters_head(head, scale=2.0, kind="eeg", prior=prior)
+    assert cond.config.clip_head_prior == 16 and cond.clip_prior in cond.clip_head_modules()
+    out = cond(eeg).clip_embeds
+    plain = torch.nn.functional.normalize(head(eeg), dim=-1) * 2.0
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(prior(plain), dim=-1) * 2.0
+    assert torch.allclose(out, expected, atol=1e-5) and not torch.allclose(out, plain, atol=1e-3)
+    assert torch.allclose(out.norm(dim=-1), torch.full((3,), 2.0), atol=1e-5)
+    cond.save_pretrained(tmp_path / "c")
+    again = EEGConditioner.from_pretrained(tmp_path / "c").eval()
+    assert again.config.clip_head_prior == 16 and torch.allclose(again(eeg).clip_embeds, out, atol=1e-5)
+    cond.use_filters_head(head, scale=2.0, kind="eeg")  # refitted without one: the prior goes
+    assert cond.clip_prior is None and cond.config.clip_head_prior == 0
+    assert torch.allclose(cond(eeg).clip_embeds, plain, atol=1e-6)
 
 
 def test_clip_context_adds_the_clip_prediction_to_every_context_token(parts, tmp_path):

@@ -211,14 +211,15 @@ def test_freeze_clip_head_keeps_the_warmups_head_through_the_joint_phase(parts, 
         FinetuneConfig(output="x", freeze_clip_head=True).validate()
 
 
-@pytest.mark.parametrize("kind,within", [("filters", 0.0), ("eeg", 0.0), ("eeg", 1.0)])
-def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipeline(parts, tmp_path, kind, within):
+@pytest.mark.parametrize("kind,within,prior", [("filters", 0.0, 0), ("eeg", 0.0, 0), ("eeg", 1.0, 0), ("eeg", 0.0, 8)])
+def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipeline(parts, tmp_path, kind, within,
+                                                                                     prior):
     """--clip-head filters|eeg: after the warm-up the encoder's frozen tokens (eeg: the EEG windows) get a new
     low-rank head (ridge start, then InfoNCE + cos), which replaces the pooled one, stays frozen through the joint
     phase and loads with the pipeline."""
     cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=2, freeze_clip_head=True, clip_head=kind,
                clip_head_filters=2, clip_head_bins=4, clip_head_steps=3, max_steps=1, select="last",
-               clip_head_within_class_weight=within)
+               clip_head_within_class_weight=within, clip_head_prior=prior, clip_head_prior_steps=4)
     trainer = Trainer(cfg, PairList(6), PairList(2))
     trainer.setup()
     cond = trainer.parts.conditioner
@@ -229,7 +230,14 @@ def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipel
     assert cond.clip_pool is None and cond.config.clip_head == kind
     assert cond.clip_filters.config.in_chans == cond.head_input_shape(kind)[0]
     assert cond.config.clip_head_scale == pytest.approx(record["scale"])
-    head = {n: q.detach().clone() for n, q in cond.named_parameters() if n.startswith("clip_filters.")}
+    if prior:  # kept only where it raised the val cosine; the record says which, and the conditioner agrees
+        rec = record["prior"]
+        assert (rec["hidden"], rec["steps"]) == (8, 4) and math.isfinite(rec["val_clip_cos_with"])
+        assert rec["used"] == (rec["val_clip_cos_with"] > rec["val_clip_cos_without"])
+        assert (cond.clip_prior is not None) == rec["used"] and cond.config.clip_head_prior == 8 * rec["used"]
+    else:
+        assert "prior" not in record and cond.clip_prior is None
+    head = {n: q.detach().clone() for n, q in cond.named_parameters() if n.startswith(("clip_filters.", "clip_prior."))}
     assert head and not any(q.requires_grad for n, q in cond.named_parameters() if n in head)
     assert len((tmp_path / "o" / "clip_head_refit.jsonl").read_text().splitlines()) == 3
     trainer.run()
@@ -240,6 +248,8 @@ def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipel
         FinetuneConfig(output="x", clip_head="mlp").validate()
     with pytest.raises(ConfigError, match="within-class-weight"):  # the paper's pooled head is not refitted
         FinetuneConfig(output="x", clip_head_within_class_weight=1.0).validate()
+    with pytest.raises(ConfigError, match="clip-head-prior"):
+        FinetuneConfig(output="x", clip_head_prior=8).validate()
     if within:  # the within-class loss reads each train image's label, and says so where there is none
         from dreamdiffusion.training.clip_head_refit import _image_classes
         assert _image_classes([{"label": 7}, {"label": 3}, {"label": 7}]).tolist() == [1, 0, 1]
@@ -250,8 +260,11 @@ def test_clip_head_filters_is_refitted_after_the_warmup_and_saved_with_the_pipel
 @pytest.mark.parametrize("head", [{}, dict(clip_warmup_steps=2, freeze_clip_head=True, clip_head="filters",
                                           clip_head_filters=2, clip_head_bins=4, clip_head_steps=3),
                                   dict(clip_warmup_steps=2, freeze_clip_head=True, clip_head="eeg",
-                                       clip_head_filters=2, clip_head_bins=4, clip_head_steps=3)],
-                         ids=["paper", "clip-head-filters", "clip-head-eeg"])
+                                       clip_head_filters=2, clip_head_bins=4, clip_head_steps=3),
+                                  dict(clip_warmup_steps=2, freeze_clip_head=True, clip_head="eeg",
+                                       clip_head_filters=2, clip_head_bins=4, clip_head_steps=3, clip_head_prior=8,
+                                       clip_head_prior_steps=4)],
+                         ids=["paper", "clip-head-filters", "clip-head-eeg", "clip-head-eeg-prior"])
 def test_resume_matches_uninterrupted_run(parts, tmp_path, head):
     ds = PairList(6)
     kw = dict(checkpoint_every=1, select="last", cond_dropout=0.5, **head)
@@ -261,8 +274,11 @@ def test_resume_matches_uninterrupted_run(parts, tmp_path, head):
     for sub in ("unet", "eeg_conditioner"):
         a, b = _weights(full / sub), _weights(resumed / sub)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
+    if head.get("clip_head_prior"):  # no val set: the prior is kept, saved, and rebuilt blank on resume to load
+        assert any(k.startswith("clip_prior.") for k in _weights(resumed / "eeg_conditioner"))
     configs = [json.loads((run / "eeg_conditioner" / "config.json").read_text()) for run in (full, resumed)]
     assert configs[0]["clip_head_scale"] == configs[1]["clip_head_scale"]  # the refit's scale, not a default
+    assert configs[0].get("clip_head_prior") == configs[1].get("clip_head_prior") == head.get("clip_head_prior", 0)
     steps = [json.loads(s)["step"] for s in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
     with pytest.raises(ConfigError, match="earlier run; pass --resume"):  # never silently overwrite a run

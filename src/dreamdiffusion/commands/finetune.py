@@ -133,6 +133,12 @@ def finetune_cmd(
         _D.clip_head_within_class_weight, "--clip-head-within-class-weight",
         help="--clip-head filters|eeg: + this x InfoNCE among the batch's images of the own class only (needs "
              "labels; 0: off)."),
+    clip_head_prior: int = typer.Option(
+        _D.clip_head_prior, "--clip-head-prior", metavar="HIDDEN",
+        help="--clip-head filters|eeg: then fit an MLP prior (this hidden width) from the head's train predictions to "
+             "their images' CLIP embeddings, and read the head through it where it raises the val CLIP cosine (0: off)."),
+    clip_head_prior_steps: int = typer.Option(_D.clip_head_prior_steps, "--clip-head-prior-steps",
+                                              help="--clip-head-prior: its training steps (batch 256)."),
     tokenizer_init: str = typer.Option(
         _D.tokenizer_init, "--tokenizer-init",
         help="Start of the transformer's tokenizer: pretrained (as Stage A left it, the paper) | ridge (the leading "

@@ -145,6 +145,7 @@ def stage_b_config(folder: Path, bench: Path, encoder: Path | None, cfg: DemoCon
         clip_warmup_schedule=s.clip_warmup_schedule, freeze_clip_head=s.freeze_clip_head and bool(warmup),
         clip_head=s.clip_head if warmup else "pool", clip_head_steps=s.clip_head_steps,
         clip_head_within_class_weight=s.clip_head_within_class_weight if warmup else 0.0,
+        clip_head_prior=s.clip_head_prior if warmup and s.clip_head != "pool" else 0, clip_head_prior_steps=s.prior_steps,
         tokenizer_init=s.tokenizer_init, encoder_norm=s.encoder_norm, null_init=s.null_init,
         caption_weight=s.caption_weight if warmup else 0.0, clip_context=s.clip_context,
         max_steps=s.finetune_steps, checkpoint_every=0, train_fraction=s.pairs_fraction,

@@ -201,6 +201,9 @@ class DemoSettings:
     # 0.599 / 0.559, but the images' top-1 / CLIP within-class 0.848 / 0.569, 0.778 / 0.578, 0.736 / 0.547 -> 0.814 /
     # 0.578, 0.744 / 0.581, 0.689 / 0.545: the digit lost at every seed for little within-class gain. Off.
     clip_head_within_class_weight: float = 0.0
+    # The head's prior (finetune --clip-head-prior; 0: off): the modern recipe's MLP (prior_hidden wide, prior_steps
+    # steps) fitted after the refit from the head's train predictions to their images' CLIP embeddings.
+    clip_head_prior: int = 0
     # Stage B's start of the tokenizer (training/tokenizer_init.py): pretrained (Stage A's, the paper) | ridge (the
     # 16 leading spatial filters of the ridge map binned train EEG -> CLIP embedding). Val, all 716 val EEGs, one
     # image each at guidance 3 with the CLIP guidance below, 6 steps; pretrained -> ridge (these three with the map's

@@ -64,7 +64,13 @@ from dreamdiffusion.models.eeg_encoder import (
     MaskedSignalModel,
     final_norm_kind,
 )
-from dreamdiffusion.models.encoders import ALIGNED_CONFIG_NAME, AlignedEncoder, TokenEncoder, load_aligned_encoder
+from dreamdiffusion.models.encoders import (
+    ALIGNED_CONFIG_NAME,
+    AlignedEncoder,
+    EmbeddingPrior,
+    TokenEncoder,
+    load_aligned_encoder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +170,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         clip_head_filters: int = 8,
         clip_head_bins: int = 16,
         clip_head_scale: float = 1.0,
+        clip_head_prior: int = 0,
     ):
         super().__init__()
         if clip_pool_tokens < 1:
@@ -230,6 +237,8 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             self.clip_pool = self.clip_proj = None
             width, length = self.head_input_shape(cfg.clip_head)
             self.clip_filters = filters_head(width, length, clip_dim, cfg.clip_head_filters, cfg.clip_head_bins)
+        hidden = int(cfg.get("clip_head_prior", 0) or 0)
+        self.clip_prior = EmbeddingPrior(clip_dim, hidden) if hidden and cfg.clip_head != "pool" else None
 
     @property
     def paper_layout(self) -> bool:
@@ -335,7 +344,11 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
             out = self.clip_filters(eeg.to(self.dtype))
         else:
             out = self.clip_filters(tokens.transpose(1, 2))
-        return F.normalize(out, dim=-1) * float(self.config.clip_head_scale)
+        scale = float(self.config.clip_head_scale)
+        pred = F.normalize(out, dim=-1) * scale
+        if self.clip_prior is not None:  # the fitted head's prior: its direction, at the same length
+            pred = F.normalize(self.clip_prior(pred), dim=-1) * scale
+        return pred
 
     def token_shape(self) -> tuple[int, int]:
         """``(N, D)`` of the encoder's tokens ``[B, N, D]``."""
@@ -352,12 +365,13 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
 
     def clip_head_modules(self) -> list[nn.Module]:
         """The modules of the CLIP head in use (to freeze or train it as one)."""
-        return [m for m in (self.clip_pool, self.clip_proj, self.clip_filters) if m is not None]
+        return [m for m in (self.clip_pool, self.clip_proj, self.clip_filters, self.clip_prior) if m is not None]
 
-    def use_filters_head(self, head: AlignedEncoder, scale: float, kind: str = "filters") -> None:
+    def use_filters_head(self, head: AlignedEncoder, scale: float, kind: str = "filters",
+                         prior: EmbeddingPrior | None = None) -> None:
         """Replace the CLIP head by ``head`` (a trained :func:`filters_head` of this encoder's tokens, or with
         ``kind="eeg"`` of the EEG window, as ``training/clip_head_refit.py`` fits it), its unit prediction times
-        ``scale``."""
+        ``scale``; with ``prior``, that prediction then goes through it (its output's direction, at the same length)."""
         if kind not in CLIP_HEADS[1:]:
             raise ConfigError(f"a fitted CLIP head is 'filters' or 'eeg', got {kind!r}")
         opts = head.config.arch_options or {}
@@ -366,8 +380,10 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         new.load_state_dict(head.state_dict())
         self.clip_pool = self.clip_proj = None
         self.clip_filters = new.to(self.device, self.dtype)
+        self.clip_prior = None if prior is None else prior.to(self.device, self.dtype)
         self.register_to_config(clip_head=kind, clip_head_filters=int(opts.get("spatial_filters", 0)),
-                                clip_head_bins=new.n_times, clip_head_scale=float(scale))
+                                clip_head_bins=new.n_times, clip_head_scale=float(scale),
+                                clip_head_prior=0 if prior is None else prior.hidden)
 
     def null_condition(self, batch_size: int) -> torch.Tensor:
         """The learned no-EEG context, ``[B, 77, Dx]``."""

@@ -306,6 +306,25 @@ class Projector(nn.Module):
         return self.norm(x + self.residual(x))
 
 
+class EmbeddingPrior(nn.Module):
+    """``x + MLP(x)``: predicted -> CLIP image embedding; the last layer starts at zero (identity at init). The
+    modern recipe's prior (``ImageEmbeddingConditioner.prior``) and the paper recipe's fitted CLIP head's
+    (``EEGConditioner.clip_prior``); ``training/prior.py`` fits it."""
+
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    @property
+    def hidden(self) -> int:
+        return int(self.net[1].out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
 def build_backbone(arch: str, n_chans: int, n_times: int, sfreq: float, options: dict | None = None) -> nn.Module:
     """One of :data:`ARCHS` with its options (e.g. ``{"preset": "tiny"}`` for msm); ``.out_features`` is its width,
     ``.token_shape`` the ``(N, D)`` of its ``tokens``."""
@@ -475,4 +494,4 @@ def load_aligned_encoder(path: str | os.PathLike) -> AlignedEncoder:
 
 
 __all__ = ["ARCHS", "AlignedEncoder", "MSMBackbone", "ShallowFBCSPNet", "EEGNet", "EEGConformer", "ATCNet", "Flatten",
-           "Projector", "TokenEncoder", "build_backbone", "load_aligned_encoder"]
+           "Projector", "EmbeddingPrior", "TokenEncoder", "build_backbone", "load_aligned_encoder"]

@@ -32,20 +32,7 @@ from torch import nn
 
 from dreamdiffusion.core.errors import check_eeg_shape
 from dreamdiffusion.models.conditioner import ConditionerOutput, LatentDecoder, LatentGuessMixin
-from dreamdiffusion.models.encoders import AlignedEncoder
-
-
-class EmbeddingPrior(nn.Module):
-    """``x + MLP(x)``: predicted -> CLIP image embedding; the last layer starts at zero (identity at init)."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.net(x)
+from dreamdiffusion.models.encoders import AlignedEncoder, EmbeddingPrior
 
 
 class ImageEmbeddingConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):

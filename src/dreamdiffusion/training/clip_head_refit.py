@@ -36,10 +36,12 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.evaluation.figures import fmt
 from dreamdiffusion.models.conditioner import filters_head
+from dreamdiffusion.models.encoders import EmbeddingPrior
 from dreamdiffusion.training.align import AlignConfig, ridge_start, train_loop
 from dreamdiffusion.training.clip_warmup import _val_cosine, _val_set
 from dreamdiffusion.training.finetune_config import FinetuneConfig
 from dreamdiffusion.training.loop import JsonlLog
+from dreamdiffusion.training.prior import train_prior
 from dreamdiffusion.training.stageb import FrozenTargets, stack_eeg
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,8 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     cond.use_filters_head(head, scale, cfg.clip_head)
     if val is not None:
         record["val_clip_cos_after"] = _val_cosine(cond, val, cfg.batch_size)
+    if cfg.clip_head_prior:
+        record["prior"] = _fit_prior(cfg, cond, head, scale, prepared, targets.clip_embeds(firsts)[torch.as_tensor(ids)], val)
     record["seconds"] = round(time.perf_counter() - t0, 2)
     logger.info("CLIP head refit (%s, %d filters x %d bins, %d steps from the ridge map): val CLIP cosine %s -> %s (%.0f s)",
                 cfg.clip_head, cfg.clip_head_filters, cfg.clip_head_bins, cfg.clip_head_steps,
@@ -124,14 +128,39 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     return record
 
 
-def refit_scale(out: Path) -> float:
-    """The scale a refit recorded in ``out`` (``--resume``: the checkpoint holds the head's weights, not its scale)."""
+def _fit_prior(cfg: FinetuneConfig, cond, head, scale: float, prepared: torch.Tensor, truths: torch.Tensor,
+               val) -> dict:
+    """Fit the head's prior (``training/prior.py``'s MLP, ``cfg.clip_head_prior`` wide) from the fitted head's train
+    predictions (``prepared`` inputs, as ``cond`` scales them) to their images' CLIP embeddings ``truths [N, P]``;
+    put it in ``cond`` where it raises the val pairs' CLIP cosine (or where there is no val set). Returns its record."""
+    with torch.no_grad():
+        pred = torch.cat([F.normalize(head.forward_prepared(prepared[i:i + 1024]).float(), dim=-1) * scale
+                          for i in range(0, len(prepared), 1024)])
+    prior = train_prior(pred, truths.float().cpu(), cfg.clip_head_prior, cfg.clip_head_prior_steps, seed=cfg.seed)
+    record = {"hidden": cfg.clip_head_prior, "steps": cfg.clip_head_prior_steps}
+    before = None if val is None else _val_cosine(cond, val, cfg.batch_size)
+    cond.use_filters_head(head, scale, cfg.clip_head, prior)
+    if val is not None:
+        record["val_clip_cos_without"], record["val_clip_cos_with"] = before, _val_cosine(cond, val, cfg.batch_size)
+    record["used"] = val is None or record["val_clip_cos_with"] > before
+    if not record["used"]:
+        cond.use_filters_head(head, scale, cfg.clip_head)
+    logger.info("CLIP head prior %s: val CLIP cosine %s -> %s", "kept" if record["used"] else "dropped",
+                fmt(record.get("val_clip_cos_without")), fmt(record.get("val_clip_cos_with")))
+    return record
+
+
+def refit_state(out: Path, clip_dim: int) -> tuple[float, EmbeddingPrior | None]:
+    """The scale a refit recorded in ``out`` and a blank prior where it kept one (``--resume``: the checkpoint holds
+    the head's and the prior's weights, not their shapes)."""
     path = Path(out) / REFIT_FILE
     try:
-        return float(json.loads(path.read_text())["scale"])
-    except (OSError, ValueError, KeyError, TypeError):
+        record = json.loads(path.read_text())
+        prior = record.get("prior") or {}
+        return float(record["scale"]), (EmbeddingPrior(clip_dim, int(prior["hidden"])) if prior.get("used") else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ConfigError("--resume with --clip-head filters needs the refit's record of the run being resumed",
                           path) from None
 
 
-__all__ = ["refit_clip_head", "refit_scale", "REFIT_FILE"]
+__all__ = ["refit_clip_head", "refit_state", "REFIT_FILE"]

@@ -105,6 +105,11 @@ class FinetuneConfig:
     # + this x InfoNCE among the batch's images of the own class only in the refit (training/contrastive.py; needs
     # labels): asks the head for what tells two images of one class apart. 0: off.
     clip_head_within_class_weight: float = 0.0
+    # The fitted head's prior (--clip-head-prior HIDDEN; 0: off): the modern recipe's residual MLP (training/prior.py)
+    # fitted after the head with MSE from its train predictions to their images' CLIP embeddings, clip_head_prior_steps
+    # steps; the head's prediction then goes through it. Kept only where it raises the val pairs' CLIP cosine.
+    clip_head_prior: int = 0
+    clip_head_prior_steps: int = 1000
     # The EEG tokenizer's start (the paper's transformer): pretrained = as Stage A left it (the paper); ridge = the
     # leading spatial filters of the ridge map binned train EEG -> CLIP image embedding (training/tokenizer_init.py).
     tokenizer_init: str = "pretrained"
@@ -208,6 +213,10 @@ class FinetuneConfig:
             raise ConfigError(f"--clip-head must be one of {', '.join(CLIP_HEADS)}, got {self.clip_head!r}")
         if self.clip_head_steps < 1 or self.clip_head_bins < 1 or self.clip_head_filters < 0:
             raise ConfigError("--clip-head-steps and --clip-head-bins must be at least 1, --clip-head-filters at least 0")
+        if self.clip_head_prior < 0 or self.clip_head_prior_steps < 1 or (self.clip_head_prior and self.clip_head == "pool"):
+            raise ConfigError("--clip-head-prior needs --clip-head filters|eeg, a width >= 0 and --clip-head-prior-steps "
+                              f">= 1 (got {self.clip_head_prior} x {self.clip_head_prior_steps} with --clip-head "
+                              f"{self.clip_head})")
         if self.clip_head_within_class_weight < 0 or (self.clip_head_within_class_weight and self.clip_head == "pool"):
             raise ConfigError("--clip-head-within-class-weight must be >= 0 and applies to --clip-head filters|eeg "
                               f"(got {self.clip_head_within_class_weight} with --clip-head {self.clip_head})")

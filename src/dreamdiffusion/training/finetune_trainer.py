@@ -29,7 +29,7 @@ from dreamdiffusion.models.conditioner import filters_head
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 from dreamdiffusion.training.captions import base_null_context
 from dreamdiffusion.training.checkpoint import CheckpointManager
-from dreamdiffusion.training.clip_head_refit import refit_clip_head, refit_scale
+from dreamdiffusion.training.clip_head_refit import refit_clip_head, refit_state
 from dreamdiffusion.training.clip_warmup import clip_warmup
 from dreamdiffusion.training.finetune_config import (
     BEST_FILE,
@@ -149,9 +149,10 @@ class Trainer:
         if cfg.clip_head != "pool":
             if cfg.resume:  # the checkpoint holds the fitted head (its scale is in the refit's record)
                 width, length = p.conditioner.head_input_shape(cfg.clip_head)
+                scale, prior = refit_state(self.out, p.conditioner.config.clip_dim)
                 p.conditioner.use_filters_head(filters_head(width, length, p.conditioner.config.clip_dim,
                                                             cfg.clip_head_filters, cfg.clip_head_bins),
-                                               refit_scale(self.out), cfg.clip_head)
+                                               scale, cfg.clip_head, prior)
             else:
                 refit_clip_head(cfg, p.conditioner, self.train_ds, self.val_ds, self.targets, acc.device,
                                 self.out if acc.is_main_process else None)

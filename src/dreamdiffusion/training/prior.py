@@ -4,7 +4,7 @@ InfoNCE fixes only how predictions rank against each other, not where they lie: 
 aligned encoder's val predictions have cosine ~0.2 with their own image's CLIP embedding while ranking it well,
 and an IP-Adapter trained on real CLIP embeddings draws poorly from such vectors. ATM puts a diffusion prior
 between the two; this is its simplest sibling, the residual MLP
-:class:`~dreamdiffusion.models.image_conditioner.EmbeddingPrior`, fitted with MSE on the train split's
+:class:`~dreamdiffusion.models.encoders.EmbeddingPrior`, fitted with MSE on the train split's
 (prediction, CLIP embedding of the image seen) pairs. The demo uses it where val says it helps.
 """
 
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.core.seeding import seeded_generator
 from dreamdiffusion.data.transforms import binned_means
-from dreamdiffusion.models.encoders import AlignedEncoder
-from dreamdiffusion.models.image_conditioner import EmbeddingPrior, LatentDecoder
+from dreamdiffusion.models.encoders import AlignedEncoder, EmbeddingPrior
+from dreamdiffusion.models.image_conditioner import LatentDecoder
 from dreamdiffusion.training.align import collect_split
 
 logger = logging.getLogger(__name__)
