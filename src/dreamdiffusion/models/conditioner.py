@@ -11,7 +11,9 @@ Diffusion's CLIP-text context with a mapping of the pretrained EEG encoder's tok
   ``clip_head="filters"`` replaces it by the field's low-rank head on the same tokens (a few learned filters over
   the token width, the tokens averaged into time bins, UBP's projector), fitted after the CLIP warm-up
   (``training/clip_head_refit.py``); ``clip_head="eeg"`` fits the same head on the EEG window the tokens are made
-  of (channels in place of the token width), beside the encoder, which still makes the context;
+  of (channels in place of the token width), beside the encoder, which still makes the context; either fitted head
+  may be read through an MLP prior (``clip_prior``, the modern recipe's, fitted after it) that moves its prediction
+  toward where CLIP's embeddings lie;
 - optional time conditioning: the context pooled by two 1x1 ``Conv1d`` (77 -> 38 -> 1) and
   projected to the UNet's time-embedding width, added to the timestep embedding so that the EEG
   also modulates every ResBlock.
