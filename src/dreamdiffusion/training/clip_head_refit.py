@@ -118,7 +118,8 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
     if val is not None:
         record["val_clip_cos_after"] = _val_cosine(cond, val, cfg.batch_size)
     if cfg.clip_head_prior:
-        record["prior"] = _fit_prior(cfg, cond, head, scale, prepared, targets.clip_embeds(firsts)[torch.as_tensor(ids)], val)
+        truths = targets.clip_embeds(firsts)[torch.as_tensor(ids)]  # each train trial's image embedding
+        record["prior"] = _fit_prior(cfg, cond, head, scale, prepared, truths, val, record.get("val_clip_cos_after"))
     record["seconds"] = round(time.perf_counter() - t0, 2)
     logger.info("CLIP head refit (%s, %d filters x %d bins, %d steps from the ridge map): val CLIP cosine %s -> %s (%.0f s)",
                 cfg.clip_head, cfg.clip_head_filters, cfg.clip_head_bins, cfg.clip_head_steps,
@@ -129,16 +130,16 @@ def refit_clip_head(cfg: FinetuneConfig, cond, train_ds, val_ds, targets: Frozen
 
 
 def _fit_prior(cfg: FinetuneConfig, cond, head, scale: float, prepared: torch.Tensor, truths: torch.Tensor,
-               val) -> dict:
+               val, before: float | None) -> dict:
     """Fit the head's prior (``training/prior.py``'s MLP, ``cfg.clip_head_prior`` wide) from the fitted head's train
     predictions (``prepared`` inputs, as ``cond`` scales them) to their images' CLIP embeddings ``truths [N, P]``;
-    put it in ``cond`` where it raises the val pairs' CLIP cosine (or where there is no val set). Returns its record."""
+    put it in ``cond`` where it raises the val pairs' CLIP cosine above ``before`` (the head's without it; or where
+    there is no val set). Returns its record."""
     with torch.no_grad():
         pred = torch.cat([F.normalize(head.forward_prepared(prepared[i:i + 1024]).float(), dim=-1) * scale
                           for i in range(0, len(prepared), 1024)])
     prior = train_prior(pred, truths.float().cpu(), cfg.clip_head_prior, cfg.clip_head_prior_steps, seed=cfg.seed)
     record = {"hidden": cfg.clip_head_prior, "steps": cfg.clip_head_prior_steps}
-    before = None if val is None else _val_cosine(cond, val, cfg.batch_size)
     cond.use_filters_head(head, scale, cfg.clip_head, prior)
     if val is not None:
         record["val_clip_cos_without"], record["val_clip_cos_with"] = before, _val_cosine(cond, val, cfg.batch_size)
