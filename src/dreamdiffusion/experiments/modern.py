@@ -104,7 +104,7 @@ def ip_pipeline_stage(out: Path, encoder: Path, cfg: DemoConfig, name: str = "pi
     s = cfg.settings
     aligned = load_aligned_encoder(encoder)
     unet_cfg = hub.load_base(cfg.base).unet.config
-    hidden = prior.net[1].out_features if prior is not None else 0
+    hidden = prior.hidden if prior is not None else 0
     shape = latent_shape(unet_cfg) if s.low_level and bench is not None else None
     cond = ImageEmbeddingConditioner.from_encoder(aligned, unet_cfg.cross_attention_dim, prior_hidden=hidden,
                                                   latent_shape=shape, latent_bins=s.low_level_bins)

@@ -41,7 +41,7 @@ from dreamdiffusion.training.align import AlignConfig, ridge_start, train_loop
 from dreamdiffusion.training.clip_warmup import _val_cosine, _val_set
 from dreamdiffusion.training.finetune_config import FinetuneConfig
 from dreamdiffusion.training.loop import JsonlLog
-from dreamdiffusion.training.prior import train_prior
+from dreamdiffusion.training.prior import predict, train_prior
 from dreamdiffusion.training.stageb import FrozenTargets, stack_eeg
 
 logger = logging.getLogger(__name__)
@@ -135,9 +135,7 @@ def _fit_prior(cfg: FinetuneConfig, cond, head, scale: float, prepared: torch.Te
     predictions (``prepared`` inputs, as ``cond`` scales them) to their images' CLIP embeddings ``truths [N, P]``;
     put it in ``cond`` where it raises the val pairs' CLIP cosine above ``before`` (the head's without it; or where
     there is no val set). Returns its record."""
-    with torch.no_grad():
-        pred = torch.cat([F.normalize(head.forward_prepared(prepared[i:i + 1024]).float(), dim=-1) * scale
-                          for i in range(0, len(prepared), 1024)])
+    pred = predict(head, prepared, batch_size=1024, scale=scale)
     prior = train_prior(pred, truths.float().cpu(), cfg.clip_head_prior, cfg.clip_head_prior_steps, seed=cfg.seed)
     record = {"hidden": cfg.clip_head_prior, "steps": cfg.clip_head_prior_steps}
     cond.use_filters_head(head, scale, cfg.clip_head, prior)

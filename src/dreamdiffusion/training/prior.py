@@ -26,9 +26,10 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def predict(encoder: AlignedEncoder, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """``encoder.embed`` of prepared windows ``x`` (what the pipeline's conditioner feeds the prior)."""
-    scale = float(encoder.config.target_scale)
+def predict(encoder: AlignedEncoder, x: torch.Tensor, batch_size: int = 512, scale: float | None = None) -> torch.Tensor:
+    """``encoder.embed`` of prepared windows ``x`` (what the pipeline's conditioner feeds the prior): the unit
+    prediction times ``scale`` (None: the encoder's ``target_scale``; the paper recipe's fitted head passes its own)."""
+    scale = float(encoder.config.target_scale if scale is None else scale)
     return torch.cat([F.normalize(encoder.forward_prepared(x[i:i + batch_size]).float(), dim=-1) * scale
                       for i in range(0, len(x), batch_size)])
 
