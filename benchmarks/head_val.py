@@ -55,7 +55,8 @@ BENCHMARK_FIELDS = {"n_subjects", "snr", "n_corpus_windows", "n_images", "trials
 STAGE_A_FIELDS = {"encoder_preset", "encoder_embed_dim", "pretrain", "mask_ratio", "pretrain_alibi",
                   "pretrain_patch_init", "pretrain_block_init", "pretrain_visible_loss_weight", "pretrain_final_norm",
                   "pretrain_patch_whiten", "pretrain_freeze_patch_embed", "pretrain_steps", "pretrain_batch_size",
-                  "pretrain_learning_rate", "probe"}
+                  "pretrain_learning_rate", "probe", "pretrain_encoder_learning_rate", "pretrain_decoder_embed_dim",
+                  "pretrain_decoder_depth"}
 
 
 def parse_sets(settings: DemoSettings, pairs: list[str]) -> DemoSettings:

@@ -267,9 +267,12 @@ def test_the_report_names_stage_a_options_beyond_the_papers_only_when_set():
     from dreamdiffusion.experiments.settings import DemoSettings
 
     assert _stage_a_options(dataclasses.asdict(DemoSettings())) == (  # the demo's own start, named in full
-        " (unwhitened), the patch embedding frozen, blocks started as the identity, no final norm")
+        " (unwhitened), the patch embedding frozen, blocks started as the identity, no final norm, a decoder 64 wide,"
+        " 2 blocks, the encoder at lr 0.001")
     paper = dataclasses.replace(DemoSettings(), pretrain_patch_init="xavier", pretrain_block_init="xavier",
-                                pretrain_freeze_patch_embed=False, pretrain_final_norm=True)
+                                pretrain_freeze_patch_embed=False, pretrain_final_norm=True,
+                                pretrain_decoder_embed_dim=None, pretrain_decoder_depth=None,
+                                pretrain_encoder_learning_rate=None)
     assert _stage_a_options(dataclasses.asdict(paper)) == ""  # the paper's Stage A has none of them
     words = _stage_a_options({"encoder_embed_dim": 128, "pretrain_final_norm": False,
                               "pretrain_visible_loss_weight": 0.5})
@@ -279,6 +282,7 @@ def test_the_report_names_stage_a_options_beyond_the_papers_only_when_set():
                              "pretrain_freeze_patch_embed": True}) == " (unwhitened), the patch embedding frozen"
     assert _stage_a_options({"pretrain_patch_init": "pca"}) == " (whitened)"
     assert _stage_a_options({"pretrain_patch_init": "orthogonal", "pretrain_patch_whiten": False}) == ""
+    assert _stage_a_options({"pretrain_decoder_depth": 3}) == ", a decoder 3 blocks"
 
 
 def test_the_report_names_the_clip_warm_up_and_the_encoders_own_rate_in_it():
@@ -289,7 +293,9 @@ def test_the_report_names_the_clip_warm_up_and_the_encoders_own_rate_in_it():
 
     demo = dataclasses.asdict(DemoSettings())
     assert _warmup_phrase(demo) == (f"; first a {demo['clip_warmup_steps']}-step CLIP warm-up at lr 0.003 "
-                                    "(the encoder at 0.0003), its best val-cosine step kept")
+                                    f"(the encoder at {demo['clip_warmup_encoder_learning_rate']:g}), its best "
+                                    "val-cosine step kept")
+    assert "(the encoder at 0.0003)" in _warmup_phrase({**demo, "clip_warmup_encoder_learning_rate": 3e-4})
     assert "(the encoder" not in _warmup_phrase({**demo, "clip_warmup_encoder_learning_rate": None})
     assert "(the encoder kept)" in _warmup_phrase({**demo, "clip_warmup_encoder_learning_rate": 0.0})
     assert "lr 0.01" in _warmup_phrase({**demo, "clip_warmup_learning_rate": 0.01})

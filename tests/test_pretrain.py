@@ -458,3 +458,37 @@ def test_a_frozen_unwhitened_pca_start_stays_as_the_corpus_gave_it(corpus, tmp_p
     assert (paper.patch_whiten, paper.freeze_patch_embed) == (True, False)
     with pytest.raises(ConfigError, match="--no-patch-whiten is for --patch-init pca"):
         PretrainConfig(corpus="c", output="o", patch_init="orthogonal", patch_whiten=False).validate()
+
+
+def test_the_encoders_own_rate_and_the_decoders_size_reach_stage_a(corpus, tmp_path, capsys):
+    from accelerate import Accelerator
+
+    from dreamdiffusion.training.pretrain import _prepare
+
+    model = MaskedSignalModel.from_preset("tiny", n_chans=4, n_times=16)
+    config = PretrainConfig(corpus="c", output="o", learning_rate=3e-3, encoder_learning_rate=1e-3)
+    _, optimizer, _ = _prepare(Accelerator(cpu=True), model, config, {"warmup_steps": 1, "total_steps": 4,
+                                                                      "num_processes": 1})
+    encoder = {id(p) for p in model.encoder.parameters()}
+    rates = {id(p): (g["initial_lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
+    assert rates and all(lr == (1e-3 if pid in encoder else 3e-3) for pid, (lr, _) in rates.items())
+    assert {wd for _, wd in rates.values()} == {0.0, config.weight_decay}  # the decay split kept in both parts
+    assert len(rates) == sum(p.requires_grad for p in model.parameters())
+    one = PretrainConfig(corpus="c", output="o")  # the paper's: one rate, the preset's decoder
+    assert (one.encoder_learning_rate, one.decoder_embed_dim, one.decoder_depth) == (None, None, None)
+
+    out = tmp_path / "dec"
+    code = cli_main(["pretrain", "--corpus", str(corpus), "--output", str(out), "--preset", "tiny",
+                     "--max-steps", "2", "--batch-size", "8", "--checkpoint-every", "0", "--val-every", "0",
+                     "--encoder-learning-rate", "1e-4", "--decoder-embed-dim", "16", "--decoder-depth", "2"])
+    assert code == 0
+    msm = MaskedSignalModel.from_pretrained(out / "msm")
+    assert (msm.config.decoder_embed_dim, msm.config.decoder_depth, len(msm.decoder_blocks)) == (16, 2, 2)
+    saved = PretrainConfig.from_json(out / "pretrain_config.json")
+    assert (saved.encoder_learning_rate, saved.decoder_embed_dim, saved.decoder_depth) == (1e-4, 16, 2)
+    capsys.readouterr()
+    for flag, value in (("--encoder-learning-rate", "0"), ("--decoder-depth", "0")):
+        code = cli_main(["pretrain", "--corpus", str(corpus), "--output", str(tmp_path / "bad"), "--preset", "tiny",
+                         flag, value])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and flag in err[0], err

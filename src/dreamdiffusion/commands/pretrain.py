@@ -25,6 +25,9 @@ def pretrain(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training windows (default 500)."),
     batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Windows per process per step."),
     learning_rate: float = typer.Option(_D.learning_rate, "--learning-rate", help="Peak learning rate."),
+    encoder_learning_rate: Optional[float] = typer.Option(
+        None, "--encoder-learning-rate",
+        help="The encoder's own peak rate, the decoder at --learning-rate (default: one rate, the paper's)."),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps",
                                                help="Linear warm-up steps (default: 8% of the run, as the paper)."),
     mixed_precision: str = typer.Option(_D.mixed_precision, "--mixed-precision", help="no | fp16 | bf16."),
@@ -55,6 +58,10 @@ def pretrain(
                                     help="The encoder's last LayerNorm (on: the paper's); off hands Stage B the "
                                          "blocks' output as it is."),
     embed_dim: Optional[int] = typer.Option(None, "--embed-dim", help="Token width instead of the preset's."),
+    decoder_embed_dim: Optional[int] = typer.Option(None, "--decoder-embed-dim",
+                                                    help="The MSM decoder's width instead of the preset's."),
+    decoder_depth: Optional[int] = typer.Option(None, "--decoder-depth",
+                                                help="The MSM decoder's blocks instead of the preset's."),
     probe_dataset: str = typer.Option("", "--probe-dataset",
                                       help="Paired dataset (e.g. synthetic) for a linear probe of the encoder at the end."),
     probe_root: Optional[Path] = typer.Option(None, "--probe-root", help="Root folder of the probe dataset."),
@@ -92,6 +99,7 @@ def pretrain(
         mask_span=mask_span, alibi=alibi, patch_init=patch_init, block_init=block_init, patch_whiten=patch_whiten,
         freeze_patch_embed=freeze_patch_embed,
         visible_loss_weight=visible_loss_weight, final_norm=final_norm, embed_dim=embed_dim,
+        decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth, encoder_learning_rate=encoder_learning_rate,
         probe_dataset=probe_dataset, probe_bins=probe_bins,
         probe_dataset_options={"root": str(probe_root)} if probe_root else {},
     )

@@ -72,7 +72,8 @@ def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrai
         alibi=s.pretrain_alibi, patch_init=s.pretrain_patch_init, block_init=s.pretrain_block_init,
         visible_loss_weight=s.pretrain_visible_loss_weight, final_norm=s.pretrain_final_norm,
         embed_dim=s.encoder_embed_dim, patch_whiten=s.pretrain_patch_whiten,
-        freeze_patch_embed=s.pretrain_freeze_patch_embed,
+        freeze_patch_embed=s.pretrain_freeze_patch_embed, encoder_learning_rate=s.pretrain_encoder_learning_rate,
+        decoder_embed_dim=s.pretrain_decoder_embed_dim, decoder_depth=s.pretrain_decoder_depth,
         probe_dataset="synthetic" if s.probe else "",
         probe_dataset_options={"root": str(bench)} if s.probe else {}))
 

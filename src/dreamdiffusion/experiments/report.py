@@ -188,7 +188,15 @@ def _stage_a_options(s: dict) -> str:
             + (", the patch embedding frozen" if s.get("pretrain_freeze_patch_embed") else "")
             + (", blocks started as the identity" if s.get("pretrain_block_init") == "zero" else "")
             + (f", width {width}" if width else "") + (", no final norm" if s.get("pretrain_final_norm") is False else "")
-            + (f", visible tokens rebuilt too (weight {weight:g})" if weight else ""))
+            + (f", visible tokens rebuilt too (weight {weight:g})" if weight else "") + _stage_a_rates(s))
+
+
+def _stage_a_rates(s: dict) -> str:
+    """The report's words for Stage A's decoder size and the encoder's own rate, where the settings give them."""
+    width, depth, rate = (s.get(k) for k in ("pretrain_decoder_embed_dim", "pretrain_decoder_depth",
+                                             "pretrain_encoder_learning_rate"))
+    decoder = ", ".join(w for w in (f"{width} wide" if width else "", f"{depth} blocks" if depth else "") if w)
+    return (f", a decoder {decoder}" if decoder else "") + (f", the encoder at lr {rate:g}" if rate else "")
 
 
 def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Path, metrics: dict) -> Path:

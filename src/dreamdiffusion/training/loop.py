@@ -85,6 +85,18 @@ def adamw_param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def split_param_groups(groups: list[dict], module: torch.nn.Module, **options) -> list[dict]:
+    """``groups`` with ``module``'s parameters moved into copies of their groups that carry ``options`` (e.g. their
+    own ``lr``: the schedulers scale each group's own rate); empty groups dropped."""
+    ids = {id(p) for p in module.parameters()}
+    out = []
+    for group in groups:
+        inside = [p for p in group["params"] if id(p) in ids]
+        outside = [p for p in group["params"] if id(p) not in ids]
+        out += [g for g in ({**group, "params": outside}, {**group, "params": inside, **options}) if g["params"]]
+    return out
+
+
 def warmup_cosine_scheduler(optimizer, warmup_steps: int, total_steps: int, num_processes: int = 1):
     """Linear warm-up then half-cycle cosine to zero, per step (diffusers' schedule, as the paper's).
 

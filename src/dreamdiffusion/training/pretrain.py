@@ -51,6 +51,7 @@ from dreamdiffusion.training.loop import (
     read_jsonl,
     seed_everything,
     seeded_generator,
+    split_param_groups,
     warmup_cosine_scheduler,
 )
 from dreamdiffusion.training.pretrain_scores import (  # evaluate_msm, reconstruct_signal: re-exported
@@ -99,10 +100,15 @@ class PretrainConfig:
                                            # ones (paper: 0, masked tokens only)
     final_norm: bool = True                # the encoder's last LayerNorm (paper: on); off hands on the blocks' output
     embed_dim: int | None = None           # token width instead of the preset's (None: the preset's)
+    decoder_embed_dim: int | None = None   # the MSM decoder's width instead of the preset's (None: the preset's)
+    decoder_depth: int | None = None       # the MSM decoder's blocks instead of the preset's (None: the preset's)
     max_steps: int | None = None           # stop after this many optimizer steps (overrides epochs)
     epochs: int | None = None              # passes over the training windows; None and no max_steps: 500
     batch_size: int = 100                  # windows per process per step (paper: 100)
     learning_rate: float = 2.5e-4          # peak lr after warm-up (paper: 2.5e-4, not scaled by batch)
+    encoder_learning_rate: float | None = None  # the encoder's own peak lr, the decoder at learning_rate (None:
+                                           # one rate, the paper's): a slower encoder leaves the rebuilding to
+                                           # the decoder and keeps more of what its start carried of the EEG
     warmup_steps: int | None = None        # linear warm-up steps; None: 8% of the run (paper 40/500 epochs)
     weight_decay: float = 0.05             # AdamW decay on weight matrices (none on biases/norms)
     adam_beta1: float = 0.9                # AdamW beta1
@@ -170,6 +176,12 @@ class PretrainConfig:
             bad(f"--mask-ratio must be in [0, 1), got {self.mask_ratio}")
         if self.max_steps is not None and self.epochs is not None:
             bad("give --max-steps or --epochs, not both")
+        if self.encoder_learning_rate is not None and self.encoder_learning_rate <= 0:
+            bad(f"--encoder-learning-rate must be positive, got {self.encoder_learning_rate}")
+        for name in ("decoder_embed_dim", "decoder_depth"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                bad(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         for name in ("max_steps", "epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -252,7 +264,7 @@ def _compare_resumed_config(saved: dict, config: PretrainConfig, path: Path) -> 
     # The model shape is checked by load_state itself; these only change what "the same run" means.
     for key in ("seed", "batch_size", "mask_ratio", "norm_target", "preset", "learning_rate", "corpus", "mask_span",
                 "predict_stats", "alibi", "patch_init", "block_init", "visible_loss_weight", "final_norm",
-                "embed_dim", "patch_whiten", "freeze_patch_embed"):
+                "embed_dim", "patch_whiten", "freeze_patch_embed", "encoder_learning_rate"):
         if key in saved and saved[key] != getattr(config, key):
             logger.warning("resuming %s with %s=%r (the checkpoint was written with %r): the result will "
                            "differ from an uninterrupted run", path, key, getattr(config, key), saved[key])
@@ -267,7 +279,8 @@ def _build_model(config: PretrainConfig, train_set):
             mask_ratio=config.mask_ratio, norm_target=config.norm_target, mask_span=config.mask_span,
             predict_stats=config.predict_stats, alibi=config.alibi, patch_init=config.patch_init,
             block_init=config.block_init, visible_loss_weight=config.visible_loss_weight, final_norm=config.final_norm,
-            **({} if config.embed_dim is None else {"embed_dim": config.embed_dim}))
+            **{k: getattr(config, k) for k in ("embed_dim", "decoder_embed_dim", "decoder_depth")
+               if getattr(config, k) is not None})
     except ValueError as exc:
         width = "" if config.embed_dim is None else f" at --embed-dim {config.embed_dim}"
         raise ConfigError(f"preset {config.preset!r}{width} cannot be built for the corpus windows "
@@ -317,7 +330,10 @@ def corpus_spatial_filters(dataset, n_filters: int, patch_size: int, seed: int, 
 
 def _prepare(accelerator, model, config: PretrainConfig, plan: dict):
     """(model, optimizer, scheduler) prepared by Accelerate (compiled first with ``--compile``)."""
-    optimizer = torch.optim.AdamW(adamw_param_groups(model, config.weight_decay), lr=config.learning_rate,
+    groups = adamw_param_groups(model, config.weight_decay)
+    if config.encoder_learning_rate is not None:
+        groups = split_param_groups(groups, model.encoder, lr=config.encoder_learning_rate)
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate,
                                   betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
     scheduler = warmup_cosine_scheduler(optimizer, plan["warmup_steps"], plan["total_steps"], plan["num_processes"])
     if config.compile:
