@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh machine: a virtual environment in .venv. Idempotent: a second run only checks.
 #
-#   bash scripts/setup.sh demo   what `dreamdiffusion demo` (and train, generate, evaluate) needs: the package, its
-#                                core dependencies, torchmetrics and spkit's sample recording
+#   bash scripts/setup.sh demo   what `dreamdiffusion demo` (and pretrain, finetune, generate, evaluate) needs: the
+#                                package, its core dependencies, torchmetrics and spkit's sample recording
 #   bash scripts/setup.sh        everything: the above, plus the tests' and the docs' tools, the web app (Gradio),
-#                                streaming (mne-lsl) and MOABB; what CI runs
+#                                streaming (mne-lsl) and MOABB, and the whole venv byte-compiled; what CI runs
 #
-# The demo's part exists because the README's first command is timed whole, set-up included: the extras it does not
-# need (Gradio, Playwright, MkDocs, MOABB and their dependencies) are ~20 s of the ~45 s install on 2 cores. Running
-# the full set-up after the demo's installs only what is missing.
+# The demo's part exists because the README's first command is timed whole, set-up included: the extras the demo does
+# not need and the compile pass are about half of the full set-up's time on 2 cores, and the demo is one process, which
+# compiles only what it imports, once. The full set-up run after the demo's installs and compiles what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -37,11 +37,13 @@ if stale "$DONE"; then
   .venv/bin/pip install -q --no-compile -e ".[$EXTRAS]"
   # spkit ships a real 14-channel Emotiv recording; its own dependencies are not needed to read it.
   .venv/bin/pip install -q --no-compile --no-deps "spkit==0.0.9.7"
+  # the demo's part ends here: its one process compiles what it imports (saved for the next unless
+  # PYTHONDONTWRITEBYTECODE is set); the full set-up compiles the rest
+  if [ "$DONE" = .venv/.setup-demo-done ]; then touch "$DONE"; exit 0; fi
   # (anchored at site-packages/, so that a checkout under a folder named tests/ still compiles; tests/test_setup.py
   # checks that no module the project imports matches)
   UNUSED='site-packages/(.+/)?tests?/|site-packages/diffusers/(modular_pipelines/|pipelines/(?!(__init__|pipeline_|stable_diffusion/)))'
   UNUSED="$UNUSED|site-packages/transformers/models/(?!(__init__|(auto|clip|siglip|bloom|dinov2_with_registers|encoder_decoder|vit_mae|vit|resnet)/))"
-  # (a second run, after the demo's part, finds the unchanged files' byte code up to date and skips them)
   PYTHONDONTWRITEBYTECODE= .venv/bin/python -m compileall -q -j 0 -x "$UNUSED" .venv/lib/python*/site-packages \
     >/dev/null 2>&1 || true
   touch "$DONE"
