@@ -1,7 +1,10 @@
 """The demo end to end (reduced), and the ablation's bookkeeping."""
 
+import builtins
+import importlib.metadata
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,10 +28,37 @@ from dreamdiffusion.pipeline import DreamDiffusionPipeline
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def modules_outside_the_demos_setup() -> set[str]:
+    """Top-level modules of the extras that ``scripts/setup.sh demo`` leaves out (the README's first command)."""
+    kept = re.search(r'demo\) EXTRAS="([^"]*)"', (ROOT / "scripts" / "setup.sh").read_text())
+    assert kept, "scripts/setup.sh: no demo) EXTRAS= line"
+    kept_extras = set(kept.group(1).split(","))
+    left_out = set()
+    for req in importlib.metadata.requires("dreamdiffusion") or []:
+        extra = re.search(r'extra == "([^"]+)"', req)
+        if extra and extra.group(1) not in kept_extras:
+            left_out.add(re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0].lower().replace("_", "-"))
+    dists = importlib.metadata.packages_distributions()
+    return {top for top, names in dists.items() if any(n.lower().replace("_", "-") in left_out for n in names)}
+
+
 @pytest.mark.slow
-def test_fast_demo_runs_end_to_end(tmp_path, capsys):
+def test_fast_demo_runs_end_to_end(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
+    # the demo must run on the demo's part of the set-up: no import of a package only the full set-up installs
+    # (recorded at every `import` statement, so that a module another test already loaded still counts)
+    outside, asked, real_import = modules_outside_the_demos_setup(), set(), builtins.__import__
+    assert {"gradio", "mne_lsl", "moabb", "mkdocs", "playwright"} <= outside
+
+    def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0 and name.partition(".")[0] in outside:
+            asked.add(name)
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", recording_import)
     assert main(["demo", "--output", str(out), "--seed", "1", "--fast"]) == 0
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    assert not asked, f"the demo imports what `scripts/setup.sh demo` does not install: {sorted(asked)}"
     metrics = json.loads((out / "metrics.json").read_text())
     for key in METRIC_KEYS + ("judge_accuracy_real", "timings_s", "machine"):
         assert key in metrics, key

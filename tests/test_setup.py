@@ -6,8 +6,10 @@ for (a guard that skipped nothing would pass the first check too)."""
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +61,33 @@ def test_no_module_the_project_imports_is_skipped():
     rx = skip_pattern()
     skipped = sorted(f for f in installed if rx.search(f.replace("\\", "/")))
     assert not skipped, f"imported but skipped by scripts/setup.sh's compile pass: {skipped[:10]}"
+
+
+def test_an_unknown_part_is_one_line_and_touches_nothing(tmp_path):
+    # the part is checked before the venv is made: a typo must not start a multi-minute install
+    proc = subprocess.run(["bash", str(SETUP), "tests"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "scripts/setup.sh: unknown part 'tests' (use 'demo', or no argument for everything)"
+    assert not (SETUP.parents[1] / ".venv" / ".setup-tests-done").exists()
+
+
+def test_the_demos_part_is_a_subset_and_skipped_where_the_full_set_up_is_done(tmp_path):
+    parts = dict(re.findall(r'^\s*(\w+)\) EXTRAS="([^"]*)"', SETUP.read_text(), flags=re.M))
+    assert set(parts) == {"all", "demo"}
+    assert set(parts["demo"].split(",")) < set(parts["all"].split(","))
+    # a copy of the script in a bare folder, with no Python to build a venv from: any install attempt fails
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(SETUP, tmp_path / "scripts" / "setup.sh")
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / ".venv").mkdir()
+    env = {**os.environ, "PYTHON": "false"}
+
+    def setup(*part):
+        return subprocess.run(["bash", str(tmp_path / "scripts" / "setup.sh"), *part], capture_output=True, env=env)
+
+    assert setup("demo").returncode != 0  # nothing set up yet: it tries to build the venv
+    os.utime(tmp_path / "pyproject.toml", (1, 1))
+    (tmp_path / ".venv" / ".setup-done").touch()  # the full set-up, newer than pyproject.toml
+    assert setup("demo").returncode == 0
+    (tmp_path / "pyproject.toml").touch()  # a changed dependency list: the full set-up is stale again
+    assert setup("demo").returncode != 0

@@ -171,6 +171,18 @@ def test_cli_app_bad_model_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "missing" in err[0]
 
 
+def test_app_without_gradio_is_one_line_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    # the demo's part of the set-up leaves Gradio out; the model named here does not exist, so reaching the
+    # model loader would give a different line
+    from dreamdiffusion.cli import main
+
+    real = web.importlib.util.find_spec
+    monkeypatch.setattr(web.importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    assert main(["app", "--model", str(tmp_path / "missing"), "--samples", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs Gradio" in err[0] and "scripts/setup.sh" in err[0]
+
+
 # ------------------------------------------------------------------------------------ browser
 CHROMIUM = shutil.which("chromium") or (Path("/usr/bin/chromium").is_file() and "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

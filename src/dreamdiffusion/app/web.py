@@ -8,6 +8,7 @@ project error reaches the page as one sentence (``gr.Error``), never as a traceb
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from dreamdiffusion.app.devices import LAYOUTS, apply_montage, detect_layout
 from dreamdiffusion.app.engine import MAPPINGS, Engine, GenerationRecord, save_image
 from dreamdiffusion.app.stream import latest_stream_images
 from dreamdiffusion.core.config import MAX_GUIDANCE, MAX_STEPS, check_number
-from dreamdiffusion.core.errors import DreamDiffusionError, EEGReadError
+from dreamdiffusion.core.errors import ConfigError, DreamDiffusionError, EEGReadError
 from dreamdiffusion.core.files import atomic_write_bytes
 from dreamdiffusion.core.seeding import check_seed
 from dreamdiffusion.data.io import read_raw, write_raw_file
@@ -293,6 +294,13 @@ def run_generation(engine: Engine, loaded: Loaded, *, onset_s: float, mapping: s
     manifest = atomic_write_bytes(out_dir / "manifest.json",
                                   json.dumps(record.to_dict(), indent=2, sort_keys=True).encode())
     return GenerationResult(images, paths, manifest)
+
+
+def require_gradio() -> None:
+    """Fail in one line, before any model is loaded, where Gradio is missing (``scripts/setup.sh demo`` leaves it out)."""
+    if importlib.util.find_spec("gradio") is None:
+        raise ConfigError("the web app needs Gradio, which is not installed: run `bash scripts/setup.sh` (the whole "
+                          "set-up) or pip install 'dreamdiffusion[web]'")
 
 
 def _page_error(exc: BaseException):

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from dreamdiffusion.app.engine import Engine
-from dreamdiffusion.app.web import benchmark_samples, serve
+from dreamdiffusion.app.web import benchmark_samples, require_gradio, serve
 from dreamdiffusion.commands._options import Conditioning, IPAdapter, IPBase, integer, number
 from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.data.preflight import APP_MAX_EEG_MB
@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--port must be between 1 and 65535, got {port}")
         if max_upload_mb <= 0 or concurrency < 1:
             raise ConfigError("--max-upload-mb must be positive and --concurrency at least 1")
+        require_gradio()
         engine = Engine.from_pretrained(model, conditioning, base, ip_adapter)
         work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="dreamdiffusion-app-"))
         work.mkdir(parents=True, exist_ok=True)
