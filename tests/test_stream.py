@@ -120,3 +120,17 @@ def test_window_raw_marker_locked_and_latest():
     raw, onset = window_raw(buf, Trigger("interval"), window_s=0.44)
     values = raw.get_data()[0]
     assert values[-1] == n - 1 and raw.times[-1] - onset >= 0.44 - 1 / sfreq  # the newest samples
+
+
+def test_stream_without_mne_lsl_is_one_line_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    # the demo's part of the set-up leaves mne-lsl out; the model named here does not exist, so reaching the model
+    # loader would give a different line
+    import sys
+
+    from dreamdiffusion.cli import main
+
+    monkeypatch.setitem(sys.modules, "mne_lsl", None)  # any import of it now fails, as where it is not installed
+    code = main(["stream", "--model", str(tmp_path / "missing"), "--lsl-stream", "x", "--every", "1",
+                 "--output", str(tmp_path / "live")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "mne-lsl" in err[0] and "scripts/setup.sh" in err[0], err

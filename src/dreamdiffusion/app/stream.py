@@ -47,7 +47,8 @@ class Trigger:
     marker: str | None = None
 
 
-def _require_lsl():
+def require_lsl():
+    """Fail in one line where mne-lsl or its liblsl is missing (``scripts/setup.sh demo`` leaves mne-lsl out)."""
     try:
         import mne_lsl  # noqa: F401
         from mne_lsl.lsl import library_version  # loads liblsl (bundled in mne-lsl's wheels)
@@ -55,12 +56,12 @@ def _require_lsl():
         library_version()
     except Exception as exc:  # ImportError, or liblsl missing: OSError/RuntimeError
         raise ConfigError(f"live streaming needs mne-lsl with liblsl ({type(exc).__name__}: {exc}); "
-                          "install it with: pip install 'dreamdiffusion[stream]'") from exc
+                          "run `bash scripts/setup.sh` (the whole set-up) or pip install 'dreamdiffusion[stream]'") from exc
 
 
 def connect_eeg(stream_name: str, bufsize_s: float, timeout: float = 10.0):
     """Connect a ring-buffered ``StreamLSL`` to the EEG stream called ``stream_name``."""
-    _require_lsl()
+    require_lsl()
     from mne_lsl.stream import StreamLSL
 
     stream = StreamLSL(bufsize=bufsize_s, name=stream_name)
@@ -77,7 +78,7 @@ def connect_eeg(stream_name: str, bufsize_s: float, timeout: float = 10.0):
 
 def open_markers(stream_name: str, timeout: float = 10.0):
     """A ``StreamInlet`` on the marker stream called ``stream_name`` (strings or numbers)."""
-    _require_lsl()
+    require_lsl()
     from mne_lsl.lsl import StreamInlet, resolve_streams
 
     found = resolve_streams(timeout=timeout, name=stream_name)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from dreamdiffusion.app.engine import Engine
-from dreamdiffusion.app.stream import run_stream
+from dreamdiffusion.app.stream import require_lsl, run_stream
 from dreamdiffusion.commands._options import (
     GUIDANCE,
     POSITIVE,
@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(10.0, "--timeout", parser=number(0.0, 1e6), help="Seconds to wait for the LSL streams."),
     ) -> None:
         """Read an LSL EEG stream and write an image on every marker or interval."""
+        require_lsl()  # before the model loads: the demo's part of the set-up leaves mne-lsl out
         engine = Engine.from_pretrained(model, conditioning, base, ip_adapter)
         records = run_stream(engine, stream_name=lsl_stream, output=output, every=every, on_marker=on_marker,
                              max_images=max_images, duration=duration, steps=steps, guidance=guidance, seed=seed,
