@@ -1,6 +1,7 @@
 """The demo end to end (reduced), and the ablation's bookkeeping."""
 
 import builtins
+import dataclasses
 import importlib.metadata
 import importlib.util
 import json
@@ -18,6 +19,7 @@ from dreamdiffusion.experiments.ablation import (
     ablation_variants,
     run_row,
     seconds_note,
+    stage_a_encoder,
     summarise_ablation,
 )
 from dreamdiffusion.experiments.demo import METRIC_KEYS
@@ -175,6 +177,19 @@ def test_ablation_grid_has_the_papers_structure():
     assert ratios == [0.25, 0.5, 0.75]
     assert len({v.name for v in variants}) == len(variants)
     assert [v.name for v in variants if v.recipe == "modern"] == [MODERN_VARIANT]  # the other recipe beside
+
+
+def test_ablation_names_the_decoder_stage_a_ran_with():
+    # the demo's settings give Stage A a decoder of their own: the report must name that one, not the preset's
+    settings = DemoSettings.ablation()
+    shape = {"embed_dim": 64, "decoder_embed_dim": 32, "decoder_depth": 1}
+    named = stage_a_encoder("tiny", shape, settings)
+    assert named["decoder_embed_dim"] == settings.pretrain_decoder_embed_dim != 32
+    assert named["decoder_depth"] == settings.pretrain_decoder_depth != 1
+    assert named["encoder_learning_rate"] == settings.pretrain_encoder_learning_rate
+    paper = dataclasses.replace(settings, pretrain_decoder_embed_dim=None, pretrain_decoder_depth=None,
+                                pretrain_encoder_learning_rate=None)
+    assert stage_a_encoder("tiny", shape, paper) == {"preset": "tiny", **shape}
 
 
 def test_ablation_summary_mean_and_spread():

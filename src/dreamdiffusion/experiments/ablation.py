@@ -158,8 +158,8 @@ def run_ablation(config: AblationConfig) -> dict:
                     "components": components, "seconds": round(time.perf_counter() - t0, 1), "machine": machine_description(),
                     "runs_reused": reused, "runs_total": len(variants) * config.seeds,
                     "config": config.to_dict(), "encoders": {
-                        "small": {"preset": "tiny", **_preset("tiny")},
-                        "paper-shaped": {"preset": "tiny-paper", **TINY_PAPER_PRESET}}})
+                        "small": stage_a_encoder("tiny", _preset("tiny"), config.settings),
+                        "paper-shaped": stage_a_encoder("tiny-paper", TINY_PAPER_PRESET, config.settings)}})
     atomic_write_json(out / "ablation.json", summary)
     atomic_write_text(out / "ablation.md", ablation_markdown(summary))
     rows = summary["rows"]
@@ -207,6 +207,18 @@ def resolve_components() -> dict:
 
 def _preset(name: str) -> dict:
     return dict(eeg_encoder.PRESETS[name])
+
+
+def stage_a_encoder(preset: str, shape: dict, settings: DemoSettings) -> dict:
+    """The preset's shape with the decoder and rates Stage A really ran with (the settings override the preset's
+    decoder where they set one), so that the report names what was run."""
+    out = {"preset": preset, **shape}
+    for key, field_name in (("decoder_embed_dim", "pretrain_decoder_embed_dim"), ("decoder_depth", "pretrain_decoder_depth")):
+        if getattr(settings, field_name) is not None:
+            out[key] = getattr(settings, field_name)
+    if settings.pretrain_encoder_learning_rate is not None:
+        out["encoder_learning_rate"] = settings.pretrain_encoder_learning_rate
+    return out
 
 
 def slug(text: str) -> str:
@@ -285,7 +297,8 @@ def ablation_markdown(summary: dict) -> str:
     return ("# Ablation (structure of DreamDiffusion's Table 1) on the digits benchmark\n\n" + table + "\n\n"
             f"- mean ± sample sd over {summary.get('seeds')} seed(s) (each seed: its own benchmark brain, subjects, "
             f"splits, initialisation and noise); chance = {summary['chance']}\n"
-            f"- encoders: small = {enc.get('small')}, paper-shaped = {enc.get('paper-shaped')}\n"
+            f"- encoders (with the decoder and encoder rate Stage A ran with): small = {enc.get('small')}, "
+            f"paper-shaped = {enc.get('paper-shaped')}\n"
             f"- machine: {summary.get('machine')}; {seconds_note(summary)}\n")
 
 
