@@ -28,6 +28,7 @@ from dreamdiffusion.experiments.demo import (
     evaluate_stage,
     finetune_stage,
     pretrain_stage,
+    stage_a_overrides,
 )
 from dreamdiffusion.experiments.low_level import low_level_stage
 from dreamdiffusion.experiments.modern import align_stage, ip_pipeline_stage, prior_stage
@@ -212,13 +213,7 @@ def _preset(name: str) -> dict:
 def stage_a_encoder(preset: str, shape: dict, settings: DemoSettings) -> dict:
     """The preset's shape with the decoder and rates Stage A really ran with (the settings override the preset's
     decoder where they set one), so that the report names what was run."""
-    out = {"preset": preset, **shape}
-    for key, field_name in (("decoder_embed_dim", "pretrain_decoder_embed_dim"), ("decoder_depth", "pretrain_decoder_depth")):
-        if getattr(settings, field_name) is not None:
-            out[key] = getattr(settings, field_name)
-    if settings.pretrain_encoder_learning_rate is not None:
-        out["encoder_learning_rate"] = settings.pretrain_encoder_learning_rate
-    return out
+    return {"preset": preset, **shape, **{k: v for k, v in stage_a_overrides(settings).items() if v is not None}}
 
 
 def slug(text: str) -> str:

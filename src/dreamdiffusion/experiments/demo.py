@@ -60,6 +60,13 @@ def build_stage(out: Path, cfg: DemoConfig) -> Path:
     return build_benchmark(out / "benchmark", seed=cfg.seed, overwrite=False, **cfg.settings.benchmark_params())
 
 
+def stage_a_overrides(s: DemoSettings) -> dict:
+    """The demo's Stage A options beyond the paper's (``PretrainConfig`` fields; None there: the preset's decoder, one
+    rate), kept in one place so that ``ablate``'s report names what ``pretrain_stage`` ran."""
+    return {"encoder_learning_rate": s.pretrain_encoder_learning_rate,
+            "decoder_embed_dim": s.pretrain_decoder_embed_dim, "decoder_depth": s.pretrain_decoder_depth}
+
+
 def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrain") -> Path:
     s = cfg.settings
     folder = out / name
@@ -72,8 +79,7 @@ def pretrain_stage(out: Path, bench: Path, cfg: DemoConfig, name: str = "pretrai
         alibi=s.pretrain_alibi, patch_init=s.pretrain_patch_init, block_init=s.pretrain_block_init,
         visible_loss_weight=s.pretrain_visible_loss_weight, final_norm=s.pretrain_final_norm,
         embed_dim=s.encoder_embed_dim, patch_whiten=s.pretrain_patch_whiten,
-        freeze_patch_embed=s.pretrain_freeze_patch_embed, encoder_learning_rate=s.pretrain_encoder_learning_rate,
-        decoder_embed_dim=s.pretrain_decoder_embed_dim, decoder_depth=s.pretrain_decoder_depth,
+        freeze_patch_embed=s.pretrain_freeze_patch_embed, **stage_a_overrides(s),
         probe_dataset="synthetic" if s.probe else "",
         probe_dataset_options={"root": str(bench)} if s.probe else {}))
 
