@@ -136,7 +136,13 @@ class DemoSettings:
     # What limits top-1 is the encoder's class information on val: its contexts' nearest class context is right for
     # 0.98 of the train EEGs and 0.84 of the val EEGs at seed 11 (the CLIP head's zero-shot class 0.83), against a
     # ridge classifier's 0.92; the ridge -> CLIP embedding's zero-shot class is lower still (0.72).
-    finetune_steps: int = 300
+    # 200 since 2026-12-07, with the 700-step warm-up below (~40 s less; the README's first command was at the edge of
+    # its 300 s goal). Val, all 716 val EEGs, the demo's val choices, seeds 4 / 1 / 131 / 2 (top-1 / retrieval top-5
+    # / CLIP within-class / pixel within-class; docs/finetune.md), warm-up / joint steps 1000 / 300 -> 700 / 200:
+    # means 0.886 / 0.330 / 0.5685 / 0.561 -> 0.880 / 0.331 / 0.572 / 0.562 (top-1 down 0.012 / 0.008 / 0.003 at 4 /
+    # 1 / 2, up 0.002 at 131); the probe after Stage B 0.824 / 0.908 / 0.842 / 0.892 -> 0.835 / 0.911 / 0.853 / 0.909
+    # (raw EEG 0.853 / 0.904 / 0.865 / 0.909). One validation, at the last step, then keeps that step.
+    finetune_steps: int = 200
     finetune_batch_size: int = 32
     finetune_learning_rate: float = 3e-3  # mappers, CLIP head, time conditioning, null context (new layers)
     finetune_lr_scheduler: str = "constant"  # the joint phase's rate over its steps (any diffusers schedule)
@@ -153,7 +159,9 @@ class DemoSettings:
     # of ~0.3, so the EEG side gets the steps it needs; the best val-cosine step is kept.
     # 1000: val cosine still rose at step 600 (K=16, seeds 1 and 2); the best step is kept. 700 with the caption
     # contexts and 300 joint steps (~20 s less) on val, seeds 1 / 11: top-1 0.800 -> 0.750, 0.740 -> 0.694.
-    clip_warmup_steps: int = 1000
+    # 700 since 2026-12-07 (with the window's CLIP head and its prior the warm-up no longer sets retrieval; its best
+    # val step fell at 800 or below at 13 of 15 test seeds): level on val alone (finetune_steps above has the runs).
+    clip_warmup_steps: int = 700
     clip_warmup_learning_rate: float | None = None  # None: finetune_learning_rate
     # The warm-up trains the encoder at a tenth of its rate (None: the warm-up's rate; 0: Stage A's encoder kept): at
     # the warm-up's 3e-3 the CLIP loss wore down what the encoder keeps of the EEG (the probe after the warm-up, seeds
