@@ -137,8 +137,9 @@ class DemoSettings:
     # 0.98 of the train EEGs and 0.84 of the val EEGs at seed 11 (the CLIP head's zero-shot class 0.83), against a
     # ridge classifier's 0.92; the ridge -> CLIP embedding's zero-shot class is lower still (0.72).
     # 200 since 2026-12-07, with the 700-step warm-up below (Stage B ~25 s less, benchmarks/RESULTS.md; the README's
-    # first command was at the edge of its 300 s goal). Val, all 716 val EEGs, the demo's val choices, seeds 4 / 1 / 131 / 2 (top-1 / retrieval top-5
-    # / CLIP within-class / pixel within-class; docs/finetune.md), warm-up / joint steps 1000 / 300 -> 700 / 200:
+    # first command was at the edge of its 300 s goal). Val, all 716 val EEGs, the demo's val choices, seeds 4 / 1 /
+    # 131 / 2 (top-1 / retrieval top-5 / CLIP within-class / pixel within-class; docs/finetune.md), warm-up / joint
+    # steps 1000 / 300 -> 700 / 200:
     # means 0.886 / 0.330 / 0.5685 / 0.561 -> 0.880 / 0.331 / 0.572 / 0.562 (top-1 down 0.012 / 0.008 / 0.003 at 4 /
     # 1 / 2, up 0.002 at 131); the probe after Stage B 0.824 / 0.908 / 0.842 / 0.892 -> 0.835 / 0.911 / 0.853 / 0.909
     # (raw EEG 0.853 / 0.904 / 0.865 / 0.909). One validation, at the last step, then keeps that step.
