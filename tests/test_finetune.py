@@ -141,6 +141,32 @@ def test_clip_warmup_encoder_learning_rate_0_keeps_stage_as_encoder_and_trains_t
         _cfg(parts, tmp_path / "p", clip_warmup_steps=4, clip_warmup_encoder_learning_rate=-1.0).validate()
 
 
+def test_clip_warmup_with_the_encoder_held_still_computes_its_tokens_once_and_matches(parts, tmp_path, monkeypatch):
+    import dreamdiffusion.training.clip_warmup as warmup
+
+    def run(out, cache_bytes):
+        monkeypatch.setattr(warmup, "TOKEN_CACHE_BYTES", cache_bytes)
+        torch.manual_seed(0)  # the new layers' start
+        cfg = _cfg(parts, out, clip_warmup_steps=5, clip_warmup_learning_rate=3e-3,
+                   clip_warmup_encoder_learning_rate=0.0)
+        trainer = Trainer(cfg, PairList(6), PairList(3))
+        calls = []
+        original = EEGEncoder.forward
+        monkeypatch.setattr(EEGEncoder, "forward", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+        trainer.setup()
+        monkeypatch.setattr(EEGEncoder, "forward", original)
+        summary = json.loads((out / "clip_warmup.json").read_text())
+        assert summary["tokens_computed_once"] is (cache_bytes > 0) and summary["seconds"] > 0
+        head = {k: v for k, v in trainer.parts.conditioner.state_dict().items() if not k.startswith("encoder.")}
+        return len(calls), [r["val_clip_cos"] for r in summary["records"]], head
+
+    n_cached, cos_cached, head_cached = run(tmp_path / "a", 1 << 30)
+    n_plain, cos_plain, head_plain = run(tmp_path / "b", 0)  # past the limit: through the encoder at every step
+    assert n_cached < n_plain
+    assert cos_cached == pytest.approx(cos_plain, abs=1e-5)
+    assert all(torch.allclose(head_cached[k], head_plain[k], atol=1e-5) for k in head_plain)
+
+
 def test_clip_warmup_cosine_schedule_decays_to_zero(parts, tmp_path):
     cfg = _cfg(parts, tmp_path / "o", clip_warmup_steps=6, clip_warmup_learning_rate=3e-3,
                clip_warmup_schedule="cosine")

@@ -210,6 +210,7 @@ def evaluate_stage(out: Path, bench: Path, pipeline: Path, cfg: DemoConfig, name
         output=str(out / name), model=str(pipeline), dataset="synthetic", dataset_options={"root": str(bench)},
         split=split, classifier=cfg.classifier, clip=cfg.clip, base=cfg.base, n_way=s.n_way, trials=s.trials,
         num_images=s.num_images, steps=s.steps, guidance=guidance, seed=cfg.seed, limit=s.limit, fid=True,
+        batch_size=s.eval_batch_size,
         candidates=s.steering(cfg.recipe)[0], clip_guidance=s.steering(cfg.recipe)[1],
         clip_guidance_steps=s.guidance_moves(cfg.recipe),
         baselines=baselines, baseline_train_fraction=s.pairs_fraction,

@@ -182,7 +182,9 @@ class DemoSettings:
     # 0.899 / 0.310 / 0.559 / 0.562 -> 0.905 / 0.306 / 0.559 / 0.561; seed 4 0.856 / 0.334 / 0.586 / 0.539 -> 0.852 /
     # 0.337 / 0.588 / 0.551; seed 131 0.846 / 0.302 / 0.555 / 0.569 -> 0.853 / 0.303 / 0.558 / 0.567. Means 0.880 /
     # 0.330 / 0.5685 / 0.562 -> 0.8825 / 0.330 / 0.5698 / 0.564. Held still (0; ~30 s less) the means were lower:
-    # 0.877 / 0.328 / 0.566 / 0.562 (docs/finetune.md).
+    # 0.877 / 0.328 / 0.566 / 0.562 (docs/finetune.md). Again at 700 / 200 steps, where held still costs only the
+    # heads (the encoder's tokens computed once, training/clip_warmup.py; a val run ~30 s shorter): 0.880 / 0.331 /
+    # 0.572 / 0.562 -> 0.877 / 0.327 / 0.567 / 0.561, CLIP within-class down at three of four: 1e-4 stays.
     clip_warmup_encoder_learning_rate: float | None = 1e-4
     # constant rather than cosine (val, 716 EEGs, low-level strength 0.5, top-1 at seeds 1 / 131): a 700-step cosine
     # warm-up (~25 s less) 0.846 / 0.689 -> 0.800 / 0.651; the joint phase cosine (finetune_lr_scheduler) 0.827 / 0.701.
@@ -298,6 +300,12 @@ class DemoSettings:
     train: str = "paper"  # trainable set: encoder + mappers + UNet attn2/norm2
     # generation and evaluation (test split)
     num_images: int = 1  # samples per test EEG (paper: 5; 4 trials per test image already give 4 per image)
+    # EEGs per generation batch of the test images (evaluate --batch-size; its default, 16, is sized for Stable
+    # Diffusion on a GPU). The tiny base on 2 CPU cores, 128 val EEGs at the demo's settings (6 steps, guidance 5, CLIP
+    # guidance 0.07 x 3): 24-26 ms an image at 16, 21-23 at 32, 19-21 at 64, 19-21 at 128 (benchmarks/RESULTS.md).
+    # Each image has its own seeded generator, so the images are those of any other batch size (to the last bit of
+    # rounding: at most 1 of 255 in a pixel).
+    eval_batch_size: int = 64
     # DPM-Solver++ steps (32 px images, 8 x 8 latents). 6 rather than 10 pays for the steering below: on val
     # (first 400 EEGs) images judged right at 6 / 10 steps, one draw: paper seed 37 0.485 / 0.500, seed 53 0.465 /
     # 0.477; modern seed 6 0.867 / 0.870 (CLIP within-class 2-way 0.543 / 0.547).

@@ -326,7 +326,11 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
 
     def forward(self, eeg: torch.Tensor) -> ConditionerOutput:
         self.check_eeg(eeg)
-        tokens = self.encoder(eeg.to(self.dtype))  # [B, N, D]
+        return self.from_tokens(self.encoder(eeg.to(self.dtype)), eeg)  # tokens [B, N, D]
+
+    def from_tokens(self, tokens: torch.Tensor, eeg: torch.Tensor | None = None) -> ConditionerOutput:
+        """What :meth:`forward` gives for the encoder's ``tokens [B, N, D]`` of ``eeg``: the mappers and the CLIP head
+        alone (a caller holding the encoder still computes its tokens once; ``eeg`` is needed by the ``eeg`` head)."""
         cond = self.dim_mapper(self.token_mapper(tokens))  # [B, 77, D] -> [B, 77, Dx]
         clip_embeds = self.clip_embeds(tokens, eeg)
         if self.clip_context_proj is not None:

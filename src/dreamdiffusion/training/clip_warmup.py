@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -30,12 +31,21 @@ logger = logging.getLogger(__name__)
 WARMUP_FILE = "clip_warmup.json"
 
 
-def _val_cosine(cond, val: tuple[torch.Tensor, torch.Tensor], batch_size: int) -> float:
-    """Mean cosine between the CLIP head's prediction for each val EEG and its image's CLIP embedding."""
+# The held-still encoder's tokens of the train split are kept in memory up to this size (the demo's: ~180 MB);
+# past it they are computed at every step, as with a trained encoder.
+TOKEN_CACHE_BYTES = 1 << 30
+
+
+def _val_cosine(cond, val: tuple[torch.Tensor, torch.Tensor], batch_size: int,
+                tokens: torch.Tensor | None = None) -> float:
+    """Mean cosine between the CLIP head's prediction for each val EEG and its image's CLIP embedding (``tokens``:
+    the held-still encoder's tokens of those EEGs, computed once)."""
     eeg, targets = val
     cond.eval()
     with torch.no_grad():
-        pred = torch.cat([cond(eeg[i:i + batch_size]).clip_embeds for i in range(0, len(eeg), batch_size)])
+        pred = torch.cat([(cond(eeg[i:i + batch_size]) if tokens is None else
+                           cond.from_tokens(tokens[i:i + batch_size], eeg[i:i + batch_size])).clip_embeds
+                          for i in range(0, len(eeg), batch_size)])
     cond.train()
     return float(F.cosine_similarity(pred.float(), targets, dim=-1).mean())
 
@@ -47,6 +57,27 @@ def _val_set(cfg: FinetuneConfig, targets: FrozenTargets, val_ds, device):
     n = len(val_ds) if cfg.val_limit is None else min(cfg.val_limit, len(val_ds))
     items = [val_ds[i] for i in range(n)]
     return stack_eeg(items).to(device), targets.clip_embeds(items)
+
+
+def _frozen_tokens(cond, eeg_of, n: int, batch_size: int, device) -> torch.Tensor | None:
+    """The encoder's tokens ``[n, N, D]`` of EEGs ``eeg_of(range)`` (``[b, C, T]``), computed once for a warm-up that
+    holds the encoder still (rate 0): each step then runs only the heads, a fraction of a step through the encoder
+    and back. The encoder runs as at inference (eval mode: no dropout), which is what holding it still means. None
+    when the tokens would pass ``TOKEN_CACHE_BYTES``."""
+    enc = cond.encoder
+    mode = enc.training
+    enc.eval()
+    parts = []
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                tokens = enc(eeg_of(range(start, min(n, start + batch_size))).to(device, cond.dtype))
+                if tokens.element_size() * tokens[0].numel() * n > TOKEN_CACHE_BYTES:
+                    return None
+                parts.append(tokens)
+    finally:
+        enc.train(mode)
+    return torch.cat(parts)
 
 
 def _warmup_optimizer(cfg: FinetuneConfig, cond, logit_scale) -> tuple[torch.optim.Optimizer, list]:
@@ -81,6 +112,7 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     ``{"step": kept step, "val_clip_cos": its val cosine}``. ``targets``: the run's CLIP embedding cache (each
     image embedded once; a new one by default).
     """
+    t0 = time.perf_counter()
     targets = targets or FrozenTargets(parts.clip, parts.clip_processor, parts.vae)
     cond = parts.conditioner
     cond.to(device)
@@ -100,16 +132,24 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
                         f"{cfg.batch_size} (lower --batch-size)", cfg.dataset)
     every = max(1, steps // 20)
     val = _val_set(cfg, targets, val_ds, device)
+    cached = cached_val = None
+    if not any(q.requires_grad for q in cond.encoder.parameters()):  # held still: its tokens computed once
+        cached = _frozen_tokens(cond, lambda idx: stack_eeg([train_ds[i] for i in idx]), len(train_ds),
+                                cfg.batch_size, device)
+        if cached is not None and val is not None:
+            cached_val = _frozen_tokens(cond, lambda idx: val[0][idx.start:idx.stop], len(val[0]), cfg.batch_size,
+                                        device)
     # Its own data order (seed + 1): the diffusion phase's order stays what it is without a warm-up.
     sampler = StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed + 1, steps)
-    best = {"step": 0, "val_clip_cos": _val_cosine(cond, val, cfg.batch_size) if val is not None else None}
+    best = {"step": 0, "val_clip_cos": _val_cosine(cond, val, cfg.batch_size, cached_val) if val is not None else None}
     best_state = {n: q.detach().clone() for n, q in cond.named_parameters()}
     records = []
     cond.train()
     for step, idx in enumerate(sampler, start=1):
         items = [train_ds[i] for i in idx]
         target = targets.clip_embeds(items)
-        out_b = cond(stack_eeg(items).to(device))
+        eeg = stack_eeg(items).to(device)
+        out_b = cond(eeg) if cached is None else cond.from_tokens(cached[torch.as_tensor(idx)], eeg)
         clip_loss = alignment_loss(cfg.align, out_b.clip_embeds, target, logit_scale, image_ids(items).to(device),
                                    cfg.align_cosine_weight)
         caption_loss = captions.loss(out_b.cond, items) if captions is not None else None
@@ -125,7 +165,7 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
         if val is not None and (step % every == 0 or step == steps):
             record = {"step": step, "lr": lr, "clip_loss": float(clip_loss.detach()),
                       **({"caption_loss": float(caption_loss.detach())} if caption_loss is not None else {}),
-                      "val_clip_cos": _val_cosine(cond, val, cfg.batch_size)}
+                      "val_clip_cos": _val_cosine(cond, val, cfg.batch_size, cached_val)}
             records.append(record)
             if record["val_clip_cos"] > best["val_clip_cos"]:
                 best = {"step": step, "val_clip_cos": record["val_clip_cos"]}
@@ -144,7 +184,9 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     if logit_scale is not None:
         best["logit_scale"] = float(logit_scale.detach())
     if out is not None:
-        atomic_write_json(Path(out) / WARMUP_FILE, {"steps": steps, "best": best, "records": records})
+        atomic_write_json(Path(out) / WARMUP_FILE, {"steps": steps, "best": best, "records": records,
+                                                    "tokens_computed_once": cached is not None,
+                                                    "seconds": round(time.perf_counter() - t0, 2)})
     return best
 
 
