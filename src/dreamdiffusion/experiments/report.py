@@ -174,7 +174,7 @@ def _warmup_phrase(s: dict) -> str:
         return ""
     rate = s.get("clip_warmup_learning_rate") or s.get("finetune_learning_rate")
     enc = s.get("clip_warmup_encoder_learning_rate")
-    enc_words = "" if enc is None else (" (the encoder kept)" if enc == 0 else f" (the encoder at {enc:g})")
+    enc_words = "" if enc is None else (" (the encoder held still)" if enc == 0 else f" (the encoder at {enc:g})")
     return f"; first a {steps}-step CLIP warm-up at lr {rate:g}{enc_words}, its best val-cosine step kept"
 
 
