@@ -309,7 +309,8 @@ class DemoSettings:
     num_images: int = 1  # samples per test EEG (paper: 5; 4 trials per test image already give 4 per image)
     # EEGs per generation batch of the test images (evaluate --batch-size; its default, 16, is sized for Stable
     # Diffusion on a GPU). The tiny base on 2 CPU cores, 128 val EEGs at the demo's settings (6 steps, guidance 5, CLIP
-    # guidance 0.07 x 3): 24-26 ms an image at 16, 21-23 at 32, 19-21 at 64, 19-21 at 128 (benchmarks/RESULTS.md).
+    # guidance 0.07 x 3): 23.5-24.4 ms an image at 16, 19.2-19.3 at 32, 17.2-17.6 at 64, 17.8-18.3 at 128
+    # (benchmarks/draw_batch.py; benchmarks/RESULTS.md).
     # Each image has its own seeded generator, so the images are those of any other batch size (to the last bit of
     # rounding: at most 1 of 255 in a pixel).
     eval_batch_size: int = 64
