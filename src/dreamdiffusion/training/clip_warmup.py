@@ -104,6 +104,30 @@ def _warmup_optimizer(cfg: FinetuneConfig, cond, logit_scale) -> tuple[torch.opt
     return torch.optim.AdamW(groups, lr=warmup_lr, weight_decay=cfg.weight_decay), params
 
 
+def _warmup_schedule(cfg: FinetuneConfig, opt):
+    """The warm-up's learning-rate schedule: None (constant) or cosine to 0 by its last step."""
+    if cfg.clip_warmup_schedule != "cosine":
+        return None
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler("cosine", opt, num_warmup_steps=0, num_training_steps=cfg.clip_warmup_steps)
+
+
+def _token_caches(cfg: FinetuneConfig, cond, train_ds, val, device):
+    """The encoder's tokens of the train split and the val EEG, computed once when the encoder is held still.
+
+    ``(None, None)`` when the encoder trains in the warm-up (its tokens change every step) or when the
+    tokens would not fit in memory (``_frozen_tokens``); the val cache is None without a val set.
+    """
+    if any(q.requires_grad for q in cond.encoder.parameters()):
+        return None, None
+    cached = _frozen_tokens(cond, lambda idx: stack_eeg([train_ds[i] for i in idx]), len(train_ds),
+                            cfg.batch_size, device)
+    if cached is None or val is None:
+        return cached, None
+    return cached, _frozen_tokens(cond, lambda idx: val[0][idx.start:idx.stop], len(val[0]), cfg.batch_size, device)
+
+
 def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, device, out: Path | None,
                 targets: FrozenTargets | None = None) -> dict:
     """Train the encoder + CLIP head of ``parts.conditioner`` in place; keep the step with the best val cosine.
@@ -122,23 +146,13 @@ def clip_warmup(cfg: FinetuneConfig, parts: StageBParts, train_ds, val_ds, devic
     encoder_grad = [q.requires_grad for q in cond.encoder.parameters()]
     opt, params = _warmup_optimizer(cfg, cond, logit_scale)
     steps = cfg.clip_warmup_steps
-    schedule = None
-    if cfg.clip_warmup_schedule == "cosine":
-        from diffusers.optimization import get_scheduler
-
-        schedule = get_scheduler("cosine", opt, num_warmup_steps=0, num_training_steps=steps)
+    schedule = _warmup_schedule(cfg, opt)
     if len(train_ds) < cfg.batch_size:
         raise DataError(f"the train split has {len(train_ds)} pairs, fewer than one batch of "
                         f"{cfg.batch_size} (lower --batch-size)", cfg.dataset)
     every = max(1, steps // 20)
     val = _val_set(cfg, targets, val_ds, device)
-    cached = cached_val = None
-    if not any(q.requires_grad for q in cond.encoder.parameters()):  # held still: its tokens computed once
-        cached = _frozen_tokens(cond, lambda idx: stack_eeg([train_ds[i] for i in idx]), len(train_ds),
-                                cfg.batch_size, device)
-        if cached is not None and val is not None:
-            cached_val = _frozen_tokens(cond, lambda idx: val[0][idx.start:idx.stop], len(val[0]), cfg.batch_size,
-                                        device)
+    cached, cached_val = _token_caches(cfg, cond, train_ds, val, device)
     # Its own data order (seed + 1): the diffusion phase's order stays what it is without a warm-up.
     sampler = StepBatchSampler(len(train_ds), cfg.batch_size, cfg.seed + 1, steps)
     best = {"step": 0, "val_clip_cos": _val_cosine(cond, val, cfg.batch_size, cached_val) if val is not None else None}
