@@ -237,9 +237,16 @@ def test_ablation_time_says_when_runs_were_read_back():
     assert note.startswith("0.4 s in this call") and "22 of 22 runs read back" in note
 
 
-def test_demo_rejects_bad_seeds(capsys):
-    assert main(["ablate", "--output", "/tmp/unused-ablate", "--seeds", "0"]) == 2
-    assert "seeds" in capsys.readouterr().err
+@pytest.mark.parametrize("flag,value", [("--seeds", "0"), ("--first-seed", "-1"), ("--pretrain-steps", "0"),
+                                        ("--finetune-steps", "-5"), ("--num-images", "0"), ("--limit", "0"),
+                                        ("--msm-steps", "0"), ("--seeds", "nan")])
+def test_ablate_rejects_bad_numbers_before_running(tmp_path, capsys, flag, value):
+    out = tmp_path / "ablate"
+    assert main(["ablate", "--output", str(out), flag, value]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err, err
+    assert not out.exists()
 
 
 def test_evaluate_bad_model_is_one_line(tmp_path, capsys):

@@ -77,27 +77,25 @@ def demo_cmd(
 
 def ablate_cmd(
     output: Path = typer.Option(..., "--output", help="Folder for ablation.json, ablation.md, ablation.png and runs."),
-    seeds: int = typer.Option(3, "--seeds", help="How many seeds (mean and spread over them)."),
-    first_seed: int = typer.Option(0, "--first-seed", help="First seed (several processes can share one "
+    seeds: int = typer.Option(3, "--seeds", parser=POSITIVE, help="How many seeds (mean and spread over them)."),
+    first_seed: int = typer.Option(0, "--first-seed", parser=SEED, help="First seed (several processes can share one "
                                                            "--output, each with its own seeds; a later run "
                                                            "reuses finished runs made with the same settings)."),
     fast: bool = typer.Option(False, "--fast", help="Reduced step counts (plumbing check)."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", help="Run only these variants (repeatable); "
                                                                         "names as in ablation.md."),
-    pretrain_steps: Optional[int] = typer.Option(None, "--pretrain-steps", help="Stage A steps."),
-    finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", help="Stage B steps."),
-    num_images: Optional[int] = typer.Option(None, "--num-images", help="Samples per test EEG."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N test EEGs."),
+    pretrain_steps: Optional[int] = typer.Option(None, "--pretrain-steps", parser=POSITIVE, help="Stage A steps."),
+    finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", parser=POSITIVE, help="Stage B steps."),
+    num_images: Optional[int] = typer.Option(None, "--num-images", parser=NUM_IMAGES, help="Samples per test EEG."),
+    limit: Optional[int] = typer.Option(None, "--limit", parser=POSITIVE, help="Score only the first N test EEGs."),
     pairs_fraction: Optional[str] = typer.Option(
         None, "--pairs-fraction", help="Instead of Table 1: MSM vs no MSM at these shares of the train pairs "
                                        "(e.g. 0.1,0.25,1.0; same val and test), beside the baselines."),
     msm_steps: Optional[int] = typer.Option(
-        None, "--msm-steps", help="With --pairs-fraction: Stage A steps of the MSM rows (default 2000; "
+        None, "--msm-steps", parser=POSITIVE, help="With --pairs-fraction: Stage A steps of the MSM rows (default 2000; "
                                   "--fast: the fast Stage A)."),
 ) -> None:
     """The structure of the paper's Table 1 on the built-in benchmark: MSM x CLIP x encoder size, mask ratio."""
-    if seeds < 1:
-        raise ConfigError("--seeds must be at least 1")
     settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                 "num_images": num_images, "limit": limit}, ablation=True)
     if pairs_fraction is not None:
