@@ -239,7 +239,8 @@ def test_ablation_time_says_when_runs_were_read_back():
 
 @pytest.mark.parametrize("flag,value", [("--seeds", "0"), ("--first-seed", "-1"), ("--pretrain-steps", "0"),
                                         ("--finetune-steps", "-5"), ("--num-images", "0"), ("--limit", "0"),
-                                        ("--msm-steps", "0"), ("--seeds", "nan")])
+                                        ("--msm-steps", "0"), ("--seeds", "nan"),
+                                        ("--clip-warmup-encoder-learning-rate", "-1")])
 def test_ablate_rejects_bad_numbers_before_running(tmp_path, capsys, flag, value):
     out = tmp_path / "ablate"
     assert main(["ablate", "--output", str(out), flag, value]) == 2
@@ -247,6 +248,32 @@ def test_ablate_rejects_bad_numbers_before_running(tmp_path, capsys, flag, value
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_ablate_passes_the_warmup_encoder_rate_to_every_row(tmp_path, monkeypatch):
+    # the flag that brings back the encoder trained in the warm-up (the ablations before 943703a) must reach the
+    # per-variant settings of both ablations, and leave the demo's 0 when not given
+    import dreamdiffusion.commands.demo as demo_commands
+
+    seen = {}
+
+    def fake_run(config):
+        seen["table1"] = config.settings.clip_warmup_encoder_learning_rate
+        return {"rows": []}
+
+    def fake_pairs(config):
+        seen["pairs"] = config.settings.clip_warmup_encoder_learning_rate
+        return {"rows": []}
+
+    monkeypatch.setattr(demo_commands, "run_ablation", fake_run)
+    monkeypatch.setattr(demo_commands, "run_pairs_ablation", fake_pairs)
+    out = str(tmp_path / "a")
+    assert main(["ablate", "--output", out, "--clip-warmup-encoder-learning-rate", "1e-4"]) == 0
+    assert main(["ablate", "--output", out, "--pairs-fraction", "0.5", "--clip-warmup-encoder-learning-rate",
+                 "1e-4"]) == 0
+    assert seen == {"table1": 1e-4, "pairs": 1e-4}
+    assert main(["ablate", "--output", out]) == 0
+    assert seen["table1"] == DemoSettings.ablation().clip_warmup_encoder_learning_rate == 0.0
 
 
 def test_evaluate_bad_model_is_one_line(tmp_path, capsys):
