@@ -257,16 +257,14 @@ def test_ablate_passes_the_warmup_encoder_rate_to_every_row(tmp_path, monkeypatc
 
     seen = {}
 
-    def fake_run(config):
-        seen["table1"] = config.settings.clip_warmup_encoder_learning_rate
-        return {"rows": []}
+    def recorder(key):
+        def run(config):
+            seen[key] = config.settings.clip_warmup_encoder_learning_rate
+            return {"rows": []}
+        return run
 
-    def fake_pairs(config):
-        seen["pairs"] = config.settings.clip_warmup_encoder_learning_rate
-        return {"rows": []}
-
-    monkeypatch.setattr(demo_commands, "run_ablation", fake_run)
-    monkeypatch.setattr(demo_commands, "run_pairs_ablation", fake_pairs)
+    monkeypatch.setattr(demo_commands, "run_ablation", recorder("table1"))
+    monkeypatch.setattr(demo_commands, "run_pairs_ablation", recorder("pairs"))
     out = str(tmp_path / "a")
     assert main(["ablate", "--output", out, "--clip-warmup-encoder-learning-rate", "1e-4"]) == 0
     assert main(["ablate", "--output", out, "--pairs-fraction", "0.5", "--clip-warmup-encoder-learning-rate",

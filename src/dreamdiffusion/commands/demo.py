@@ -78,9 +78,9 @@ def demo_cmd(
 def ablate_cmd(
     output: Path = typer.Option(..., "--output", help="Folder for ablation.json, ablation.md, ablation.png and runs."),
     seeds: int = typer.Option(3, "--seeds", parser=POSITIVE, help="How many seeds (mean and spread over them)."),
-    first_seed: int = typer.Option(0, "--first-seed", parser=SEED, help="First seed (several processes can share one "
-                                                           "--output, each with its own seeds; a later run "
-                                                           "reuses finished runs made with the same settings)."),
+    first_seed: int = typer.Option(
+        0, "--first-seed", parser=SEED, help="First seed (several processes can share one --output, each with its own "
+                                             "seeds; a later run reuses finished runs made with the same settings)."),
     fast: bool = typer.Option(False, "--fast", help="Reduced step counts (plumbing check)."),
     variant: Optional[List[str]] = typer.Option(None, "--variant", help="Run only these variants (repeatable); "
                                                                         "names as in ablation.md."),
@@ -96,8 +96,8 @@ def ablate_cmd(
         help="The encoder's learning rate in every row's CLIP warm-up (default: the demo's, 0, the encoder held "
              "still; 1e-4: trained, as before 943703a, where the MSM rows were ahead at few pairs)."),
     msm_steps: Optional[int] = typer.Option(
-        None, "--msm-steps", parser=POSITIVE, help="With --pairs-fraction: Stage A steps of the MSM rows (default 2000; "
-                                  "--fast: the fast Stage A)."),
+        None, "--msm-steps", parser=POSITIVE,
+        help="With --pairs-fraction: Stage A steps of the MSM rows (default 2000; --fast: the fast Stage A)."),
 ) -> None:
     """The structure of the paper's Table 1 on the built-in benchmark: MSM x CLIP x encoder size, mask ratio."""
     settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
