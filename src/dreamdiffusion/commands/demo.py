@@ -24,6 +24,8 @@ from dreamdiffusion.experiments.demo import DemoConfig, DemoSettings
 from dreamdiffusion.experiments.modern import RECIPES, run_recipe
 from dreamdiffusion.experiments.pairs_ablation import PairsAblationConfig, run_pairs_ablation
 
+STAGE_B_KINDS = ("demo", "paper")  # ablate --stage-b
+
 
 def _settings(fast: bool, overrides: dict, ablation: bool = False):
     settings = DemoSettings.fast() if fast else (DemoSettings.ablation() if ablation else DemoSettings())
@@ -98,11 +100,22 @@ def ablate_cmd(
     msm_steps: Optional[int] = typer.Option(
         None, "--msm-steps", parser=POSITIVE,
         help="With --pairs-fraction: Stage A steps of the MSM rows (default 2000; --fast: the fast Stage A)."),
+    stage_b: str = typer.Option(
+        "demo", "--stage-b", help="demo (every row's Stage B as the demo's) | paper (as the paper's: the tokenizer "
+                                  "as Stage A left it, the pooled CLIP head trained on, one rate for every part, no "
+                                  "caption contexts; where Stage A's encoder is all Stage B reads the EEG with)."),
 ) -> None:
     """The structure of the paper's Table 1 on the built-in benchmark: MSM x CLIP x encoder size, mask ratio."""
     settings = _settings(fast, {"pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
                                 "num_images": num_images, "limit": limit,
                                 "clip_warmup_encoder_learning_rate": clip_warmup_encoder_learning_rate}, ablation=True)
+    if stage_b not in STAGE_B_KINDS:
+        raise ConfigError(f"--stage-b must be one of {', '.join(STAGE_B_KINDS)}, got {stage_b!r}")
+    if stage_b == "paper":
+        if clip_warmup_encoder_learning_rate is not None:
+            raise ConfigError("--clip-warmup-encoder-learning-rate goes with --stage-b demo (the paper's Stage B "
+                              "trains the encoder at the one rate of every part)")
+        settings = settings.with_paper_stage_b()
     if pairs_fraction is not None:
         _pairs(output, pairs_fraction, seeds, first_seed, settings, msm_steps or (settings.pretrain_steps
                                                                                   if fast else None))

@@ -158,6 +158,7 @@ def run_ablation(config: AblationConfig) -> dict:
                     "seed_list": list(range(config.first_seed, config.first_seed + config.seeds)),
                     "components": components, "seconds": round(time.perf_counter() - t0, 1), "machine": machine_description(),
                     "runs_reused": reused, "runs_total": len(variants) * config.seeds,
+                    "stage_b": config.settings.stage_b_name(),
                     "config": config.to_dict(), "encoders": {
                         "small": stage_a_encoder("tiny", _preset("tiny"), config.settings),
                         "paper-shaped": stage_a_encoder("tiny-paper", TINY_PAPER_PRESET, config.settings)}})
@@ -294,7 +295,16 @@ def ablation_markdown(summary: dict) -> str:
             f"splits, initialisation and noise); chance = {summary['chance']}\n"
             f"- encoders (with the decoder and encoder rate Stage A ran with): small = {enc.get('small')}, "
             f"paper-shaped = {enc.get('paper-shaped')}\n"
+            f"- Stage B: {stage_b_note(summary)}\n"
             f"- machine: {summary.get('machine')}; {seconds_note(summary)}\n")
+
+
+def stage_b_note(summary: dict) -> str:
+    """Which Stage B the rows ran (``ablate --stage-b``), in words."""
+    if summary.get("stage_b") == "paper":
+        return ("the paper's (`--stage-b paper`: the tokenizer as Stage A left it, the pooled CLIP head trained on, "
+                "one rate for every part, no caption contexts, uniform timesteps)")
+    return "the demo's (`--stage-b demo`)"
 
 
 def seconds_note(summary: dict) -> str:
@@ -309,4 +319,4 @@ def seconds_note(summary: dict) -> str:
 
 __all__ = ["AblationConfig", "run_ablation", "ablation_variants", "summarise_ablation", "ablation_markdown", "Variant",
            "ENCODER_PRESETS", "TINY_PAPER_PRESET", "resolve_components", "MODERN_VARIANT", "BASELINE_KEYS",
-           "metric_at", "run_row", "stats", "seconds_note"]
+           "metric_at", "run_row", "stats", "seconds_note", "stage_b_note"]

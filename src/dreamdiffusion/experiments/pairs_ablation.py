@@ -35,6 +35,7 @@ from dreamdiffusion.experiments.ablation import (
     same_settings,
     seconds_note,
     slug,
+    stage_b_note,
     stats,
 )
 from dreamdiffusion.experiments.demo import (
@@ -145,7 +146,8 @@ def run_pairs_ablation(config: PairsAblationConfig) -> dict:
     scored = [r for r in runs if "fraction" in r]
     summary.update({"runs": scored, "seconds": round(time.perf_counter() - t0, 1),
                     "runs_reused": sum(bool(r.get("reused")) for r in scored), "runs_total": len(scored),
-                    "machine": machine_description(), "components": components, "config": config.to_dict()})
+                    "machine": machine_description(), "components": components, "config": config.to_dict(),
+                    "stage_b": config.settings.stage_b_name()})
     atomic_write_json(out / "pairs_ablation.json", summary)
     atomic_write_text(out / "pairs_ablation.md", pairs_markdown(summary))
     pairs_figure(summary, out / "pairs_ablation.png")
@@ -172,6 +174,7 @@ def pairs_markdown(summary: dict) -> str:
             f"{summary.get('chance')}); within-class = CLIP 2-way within the own class (chance 0.5)\n"
             f"- pairs = share of the train images Stage B and the baselines saw (all their trials); val and test whole\n"
             f"- MSM rows: Stage A {cfg.get('msm_steps')} steps on the unlabeled corpus, one run per seed\n"
+            f"- Stage B: {stage_b_note(summary)}\n"
             f"- machine: {summary.get('machine')}; {seconds_note(summary)}\n")
 
 
