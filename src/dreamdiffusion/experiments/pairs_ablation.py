@@ -179,15 +179,19 @@ def pairs_markdown(summary: dict) -> str:
 
 
 def pairs_figure(summary: dict, path) -> Path:
-    """Two panels against the pairs fraction: n-way top-1 and CLIP within-class 2-way; MSM, no MSM, baselines."""
+    """Three panels against the pairs fraction: n-way top-1, CLIP within-class 2-way and retrieval top-5 (the CLIP
+    head's prediction: where the encoder shows when the images do not); MSM, no MSM, baselines, chance."""
     plt = headless_pyplot()
     rows = summary["rows"]
     x = [r["fraction"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    runs = summary.get("runs") or [{}]
     panels = ((axes[0], "top1_accuracy", "ridge_class_top1", "ridge -> class lookup", summary.get("chance"),
                f"{summary.get('n_way')}-way top-1"),
               (axes[1], "clip_within_class_2way", "ridge_clip_within_class_2way", "ridge -> CLIP embedding", 0.5,
-               "CLIP 2-way within class"))
+               "CLIP 2-way within class"),
+              (axes[2], "retrieval_top5", "ridge_clip_retrieval_top5", "ridge -> CLIP embedding",
+               runs[0].get("retrieval_chance_top5"), "retrieval top-5 (distinct test images)"))
     for ax, key, base_key, base_name, chance, ylabel in panels:
         for name, label, color in (("msm", "MSM (Stage A)", "#4C72B0"), ("no_msm", "no MSM", "#DD8452")):
             m = [r[name][key]["mean"] for r in rows]
