@@ -102,6 +102,7 @@ def test_run_baselines_decode_the_benchmark(bench, tmp_path):
     out = B.run_baselines(train, side, "builtin-tiny", embed, score)
     klass, ridge = out["baseline_ridge_class"], out["baseline_ridge_clip"]
     assert klass["eeg_accuracy"] >= 0.7 and klass["top1_accuracy"] >= 0.6  # chance 0.1
+    assert klass["lda_eeg_accuracy"] >= 0.7  # the discriminant beside it, on the same features
     # the lookup is scored on the first trial of each distinct image (its images depend on the class only)
     images, rows = scored[0]
     assert len(scored) == 1 and rows == [targets.index(k) for k in range(len(names))] and len(images) == len(names)
@@ -144,3 +145,18 @@ def test_fewer_pairs_keeps_whole_images_per_class_and_is_seeded(bench):
     tr, val = open_datasets(FinetuneConfig(dataset="synthetic", dataset_options={"root": str(bench)},
                                            train_fraction=0.25, seed=0))
     assert tr.indices == sub.indices and len(val) == len(synthetic.SyntheticPairs(bench, "val"))
+
+
+def test_lda_separates_classes_under_correlated_noise():
+    # three classes on a line with correlated noise: the discriminant whitens the noise and separates them; both
+    # take string labels back, as the ridge does
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 3, n)
+    noise = rng.standard_normal((n, 1)) @ np.ones((1, 20)) * 3.0 + 0.3 * rng.standard_normal((n, 20))
+    x = noise + np.outer(y, np.linspace(-1, 1, 20))
+    model = B.fit_lda(x[:400], y[:400])
+    pred = model.predict(x[400:])
+    assert set(pred) <= {"0", "1", "2"}
+    assert np.mean(pred == y[400:].astype(str)) > 0.9
+

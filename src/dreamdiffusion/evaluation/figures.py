@@ -164,6 +164,10 @@ def baselines_markdown(metrics: Mapping) -> str:
         notes.append(f"ridge -> class lookup: a ridge classifier on binned train EEG (its test accuracy "
                      f"{fmt(klass.get('eeg_accuracy'))}) picks the class; the base draws it from its own class "
                      f"conditioning (guidance {klass.get('guidance')}, {klass.get('steps')} steps, the method's noise)")
+        if klass.get("lda_eeg_accuracy") is not None:
+            notes.append(f"shrinkage LDA on the same features names the test EEG's class at "
+                         f"{fmt(klass['lda_eeg_accuracy'])} (the discriminant beside the lookup's ridge classifier, which "
+                         f"regresses on class indicators; no images drawn)")
     margins = metrics.get("baseline_ridge_clip_margins") or {}
     if margins:
         first = next(iter(margins.values()))

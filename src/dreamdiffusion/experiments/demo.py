@@ -311,6 +311,7 @@ def demo_metrics(result: dict, chosen: dict, bench: Path, config: DemoConfig, ti
         "guidance": chosen["guidance"], "guidance_selection": chosen,
         # the ridge classifier of baseline_ridge_class, alone: how much class information the EEG carries
         "linear_eeg_baseline_test": (result.get("baseline_ridge_class") or {}).get("eeg_accuracy"),
+        "lda_eeg_baseline_test": (result.get("baseline_ridge_class") or {}).get("lda_eeg_accuracy"),
         "builtin_trained": _builtin_trained(config),
         "seed": config.seed, "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "machine": machine_description(), "config": config.to_dict(),
