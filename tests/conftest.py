@@ -110,3 +110,28 @@ def engine(tiny_pipeline_folder):
     from dreamdiffusion.app.engine import Engine
 
     return Engine.from_pretrained(tiny_pipeline_folder)
+
+
+@pytest.fixture
+def benchmark_script():
+    """``load(name)``: ``benchmarks/<name>.py`` as a module (the scripts are not a package). It is registered in
+    ``sys.modules`` while the test runs, because the scripts' dataclasses look their module up there."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    loaded = []
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"{name}_for_test", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        loaded.append(spec.name)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)
+

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 from dreamdiffusion.data import synthetic
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("class_ceiling_for_test", ROOT / "benchmarks" / "class_ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_every_decoder_scored_on_val_only(tmp_path):
+def test_every_decoder_scored_on_val_only(tmp_path, benchmark_script):
     # 300 digits, 2 trials each, at an SNR where a linear decoder reads the digit well
     bench = synthetic.build_benchmark(tmp_path / "bench", seed=3, n_subjects=2, n_corpus_windows=0, n_images=300,
                                       trials_per_image=2, snr=0.3)
-    cc = _load()
+    cc = benchmark_script("class_ceiling")
     x, labels, images = cc.split_arrays(bench, "val")
     splits = json.loads((bench / "splits.json").read_text())
     assert set(images.tolist()) == set(splits["val"])  # the val trials and no other: test is never read

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("head_val_for_test", ROOT / "benchmarks" / "head_val.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_set_parses_fields_by_type_and_refuses_the_rest():
+def test_set_parses_fields_by_type_and_refuses_the_rest(benchmark_script):
     from dreamdiffusion.experiments.settings import DemoSettings
 
-    hv = _load()
+    hv = benchmark_script("head_val")
     s = hv.parse_sets(DemoSettings(), ["clip_pool_tokens=32", "align=contrastive", "freeze_clip_head=false",
                                        "guidance=none", "clip_weight=0.5", "clip_warmup_learning_rate=0.001",
                                        "low_level_strengths=1,0.5"])
@@ -39,8 +26,8 @@ def test_set_parses_fields_by_type_and_refuses_the_rest():
             hv.parse_sets(DemoSettings(), [bad])
 
 
-def test_fast_run_scores_head_and_ridge_on_val(tmp_path, capsys):
-    hv = _load()
+def test_fast_run_scores_head_and_ridge_on_val(tmp_path, capsys, benchmark_script):
+    hv = benchmark_script("head_val")
     assert hv.main(["--seed", "3", "--output", str(tmp_path), "--fast"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("seed 3 demo settings: head within-class")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,14 +9,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("seed_table_for_test", ROOT / "benchmarks" / "seed_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # (its dataclass resolves annotations through the module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _metrics(seed: int, recipe: str = "paper", top1: float = 0.9, ret=(0.05, 0.25), wc: float = 0.56,
@@ -44,8 +35,8 @@ def _run_folder(tmp_path, name: str, metrics: dict, wall: float | None = None) -
     return folder
 
 
-def test_rows_bold_the_goals_met_and_count_them(tmp_path, capsys):
-    table = _load()
+def test_rows_bold_the_goals_met_and_count_them(tmp_path, capsys, benchmark_script):
+    table = benchmark_script("seed_table")
     good = _run_folder(tmp_path, "paper-1", _metrics(1), wall=290.0)
     # ties the ridge on retrieval top-1, below it on top-5 and within-class, over 300 s, probe within 0.05
     weak = _run_folder(tmp_path, "paper-2", _metrics(2, top1=0.7, ret=(0.04, 0.15), wc=0.54, total_s=330.0,
@@ -76,8 +67,8 @@ def test_rows_bold_the_goals_met_and_count_them(tmp_path, capsys):
     assert "retrieval top-1 above ridge -> CLIP" not in goals["paper"]
 
 
-def test_a_run_without_baselines_has_no_verdict_rather_than_a_miss(tmp_path, capsys):
-    table = _load()
+def test_a_run_without_baselines_has_no_verdict_rather_than_a_miss(tmp_path, capsys, benchmark_script):
+    table = benchmark_script("seed_table")
     m = _metrics(4)
     del m["baseline_ridge_clip"]
     table.main([str(_run_folder(tmp_path, "paper-4", m, wall=200.0))])
@@ -86,8 +77,8 @@ def test_a_run_without_baselines_has_no_verdict_rather_than_a_miss(tmp_path, cap
     assert "n/a / n/a, n/a" in text
 
 
-def test_margin_goals_count_the_intervals_clear_of_zero_and_give_each_miss_its_interval(tmp_path, capsys):
-    table = _load()
+def test_margin_goals_count_the_intervals_clear_of_zero_and_give_each_miss_its_interval(tmp_path, capsys, benchmark_script):
+    table = benchmark_script("seed_table")
     clear, tie = _metrics(5), _metrics(6, wc=0.549)
     clear["baseline_ridge_clip_margins"] = {"clip_within_class_2way": {"difference": 0.01, "low": 0.002, "high": 0.02}}
     tie["baseline_ridge_clip_margins"] = {"clip_within_class_2way": {"difference": -0.001, "low": -0.012,
