@@ -117,6 +117,7 @@ def test_ablate_runs_the_modern_recipe_on_the_same_benchmark(tmp_path):
     index = json.loads((pipeline / "model_index.json").read_text())
     assert index["conditioning"] == "ip-adapter"
     assert MODERN_VARIANT in (out / "ablation.md").read_text()
+    assert (out / "ablation.png").stat().st_size > 1000 and (out / "ablation_retrieval.png").stat().st_size > 1000
 
 
 def test_image_embedding_conditioner_round_trip_and_identity_prior(tmp_path):

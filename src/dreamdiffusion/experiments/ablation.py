@@ -170,6 +170,13 @@ def run_ablation(config: AblationConfig) -> dict:
               ylabel=f"{summary['n_way']}-way top-1 (mean +- sd over seeds)", chance=summary["chance"],
               title="Ablation on the digits benchmark (structure of the paper's Table 1)",
               references={"ridge -> class lookup": summary["baselines"]["ridge_class_top1"]["mean"]})
+    # the CLIP head's retrieval beside it: where the images carry little (the paper's Stage B at this scale), it is
+    # what still tells the encoders apart
+    bar_chart([r["variant"] for r in rows], [r["retrieval_top5_mean"] for r in rows],
+              [r["retrieval_top5_std"] for r in rows], out / "ablation_retrieval.png",
+              ylabel="retrieval top-5 (mean +- sd over seeds)",
+              title="Ablation: retrieval top-5 of the EEG's predicted CLIP embedding among the distinct test images",
+              references={"ridge -> CLIP embedding": summary["baselines"]["ridge_clip_retrieval_top5"]["mean"]})
     return summary
 
 
