@@ -134,4 +134,3 @@ def benchmark_script():
     yield load
     for name in loaded:
         sys.modules.pop(name, None)
-

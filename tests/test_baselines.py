@@ -159,4 +159,3 @@ def test_lda_separates_classes_under_correlated_noise():
     pred = model.predict(x[400:])
     assert set(pred) <= {"0", "1", "2"}
     assert np.mean(pred == y[400:].astype(str)) > 0.9
-

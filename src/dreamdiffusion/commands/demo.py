@@ -23,8 +23,7 @@ from dreamdiffusion.experiments.ablation import AblationConfig, run_ablation
 from dreamdiffusion.experiments.demo import DemoConfig, DemoSettings
 from dreamdiffusion.experiments.modern import RECIPES, run_recipe
 from dreamdiffusion.experiments.pairs_ablation import PairsAblationConfig, run_pairs_ablation
-
-STAGE_B_KINDS = ("demo", "paper")  # ablate --stage-b
+from dreamdiffusion.experiments.settings import STAGE_B_KINDS
 
 
 def _settings(fast: bool, overrides: dict, ablation: bool = False):

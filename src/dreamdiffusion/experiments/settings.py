@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 # the EEG window) and holds the encoder still in the warm-up, so Stage A's encoder carries less of it, and an
 # ablation of MSM there asks less of the paper's claim than one where the encoder is all Stage B has. Kept: the CLIP
 # loss alone for the warm-up's first steps (a curriculum of the paper's own loss), the val selection of the step.
+STAGE_B_KINDS = ("demo", "paper")  # ablate --stage-b: DemoSettings.stage_b_name's two answers
 PAPER_STAGE_B = dict(
     tokenizer_init="pretrained",  # the tokenizer as Stage A left it
     encoder_norm="pretrained",
@@ -593,4 +594,4 @@ class DemoConfig:
         return dataclasses.asdict(self)
 
 
-__all__ = ["DemoSettings", "DemoConfig", "PAPER_STAGE_B"]
+__all__ = ["DemoSettings", "DemoConfig", "PAPER_STAGE_B", "STAGE_B_KINDS"]
