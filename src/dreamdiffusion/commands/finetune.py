@@ -157,6 +157,11 @@ def finetune_cmd(
         _D.clip_context, "--clip-context/--no-clip-context",
         help="Add a linear map of the CLIP head's prediction to every context token (starts at zero; off: the "
              "paper's context, the token mapper alone)."),
+    class_context: bool = typer.Option(
+        _D.class_context, "--class-context/--no-class-context",
+        help="Add the class context: a shrinkage LDA fitted on the train EEG (time-binned means) reads each EEG's "
+             "class posterior, and the base's own context of each class ('a photo of a LABEL'; a class-conditional "
+             "base's class embedding), weighted by it, joins the mapped context. Needs labelled pairs (off: the paper)."),
     null_init: str = typer.Option(
         _D.null_init, "--null-init",
         help="Start of the null context (condition dropout, guidance): random (small noise) | base (the base's own "

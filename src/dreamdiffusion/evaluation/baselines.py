@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dreamdiffusion.core.discriminant import N_BINS, fit_lda
 from dreamdiffusion.core.ridge import RidgeSearch
 from dreamdiffusion.core.seeding import sample_seed
 from dreamdiffusion.data.pairs import keep_fraction_of_images, open_paired_dataset
@@ -42,25 +43,6 @@ from dreamdiffusion.models.hub import class_conditioning
 from dreamdiffusion.pipeline import make_scheduler
 
 logger = logging.getLogger(__name__)
-
-# Time bins per channel of the EEG features (the usual linear ERP decoder). 8 (55 ms at the paper's window) scored
-# higher than 16 in the grouped cross-validation on train of the digits benchmark (seed 0: 0.963 vs 0.957) and
-# makes the search 6x cheaper.
-N_BINS = 8
-
-
-def fit_lda(features: np.ndarray, labels: Sequence):
-    """Shrinkage LDA (Ledoit-Wolf) on ``features``, the labels as strings: the class decoder beside the lookup's ridge.
-
-    Why: with ten classes, regression on the class-indicator columns (a ridge classifier) loses to the discriminant
-    (on val at four benchmark seeds LDA named the digit 0.017-0.025 better; ``benchmarks/class_ceiling.py``), so the
-    ridge lookup is not the strongest simple decoder of the class; ``lda_eeg_accuracy`` says how far it is from one.
-    Under a second on the built-in benchmark's 5,396 x 1,024 features.
-    """
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-
-    # scikit-learn's Ledoit-Wolf shrinkage standardises each feature before it shrinks, so the EEG's scale needs no care
-    return LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(features, [str(v) for v in labels])
 
 
 # ----------------------------------------------------------------------------------------------- train data

@@ -154,7 +154,7 @@ def stage_b_config(folder: Path, bench: Path, encoder: Path | None, cfg: DemoCon
         clip_head_within_class_weight=s.clip_head_within_class_weight if warmup else 0.0,
         clip_head_prior=s.clip_head_prior if warmup and s.clip_head != "pool" else 0, clip_head_prior_steps=s.prior_steps,
         tokenizer_init=s.tokenizer_init, encoder_norm=s.encoder_norm, null_init=s.null_init,
-        caption_weight=s.caption_weight if warmup else 0.0, clip_context=s.clip_context,
+        caption_weight=s.caption_weight if warmup else 0.0, clip_context=s.clip_context, class_context=s.class_context,
         max_steps=s.finetune_steps, checkpoint_every=0, train_fraction=s.pairs_fraction,
         checkpoints_total_limit=1, validate_every=s.validate_every, val_limit=s.val_limit, validation_images=0,
         select="best", seed=cfg.seed)

@@ -22,7 +22,7 @@ PAPER_STAGE_B = dict(
     encoder_norm="pretrained",
     clip_head="pool", clip_head_prior=0,  # the paper's head: pooled tokens + Linear, 1 - cos
     freeze_clip_head=False,  # trained on in the joint phase
-    caption_weight=0.0, clip_context=False, null_init="random",
+    caption_weight=0.0, clip_context=False, null_init="random", class_context=False,
     finetune_encoder_learning_rate=None, clip_warmup_encoder_learning_rate=None,  # one rate for every part
     timestep_bias="none",  # uniform training timesteps
 )
@@ -306,6 +306,9 @@ class DemoSettings:
     caption_weight: float = 1.0
     null_init: str = "base"
     clip_context: bool = True
+    # The class context (finetune --class-context, models/class_reader.py): a shrinkage LDA on the train EEG reads the
+    # class posterior, and the base's class contexts weighted by it join the context. Val: see docs/finetune.md.
+    class_context: bool = False
     # Validation every N steps (and at the last); the best val step becomes the pipeline. 200 rather than 100 (two
     # validations fewer, ~6 CPU-s): on val the step kept and its generated-image CLIP 2-way at benchmark seed 1
     # 400 / 0.645 either way, seed 2 500 / 0.610 instead of 300 / 0.617 (400: 0.608), seed 0 500 / 0.730 either way.

@@ -58,6 +58,7 @@ from dreamdiffusion.core.config import check_model_folder, read_json_config
 from dreamdiffusion.core.constants import PAPER_SFREQ
 from dreamdiffusion.core.errors import ConfigError, check_eeg_shape
 from dreamdiffusion.data.transforms import binned_means
+from dreamdiffusion.models.class_reader import ClassReader
 from dreamdiffusion.models.eeg_encoder import (
     ENCODER_KEYS,
     ENCODER_OPTION_KEYS,
@@ -173,6 +174,8 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         clip_head_bins: int = 16,
         clip_head_scale: float = 1.0,
         clip_head_prior: int = 0,
+        class_contexts: int = 0,
+        class_context_bins: int = 8,
     ):
         super().__init__()
         if clip_pool_tokens < 1:
@@ -221,6 +224,9 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         self.null_cond = nn.Parameter(torch.randn(num_cond_tokens, cross_attention_dim) * 0.02)
         # Optional low-level guess of the VAE latents (not the paper's; :meth:`add_latent_decoder`).
         self.latent_decoder = LatentDecoder(n_chans, latent_bins, latent_shape) if latent_shape else None
+        # Optional class context (not the paper's; models/class_reader.py): fitted in closed form, then held.
+        self.class_reader = (ClassReader(n_chans, n_times, class_contexts, class_context_bins,
+                                         (num_cond_tokens, cross_attention_dim)) if class_contexts else None)
 
     def _build_clip_head(self, n_tokens: int, embed_dim: int, clip_dim: int) -> None:
         """The CLIP head on the raw tokens (before the mapper), as the reference's `mapping`.
@@ -335,6 +341,10 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         clip_embeds = self.clip_embeds(tokens, eeg)
         if self.clip_context_proj is not None:
             cond = cond + self.clip_context_proj(clip_embeds).view_as(cond)
+        if self.class_reader is not None:
+            if eeg is None:
+                raise ConfigError("this conditioner's class context reads the EEG window: pass it beside the tokens")
+            cond = cond + self.class_reader(eeg).to(cond.dtype)
         return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
 
     def clip_embeds(self, tokens: torch.Tensor, eeg: torch.Tensor | None = None) -> torch.Tensor:
@@ -390,6 +400,16 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         self.register_to_config(clip_head=kind, clip_head_filters=int(opts.get("spatial_filters", 0)),
                                 clip_head_bins=new.n_times, clip_head_scale=float(scale),
                                 clip_head_prior=0 if prior is None else prior.hidden)
+
+    def use_class_reader(self, weight, bias, contexts, bins: int) -> ClassReader:
+        """Add a :class:`ClassReader` with the discriminant ``weight [K, C * bins]``, ``bias [K]`` and the class
+        contexts ``[K, L, D]``; recorded in the config, so the saved model rebuilds it. Held (no gradient)."""
+        cfg = self.config
+        reader = ClassReader(cfg.n_chans, cfg.n_times, len(contexts), bins, tuple(self.null_cond.shape))
+        reader.load_fit(weight, bias, contexts)
+        self.class_reader = reader.to(self.device, self.dtype).requires_grad_(False)
+        self.register_to_config(class_contexts=len(contexts), class_context_bins=int(bins))
+        return self.class_reader
 
     def null_condition(self, batch_size: int) -> torch.Tensor:
         """The learned no-EEG context, ``[B, 77, Dx]``."""

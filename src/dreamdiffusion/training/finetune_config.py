@@ -128,6 +128,10 @@ class FinetuneConfig:
     caption_weight: float = 0.0
     # The CLIP head's prediction also enters every context token (models/conditioner.py; False: the paper).
     clip_context: bool = False
+    # Class context (False: the paper): a shrinkage LDA on the train EEG's time-binned means, fitted in closed form
+    # before the warm-up and held, reads each EEG's class posterior; the base's own context of each class (as
+    # --caption-weight's), weighted by it, is added to the mapped context (models/class_reader.py). Needs labels.
+    class_context: bool = False
     # The null context's start: random (small noise) | base (the base's own "no prompt" context).
     null_init: str = "random"
     weight_decay: float = 0.01  # AdamW default, as the reference

@@ -29,6 +29,7 @@ from dreamdiffusion.models.conditioner import filters_head
 from dreamdiffusion.pipeline import DreamDiffusionPipeline, make_scheduler
 from dreamdiffusion.training.captions import base_null_context
 from dreamdiffusion.training.checkpoint import CheckpointManager
+from dreamdiffusion.training.class_context import CLASS_CONTEXT_FILE, fit_class_context
 from dreamdiffusion.training.clip_head_refit import refit_clip_head, refit_state
 from dreamdiffusion.training.clip_warmup import clip_warmup
 from dreamdiffusion.training.finetune_config import (
@@ -139,6 +140,13 @@ class Trainer:
                                   f"conditioner's {tuple(p.conditioner.null_cond.shape)}", cfg.base)
             with torch.no_grad():
                 p.conditioner.null_cond.copy_(null)
+        if cfg.class_context:  # before the warm-up: its caption loss trains the rest of the context around it
+            record = fit_class_context(p.conditioner, self.train_ds, cfg.base, self.val_ds, source=cfg.dataset)
+            logger.info("class context: %d classes, the discriminant's train accuracy %.3f, val %s",
+                        len(record["classes"]), record["train_accuracy"], record.get("val_accuracy"))
+            if acc.is_main_process:
+                self.out.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(self.out / CLASS_CONTEXT_FILE, record)
         # Before `prepare`: every process runs the same seeded warm-up, and DDP starts from rank 0's weights.
         warm = {}
         if cfg.clip_warmup_steps and not cfg.resume:
