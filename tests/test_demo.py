@@ -311,7 +311,7 @@ def test_papers_stage_b_is_finetunes_own_defaults():
 
     names = ("tokenizer_init", "encoder_norm", "clip_head", "clip_head_prior", "freeze_clip_head", "caption_weight",
              "clip_context", "null_init", "encoder_learning_rate", "clip_warmup_encoder_learning_rate",
-             "timestep_bias")
+             "timestep_bias", "class_context")
     default = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
 
     def built(settings):
