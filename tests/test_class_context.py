@@ -3,6 +3,7 @@ before the warm-up, saved with the model, refused without labels."""
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -78,6 +79,10 @@ def test_finetune_class_context_fits_the_reader_before_the_warmup_and_saves_it(p
         plain = cond.from_tokens(tokens, eeg).cond
         cond.class_reader = reader
         assert torch.allclose(out.cond - plain, reader(eeg), atol=1e-5)
+        # sampled at another weight (generation.json's class_context_scale), the class context alone moves
+        twice = cond(eeg, class_scale=2.0)
+        assert torch.allclose(twice.cond - out.cond, reader(eeg), atol=1e-5)
+        assert torch.equal(twice.clip_embeds, out.clip_embeds)
         with pytest.raises(ConfigError, match="class context reads the EEG window"):
             cond.from_tokens(tokens)
     cond.save_pretrained(tmp_path / "saved")
@@ -93,3 +98,18 @@ def test_class_context_needs_labelled_pairs(parts, tmp_path):
         item["label"] = None
     with pytest.raises(DataError, match="--class-context needs labelled pairs"):
         _trainer(parts, tmp_path, train)
+
+
+def test_the_class_context_scale_is_a_checked_recommendation(tmp_path):
+    from dreamdiffusion.core.generation_file import read_generation_defaults, write_generation_defaults
+    from dreamdiffusion.pipeline import DreamDiffusionPipeline
+
+    write_generation_defaults(tmp_path, guidance_scale=3.0, class_context_scale=2.0)
+    assert read_generation_defaults(tmp_path)["class_context_scale"] == 2.0
+    with pytest.raises(ConfigError, match="class_context_scale must be a number >= 0"):
+        write_generation_defaults(tmp_path, guidance_scale=3.0, class_context_scale=-1.0)
+    def scale(defaults, value=None):  # the pipeline's getter reads only its recommendations
+        return DreamDiffusionPipeline.class_context_scale(SimpleNamespace(generation_defaults=defaults), value)
+
+    assert scale(read_generation_defaults(tmp_path)) == 2.0 and scale(read_generation_defaults(tmp_path), 1.5) == 1.5
+    assert scale({}) == 1.0

@@ -358,6 +358,11 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         value = value if value is not None else self.generation_defaults.get("low_level_strength")
         return 1.0 if value is None else check_low_level_strength(value)
 
+    def class_context_scale(self, value: float | None = None) -> float:
+        """``value``, else the model's recommended ``class_context_scale`` (generation.json), else 1 (as trained)."""
+        value = value if value is not None else self.generation_defaults.get("class_context_scale")
+        return 1.0 if value is None else float(value)
+
     @torch.no_grad()
     def _latent_guess(self, eeg, n: int, shape: tuple) -> torch.Tensor | None:
         """The EEG model's guess of the latents, ``n`` rows per EEG (None when it makes none)."""
@@ -371,14 +376,15 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
                               f"{tuple(shape[1:])}")
         return guess
 
-    def _context(self, eeg, ip_adapter_image_embeds, n: int, use_cfg: bool) -> tuple[torch.Tensor, dict, object]:
+    def _context(self, eeg, ip_adapter_image_embeds, n: int, use_cfg: bool,
+                 class_scale: float = 1.0) -> tuple[torch.Tensor, dict, object]:
         """The UNet's ``encoder_hidden_states``, its extra keyword arguments and the time-conditioning context."""
         dtype = self.unet.dtype
         if self.config.conditioning == "tokens":
             if ip_adapter_image_embeds is not None:
                 raise ConfigError("ip_adapter_image_embeds needs an ip-adapter pipeline; this one is conditioned "
                                   "on EEG tokens")
-            cond = self.eeg_conditioner(self._prepare_eeg(eeg)).cond.repeat_interleave(n, dim=0)  # [B*n, 77, Dx]
+            cond = self.eeg_conditioner(self._prepare_eeg(eeg), class_scale).cond.repeat_interleave(n, dim=0)  # [B*n, 77, Dx]
             if use_cfg:  # unconditional rows first, as diffusers does
                 cond = torch.cat([self.eeg_conditioner.null_condition(cond.shape[0]).to(cond.dtype), cond])
             return cond.to(dtype), {}, self.eeg_conditioner.conditioning(self.unet, cond.to(dtype))
@@ -427,6 +433,7 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         callback_on_step_end: Callable | None = None,
         ip_adapter_image_embeds: torch.Tensor | list[torch.Tensor] | None = None,
         low_level_strength: float | None = None,
+        class_context_scale: float | None = None,
     ):
         """Sample ``num_images_per_eeg`` images for each EEG window.
 
@@ -438,6 +445,9 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         the image's latents (:meth:`ImageEmbeddingConditioner.init_latents`), sampling starts from that guess
         noised to this share of the schedule and runs only the last ``round(steps x strength)`` steps (diffusers'
         img2img convention); 1 starts from pure noise, as without a guess.
+        ``class_context_scale`` (None: the model's ``generation.json``, else 1): the weight of an EEG model's class
+        context (``finetune --class-context``), trained at 1; a larger weight draws the decoded class more firmly,
+        as guidance does the whole condition.
         """
         if output_type not in ("pil", "np", "pt", "latent"):
             raise ConfigError(f"output_type must be pil, np, pt or latent, got {output_type!r}")
@@ -449,7 +459,8 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
         width = width or sample_size * self.vae_scale_factor
         device = self.device
         use_cfg = guidance_scale > 1.0
-        cond, unet_kwargs, conditioning = self._context(eeg, ip_adapter_image_embeds, num_images_per_eeg, use_cfg)
+        cond, unet_kwargs, conditioning = self._context(eeg, ip_adapter_image_embeds, num_images_per_eeg, use_cfg,
+                                                        self.class_context_scale(class_context_scale))
         batch = cond.shape[0] // 2 if use_cfg else cond.shape[0]
 
         shape = (batch, self.unet.config.in_channels, height // self.vae_scale_factor, width // self.vae_scale_factor)

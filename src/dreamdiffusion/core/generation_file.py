@@ -41,6 +41,10 @@ def check_generation_defaults(data, path=None) -> dict:
         raise ConfigError(f"num_inference_steps must be an integer >= 1 or null, got {steps!r}", path)
     if data.get("low_level_strength") is not None:  # (its type: check_config_values)
         check_low_level_strength(data["low_level_strength"], path)
+    scale = data.get("class_context_scale")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not math.isfinite(scale) or scale < 0):
+        raise ConfigError(f"class_context_scale must be a number >= 0, got {scale!r}", path)
     for key in ("chosen_on", "steering_clip"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ConfigError(f"{key} must be a string or null, got {data[key]!r}", path)
@@ -59,7 +63,7 @@ def read_generation_defaults(folder) -> dict:
 def write_generation_defaults(folder, guidance_scale: float, num_inference_steps: int | None = None,
                               chosen_on: str | None = None, clip_guidance: float | None = None,
                               steering_clip: str | None = None, low_level_strength: float | None = None,
-                              clip_guidance_steps: int | None = None) -> Path:
+                              clip_guidance_steps: int | None = None, class_context_scale: float | None = None) -> Path:
     """Write a pipeline folder's recommended settings (``generation.json``, atomically); returns its path.
 
     ``guidance_scale`` (>= 1) and ``num_inference_steps`` (>= 1, or None: no recommendation) are what
@@ -68,14 +72,16 @@ def write_generation_defaults(folder, guidance_scale: float, num_inference_steps
     ``steering_clip``: the CLIP guidance ``generate`` applies when ``--clip-guidance`` is not given, and its CLIP;
     ``clip_guidance_steps``: its moves per sampler step (``--clip-guidance-steps``).
     ``low_level_strength``: how far the pipeline noises its EEG model's low-level latent guess before denoising
-    (the default of every call; see :meth:`DreamDiffusionPipeline.__call__`).
+    (the default of every call; see :meth:`DreamDiffusionPipeline.__call__`). ``class_context_scale``: the weight of
+    the EEG model's class context when it samples (its training weight is 1; likewise read by the pipeline itself).
     """
     folder = Path(os.fspath(folder))
     if not folder.is_dir():
         raise ConfigError("pipeline folder not found", folder)
     path = folder / GENERATION_FILE
     extra = {k: v for k, v in (("clip_guidance", clip_guidance), ("clip_guidance_steps", clip_guidance_steps),
-                               ("steering_clip", steering_clip), ("low_level_strength", low_level_strength))
+                               ("steering_clip", steering_clip), ("low_level_strength", low_level_strength),
+                               ("class_context_scale", class_context_scale))
              if v is not None}
     data = check_generation_defaults({"guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps,
                                        "chosen_on": chosen_on, **extra}, path)

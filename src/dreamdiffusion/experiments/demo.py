@@ -127,7 +127,15 @@ def finetune_stage(out: Path, bench: Path, encoder: Path | None, cfg: DemoConfig
     folder = out / name
     if folder.exists():
         shutil.rmtree(folder)
-    return finetune(stage_b_config(folder, bench, encoder, cfg))
+    pipeline = finetune(stage_b_config(folder, bench, encoder, cfg))
+    s = cfg.settings
+    if s.class_context and s.class_context_scale != 1:
+        # the class context's sampling weight rides with the pipeline: every later draw (the val choices, the test
+        # images, generate, app, stream) reads it from generation.json; the guidance here is the val choices' start
+        write_generation_defaults(pipeline, guidance_scale=s.select_guidance, num_inference_steps=s.steps,
+                                  class_context_scale=s.class_context_scale,
+                                  chosen_on="class_context_scale: DemoSettings.class_context_scale (chosen on val)")
+    return pipeline
 
 
 def stage_b_config(folder: Path, bench: Path, encoder: Path | None, cfg: DemoConfig) -> FinetuneConfig:

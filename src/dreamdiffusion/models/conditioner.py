@@ -330,13 +330,16 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         """Raise :class:`ConfigError` naming ``source`` when ``eeg`` does not fit the model."""
         check_eeg_shape(eeg.shape, self.config.n_chans, self.config.n_times, self.config.sfreq, source)
 
-    def forward(self, eeg: torch.Tensor) -> ConditionerOutput:
+    def forward(self, eeg: torch.Tensor, class_scale: float = 1.0) -> ConditionerOutput:
         self.check_eeg(eeg)
-        return self.from_tokens(self.encoder(eeg.to(self.dtype)), eeg)  # tokens [B, N, D]
+        return self.from_tokens(self.encoder(eeg.to(self.dtype)), eeg, class_scale)  # tokens [B, N, D]
 
-    def from_tokens(self, tokens: torch.Tensor, eeg: torch.Tensor | None = None) -> ConditionerOutput:
+    def from_tokens(self, tokens: torch.Tensor, eeg: torch.Tensor | None = None,
+                    class_scale: float = 1.0) -> ConditionerOutput:
         """What :meth:`forward` gives for the encoder's ``tokens [B, N, D]`` of ``eeg``: the mappers and the CLIP head
-        alone (a caller holding the encoder still computes its tokens once; ``eeg`` is needed by the ``eeg`` head)."""
+        alone (a caller holding the encoder still computes its tokens once; ``eeg`` is needed by the ``eeg`` head and
+        the class context). ``class_scale``: the class context's weight (trained at 1; the pipeline may sample at
+        another, ``generation.json``'s ``class_context_scale``)."""
         cond = self.dim_mapper(self.token_mapper(tokens))  # [B, 77, D] -> [B, 77, Dx]
         clip_embeds = self.clip_embeds(tokens, eeg)
         if self.clip_context_proj is not None:
@@ -344,7 +347,7 @@ class EEGConditioner(LatentGuessMixin, ModelMixin, ConfigMixin):
         if self.class_reader is not None:
             if eeg is None:
                 raise ConfigError("this conditioner's class context reads the EEG window: pass it beside the tokens")
-            cond = cond + self.class_reader(eeg).to(cond.dtype)
+            cond = cond + float(class_scale) * self.class_reader(eeg).to(cond.dtype)
         return ConditionerOutput(cond=cond, clip_embeds=clip_embeds, tokens=tokens)
 
     def clip_embeds(self, tokens: torch.Tensor, eeg: torch.Tensor | None = None) -> torch.Tensor:
