@@ -308,14 +308,14 @@ class DemoSettings:
     clip_context: bool = True
     # The class context (finetune --class-context, models/class_reader.py): a shrinkage LDA on the train EEG reads the
     # class posterior, and the base's class contexts weighted by it join the context; sampled at twice its training
-    # weight (generation.json's class_context_scale). Val, all 716 val EEGs, the demo's whole Stage B and val choices
-    # (top-1, beside the ridge -> class lookup / LDA's accuracy on the val EEG): without -> with (weight 1) -> weight 2
-    # at sampling, the same pipeline (3 the same way):
-    #   seed 4: 0.848 -> 0.877 -> 0.891 (3: 0.873; lookup 0.883 / LDA 0.883)
-    #   seed 131: 0.856 -> 0.859 -> 0.884 (3: 0.867; lookup 0.911 / LDA 0.898)
-    #   seed 1: 0.912 -> 0.937 -> SEED1 (lookup 0.905 / LDA 0.950)
-    #   seed 2: 0.891 -> SEED2
-    # Retrieval top-5 and CLIP within-class moved by at most 0.01 either way (docs/finetune.md has every number).
+    # weight (generation.json's class_context_scale). Val, all 716 val EEGs, the demo's whole Stage B and val choices;
+    # top-1 without -> with (weight 1) -> sampled at 1.5 / 2 / 3 (the weight-1 pipeline drawn again); the ridge ->
+    # class lookup and LDA's accuracy on the same val EEG beside:
+    #   seed 4:   0.848 -> 0.877 -> 0.885 / 0.891 / -      (lookup 0.883, LDA 0.883)
+    #   seed 131: 0.856 -> 0.859 -> 0.867 / 0.884 / 0.867  (lookup 0.911, LDA 0.898)
+    #   seed 1:   0.912 -> 0.937 -> 0.948 / 0.950 / 0.940  (lookup 0.905, LDA 0.950)
+    #   seed 2:   0.891 -> 0.915 -> 0.920 / 0.925 / -      (lookup 0.911, LDA 0.947)
+    # Retrieval top-5 and CLIP within-class moved by at most 0.01 either way (docs/finetune.md).
     class_context: bool = True
     class_context_scale: float = 2.0
     # Validation every N steps (and at the last); the best val step becomes the pipeline. 200 rather than 100 (two
