@@ -221,6 +221,8 @@ def write_demo_report(out: Path, bench: Path, encoder: Path | None, pipeline: Pa
         + (f"; the warm-up taught the mapper the base's caption contexts (weight {s['caption_weight']})"
            if s.get("caption_weight") else "")
         + ("; the CLIP prediction enters every context token" if s.get("clip_context") else "")
+        + (f"; a shrinkage LDA on the train EEG weighs the base's class contexts into the context, sampled at "
+           f"{s.get('class_context_scale', 1.0):g} x (`finetune/class_context.json`)" if s.get("class_context") else "")
         + (f"; after the warm-up a low-rank CLIP head refitted on {REFIT_INPUT[s['clip_head']]} (InfoNCE + cos, "
            "`finetune/clip_head_refit.json`)" if s.get("clip_head") in REFIT_INPUT and s.get("clip_weight") else "")
         + ("; the null context started from the base's" if s.get("null_init") == "base" else "")
