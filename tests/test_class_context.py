@@ -113,3 +113,5 @@ def test_the_class_context_scale_is_a_checked_recommendation(tmp_path):
 
     assert scale(read_generation_defaults(tmp_path)) == 2.0 and scale(read_generation_defaults(tmp_path), 1.5) == 1.5
     assert scale({}) == 1.0
+    with pytest.raises(ConfigError, match="class_context_scale must be a number >= 0"):
+        scale({}, -0.5)

@@ -62,6 +62,7 @@ from dreamdiffusion.core.errors import ConfigError
 from dreamdiffusion.core.files import atomic_write_json
 from dreamdiffusion.core.generation_file import (  # read/write: re-exported, callers import them from here
     GENERATION_FILE,
+    check_class_context_scale,
     check_generation_defaults,
     check_low_level_strength,
     read_generation_defaults,
@@ -361,7 +362,7 @@ class DreamDiffusionPipeline(DiffusionPipeline, IPAdapterMixin):
     def class_context_scale(self, value: float | None = None) -> float:
         """``value``, else the model's recommended ``class_context_scale`` (generation.json), else 1 (as trained)."""
         value = value if value is not None else self.generation_defaults.get("class_context_scale")
-        return 1.0 if value is None else float(value)
+        return 1.0 if value is None else check_class_context_scale(value)
 
     @torch.no_grad()
     def _latent_guess(self, eeg, n: int, shape: tuple) -> torch.Tensor | None:

@@ -28,6 +28,13 @@ def check_low_level_strength(value, path=None) -> float:
     return float(value)
 
 
+def check_class_context_scale(value, path=None) -> float:
+    """``value`` as a float >= 0: the weight a pipeline samples its EEG model's class context at (trained at 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"class_context_scale must be a number >= 0, got {value!r}", path)
+    return float(value)
+
+
 def check_generation_defaults(data, path=None) -> dict:
     """``data`` (a generation.json object) checked and normalised; ConfigError naming ``path`` otherwise."""
     check_config_values(data, path, GENERATION_FILE)  # types and bounds (guidance, steps), like every config
@@ -41,10 +48,8 @@ def check_generation_defaults(data, path=None) -> dict:
         raise ConfigError(f"num_inference_steps must be an integer >= 1 or null, got {steps!r}", path)
     if data.get("low_level_strength") is not None:  # (its type: check_config_values)
         check_low_level_strength(data["low_level_strength"], path)
-    scale = data.get("class_context_scale")
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                              or not math.isfinite(scale) or scale < 0):
-        raise ConfigError(f"class_context_scale must be a number >= 0, got {scale!r}", path)
+    if data.get("class_context_scale") is not None:
+        check_class_context_scale(data["class_context_scale"], path)
     for key in ("chosen_on", "steering_clip"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise ConfigError(f"{key} must be a string or null, got {data[key]!r}", path)
@@ -89,4 +94,4 @@ def write_generation_defaults(folder, guidance_scale: float, num_inference_steps
     return path
 
 
-__all__ = ["GENERATION_FILE", "check_generation_defaults", "check_low_level_strength", "read_generation_defaults", "write_generation_defaults"]
+__all__ = ["GENERATION_FILE", "check_class_context_scale", "check_generation_defaults", "check_low_level_strength", "read_generation_defaults", "write_generation_defaults"]
